@@ -1,0 +1,36 @@
+# A thin layer over CMake: the two set-up commands of README and a few
+# conveniences. CMake stays the build system.
+.PHONY: run test build release asan certs deps-run deps-test bench clean format
+
+JOBS ?= $(shell nproc)
+
+run: deps-run release certs
+	scripts/run-demo.sh
+
+test: deps-test asan
+	cd build/asan && ctest --output-on-failure --timeout 900
+
+release:
+	cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DTLSTERM_TESTS=OFF >/dev/null
+	cmake --build build/release -j $(JOBS)
+
+asan:
+	cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DTLSTERM_SANITIZE=ON -DTLSTERM_WERROR=ON >/dev/null
+	cmake --build build/asan -j $(JOBS)
+
+build: release
+
+certs:
+	sh certs/gen-dev-certs.sh
+
+deps-run:
+	sh scripts/install-deps.sh run
+
+deps-test:
+	sh scripts/install-deps.sh test
+
+clean:
+	rm -rf build
+
+format:
+	clang-format -i proxy/*.c proxy/*.h tests/unit/*.c

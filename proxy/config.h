@@ -1,0 +1,105 @@
+/* config: the YAML configuration file, validated against a schema, as an
+ * immutable struct config.
+ *
+ * config_load reads the file, applies the schema and reports every problem it
+ * finds as "FILE:LINE:COL: message", so an operator fixes a file in one pass.
+ * It checks syntax and values (addresses, durations, versions, cipher and
+ * group names, files readable); loading certificates and keys is tls_ctx's
+ * job, which reports through cfg_error with the positions kept here. */
+#ifndef TLSTERM_CONFIG_H
+#define TLSTERM_CONFIG_H
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "log.h"
+#include "net.h"
+
+/* struct cfg_pos is where a value stands in a file, for error messages. |file|
+ * points at the owning config's |file| string. Lines and columns count from
+ * 1. */
+struct cfg_pos {
+    const char *file;
+    int line;
+    int col;
+};
+
+/* struct cfg_listen_addr is one "listen" entry: the resolved address and where
+ * it was written. */
+struct cfg_listen_addr {
+    struct net_addr addr;
+    struct cfg_pos pos;
+};
+
+/* struct cfg_cert is one certificates entry: a PEM chain (leaf first) and its
+ * private key. */
+struct cfg_cert {
+    char *cert_path;
+    char *key_path;
+    struct cfg_pos cert_pos;
+    struct cfg_pos key_pos;
+};
+
+struct cfg_listener {
+    char *name;
+    struct cfg_pos pos; /* the listener's mapping, for "defined here" notes */
+
+    struct cfg_listen_addr *listen;
+    size_t num_listen;
+
+    struct cfg_cert *certs;
+    size_t num_certs;
+
+    uint16_t min_version; /* TLS1_2_VERSION or TLS1_3_VERSION */
+    uint16_t max_version;
+    char *ciphers; /* TLS 1.2 suites, colon-separated, in preference order */
+    char *groups;  /* colon-separated, in preference order */
+
+    struct net_addr *servers;
+    size_t num_servers;
+
+    uint32_t handshake_timeout_ms;
+    uint32_t connect_timeout_ms;
+    uint32_t idle_timeout_ms;
+    uint32_t max_connections;
+};
+
+struct config {
+    char *file; /* the path as given; every cfg_pos.file points here */
+    enum log_format log_format;
+    enum log_level log_level;
+    uint32_t drain_timeout_ms;
+    char *user; /* drop privileges to this user after binding; NULL: stay */
+
+    struct cfg_listener *listeners;
+    size_t num_listeners;
+};
+
+/* Defaults, documented in conf/tlsterm.yaml. */
+#define CONFIG_DEFAULT_CIPHERS                                                 \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"               \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"               \
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+#define CONFIG_DEFAULT_GROUPS "X25519:P-256:P-384"
+
+/* config_load parses and validates the file at |path|. It returns a new
+ * config, owned by the caller and released with config_free, or NULL after
+ * writing every error found to |errors|, one "FILE:LINE:COL: message" per
+ * line. */
+struct config *config_load(const char *path, FILE *errors);
+
+/* config_free releases |config| and everything it owns. NULL is allowed. */
+void config_free(struct config *config);
+
+/* config_parse_duration parses a duration written as a whole number and a
+ * unit, "ms", "s", "m" or "h" ("500ms", "30s", "5m"), into |out_ms|. It
+ * returns 0, or -1 (leaving |out_ms| alone) for no unit, another unit, zero,
+ * a sign, spaces, or anything above 24h. */
+int config_parse_duration(const char *text, uint32_t *out_ms);
+
+/* cfg_error writes "FILE:LINE:COL: message\n" for |pos| to |errors|. */
+void cfg_error(FILE *errors, const struct cfg_pos *pos, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif

@@ -1,0 +1,58 @@
+/* log: one structured event per line on stderr, as JSON lines or as text.
+ *
+ * An event is built field by field into a fixed-size line on the caller's
+ * stack, then written with one write(2) so lines from several threads never
+ * interleave. Nothing here allocates. A line too long for its buffer is cut
+ * and marked "truncated" rather than dropped. */
+#ifndef TLSTERM_LOG_H
+#define TLSTERM_LOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+enum log_format { LOG_FORMAT_JSON, LOG_FORMAT_TEXT };
+
+#define LOG_LINE_MAX 2048
+
+/* struct log_line is one event being built. Fields are private to log.c. */
+struct log_line {
+    char buf[LOG_LINE_MAX];
+    size_t len;
+    bool truncated;
+    enum log_format format;
+};
+
+/* log_configure sets the format and the lowest level written. The defaults,
+ * before it is called, are JSON and info. */
+void log_configure(enum log_format format, enum log_level min_level);
+
+/* log_enabled returns true if events of |level| are written. Check it before
+ * doing work that only feeds a log line. */
+bool log_enabled(enum log_level level);
+
+/* log_level_name returns "debug", "info", "warn" or "error". */
+const char *log_level_name(enum log_level level);
+
+/* log_begin starts |line| with the timestamp, |level| and |event| name. */
+void log_begin(struct log_line *line, enum log_level level, const char *event);
+
+/* log_str adds a string field; a NULL |value| is written as null. Bytes are
+ * escaped, so untrusted input (an SNI) is safe to pass. */
+void log_str(struct log_line *line, const char *key, const char *value);
+
+/* log_strn is log_str for |value_len| bytes that need not end in NUL. */
+void log_strn(struct log_line *line, const char *key, const char *value,
+              size_t value_len);
+
+/* log_int adds an integer field. */
+void log_int(struct log_line *line, const char *key, long long value);
+
+/* log_end finishes |line| and writes it to stderr with one write(2). */
+void log_end(struct log_line *line);
+
+/* log_msg writes a one-field event {"event":..., "msg": printf(fmt, ...)}. */
+void log_msg(enum log_level level, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif

@@ -1,0 +1,120 @@
+/* main: command line, process set-up, and the start of the server. No logic
+ * of its own: everything it does is a call into a module. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include <event2/event.h>
+#include <nghttp2/nghttp2.h>
+#include <openssl/base.h>
+#include <yaml.h>
+
+#include "config.h"
+#include "log.h"
+#include "server.h"
+
+/* Exit codes, documented in README. */
+enum {
+    EXIT_OK = 0,
+    EXIT_CONFIG = 1,  /* configuration or certificate errors */
+    EXIT_USAGE = 2,   /* bad command line */
+    EXIT_RUNTIME = 3, /* could not start: bind failed, privileges, event loop */
+};
+
+static void print_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: tlsterm -c FILE          run in the foreground, logging to stderr\n"
+            "       tlsterm --check -c FILE  load and validate FILE and every certificate,\n"
+            "                                print the effective TLS policy; exit 0 or 1\n"
+            "       tlsterm --version        versions of tlsterm and its libraries\n"
+            "       tlsterm --help           this text\n"
+            "exit codes: 0 ok, 1 configuration error, 2 usage error, 3 failed to start\n");
+}
+
+static void print_version(void)
+{
+    printf("tlsterm %s\n", TLSTERM_VERSION);
+    printf("BoringSSL API %d (Debian package %s)\n", BORINGSSL_API_VERSION,
+           BORINGSSL_PKG_VERSION);
+    printf("libevent %s\n", event_get_version());
+    printf("libyaml %s\n", yaml_get_version_string());
+    printf("nghttp2 %s\n", nghttp2_version(0)->version_str);
+}
+
+/* raise_fd_limit lifts the soft descriptor limit to the hard one: each
+ * connection needs two descriptors, and the default soft limit of 1024 would
+ * cap tlsterm at about 500 connections. */
+static void raise_fd_limit(void)
+{
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &limit);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"check", no_argument, NULL, 't'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config_path = NULL;
+    bool check_only = false;
+    int opt;
+
+    while ((opt = getopt_long(argc, argv, "c:tVh", options, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case 't':
+            check_only = true;
+            break;
+        case 'V':
+            print_version();
+            return EXIT_OK;
+        case 'h':
+            print_usage(stdout);
+            return EXIT_OK;
+        default:
+            print_usage(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (config_path == NULL || optind != argc) {
+        fprintf(stderr, "tlsterm: %s\n",
+                config_path == NULL ? "-c FILE is required" : "unexpected argument");
+        print_usage(stderr);
+        return EXIT_USAGE;
+    }
+
+    struct config *config = config_load(config_path, stderr);
+    if (config == NULL)
+        return EXIT_CONFIG;
+    log_configure(config->log_format, config->log_level);
+    struct server *server = server_new(config, stderr);
+    if (server == NULL)
+        return EXIT_CONFIG;
+    if (check_only) {
+        server_describe(server, stdout);
+        printf("%s: ok\n", config_path);
+        server_free(server);
+        return EXIT_OK;
+    }
+
+    /* A peer that closes while we write must not kill the process. */
+    signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
+    int status = EXIT_OK;
+    if (server_bind(server) != 0 || server_run(server) != 0)
+        status = EXIT_RUNTIME;
+    server_free(server);
+    return status;
+}

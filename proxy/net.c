@@ -1,0 +1,218 @@
+/* net: socket addresses and socket options. See net.h. */
+#include "net.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static const char unix_prefix[] = "unix:";
+
+static int parse_unix(const char *path, struct net_addr *out_addr, char *err,
+                      size_t err_len)
+{
+    struct sockaddr_un *sun = (struct sockaddr_un *)&out_addr->ss;
+    size_t path_len = strlen(path);
+
+    if (path_len == 0 || path_len >= sizeof(sun->sun_path)) {
+        snprintf(err, err_len, "unix socket path must be 1 to %zu bytes",
+                 sizeof(sun->sun_path) - 1);
+        return -1;
+    }
+    sun->sun_family = AF_UNIX;
+    memcpy(sun->sun_path, path, path_len + 1);
+    out_addr->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + path_len + 1);
+    return 0;
+}
+
+int net_addr_parse(const char *text, bool allow_unix, struct net_addr *out_addr,
+                   char *err, size_t err_len)
+{
+    char host[256];
+    const char *port;
+    size_t host_len;
+
+    memset(out_addr, 0, sizeof(*out_addr));
+    if (strncmp(text, unix_prefix, sizeof(unix_prefix) - 1) == 0) {
+        if (!allow_unix) {
+            snprintf(err, err_len, "unix sockets are not allowed here");
+            return -1;
+        }
+        return parse_unix(text + sizeof(unix_prefix) - 1, out_addr, err, err_len);
+    }
+
+    if (text[0] == '[') {
+        const char *close = strchr(text, ']');
+        if (close == NULL || close[1] != ':') {
+            snprintf(err, err_len, "expected \"[v6 address]:port\"");
+            return -1;
+        }
+        host_len = (size_t)(close - text - 1);
+        port = close + 2;
+        text++;
+    } else {
+        const char *colon = strrchr(text, ':');
+        if (colon == NULL) {
+            snprintf(err, err_len, "expected \"host:port\", \"[v6]:port\" or \"unix:/path\"");
+            return -1;
+        }
+        if (memchr(text, ':', (size_t)(colon - text)) != NULL) {
+            snprintf(err, err_len, "an IPv6 address needs brackets: \"[v6]:port\"");
+            return -1;
+        }
+        host_len = (size_t)(colon - text);
+        port = colon + 1;
+    }
+    if (host_len == 0 || host_len >= sizeof(host)) {
+        snprintf(err, err_len, "missing or too long host");
+        return -1;
+    }
+    memcpy(host, text, host_len);
+    host[host_len] = '\0';
+
+    char *end;
+    errno = 0;
+    long port_num = strtol(port, &end, 10);
+    if (*port == '\0' || *end != '\0' || errno != 0 || port_num < 0 || port_num > 65535) {
+        snprintf(err, err_len, "port must be a number from 0 to 65535");
+        return -1;
+    }
+
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(host, port, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, err_len, "cannot resolve '%s': %s", host, gai_strerror(rc));
+        return -1;
+    }
+    memcpy(&out_addr->ss, res->ai_addr, res->ai_addrlen);
+    out_addr->len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+char *net_addr_format_sa(const struct sockaddr *sa, socklen_t len, char *out,
+                         size_t out_len)
+{
+    char ip[INET6_ADDRSTRLEN];
+
+    switch (sa->sa_family) {
+    case AF_INET: {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof(ip));
+        snprintf(out, out_len, "%s:%u", ip, ntohs(sin->sin_port));
+        break;
+    }
+    case AF_INET6: {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof(ip));
+        snprintf(out, out_len, "[%s]:%u", ip, ntohs(sin6->sin6_port));
+        break;
+    }
+    case AF_UNIX: {
+        const struct sockaddr_un *sun = (const struct sockaddr_un *)sa;
+        size_t path_max = len > offsetof(struct sockaddr_un, sun_path)
+                              ? len - offsetof(struct sockaddr_un, sun_path)
+                              : 0;
+        snprintf(out, out_len, "unix:%.*s", (int)strnlen(sun->sun_path, path_max),
+                 sun->sun_path);
+        break;
+    }
+    default:
+        snprintf(out, out_len, "unknown");
+    }
+    return out;
+}
+
+char *net_addr_format(const struct net_addr *addr, char *out, size_t out_len)
+{
+    return net_addr_format_sa((const struct sockaddr *)&addr->ss, addr->len, out,
+                              out_len);
+}
+
+bool net_addr_equal(const struct net_addr *a, const struct net_addr *b)
+{
+    if (a->ss.ss_family != b->ss.ss_family)
+        return false;
+    switch (a->ss.ss_family) {
+    case AF_INET: {
+        const struct sockaddr_in *x = (const void *)&a->ss, *y = (const void *)&b->ss;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    case AF_INET6: {
+        const struct sockaddr_in6 *x = (const void *)&a->ss, *y = (const void *)&b->ss;
+        return x->sin6_port == y->sin6_port &&
+               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+    }
+    case AF_UNIX: {
+        const struct sockaddr_un *x = (const void *)&a->ss, *y = (const void *)&b->ss;
+        return strcmp(x->sun_path, y->sun_path) == 0;
+    }
+    default:
+        return false;
+    }
+}
+
+void net_set_nodelay(int fd)
+{
+    int one = 1;
+    /* Fails with EOPNOTSUPP on unix sockets, which is fine: they have no Nagle. */
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+int net_listen(struct net_addr *addr, int backlog)
+{
+    int one = 1;
+    int family = addr->ss.ss_family;
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (family != AF_UNIX &&
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0)
+        goto fail;
+    if (family == AF_INET6 &&
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0)
+        goto fail;
+    if (bind(fd, (struct sockaddr *)&addr->ss, addr->len) != 0)
+        goto fail;
+    if (listen(fd, backlog) != 0)
+        goto fail;
+    if (family != AF_UNIX) {
+        socklen_t len = sizeof(addr->ss);
+        if (getsockname(fd, (struct sockaddr *)&addr->ss, &len) != 0)
+            goto fail;
+        addr->len = len;
+    }
+    return fd;
+
+fail:;
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return -1;
+}
+
+int net_connect_start(const struct net_addr *addr)
+{
+    int fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    net_set_nodelay(fd);
+    errno = 0;
+    if (connect(fd, (const struct sockaddr *)&addr->ss, addr->len) != 0 &&
+        errno != EINPROGRESS) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}

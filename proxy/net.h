@@ -1,0 +1,60 @@
+/* net: socket addresses (parse, format, compare) and socket options.
+ *
+ * Addresses appear in the configuration as "host:port", "[v6]:port" or
+ * "unix:/path". They are resolved once, when the configuration loads; nothing
+ * here resolves names on the event loop. */
+#ifndef TLSTERM_NET_H
+#define TLSTERM_NET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+/* NET_ADDR_TEXT_MAX bytes hold any formatted address, "[v6]:port" or
+ * "unix:/path", with its terminating NUL. */
+#define NET_ADDR_TEXT_MAX 128
+
+/* struct net_addr is a resolved socket address. It owns no memory. */
+struct net_addr {
+    struct sockaddr_storage ss;
+    socklen_t len;
+};
+
+/* net_addr_parse parses |text| ("host:port", "[v6]:port" or "unix:/path") into
+ * |out_addr|. Host names are resolved with getaddrinfo (first result). When
+ * |allow_unix| is false a "unix:" address is refused. It returns 0 on success,
+ * or -1 and writes a short reason (no trailing period) into |err| of |err_len|
+ * bytes. */
+int net_addr_parse(const char *text, bool allow_unix, struct net_addr *out_addr,
+                   char *err, size_t err_len);
+
+/* net_addr_format writes |addr| as "1.2.3.4:5", "[::1]:5" or "unix:/p" into
+ * |out| of |out_len| bytes (NET_ADDR_TEXT_MAX is always enough) and returns
+ * |out|. */
+char *net_addr_format(const struct net_addr *addr, char *out, size_t out_len);
+
+/* net_addr_format_sa is net_addr_format for a raw sockaddr. */
+char *net_addr_format_sa(const struct sockaddr *sa, socklen_t len, char *out,
+                         size_t out_len);
+
+/* net_addr_equal returns true if |a| and |b| name the same family, address
+ * and port (or the same unix path). */
+bool net_addr_equal(const struct net_addr *a, const struct net_addr *b);
+
+/* net_listen opens a non-blocking, close-on-exec listening socket bound to
+ * |addr| (SO_REUSEADDR; IPV6_V6ONLY for IPv6 so "[::]" and "0.0.0.0" can be
+ * listened on together). It returns the descriptor, or -1 with errno set.
+ * On success |addr| is updated with the bound address, so port 0 becomes the
+ * port the kernel chose. */
+int net_listen(struct net_addr *addr, int backlog);
+
+/* net_connect_start creates a non-blocking socket and starts connecting it to
+ * |addr| (TCP_NODELAY for TCP). It returns the descriptor, with errno EINPROGRESS
+ * or 0 depending on whether the connect completed at once, or -1 with errno
+ * set on failure. */
+int net_connect_start(const struct net_addr *addr);
+
+/* net_set_nodelay enables TCP_NODELAY on |fd|; harmless on non-TCP sockets. */
+void net_set_nodelay(int fd);
+
+#endif

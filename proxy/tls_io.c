@@ -1,0 +1,282 @@
+/* tls_io: BoringSSL on the socket. See tls_io.h. */
+#include "tls_io.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <openssl/err.h>
+
+/* plaintext_alert returns true and the alert's number if |tail| ends with a
+ * whole plaintext fatal alert record. */
+static bool plaintext_alert(const uint8_t *tail, size_t tail_len, uint8_t *out_alert)
+{
+    if (tail_len < TLS_IO_TAIL_LEN || tail[0] != SSL3_RT_ALERT || tail[1] != 3 ||
+        tail[3] != 0 || tail[4] != 2 || tail[5] != SSL3_AL_FATAL)
+        return false;
+    *out_alert = tail[6];
+    return true;
+}
+
+struct tls_io_failure tls_io_classify(int ssl_error, uint32_t packed_error, int sys_errno,
+                                      const uint8_t *tail, size_t tail_len)
+{
+    struct tls_io_failure failure = {.reason = END_TLS_ERROR};
+
+    if (ssl_error == SSL_ERROR_ZERO_RETURN ||
+        (ssl_error == SSL_ERROR_SYSCALL && packed_error == 0)) {
+        /* The socket, not TLS, ended it: there is no BoringSSL reason, so
+         * the detail names the socket event in the same style. */
+        bool reset = sys_errno == ECONNRESET;
+        failure.reason = reset ? END_TCP_RESET : END_CLIENT_CLOSED;
+        failure.detail = reset ? "CONNECTION_RESET" : "UNEXPECTED_EOF";
+        return failure;
+    }
+    if (packed_error == 0)
+        return failure;
+
+    failure.detail = ERR_reason_error_string(packed_error);
+    if (ERR_GET_LIB(packed_error) == ERR_LIB_SYS) {
+        bool reset = ERR_GET_REASON(packed_error) == ECONNRESET;
+        failure.reason = reset ? END_TCP_RESET : END_CLIENT_CLOSED;
+        failure.detail = reset ? "CONNECTION_RESET" : "UNEXPECTED_EOF";
+        return failure;
+    }
+    if (ERR_GET_LIB(packed_error) != ERR_LIB_SSL)
+        return failure;
+
+    int lib_reason = ERR_GET_REASON(packed_error);
+    /* BoringSSL reports an alert from the peer as SSL_AD_REASON_OFFSET plus
+     * the alert number. */
+    if (lib_reason >= SSL_AD_REASON_OFFSET && lib_reason < SSL_AD_REASON_OFFSET + 256) {
+        failure.reason = END_CLIENT_ALERT;
+        failure.alert = (uint8_t)(lib_reason - SSL_AD_REASON_OFFSET);
+        return failure;
+    }
+    switch (lib_reason) {
+    case SSL_R_BAD_PACKET_LENGTH:
+    case SSL_R_DECRYPTION_FAILED_OR_BAD_RECORD_MAC:
+        /* Once BoringSSL expects encrypted records, a client that gives up
+         * in plaintext (OpenSSL does, on a certificate it rejects in TLS
+         * 1.3) looks like a bad record. */
+        if (plaintext_alert(tail, tail_len, &failure.alert))
+            failure.reason = END_CLIENT_ALERT;
+        else
+            failure.reason = END_MALFORMED;
+        break;
+    case SSL_R_UNSUPPORTED_PROTOCOL:
+        failure.reason = END_PROTOCOL_VERSION;
+        break;
+    case SSL_R_NO_SHARED_CIPHER:
+        failure.reason = END_NO_SHARED_CIPHER;
+        break;
+    case SSL_R_NO_SHARED_GROUP:
+        failure.reason = END_NO_SHARED_GROUP;
+        break;
+    case SSL_R_HTTP_REQUEST:
+    case SSL_R_HTTPS_PROXY_REQUEST:
+        failure.reason = END_HTTP_REQUEST_ON_TLS;
+        break;
+    case SSL_R_WRONG_VERSION_NUMBER:
+    case SSL_R_DECODE_ERROR:
+    case SSL_R_PARSE_TLSEXT:
+    case SSL_R_RECORD_TOO_LARGE:
+    case SSL_R_EXCESSIVE_MESSAGE_SIZE:
+    case SSL_R_UNEXPECTED_RECORD:
+    case SSL_R_UNEXPECTED_MESSAGE:
+    case SSL_R_UNKNOWN_PROTOCOL:
+    case SSL_R_BAD_LENGTH:
+    case SSL_R_DUPLICATE_EXTENSION:
+    case SSL_R_UNEXPECTED_EXTENSION:
+    case SSL_R_ERROR_PARSING_EXTENSION:
+    case SSL_R_CLIENTHELLO_PARSE_FAILED:
+    case SSL_R_INVALID_COMPRESSION_LIST:
+    case SSL_R_BAD_HANDSHAKE_RECORD:
+        failure.reason = END_MALFORMED;
+        break;
+    default:
+        break;
+    }
+    return failure;
+}
+
+/* ---- the socket BIO ---------------------------------------------------- */
+
+/* remember_tail keeps the last TLS_IO_TAIL_LEN bytes of the stream. */
+static void remember_tail(struct tls_io_socket *sock, const uint8_t *bytes, size_t len)
+{
+    if (len >= TLS_IO_TAIL_LEN) {
+        memcpy(sock->tail, bytes + len - TLS_IO_TAIL_LEN, TLS_IO_TAIL_LEN);
+        sock->tail_len = TLS_IO_TAIL_LEN;
+        return;
+    }
+    size_t keep = sock->tail_len + len > TLS_IO_TAIL_LEN ? TLS_IO_TAIL_LEN - len : sock->tail_len;
+    memmove(sock->tail, sock->tail + sock->tail_len - keep, keep);
+    memcpy(sock->tail + keep, bytes, len);
+    sock->tail_len = (uint8_t)(keep + len);
+}
+
+static int socket_bio_read(BIO *bio, char *out, int len)
+{
+    struct tls_io_socket *sock = BIO_get_data(bio);
+    ssize_t n;
+
+    BIO_clear_retry_flags(bio);
+    do
+        n = recv(sock->fd, out, (size_t)len, 0);
+    while (n < 0 && errno == EINTR);
+    if (n > 0) {
+        sock->bytes_read += (uint64_t)n;
+        remember_tail(sock, (const uint8_t *)out, (size_t)n);
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        BIO_set_retry_read(bio);
+    }
+    return (int)n;
+}
+
+static int socket_bio_write(BIO *bio, const char *in, int len)
+{
+    struct tls_io_socket *sock = BIO_get_data(bio);
+    ssize_t n;
+
+    BIO_clear_retry_flags(bio);
+    /* MSG_NOSIGNAL: a client gone away is an error to handle, not SIGPIPE. */
+    do
+        n = send(sock->fd, in, (size_t)len, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        BIO_set_retry_write(bio);
+    return (int)n;
+}
+
+static long socket_bio_ctrl(BIO *bio, int cmd, long num, void *ptr)
+{
+    /* Writes go straight to the socket: there is never anything to flush. */
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static BIO_METHOD *socket_bio_method;
+static pthread_once_t socket_bio_once = PTHREAD_ONCE_INIT;
+
+static void socket_bio_method_init(void)
+{
+    BIO_METHOD *method = BIO_meth_new(BIO_TYPE_SOCKET, "tlsterm socket");
+    if (method == NULL || !BIO_meth_set_read(method, socket_bio_read) ||
+        !BIO_meth_set_write(method, socket_bio_write) ||
+        !BIO_meth_set_ctrl(method, socket_bio_ctrl)) {
+        BIO_meth_free(method);
+        return;
+    }
+    socket_bio_method = method;
+}
+
+int tls_io_attach(SSL *ssl, struct tls_io_socket *sock)
+{
+    pthread_once(&socket_bio_once, socket_bio_method_init);
+    if (socket_bio_method == NULL)
+        return -1;
+    BIO *bio = BIO_new(socket_bio_method);
+    if (bio == NULL)
+        return -1;
+    BIO_set_data(bio, sock);
+    BIO_set_init(bio, 1);
+    SSL_set_bio(ssl, bio, bio); /* the SSL owns the BIO now */
+    return 0;
+}
+
+/* ---- SSL calls ------------------------------------------------------------- */
+
+/* fail_from captures the failure of the SSL call that returned |ret|;
+ * |sock| is NULL after the handshake. */
+static enum tls_io_result fail_from(SSL *ssl, int ret, const struct tls_io_socket *sock,
+                                    struct tls_io_failure *out_failure)
+{
+    int saved_errno = errno;
+    int ssl_error = SSL_get_error(ssl, ret);
+
+    switch (ssl_error) {
+    case SSL_ERROR_WANT_READ:
+        return TLS_IO_WANT_READ;
+    case SSL_ERROR_WANT_WRITE:
+        return TLS_IO_WANT_WRITE;
+    default:
+        break;
+    }
+    *out_failure = tls_io_classify(ssl_error, ERR_peek_error(), saved_errno,
+                                   sock ? sock->tail : NULL, sock ? sock->tail_len : 0);
+    ERR_clear_error();
+    if (out_failure->reason == END_CLIENT_CLOSED)
+        return TLS_IO_EOF;
+    return TLS_IO_ERROR;
+}
+
+enum tls_io_result tls_io_handshake(SSL *ssl, const struct tls_io_socket *sock,
+                                    struct tls_io_failure *out_failure)
+{
+    ERR_clear_error();
+    errno = 0;
+    int ret = SSL_do_handshake(ssl);
+    if (ret == 1)
+        return TLS_IO_OK;
+    return fail_from(ssl, ret, sock, out_failure);
+}
+
+/* after_handshake turns a handshake-failure reason into the matching reason
+ * for an established connection. */
+static void after_handshake(struct tls_io_failure *failure)
+{
+    failure->reason = failure->reason == END_TCP_RESET ? END_CLIENT_RESET
+                                                       : END_CLIENT_TLS_ERROR;
+}
+
+enum tls_io_result tls_io_read(SSL *ssl, uint8_t *buf, size_t len, size_t *out_len,
+                               struct tls_io_failure *out_failure)
+{
+    ERR_clear_error();
+    errno = 0;
+    int ret = SSL_read(ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+    if (ret > 0) {
+        *out_len = (size_t)ret;
+        return TLS_IO_OK;
+    }
+    enum tls_io_result result = fail_from(ssl, ret, NULL, out_failure);
+    if (result == TLS_IO_ERROR)
+        after_handshake(out_failure);
+    return result;
+}
+
+enum tls_io_result tls_io_write(SSL *ssl, const uint8_t *buf, size_t len,
+                                size_t *out_len, struct tls_io_failure *out_failure)
+{
+    ERR_clear_error();
+    errno = 0;
+    int ret = SSL_write(ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+    if (ret > 0) {
+        *out_len = (size_t)ret;
+        return TLS_IO_OK;
+    }
+    enum tls_io_result result = fail_from(ssl, ret, NULL, out_failure);
+    /* EOF while writing means the client is gone, not a half-close. */
+    if (result == TLS_IO_EOF) {
+        out_failure->reason = END_TCP_RESET;
+        result = TLS_IO_ERROR;
+    }
+    if (result == TLS_IO_ERROR)
+        after_handshake(out_failure);
+    return result;
+}
+
+enum tls_io_result tls_io_close_notify(SSL *ssl)
+{
+    ERR_clear_error();
+    int ret = SSL_shutdown(ssl);
+    if (ret >= 0)
+        return TLS_IO_OK; /* 0: sent, the peer's close_notify not awaited */
+    int ssl_error = SSL_get_error(ssl, ret);
+    ERR_clear_error();
+    if (ssl_error == SSL_ERROR_WANT_WRITE)
+        return TLS_IO_WANT_WRITE;
+    return TLS_IO_ERROR;
+}

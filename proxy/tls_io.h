@@ -1,0 +1,83 @@
+/* tls_io: BoringSSL on a non-blocking socket, and what its errors mean.
+ *
+ * The SSL reads and writes the socket through a small BIO of ours rather
+ * than BoringSSL's socket BIO, so that a failed handshake can be explained
+ * from what the client actually sent: how many bytes, and the last few (a client that rejects our certificate in TLS 1.3 often sends its
+ * alert in plaintext, which BoringSSL can only report as a bad record). Every
+ * call here clears the error queue first, so the classification of a
+ * failure looks only at the error the call itself raised. */
+#ifndef TLSTERM_TLS_IO_H
+#define TLSTERM_TLS_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+
+#include "reason.h"
+
+enum tls_io_result {
+    TLS_IO_OK,         /* done, or |*out_len| bytes moved */
+    TLS_IO_WANT_READ,  /* retry once the socket is readable */
+    TLS_IO_WANT_WRITE, /* retry once the socket is writable */
+    TLS_IO_EOF,        /* the peer closed: close_notify or a plain TCP EOF */
+    TLS_IO_ERROR,      /* fatal; see tls_io_failure */
+};
+
+/* struct tls_io_failure describes a fatal error: the reason token, the alert
+ * for END_CLIENT_ALERT, and a detail in static storage: BoringSSL's reason
+ * code (e.g. "UNSUPPORTED_PROTOCOL"), or one of tlsterm's in the same style
+ * when the socket ended it ("UNEXPECTED_EOF", "CONNECTION_RESET"). */
+struct tls_io_failure {
+    enum end_reason reason;
+    uint8_t alert;
+    const char *detail;
+};
+
+/* TLS_IO_TAIL_LEN bytes: a TLS record header plus a two-byte alert. */
+#define TLS_IO_TAIL_LEN 7
+
+/* struct tls_io_socket is the client socket as the SSL sees it. It is
+ * embedded in its connection, which owns the descriptor. */
+struct tls_io_socket {
+    int fd;
+    uint64_t bytes_read; /* raw bytes from the client, TLS framing included */
+    uint8_t tail[TLS_IO_TAIL_LEN]; /* the last bytes read, oldest first */
+    uint8_t tail_len;
+};
+
+/* tls_io_attach makes |ssl| read and write |sock|, which must outlive it. It
+ * returns 0, or -1 when out of memory. */
+int tls_io_attach(SSL *ssl, struct tls_io_socket *sock);
+
+/* tls_io_handshake advances the server handshake on |ssl|. On TLS_IO_EOF and
+ * TLS_IO_ERROR it fills |out_failure| with a handshake-failure reason. */
+enum tls_io_result tls_io_handshake(SSL *ssl, const struct tls_io_socket *sock,
+                                    struct tls_io_failure *out_failure);
+
+/* tls_io_read reads up to |len| plaintext bytes into |buf|; |*out_len| is set
+ * on TLS_IO_OK. A TCP EOF without close_notify counts as TLS_IO_EOF: the
+ * half-close is passed on to the backend either way. */
+enum tls_io_result tls_io_read(SSL *ssl, uint8_t *buf, size_t len, size_t *out_len,
+                               struct tls_io_failure *out_failure);
+
+/* tls_io_write writes up to |len| bytes from |buf| (partial writes enabled:
+ * |*out_len| may be less than |len|). After TLS_IO_WANT_WRITE the caller
+ * retries with the same |buf| start and at least the same |len|. */
+enum tls_io_result tls_io_write(SSL *ssl, const uint8_t *buf, size_t len,
+                                size_t *out_len, struct tls_io_failure *out_failure);
+
+/* tls_io_close_notify sends close_notify without waiting for the peer's.
+ * It returns TLS_IO_OK once sent, TLS_IO_WANT_WRITE to be retried, or
+ * TLS_IO_ERROR. */
+enum tls_io_result tls_io_close_notify(SSL *ssl);
+
+/* tls_io_classify maps the result of a failed SSL call during the handshake
+ * to a reason: |ssl_error| from SSL_get_error, |packed_error| the first entry
+ * of the error queue (0 if empty), |sys_errno| the errno after the call, and
+ * |tail| (|tail_len| bytes, may be 0) the last bytes read from the client.
+ * It is pure, for unit tests. */
+struct tls_io_failure tls_io_classify(int ssl_error, uint32_t packed_error, int sys_errno,
+                                      const uint8_t *tail, size_t tail_len);
+
+#endif

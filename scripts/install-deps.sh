@@ -1,0 +1,37 @@
+#!/bin/sh
+# install-deps.sh run|test|bench: install the Debian 12 packages that tlsterm
+# needs for that purpose, if any are missing. Idempotent: when everything is
+# installed it changes nothing and needs no network.
+set -eu
+
+run_pkgs="cmake make gcc libc6-dev android-libboringssl-dev libevent-dev libyaml-dev
+  libnghttp2-dev openssl python3 curl"
+test_pkgs="$run_pkgs libcmocka-dev python3-pytest python3-h2 nghttp2-client"
+bench_pkgs="$test_pkgs android-boringssl wrk nginx-light hitch haproxy stunnel4 nghttp2-proxy"
+
+case "${1:-}" in
+run) wanted=$run_pkgs ;;
+test) wanted=$test_pkgs ;;
+bench) wanted=$bench_pkgs ;;
+*) echo "usage: $0 run|test|bench" >&2; exit 2 ;;
+esac
+
+missing=""
+for pkg in $wanted; do
+    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+    case "$status" in
+    "install ok installed") ;;
+    *) missing="$missing $pkg" ;;
+    esac
+done
+[ -z "$missing" ] && exit 0
+
+echo "tlsterm: installing missing Debian packages:$missing"
+if [ "$(id -u)" -ne 0 ]; then
+    echo "tlsterm: run as root (or install them yourself: apt-get install$missing)" >&2
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+# shellcheck disable=SC2086
+apt-get install -y -q --no-install-recommends $missing

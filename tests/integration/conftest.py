@@ -1,0 +1,128 @@
+"""Fixtures for the integration tests: certificates once per session, backends
+and tlsterm processes per test (or per module), torn down with their exit
+code checked. On a failure the report carries each tlsterm's config and log.
+"""
+
+import os
+import resource
+from pathlib import Path
+
+import pytest
+
+from tlsterm_harness import TLSTERM_BIN, Backend, Tlsterm, make_certs
+
+# 500 concurrent connections need ~1,000 descriptors in tlsterm and 500 in
+# each test process; children inherit the raised limit.
+_soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+if _hard == resource.RLIM_INFINITY or _soft < _hard:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (_hard, _hard))
+
+
+def pytest_collection_modifyitems(config, items):
+    if not os.access(TLSTERM_BIN, os.X_OK):
+        skip = pytest.mark.skip(reason=f"no tlsterm binary at {TLSTERM_BIN} (set TLSTERM_BIN)")
+        for item in items:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory):
+    """The development PKI, made by certs/gen-dev-certs.sh."""
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="session")
+def other_certs(tmp_path_factory):
+    """A second, unrelated PKI: its CA does not know tlsterm's certificate."""
+    return make_certs(tmp_path_factory.mktemp("other-certs"))
+
+
+class BackendFactory:
+    """BackendFactory starts backends and stops them all at teardown."""
+
+    def __init__(self):
+        self.backends = []
+
+    def __call__(self, mode, *args):
+        backend = Backend(mode, *args)
+        self.backends.append(backend)
+        return backend.start()
+
+    def close(self):
+        for backend in self.backends:
+            backend.stop()
+
+
+class TlstermFactory:
+    """TlstermFactory(config, start=True) returns a Tlsterm. At teardown each
+    one still running gets SIGTERM, and every exit code must equal the
+    instance's expect_exit (0 unless the test changed it)."""
+
+    def __init__(self, workdir):
+        self.workdir = Path(workdir)
+        self.instances = []
+
+    def __call__(self, config, start=True):
+        instance = Tlsterm(self.workdir, config, name=f"tlsterm{len(self.instances)}")
+        self.instances.append(instance)
+        return instance.start() if start else instance
+
+    def close(self):
+        failures = []
+        for instance in self.instances:
+            try:
+                instance.finish()
+            except AssertionError as e:
+                failures.append(str(e))
+        assert not failures, "\n\n".join(failures)
+
+
+@pytest.fixture
+def backend_factory():
+    factory = BackendFactory()
+    yield factory
+    factory.close()
+
+
+@pytest.fixture(scope="module")
+def module_backend_factory():
+    factory = BackendFactory()
+    yield factory
+    factory.close()
+
+
+@pytest.fixture
+def tlsterm_factory(tmp_path):
+    factory = TlstermFactory(tmp_path)
+    yield factory
+    factory.close()
+
+
+@pytest.fixture(scope="module")
+def module_tlsterm_factory(tmp_path_factory):
+    factory = TlstermFactory(tmp_path_factory.mktemp("tlsterm"))
+    yield factory
+    factory.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On a failure (test or teardown), attach the config and log of every
+    tlsterm the test used."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    seen = set()
+    for value in getattr(item, "funcargs", {}).values():
+        if isinstance(value, TlstermFactory):
+            instances = value.instances
+        elif isinstance(value, Tlsterm):
+            instances = [value]
+        else:
+            continue
+        for instance in instances:
+            if id(instance) in seen or instance.log is None:
+                continue
+            seen.add(id(instance))
+            report.sections.append((f"{instance.name} config and log", instance.dump()))

@@ -1,0 +1,190 @@
+"""The command line: --check on good and bad configurations (errors as
+FILE:LINE:COL: message at the lines written here), refusing to start on a bad
+one, exit codes, --version and --help."""
+
+import re
+import socket
+
+import pytest
+
+from tlsterm_harness import free_port, run_tlsterm, text
+
+# A good configuration, one line per entry so each error has a known line.
+# Lines are numbered from 1 in the tests, as in the messages.
+GOOD = """\
+log: {{format: json, level: info}}
+drain_timeout: 5s
+listeners:
+  - name: edge
+    listen: ["{listen}"]
+    tls:
+      certificates:
+        - cert: {cert}
+          key: {key}
+      min_version: "1.2"
+      max_version: "1.3"
+    backend: {{servers: ["127.0.0.1:9"]}}
+    timeouts: {{handshake: 10s, connect: 5s, idle: 300s}}
+    max_connections: 100
+"""
+
+
+def write_config(tmp_path, certs, edits=None, listen="127.0.0.1:0", name="tlsterm.yaml"):
+    """write_config writes GOOD with the lines in |edits| ({line number: new
+    text}) replaced and returns (path, lines)."""
+    lines = GOOD.format(listen=listen, cert=certs.ecdsa_cert, key=certs.ecdsa_key).splitlines()
+    for number, new in (edits or {}).items():
+        lines[number - 1] = new
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n")
+    return path, lines
+
+
+def errors_of(result, path):
+    """errors_of returns the (line, col, message) of every
+    "FILE:LINE:COL: message" line on stderr, failing on stderr lines of
+    another shape (a JSON log line is allowed)."""
+    errors = []
+    pattern = re.compile(re.escape(str(path)) + r":(\d+):(\d+): (.+)")
+    for line in result.stderr.decode(errors="replace").splitlines():
+        match = pattern.fullmatch(line)
+        if match:
+            errors.append((int(match.group(1)), int(match.group(2)), match.group(3)))
+        else:
+            assert line.startswith("{") or not line.strip(), f"unexpected stderr line {line!r}"
+    return errors
+
+
+def col_of(line, token):
+    """col_of returns the 1-based column of |token| in |line|."""
+    return line.index(token) + 1
+
+
+def check_refused(path, expected_line, allowed_cols, words):
+    """check_refused runs --check on |path| and asserts exit 1 with an error
+    at |expected_line| (a column from |allowed_cols|) whose message contains
+    every one of |words| (case-insensitive). It returns all errors."""
+    result = run_tlsterm("--check", "-c", path)
+    assert result.returncode == 1, text(result)
+    assert b": ok" not in result.stdout, text(result)
+    errors = errors_of(result, path)
+    assert errors, f"no FILE:LINE:COL error\n{text(result)}"
+    hits = [e for e in errors if e[0] == expected_line]
+    assert hits, f"no error at line {expected_line}: {errors}"
+    line, col, message = hits[0]
+    assert col in allowed_cols, f"column {col} not in {allowed_cols}: {hits[0]}"
+    for word in words:
+        assert word.lower() in message.lower(), f"{word!r} not in message: {message!r}"
+    return errors
+
+
+def test_check_good_config(tmp_path, certs):
+    path, _ = write_config(tmp_path, certs)
+    result = run_tlsterm("--check", "-c", path)
+    assert result.returncode == 0, text(result)
+    # Lines describing the effective policy may come first; the verdict is
+    # the last line.
+    assert result.stdout.decode().splitlines()[-1] == f"{path}: ok", text(result)
+    assert b'"listening"' not in result.stderr
+
+
+def test_check_unknown_key(tmp_path, certs):
+    path, lines = write_config(tmp_path, certs, {11: '      max_verison: "1.3"'})
+    check_refused(path, 11, {col_of(lines[10], "max_verison")}, ["max_verison"])
+
+
+def test_check_bad_min_version(tmp_path, certs):
+    path, lines = write_config(tmp_path, certs, {10: '      min_version: "1.1"'})
+    cols = {col_of(lines[9], "min_version"), col_of(lines[9], '"1.1"')}
+    check_refused(path, 10, cols, ["min_version", "1.1"])
+
+
+def test_check_missing_cert_file(tmp_path, certs):
+    missing = tmp_path / "no-such-cert.pem"
+    path, lines = write_config(tmp_path, certs, {8: f"        - cert: {missing}"})
+    cols = {col_of(lines[7], "cert"), col_of(lines[7], str(missing))}
+    check_refused(path, 8, cols, [str(missing)])
+
+
+def test_check_key_does_not_match_cert(tmp_path, certs):
+    path, lines = write_config(tmp_path, certs, {9: f"          key: {certs.rsa_key}"})
+    result = run_tlsterm("--check", "-c", path)
+    assert result.returncode == 1, text(result)
+    errors = errors_of(result, path)
+    # The message may stand at the certificate or at the key.
+    hits = [e for e in errors if e[0] in (8, 9)]
+    assert hits, f"no error at line 8 or 9: {errors}\n{text(result)}"
+    assert "match" in hits[0][2].lower(), hits[0]
+
+
+def test_check_reports_every_error(tmp_path, certs):
+    path, _ = write_config(
+        tmp_path, certs, {10: '      min_version: "1.1"', 14: "    max_conections: 100"}
+    )
+    result = run_tlsterm("--check", "-c", path)
+    assert result.returncode == 1, text(result)
+    lines = {e[0] for e in errors_of(result, path)}
+    assert {10, 14} <= lines, f"one pass should report both errors: {text(result)}"
+
+
+def test_check_yaml_syntax_error(tmp_path, certs):
+    path, _ = write_config(tmp_path, certs, {5: '    listen: ["127.0.0.1:0"'})
+    result = run_tlsterm("--check", "-c", path)
+    assert result.returncode == 1, text(result)
+    errors = errors_of(result, path)
+    assert any(e[0] in (5, 6) for e in errors), text(result)
+
+
+def test_check_missing_config_file(tmp_path):
+    missing = tmp_path / "absent.yaml"
+    result = run_tlsterm("--check", "-c", missing)
+    assert result.returncode == 1, text(result)
+    assert str(missing) in result.stderr.decode(), text(result)
+
+
+def test_bad_config_refuses_to_start(tmp_path, certs):
+    port = free_port()
+    path, _ = write_config(
+        tmp_path, certs, {10: '      min_version: "1.1"'}, listen=f"127.0.0.1:{port}"
+    )
+    result = run_tlsterm("-c", path)
+    assert result.returncode == 1, text(result)
+    assert any(e[0] == 10 for e in errors_of(result, path)), text(result)
+    assert b'"listening"' not in result.stderr and b'"started"' not in result.stderr
+    # Nothing is left bound on the port it would have used.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+
+
+def test_bind_failure_exits_3(tmp_path, certs):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        path, _ = write_config(tmp_path, certs, listen=f"127.0.0.1:{port}")
+        result = run_tlsterm("-c", path)
+    assert result.returncode == 3, text(result)
+    assert f"127.0.0.1:{port}".encode() in result.stderr, text(result)
+    assert b'"started"' not in result.stderr
+
+
+def test_version():
+    result = run_tlsterm("--version")
+    assert result.returncode == 0, text(result)
+    out = result.stdout.decode()
+    for word in ("tlsterm", "BoringSSL", "libevent", "libyaml", "nghttp2"):
+        assert word in out, f"{word} missing from --version: {out!r}"
+
+
+def test_help():
+    result = run_tlsterm("--help")
+    assert result.returncode == 0, text(result)
+    out = result.stdout.decode()
+    assert "--check" in out and "-c" in out, out
+
+
+@pytest.mark.parametrize("args", [["--no-such-option"], ["-c"]], ids=["unknown", "missing-arg"])
+def test_usage_error_exits_2(args):
+    result = run_tlsterm(*args)
+    assert result.returncode == 2, text(result)
+    assert result.stderr.strip(), "a usage error should say what is wrong"

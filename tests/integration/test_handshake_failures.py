@@ -1,0 +1,221 @@
+"""Every way a handshake can fail ends in exactly one handshake_failed line with
+the right reason and client address; the proxy keeps serving afterwards.
+
+All tests share one tlsterm, so the last one checks it survived them all.
+"Exactly one" is checked after a barrier: a complete connection made after
+the failure, whose conn_closed line shows the proxy has moved on.
+"""
+
+import random
+import socket
+import ssl
+import time
+
+import pytest
+
+from backend import HTTP_BODY
+from tlsterm_harness import (
+    HTTP_REQUEST,
+    addr_text,
+    client_context,
+    curl,
+    free_port,
+    listener_config,
+    recv_until_eof,
+    reset_on_close,
+    s_client,
+    text,
+    tls_connect,
+    tls_recv_all,
+    tlsterm_config,
+)
+
+POLICY_CIPHERS = ["ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256"]
+REASONS = {
+    "protocol_version", "no_shared_cipher", "no_shared_group", "http_request_on_tls_port",
+    "handshake_timeout", "client_closed", "tcp_reset", "malformed", "tls_error",
+}
+
+
+@pytest.fixture(scope="module")
+def proxy(module_tlsterm_factory, module_backend_factory, certs):
+    http = module_backend_factory("http")
+    common = dict(ciphers=POLICY_CIPHERS, groups=["X25519", "P-256"])
+    return module_tlsterm_factory(
+        tlsterm_config(
+            [
+                listener_config("edge", http, certs, **common),
+                listener_config("tls13", http, certs, min_version="1.3"),
+                listener_config("x25519", http, certs, groups=["X25519"]),
+                listener_config("short", http, certs, handshake="1s", **common),
+            ]
+        )
+    )
+
+
+def barrier(proxy, certs):
+    """barrier makes one complete request to "edge" and waits for its
+    conn_closed line: whatever an earlier failure was going to log is
+    logged by then."""
+    mark = proxy.mark()
+    with tls_connect(proxy.port("edge"), client_context(certs.ca)) as tls:
+        client = addr_text(tls.getsockname())
+        tls.sendall(HTTP_REQUEST)
+        assert tls_recv_all(tls).endswith(HTTP_BODY)
+    proxy.wait_for("conn_closed", since=mark, client=client)
+
+
+def expect_one_failure(proxy, certs, mark, listener, client, reason):
+    """expect_one_failure waits for |client|'s handshake_failed line on
+    |listener| after |mark|, checks it and that it is the only one, and
+    returns it."""
+    failed = proxy.wait_for("handshake_failed", since=mark, client=client)
+    assert failed["reason"] == reason, failed
+    assert failed["listener"] == listener, failed
+    assert failed["level"] == "warn", failed
+    assert isinstance(failed["detail"], str), failed
+    assert isinstance(failed["duration_ms"], int) and failed["duration_ms"] >= 0, failed
+    assert "sni" in failed, failed
+    barrier(proxy, certs)
+    every = proxy.find("handshake_failed", since=mark)
+    assert every == [failed], f"expected one handshake_failed line, got {every}"
+    assert not proxy.find("handshake_done", since=mark, client=client)
+    return failed
+
+
+def raw_connect(port):
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    return sock, addr_text(sock.getsockname())
+
+
+def client_hello(certs):
+    """client_hello returns the bytes of a real TLS ClientHello for
+    localhost."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = client_context(certs.ca).wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    hello = outgoing.read()
+    assert hello[0] == 0x16 and len(hello) > 100
+    return hello
+
+
+def run_s_client(proxy, listener, *args):
+    """run_s_client runs a failing s_client from a known source port and
+    returns (result, client address)."""
+    result, client = s_client(proxy.port(listener), *args, bind_port=free_port())
+    assert result.returncode != 0, text(result)
+    assert b"BEGIN CERTIFICATE" not in result.stdout, text(result)
+    return result, client
+
+
+def test_tls11_client_refused(proxy, certs):
+    mark = proxy.mark()
+    result, client = run_s_client(
+        proxy, "edge", "-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0", "-servername", "localhost"
+    )
+    assert b"protocol version" in result.stderr, text(result)
+    expect_one_failure(proxy, certs, mark, "edge", client, "protocol_version")
+
+
+@pytest.mark.parametrize("cipher", ["AES128-SHA", "ECDHE-ECDSA-AES256-SHA"])
+def test_cipher_outside_policy(proxy, certs, cipher):
+    mark = proxy.mark()
+    _, client = run_s_client(proxy, "edge", "-tls1_2", "-cipher", cipher, "-servername", "localhost")
+    expect_one_failure(proxy, certs, mark, "edge", client, "no_shared_cipher")
+
+
+def test_tls12_client_on_tls13_listener(proxy, certs):
+    mark = proxy.mark()
+    _, client = run_s_client(proxy, "tls13", "-tls1_2", "-servername", "localhost")
+    expect_one_failure(proxy, certs, mark, "tls13", client, "protocol_version")
+
+
+def test_group_outside_policy(proxy, certs):
+    mark = proxy.mark()
+    _, client = run_s_client(proxy, "x25519", "-tls1_3", "-groups", "P-256", "-servername", "localhost")
+    expect_one_failure(proxy, certs, mark, "x25519", client, "no_shared_group")
+
+
+def test_plain_http_on_tls_port(proxy, certs):
+    mark = proxy.mark()
+    sock, client = raw_connect(proxy.port("edge"))
+    with sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        answer = recv_until_eof(sock, timeout=15)
+    assert HTTP_BODY not in answer
+    expect_one_failure(proxy, certs, mark, "edge", client, "http_request_on_tls_port")
+
+
+def test_silent_client_cut_at_handshake_timeout(proxy, certs):
+    mark = proxy.mark()
+    sock, client = raw_connect(proxy.port("short"))
+    with sock:
+        start = time.monotonic()
+        answer = recv_until_eof(sock, timeout=15)
+        elapsed = time.monotonic() - start
+    # A timed-out client may get an alert, never data.
+    assert len(answer) < 64, answer
+    assert 0.9 <= elapsed < 8, f"cut after {elapsed:.2f}s, handshake timeout is 1s"
+    failed = expect_one_failure(proxy, certs, mark, "short", client, "handshake_timeout")
+    assert failed["duration_ms"] >= 900, failed
+    assert failed["sni"] is None, failed
+
+
+def test_garbage(proxy, certs):
+    garbage = bytearray(random.Random(1).randbytes(64))
+    garbage[0] = 0x01  # not a handshake record (0x16), not SSLv2, not ASCII
+    mark = proxy.mark()
+    sock, client = raw_connect(proxy.port("edge"))
+    with sock:
+        sock.sendall(bytes(garbage))
+        recv_until_eof(sock, timeout=15)
+    expect_one_failure(proxy, certs, mark, "edge", client, "malformed")
+
+
+def test_partial_client_hello_then_eof(proxy, certs):
+    hello = client_hello(certs)
+    mark = proxy.mark()
+    sock, client = raw_connect(proxy.port("edge"))
+    with sock:
+        sock.sendall(hello[: len(hello) // 2])
+        sock.shutdown(socket.SHUT_WR)
+        recv_until_eof(sock, timeout=15)
+    expect_one_failure(proxy, certs, mark, "edge", client, "client_closed")
+
+
+def test_partial_client_hello_then_reset(proxy, certs):
+    hello = client_hello(certs)
+    mark = proxy.mark()
+    sock, client = raw_connect(proxy.port("edge"))
+    sock.sendall(hello[: len(hello) // 2])
+    reset_on_close(sock)
+    sock.close()
+    expect_one_failure(proxy, certs, mark, "edge", client, "tcp_reset")
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2])
+def test_client_rejects_certificate(proxy, certs, other_certs, version):
+    """A client that trusts another CA aborts with an alert; OpenSSL sends
+    unknown_ca for an issuer it cannot find."""
+    mark = proxy.mark()
+    sock, client = raw_connect(proxy.port("edge"))
+    ctx = client_context(other_certs.ca, version=version)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        ctx.wrap_socket(sock, server_hostname="localhost")
+    sock.close()
+    failed = expect_one_failure(proxy, certs, mark, "edge", client, "client_alert:unknown_ca")
+    assert failed["sni"] == "localhost", failed
+
+
+def test_still_serves_after_failures(proxy, certs):
+    port = proxy.port("edge")
+    result = curl(f"https://localhost:{port}/", port, certs.ca)
+    assert result.returncode == 0, text(result)
+    assert result.stdout == HTTP_BODY
+    assert proxy.running()
+    # Every failure above had its own client and a reason from the list.
+    failures = proxy.find("handshake_failed")
+    assert len({f["client"] for f in failures}) == len(failures), failures
+    for failed in failures:
+        assert failed["reason"] in REASONS or failed["reason"].startswith("client_alert:"), failed

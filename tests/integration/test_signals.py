@@ -1,0 +1,134 @@
+"""Graceful shutdown on SIGTERM and SIGINT: listeners close at once, open
+connections finish (or are cut at drain_timeout), then tlsterm exits 0."""
+
+import hashlib
+import signal
+import socket
+import ssl
+import time
+
+import pytest
+
+from backend import pattern_sha256
+from tlsterm_harness import (
+    addr_text,
+    client_context,
+    listener_config,
+    tls_connect,
+    tlsterm_config,
+    wait_until,
+)
+
+MIB = 1 << 20
+
+
+def refuses(port):
+    """refuses returns True if a TCP connect to 127.0.0.1:|port| is
+    refused."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def assert_listeners_closed(port):
+    # "At once": allow only the moment between the draining line and the
+    # close of the listening socket.
+    wait_until(lambda: refuses(port), timeout=2, what=f"port {port} to refuse connections")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_stop_when_idle(tlsterm_factory, backend_factory, certs, sig):
+    proxy = tlsterm_factory(tlsterm_config([listener_config("edge", backend_factory("echo"), certs)]))
+    start = time.monotonic()
+    assert proxy.stop(sig, timeout=15) == 0
+    assert time.monotonic() - start < 10
+    [draining] = proxy.find("draining")
+    assert draining["connections"] == 0
+    assert proxy.find("stopped")
+    assert refuses(proxy.port("edge"))
+
+
+def test_sigterm_drains_a_transfer(tlsterm_factory, backend_factory, certs):
+    size = 2 * MIB
+    slow = backend_factory("slow-source", size, MIB)
+    proxy = tlsterm_factory(tlsterm_config([listener_config("edge", slow, certs)]))
+    port = proxy.port("edge")
+    digest = hashlib.sha256()
+    received = 0
+    with tls_connect(port, client_context(certs.ca), suppress_ragged_eofs=False) as tls:
+        client = addr_text(tls.getsockname())
+        while received < 256 * 1024:
+            data = tls.recv(65536)
+            assert data, "stream ended early"
+            digest.update(data)
+            received += len(data)
+        mark = proxy.mark()
+        proxy.send_signal(signal.SIGTERM)
+        draining = proxy.wait_for("draining", since=mark)
+        assert draining["connections"] == 1
+        assert_listeners_closed(port)
+        at_refusal = received
+        while True:
+            data = tls.recv(65536)
+            if not data:
+                break
+            digest.update(data)
+            received += len(data)
+        assert at_refusal < size, "the transfer ended before the test could check mid-drain"
+    assert received == size
+    assert digest.hexdigest() == pattern_sha256(size)
+    assert proxy.wait_exit() == 0
+    closed = proxy.wait_for("conn_closed", client=client)
+    assert closed["reason"] == "done"
+    assert closed["bytes_out"] == size
+    stopped = proxy.wait_for("stopped")
+    events = proxy.find()
+    assert events.index(closed) < events.index(stopped)
+
+
+def test_drain_deadline_closes_open_connections(tlsterm_factory, backend_factory, certs):
+    proxy = tlsterm_factory(
+        tlsterm_config([listener_config("edge", backend_factory("echo"), certs)], drain_timeout="1s")
+    )
+    with tls_connect(proxy.port("edge"), client_context(certs.ca)) as tls:
+        client = addr_text(tls.getsockname())
+        tls.sendall(b"ping")
+        assert tls.recv(4) == b"ping"
+        start = time.monotonic()
+        proxy.send_signal(signal.SIGTERM)
+        assert proxy.wait_exit(timeout=15) == 0
+        elapsed = time.monotonic() - start
+        # The connection was cut: EOF (or a reset), no more data.
+        try:
+            assert tls.recv(1024) == b""
+        except (ConnectionResetError, ssl.SSLError):
+            pass
+    assert 0.9 <= elapsed < 6, f"drain_timeout 1s, exited after {elapsed:.2f}s"
+    assert proxy.find("draining")[0]["connections"] == 1
+    closed = proxy.wait_for("conn_closed", client=client)
+    assert closed["reason"] == "shutdown"
+    assert proxy.find("stopped")
+
+
+def test_sigint_lets_open_connections_finish(tlsterm_factory, backend_factory, certs):
+    proxy = tlsterm_factory(tlsterm_config([listener_config("edge", backend_factory("echo"), certs)]))
+    port = proxy.port("edge")
+    with tls_connect(port, client_context(certs.ca)) as tls:
+        client = addr_text(tls.getsockname())
+        proxy.send_signal(signal.SIGINT)
+        assert proxy.wait_for("draining")["connections"] == 1
+        assert_listeners_closed(port)
+        # The open connection still works while draining.
+        tls.sendall(b"still here")
+        tls.settimeout(30)
+        assert tls.recv(64) == b"still here"
+        assert proxy.running()
+        start = time.monotonic()
+    # Closing the last connection ends the drain long before its 30s.
+    assert proxy.wait_exit(timeout=15) == 0
+    assert time.monotonic() - start < 10
+    closed = proxy.wait_for("conn_closed", client=client)
+    assert closed["reason"] == "done"
+    assert proxy.find("stopped")

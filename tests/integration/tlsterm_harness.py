@@ -1,0 +1,770 @@
+"""tlsterm_harness: everything the integration tests share.
+
+- Certs / make_certs: the development PKI from certs/gen-dev-certs.sh.
+- Backend: backend.py as a child process, with the port it prints.
+- listener_config / tlsterm_config / to_yaml: configurations as dicts, written
+  as YAML with absolute paths.
+- Tlsterm: the daemon as a child process; a reader thread parses its JSON log
+  lines, and wait_for() blocks (with a deadline) until an event appears.
+- Clients: client_context / tls_connect (Python ssl), BioTlsClient (TLS over
+  MemoryBIOs, for half-close), async helpers for many connections at once,
+  and wrappers for curl and openssl s_client.
+
+Every wait has a deadline (TIMEOUT by default): a hung daemon fails a test, it
+never hangs the suite. The binary is an ASan/UBSan build, which is 2-3x
+slower, so deadlines are generous.
+"""
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = Path(os.environ.get("TLSTERM_SOURCE_DIR") or HERE.parents[1])
+TLSTERM_BIN = os.environ.get("TLSTERM_BIN") or str(REPO / "build/asan/tlsterm")
+GEN_CERTS = REPO / "certs/gen-dev-certs.sh"
+
+# The deadline for anything that should happen "soon"; tests pass shorter
+# ones where the point is that something happens quickly.
+TIMEOUT = 30.0
+
+# The exit code ASAN_OPTIONS gives a sanitizer finding (set by
+# tests/CMakeLists.txt; repeated here for runs of pytest by hand).
+SANITIZER_EXIT = 86
+
+HTTP_REQUEST = b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+
+
+# ---- small utilities --------------------------------------------------------
+
+
+def wait_until(predicate, timeout=TIMEOUT, what="condition", interval=0.02):
+    """wait_until polls |predicate| until it returns a true value, which it
+    returns, or fails the test after |timeout| seconds naming |what|."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def run(cmd, input=None, timeout=TIMEOUT, env=None):
+    """run runs |cmd| (a list) with bytes |input| on stdin and returns the
+    CompletedProcess with stdout and stderr as text. A command still running
+    after |timeout| seconds fails the test."""
+    try:
+        return subprocess.run(
+            [str(c) for c in cmd],
+            input=input if input is not None else b"",
+            capture_output=True,
+            timeout=timeout,
+            env=env,
+        )
+    except subprocess.TimeoutExpired as e:
+        raise AssertionError(f"{cmd[0]} still running after {timeout}s: {cmd}") from e
+
+
+def text(completed):
+    """text returns the stdout and stderr of a CompletedProcess as one
+    string, for assertion messages."""
+    out = completed.stdout.decode(errors="replace")
+    err = completed.stderr.decode(errors="replace")
+    return f"exit {completed.returncode}\n--- stdout\n{out}\n--- stderr\n{err}"
+
+
+def free_port(host="127.0.0.1"):
+    """free_port returns a port that was free on |host| a moment ago: bound,
+    then closed without connecting, so nothing is in TIME_WAIT on it. Use it
+    for a port that must refuse connections, or for s_client -bind."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def addr_text(sockname):
+    """addr_text formats a getsockname() result as tlsterm logs addresses:
+    "127.0.0.1:5" or "[::1]:5"."""
+    host, port = sockname[0], sockname[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_addr(text_addr):
+    """parse_addr splits "127.0.0.1:5" or "[::1]:5" into (host, port)."""
+    host, port = text_addr.rsplit(":", 1)
+    return host.strip("[]"), int(port)
+
+
+def recv_until_eof(sock, timeout=TIMEOUT, limit=1 << 30):
+    """recv_until_eof reads from |sock| until EOF and returns the bytes. A
+    connection reset counts as EOF; what was read before it is returned."""
+    sock.settimeout(timeout)
+    chunks = []
+    total = 0
+    while total < limit:
+        try:
+            data = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+        total += len(data)
+    return b"".join(chunks)
+
+
+def reset_on_close(sock):
+    """reset_on_close sets SO_LINGER to zero on |sock|, so that closing it
+    sends a TCP RST instead of a FIN."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+# ---- certificates -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Certs:
+    """Certs names the files of one development PKI (see gen-dev-certs.sh)."""
+
+    dir: Path
+    ca: Path
+    ca_key: Path
+    ecdsa_cert: Path
+    ecdsa_key: Path
+    rsa_cert: Path
+    rsa_key: Path
+
+    def pair(self, kind):
+        """pair returns {cert, key} for "ecdsa" or "rsa", as the config's
+        certificates entries want it."""
+        if kind == "ecdsa":
+            return {"cert": str(self.ecdsa_cert), "key": str(self.ecdsa_key)}
+        if kind == "rsa":
+            return {"cert": str(self.rsa_cert), "key": str(self.rsa_key)}
+        raise ValueError(kind)
+
+
+def make_certs(outdir):
+    """make_certs runs certs/gen-dev-certs.sh into |outdir| and returns the
+    Certs."""
+    outdir = Path(outdir)
+    result = run(["sh", GEN_CERTS, outdir], timeout=120)
+    assert result.returncode == 0, text(result)
+    return Certs(
+        dir=outdir,
+        ca=outdir / "ca.pem",
+        ca_key=outdir / "ca.key",
+        ecdsa_cert=outdir / "ecdsa.pem",
+        ecdsa_key=outdir / "ecdsa.key",
+        rsa_cert=outdir / "rsa.pem",
+        rsa_key=outdir / "rsa.key",
+    )
+
+
+# ---- the backend ------------------------------------------------------------
+
+
+class Backend:
+    """Backend is backend.py running in |mode| (see its docstring) as a child
+    process. start() returns once it printed its port."""
+
+    def __init__(self, mode, *args):
+        self.argv = [sys.executable, str(HERE / "backend.py"), mode, *map(str, args)]
+        self.proc = None
+        self.port = None
+
+    def start(self, timeout=TIMEOUT):
+        self.proc = subprocess.Popen(
+            self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE
+        )
+        line = _readline_with_deadline(self.proc.stdout, timeout)
+        match = re.fullmatch(rb"PORT (\d+)\n", line or b"")
+        assert match, f"backend {self.argv[2:]} did not report its port: {line!r}"
+        self.port = int(match.group(1))
+        return self
+
+    @property
+    def addr(self):
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self, timeout=10):
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _readline_with_deadline(stream, timeout):
+    result = []
+    reader = threading.Thread(target=lambda: result.append(stream.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    return result[0] if result else None
+
+
+# ---- configuration ----------------------------------------------------------
+
+
+def listener_config(
+    name,
+    backend,
+    certs,
+    *,
+    listen=("127.0.0.1:0",),
+    cert="ecdsa",
+    min_version="1.2",
+    max_version="1.3",
+    ciphers=None,
+    groups=None,
+    handshake="10s",
+    connect="5s",
+    idle="300s",
+    max_connections=10000,
+):
+    """listener_config returns one listeners entry as a dict. |backend| is a
+    Backend, an "ip:port" string or a list of them; |cert| is "ecdsa",
+    "rsa" or a list of pairs."""
+    backends = backend if isinstance(backend, list) else [backend]
+    servers = [b.addr if isinstance(b, Backend) else b for b in backends]
+    tls = {
+        "certificates": [certs.pair(cert)] if isinstance(cert, str) else cert,
+        "min_version": min_version,
+        "max_version": max_version,
+    }
+    if ciphers is not None:
+        tls["ciphers"] = list(ciphers)
+    if groups is not None:
+        tls["groups"] = list(groups)
+    return {
+        "name": name,
+        "listen": list(listen),
+        "tls": tls,
+        "backend": {"servers": servers},
+        "timeouts": {"handshake": handshake, "connect": connect, "idle": idle},
+        "max_connections": max_connections,
+    }
+
+
+def tlsterm_config(listeners, drain_timeout="30s", level="debug"):
+    """tlsterm_config returns a whole configuration as a dict."""
+    return {
+        "log": {"format": "json", "level": level},
+        "drain_timeout": drain_timeout,
+        "listeners": list(listeners),
+    }
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9_/.][A-Za-z0-9_./:@+-]*")
+_NUMBER = re.compile(r"[-+]?(\d[\d_]*)?(\.\d*)?([eE][-+]?\d+)?|0x[0-9a-fA-F]+|0o[0-7]+")
+_YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"}
+
+
+def _yaml_scalar(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    s = str(value)
+    if _PLAIN.fullmatch(s) and not _NUMBER.fullmatch(s) and s.lower() not in _YAML_WORDS:
+        return s
+    return json.dumps(s)  # a JSON string is a valid double-quoted YAML scalar
+
+
+def _yaml_lines(mapping, indent, lines):
+    pad = "  " * indent
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            lines.append(f"{pad}{key}:")
+            _yaml_lines(value, indent + 1, lines)
+        elif isinstance(value, list) and any(isinstance(v, dict) for v in value):
+            lines.append(f"{pad}{key}:")
+            for item in value:
+                item_lines = []
+                _yaml_lines(item, indent + 2, item_lines)
+                item_lines[0] = "  " * (indent + 1) + "- " + item_lines[0].lstrip()
+                lines.extend(item_lines)
+        elif isinstance(value, list):
+            lines.append(f"{pad}{key}: [{', '.join(_yaml_scalar(v) for v in value)}]")
+        else:
+            lines.append(f"{pad}{key}: {_yaml_scalar(value)}")
+
+
+def to_yaml(config):
+    """to_yaml writes a configuration dict as block-style YAML, the way an
+    operator would (plain scalars where YAML allows them)."""
+    lines = []
+    _yaml_lines(config, 0, lines)
+    return "\n".join(lines) + "\n"
+
+
+# ---- the daemon -------------------------------------------------------------
+
+
+def sanitizer_env():
+    """sanitizer_env returns the environment for tlsterm: the test's, plus
+    sanitizer options when the caller (ctest) did not set them."""
+    env = dict(os.environ)
+    env.setdefault("ASAN_OPTIONS", f"detect_leaks=1:abort_on_error=0:exitcode={SANITIZER_EXIT}")
+    env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+    return env
+
+
+def run_tlsterm(*args, timeout=TIMEOUT):
+    """run_tlsterm runs tlsterm with |args| to completion (--check,
+    --version, a config that must be refused) and returns the
+    CompletedProcess."""
+    return run([TLSTERM_BIN, *args], timeout=timeout, env=sanitizer_env())
+
+
+class LogReader:
+    """LogReader reads a stream line by line on its own thread. Lines that
+    parse as JSON objects become events; every line (JSON or not, such as a
+    sanitizer report) is kept in raw for dumps."""
+
+    def __init__(self, stream):
+        self.events = []
+        self.raw = []
+        self.closed = False
+        self.cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _run(self, stream):
+        for line in iter(stream.readline, b""):
+            decoded = line.decode("utf-8", errors="replace").rstrip("\n")
+            try:
+                event = json.loads(decoded)
+            except ValueError:
+                event = None
+            with self.cond:
+                self.raw.append(decoded)
+                if isinstance(event, dict):
+                    self.events.append(event)
+                self.cond.notify_all()
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+
+    def join(self, timeout):
+        self._thread.join(timeout)
+
+
+def _matches(event, name, fields, predicate):
+    if name is not None and event.get("event") != name:
+        return False
+    if any(event.get(key, _MISSING) != value for key, value in fields.items()):
+        return False
+    return predicate is None or bool(predicate(event))
+
+
+_MISSING = object()
+
+
+class Tlsterm:
+    """Tlsterm runs the daemon on a configuration dict written to
+    |workdir|/|name|.yaml.
+
+    expect_exit is the exit code the fixture's teardown requires (0: a
+    sanitizer finding, code 86, fails the test); None skips the check."""
+
+    def __init__(self, workdir, config, name="tlsterm"):
+        self.name = name
+        self.config_path = Path(workdir) / f"{name}.yaml"
+        self.config_path.write_text(to_yaml(config) if isinstance(config, dict) else config)
+        self.proc = None
+        self.log = None
+        self.stdout = None
+        self.expect_exit = 0
+
+    # -- process
+
+    def start(self, wait=True, timeout=TIMEOUT):
+        """start spawns tlsterm and, when |wait|, returns once it logged
+        "started" (failing if it exits first)."""
+        self.proc = subprocess.Popen(
+            [TLSTERM_BIN, "-c", str(self.config_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=sanitizer_env(),
+        )
+        self.log = LogReader(self.proc.stderr)
+        self.stdout = LogReader(self.proc.stdout)
+        if wait:
+            self.wait_for("started", timeout=timeout)
+        return self
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def send_signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def wait_exit(self, timeout=TIMEOUT):
+        """wait_exit returns tlsterm's exit code, failing the test if it is
+        still running after |timeout| seconds."""
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired as e:
+            raise AssertionError(
+                f"tlsterm still running {timeout}s later\n{self.dump()}"
+            ) from e
+        # The log is complete only once the reader saw EOF.
+        self.log.join(5)
+        self.stdout.join(5)
+        return code
+
+    def stop(self, sig=signal.SIGTERM, timeout=TIMEOUT):
+        """stop sends |sig| and returns the exit code."""
+        if self.running():
+            self.send_signal(sig)
+        return self.wait_exit(timeout)
+
+    def kill(self):
+        if self.running():
+            self.proc.kill()
+            self.proc.wait()
+
+    def finish(self):
+        """finish is the fixture teardown: stop tlsterm if it still runs,
+        then check its exit code against expect_exit."""
+        if self.proc is None:
+            return
+        try:
+            # Longer than the default drain_timeout (30s), so a connection a
+            # failed test left open is cut by tlsterm, not by the harness.
+            code = self.stop(timeout=45) if self.running() else self.wait_exit()
+        finally:
+            self.kill()
+        if self.expect_exit is not None:
+            assert code == self.expect_exit, (
+                f"{self.name} exited with {code}, expected {self.expect_exit}"
+                f" ({SANITIZER_EXIT} is a sanitizer finding)\n{self.dump()}"
+            )
+
+    # -- log
+
+    def mark(self):
+        """mark returns the number of events so far: pass it as |since| to
+        look only at what comes after."""
+        with self.log.cond:
+            return len(self.log.events)
+
+    def find(self, event=None, since=0, predicate=None, **fields):
+        """find returns the events named |event| (any when None) from index
+        |since| on whose fields equal |fields| and that satisfy
+        |predicate|."""
+        with self.log.cond:
+            return [
+                e
+                for e in self.log.events[since:]
+                if _matches(e, event, fields, predicate)
+            ]
+
+    def wait_count(self, event, count, timeout=TIMEOUT, since=0, predicate=None, **fields):
+        """wait_count waits until at least |count| matching events exist (see
+        find) and returns them all; it fails after |timeout| seconds, or at
+        once if tlsterm closed its log."""
+        deadline = time.monotonic() + timeout
+        with self.log.cond:
+            while True:
+                found = [
+                    e
+                    for e in self.log.events[since:]
+                    if _matches(e, event, fields, predicate)
+                ]
+                if len(found) >= count:
+                    return found
+                left = deadline - time.monotonic()
+                if left <= 0 or self.log.closed:
+                    why = "log closed (tlsterm exited)" if self.log.closed else f"{timeout}s passed"
+                    raise AssertionError(
+                        f"waiting for {count} x {event} {fields}: found {len(found)}, {why}\n"
+                        + self.dump()
+                    )
+                self.log.cond.wait(min(left, 0.5))
+
+    def wait_for(self, event, timeout=TIMEOUT, since=0, predicate=None, **fields):
+        """wait_for waits for the first matching event and returns it."""
+        return self.wait_count(event, 1, timeout, since, predicate, **fields)[0]
+
+    def dump(self, last=400):
+        """dump returns the config and the last |last| lines of the log, raw,
+        for failure messages."""
+        lines = self.log.raw[-last:] if self.log else []
+        out = self.stdout.raw[-50:] if self.stdout else []
+        return (
+            f"--- {self.config_path}\n{self.config_path.read_text()}"
+            f"--- {self.name} stderr (last {len(lines)} lines)\n" + "\n".join(lines)
+            + (f"\n--- {self.name} stdout\n" + "\n".join(out) if out else "")
+        )
+
+    # -- addresses
+
+    def addrs(self, listener):
+        """addrs returns the (host, port) pairs |listener| logged as
+        "listening"."""
+        return [parse_addr(e["addr"]) for e in self.find("listening", listener=listener)]
+
+    def port(self, listener, host="127.0.0.1"):
+        """port returns the port |listener| bound on |host|."""
+        for h, p in self.addrs(listener):
+            if h == host:
+                return p
+        raise AssertionError(f"listener {listener} is not listening on {host}\n{self.dump()}")
+
+
+# ---- clients ----------------------------------------------------------------
+
+
+def client_context(cafile, min_version=None, max_version=None, version=None, ciphers=None):
+    """client_context returns a verifying client SSLContext trusting
+    |cafile|. |version| pins one ssl.TLSVersion; |ciphers| sets the TLS 1.2
+    suites."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(cafile=str(cafile))
+    if version is not None:
+        min_version = max_version = version
+    if min_version is not None:
+        ctx.minimum_version = min_version
+    if max_version is not None:
+        ctx.maximum_version = max_version
+    if ciphers is not None:
+        ctx.set_ciphers(ciphers)
+    return ctx
+
+
+def tls_connect(port, ctx, host="127.0.0.1", server_hostname="localhost", timeout=TIMEOUT, **wrap):
+    """tls_connect opens a TCP connection to |host|:|port| and completes a
+    TLS handshake with |ctx|. It returns the SSLSocket."""
+    sock = socket.create_connection((host, port), timeout=timeout)
+    try:
+        return ctx.wrap_socket(sock, server_hostname=server_hostname, **wrap)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def tls_recv_all(tls, timeout=TIMEOUT):
+    """tls_recv_all reads an SSLSocket until the peer's close and returns
+    the bytes."""
+    tls.settimeout(timeout)
+    chunks = []
+    while True:
+        data = tls.recv(65536)
+        if not data:
+            return b"".join(chunks)
+        chunks.append(data)
+
+
+class BioTlsClient:
+    """BioTlsClient is a TLS client over ssl.SSLObject and MemoryBIOs on a
+    plain socket, so a test controls each direction on its own: SSLSocket
+    cannot half-close. Everything blocks with the socket timeout."""
+
+    def __init__(self, port, ctx, host="127.0.0.1", server_hostname="localhost", timeout=TIMEOUT):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.incoming = ssl.MemoryBIO()
+        self.outgoing = ssl.MemoryBIO()
+        self.tls = ctx.wrap_bio(self.incoming, self.outgoing, server_hostname=server_hostname)
+        self.tcp_eof = False
+
+    @property
+    def local_addr(self):
+        return addr_text(self.sock.getsockname())
+
+    def close(self):
+        self.sock.close()
+
+    def _flush(self):
+        data = self.outgoing.read()
+        if data:
+            self.sock.sendall(data)
+
+    def _fill(self):
+        assert not self.tcp_eof, "read past the peer's TCP EOF"
+        data = self.sock.recv(1 << 16)
+        if data:
+            self.incoming.write(data)
+        else:
+            self.tcp_eof = True
+            self.incoming.write_eof()
+
+    def handshake(self):
+        """handshake completes the TLS handshake. On failure it still sends
+        what OpenSSL queued (the alert) before raising."""
+        while True:
+            try:
+                self.tls.do_handshake()
+                self._flush()
+                return
+            except ssl.SSLWantReadError:
+                self._flush()
+                self._fill()
+            except ssl.SSLError:
+                self._flush()
+                raise
+
+    def send(self, data, chunk=1 << 18):
+        """send encrypts |data| and writes it to the socket."""
+        view = memoryview(data)
+        for offset in range(0, len(view), chunk):
+            self.tls.write(view[offset : offset + chunk])
+            self._flush()
+
+    def shutdown_tcp(self):
+        """shutdown_tcp half-closes with a bare TCP FIN, no close_notify."""
+        self._flush()
+        self.sock.shutdown(socket.SHUT_WR)
+
+    def send_close_notify(self):
+        """send_close_notify sends close_notify and leaves the read side
+        open: unwrap() queues the alert, then wants the peer's, which the
+        test reads later."""
+        try:
+            self.tls.unwrap()
+        except ssl.SSLWantReadError:
+            pass
+        self._flush()
+
+    def read_to_end(self, on_data):
+        """read_to_end passes decrypted data to |on_data| until the peer
+        ends the TLS stream, and returns how it ended: "close_notify" (a
+        clean close) or "eof" (TCP EOF without close_notify, a truncation
+        attack as far as TLS knows)."""
+        while True:
+            try:
+                data = self.tls.read(1 << 16)
+            except ssl.SSLWantReadError:
+                self._flush()
+                self._fill()
+                continue
+            except ssl.SSLZeroReturnError:
+                return "close_notify"
+            except ssl.SSLEOFError:
+                return "eof"
+            if not data:
+                return "close_notify"
+            on_data(data)
+
+    def read_exactly(self, n):
+        """read_exactly returns the next |n| decrypted bytes, failing if the
+        stream ends first."""
+        out = bytearray()
+        while len(out) < n:
+            try:
+                data = self.tls.read(n - len(out))
+            except ssl.SSLWantReadError:
+                self._flush()
+                self._fill()
+                continue
+            assert data, f"stream ended after {len(out)} of {n} bytes"
+            out += data
+        return bytes(out)
+
+    def abort(self):
+        """abort closes the socket with a TCP RST (SO_LINGER 0)."""
+        reset_on_close(self.sock)
+        self.sock.close()
+
+    def read_all(self):
+        """read_all returns (bytes, how) with read_to_end's |how|."""
+        chunks = []
+        how = self.read_to_end(chunks.append)
+        return b"".join(chunks), how
+
+    def wait_tcp_eof(self):
+        """wait_tcp_eof reads the socket after the TLS stream ended and
+        returns the bytes that came before the TCP FIN (b"" when the peer
+        closed cleanly). A reset counts as EOF."""
+        if self.tcp_eof:
+            return b""
+        rest = recv_until_eof(self.sock)
+        self.tcp_eof = True
+        return rest
+
+
+async def async_tls_open(port, ctx, host="127.0.0.1", timeout=TIMEOUT):
+    """async_tls_open connects with asyncio streams over TLS and returns
+    (reader, writer)."""
+    return await asyncio.wait_for(
+        asyncio.open_connection(host, port, ssl=ctx, server_hostname="localhost"),
+        timeout,
+    )
+
+
+async def async_echo(port, ctx, payload, chunk=4096, barrier=None, timeout=TIMEOUT):
+    """async_echo sends |payload| through tlsterm to an echo backend in
+    |chunk|-sized writes while reading the echo on the same connection, then
+    closes with close_notify and waits for tlsterm's. When |barrier| (an
+    asyncio.Barrier) is given, no byte moves until every party connected.
+    It returns (echoed bytes, client address)."""
+    reader, writer = await async_tls_open(port, ctx, timeout=timeout)
+    local = addr_text(writer.get_extra_info("sockname"))
+    if barrier is not None:
+        await asyncio.wait_for(barrier.wait(), timeout)
+
+    async def send():
+        for offset in range(0, len(payload), chunk):
+            writer.write(payload[offset : offset + chunk])
+            await writer.drain()
+
+    sender = asyncio.create_task(send())
+    try:
+        echoed = await asyncio.wait_for(reader.readexactly(len(payload)), timeout)
+        await asyncio.wait_for(sender, timeout)
+    finally:
+        sender.cancel()
+        writer.close()
+    # Closing sends close_notify; asyncio then waits for the peer's, which
+    # tlsterm sends once the backend finished its side.
+    await asyncio.wait_for(writer.wait_closed(), timeout)
+    return echoed, local
+
+
+def curl(url, port, cafile, *args, resolve_to="127.0.0.1", timeout=TIMEOUT):
+    """curl runs curl on https |url| with localhost pinned to
+    |resolve_to|:|port| and returns the CompletedProcess."""
+    host = f"[{resolve_to}]" if ":" in resolve_to else resolve_to
+    return run(
+        [
+            "curl", "-sS", "--max-time", str(int(timeout)), "--cacert", cafile,
+            "--resolve", f"localhost:{port}:{host}", *args, url,
+        ],
+        timeout=timeout + 5,
+    )
+
+
+def s_client(port, *args, input=b"", host="127.0.0.1", bind_port=None, timeout=TIMEOUT):
+    """s_client runs openssl s_client against |host|:|port| with |args|,
+    feeding |input|; with |bind_port| the client's source port is fixed, so
+    a test knows the "client" tlsterm will log. It returns (CompletedProcess,
+    client address or None)."""
+    cmd = ["openssl", "s_client", "-connect", f"{host}:{port}", *args]
+    client = None
+    if bind_port is not None:
+        cmd += ["-bind", f"{host}:{bind_port}"]
+        client = addr_text((host, bind_port))
+    return run(cmd, input=input, timeout=timeout), client

@@ -1,0 +1,715 @@
+/* config_test: config_load on good files (values and defaults) and on every
+ * class of mistake, asserting the exact "FILE:LINE:COL: message" lines.
+ *
+ * The group setup makes a fresh temporary directory with dummy certificate
+ * and key files and makes it the working directory, so configs can name
+ * "cert.pem" and the file under test is always "t.yaml". Teardown returns to
+ * the original directory. */
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <openssl/ssl.h>
+
+#include "config.h"
+
+static char test_dir[256];
+static int original_dir = -1;
+static char *errors_text;
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *file = fopen(path, "w");
+
+    assert_non_null(file);
+    assert_int_equal(fputs(text, file) >= 0, 1);
+    assert_int_equal(fclose(file), 0);
+}
+
+static int group_setup(void **state)
+{
+    const char *tmp = getenv("TMPDIR");
+
+    (void)state;
+    snprintf(test_dir, sizeof(test_dir), "%s/config_test.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    original_dir = open(".", O_RDONLY | O_DIRECTORY);
+    if (original_dir < 0 || mkdtemp(test_dir) == NULL || chdir(test_dir) != 0)
+        return -1;
+    write_text("cert.pem", "dummy certificate\n");
+    write_text("key.pem", "dummy key\n");
+    write_text("cert2.pem", "dummy certificate\n");
+    write_text("key2.pem", "dummy key\n");
+    return mkdir("subdir", 0700);
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    unlink("cert.pem");
+    unlink("key.pem");
+    unlink("cert2.pem");
+    unlink("key2.pem");
+    unlink("t.yaml");
+    rmdir("subdir");
+    if (fchdir(original_dir) != 0)
+        return -1;
+    close(original_dir);
+    return rmdir(test_dir);
+}
+
+static int test_teardown(void **state)
+{
+    (void)state;
+    free(errors_text);
+    errors_text = NULL;
+    return 0;
+}
+
+/* load writes |yaml| to t.yaml and loads it; what was reported is left in
+ * errors_text. */
+static struct config *load(const char *yaml)
+{
+    size_t len = 0;
+    FILE *errors;
+    struct config *config;
+
+    free(errors_text);
+    errors_text = NULL;
+    errors = open_memstream(&errors_text, &len);
+    assert_non_null(errors);
+    write_text("t.yaml", yaml);
+    config = config_load("t.yaml", errors);
+    fclose(errors);
+    return config;
+}
+
+/* expect_errors checks that |yaml| fails to load with exactly |expected|. */
+static void expect_errors(const char *yaml, const char *expected)
+{
+    struct config *config = load(yaml);
+
+    assert_null(config);
+    assert_string_equal(errors_text, expected);
+}
+
+/* A valid listener, to be completed or broken by each test. */
+#define LISTENER_HEAD                                                                          \
+    "listeners:\n"                                                                             \
+    "  - name: edge\n"                                                                         \
+    "    listen: \"127.0.0.1:0\"\n"
+#define TLS_OK                                                                                 \
+    "    tls:\n"                                                                               \
+    "      certificates:\n"                                                                    \
+    "        - cert: cert.pem\n"                                                               \
+    "          key: key.pem\n"
+#define BACKEND_OK                                                                             \
+    "    backend:\n"                                                                           \
+    "      servers: [\"127.0.0.1:8080\"]\n"
+#define MINIMAL LISTENER_HEAD TLS_OK BACKEND_OK
+
+static void test_minimal_config_and_defaults(void **state)
+{
+    struct config *config = load(MINIMAL);
+    const struct cfg_listener *l;
+
+    (void)state;
+    assert_non_null(config);
+    assert_string_equal(errors_text, "");
+    assert_string_equal(config->file, "t.yaml");
+    assert_int_equal(config->log_format, LOG_FORMAT_JSON);
+    assert_int_equal(config->log_level, LOG_INFO);
+    assert_int_equal(config->drain_timeout_ms, 30000);
+    assert_null(config->user);
+    assert_int_equal(config->num_listeners, 1);
+    l = &config->listeners[0];
+    assert_string_equal(l->name, "edge");
+    assert_int_equal(l->pos.line, 2);
+    assert_int_equal(l->pos.col, 5);
+    assert_ptr_equal(l->pos.file, config->file);
+    assert_int_equal(l->num_listen, 1);
+    assert_int_equal(l->listen[0].addr.ss.ss_family, AF_INET);
+    assert_int_equal(l->listen[0].pos.line, 3);
+    assert_int_equal(l->listen[0].pos.col, 13);
+    assert_int_equal(l->num_certs, 1);
+    assert_string_equal(l->certs[0].cert_path, "cert.pem");
+    assert_string_equal(l->certs[0].key_path, "key.pem");
+    assert_int_equal(l->certs[0].cert_pos.line, 6);
+    assert_int_equal(l->certs[0].cert_pos.col, 17);
+    assert_int_equal(l->certs[0].key_pos.line, 7);
+    assert_ptr_equal(l->certs[0].key_pos.file, config->file);
+    assert_int_equal(l->min_version, TLS1_2_VERSION);
+    assert_int_equal(l->max_version, TLS1_3_VERSION);
+    assert_string_equal(l->ciphers, CONFIG_DEFAULT_CIPHERS);
+    assert_string_equal(l->groups, CONFIG_DEFAULT_GROUPS);
+    assert_int_equal(l->num_servers, 1);
+    assert_int_equal(l->handshake_timeout_ms, 10000);
+    assert_int_equal(l->connect_timeout_ms, 5000);
+    assert_int_equal(l->idle_timeout_ms, 300000);
+    assert_int_equal(l->max_connections, 10000);
+    config_free(config);
+    config_free(NULL);
+}
+
+static void test_full_config(void **state)
+{
+    struct config *config =
+        load("log:\n"
+             "  format: text\n"
+             "  level: debug\n"
+             "drain_timeout: 1500ms\n"
+             "user: root\n"
+             "listeners:\n"
+             "  - name: edge-1.a_b\n"
+             "    listen: [\"127.0.0.1:0\", \"[::1]:0\", \"127.0.0.1:9443\"]\n"
+             "    tls:\n"
+             "      certificates:\n"
+             "        - {cert: cert.pem, key: key.pem}\n"
+             "        - {cert: cert2.pem, key: key2.pem}\n"
+             "      min_version: 1.3\n"
+             "      max_version: \"1.3\"\n"
+             "      ciphers: [ECDHE-ECDSA-CHACHA20-POLY1305, "
+             "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]\n"
+             "      groups: [P-521, X25519]\n"
+             "    backend:\n"
+             "      servers: [\"unix:/run/app.sock\", \"[::1]:80\"]\n"
+             "    timeouts: {handshake: 2s, connect: 1m, idle: 2h}\n"
+             "    max_connections: 1000000\n"
+             "  - name: second\n"
+             "    listen: \"127.0.0.1:0\"\n" TLS_OK BACKEND_OK "    max_connections: 1\n");
+    const struct cfg_listener *l;
+
+    (void)state;
+    assert_non_null(config);
+    assert_int_equal(config->log_format, LOG_FORMAT_TEXT);
+    assert_int_equal(config->log_level, LOG_DEBUG);
+    assert_int_equal(config->drain_timeout_ms, 1500);
+    assert_string_equal(config->user, "root");
+    assert_int_equal(config->num_listeners, 2);
+    l = &config->listeners[0];
+    assert_string_equal(l->name, "edge-1.a_b");
+    assert_int_equal(l->num_listen, 3);
+    assert_int_equal(l->listen[1].addr.ss.ss_family, AF_INET6);
+    assert_int_equal(l->listen[2].pos.col, 40);
+    assert_int_equal(l->num_certs, 2);
+    assert_string_equal(l->certs[1].key_path, "key2.pem");
+    assert_int_equal(l->certs[1].key_pos.line, 12);
+    assert_int_equal(l->certs[1].key_pos.col, 34);
+    assert_int_equal(l->min_version, TLS1_3_VERSION);
+    assert_int_equal(l->max_version, TLS1_3_VERSION);
+    assert_string_equal(l->ciphers,
+                        "ECDHE-ECDSA-CHACHA20-POLY1305:TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256");
+    assert_string_equal(l->groups, "P-521:X25519");
+    assert_int_equal(l->num_servers, 2);
+    assert_int_equal(l->servers[0].ss.ss_family, AF_UNIX);
+    assert_int_equal(l->handshake_timeout_ms, 2000);
+    assert_int_equal(l->connect_timeout_ms, 60000);
+    assert_int_equal(l->idle_timeout_ms, 7200000);
+    assert_int_equal(l->max_connections, 1000000);
+    assert_string_equal(config->listeners[1].name, "second");
+    assert_int_equal(config->listeners[1].max_connections, 1);
+    config_free(config);
+}
+
+static void test_parse_duration(void **state)
+{
+    static const struct {
+        const char *text;
+        int result;
+        uint32_t ms;
+    } cases[] = {
+        {"1ms", 0, 1},
+        {"500ms", 0, 500},
+        {"10s", 0, 10000},
+        {"5m", 0, 300000},
+        {"2h", 0, 7200000},
+        {"24h", 0, 86400000},
+        {"1440m", 0, 86400000},
+        {"86400s", 0, 86400000},
+        {"86400000ms", 0, 86400000},
+        {"007s", 0, 7000},
+        {"25h", -1, 0},
+        {"86401s", -1, 0},
+        {"86400001ms", -1, 0},
+        {"1441m", -1, 0},
+        {"0s", -1, 0},
+        {"0ms", -1, 0},
+        {"30", -1, 0},
+        {"", -1, 0},
+        {"s", -1, 0},
+        {"-5s", -1, 0},
+        {"+5s", -1, 0},
+        {"5 s", -1, 0},
+        {" 5s", -1, 0},
+        {"5sec", -1, 0},
+        {"5S", -1, 0},
+        {"1.5s", -1, 0},
+        {"5d", -1, 0},
+        {"99999999999999999999999h", -1, 0},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uint32_t ms = 12345;
+        int result = config_parse_duration(cases[i].text, &ms);
+        if (result != cases[i].result)
+            fail_msg("config_parse_duration(\"%s\") returned %d", cases[i].text, result);
+        assert_int_equal(ms, cases[i].result == 0 ? cases[i].ms : 12345);
+    }
+}
+
+static void test_cfg_error_format(void **state)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *errors = open_memstream(&text, &len);
+    struct cfg_pos pos = {"conf/x.yaml", 12, 7};
+
+    (void)state;
+    assert_non_null(errors);
+    cfg_error(errors, &pos, "bad %s %d", "thing", 42);
+    fclose(errors);
+    assert_string_equal(text, "conf/x.yaml:12:7: bad thing 42\n");
+    free(text);
+}
+
+static void test_empty_files(void **state)
+{
+    (void)state;
+    expect_errors("",
+                  "t.yaml:1:1: the configuration is empty; it needs at least 'listeners'\n");
+    expect_errors("# nothing\n",
+                  "t.yaml:1:1: the configuration is empty; it needs at least 'listeners'\n");
+    expect_errors("---\n",
+                  "t.yaml:1:1: the configuration is empty; it needs at least 'listeners'\n");
+    expect_errors("- a\n", "t.yaml:1:1: expected a mapping at the top level, got a sequence\n");
+}
+
+static void test_missing_file(void **state)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *errors = open_memstream(&text, &len);
+
+    (void)state;
+    assert_null(config_load("no-such.yaml", errors));
+    fclose(errors);
+    assert_string_equal(text,
+                        "no-such.yaml:1:1: cannot open file: No such file or directory\n");
+    free(text);
+}
+
+static void test_yaml_errors_pass_through(void **state)
+{
+    (void)state;
+    expect_errors("listeners:\n  - name: a\n   bad\n",
+                  "t.yaml:3:4: did not find expected '-' indicator (while parsing a block "
+                  "collection at 2:3)\n");
+    expect_errors("log: {level: info}\nlog: {}\n",
+                  "t.yaml:2:1: duplicate key 'log' (first defined at 1:1)\n");
+}
+
+static void test_unknown_keys(void **state)
+{
+    (void)state;
+    /* A suggested required key is not also reported missing; a key already
+     * present is not suggested. */
+    expect_errors(
+        "listeners:\n"
+        "  - name: edge\n"
+        "    lsiten: \"127.0.0.1:0\"\n" TLS_OK "    backends: y\n"
+        "    zzz: 1\n"
+        "    nmae: x\n"
+        "logs: {}\n"
+        "log: {levl: info, color: x}\n",
+        "t.yaml:3:5: unknown key 'lsiten' in listener; did you mean 'listen'? allowed: "
+        "name, listen, tls, backend, timeouts, max_connections\n"
+        "t.yaml:8:5: unknown key 'backends' in listener; did you mean 'backend'? "
+        "allowed: name, listen, tls, backend, timeouts, max_connections\n"
+        "t.yaml:9:5: unknown key 'zzz' in listener; allowed: name, listen, tls, "
+        "backend, timeouts, max_connections\n"
+        "t.yaml:10:5: unknown key 'nmae' in listener; allowed: name, listen, tls, "
+        "backend, timeouts, max_connections\n"
+        "t.yaml:11:1: unknown key 'logs' at the top level; allowed: log, drain_timeout, "
+        "user, listeners\n"
+        "t.yaml:12:7: unknown key 'levl' in log; did you mean 'level'? allowed: format, "
+        "level\n"
+        "t.yaml:12:19: unknown key 'color' in log; allowed: format, level\n");
+    expect_errors(LISTENER_HEAD TLS_OK "    listn: x\n" BACKEND_OK,
+                  "t.yaml:8:5: unknown key 'listn' in listener; allowed: name, listen, tls, "
+                  "backend, timeouts, max_connections\n");
+    expect_errors("\"bad\\tkey\": 1\n" MINIMAL,
+                  "t.yaml:1:1: unknown key 'bad?key' at the top level; allowed: log, "
+                  "drain_timeout, user, listeners\n");
+    expect_errors(
+        "logs: {}\n" MINIMAL,
+        "t.yaml:1:1: unknown key 'logs' at the top level; did you mean 'log'? allowed: "
+        "log, drain_timeout, user, listeners\n");
+    expect_errors(LISTENER_HEAD TLS_OK "      ciphres: []\n"
+                                       "      certificate: x\n" BACKEND_OK
+                                       "    timeouts: {idel: 5s}\n",
+                  "t.yaml:8:7: unknown key 'ciphres' in tls; did you mean 'ciphers'? allowed: "
+                  "certificates, min_version, max_version, ciphers, groups\n"
+                  "t.yaml:9:7: unknown key 'certificate' in tls; allowed: certificates, "
+                  "min_version, max_version, ciphers, groups\n"
+                  "t.yaml:12:16: unknown key 'idel' in timeouts; did you mean 'idle'? allowed: "
+                  "handshake, connect, idle\n");
+}
+
+static void test_missing_required_keys(void **state)
+{
+    (void)state;
+    expect_errors("log: {format: json}\n",
+                  "t.yaml:1:1: the configuration is missing required key 'listeners'\n");
+    expect_errors("listeners:\n"
+                  "  - name: a\n"
+                  "  - listen: \"127.0.0.1:0\"\n"
+                  "    tls: {certificates: [{cert: cert.pem}]}\n"
+                  "    backend: {}\n",
+                  "t.yaml:2:5: listener is missing required key 'listen'\n"
+                  "t.yaml:2:5: listener is missing required key 'tls'\n"
+                  "t.yaml:2:5: listener is missing required key 'backend'\n"
+                  "t.yaml:4:26: certificates entry is missing required key 'key'\n"
+                  "t.yaml:5:14: backend is missing required key 'servers'\n"
+                  "t.yaml:3:5: listener is missing required key 'name'\n");
+    expect_errors(LISTENER_HEAD "    tls: {min_version: \"1.3\"}\n" BACKEND_OK,
+                  "t.yaml:4:10: tls is missing required key 'certificates'\n");
+}
+
+static void test_wrong_types(void **state)
+{
+    (void)state;
+    expect_errors("log: json\n"
+                  "drain_timeout: [1s]\n"
+                  "user: {name: root}\n"
+                  "listeners: {name: a}\n",
+                  "t.yaml:1:6: expected a mapping for 'log', got 'json'\n"
+                  "t.yaml:2:16: expected a duration for 'drain_timeout', got a sequence\n"
+                  "t.yaml:3:7: expected a string for 'user', got a mapping\n"
+                  "t.yaml:4:12: expected a sequence for 'listeners', got a mapping\n");
+    expect_errors("listeners:\n"
+                  "  - name: [a]\n"
+                  "    listen: {a: 1}\n"
+                  "    tls:\n"
+                  "    backend:\n"
+                  "      servers: [[\"127.0.0.1:1\"]]\n"
+                  "    timeouts: 5s\n"
+                  "    max_connections: [1]\n"
+                  "  - just a string\n",
+                  "t.yaml:2:11: expected a string for 'name', got a sequence\n"
+                  "t.yaml:3:13: expected a string or a sequence of strings for 'listen', got a "
+                  "mapping\n"
+                  "t.yaml:4:9: expected a mapping for 'tls', got an empty value\n"
+                  "t.yaml:6:17: expected a string for 'servers', got a sequence\n"
+                  "t.yaml:7:15: expected a mapping for 'timeouts', got '5s'\n"
+                  "t.yaml:8:22: expected an integer for 'max_connections', got a sequence\n"
+                  "t.yaml:9:5: expected a mapping for 'listeners', got 'just a string'\n");
+    expect_errors(LISTENER_HEAD "    tls:\n"
+                                "      certificates: {cert: cert.pem, key: key.pem}\n"
+                                "      ciphers: ECDHE-ECDSA-AES128-GCM-SHA256\n"
+                                "      groups: [[X25519]]\n" BACKEND_OK,
+                  "t.yaml:5:21: expected a sequence for 'certificates', got a mapping\n"
+                  "t.yaml:6:16: expected a sequence for 'ciphers', got "
+                  "'ECDHE-ECDSA-AES128-GCM-SHA256'\n"
+                  "t.yaml:7:16: expected a string for 'groups', got a sequence\n");
+    expect_errors(
+        LISTENER_HEAD "    tls:\n"
+                      "      certificates: [cert.pem]\n" BACKEND_OK,
+        "t.yaml:5:22: expected a mapping with 'cert' and 'key' for 'certificates', got "
+        "'cert.pem'\n");
+}
+
+static void test_empty_sequences(void **state)
+{
+    (void)state;
+    expect_errors("listeners: []\n",
+                  "t.yaml:1:12: expected a non-empty sequence for 'listeners'\n");
+    expect_errors("listeners:\n"
+                  "  - name: a\n"
+                  "    listen: []\n"
+                  "    tls: {certificates: [], ciphers: [], groups: []}\n"
+                  "    backend: {servers: []}\n",
+                  "t.yaml:3:13: expected a non-empty sequence for 'listen'\n"
+                  "t.yaml:4:25: expected a non-empty sequence for 'certificates'\n"
+                  "t.yaml:4:38: expected a non-empty sequence for 'ciphers'\n"
+                  "t.yaml:4:50: expected a non-empty sequence for 'groups'\n"
+                  "t.yaml:5:24: expected a non-empty sequence for 'servers'\n");
+}
+
+static void test_durations(void **state)
+{
+    (void)state;
+    expect_errors(
+        "drain_timeout: 30\n" MINIMAL "    timeouts:\n"
+        "      handshake: 0s\n"
+        "      connect: 25h\n"
+        "      idle: -5m\n",
+        "t.yaml:1:16: invalid duration '30' for 'drain_timeout'; expected a whole "
+        "number above 0 with a unit ms, s, m or h, at most 24h (e.g. 500ms, 30s, 5m)\n"
+        "t.yaml:12:18: invalid duration '0s' for 'handshake'; expected a whole number "
+        "above 0 with a unit ms, s, m or h, at most 24h (e.g. 500ms, 30s, 5m)\n"
+        "t.yaml:13:16: invalid duration '25h' for 'connect'; expected a whole number "
+        "above 0 with a unit ms, s, m or h, at most 24h (e.g. 500ms, 30s, 5m)\n"
+        "t.yaml:14:13: invalid duration '-5m' for 'idle'; expected a whole number "
+        "above 0 with a unit ms, s, m or h, at most 24h (e.g. 500ms, 30s, 5m)\n");
+}
+
+static void test_log_and_user(void **state)
+{
+    (void)state;
+    expect_errors(
+        "log: {format: xml, level: verbose}\n"
+        "user: no-such-user-tlsterm\n" MINIMAL,
+        "t.yaml:1:15: invalid format 'xml'; allowed: json, text\n"
+        "t.yaml:1:27: invalid level 'verbose'; allowed: debug, info, warn, error\n"
+        "t.yaml:2:7: unknown user 'no-such-user-tlsterm' for 'user'; it must exist on "
+        "this system\n");
+}
+
+static void test_listener_names(void **state)
+{
+    (void)state;
+    expect_errors(
+        "listeners:\n"
+        "  - name: edge\n"
+        "  - name: \"has space\"\n"
+        "  - name: \"\"\n"
+        "  - name: "
+        "a12345678901234567890123456789012345678901234567890123456789012345\n"
+        "  - name: edge\n",
+        "t.yaml:2:5: listener is missing required key 'listen'\n"
+        "t.yaml:2:5: listener is missing required key 'tls'\n"
+        "t.yaml:2:5: listener is missing required key 'backend'\n"
+        "t.yaml:3:11: invalid listener name 'has space'; use 1 to 64 characters from "
+        "A-Z, a-z, 0-9, '_', '.' and '-'\n"
+        "t.yaml:3:5: listener is missing required key 'listen'\n"
+        "t.yaml:3:5: listener is missing required key 'tls'\n"
+        "t.yaml:3:5: listener is missing required key 'backend'\n"
+        "t.yaml:4:11: invalid listener name ''; use 1 to 64 characters from A-Z, a-z, "
+        "0-9, '_', '.' and '-'\n"
+        "t.yaml:4:5: listener is missing required key 'listen'\n"
+        "t.yaml:4:5: listener is missing required key 'tls'\n"
+        "t.yaml:4:5: listener is missing required key 'backend'\n"
+        "t.yaml:5:11: invalid listener name "
+        "'a12345678901234567890123456789012345678901234567890123456789012345'; use 1 to "
+        "64 characters from A-Z, a-z, 0-9, '_', '.' and '-'\n"
+        "t.yaml:5:5: listener is missing required key 'listen'\n"
+        "t.yaml:5:5: listener is missing required key 'tls'\n"
+        "t.yaml:5:5: listener is missing required key 'backend'\n"
+        "t.yaml:6:11: duplicate listener name 'edge' (first defined at 2:11)\n"
+        "t.yaml:6:5: listener is missing required key 'listen'\n"
+        "t.yaml:6:5: listener is missing required key 'tls'\n"
+        "t.yaml:6:5: listener is missing required key 'backend'\n");
+}
+
+static void test_listen_addresses(void **state)
+{
+    (void)state;
+    expect_errors(
+        "listeners:\n"
+        "  - name: a\n"
+        "    listen: [\"127.0.0.1:8443\", \"[::1]:8443\", \"127.0.0.1:0\"]\n" TLS_OK BACKEND_OK
+        "  - name: b\n"
+        "    listen: [\"127.0.0.1:0\", \"[::1]:8443\", \"unix:/tmp/x\", \"[::1]:8444\","
+        " \"[::1]:8444\", \"127.0.0.1:8443\"]\n" TLS_OK BACKEND_OK,
+        "t.yaml:11:29: duplicate listen address '[::1]:8443' (first defined at 3:32)\n"
+        "t.yaml:11:43: invalid listen address 'unix:/tmp/x': unix sockets are not "
+        "allowed here\n"
+        "t.yaml:11:72: duplicate listen address '[::1]:8444' (first defined at 11:58)\n"
+        "t.yaml:11:86: duplicate listen address '127.0.0.1:8443' (first defined at "
+        "3:14)\n");
+}
+
+/* expect_error_prefix checks for one error line that starts with |prefix|:
+ * the reason after it comes from net.c and is not this module's wording. */
+static void expect_error_prefix(const char *yaml, const char *prefix)
+{
+    struct config *config = load(yaml);
+
+    assert_null(config);
+    if (strncmp(errors_text, prefix, strlen(prefix)) != 0)
+        fail_msg("got \"%s\", expected a line starting with \"%s\"", errors_text, prefix);
+    assert_non_null(strchr(errors_text, '\n'));
+    assert_string_equal(strchr(errors_text, '\n'), "\n");
+}
+
+static void test_bad_addresses(void **state)
+{
+    (void)state;
+    expect_error_prefix("listeners:\n"
+                        "  - name: a\n"
+                        "    listen: \"127.0.0.1\"\n" TLS_OK BACKEND_OK,
+                        "t.yaml:3:13: invalid listen address '127.0.0.1': ");
+    expect_error_prefix(
+        "listeners:\n"
+        "  - name: a\n"
+        "    listen: [\"127.0.0.1:0\", \"127.0.0.1:99999\"]\n" TLS_OK BACKEND_OK,
+        "t.yaml:3:29: invalid listen address '127.0.0.1:99999': ");
+    expect_error_prefix(LISTENER_HEAD TLS_OK "    backend:\n"
+                                             "      servers: \"::1:80\"\n",
+                        "t.yaml:9:16: invalid backend server address '::1:80': ");
+}
+
+static void test_certificate_files(void **state)
+{
+    (void)state;
+    expect_errors(LISTENER_HEAD "    tls:\n"
+                                "      certificates:\n"
+                                "        - cert: missing.pem\n"
+                                "          key: subdir\n"
+                                "        - {cert: cert.pem, key: key.pem}\n" BACKEND_OK,
+                  "t.yaml:6:17: cannot read certificate file 'missing.pem': No such file or "
+                  "directory\n"
+                  "t.yaml:7:16: cannot read private key file 'subdir': Is a directory\n");
+}
+
+static void test_tls_versions(void **state)
+{
+    (void)state;
+    expect_errors(LISTENER_HEAD TLS_OK "      min_version: 1.1\n"
+                                       "      max_version: \"1.0\"\n" BACKEND_OK,
+                  "t.yaml:8:20: min_version: TLS 1.1 is not allowed (insecure); allowed: "
+                  "\"1.2\", \"1.3\"\n"
+                  "t.yaml:9:20: max_version: TLS 1.0 is not allowed (insecure); allowed: "
+                  "\"1.2\", \"1.3\"\n");
+    expect_errors(LISTENER_HEAD TLS_OK "      min_version: TLSv1.2\n"
+                                       "      max_version: [1.3]\n" BACKEND_OK,
+                  "t.yaml:8:20: invalid TLS version 'TLSv1.2' for 'min_version'; allowed: "
+                  "\"1.2\", \"1.3\"\n"
+                  "t.yaml:9:20: expected a TLS version for 'max_version', got a sequence\n");
+    expect_errors(
+        LISTENER_HEAD TLS_OK "      max_version: 1.2\n"
+                             "      min_version: \"1.3\"\n" BACKEND_OK,
+        "t.yaml:9:20: min_version \"1.3\" is above max_version \"1.2\" (set at 8:20)\n");
+}
+
+static void test_ciphers(void **state)
+{
+    (void)state;
+    expect_errors(
+        LISTENER_HEAD TLS_OK "      ciphers:\n"
+                             "        - ECDHE-ECDSA-AES128-GCM-SHA256\n"
+                             "        - NOPE-CIPHER\n"
+                             "        - AES128-SHA\n"
+                             "        - ECDHE-RSA-AES128-SHA\n"
+                             "        - AES128-GCM-SHA256\n"
+                             "        - ECDHE-PSK-CHACHA20-POLY1305\n"
+                             "        - TLS_AES_128_GCM_SHA256\n"
+                             "        - ALL\n"
+                             "        - ECDHE+AESGCM\n" BACKEND_OK,
+        "t.yaml:10:11: unknown cipher suite 'NOPE-CIPHER' (list one suite name per "
+        "item, e.g. ECDHE-ECDSA-AES128-GCM-SHA256)\n"
+        "t.yaml:11:11: cipher suite 'AES128-SHA' is not allowed: tlsterm only offers "
+        "forward-secret AEAD suites (ECDHE with AES-GCM or ChaCha20-Poly1305)\n"
+        "t.yaml:12:11: cipher suite 'ECDHE-RSA-AES128-SHA' is not allowed: tlsterm only "
+        "offers forward-secret AEAD suites (ECDHE with AES-GCM or ChaCha20-Poly1305)\n"
+        "t.yaml:13:11: cipher suite 'AES128-GCM-SHA256' is not allowed: tlsterm only "
+        "offers forward-secret AEAD suites (ECDHE with AES-GCM or ChaCha20-Poly1305)\n"
+        "t.yaml:14:11: cipher suite 'ECDHE-PSK-CHACHA20-POLY1305' is not allowed: "
+        "tlsterm only offers forward-secret AEAD suites (ECDHE with AES-GCM or "
+        "ChaCha20-Poly1305)\n"
+        "t.yaml:15:11: 'TLS_AES_128_GCM_SHA256' is a TLS 1.3 suite: TLS 1.3 suites "
+        "cannot be configured (BoringSSL always enables all three); list TLS 1.2 suites "
+        "only\n"
+        "t.yaml:16:11: unknown cipher suite 'ALL' (list one suite name per item, e.g. "
+        "ECDHE-ECDSA-AES128-GCM-SHA256)\n"
+        "t.yaml:17:11: unknown cipher suite 'ECDHE+AESGCM' (list one suite name per "
+        "item, e.g. ECDHE-ECDSA-AES128-GCM-SHA256)\n");
+}
+
+static void test_groups(void **state)
+{
+    (void)state;
+    expect_errors(LISTENER_HEAD TLS_OK "      groups: [X25519, P-224, x448, \"\"]\n" BACKEND_OK,
+                  "t.yaml:8:24: unknown group 'P-224'; allowed: X25519, P-256, P-384, P-521\n"
+                  "t.yaml:8:31: unknown group 'x448'; allowed: X25519, P-256, P-384, P-521\n"
+                  "t.yaml:8:37: unknown group ''; allowed: X25519, P-256, P-384, P-521\n");
+}
+
+static void test_max_connections(void **state)
+{
+    static const char *const bad[] = {
+        "0", "1000001", "abc", "-1", "1e3", "99999999999999999999", "\"\""};
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char yaml[512], expected[256];
+        const char *shown = strcmp(bad[i], "\"\"") == 0 ? "" : bad[i];
+        snprintf(yaml, sizeof(yaml), MINIMAL "    max_connections: %s\n", bad[i]);
+        snprintf(expected, sizeof(expected),
+                 "t.yaml:10:22: invalid max_connections '%s'; expected an integer from 1 to "
+                 "1000000\n",
+                 shown);
+        expect_errors(yaml, expected);
+    }
+}
+
+static void test_every_error_reported_once_in_order(void **state)
+{
+    (void)state;
+    expect_errors(
+        "drain_timeout: soon\n"
+        "listeners:\n"
+        "  - name: a\n"
+        "    listen: \"127.0.0.1:7000\"\n"
+        "    tls:\n"
+        "      certificates: [{cert: nope.pem, key: key.pem}]\n"
+        "      ciphers: [AES256-SHA]\n"
+        "    backend: {servers: \"127.0.0.1:80\"}\n"
+        "  - name: a\n"
+        "    listen: \"127.0.0.1:7000\"\n"
+        "    tls: {certificates: [{cert: cert.pem, key: key.pem}], groups: [P-999]}\n"
+        "    backend: {severs: [\"127.0.0.1:80\"]}\n"
+        "    max_connections: 0\n",
+        "t.yaml:1:16: invalid duration 'soon' for 'drain_timeout'; expected a whole "
+        "number above 0 with a unit ms, s, m or h, at most 24h (e.g. 500ms, 30s, 5m)\n"
+        "t.yaml:6:29: cannot read certificate file 'nope.pem': No such file or "
+        "directory\n"
+        "t.yaml:7:17: cipher suite 'AES256-SHA' is not allowed: tlsterm only offers "
+        "forward-secret AEAD suites (ECDHE with AES-GCM or ChaCha20-Poly1305)\n"
+        "t.yaml:9:11: duplicate listener name 'a' (first defined at 3:11)\n"
+        "t.yaml:10:13: duplicate listen address '127.0.0.1:7000' (first defined at "
+        "4:13)\n"
+        "t.yaml:11:68: unknown group 'P-999'; allowed: X25519, P-256, P-384, P-521\n"
+        "t.yaml:12:15: unknown key 'severs' in backend; did you mean 'servers'? "
+        "allowed: servers\n"
+        "t.yaml:13:22: invalid max_connections '0'; expected an integer from 1 to "
+        "1000000\n");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_minimal_config_and_defaults, test_teardown),
+        cmocka_unit_test_teardown(test_full_config, test_teardown),
+        cmocka_unit_test_teardown(test_parse_duration, test_teardown),
+        cmocka_unit_test_teardown(test_cfg_error_format, test_teardown),
+        cmocka_unit_test_teardown(test_empty_files, test_teardown),
+        cmocka_unit_test_teardown(test_missing_file, test_teardown),
+        cmocka_unit_test_teardown(test_yaml_errors_pass_through, test_teardown),
+        cmocka_unit_test_teardown(test_unknown_keys, test_teardown),
+        cmocka_unit_test_teardown(test_missing_required_keys, test_teardown),
+        cmocka_unit_test_teardown(test_wrong_types, test_teardown),
+        cmocka_unit_test_teardown(test_empty_sequences, test_teardown),
+        cmocka_unit_test_teardown(test_durations, test_teardown),
+        cmocka_unit_test_teardown(test_log_and_user, test_teardown),
+        cmocka_unit_test_teardown(test_listener_names, test_teardown),
+        cmocka_unit_test_teardown(test_listen_addresses, test_teardown),
+        cmocka_unit_test_teardown(test_bad_addresses, test_teardown),
+        cmocka_unit_test_teardown(test_certificate_files, test_teardown),
+        cmocka_unit_test_teardown(test_tls_versions, test_teardown),
+        cmocka_unit_test_teardown(test_ciphers, test_teardown),
+        cmocka_unit_test_teardown(test_groups, test_teardown),
+        cmocka_unit_test_teardown(test_max_connections, test_teardown),
+        cmocka_unit_test_teardown(test_every_error_reported_once_in_order, test_teardown),
+    };
+
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
