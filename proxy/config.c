@@ -713,6 +713,29 @@ static void apply_max_connections(struct loader *ld, const struct field *field,
         *(uint32_t *)out = (uint32_t)atol(text);
 }
 
+#define WORKERS_MAX 256
+
+static void apply_workers(struct loader *ld, const struct field *field,
+                          const struct ynode *value, void *out)
+{
+    const char *text = expect_text(ld, field->key, value, "\"auto\" or an integer");
+    size_t digits;
+
+    if (text == NULL)
+        return;
+    if (strcmp(text, "auto") == 0) {
+        *(uint32_t *)out = 0;
+        return;
+    }
+    digits = strspn(text, "0123456789");
+    if (digits == 0 || digits > 3 || text[digits] != '\0' || atol(text) < 1 ||
+        atol(text) > WORKERS_MAX)
+        fail_at(ld, value, "invalid workers '%s'; expected \"auto\" (one per CPU) or an integer from 1 to %d",
+                text, WORKERS_MAX);
+    else
+        *(uint32_t *)out = (uint32_t)atol(text);
+}
+
 static const struct field backend_fields[] = {
     {"servers", true, apply_servers, 0, NULL},
 };
@@ -784,10 +807,13 @@ static const struct field top_fields[] = {
     {"log", false, apply_nested, 0, &log_schema},
     {"drain_timeout", false, apply_duration, offsetof(struct config, drain_timeout_ms), NULL},
     {"user", false, apply_user, offsetof(struct config, user), NULL},
+    {"workers", false, apply_workers, offsetof(struct config, num_workers), NULL},
+    {"max_connections", false, apply_max_connections, offsetof(struct config, max_connections),
+     NULL},
     {"listeners", true, apply_listeners, 0, NULL},
 };
 static const struct schema top_schema = {"the configuration", "at the top level", top_fields,
-                                         4};
+                                         6};
 
 struct config *config_load(const char *path, FILE *errors)
 {
@@ -804,6 +830,8 @@ struct config *config_load(const char *path, FILE *errors)
     ld.config->log_format = LOG_FORMAT_JSON;
     ld.config->log_level = LOG_INFO;
     ld.config->drain_timeout_ms = 30 * 1000;
+    ld.config->num_workers = 0;
+    ld.config->max_connections = 100000;
     tree = yamltree_load(path, errors);
     if (tree == NULL)
         goto fail;

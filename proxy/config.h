@@ -71,6 +71,8 @@ struct config {
     enum log_level log_level;
     uint32_t drain_timeout_ms;
     char *user; /* drop privileges to this user after binding; NULL: stay */
+    uint32_t num_workers;     /* worker threads; 0 means "auto": one per CPU */
+    uint32_t max_connections; /* over all listeners and workers */
 
     struct cfg_listener *listeners;
     size_t num_listeners;

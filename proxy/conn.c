@@ -11,8 +11,9 @@
  *
  * Ownership. The event loop owns a conn from conn_accept until conn_close,
  * which frees it at once. A conn owns its client socket, its SSL, its backend
- * socket once connecting, its three events and its two forwarding buffers.
- * The listener, server and configuration outlive every conn. Only conn_close
+ * socket once connecting, its four events and its two forwarding buffers.
+ * The worker, its listener and the generation (configuration, TLS contexts)
+ * outlive every conn, since a worker ends only after its conns. Only conn_close
  * ends a connection: it logs the one line that says why, undoes everything
  * and frees the conn. A function that may close the conn returns
  * CONN_CLOSED, and its caller returns at once without touching the conn.
@@ -45,7 +46,7 @@
 
 #include "backend.h"
 #include "log.h"
-#include "server.h"
+#include "worker.h"
 #include "tls_ctx.h"
 #include "tls_io.h"
 
@@ -82,8 +83,8 @@ struct direction {
 };
 
 struct conn {
-    struct conn *prev, *next; /* the server's list of open connections */
-    struct server *server;
+    struct conn *prev, *next; /* the worker's list of open connections */
+    struct worker *worker;
     struct listener *listener;
     enum conn_state state;
 
@@ -148,6 +149,7 @@ static void log_conn_start(struct log_line *line, const struct conn *c,
     log_begin(line, level, event);
     log_str(line, "listener", c->listener->cfg->name);
     log_str(line, "client", client_text(c, client, sizeof(client)));
+    log_int(line, "worker", c->worker->id);
 }
 
 /* ---- teardown ------------------------------------------------------------ */
@@ -188,21 +190,21 @@ static void direction_cleanup(struct direction *d)
 
 static void conn_unlink(struct conn *c)
 {
-    struct server *s = c->server;
+    struct worker *w = c->worker;
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
-        s->conns = c->next;
+        w->conns = c->next;
     if (c->next != NULL)
         c->next->prev = c->prev;
-    s->num_conns--;
+    w->num_conns--;
 }
 
 /* conn_close ends |c| with |reason| (|failure| may be NULL) and frees it. */
 static int conn_close(struct conn *c, enum end_reason reason,
                       const struct tls_io_failure *failure)
 {
-    struct server *server = c->server;
+    struct worker *worker = c->worker;
     struct listener *listener = c->listener;
 
     log_conn_end(c, reason, failure);
@@ -222,14 +224,14 @@ static int conn_close(struct conn *c, enum end_reason reason,
     free(c);
 
     listener_conn_ended(listener);
-    server_conn_closed(server);
+    worker_conn_closed(worker);
     return CONN_CLOSED;
 }
 
-void conn_close_all(struct server *server, enum end_reason reason)
+void conn_close_all(struct worker *worker, enum end_reason reason)
 {
-    while (server->conns != NULL)
-        conn_close(server->conns, reason, NULL);
+    while (worker->conns != NULL)
+        conn_close(worker->conns, reason, NULL);
 }
 
 /* ---- events ---------------------------------------------------------------- */
@@ -246,7 +248,7 @@ static void watch(struct conn *c, struct event *ev, int fd, short *armed, short 
     *armed = events;
     if (events == 0)
         return;
-    event_assign(ev, c->server->base, fd, events | EV_PERSIST, callback, c);
+    event_assign(ev, c->worker->base, fd, events | EV_PERSIST, callback, c);
     event_add(ev, NULL);
 }
 
@@ -640,7 +642,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 void conn_accept(struct listener *listener, int fd, const struct sockaddr *peer,
                  socklen_t peer_len)
 {
-    struct server *server = listener->server;
+    struct worker *worker = listener->worker;
     struct conn *c = calloc(1, sizeof(*c));
     if (c == NULL)
         goto fail;
@@ -649,7 +651,7 @@ void conn_accept(struct listener *listener, int fd, const struct sockaddr *peer,
     if (c->ssl == NULL)
         goto fail;
 
-    c->server = server;
+    c->worker = worker;
     c->listener = listener;
     c->state = CONN_HANDSHAKE;
     c->backend_fd = -1;
@@ -657,15 +659,15 @@ void conn_accept(struct listener *listener, int fd, const struct sockaddr *peer,
     memcpy(&c->client_addr, peer, peer_len);
     c->client_addr_len = peer_len;
     net_set_nodelay(fd);
-    event_assign(&c->timer_ev, server->base, -1, 0, on_timer, c);
-    event_assign(&c->resume_ev, server->base, -1, 0, on_resume, c);
+    event_assign(&c->timer_ev, worker->base, -1, 0, on_timer, c);
+    event_assign(&c->resume_ev, worker->base, -1, 0, on_resume, c);
 
-    c->next = server->conns;
-    if (server->conns != NULL)
-        server->conns->prev = c;
-    server->conns = c;
-    server->num_conns++;
-    listener->num_conns++;
+    c->next = worker->conns;
+    if (worker->conns != NULL)
+        worker->conns->prev = c;
+    worker->conns = c;
+    worker->num_conns++;
+    listener_conn_opened(listener);
 
     arm_timer(c, listener->cfg->handshake_timeout_ms);
     /* The ClientHello has usually not arrived yet: wait for it rather than

@@ -10,7 +10,7 @@
 #include "reason.h"
 
 struct conn;
-struct server;
+struct worker;
 
 /* conn_accept takes ownership of the accepted socket |fd| from |listener|
  * and starts its handshake. On failure (out of memory) it closes |fd| and
@@ -18,7 +18,7 @@ struct server;
 void conn_accept(struct listener *listener, int fd, const struct sockaddr *peer,
                  socklen_t peer_len);
 
-/* conn_close_all ends every open connection of |server| with |reason|. */
-void conn_close_all(struct server *server, enum end_reason reason);
+/* conn_close_all ends every open connection of |worker| with |reason|. */
+void conn_close_all(struct worker *worker, enum end_reason reason);
 
 #endif

@@ -7,14 +7,14 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "daemon.h"
 #include "log.h"
-#include "server.h"
+#include "worker.h"
 
 /* Connections accepted per readiness event before other work gets a turn. */
 #define ACCEPT_BATCH 64
-#define LISTEN_BACKLOG 1024
-/* How long accept pauses when the process is out of descriptors. */
-#define EMFILE_PAUSE_MS 100
+/* How often a paused listener looks again whether it may accept. */
+#define PAUSE_RECHECK_MS 50
 
 static void on_accept(evutil_socket_t fd, short what, void *arg);
 
@@ -31,59 +31,75 @@ static void set_accepting(struct listener *l, bool on)
     }
 }
 
+/* pause stops accepting for a while; |why| is logged once per pause. */
+static void pause_accept(struct listener *l, const char *event, const char *why)
+{
+    struct timeval recheck = {0, PAUSE_RECHECK_MS * 1000};
+
+    if (!l->paused_logged) {
+        log_msg(LOG_WARN, event, "listener %s, worker %u: %s; accept paused", l->cfg->name,
+                l->worker->id, why);
+        l->paused_logged = true;
+    }
+    set_accepting(l, false);
+    evtimer_add(l->resume_timer, &recheck);
+}
+
 static void on_resume_timer(evutil_socket_t fd, short what, void *arg)
 {
-    struct listener *l = arg;
-    if (l->num_conns < l->cfg->max_connections)
-        set_accepting(l, true);
+    /* Accept again; on_accept pauses once more if a limit still holds. */
+    set_accepting(arg, true);
 }
 
-int listener_init(struct listener *l, struct server *server,
-                  const struct cfg_listener *cfg, FILE *errors)
+int listener_init(struct listener *l, struct worker *worker, size_t index)
 {
     memset(l, 0, sizeof(*l));
-    l->server = server;
-    l->cfg = cfg;
-    l->tls = tls_ctx_new(cfg, errors);
-    if (l->tls == NULL)
-        return -1;
-    l->resume_timer = evtimer_new(server->base, on_resume_timer, l);
-    l->sockets = calloc(cfg->num_listen, sizeof(*l->sockets));
+    l->worker = worker;
+    l->index = index;
+    l->cfg = &worker->gen->config->listeners[index];
+    l->tls = worker->gen->tls[index];
+    l->resume_timer = evtimer_new(worker->base, on_resume_timer, l);
+    l->sockets = calloc(l->cfg->num_listen, sizeof(*l->sockets));
     if (l->resume_timer == NULL || l->sockets == NULL)
         return -1;
-    for (size_t i = 0; i < cfg->num_listen; i++)
+    l->num_sockets = l->cfg->num_listen;
+    for (size_t i = 0; i < l->num_sockets; i++) {
+        l->sockets[i].listener = l;
         l->sockets[i].fd = -1;
+    }
     return 0;
 }
 
-int listener_bind(struct listener *l)
+void listener_adopt_socket(struct listener *l, size_t slot, int fd, const struct net_addr *addr)
 {
-    char addr_text[NET_ADDR_TEXT_MAX];
+    l->sockets[slot].fd = fd;
+    l->sockets[slot].addr = *addr;
+}
 
-    for (size_t i = 0; i < l->cfg->num_listen; i++) {
+void listener_start(struct listener *l)
+{
+    for (size_t i = 0; i < l->num_sockets; i++) {
         struct listen_socket *ls = &l->sockets[i];
-        ls->listener = l;
-        ls->addr = l->cfg->listen[i].addr;
-        ls->fd = net_listen(&ls->addr, LISTEN_BACKLOG);
-        l->num_sockets++;
-        if (ls->fd < 0) {
-            log_msg(LOG_ERROR, "bind_failed", "listener %s: cannot listen on %s: %s",
-                    l->cfg->name, net_addr_format(&ls->addr, addr_text, sizeof(addr_text)),
-                    strerror(errno));
-            return -1;
+        ls->accept_ev = event_new(l->worker->base, ls->fd, EV_READ | EV_PERSIST, on_accept, ls);
+        if (ls->accept_ev == NULL) {
+            log_msg(LOG_ERROR, "start_failed", "listener %s: out of memory", l->cfg->name);
+            return;
         }
-        ls->accept_ev = event_new(l->server->base, ls->fd, EV_READ | EV_PERSIST, on_accept, ls);
-        if (ls->accept_ev == NULL)
-            return -1;
-
-        struct log_line line;
-        log_begin(&line, LOG_INFO, "listening");
-        log_str(&line, "listener", l->cfg->name);
-        log_str(&line, "addr", net_addr_format(&ls->addr, addr_text, sizeof(addr_text)));
-        log_end(&line);
     }
     set_accepting(l, true);
-    return 0;
+}
+
+/* at_limit returns the limit that forbids another connection, or NULL. */
+static const char *at_limit(const struct listener *l)
+{
+    const struct worker *w = l->worker;
+    if (atomic_load_explicit(&w->gen->listener_conns[l->index], memory_order_relaxed) >=
+        l->cfg->max_connections)
+        return "the listener's max_connections is reached";
+    if (atomic_load_explicit(&w->daemon->num_conns, memory_order_relaxed) >=
+        w->gen->config->max_connections)
+        return "the global max_connections is reached";
+    return NULL;
 }
 
 /* accept_failed handles an accept error; it returns true if accepting
@@ -94,24 +110,16 @@ static bool accept_failed(struct listener *l, int err)
     case EINTR:
     case ECONNABORTED:
         return true;
-    case EAGAIN:
-#if EAGAIN != EWOULDBLOCK
-    case EWOULDBLOCK:
-#endif
-        return false;
     case EMFILE:
     case ENFILE:
     case ENOBUFS:
-    case ENOMEM: {
+    case ENOMEM:
         /* The pending connection stays in the backlog and the socket stays
          * readable: without a pause the loop would spin on it. */
-        struct timeval pause = {0, EMFILE_PAUSE_MS * 1000};
-        log_msg(LOG_WARN, "accept_paused", "listener %s: %s; pausing accept for %d ms",
-                l->cfg->name, strerror(err), EMFILE_PAUSE_MS);
-        set_accepting(l, false);
-        evtimer_add(l->resume_timer, &pause);
+        pause_accept(l, "accept_paused", strerror(err));
         return false;
-    }
+    case EAGAIN:
+        return false;
     default:
         log_msg(LOG_ERROR, "accept_failed", "listener %s: %s", l->cfg->name, strerror(err));
         return false;
@@ -124,33 +132,41 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
     struct listener *l = ls->listener;
 
     for (int i = 0; i < ACCEPT_BATCH; i++) {
-        if (l->num_conns >= l->cfg->max_connections) {
-            /* Resumed by listener_conn_ended. The kernel backlog holds the
-             * clients meanwhile. */
-            log_msg(LOG_WARN, "max_connections", "listener %s: %u connections open; pausing accept",
-                    l->cfg->name, l->num_conns);
-            set_accepting(l, false);
+        const char *limit = at_limit(l);
+        if (limit != NULL) {
+            pause_accept(l, "max_connections", limit);
             return;
         }
         struct sockaddr_storage peer;
         socklen_t peer_len = sizeof(peer);
-        int client_fd = accept4(fd, (struct sockaddr *)&peer, &peer_len,
-                                SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int client_fd =
+            accept4(fd, (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (client_fd < 0) {
             if (accept_failed(l, errno))
                 continue;
             return;
         }
+        if (l->paused_logged) {
+            log_msg(LOG_INFO, "accept_resumed", "listener %s, worker %u: accepting again",
+                    l->cfg->name, l->worker->id);
+            l->paused_logged = false;
+        }
         conn_accept(l, client_fd, (struct sockaddr *)&peer, peer_len);
     }
 }
 
+void listener_conn_opened(struct listener *l)
+{
+    atomic_fetch_add_explicit(&l->worker->gen->listener_conns[l->index], 1,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&l->worker->daemon->num_conns, 1, memory_order_relaxed);
+}
+
 void listener_conn_ended(struct listener *l)
 {
-    l->num_conns--;
-    if (!l->accepting && l->num_conns < l->cfg->max_connections &&
-        !evtimer_pending(l->resume_timer, NULL))
-        set_accepting(l, true);
+    atomic_fetch_sub_explicit(&l->worker->gen->listener_conns[l->index], 1,
+                              memory_order_relaxed);
+    atomic_fetch_sub_explicit(&l->worker->daemon->num_conns, 1, memory_order_relaxed);
 }
 
 void listener_close(struct listener *l)
@@ -172,10 +188,10 @@ void listener_close(struct listener *l)
 
 void listener_cleanup(struct listener *l)
 {
-    listener_close(l);
+    if (l->sockets != NULL)
+        listener_close(l);
     free(l->sockets);
     if (l->resume_timer != NULL)
         event_free(l->resume_timer);
-    tls_ctx_free(l->tls);
     memset(l, 0, sizeof(*l));
 }

@@ -1,15 +1,17 @@
-/* listener: the listening sockets of one configured listener, accepting
- * connections within the listener's connection limit.
+/* listener: one worker's share of a configured listener: its own socket for
+ * each listen address, accepting within the connection limits.
  *
- * When the limit is reached accept stops until a connection ends; when the
- * process runs out of descriptors (EMFILE/ENFILE) accept pauses briefly
- * instead of spinning on a socket that stays readable. */
+ * The limits (the listener's max_connections and the global one) count the
+ * connections of every worker, with atomic counters. A worker at a limit
+ * stops accepting and looks again every few milliseconds; the kernel backlog
+ * holds the clients meanwhile. When the process runs out of descriptors
+ * (EMFILE/ENFILE) accept pauses the same way instead of spinning on a socket
+ * that stays readable, and says so once. */
 #ifndef TLSTERM_LISTENER_H
 #define TLSTERM_LISTENER_H
 
 #include <stdbool.h>
 #include <stdint.h>
-#include <stdio.h>
 
 #include <event2/event.h>
 
@@ -17,46 +19,50 @@
 #include "net.h"
 #include "tls_ctx.h"
 
-struct server;
+struct worker;
 
 struct listen_socket {
     struct listener *listener;
-    int fd;
-    struct net_addr addr; /* the bound address: port 0 resolved */
+    int fd; /* -1 until adopted */
+    struct net_addr addr;
     struct event *accept_ev;
 };
 
 struct listener {
-    struct server *server;
+    struct worker *worker;
+    size_t index; /* in the generation's listeners */
     const struct cfg_listener *cfg;
     struct tls_ctx *tls;
 
-    struct listen_socket *sockets;
+    struct listen_socket *sockets; /* one per cfg->listen entry */
     size_t num_sockets;
 
-    uint32_t num_conns;   /* open connections accepted here */
     uint32_t next_server; /* round-robin position in cfg->servers */
     bool accepting;       /* accept events are armed */
+    bool paused_logged;   /* the current pause has been logged */
     bool closed;          /* draining: sockets closed for good */
     struct event *resume_timer;
 };
 
-/* listener_init prepares |listener| for |cfg| (loading its TLS context) but
- * opens no socket. It returns 0, or -1 after writing configuration errors to
- * |errors|. listener_cleanup must be called either way. */
-int listener_init(struct listener *listener, struct server *server,
-                  const struct cfg_listener *cfg, FILE *errors);
+/* listener_init prepares |worker|'s share of listener |index| of the
+ * worker's generation, without sockets. It returns 0, or -1 when out of
+ * memory; listener_cleanup must be called either way. */
+int listener_init(struct listener *listener, struct worker *worker, size_t index);
 
-/* listener_bind opens, binds and starts accepting on every address; it logs
- * "listening" with the bound address for each. It returns 0, or -1 after
- * logging the failure. */
-int listener_bind(struct listener *listener);
+/* listener_adopt_socket hands the listening socket |fd|, bound to |addr|,
+ * for listen entry |slot| to |listener|, which closes it in the end. */
+void listener_adopt_socket(struct listener *listener, size_t slot, int fd,
+                           const struct net_addr *addr);
+
+/* listener_start starts accepting; call it from the worker's thread. */
+void listener_start(struct listener *listener);
 
 /* listener_close stops accepting and closes the sockets (for the drain). */
 void listener_close(struct listener *listener);
 
-/* listener_conn_ended is called when one of its connections ends; it resumes
- * accepting if the connection limit had paused it. */
+/* listener_conn_opened and listener_conn_ended keep the connection counts
+ * that the limits are checked against. */
+void listener_conn_opened(struct listener *listener);
 void listener_conn_ended(struct listener *listener);
 
 /* listener_cleanup closes and frees what |listener| owns. */

@@ -7,13 +7,15 @@
 #include <sys/resource.h>
 
 #include <event2/event.h>
+#include <event2/thread.h>
 #include <nghttp2/nghttp2.h>
 #include <openssl/base.h>
 #include <yaml.h>
 
 #include "config.h"
 #include "log.h"
-#include "server.h"
+#include "daemon.h"
+#include "generation.h"
 
 /* Exit codes, documented in README. */
 enum {
@@ -99,22 +101,26 @@ int main(int argc, char **argv)
     if (config == NULL)
         return EXIT_CONFIG;
     log_configure(config->log_format, config->log_level);
-    struct server *server = server_new(config, stderr);
-    if (server == NULL)
+    struct generation *gen = generation_new(config, stderr);
+    if (gen == NULL)
         return EXIT_CONFIG;
     if (check_only) {
-        server_describe(server, stdout);
+        generation_describe(gen, stdout);
         printf("%s: ok\n", config_path);
-        server_free(server);
+        generation_unref(gen);
         return EXIT_OK;
     }
 
+    /* Workers' event loops are woken from the main thread (drain). */
+    if (evthread_use_pthreads() != 0) {
+        log_msg(LOG_ERROR, "start_failed", "libevent has no thread support");
+        generation_unref(gen);
+        return EXIT_RUNTIME;
+    }
     /* A peer that closes while we write must not kill the process. */
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
-    int status = EXIT_OK;
-    if (server_bind(server) != 0 || server_run(server) != 0)
-        status = EXIT_RUNTIME;
-    server_free(server);
+    int status = daemon_run(gen) == 0 ? EXIT_OK : EXIT_RUNTIME;
+    generation_unref(gen);
     return status;
 }

@@ -168,7 +168,7 @@ void net_set_nodelay(int fd)
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
-int net_listen(struct net_addr *addr, int backlog)
+int net_listen(struct net_addr *addr, int backlog, bool reuseport)
 {
     int one = 1;
     int family = addr->ss.ss_family;
@@ -177,6 +177,8 @@ int net_listen(struct net_addr *addr, int backlog)
         return -1;
     if (family != AF_UNIX &&
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0)
+        goto fail;
+    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
         goto fail;
     if (family == AF_INET6 &&
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0)

@@ -43,10 +43,11 @@ bool net_addr_equal(const struct net_addr *a, const struct net_addr *b);
 
 /* net_listen opens a non-blocking, close-on-exec listening socket bound to
  * |addr| (SO_REUSEADDR; IPV6_V6ONLY for IPv6 so "[::]" and "0.0.0.0" can be
- * listened on together). It returns the descriptor, or -1 with errno set.
- * On success |addr| is updated with the bound address, so port 0 becomes the
- * port the kernel chose. */
-int net_listen(struct net_addr *addr, int backlog);
+ * listened on together; SO_REUSEPORT if |reuseport|, so that each worker can
+ * have its own socket on the same address). It returns the descriptor, or -1
+ * with errno set. On success |addr| is updated with the bound address, so
+ * port 0 becomes the port the kernel chose. */
+int net_listen(struct net_addr *addr, int backlog, bool reuseport);
 
 /* net_connect_start creates a non-blocking socket and starts connecting it to
  * |addr| (TCP_NODELAY for TCP). It returns the descriptor, with errno EINPROGRESS

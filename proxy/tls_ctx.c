@@ -8,6 +8,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -35,7 +36,14 @@ struct tls_ctx {
     size_t num_certs;
 };
 
+/* The SSL_CTX ex_data slot that points back at its tls_ctx. */
 static int tls_ctx_ex_index = -1;
+static pthread_once_t tls_ctx_ex_once = PTHREAD_ONCE_INIT;
+
+static void tls_ctx_ex_init(void)
+{
+    tls_ctx_ex_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
 
 const char *tls_version_name(uint16_t version)
 {
@@ -377,8 +385,7 @@ struct tls_ctx *tls_ctx_new(const struct cfg_listener *listener, FILE *errors)
     tls->ssl_ctx = SSL_CTX_new(TLS_method());
     if (tls->certs == NULL || tls->ssl_ctx == NULL)
         goto fail;
-    if (tls_ctx_ex_index < 0)
-        tls_ctx_ex_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    pthread_once(&tls_ctx_ex_once, tls_ctx_ex_init);
     SSL_CTX_set_ex_data(tls->ssl_ctx, tls_ctx_ex_index, tls);
 
     /* Load every certificate even after a failure, to report all errors. */

@@ -18,6 +18,7 @@ from tlsterm_harness import (
     HTTP_REQUEST,
     addr_text,
     client_context,
+    client_hello,
     curl,
     free_port,
     listener_config,
@@ -86,18 +87,6 @@ def expect_one_failure(proxy, certs, mark, listener, client, reason):
 def raw_connect(port):
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
     return sock, addr_text(sock.getsockname())
-
-
-def client_hello(certs):
-    """client_hello returns the bytes of a real TLS ClientHello for
-    localhost."""
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = client_context(certs.ca).wrap_bio(incoming, outgoing, server_hostname="localhost")
-    with pytest.raises(ssl.SSLWantReadError):
-        tls.do_handshake()
-    hello = outgoing.read()
-    assert hello[0] == 0x16 and len(hello) > 100
-    return hello
 
 
 def run_s_client(proxy, listener, *args):
@@ -174,7 +163,7 @@ def test_garbage(proxy, certs):
 
 
 def test_partial_client_hello_then_eof(proxy, certs):
-    hello = client_hello(certs)
+    hello = client_hello(certs.ca)
     mark = proxy.mark()
     sock, client = raw_connect(proxy.port("edge"))
     with sock:
@@ -185,7 +174,7 @@ def test_partial_client_hello_then_eof(proxy, certs):
 
 
 def test_partial_client_hello_then_reset(proxy, certs):
-    hello = client_hello(certs)
+    hello = client_hello(certs.ca)
     mark = proxy.mark()
     sock, client = raw_connect(proxy.port("edge"))
     sock.sendall(hello[: len(hello) // 2])

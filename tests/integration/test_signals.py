@@ -1,6 +1,7 @@
 """Graceful shutdown on SIGTERM and SIGINT: listeners close at once, open
 connections finish (or are cut at drain_timeout), then tlsterm exits 0."""
 
+import asyncio
 import hashlib
 import signal
 import socket
@@ -11,7 +12,9 @@ import pytest
 
 from backend import pattern_sha256
 from tlsterm_harness import (
+    TIMEOUT,
     addr_text,
+    async_tls_open,
     client_context,
     listener_config,
     tls_connect,
@@ -132,3 +135,38 @@ def test_sigint_lets_open_connections_finish(tlsterm_factory, backend_factory, c
     closed = proxy.wait_for("conn_closed", client=client)
     assert closed["reason"] == "done"
     assert proxy.find("stopped")
+
+
+def test_sigterm_drains_many_transfers(tlsterm_factory, backend_factory, certs):
+    """Twenty downloads in flight when SIGTERM comes all finish byte-exact."""
+    num, size = 20, 512 * 1024
+    slow = backend_factory("slow-source", size, size)  # about one second each
+    proxy = tlsterm_factory(tlsterm_config([listener_config("edge", slow, certs)]))
+    port = proxy.port("edge")
+    ctx = client_context(certs.ca)
+
+    async def download(started):
+        reader, writer = await async_tls_open(port, ctx)
+        first = await asyncio.wait_for(reader.readexactly(64 * 1024), TIMEOUT)
+        started.append(1)
+        rest = await asyncio.wait_for(reader.read(), TIMEOUT)
+        writer.close()
+        return first + rest
+
+    async def run_all():
+        started = []
+        tasks = [asyncio.create_task(download(started)) for _ in range(num)]
+        while len(started) < num:
+            done = [t for t in tasks if t.done()]
+            assert not done, f"a download ended before SIGTERM: {done[0]!r}"
+            await asyncio.sleep(0.01)
+        proxy.send_signal(signal.SIGTERM)
+        return await asyncio.gather(*tasks)
+
+    results = asyncio.run(asyncio.wait_for(run_all(), TIMEOUT))
+    expected = pattern_sha256(size)
+    assert [hashlib.sha256(r).hexdigest() for r in results] == [expected] * num
+    assert proxy.wait_exit() == 0
+    assert proxy.find("draining")[0]["connections"] == num
+    closed = proxy.find("conn_closed")
+    assert len(closed) == num and {e["reason"] for e in closed} == {"done"}

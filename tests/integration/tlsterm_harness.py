@@ -64,7 +64,7 @@ def wait_until(predicate, timeout=TIMEOUT, what="condition", interval=0.02):
 
 def run(cmd, input=None, timeout=TIMEOUT, env=None):
     """run runs |cmd| (a list) with bytes |input| on stdin and returns the
-    CompletedProcess with stdout and stderr as text. A command still running
+    CompletedProcess, stdout and stderr as bytes. A command still running
     after |timeout| seconds fails the test."""
     try:
         return subprocess.run(
@@ -109,13 +109,12 @@ def parse_addr(text_addr):
     return host.strip("[]"), int(port)
 
 
-def recv_until_eof(sock, timeout=TIMEOUT, limit=1 << 30):
+def recv_until_eof(sock, timeout=TIMEOUT):
     """recv_until_eof reads from |sock| until EOF and returns the bytes. A
     connection reset counts as EOF; what was read before it is returned."""
     sock.settimeout(timeout)
     chunks = []
-    total = 0
-    while total < limit:
+    while True:
         try:
             data = sock.recv(65536)
         except ConnectionResetError:
@@ -123,7 +122,6 @@ def recv_until_eof(sock, timeout=TIMEOUT, limit=1 << 30):
         if not data:
             break
         chunks.append(data)
-        total += len(data)
     return b"".join(chunks)
 
 
@@ -367,6 +365,65 @@ class LogReader:
         self._thread.join(timeout)
 
 
+# The documented log events: their level and their keys in order. More keys
+# may appear, anywhere after "event"; the documented ones keep this order.
+LOG_SCHEMA = {
+    "listening": ("info", ["listener", "addr"]),
+    "started": ("info", []),
+    "handshake_failed": ("warn", ["listener", "client", "sni", "reason", "detail", "duration_ms"]),
+    "handshake_done": (
+        "debug",
+        ["listener", "client", "sni", "version", "cipher", "alpn", "duration_ms"],
+    ),
+    "backend_connect_failed": ("warn", ["listener", "client", "backend", "error"]),
+    "conn_closed": (
+        "debug",
+        ["listener", "client", "reason", "bytes_in", "bytes_out", "duration_ms"],
+    ),
+    "draining": ("info", ["connections"]),
+    "stopped": ("info", []),
+}
+_TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+_ADDR = re.compile(r"(\d+\.\d+\.\d+\.\d+|\[[0-9a-f:]+\]):\d+")
+
+
+def log_problems(raw_lines):
+    """log_problems checks a JSON log against the documented format and
+    returns a list of problems: lines that are not JSON objects, missing or
+    misordered keys, wrong levels, malformed timestamps and addresses."""
+    problems = []
+    for line in raw_lines:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            event = None
+        if not isinstance(event, dict):
+            problems.append(f"not a JSON object: {line!r}")
+            continue
+        keys = list(event)
+        if keys[:3] != ["ts", "level", "event"]:
+            problems.append(f"does not start with ts, level, event: {line}")
+            continue
+        if not _TS.fullmatch(str(event["ts"])):
+            problems.append(f"bad ts: {line}")
+        name = event["event"]
+        if name not in LOG_SCHEMA:
+            continue
+        level, documented = LOG_SCHEMA[name]
+        if event["level"] != level:
+            problems.append(f"{name} should be {level}: {line}")
+        present = [k for k in keys if k in documented]
+        if present != documented:
+            problems.append(f"{name} keys should be {documented} in order: {line}")
+        for key in ("client", "addr"):
+            if key in event and not _ADDR.fullmatch(str(event[key])):
+                problems.append(f"bad {key}: {line}")
+    return problems
+
+
+_MISSING = object()
+
+
 def _matches(event, name, fields, predicate):
     if name is not None and event.get("event") != name:
         return False
@@ -375,15 +432,10 @@ def _matches(event, name, fields, predicate):
     return predicate is None or bool(predicate(event))
 
 
-_MISSING = object()
-
-
 class Tlsterm:
-    """Tlsterm runs the daemon on a configuration dict written to
-    |workdir|/|name|.yaml.
-
-    expect_exit is the exit code the fixture's teardown requires (0: a
-    sanitizer finding, code 86, fails the test); None skips the check."""
+    """Tlsterm runs the daemon on a configuration (a dict, or YAML text)
+    written to |workdir|/|name|.yaml. The fixture's teardown calls finish(),
+    which requires exit code 0: a sanitizer finding (86) fails the test."""
 
     def __init__(self, workdir, config, name="tlsterm"):
         self.name = name
@@ -392,13 +444,12 @@ class Tlsterm:
         self.proc = None
         self.log = None
         self.stdout = None
-        self.expect_exit = 0
 
     # -- process
 
-    def start(self, wait=True, timeout=TIMEOUT):
-        """start spawns tlsterm and, when |wait|, returns once it logged
-        "started" (failing if it exits first)."""
+    def start(self, timeout=TIMEOUT):
+        """start spawns tlsterm and returns once it logged "started"
+        (failing if it exits first)."""
         self.proc = subprocess.Popen(
             [TLSTERM_BIN, "-c", str(self.config_path)],
             stdin=subprocess.DEVNULL,
@@ -408,8 +459,7 @@ class Tlsterm:
         )
         self.log = LogReader(self.proc.stderr)
         self.stdout = LogReader(self.proc.stdout)
-        if wait:
-            self.wait_for("started", timeout=timeout)
+        self.wait_for("started", timeout=timeout)
         return self
 
     @property
@@ -449,7 +499,7 @@ class Tlsterm:
 
     def finish(self):
         """finish is the fixture teardown: stop tlsterm if it still runs,
-        then check its exit code against expect_exit."""
+        then require exit code 0 and a log in the documented format."""
         if self.proc is None:
             return
         try:
@@ -458,11 +508,12 @@ class Tlsterm:
             code = self.stop(timeout=45) if self.running() else self.wait_exit()
         finally:
             self.kill()
-        if self.expect_exit is not None:
-            assert code == self.expect_exit, (
-                f"{self.name} exited with {code}, expected {self.expect_exit}"
-                f" ({SANITIZER_EXIT} is a sanitizer finding)\n{self.dump()}"
-            )
+        assert code == 0, (
+            f"{self.name} exited with {code}, expected 0"
+            f" ({SANITIZER_EXIT} is a sanitizer finding)\n{self.dump()}"
+        )
+        problems = log_problems(self.log.raw)
+        assert not problems, "log format:\n" + "\n".join(problems[:20])
 
     # -- log
 
@@ -554,6 +605,20 @@ def client_context(cafile, min_version=None, max_version=None, version=None, cip
     if ciphers is not None:
         ctx.set_ciphers(ciphers)
     return ctx
+
+
+def client_hello(cafile):
+    """client_hello returns the bytes of a real TLS ClientHello for
+    localhost, as a client trusting |cafile| would send it."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = client_context(cafile).wrap_bio(incoming, outgoing, server_hostname="localhost")
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    hello = outgoing.read()
+    assert hello[0] == 0x16 and len(hello) > 100, hello
+    return hello
 
 
 def tls_connect(port, ctx, host="127.0.0.1", server_hostname="localhost", timeout=TIMEOUT, **wrap):
@@ -697,13 +762,15 @@ class BioTlsClient:
 
     def wait_tcp_eof(self):
         """wait_tcp_eof reads the socket after the TLS stream ended and
-        returns the bytes that came before the TCP FIN (b"" when the peer
-        closed cleanly). A reset counts as EOF."""
-        if self.tcp_eof:
-            return b""
-        rest = recv_until_eof(self.sock)
-        self.tcp_eof = True
-        return rest
+        returns the bytes that came before the TCP FIN: b"" when the peer
+        closed cleanly. A reset raises ConnectionResetError: a peer that
+        closes with unread data in its socket sends one, and loses data."""
+        chunks = []
+        while not self.tcp_eof:
+            data = self.sock.recv(1 << 16)
+            chunks.append(data)
+            self.tcp_eof = not data
+        return b"".join(chunks)
 
 
 async def async_tls_open(port, ctx, host="127.0.0.1", timeout=TIMEOUT):

@@ -1,0 +1,61 @@
+/* generation: a configuration and what is built from it. See generation.h. */
+#include "generation.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+
+struct generation *generation_new(struct config *config, FILE *errors)
+{
+    bool failed = false;
+    struct generation *gen = calloc(1, sizeof(*gen));
+    if (gen == NULL) {
+        config_free(config);
+        return NULL;
+    }
+    atomic_init(&gen->refs, 1);
+    gen->config = config;
+    gen->tls = calloc(config->num_listeners, sizeof(*gen->tls));
+    gen->listener_conns = calloc(config->num_listeners, sizeof(*gen->listener_conns));
+    if (gen->tls == NULL || gen->listener_conns == NULL) {
+        fprintf(errors, "%s: out of memory\n", config->file);
+        goto fail;
+    }
+    /* Build every listener even after a failure, to report every error. */
+    for (size_t i = 0; i < config->num_listeners; i++) {
+        atomic_init(&gen->listener_conns[i], 0);
+        gen->tls[i] = tls_ctx_new(&config->listeners[i], errors);
+        if (gen->tls[i] == NULL)
+            failed = true;
+    }
+    if (failed)
+        goto fail;
+    return gen;
+
+fail:
+    generation_unref(gen);
+    return NULL;
+}
+
+struct generation *generation_ref(struct generation *gen)
+{
+    atomic_fetch_add_explicit(&gen->refs, 1, memory_order_relaxed);
+    return gen;
+}
+
+void generation_unref(struct generation *gen)
+{
+    if (gen == NULL || atomic_fetch_sub_explicit(&gen->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (size_t i = 0; gen->tls != NULL && i < gen->config->num_listeners; i++)
+        tls_ctx_free(gen->tls[i]);
+    free(gen->tls);
+    free(gen->listener_conns);
+    config_free(gen->config);
+    free(gen);
+}
+
+void generation_describe(const struct generation *gen, FILE *out)
+{
+    for (size_t i = 0; i < gen->config->num_listeners; i++)
+        tls_ctx_describe(gen->tls[i], out);
+}

@@ -1,0 +1,44 @@
+/* generation: one loaded configuration with everything built from it (the
+ * TLS context of each listener), immutable and shared by every worker.
+ *
+ * A generation is reference counted: the daemon holds one reference, each
+ * worker another. A reload builds a new generation beside the old one and
+ * swaps it in only if everything loaded; the old one is freed when its last
+ * holder lets go. */
+#ifndef TLSTERM_GENERATION_H
+#define TLSTERM_GENERATION_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "config.h"
+#include "tls_ctx.h"
+
+struct generation {
+    atomic_uint refs;
+    struct config *config;
+    struct tls_ctx **tls; /* one per listener, in config order */
+    /* Open connections per listener, over all workers: the per-listener
+     * max_connections is a limit of the process, not of one worker. */
+    atomic_uint *listener_conns;
+};
+
+/* generation_new builds a generation from |config|, taking ownership of it.
+ * It loads every listener's certificates and keys. It returns the generation
+ * with one reference, or NULL after writing every error as
+ * "FILE:LINE:COL: message" to |errors| (and freeing |config|). `--check`
+ * stops here, so it checks exactly what the daemon would load. */
+struct generation *generation_new(struct config *config, FILE *errors);
+
+/* generation_ref adds a reference to |gen| and returns it. Thread-safe. */
+struct generation *generation_ref(struct generation *gen);
+
+/* generation_unref drops a reference, freeing |gen| with its configuration
+ * on the last one. NULL is allowed. Thread-safe. */
+void generation_unref(struct generation *gen);
+
+/* generation_describe writes each listener's effective TLS policy to |out|. */
+void generation_describe(const struct generation *gen, FILE *out);
+
+#endif

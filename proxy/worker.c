@@ -1,0 +1,113 @@
+/* worker: an event loop thread. See worker.h. */
+#include "worker.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn.h"
+#include "daemon.h"
+#include "listener.h"
+#include "log.h"
+
+static void on_drain_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    log_msg(LOG_WARN, "drain_deadline", "worker %u: closing %zu connections still open", w->id,
+            w->num_conns);
+    conn_close_all(w, END_SHUTDOWN);
+    event_base_loopbreak(w->base);
+}
+
+static void on_drain(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+
+    if (w->draining)
+        return;
+    w->draining = true;
+    for (size_t i = 0; i < w->num_listeners; i++)
+        listener_close(&w->listeners[i]);
+    if (w->num_conns == 0) {
+        event_base_loopbreak(w->base);
+        return;
+    }
+    uint32_t ms = w->gen->config->drain_timeout_ms;
+    struct timeval deadline = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    evtimer_add(w->drain_timer, &deadline);
+}
+
+int worker_init(struct worker *w, unsigned id, struct daemon *daemon, struct generation *gen)
+{
+    const struct config *config = gen->config;
+
+    memset(w, 0, sizeof(*w));
+    w->id = id;
+    w->daemon = daemon;
+    w->gen = generation_ref(gen);
+    w->base = event_base_new();
+    if (w->base == NULL)
+        return -1;
+    w->drain_ev = event_new(w->base, -1, 0, on_drain, w);
+    w->drain_timer = evtimer_new(w->base, on_drain_deadline, w);
+    w->listeners = calloc(config->num_listeners, sizeof(*w->listeners));
+    if (w->drain_ev == NULL || w->drain_timer == NULL || w->listeners == NULL)
+        return -1;
+    for (size_t i = 0; i < config->num_listeners; i++) {
+        if (listener_init(&w->listeners[i], w, i) != 0)
+            return -1;
+        w->num_listeners++;
+    }
+    return 0;
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+
+    for (size_t i = 0; i < w->num_listeners; i++)
+        listener_start(&w->listeners[i]);
+    /* The loop runs until the drain ends it, even while no event is armed
+     * (every listener paused at its connection limit, say). */
+    if (event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY) < 0)
+        log_msg(LOG_ERROR, "event_loop_failed", "worker %u: the event loop failed", w->id);
+    return NULL;
+}
+
+int worker_start(struct worker *w)
+{
+    if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+        return -1;
+    w->started = true;
+    return 0;
+}
+
+void worker_drain(struct worker *w) { event_active(w->drain_ev, 0, 0); }
+
+void worker_join(struct worker *w)
+{
+    if (w->started)
+        pthread_join(w->thread, NULL);
+    w->started = false;
+}
+
+void worker_conn_closed(struct worker *w)
+{
+    if (w->draining && w->num_conns == 0)
+        event_base_loopbreak(w->base);
+}
+
+void worker_cleanup(struct worker *w)
+{
+    conn_close_all(w, END_SHUTDOWN);
+    for (size_t i = 0; i < w->num_listeners; i++)
+        listener_cleanup(&w->listeners[i]);
+    free(w->listeners);
+    if (w->drain_ev != NULL)
+        event_free(w->drain_ev);
+    if (w->drain_timer != NULL)
+        event_free(w->drain_timer);
+    if (w->base != NULL)
+        event_base_free(w->base);
+    generation_unref(w->gen);
+    memset(w, 0, sizeof(*w));
+}

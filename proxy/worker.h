@@ -1,0 +1,68 @@
+/* worker: one thread with its own event loop, its own listening sockets (one
+ * per address, bound with SO_REUSEPORT so the kernel spreads connections),
+ * its own connections and buffers. Nothing on a connection's path is shared
+ * with another worker except the immutable generation and a few atomic
+ * counters for the connection limits.
+ *
+ * A worker holds one reference on its generation; its listeners and
+ * connections use it without references of their own, since they never
+ * outlive the worker. */
+#ifndef TLSTERM_WORKER_H
+#define TLSTERM_WORKER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <event2/event.h>
+
+#include "generation.h"
+
+struct conn;
+struct daemon;
+struct listener;
+
+struct worker {
+    unsigned id;
+    struct daemon *daemon;
+    struct generation *gen;
+    struct event_base *base;
+    pthread_t thread;
+    bool started;
+
+    struct listener *listeners; /* one per configured listener */
+    size_t num_listeners;
+
+    struct conn *conns; /* open connections, linked through conn.c */
+    size_t num_conns;
+
+    bool draining;
+    struct event *drain_ev;    /* activated by the main thread */
+    struct event *drain_timer; /* the drain deadline */
+};
+
+/* worker_init prepares worker |id| of |daemon| for |gen| (taking a
+ * reference): its event loop and listeners, without sockets yet. It returns
+ * 0, or -1 (out of memory); worker_cleanup must be called either way. */
+int worker_init(struct worker *worker, unsigned id, struct daemon *daemon,
+                struct generation *gen);
+
+/* worker_start starts the worker's thread, which accepts on the sockets its
+ * listeners were given. It returns 0 or -1. */
+int worker_start(struct worker *worker);
+
+/* worker_drain asks the worker to stop accepting and end once its
+ * connections have, or at the drain deadline. Thread-safe. */
+void worker_drain(struct worker *worker);
+
+/* worker_join waits for a started worker's thread to end. */
+void worker_join(struct worker *worker);
+
+/* worker_cleanup closes whatever the worker still has open and releases it. */
+void worker_cleanup(struct worker *worker);
+
+/* worker_conn_closed tells the worker one of its connections has ended;
+ * while draining, the last one ends the worker's loop. */
+void worker_conn_closed(struct worker *worker);
+
+#endif
