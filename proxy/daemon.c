@@ -159,10 +159,12 @@ int daemon_run(struct generation *gen)
     log_end(&line);
 
     /* One stop signal ends this loop: its handler asks every worker to
-     * drain, and neither signal event is persistent. A second signal finds
-     * the default action back, which is the way to force a stop. */
+     * drain. Removing both signal events then gives both signals their
+     * default action back, so a second one forces the stop. */
     if (event_base_loop(watch.base, EVLOOP_ONCE) == 0)
         status = 0;
+    event_del(watch.sigterm_ev);
+    event_del(watch.sigint_ev);
 
 fail:
     if (status != 0) /* the workers that started must still end */
