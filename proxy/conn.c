@@ -205,8 +205,10 @@ static int conn_close(struct conn *c, enum end_reason reason,
                       const struct tls_io_failure *failure)
 {
     struct worker *worker = c->worker;
-    struct listener *listener = c->listener;
 
+    /* The limits count this conn out before anything is logged, so that a
+     * reader of the log never sees a count that includes an ended conn. */
+    listener_conn_ended(c->listener);
     log_conn_end(c, reason, failure);
     if (c->client_events)
         event_del(&c->client_ev);
@@ -223,7 +225,6 @@ static int conn_close(struct conn *c, enum end_reason reason,
     conn_unlink(c);
     free(c);
 
-    listener_conn_ended(listener);
     worker_conn_closed(worker);
     return CONN_CLOSED;
 }

@@ -4,6 +4,7 @@
  * on reload, between events), read on every event. */
 #include "log.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -30,16 +31,16 @@ bool log_enabled(enum log_level level) { return level >= current_min_level; }
 
 const char *log_level_name(enum log_level level) { return level_names[level]; }
 
+/* put_bytes appends |bytes|. When they do not fit, the field being written
+ * is dropped whole and nothing more is written to the line. */
 static void put_bytes(struct log_line *line, const char *bytes, size_t len)
 {
-    size_t room = LOG_LINE_MAX - LOG_TAIL_RESERVE - line->len;
-    if (line->truncated || room == 0) {
+    if (line->truncated)
+        return;
+    if (len > LOG_LINE_MAX - LOG_TAIL_RESERVE - line->len) {
+        line->len = line->field_start;
         line->truncated = true;
         return;
-    }
-    if (len > room) {
-        len = room;
-        line->truncated = true;
     }
     memcpy(line->buf + line->len, bytes, len);
     line->len += len;
@@ -78,6 +79,7 @@ static void put_escaped(struct log_line *line, const char *value, size_t len)
 
 static void put_key(struct log_line *line, const char *key)
 {
+    line->field_start = line->len;
     if (line->format == LOG_FORMAT_JSON) {
         put_str(line, ",\"");
         put_str(line, key);
@@ -101,6 +103,7 @@ void log_begin(struct log_line *line, enum log_level level, const char *event)
     snprintf(ts + n, sizeof(ts) - n, ".%03dZ", (int)(now.tv_usec / 1000));
 
     line->len = 0;
+    line->field_start = 0;
     line->truncated = false;
     line->format = current_format;
     if (line->format == LOG_FORMAT_JSON) {
@@ -167,6 +170,8 @@ void log_end(struct log_line *line)
     size_t left = line->len;
     while (left > 0) {
         ssize_t n = write(STDERR_FILENO, p, left);
+        if (n < 0 && errno == EINTR)
+            continue;
         if (n <= 0)
             break;
         p += n;

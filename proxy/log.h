@@ -2,8 +2,9 @@
  *
  * An event is built field by field into a fixed-size line on the caller's
  * stack, then written with one write(2) so lines from several threads never
- * interleave. Nothing here allocates. A line too long for its buffer is cut
- * and marked "truncated" rather than dropped. */
+ * interleave. Nothing here allocates. A line too long for its buffer loses
+ * its last fields whole (never half a field, so it stays valid JSON) and is
+ * marked "truncated" rather than dropped. */
 #ifndef TLSTERM_LOG_H
 #define TLSTERM_LOG_H
 
@@ -19,6 +20,7 @@ enum log_format { LOG_FORMAT_JSON, LOG_FORMAT_TEXT };
 struct log_line {
     char buf[LOG_LINE_MAX];
     size_t len;
+    size_t field_start; /* where the field being written began */
     bool truncated;
     enum log_format format;
 };

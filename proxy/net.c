@@ -77,10 +77,11 @@ int net_addr_parse(const char *text, bool allow_unix, struct net_addr *out_addr,
     memcpy(host, text, host_len);
     host[host_len] = '\0';
 
+    /* Digits only: strtol would also take blanks and a sign. */
     char *end;
     errno = 0;
     long port_num = strtol(port, &end, 10);
-    if (*port == '\0' || *end != '\0' || errno != 0 || port_num < 0 || port_num > 65535) {
+    if (*port < '0' || *port > '9' || *end != '\0' || errno != 0 || port_num > 65535) {
         snprintf(err, err_len, "port must be a number from 0 to 65535");
         return -1;
     }

@@ -338,7 +338,7 @@ static void test_unknown_keys(void **state)
         "t.yaml:10:5: unknown key 'nmae' in listener; allowed: name, listen, tls, "
         "backend, timeouts, max_connections\n"
         "t.yaml:11:1: unknown key 'logs' at the top level; allowed: log, drain_timeout, "
-        "user, listeners\n"
+        "user, workers, max_connections, listeners\n"
         "t.yaml:12:7: unknown key 'levl' in log; did you mean 'level'? allowed: format, "
         "level\n"
         "t.yaml:12:19: unknown key 'color' in log; allowed: format, level\n");
@@ -347,11 +347,11 @@ static void test_unknown_keys(void **state)
                   "backend, timeouts, max_connections\n");
     expect_errors("\"bad\\tkey\": 1\n" MINIMAL,
                   "t.yaml:1:1: unknown key 'bad?key' at the top level; allowed: log, "
-                  "drain_timeout, user, listeners\n");
+                  "drain_timeout, user, workers, max_connections, listeners\n");
     expect_errors(
         "logs: {}\n" MINIMAL,
         "t.yaml:1:1: unknown key 'logs' at the top level; did you mean 'log'? allowed: "
-        "log, drain_timeout, user, listeners\n");
+        "log, drain_timeout, user, workers, max_connections, listeners\n");
     expect_errors(LISTENER_HEAD TLS_OK "      ciphres: []\n"
                                        "      certificate: x\n" BACKEND_OK
                                        "    timeouts: {idel: 5s}\n",

@@ -141,7 +141,8 @@ static void test_parse_unix(void **state)
     parse_ok("unix:/tmp/x.sock", true, &addr);
     assert_int_equal(addr.ss.ss_family, AF_UNIX);
     assert_string_equal(sun->sun_path, "/tmp/x.sock");
-    assert_int_equal(addr.len, offsetof(struct sockaddr_un, sun_path) + strlen("/tmp/x.sock") + 1);
+    assert_int_equal(addr.len,
+                     offsetof(struct sockaddr_un, sun_path) + strlen("/tmp/x.sock") + 1);
     assert_string_equal(format(&addr), "unix:/tmp/x.sock");
 
     parse_ok("unix:relative.sock", true, &addr);
@@ -230,7 +231,8 @@ static void test_parse_unresolvable(void **state)
     /* RFC 6761: .invalid never resolves. The resolver answers NXDOMAIN, or
      * without a network, a temporary failure. */
     assert_int_equal(net_addr_parse("nohost.invalid:80", false, &addr, err, sizeof(err)), -1);
-    snprintf(want, sizeof(want), "cannot resolve 'nohost.invalid': %s", gai_strerror(EAI_NONAME));
+    snprintf(want, sizeof(want), "cannot resolve 'nohost.invalid': %s",
+             gai_strerror(EAI_NONAME));
     if (strcmp(err, want) != 0) {
         snprintf(want, sizeof(want), "cannot resolve 'nohost.invalid': %s",
                  gai_strerror(EAI_AGAIN));
@@ -275,9 +277,15 @@ static void test_port_is_digits_only(void **state)
 static void test_format_round_trips(void **state)
 {
     static const char *const texts[] = {
-        "127.0.0.1:443", "0.0.0.0:0",          "255.255.255.255:65535",
-        "[::1]:8443",    "[::]:0",             "[2001:db8::1]:65535",
-        "[fe80::1]:80",  "[::ffff:10.0.0.1]:1", "unix:/tmp/x.sock",
+        "127.0.0.1:443",
+        "0.0.0.0:0",
+        "255.255.255.255:65535",
+        "[::1]:8443",
+        "[::]:0",
+        "[2001:db8::1]:65535",
+        "[fe80::1]:80",
+        "[::ffff:10.0.0.1]:1",
+        "unix:/tmp/x.sock",
     };
 
     for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
@@ -330,15 +338,15 @@ static void test_format_sa(void **state)
                                            sizeof(text)),
                         "unix:/run/a.sock");
     /* An unnamed unix socket (a socketpair end) has no path. */
-    assert_string_equal(net_addr_format_sa((struct sockaddr *)&sun, sizeof(sa_family_t), text,
-                                           sizeof(text)),
-                        "unix:");
+    assert_string_equal(
+        net_addr_format_sa((struct sockaddr *)&sun, sizeof(sa_family_t), text, sizeof(text)),
+        "unix:");
 
     assert_string_equal(net_addr_format_sa(&other, sizeof(other), text, sizeof(text)),
                         "unknown");
 }
 
-static void test_format_longest_fits(void **state)
+static void test_format_long_v6_and_short_buffer(void **state)
 {
     struct net_addr addr;
     char text[NET_ADDR_TEXT_MAX];
@@ -438,7 +446,7 @@ static void test_listen_ipv4_ephemeral(void **state)
     const struct sockaddr_in *sin = (const struct sockaddr_in *)&addr.ss;
 
     parse_ok("127.0.0.1:0", false, &addr);
-    int fd = net_listen(&addr, 16);
+    int fd = net_listen(&addr, 16, false);
     if (fd < 0)
         fail_msg("net_listen(127.0.0.1:0): %s", strerror(errno));
     check_listening(fd, &addr);
@@ -447,6 +455,7 @@ static void test_listen_ipv4_ephemeral(void **state)
     assert_int_not_equal(port_of(&addr), 0);
     assert_int_equal(ntohl(sin->sin_addr.s_addr), INADDR_LOOPBACK);
     assert_int_equal(int_option(fd, SOL_SOCKET, SO_REUSEADDR), 1);
+    assert_int_equal(int_option(fd, SOL_SOCKET, SO_REUSEPORT), 0);
     close(fd);
 }
 
@@ -455,7 +464,7 @@ static void test_listen_ipv6_ephemeral(void **state)
     struct net_addr addr;
 
     parse_ok("[::1]:0", false, &addr);
-    int fd = net_listen(&addr, 16);
+    int fd = net_listen(&addr, 16, false);
     if (fd < 0 && (errno == EAFNOSUPPORT || errno == EADDRNOTAVAIL)) {
         print_message("no IPv6 loopback here: %s\n", strerror(errno));
         skip();
@@ -475,16 +484,43 @@ static void test_listen_port_in_use(void **state)
     struct net_addr addr;
 
     parse_ok("127.0.0.1:0", false, &addr);
-    int fd = net_listen(&addr, 16);
+    int fd = net_listen(&addr, 16, false);
     assert_true(fd >= 0);
 
     struct net_addr same = addr;
     errno = 0;
-    assert_int_equal(net_listen(&same, 16), -1);
+    assert_int_equal(net_listen(&same, 16, false), -1);
     assert_int_equal(errno, EADDRINUSE);
     /* A failed listen leaves the address as it was. */
     assert_true(net_addr_equal(&same, &addr));
     close(fd);
+}
+
+/* With reuseport, each worker binds its own socket to the same address;
+ * a socket without it still cannot join them. */
+static void test_listen_reuseport(void **state)
+{
+    struct net_addr first, second, third;
+
+    parse_ok("127.0.0.1:0", false, &first);
+    int fd1 = net_listen(&first, 16, true);
+    assert_true(fd1 >= 0);
+    assert_int_equal(int_option(fd1, SOL_SOCKET, SO_REUSEPORT), 1);
+
+    second = first;
+    int fd2 = net_listen(&second, 16, true);
+    if (fd2 < 0)
+        fail_msg("second reuseport listener on %s: %s", format(&first), strerror(errno));
+    check_listening(fd2, &second);
+    assert_true(net_addr_equal(&first, &second));
+
+    third = first;
+    errno = 0;
+    assert_int_equal(net_listen(&third, 16, false), -1);
+    assert_int_equal(errno, EADDRINUSE);
+
+    close(fd2);
+    close(fd1);
 }
 
 static void test_connect_and_accept(void **state)
@@ -495,7 +531,7 @@ static void test_connect_and_accept(void **state)
     char peer_text[NET_ADDR_TEXT_MAX], local_text[NET_ADDR_TEXT_MAX];
 
     parse_ok("127.0.0.1:0", false, &addr);
-    int listen_fd = net_listen(&addr, 16);
+    int listen_fd = net_listen(&addr, 16, false);
     assert_true(listen_fd >= 0);
 
     errno = 12345;
@@ -536,7 +572,7 @@ static void test_connect_refused(void **state)
 
     /* Take a free port, then close it so nothing listens there. */
     parse_ok("127.0.0.1:0", false, &addr);
-    int listen_fd = net_listen(&addr, 1);
+    int listen_fd = net_listen(&addr, 1, false);
     assert_true(listen_fd >= 0);
     close(listen_fd);
 
@@ -562,7 +598,7 @@ static void test_unix_listen_and_connect(void **state)
     snprintf(text, sizeof(text), "unix:%s/s", tmpdir);
     parse_ok(text, true, &addr);
 
-    int listen_fd = net_listen(&addr, 4);
+    int listen_fd = net_listen(&addr, 4, false);
     if (listen_fd < 0)
         fail_msg("net_listen(%s): %s", text, strerror(errno));
     assert_true(fd_has_flag(listen_fd, F_GETFL, O_NONBLOCK));
@@ -571,7 +607,7 @@ static void test_unix_listen_and_connect(void **state)
     /* The path exists now: a second listener is refused. */
     struct net_addr again = addr;
     errno = 0;
-    assert_int_equal(net_listen(&again, 4), -1);
+    assert_int_equal(net_listen(&again, 4, false), -1);
     assert_int_equal(errno, EADDRINUSE);
 
     int fd = net_connect_start(&addr);
@@ -623,11 +659,12 @@ int main(void)
         cmocka_unit_test(test_format_round_trips),
         cmocka_unit_test(test_format_canonicalizes),
         cmocka_unit_test(test_format_sa),
-        cmocka_unit_test(test_format_longest_fits),
+        cmocka_unit_test(test_format_long_v6_and_short_buffer),
         cmocka_unit_test(test_equal),
         cmocka_unit_test(test_listen_ipv4_ephemeral),
         cmocka_unit_test(test_listen_ipv6_ephemeral),
         cmocka_unit_test(test_listen_port_in_use),
+        cmocka_unit_test(test_listen_reuseport),
         cmocka_unit_test(test_connect_and_accept),
         cmocka_unit_test(test_connect_refused),
         cmocka_unit_test(test_unix_listen_and_connect),
