@@ -37,8 +37,43 @@ struct cfg_listen_addr {
 struct cfg_cert {
     char *cert_path;
     char *key_path;
+    char *ocsp_path; /* DER OCSP response to staple; NULL: none */
     struct cfg_pos cert_pos;
     struct cfg_pos key_pos;
+    struct cfg_pos ocsp_pos;
+};
+
+/* enum cfg_policy is a listener's TLS policy preset (Mozilla's names). */
+enum cfg_policy {
+    CFG_POLICY_INTERMEDIATE, /* TLS 1.2 + 1.3, ECDHE + AEAD suites (default) */
+    CFG_POLICY_MODERN,       /* TLS 1.3 only */
+    CFG_POLICY_CUSTOM,       /* min_version, max_version, ciphers as given */
+};
+
+enum cfg_client_auth_mode {
+    CFG_CLIENT_AUTH_NONE,
+    CFG_CLIENT_AUTH_OPTIONAL,
+    CFG_CLIENT_AUTH_REQUIRED,
+};
+
+/* struct cfg_client_auth is a listener's client-certificate (mTLS) policy. */
+struct cfg_client_auth {
+    enum cfg_client_auth_mode mode;
+    char *ca_path;  /* PEM bundle of trusted CAs; required unless mode is none */
+    char *crl_path; /* PEM CRLs; NULL: no revocation check */
+    uint32_t depth; /* maximum verification depth */
+    struct cfg_pos ca_pos;
+    struct cfg_pos crl_pos;
+};
+
+/* struct cfg_session_tickets configures stateless session tickets for the
+ * whole process (a fleet shares keys through |key_file|). */
+struct cfg_session_tickets {
+    bool enabled;         /* default true; "session_tickets: false" disables */
+    uint32_t rotate_ms;   /* a new encryption key this often (default 1h) */
+    uint32_t lifetime_ms; /* tickets stay valid this long (default 12h) */
+    char *key_file;       /* keys shared by instances; NULL: generated here */
+    struct cfg_pos key_file_pos;
 };
 
 struct cfg_listener {
@@ -51,10 +86,21 @@ struct cfg_listener {
     struct cfg_cert *certs;
     size_t num_certs;
 
-    uint16_t min_version; /* TLS1_2_VERSION or TLS1_3_VERSION */
+    enum cfg_policy policy;
+    bool allow_legacy;    /* permits TLS 1.0/1.1 and non-AEAD/non-ECDHE suites (warned) */
+    uint16_t min_version; /* effective, after the preset: TLS1_VERSION .. TLS1_3_VERSION */
     uint16_t max_version;
     char *ciphers; /* TLS 1.2 suites, colon-separated, in preference order */
     char *groups;  /* colon-separated, in preference order */
+    uint8_t *alpn; /* ALPN protocols in server preference order, wire format
+                      (length-prefixed); NULL: no ALPN */
+    size_t alpn_len;
+    bool alpn_required;   /* no overlap fails the handshake (no_application_protocol) */
+    bool sni_strict;      /* unknown or missing SNI fails with unrecognized_name */
+    bool allow_expired;   /* an expired certificate only warns */
+    uint32_t expiry_warning_ms; /* warn when a certificate expires sooner (default 21d) */
+    bool early_data;      /* accept TLS 1.3 0-RTT data (default false) */
+    struct cfg_client_auth client_auth;
 
     struct net_addr *servers;
     size_t num_servers;
@@ -73,6 +119,8 @@ struct config {
     char *user; /* drop privileges to this user after binding; NULL: stay */
     uint32_t num_workers;     /* worker threads; 0 means "auto": one per CPU */
     uint32_t max_connections; /* over all listeners and workers */
+    bool reload_on_change;    /* reload when a certificate, key or OCSP file changes */
+    struct cfg_session_tickets session_tickets;
 
     struct cfg_listener *listeners;
     size_t num_listeners;
