@@ -4,10 +4,10 @@
 #include <errno.h>
 #include <sys/socket.h>
 
-int backend_connect(struct listener *listener, const struct net_addr **out_server)
+int backend_connect(struct listener *listener, const struct cfg_listener *cfg,
+                    const struct net_addr **out_server)
 {
-    const struct cfg_listener *cfg = listener->cfg;
-    const struct net_addr *server = &cfg->servers[listener->next_server];
+    const struct net_addr *server = &cfg->servers[listener->next_server % cfg->num_servers];
 
     listener->next_server = (listener->next_server + 1) % (uint32_t)cfg->num_servers;
     *out_server = server;

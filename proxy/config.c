@@ -25,41 +25,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "config_internal.h"
 #include "yamltree.h"
 
-#define DURATION_MAX_MS (24u * 60 * 60 * 1000)
 #define MAX_CONNECTIONS_LIMIT 1000000
 #define LISTENER_NAME_MAX 64
-
-struct loader {
-    struct config *config;
-    FILE *errors;
-    int num_errors;
-    SSL_CTX *scratch;         /* for checking cipher and group names; lazy */
-    struct cfg_pos *name_pos; /* per listener: where its name is written */
-};
-
-struct field;
-
-/* field_apply_fn checks |value| for |field| and stores it at |out|, which is
- * the struct being filled plus the field's offset. */
-typedef void (*field_apply_fn)(struct loader *ld, const struct field *field,
-                               const struct ynode *value, void *out);
-
-struct field {
-    const char *key;
-    bool required;
-    field_apply_fn apply;
-    size_t offset;
-    const struct schema *nested; /* for apply_nested: the mapping's schema */
-};
-
-struct schema {
-    const char *name;  /* "listener", as in "listener is missing ..." */
-    const char *where; /* "in listener", as in "unknown key 'x' in listener" */
-    const struct field *fields;
-    size_t num_fields;
-};
 
 /* vreport writes one error line. Control characters from quoted values
  * ("a\nb") become '?', so each problem stays on exactly one line. */
@@ -89,16 +59,14 @@ void cfg_error(FILE *errors, const struct cfg_pos *pos, const char *fmt, ...)
     va_end(ap);
 }
 
-static struct cfg_pos pos_of(const struct loader *ld, const struct ynode *node)
+struct cfg_pos cfg_pos_of(const struct loader *ld, const struct ynode *node)
 {
     return (struct cfg_pos){ld->config->file, yamltree_line(node), yamltree_col(node)};
 }
 
-/* fail_at reports a problem at |node| and counts it. */
-__attribute__((format(printf, 3, 4))) static void
-fail_at(struct loader *ld, const struct ynode *node, const char *fmt, ...)
+void cfg_fail_at(struct loader *ld, const struct ynode *node, const char *fmt, ...)
 {
-    struct cfg_pos pos = pos_of(ld, node);
+    struct cfg_pos pos = cfg_pos_of(ld, node);
     va_list ap;
 
     va_start(ap, fmt);
@@ -107,71 +75,61 @@ fail_at(struct loader *ld, const struct ynode *node, const char *fmt, ...)
     ld->num_errors++;
 }
 
-/* expect checks that |node| is of |kind|, else reports "expected |noun| for
- * 'key', got ..." and returns false. */
-static bool expect(struct loader *ld, const char *key, const struct ynode *node,
-                   enum ynode_kind kind, const char *noun)
+bool cfg_expect(struct loader *ld, const char *key, const struct ynode *node,
+                enum ynode_kind kind, const char *noun)
 {
     const char *text = yamltree_scalar(node);
 
     if (yamltree_kind(node) == kind)
         return true;
     if (text == NULL)
-        fail_at(ld, node, "expected %s for '%s', got %s", noun, key,
-                yamltree_kind_name(yamltree_kind(node)));
+        cfg_fail_at(ld, node, "expected %s for '%s', got %s", noun, key,
+                    yamltree_kind_name(yamltree_kind(node)));
     else if (text[0] == '\0')
-        fail_at(ld, node, "expected %s for '%s', got an empty value", noun, key);
+        cfg_fail_at(ld, node, "expected %s for '%s', got an empty value", noun, key);
     else
-        fail_at(ld, node, "expected %s for '%s', got '%s'", noun, key, text);
+        cfg_fail_at(ld, node, "expected %s for '%s', got '%s'", noun, key, text);
     return false;
 }
 
-/* expect_text returns the text of scalar |node|, or NULL after reporting
- * that |noun| was expected. */
-static const char *expect_text(struct loader *ld, const char *key, const struct ynode *node,
-                               const char *noun)
+const char *cfg_expect_text(struct loader *ld, const char *key, const struct ynode *node,
+                            const char *noun)
 {
-    return expect(ld, key, node, YNODE_SCALAR, noun) ? yamltree_scalar(node) : NULL;
+    return cfg_expect(ld, key, node, YNODE_SCALAR, noun) ? yamltree_scalar(node) : NULL;
 }
 
-/* list_len returns how many items the list |node| for |key| has: a non-empty
- * sequence, or a single string when |one_ok|. It returns 0 after reporting
- * anything else. list_item reads item |i|; items are not yet type-checked. */
-static size_t list_len(struct loader *ld, const char *key, const struct ynode *node,
-                       bool one_ok)
+size_t cfg_list_len(struct loader *ld, const char *key, const struct ynode *node, bool one_ok)
 {
     if (one_ok && yamltree_kind(node) == YNODE_SCALAR)
         return 1;
-    if (!expect(ld, key, node, YNODE_SEQUENCE,
-                one_ok ? "a string or a sequence of strings" : "a sequence"))
+    if (!cfg_expect(ld, key, node, YNODE_SEQUENCE,
+                    one_ok ? "a string or a sequence of strings" : "a sequence"))
         return 0;
     if (yamltree_num_items(node) == 0)
-        fail_at(ld, node, "expected a non-empty sequence for '%s'", key);
+        cfg_fail_at(ld, node, "expected a non-empty sequence for '%s'", key);
     return yamltree_num_items(node);
 }
 
-static const struct ynode *list_item(const struct ynode *node, size_t i)
+const struct ynode *cfg_list_item(const struct ynode *node, size_t i)
 {
     return yamltree_kind(node) == YNODE_SCALAR ? node : yamltree_item(node, i);
 }
 
-/* new_array allocates |num| zeroed entries of |size| for the list at |node|,
- * reporting at |node| if memory is short. */
-static void *new_array(struct loader *ld, const struct ynode *node, size_t num, size_t size)
+void *cfg_new_array(struct loader *ld, const struct ynode *node, size_t num, size_t size)
 {
     void *array = calloc(num, size);
 
     if (array == NULL)
-        fail_at(ld, node, "out of memory");
+        cfg_fail_at(ld, node, "out of memory");
     return array;
 }
 
-static char *dup_string(struct loader *ld, const struct ynode *node, const char *text)
+char *cfg_dup_string(struct loader *ld, const struct ynode *node, const char *text)
 {
     char *copy = strdup(text);
 
     if (copy == NULL)
-        fail_at(ld, node, "out of memory");
+        cfg_fail_at(ld, node, "out of memory");
     return copy;
 }
 
@@ -232,17 +190,15 @@ static int report_unknown_key(struct loader *ld, const struct schema *schema,
     }
     if (nearest >= 0)
         snprintf(hint, sizeof(hint), "; did you mean '%s'?", schema->fields[nearest].key);
-    fail_at(ld, key_node, "unknown key '%s' %s%s%s allowed: %s", key, schema->where, hint,
-            nearest >= 0 ? "" : ";", allowed);
+    cfg_fail_at(ld, key_node, "unknown key '%s' %s%s%s allowed: %s", key, schema->where, hint,
+                nearest >= 0 ? "" : ";", allowed);
     return nearest;
 }
 
-/* apply_mapping fills |target| from |mapping| (already checked to be one)
- * with |schema|'s handlers. Absent optional keys leave |target| as it was, so
- * callers set defaults first. A required key that an unknown key was taken
+/* cfg_apply_mapping: callers set defaults first. A required key that an unknown key was taken
  * for ("did you mean") is not reported missing as well: it is one mistake. */
-static void apply_mapping(struct loader *ld, const struct schema *schema,
-                          const struct ynode *mapping, void *target)
+void cfg_apply_mapping(struct loader *ld, const struct schema *schema,
+                       const struct ynode *mapping, void *target)
 {
     uint32_t suggested = 0; /* bit f: field f was suggested */
 
@@ -265,62 +221,87 @@ static void apply_mapping(struct loader *ld, const struct schema *schema,
     for (size_t f = 0; f < schema->num_fields; f++) {
         if (schema->fields[f].required && !(suggested & (UINT32_C(1) << f)) &&
             yamltree_get(mapping, schema->fields[f].key) == NULL)
-            fail_at(ld, mapping, "%s is missing required key '%s'", schema->name,
-                    schema->fields[f].key);
+            cfg_fail_at(ld, mapping, "%s is missing required key '%s'", schema->name,
+                        schema->fields[f].key);
     }
 }
 
-static void apply_nested(struct loader *ld, const struct field *field,
-                         const struct ynode *value, void *out)
+void cfg_apply_nested(struct loader *ld, const struct field *field, const struct ynode *value,
+                      void *out)
 {
-    if (expect(ld, field->key, value, YNODE_MAPPING, "a mapping"))
-        apply_mapping(ld, field->nested, value, out);
+    if (cfg_expect(ld, field->key, value, YNODE_MAPPING, "a mapping"))
+        cfg_apply_mapping(ld, field->nested, value, out);
 }
 
-int config_parse_duration(const char *text, uint32_t *out_ms)
+int cfg_parse_duration_max(const char *text, uint64_t max_ms, uint64_t *out_ms)
 {
     static const struct {
         const char *name;
         uint64_t ms;
-    } units[] = {{"ms", 1}, {"s", 1000}, {"m", 60 * 1000}, {"h", 60 * 60 * 1000}};
+    } units[] = {
+        {"ms", 1}, {"s", 1000}, {"m", 60 * 1000}, {"h", 60 * 60 * 1000}, {"d", CFG_DAY_MS}};
     uint64_t value = 0;
     const char *p = text;
 
     /* Stop at the cap while reading digits, so no input can overflow. */
     for (; *p >= '0' && *p <= '9'; p++) {
         value = value * 10 + (uint64_t)(*p - '0');
-        if (value > DURATION_MAX_MS)
+        if (value > max_ms)
             return -1;
     }
     if (p == text || value == 0)
         return -1;
     for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-        if (strcmp(p, units[i].name) == 0 && value * units[i].ms <= DURATION_MAX_MS) {
-            *out_ms = (uint32_t)(value * units[i].ms);
+        if (strcmp(p, units[i].name) == 0 && value <= max_ms / units[i].ms) {
+            *out_ms = value * units[i].ms;
             return 0;
         }
     }
     return -1;
 }
 
+int config_parse_duration(const char *text, uint32_t *out_ms)
+{
+    uint64_t ms;
+
+    if (cfg_parse_duration_max(text, CFG_DAY_MS, &ms) != 0)
+        return -1;
+    *out_ms = (uint32_t)ms;
+    return 0;
+}
+
 static void apply_duration(struct loader *ld, const struct field *field,
                            const struct ynode *value, void *out)
 {
-    const char *text = expect_text(ld, field->key, value, "a duration");
+    const char *text = cfg_expect_text(ld, field->key, value, "a duration");
 
     if (text != NULL && config_parse_duration(text, out) != 0)
-        fail_at(ld, value,
-                "invalid duration '%s' for '%s'; expected a whole number above 0 with a unit "
-                "ms, s, m or h, at most 24h (e.g. 500ms, 30s, 5m)",
-                text, field->key);
+        cfg_fail_at(ld, value,
+                    "invalid duration '%s' for '%s'; expected a whole number above 0 with a "
+                    "unit ms, s, m, h or d, at most 24h (e.g. 500ms, 30s, 5m)",
+                    text, field->key);
 }
 
-/* choose returns the index of |value| in the NULL-terminated |names|, or -1
- * after reporting the allowed names. */
-static int choose(struct loader *ld, const char *key, const struct ynode *value,
-                  const char *const *names)
+void cfg_apply_bool(struct loader *ld, const struct field *field, const struct ynode *value,
+                    void *out)
 {
-    const char *text = expect_text(ld, key, value, "a string");
+    const char *text = cfg_expect_text(ld, field->key, value, "true or false");
+
+    if (text == NULL)
+        return;
+    /* YAML 1.2's booleans only: "yes" and "on" are YAML 1.1 surprises. */
+    if (strcmp(text, "true") == 0)
+        *(bool *)out = true;
+    else if (strcmp(text, "false") == 0)
+        *(bool *)out = false;
+    else
+        cfg_fail_at(ld, value, "invalid %s '%s'; expected true or false", field->key, text);
+}
+
+int cfg_choose(struct loader *ld, const char *key, const struct ynode *value,
+               const char *const *names)
+{
+    const char *text = cfg_expect_text(ld, key, value, "a string");
     char allowed[128] = "";
 
     if (text == NULL)
@@ -331,7 +312,7 @@ static int choose(struct loader *ld, const char *key, const struct ynode *value,
         snprintf(allowed + strlen(allowed), sizeof(allowed) - strlen(allowed), "%s%s",
                  i > 0 ? ", " : "", names[i]);
     }
-    fail_at(ld, value, "invalid %s '%s'; allowed: %s", key, text, allowed);
+    cfg_fail_at(ld, value, "invalid %s '%s'; allowed: %s", key, text, allowed);
     return -1;
 }
 
@@ -340,7 +321,7 @@ static void apply_log_format(struct loader *ld, const struct field *field,
 {
     static const char *const names[] = {
         [LOG_FORMAT_JSON] = "json", [LOG_FORMAT_TEXT] = "text", NULL};
-    int chosen = choose(ld, field->key, value, names);
+    int chosen = cfg_choose(ld, field->key, value, names);
 
     if (chosen >= 0)
         *(enum log_format *)out = (enum log_format)chosen;
@@ -354,7 +335,7 @@ static void apply_log_level(struct loader *ld, const struct field *field,
                                         [LOG_WARN] = "warn",
                                         [LOG_ERROR] = "error",
                                         NULL};
-    int chosen = choose(ld, field->key, value, names);
+    int chosen = cfg_choose(ld, field->key, value, names);
 
     if (chosen >= 0)
         *(enum log_level *)out = (enum log_level)chosen;
@@ -363,13 +344,14 @@ static void apply_log_level(struct loader *ld, const struct field *field,
 static void apply_user(struct loader *ld, const struct field *field, const struct ynode *value,
                        void *out)
 {
-    const char *user = expect_text(ld, field->key, value, "a string");
+    const char *user = cfg_expect_text(ld, field->key, value, "a string");
 
     /* Checked now so a typo fails at load, not after binding as root. */
     if (user != NULL && getpwnam(user) == NULL)
-        fail_at(ld, value, "unknown user '%s' for 'user'; it must exist on this system", user);
+        cfg_fail_at(ld, value, "unknown user '%s' for 'user'; it must exist on this system",
+                    user);
     else if (user != NULL)
-        *(char **)out = dup_string(ld, value, user);
+        *(char **)out = cfg_dup_string(ld, value, user);
 }
 
 static void apply_name(struct loader *ld, const struct field *field, const struct ynode *value,
@@ -377,29 +359,30 @@ static void apply_name(struct loader *ld, const struct field *field, const struc
 {
     struct cfg_listener *listener = out;
     size_t index = (size_t)(listener - ld->config->listeners);
-    const char *name = expect_text(ld, field->key, value, "a string");
+    const char *name = cfg_expect_text(ld, field->key, value, "a string");
     size_t len;
 
     if (name == NULL)
         return;
     len = strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-");
     if (len == 0 || len > LISTENER_NAME_MAX || name[len] != '\0') {
-        fail_at(ld, value,
-                "invalid listener name '%s'; use 1 to %d characters from A-Z, a-z, 0-9, '_', "
-                "'.' and '-'",
-                name, LISTENER_NAME_MAX);
+        cfg_fail_at(
+            ld, value,
+            "invalid listener name '%s'; use 1 to %d characters from A-Z, a-z, 0-9, '_', "
+            "'.' and '-'",
+            name, LISTENER_NAME_MAX);
         return;
     }
     for (size_t i = 0; i < index; i++) {
         if (ld->config->listeners[i].name != NULL &&
             strcmp(ld->config->listeners[i].name, name) == 0) {
-            fail_at(ld, value, "duplicate listener name '%s' (first defined at %d:%d)", name,
-                    ld->name_pos[i].line, ld->name_pos[i].col);
+            cfg_fail_at(ld, value, "duplicate listener name '%s' (first defined at %d:%d)",
+                        name, ld->name_pos[i].line, ld->name_pos[i].col);
             return;
         }
     }
-    listener->name = dup_string(ld, value, name);
-    ld->name_pos[index] = pos_of(ld, value);
+    listener->name = cfg_dup_string(ld, value, name);
+    ld->name_pos[index] = cfg_pos_of(ld, value);
 }
 
 /* find_listen_addr returns the listen entry, in any listener up to and
@@ -428,14 +411,14 @@ static void apply_listen(struct loader *ld, const struct field *field,
                          const struct ynode *value, void *out)
 {
     struct cfg_listener *listener = out;
-    size_t num = list_len(ld, field->key, value, true);
+    size_t num = cfg_list_len(ld, field->key, value, true);
 
     if (num == 0 ||
-        (listener->listen = new_array(ld, value, num, sizeof(*listener->listen))) == NULL)
+        (listener->listen = cfg_new_array(ld, value, num, sizeof(*listener->listen))) == NULL)
         return;
     for (size_t i = 0; i < num; i++) {
-        const struct ynode *item = list_item(value, i);
-        const char *text = expect_text(ld, field->key, item, "a string");
+        const struct ynode *item = cfg_list_item(value, i);
+        const char *text = cfg_expect_text(ld, field->key, item, "a string");
         const struct cfg_listen_addr *first;
         struct net_addr addr;
         char reason[256];
@@ -443,25 +426,24 @@ static void apply_listen(struct loader *ld, const struct field *field,
         if (text == NULL)
             continue;
         if (net_addr_parse(text, false, &addr, reason, sizeof(reason)) != 0) {
-            fail_at(ld, item, "invalid listen address '%s': %s", text, reason);
+            cfg_fail_at(ld, item, "invalid listen address '%s': %s", text, reason);
             continue;
         }
         first = find_listen_addr(ld->config, listener, &addr);
         if (first != NULL) {
-            fail_at(ld, item, "duplicate listen address '%s' (first defined at %d:%d)", text,
-                    first->pos.line, first->pos.col);
+            cfg_fail_at(ld, item, "duplicate listen address '%s' (first defined at %d:%d)",
+                        text, first->pos.line, first->pos.col);
             continue;
         }
         listener->listen[listener->num_listen].addr = addr;
-        listener->listen[listener->num_listen].pos = pos_of(ld, item);
+        listener->listen[listener->num_listen].pos = cfg_pos_of(ld, item);
         listener->num_listen++;
     }
 }
 
-/* check_readable opens |path| for reading and returns 0, or an errno value.
- * Opening, unlike access(2), checks the effective user, the one that will
+/* cfg_check_readable: opening, unlike access(2), checks the effective user, the one that will
  * read the file; O_NONBLOCK keeps a FIFO from hanging the load. */
-static int check_readable(const char *path)
+int cfg_check_readable(const char *path)
 {
     struct stat st;
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
@@ -477,219 +459,25 @@ static int check_readable(const char *path)
     return result;
 }
 
-/* apply_pem_file handles both "cert" and "key" of a certificates entry. */
-static void apply_pem_file(struct loader *ld, const struct field *field,
-                           const struct ynode *value, void *out)
-{
-    struct cfg_cert *cert = out;
-    bool is_key = strcmp(field->key, "key") == 0;
-    const char *path = expect_text(ld, field->key, value, "a file name");
-    int error;
-
-    if (path == NULL)
-        return;
-    error = check_readable(path);
-    if (error != 0) {
-        fail_at(ld, value, "cannot read %s file '%s': %s",
-                is_key ? "private key" : "certificate", path, strerror(error));
-        return;
-    }
-    *(is_key ? &cert->key_path : &cert->cert_path) = dup_string(ld, value, path);
-    *(is_key ? &cert->key_pos : &cert->cert_pos) = pos_of(ld, value);
-}
-
-static const struct field cert_fields[] = {
-    {"cert", true, apply_pem_file, 0, NULL},
-    {"key", true, apply_pem_file, 0, NULL},
-};
-static const struct schema cert_schema = {"certificates entry", "in certificates entry",
-                                          cert_fields, 2};
-
-static void apply_certificates(struct loader *ld, const struct field *field,
-                               const struct ynode *value, void *out)
-{
-    struct cfg_listener *listener = out;
-    size_t num = list_len(ld, field->key, value, false);
-
-    if (num == 0 ||
-        (listener->certs = new_array(ld, value, num, sizeof(*listener->certs))) == NULL)
-        return;
-    listener->num_certs = num;
-    for (size_t i = 0; i < num; i++) {
-        const struct ynode *item = yamltree_item(value, i);
-        if (expect(ld, field->key, item, YNODE_MAPPING, "a mapping with 'cert' and 'key'"))
-            apply_mapping(ld, &cert_schema, item, &listener->certs[i]);
-    }
-}
-
-static void apply_version(struct loader *ld, const struct field *field,
-                          const struct ynode *value, void *out)
-{
-    const char *text = expect_text(ld, field->key, value, "a TLS version");
-
-    if (text == NULL)
-        return;
-    if (strcmp(text, "1.2") == 0)
-        *(uint16_t *)out = TLS1_2_VERSION;
-    else if (strcmp(text, "1.3") == 0)
-        *(uint16_t *)out = TLS1_3_VERSION;
-    else if (strcmp(text, "1.0") == 0 || strcmp(text, "1.1") == 0)
-        fail_at(ld, value, "%s: TLS %s is not allowed (insecure); allowed: \"1.2\", \"1.3\"",
-                field->key, text);
-    else
-        fail_at(ld, value, "invalid TLS version '%s' for '%s'; allowed: \"1.2\", \"1.3\"", text,
-                field->key);
-}
-
-/* check_cipher returns 0 if |name| is exactly one TLS 1.2 suite that is
- * forward-secret, AEAD and certificate-authenticated. Rules and aliases
- * ("ALL", "ECDHE+AESGCM") match several suites, or one under another name,
- * and are refused, so the configured list means what it says. */
-static int check_cipher(struct loader *ld, const struct ynode *item, SSL_CTX *scratch)
-{
-    static const char *const tls13_suites[] = {
-        "TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"};
-    const char *name = yamltree_scalar(item);
-    const SSL_CIPHER *cipher = NULL;
-    STACK_OF(SSL_CIPHER) * list;
-    int set;
-
-    for (size_t i = 0; i < 3; i++) {
-        if (strcmp(name, tls13_suites[i]) == 0) {
-            fail_at(ld, item,
-                    "'%s' is a TLS 1.3 suite: TLS 1.3 suites cannot be configured (BoringSSL "
-                    "always enables all three); list TLS 1.2 suites only",
-                    name);
-            return -1;
-        }
-    }
-    ERR_clear_error();
-    set = SSL_CTX_set_strict_cipher_list(scratch, name);
-    ERR_clear_error(); /* a failure leaves nothing to read but its queue entry */
-    list = SSL_CTX_get_ciphers(scratch);
-    if (set == 1 && sk_SSL_CIPHER_num(list) == 1)
-        cipher = sk_SSL_CIPHER_value(list, 0);
-    if (cipher == NULL || (strcmp(name, SSL_CIPHER_get_name(cipher)) != 0 &&
-                           strcmp(name, SSL_CIPHER_standard_name(cipher)) != 0)) {
-        fail_at(ld, item,
-                "unknown cipher suite '%s' (list one suite name per item, e.g. "
-                "ECDHE-ECDSA-AES128-GCM-SHA256)",
-                name);
-        return -1;
-    }
-    if (SSL_CIPHER_get_kx_nid(cipher) != NID_kx_ecdhe || !SSL_CIPHER_is_aead(cipher) ||
-        SSL_CIPHER_get_auth_nid(cipher) == NID_auth_psk) {
-        fail_at(ld, item,
-                "cipher suite '%s' is not allowed: tlsterm only offers forward-secret AEAD "
-                "suites (ECDHE with AES-GCM or ChaCha20-Poly1305)",
-                name);
-        return -1;
-    }
-    return 0;
-}
-
-/* check_group accepts our four groups, as this BoringSSL knows them. */
-static int check_group(struct loader *ld, const struct ynode *item, SSL_CTX *scratch)
-{
-    static const char *const allowed[] = {"X25519", "P-256", "P-384", "P-521"};
-    const char *name = yamltree_scalar(item);
-
-    for (size_t i = 0; i < 4; i++) {
-        if (strcmp(name, allowed[i]) == 0) {
-            ERR_clear_error();
-            if (SSL_CTX_set1_curves_list(scratch, name) == 1)
-                return 0;
-            ERR_clear_error();
-        }
-    }
-    fail_at(ld, item, "unknown group '%s'; allowed: X25519, P-256, P-384, P-521", name);
-    return -1;
-}
-
-/* apply_name_list checks every item of "ciphers" or "groups" and stores the
- * names colon-joined, the form BoringSSL takes. */
-static void apply_name_list(struct loader *ld, const struct field *field,
-                            const struct ynode *value, void *out)
-{
-    int (*check)(struct loader *, const struct ynode *, SSL_CTX *) =
-        strcmp(field->key, "ciphers") == 0 ? check_cipher : check_group;
-    size_t num = list_len(ld, field->key, value, false);
-    size_t joined_len = 0;
-    char *joined;
-    bool ok = true;
-
-    if (num == 0)
-        return;
-    if (ld->scratch == NULL && (ld->scratch = SSL_CTX_new(TLS_method())) == NULL) {
-        fail_at(ld, value, "cannot check '%s': out of memory", field->key);
-        return;
-    }
-    for (size_t i = 0; i < num; i++) {
-        const struct ynode *item = yamltree_item(value, i);
-        if (!expect(ld, field->key, item, YNODE_SCALAR, "a string") ||
-            check(ld, item, ld->scratch) != 0)
-            ok = false;
-        else
-            joined_len += strlen(yamltree_scalar(item)) + 1;
-    }
-    if (!ok || (joined = new_array(ld, value, joined_len, 1)) == NULL)
-        return;
-    for (size_t i = 0, at = 0; i < num; i++) {
-        const char *name = yamltree_scalar(yamltree_item(value, i));
-        memcpy(joined + at, name, strlen(name));
-        at += strlen(name);
-        joined[at++] = i + 1 < num ? ':' : '\0';
-    }
-    *(char **)out = joined;
-}
-
-static const struct field tls_fields[] = {
-    {"certificates", true, apply_certificates, 0, NULL},
-    {"min_version", false, apply_version, offsetof(struct cfg_listener, min_version), NULL},
-    {"max_version", false, apply_version, offsetof(struct cfg_listener, max_version), NULL},
-    {"ciphers", false, apply_name_list, offsetof(struct cfg_listener, ciphers), NULL},
-    {"groups", false, apply_name_list, offsetof(struct cfg_listener, groups), NULL},
-};
-static const struct schema tls_schema = {"tls", "in tls", tls_fields, 5};
-
-static void apply_tls(struct loader *ld, const struct field *field, const struct ynode *value,
-                      void *out)
-{
-    struct cfg_listener *listener = out;
-    const struct ynode *min, *max;
-
-    if (!expect(ld, field->key, value, YNODE_MAPPING, "a mapping"))
-        return;
-    apply_mapping(ld, &tls_schema, value, listener);
-    /* With the defaults, min is above max only when both are written. */
-    if (listener->min_version > listener->max_version) {
-        min = yamltree_get(value, "min_version");
-        max = yamltree_get(value, "max_version");
-        fail_at(ld, min, "min_version \"%s\" is above max_version \"%s\" (set at %d:%d)",
-                yamltree_scalar(min), yamltree_scalar(max), yamltree_line(max),
-                yamltree_col(max));
-    }
-}
-
 static void apply_servers(struct loader *ld, const struct field *field,
                           const struct ynode *value, void *out)
 {
     struct cfg_listener *listener = out;
-    size_t num = list_len(ld, field->key, value, true);
+    size_t num = cfg_list_len(ld, field->key, value, true);
 
     if (num == 0 ||
-        (listener->servers = new_array(ld, value, num, sizeof(*listener->servers))) == NULL)
+        (listener->servers = cfg_new_array(ld, value, num, sizeof(*listener->servers))) == NULL)
         return;
     for (size_t i = 0; i < num; i++) {
-        const struct ynode *item = list_item(value, i);
-        const char *text = expect_text(ld, field->key, item, "a string");
+        const struct ynode *item = cfg_list_item(value, i);
+        const char *text = cfg_expect_text(ld, field->key, item, "a string");
         char reason[256];
 
         if (text == NULL)
             continue;
         if (net_addr_parse(text, true, &listener->servers[listener->num_servers], reason,
                            sizeof(reason)) != 0)
-            fail_at(ld, item, "invalid backend server address '%s': %s", text, reason);
+            cfg_fail_at(ld, item, "invalid backend server address '%s': %s", text, reason);
         else
             listener->num_servers++;
     }
@@ -698,7 +486,7 @@ static void apply_servers(struct loader *ld, const struct field *field,
 static void apply_max_connections(struct loader *ld, const struct field *field,
                                   const struct ynode *value, void *out)
 {
-    const char *text = expect_text(ld, field->key, value, "an integer");
+    const char *text = cfg_expect_text(ld, field->key, value, "an integer");
     size_t digits;
 
     if (text == NULL)
@@ -707,8 +495,8 @@ static void apply_max_connections(struct loader *ld, const struct field *field,
     digits = strspn(text, "0123456789");
     if (digits == 0 || digits > 7 || text[digits] != '\0' || atol(text) < 1 ||
         atol(text) > MAX_CONNECTIONS_LIMIT)
-        fail_at(ld, value, "invalid %s '%s'; expected an integer from 1 to %d", field->key,
-                text, MAX_CONNECTIONS_LIMIT);
+        cfg_fail_at(ld, value, "invalid %s '%s'; expected an integer from 1 to %d", field->key,
+                    text, MAX_CONNECTIONS_LIMIT);
     else
         *(uint32_t *)out = (uint32_t)atol(text);
 }
@@ -718,7 +506,7 @@ static void apply_max_connections(struct loader *ld, const struct field *field,
 static void apply_workers(struct loader *ld, const struct field *field,
                           const struct ynode *value, void *out)
 {
-    const char *text = expect_text(ld, field->key, value, "\"auto\" or an integer");
+    const char *text = cfg_expect_text(ld, field->key, value, "\"auto\" or an integer");
     size_t digits;
 
     if (text == NULL)
@@ -730,8 +518,10 @@ static void apply_workers(struct loader *ld, const struct field *field,
     digits = strspn(text, "0123456789");
     if (digits == 0 || digits > 3 || text[digits] != '\0' || atol(text) < 1 ||
         atol(text) > WORKERS_MAX)
-        fail_at(ld, value, "invalid workers '%s'; expected \"auto\" (one per CPU) or an integer from 1 to %d",
-                text, WORKERS_MAX);
+        cfg_fail_at(
+            ld, value,
+            "invalid workers '%s'; expected \"auto\" (one per CPU) or an integer from 1 to %d",
+            text, WORKERS_MAX);
     else
         *(uint32_t *)out = (uint32_t)atol(text);
 }
@@ -752,9 +542,9 @@ static const struct schema timeouts_schema = {"timeouts", "in timeouts", timeout
 static const struct field listener_fields[] = {
     {"name", true, apply_name, 0, NULL},
     {"listen", true, apply_listen, 0, NULL},
-    {"tls", true, apply_tls, 0, NULL},
-    {"backend", true, apply_nested, 0, &backend_schema},
-    {"timeouts", false, apply_nested, 0, &timeouts_schema},
+    {"tls", true, cfg_apply_tls, 0, NULL},
+    {"backend", true, cfg_apply_nested, 0, &backend_schema},
+    {"timeouts", false, cfg_apply_nested, 0, &timeouts_schema},
     {"max_connections", false, apply_max_connections,
      offsetof(struct cfg_listener, max_connections), NULL},
 };
@@ -762,8 +552,6 @@ static const struct schema listener_schema = {"listener", "in listener", listene
 
 /* The defaults documented in conf/tlsterm.yaml. */
 static const struct cfg_listener listener_defaults = {
-    .min_version = TLS1_2_VERSION,
-    .max_version = TLS1_3_VERSION,
     .handshake_timeout_ms = 10 * 1000,
     .connect_timeout_ms = 5 * 1000,
     .idle_timeout_ms = 300 * 1000,
@@ -774,11 +562,12 @@ static void apply_listeners(struct loader *ld, const struct field *field,
                             const struct ynode *value, void *out)
 {
     struct config *config = out;
-    size_t num = list_len(ld, field->key, value, false);
+    size_t num = cfg_list_len(ld, field->key, value, false);
 
     if (num == 0 ||
-        (config->listeners = new_array(ld, value, num, sizeof(*config->listeners))) == NULL ||
-        (ld->name_pos = new_array(ld, value, num, sizeof(*ld->name_pos))) == NULL)
+        (config->listeners = cfg_new_array(ld, value, num, sizeof(*config->listeners))) ==
+            NULL ||
+        (ld->name_pos = cfg_new_array(ld, value, num, sizeof(*ld->name_pos))) == NULL)
         return;
     config->num_listeners = num;
     for (size_t i = 0; i < num; i++) {
@@ -786,14 +575,11 @@ static void apply_listeners(struct loader *ld, const struct field *field,
         struct cfg_listener *listener = &config->listeners[i];
 
         *listener = listener_defaults;
-        listener->pos = pos_of(ld, item);
-        if (!expect(ld, field->key, item, YNODE_MAPPING, "a mapping"))
+        cfg_tls_defaults(listener);
+        listener->pos = cfg_pos_of(ld, item);
+        if (!cfg_expect(ld, field->key, item, YNODE_MAPPING, "a mapping"))
             continue;
-        apply_mapping(ld, &listener_schema, item, listener);
-        if (listener->ciphers == NULL)
-            listener->ciphers = dup_string(ld, item, CONFIG_DEFAULT_CIPHERS);
-        if (listener->groups == NULL)
-            listener->groups = dup_string(ld, item, CONFIG_DEFAULT_GROUPS);
+        cfg_apply_mapping(ld, &listener_schema, item, listener);
     }
 }
 
@@ -804,16 +590,20 @@ static const struct field log_fields[] = {
 static const struct schema log_schema = {"log", "in log", log_fields, 2};
 
 static const struct field top_fields[] = {
-    {"log", false, apply_nested, 0, &log_schema},
+    {"log", false, cfg_apply_nested, 0, &log_schema},
     {"drain_timeout", false, apply_duration, offsetof(struct config, drain_timeout_ms), NULL},
     {"user", false, apply_user, offsetof(struct config, user), NULL},
     {"workers", false, apply_workers, offsetof(struct config, num_workers), NULL},
     {"max_connections", false, apply_max_connections, offsetof(struct config, max_connections),
      NULL},
     {"listeners", true, apply_listeners, 0, NULL},
+    {"reload_on_change", false, cfg_apply_bool, offsetof(struct config, reload_on_change),
+     NULL},
+    {"session_tickets", false, cfg_apply_session_tickets,
+     offsetof(struct config, session_tickets), NULL},
 };
 static const struct schema top_schema = {"the configuration", "at the top level", top_fields,
-                                         6};
+                                         8};
 
 struct config *config_load(const char *path, FILE *errors)
 {
@@ -832,6 +622,9 @@ struct config *config_load(const char *path, FILE *errors)
     ld.config->drain_timeout_ms = 30 * 1000;
     ld.config->num_workers = 0;
     ld.config->max_connections = 100000;
+    ld.config->session_tickets.enabled = true;
+    ld.config->session_tickets.rotate_ms = 60 * 60 * 1000;
+    ld.config->session_tickets.lifetime_ms = 12 * 60 * 60 * 1000;
     tree = yamltree_load(path, errors);
     if (tree == NULL)
         goto fail;
@@ -844,11 +637,11 @@ struct config *config_load(const char *path, FILE *errors)
         goto fail;
     }
     if (yamltree_kind(root) != YNODE_MAPPING) {
-        fail_at(&ld, root, "expected a mapping at the top level, got %s",
-                yamltree_kind_name(yamltree_kind(root)));
+        cfg_fail_at(&ld, root, "expected a mapping at the top level, got %s",
+                    yamltree_kind_name(yamltree_kind(root)));
         goto fail;
     }
-    apply_mapping(&ld, &top_schema, root, ld.config);
+    cfg_apply_mapping(&ld, &top_schema, root, ld.config);
     if (ld.num_errors == 0) {
         result = ld.config;
         ld.config = NULL;
@@ -869,17 +662,12 @@ void config_free(struct config *config)
         struct cfg_listener *listener = &config->listeners[i];
         free(listener->name);
         free(listener->listen);
-        for (size_t c = 0; c < listener->num_certs; c++) {
-            free(listener->certs[c].cert_path);
-            free(listener->certs[c].key_path);
-        }
-        free(listener->certs);
-        free(listener->ciphers);
-        free(listener->groups);
+        cfg_tls_free(listener);
         free(listener->servers);
     }
     free(config->listeners);
     free(config->user);
+    free(config->session_tickets.key_file);
     free(config->file);
     free(config);
 }

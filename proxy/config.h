@@ -98,7 +98,7 @@ struct cfg_listener {
     bool alpn_required;   /* no overlap fails the handshake (no_application_protocol) */
     bool sni_strict;      /* unknown or missing SNI fails with unrecognized_name */
     bool allow_expired;   /* an expired certificate only warns */
-    uint32_t expiry_warning_ms; /* warn when a certificate expires sooner (default 21d) */
+    uint64_t expiry_warning_ms; /* warn when a certificate expires sooner (default 21d) */
     bool early_data;      /* accept TLS 1.3 0-RTT data (default false) */
     struct cfg_client_auth client_auth;
 
@@ -143,7 +143,7 @@ struct config *config_load(const char *path, FILE *errors);
 void config_free(struct config *config);
 
 /* config_parse_duration parses a duration written as a whole number and a
- * unit, "ms", "s", "m" or "h" ("500ms", "30s", "5m"), into |out_ms|. It
+ * unit, "ms", "s", "m", "h" or "d" ("500ms", "30s", "5m"), into |out_ms|. It
  * returns 0, or -1 (leaving |out_ms| alone) for no unit, another unit, zero,
  * a sign, spaces, or anything above 24h. */
 int config_parse_duration(const char *text, uint32_t *out_ms);

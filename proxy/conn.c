@@ -11,9 +11,10 @@
  *
  * Ownership. The event loop owns a conn from conn_accept until conn_close,
  * which frees it at once. A conn owns its client socket, its SSL, its backend
- * socket once connecting, its four events and its two forwarding buffers.
- * The worker, its listener and the generation (configuration, TLS contexts)
- * outlive every conn, since a worker ends only after its conns. Only conn_close
+ * socket once connecting, its four events, its two forwarding buffers, and a
+ * reference on the generation (configuration, TLS contexts) it was accepted
+ * under, so a reload never changes it. The worker and its listener outlive
+ * every conn, since a worker ends only after its conns. Only conn_close
  * ends a connection: it logs the one line that says why, undoes everything
  * and frees the conn. A function that may close the conn returns
  * CONN_CLOSED, and its caller returns at once without touching the conn.
@@ -54,6 +55,15 @@
 #define FORWARD_BUF_LEN 16384
 /* Buffers moved per direction before yielding to other connections. */
 #define FORWARD_ROUNDS 16
+/* Dynamic record sizing. After the client side has been quiet for
+ * SMALL_RECORDS_AFTER_IDLE_MS, the first SMALL_RECORDS_BUDGET bytes go out in
+ * records that fit one TCP segment (a 1460-byte MSS less TLS and TCP option
+ * overhead), so a browser can decrypt the first bytes of a response without
+ * waiting for a whole 16 KiB record to arrive; bulk transfers then use full
+ * records, which cost the fewest bytes and syscalls. */
+#define SMALL_RECORD_LEN 1360
+#define SMALL_RECORDS_BUDGET (10 * SMALL_RECORD_LEN)
+#define SMALL_RECORDS_AFTER_IDLE_MS 1000
 
 enum conn_state {
     CONN_HANDSHAKE,
@@ -86,6 +96,8 @@ struct conn {
     struct conn *prev, *next; /* the worker's list of open connections */
     struct worker *worker;
     struct listener *listener;
+    struct generation *gen;          /* a reference: what it was accepted under */
+    const struct cfg_listener *cfg; /* its listener's settings in |gen| */
     enum conn_state state;
 
     struct tls_io_socket client; /* the client socket, as the SSL sees it */
@@ -107,6 +119,8 @@ struct conn {
 
     uint64_t accepted_ms;
     uint64_t last_activity_ms;
+    uint64_t last_client_write_ms;
+    uint32_t small_records_budget; /* bytes still to send in small records */
     uint64_t bytes_in;  /* plaintext client -> backend */
     uint64_t bytes_out; /* plaintext backend -> client */
 
@@ -147,7 +161,7 @@ static void log_conn_start(struct log_line *line, const struct conn *c,
 {
     char client[NET_ADDR_TEXT_MAX];
     log_begin(line, level, event);
-    log_str(line, "listener", c->listener->cfg->name);
+    log_str(line, "listener", c->cfg->name);
     log_str(line, "client", client_text(c, client, sizeof(client)));
     log_int(line, "worker", c->worker->id);
 }
@@ -158,6 +172,7 @@ static void log_conn_end(const struct conn *c, enum end_reason reason,
                     const struct tls_io_failure *failure)
 {
     char reason_text[48];
+    char subject[256];
     struct log_line line;
     bool handshake_failed = reason_is_handshake_failure(reason);
     enum log_level level = handshake_failed ? LOG_WARN : LOG_DEBUG;
@@ -171,6 +186,10 @@ static void log_conn_end(const struct conn *c, enum end_reason reason,
     log_str(&line, "reason", reason_text);
     if (handshake_failed || (failure && failure->detail))
         log_str(&line, "detail", failure ? failure->detail : NULL);
+    /* The certificate a client was refused for, when it sent one. */
+    if (handshake_failed &&
+        tls_ctx_peer_subject(c->ssl, subject, sizeof(subject)) != NULL)
+        log_str(&line, "client_subject", subject);
     if (handshake_failed)
         log_int(&line, "bytes_received", (long long)c->client.bytes_read);
     if (!handshake_failed) {
@@ -223,6 +242,7 @@ static int conn_close(struct conn *c, enum end_reason reason,
     direction_cleanup(&c->up);
     direction_cleanup(&c->down);
     conn_unlink(c);
+    generation_unref(c->gen);
     free(c);
 
     worker_conn_closed(worker);
@@ -379,6 +399,10 @@ static int read_backend(struct conn *c)
     if (n > 0) {
         d->end = (uint32_t)n;
         c->last_activity_ms = now_ms();
+        /* Decided here, while nothing is being written: a retried
+         * SSL_write must not shrink. */
+        if (c->last_activity_ms - c->last_client_write_ms >= SMALL_RECORDS_AFTER_IDLE_MS)
+            c->small_records_budget = SMALL_RECORDS_BUDGET;
         return CONN_OK;
     }
     direction_cleanup(d);
@@ -401,11 +425,15 @@ static int write_client(struct conn *c)
 {
     struct direction *d = &c->down;
     struct tls_io_failure failure;
-    size_t n = 0;
+    size_t len = pending(d), n = 0;
 
-    switch (tls_io_write(c->ssl, d->buf + d->start, pending(d), &n, &failure)) {
+    if (c->small_records_budget > 0 && len > SMALL_RECORD_LEN)
+        len = SMALL_RECORD_LEN;
+    switch (tls_io_write(c->ssl, d->buf + d->start, len, &n, &failure)) {
     case TLS_IO_OK:
         c->bytes_out += n;
+        c->small_records_budget -= n < c->small_records_budget ? (uint32_t)n : c->small_records_budget;
+        c->last_client_write_ms = c->last_activity_ms;
         consumed(d, n);
         return CONN_OK;
     case TLS_IO_WANT_READ:
@@ -507,13 +535,13 @@ static int backend_failed(struct conn *c, enum end_reason reason, int err)
 
 static void start_connect(struct conn *c)
 {
-    c->backend_fd = backend_connect(c->listener, &c->backend_addr);
+    c->backend_fd = backend_connect(c->listener, c->cfg, &c->backend_addr);
     if (c->backend_fd < 0) {
         backend_failed(c, END_BACKEND_CONNECT_FAILED, errno);
         return;
     }
     conn_set_state(c, CONN_CONNECTING);
-    arm_timer(c, c->listener->cfg->connect_timeout_ms);
+    arm_timer(c, c->cfg->connect_timeout_ms);
     update_events(c);
 }
 
@@ -526,7 +554,7 @@ static void finish_connect(struct conn *c)
     }
     conn_set_state(c, CONN_FORWARDING);
     c->last_activity_ms = now_ms();
-    arm_timer(c, c->listener->cfg->idle_timeout_ms);
+    arm_timer(c, c->cfg->idle_timeout_ms);
     forward(c);
 }
 
@@ -537,6 +565,7 @@ static void log_handshake_done(const struct conn *c)
     struct log_line line;
     const uint8_t *alpn;
     unsigned alpn_len;
+    char subject[256], san[512];
 
     if (!log_enabled(LOG_DEBUG))
         return;
@@ -547,7 +576,12 @@ static void log_handshake_done(const struct conn *c)
     log_str(&line, "cipher", SSL_CIPHER_standard_name(SSL_get_current_cipher(c->ssl)));
     log_str(&line, "group", SSL_get_curve_name(SSL_get_curve_id(c->ssl)));
     log_int(&line, "resumed", SSL_session_reused(c->ssl));
+    log_int(&line, "early_data", SSL_early_data_accepted(c->ssl));
     log_strn(&line, "alpn", alpn_len ? (const char *)alpn : NULL, alpn_len);
+    if (tls_ctx_peer_subject(c->ssl, subject, sizeof(subject)) != NULL) {
+        log_str(&line, "client_subject", subject);
+        log_str(&line, "client_san", tls_ctx_peer_san(c->ssl, san, sizeof(san)));
+    }
     log_int(&line, "duration_ms", (long long)(now_ms() - c->accepted_ms));
     log_end(&line);
 }
@@ -626,7 +660,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     case CONN_FORWARDING: {
         /* The deadline moves with every transfer; it is checked lazily here
          * rather than re-armed on each one. */
-        uint64_t idle_ms = c->listener->cfg->idle_timeout_ms;
+        uint64_t idle_ms = c->cfg->idle_timeout_ms;
         uint64_t idle_for = now_ms() - c->last_activity_ms;
         if (idle_for >= idle_ms) {
             conn_close(c, END_IDLE_TIMEOUT, NULL);
@@ -654,6 +688,8 @@ void conn_accept(struct listener *listener, int fd, const struct sockaddr *peer,
 
     c->worker = worker;
     c->listener = listener;
+    c->gen = generation_ref(worker->gen);
+    c->cfg = listener->cfg;
     c->state = CONN_HANDSHAKE;
     c->backend_fd = -1;
     c->accepted_ms = now_ms();
@@ -670,7 +706,7 @@ void conn_accept(struct listener *listener, int fd, const struct sockaddr *peer,
     worker->num_conns++;
     listener_conn_opened(listener);
 
-    arm_timer(c, listener->cfg->handshake_timeout_ms);
+    arm_timer(c, c->cfg->handshake_timeout_ms);
     /* The ClientHello has usually not arrived yet: wait for it rather than
      * spend a read that would find nothing. */
     c->handshake_wait = WAIT_READ;

@@ -1,12 +1,15 @@
-/* daemon: sockets, privileges, workers and signals. See daemon.h. */
+/* daemon: sockets, privileges, workers, signals and reload. See daemon.h. */
 #include "daemon.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <grp.h>
+#include <libgen.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -16,6 +19,43 @@
 #include "worker.h"
 
 #define LISTEN_BACKLOG 1024
+/* Files are often replaced in several steps (key, then certificate; or
+ * write, then rename): wait this long after the last change before
+ * reloading. */
+#define RELOAD_DEBOUNCE_MS 500
+#define WATCHED_DIRS_MAX 64
+
+/* struct watched_file is one file whose change triggers a reload. Its
+ * directory is watched rather than the file, because certificates are
+ * usually replaced by renaming a new file over the old one. */
+struct watched_file {
+    int wd; /* the inotify watch of its directory */
+    char *name;
+};
+
+/* struct daemon_watch is the main thread's loop and its events. It is set
+ * up before the workers start, so that it cannot fail for want of
+ * descriptors once they have taken them. */
+struct daemon_watch {
+    struct event_base *base;
+    struct event *sigterm_ev;
+    struct event *sigint_ev;
+    struct event *sighup_ev;
+    struct event *rotate_timer;
+    int inotify_fd;
+    struct event *inotify_ev;
+    struct event *debounce_timer;
+    struct watched_file *files; /* what reload_on_change watches */
+    size_t num_files;
+};
+
+static struct timeval ms_to_timeval(uint64_t ms)
+{
+    return (struct timeval){.tv_sec = (time_t)(ms / 1000),
+                            .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+}
+
+/* ---- start ----------------------------------------------------------------- */
 
 /* bind_all gives every worker its own socket for every listen address. The
  * first bind resolves port 0, and the other workers bind the same port. */
@@ -76,6 +116,211 @@ static unsigned resolve_num_workers(const struct config *config)
     return cpus > 0 ? (unsigned)cpus : 1;
 }
 
+/* ---- reload -------------------------------------------------------------------- */
+
+/* same_listeners returns NULL if |next| has the listeners of |current| with
+ * the same addresses, which a reload needs, or what differs. */
+static const char *same_listeners(const struct config *current, const struct config *next)
+{
+    if (current->num_listeners != next->num_listeners)
+        return "the number of listeners changed";
+    for (size_t i = 0; i < current->num_listeners; i++) {
+        const struct cfg_listener *a = &current->listeners[i], *b = &next->listeners[i];
+        if (strcmp(a->name, b->name) != 0)
+            return "listener names or their order changed";
+        if (a->num_listen != b->num_listen)
+            return "listen addresses changed";
+        for (size_t j = 0; j < a->num_listen; j++)
+            if (!net_addr_equal(&a->listen[j].addr, &b->listen[j].addr))
+                return "listen addresses changed";
+    }
+    return NULL;
+}
+
+/* log_reload_errors logs each "FILE:LINE:COL: message" line of |errors|. */
+static void log_reload_errors(const char *errors)
+{
+    const char *line = errors;
+    while (*line != '\0') {
+        size_t len = strcspn(line, "\n");
+        struct log_line event;
+        log_begin(&event, LOG_ERROR, "reload_failed");
+        log_strn(&event, "error", line, len);
+        log_str(&event, "msg", "the running configuration stays in force");
+        log_end(&event);
+        line += len + (line[len] == '\n');
+    }
+}
+
+static void unwatch_files(struct daemon_watch *watch)
+{
+    for (size_t i = 0; i < watch->num_files; i++) {
+        /* Several files may share a directory's watch: remove it once. */
+        bool first = true;
+        for (size_t j = 0; j < i; j++)
+            first = first && watch->files[j].wd != watch->files[i].wd;
+        if (first)
+            inotify_rm_watch(watch->inotify_fd, watch->files[i].wd);
+        free(watch->files[i].name);
+    }
+    free(watch->files);
+    watch->files = NULL;
+    watch->num_files = 0;
+}
+
+static void watch_file(struct daemon_watch *watch, const char *path)
+{
+    char *dir_copy = strdup(path), *base_copy = strdup(path);
+    struct watched_file *grown = realloc(watch->files, (watch->num_files + 1) * sizeof(*grown));
+
+    if (dir_copy == NULL || base_copy == NULL || grown == NULL)
+        goto done;
+    watch->files = grown;
+    int wd = inotify_add_watch(watch->inotify_fd, dirname(dir_copy),
+                               IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_ATTRIB);
+    if (wd < 0) {
+        log_msg(LOG_WARN, "watch_failed", "cannot watch %s: %s", path, strerror(errno));
+        goto done;
+    }
+    char *name = strdup(basename(base_copy));
+    if (name == NULL)
+        goto done;
+    watch->files[watch->num_files++] = (struct watched_file){.wd = wd, .name = name};
+done:
+    free(dir_copy);
+    free(base_copy);
+}
+
+/* watch_files watches every certificate, key, OCSP, CA, CRL and ticket key
+ * file of the current configuration when it asks for reload_on_change. */
+static void watch_files(struct daemon *d)
+{
+    struct daemon_watch *watch = d->watch;
+    const struct config *config = d->gen->config;
+
+    unwatch_files(watch);
+    if (!config->reload_on_change)
+        return;
+    for (size_t i = 0; i < config->num_listeners; i++) {
+        const struct cfg_listener *l = &config->listeners[i];
+        for (size_t j = 0; j < l->num_certs; j++) {
+            watch_file(watch, l->certs[j].cert_path);
+            watch_file(watch, l->certs[j].key_path);
+            if (l->certs[j].ocsp_path != NULL)
+                watch_file(watch, l->certs[j].ocsp_path);
+        }
+        if (l->client_auth.ca_path != NULL)
+            watch_file(watch, l->client_auth.ca_path);
+        if (l->client_auth.crl_path != NULL)
+            watch_file(watch, l->client_auth.crl_path);
+    }
+    if (config->session_tickets.key_file != NULL)
+        watch_file(watch, config->session_tickets.key_file);
+}
+
+static bool watch_names_file(const struct daemon_watch *watch, int wd, const char *name)
+{
+    for (size_t i = 0; i < watch->num_files; i++)
+        if (watch->files[i].wd == wd && strcmp(watch->files[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+/* reload builds a new generation from the configuration file and hands it
+ * to the workers, or logs why not and keeps the current one. */
+static void reload(struct daemon *d, const char *why)
+{
+    char *error_text = NULL;
+    size_t error_len = 0;
+    FILE *errors = open_memstream(&error_text, &error_len);
+    struct generation *next = NULL;
+    struct config *config;
+
+    if (errors == NULL) {
+        log_msg(LOG_ERROR, "reload_failed", "out of memory");
+        return;
+    }
+    config = config_load(d->config_path, errors);
+    if (config != NULL) {
+        const char *difference = same_listeners(d->gen->config, config);
+        const struct cfg_session_tickets *tickets_cfg = &config->session_tickets;
+        if (difference != NULL) {
+            fprintf(errors, "%s:1:1: %s; that needs a restart, not a reload\n",
+                    d->config_path, difference);
+            config_free(config);
+        } else if (tickets_cfg->enabled && d->tickets != NULL &&
+                   tickets_update(d->tickets, tickets_cfg, errors) != 0) {
+            config_free(config);
+        } else if (tickets_cfg->enabled && d->tickets == NULL &&
+                   (d->tickets = tickets_new(tickets_cfg, errors)) == NULL) {
+            config_free(config);
+        } else {
+            if (config->num_workers != d->gen->config->num_workers ||
+                (config->user == NULL) != (d->gen->config->user == NULL) ||
+                (config->user != NULL && strcmp(config->user, d->gen->config->user) != 0))
+                log_msg(LOG_WARN, "reload_partial",
+                        "'workers' and 'user' take effect only at the next restart");
+            next = generation_new(config, tickets_cfg->enabled ? d->tickets : NULL, errors);
+        }
+    }
+    fclose(errors);
+    if (next == NULL) {
+        log_reload_errors(error_text);
+        free(error_text);
+        return;
+    }
+    free(error_text);
+
+    log_configure(next->config->log_format, next->config->log_level);
+    for (unsigned i = 0; i < d->num_workers; i++)
+        worker_reload(&d->workers[i], next);
+    generation_unref(d->gen);
+    d->gen = next;
+    watch_files(d);
+
+    struct log_line line;
+    log_begin(&line, LOG_INFO, "reload_done");
+    log_str(&line, "trigger", why);
+    log_int(&line, "generation", next->id);
+    log_int(&line, "generations_alive", generation_num_alive());
+    log_end(&line);
+}
+
+static void on_sighup(evutil_socket_t signum, short what, void *arg)
+{
+    reload(arg, "SIGHUP");
+}
+
+static void on_debounce(evutil_socket_t fd, short what, void *arg)
+{
+    reload(arg, "file_changed");
+}
+
+/* on_inotify drains the change events and (re)starts the debounce timer. */
+static void on_inotify(evutil_socket_t fd, short what, void *arg)
+{
+    struct daemon *d = arg;
+    char events[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    bool relevant = false;
+    ssize_t n;
+
+    while ((n = read(fd, events, sizeof(events))) > 0) {
+        for (char *p = events; p < events + n;) {
+            const struct inotify_event *event = (const struct inotify_event *)p;
+            /* A directory watch reports every file in it; only ours count. */
+            if (event->len > 0 && watch_names_file(d->watch, event->wd, event->name))
+                relevant = true;
+            p += sizeof(*event) + event->len;
+        }
+    }
+    if (relevant) {
+        struct timeval delay = ms_to_timeval(RELOAD_DEBOUNCE_MS);
+        evtimer_add(d->watch->debounce_timer, &delay);
+    }
+}
+
+/* ---- signals and timers ------------------------------------------------------ */
+
 static void on_stop_signal(evutil_socket_t signum, short what, void *arg)
 {
     struct daemon *d = arg;
@@ -88,58 +333,88 @@ static void on_stop_signal(evutil_socket_t signum, short what, void *arg)
     log_end(&line);
     for (unsigned i = 0; i < d->num_workers; i++)
         worker_drain(&d->workers[i]);
+    event_base_loopbreak(d->watch->base);
 }
 
-/* struct signal_watch is the main thread's loop, which only waits for a
- * stop signal. It is set up before the workers start, so that it cannot
- * fail for want of descriptors once they have taken them. */
-struct signal_watch {
-    struct event_base *base;
-    struct event *sigterm_ev;
-    struct event *sigint_ev;
-};
-
-static void signal_watch_cleanup(struct signal_watch *watch)
+static void on_rotate_timer(evutil_socket_t fd, short what, void *arg)
 {
-    if (watch->sigterm_ev != NULL)
-        event_free(watch->sigterm_ev);
-    if (watch->sigint_ev != NULL)
-        event_free(watch->sigint_ev);
+    struct daemon *d = arg;
+    tickets_rotate(d->tickets);
+    log_msg(LOG_INFO, "ticket_keys_rotated", "session tickets now use a new key");
+}
+
+static void daemon_watch_free(struct daemon_watch *watch)
+{
+    if (watch == NULL)
+        return;
+    struct event *events[] = {watch->sigterm_ev,    watch->sigint_ev,  watch->sighup_ev,
+                              watch->rotate_timer, watch->inotify_ev, watch->debounce_timer};
+    for (size_t i = 0; i < sizeof(events) / sizeof(events[0]); i++)
+        if (events[i] != NULL)
+            event_free(events[i]);
+    unwatch_files(watch);
+    if (watch->inotify_fd >= 0)
+        close(watch->inotify_fd);
     if (watch->base != NULL)
         event_base_free(watch->base);
+    free(watch);
 }
 
-static int signal_watch_init(struct signal_watch *watch, struct daemon *d)
+static int daemon_watch_init(struct daemon *d)
 {
+    struct daemon_watch *watch = calloc(1, sizeof(*watch));
+    if (watch == NULL)
+        goto fail;
+    d->watch = watch;
+    watch->inotify_fd = -1;
     watch->base = event_base_new();
     if (watch->base == NULL)
         goto fail;
     watch->sigterm_ev = evsignal_new(watch->base, SIGTERM, on_stop_signal, d);
     watch->sigint_ev = evsignal_new(watch->base, SIGINT, on_stop_signal, d);
-    if (watch->sigterm_ev == NULL || watch->sigint_ev == NULL ||
-        event_add(watch->sigterm_ev, NULL) != 0 || event_add(watch->sigint_ev, NULL) != 0)
+    watch->sighup_ev = event_new(watch->base, SIGHUP, EV_SIGNAL | EV_PERSIST, on_sighup, d);
+    watch->rotate_timer = event_new(watch->base, -1, EV_PERSIST, on_rotate_timer, d);
+    watch->debounce_timer = evtimer_new(watch->base, on_debounce, d);
+    if (watch->sigterm_ev == NULL || watch->sigint_ev == NULL || watch->sighup_ev == NULL ||
+        watch->rotate_timer == NULL || watch->debounce_timer == NULL ||
+        event_add(watch->sigterm_ev, NULL) != 0 || event_add(watch->sigint_ev, NULL) != 0 ||
+        event_add(watch->sighup_ev, NULL) != 0)
         goto fail;
+    if (d->tickets != NULL && tickets_rotate_interval_ms(d->tickets) > 0) {
+        struct timeval every = ms_to_timeval(tickets_rotate_interval_ms(d->tickets));
+        event_add(watch->rotate_timer, &every);
+    }
+    watch->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (watch->inotify_fd < 0)
+        goto fail;
+    watch->inotify_ev =
+        event_new(watch->base, watch->inotify_fd, EV_READ | EV_PERSIST, on_inotify, d);
+    if (watch->inotify_ev == NULL || event_add(watch->inotify_ev, NULL) != 0)
+        goto fail;
+    watch_files(d);
     return 0;
 fail:
-    log_msg(LOG_ERROR, "start_failed", "cannot set up signal handling");
+    log_msg(LOG_ERROR, "start_failed", "cannot set up signal handling and file watching");
     return -1;
 }
 
-int daemon_run(struct generation *gen)
+/* ---- run ------------------------------------------------------------------------- */
+
+int daemon_run(const char *config_path, struct generation *gen, struct tickets *tickets)
 {
-    struct daemon d = {.gen = gen};
-    struct signal_watch watch = {0};
+    struct daemon d = {.config_path = config_path, .gen = gen, .tickets = tickets};
     int status = -1;
 
     atomic_init(&d.num_conns, 0);
     d.num_workers = resolve_num_workers(gen->config);
     d.workers = calloc(d.num_workers, sizeof(*d.workers));
-    if (d.workers == NULL)
-        return -1;
+    d.listener_conns = calloc(gen->config->num_listeners, sizeof(*d.listener_conns));
+    if (d.workers == NULL || d.listener_conns == NULL)
+        goto fail;
     for (unsigned i = 0; i < d.num_workers; i++)
         if (worker_init(&d.workers[i], i, &d, gen) != 0)
             goto fail;
-    if (bind_all(&d) != 0 || signal_watch_init(&watch, &d) != 0)
+    if (bind_all(&d) != 0 || daemon_watch_init(&d) != 0)
         goto fail;
     if (gen->config->user != NULL && drop_privileges(gen->config->user) != 0)
         goto fail;
@@ -158,25 +433,26 @@ int daemon_run(struct generation *gen)
     log_int(&line, "listeners", (long long)gen->config->num_listeners);
     log_end(&line);
 
-    /* One stop signal ends this loop: its handler asks every worker to
-     * drain. Removing both signal events then gives both signals their
-     * default action back, so a second one forces the stop. */
-    if (event_base_loop(watch.base, EVLOOP_ONCE) == 0)
+    /* Runs until a stop signal: its handler asks every worker to drain and
+     * breaks the loop. Freeing the signal events below gives the signals
+     * their default action back, so a second one forces the stop. */
+    if (event_base_dispatch(d.watch->base) >= 0)
         status = 0;
-    event_del(watch.sigterm_ev);
-    event_del(watch.sigint_ev);
 
 fail:
-    if (status != 0) /* the workers that started must still end */
-        for (unsigned i = 0; i < d.num_workers; i++)
-            if (d.workers[i].started)
-                worker_drain(&d.workers[i]);
-    for (unsigned i = 0; i < d.num_workers; i++)
+    daemon_watch_free(d.watch);
+    d.watch = NULL;
+    for (unsigned i = 0; d.workers != NULL && i < d.num_workers; i++)
+        if (d.workers[i].started)
+            worker_drain(&d.workers[i]);
+    for (unsigned i = 0; d.workers != NULL && i < d.num_workers; i++)
         worker_join(&d.workers[i]);
-    for (unsigned i = 0; i < d.num_workers; i++)
+    for (unsigned i = 0; d.workers != NULL && i < d.num_workers; i++)
         worker_cleanup(&d.workers[i]);
     free(d.workers);
-    signal_watch_cleanup(&watch);
+    free(d.listener_conns);
+    generation_unref(d.gen);
+    tickets_free(d.tickets);
     if (status == 0)
         log_msg(LOG_INFO, "stopped", "all connections closed");
     return status;

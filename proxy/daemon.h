@@ -1,28 +1,42 @@
-/* daemon: the running process: it binds every listening socket, drops
- * privileges, starts the workers, and turns SIGTERM/SIGINT into a drain.
+/* daemon: the running process. It binds every listening socket, drops
+ * privileges, starts the workers, and runs the main thread's loop, which
+ * handles signals (SIGTERM/SIGINT: drain; SIGHUP: reload), ticket key
+ * rotation, and reloads when watched files change.
  *
- * The main thread only waits for signals; workers do all the work. */
+ * A reload builds a complete new generation beside the current one and hands
+ * it to every worker only if everything loaded; otherwise the errors are
+ * logged and the current generation stays. Connections keep the generation
+ * they were accepted under until they end. The set of listeners and their
+ * addresses cannot change by reload (the sockets stay open): such a change
+ * is refused with a message asking for a restart. */
 #ifndef TLSTERM_DAEMON_H
 #define TLSTERM_DAEMON_H
 
 #include <stdatomic.h>
 
 #include "generation.h"
+#include "tickets.h"
 
 struct worker;
+struct daemon_watch;
 
 struct daemon {
-    struct generation *gen;
+    const char *config_path;
+    struct generation *gen; /* the current generation; one reference */
+    struct tickets *tickets; /* shared by every generation; may be NULL */
     struct worker *workers;
     unsigned num_workers;
-    /* Open connections over all listeners and workers, for the global
-     * max_connections. */
+    /* Open connections, over all workers, for the connection limits: in
+     * all (the global max_connections) and per listener index. */
     atomic_uint num_conns;
+    atomic_uint *listener_conns;
+    struct daemon_watch *watch; /* the main thread's events */
 };
 
-/* daemon_run serves |gen| until a stop signal and the drain that follows;
- * each worker holds its own reference on |gen| meanwhile. It returns 0 on a clean stop, or -1 after logging why
- * it could not start (bind failed, privileges, threads). */
-int daemon_run(struct generation *gen);
+/* daemon_run serves |gen|, loaded from |config_path|, until a stop signal
+ * and the drain that follows. It takes over the caller's reference on |gen|
+ * and ownership of |tickets| (NULL when tickets are off). It returns 0 on a
+ * clean stop, or -1 after logging why it could not start. */
+int daemon_run(const char *config_path, struct generation *gen, struct tickets *tickets);
 
 #endif

@@ -4,7 +4,12 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
-struct generation *generation_new(struct config *config, FILE *errors)
+static atomic_uint num_alive;
+static atomic_uint last_id;
+
+unsigned generation_num_alive(void) { return atomic_load(&num_alive); }
+
+struct generation *generation_new(struct config *config, struct tickets *tickets, FILE *errors)
 {
     bool failed = false;
     struct generation *gen = calloc(1, sizeof(*gen));
@@ -13,22 +18,22 @@ struct generation *generation_new(struct config *config, FILE *errors)
         return NULL;
     }
     atomic_init(&gen->refs, 1);
+    atomic_fetch_add(&num_alive, 1);
     gen->config = config;
     gen->tls = calloc(config->num_listeners, sizeof(*gen->tls));
-    gen->listener_conns = calloc(config->num_listeners, sizeof(*gen->listener_conns));
-    if (gen->tls == NULL || gen->listener_conns == NULL) {
+    if (gen->tls == NULL) {
         fprintf(errors, "%s: out of memory\n", config->file);
         goto fail;
     }
     /* Build every listener even after a failure, to report every error. */
     for (size_t i = 0; i < config->num_listeners; i++) {
-        atomic_init(&gen->listener_conns[i], 0);
-        gen->tls[i] = tls_ctx_new(&config->listeners[i], errors);
+        gen->tls[i] = tls_ctx_new(&config->listeners[i], tickets, errors);
         if (gen->tls[i] == NULL)
             failed = true;
     }
     if (failed)
         goto fail;
+    gen->id = atomic_fetch_add(&last_id, 1) + 1;
     return gen;
 
 fail:
@@ -49,9 +54,9 @@ void generation_unref(struct generation *gen)
     for (size_t i = 0; gen->tls != NULL && i < gen->config->num_listeners; i++)
         tls_ctx_free(gen->tls[i]);
     free(gen->tls);
-    free(gen->listener_conns);
     config_free(gen->config);
     free(gen);
+    atomic_fetch_sub(&num_alive, 1);
 }
 
 void generation_describe(const struct generation *gen, FILE *out)

@@ -17,19 +17,22 @@
 
 struct generation {
     atomic_uint refs;
+    unsigned id; /* 1 for the configuration loaded at start, then one per reload */
     struct config *config;
     struct tls_ctx **tls; /* one per listener, in config order */
-    /* Open connections per listener, over all workers: the per-listener
-     * max_connections is a limit of the process, not of one worker. */
-    atomic_uint *listener_conns;
 };
 
 /* generation_new builds a generation from |config|, taking ownership of it.
- * It loads every listener's certificates and keys. It returns the generation
- * with one reference, or NULL after writing every error as
+ * It loads every listener's certificates and keys; session tickets use
+ * |tickets| (NULL: off), which must outlive the generation. It returns the
+ * generation with one reference, or NULL after writing every error as
  * "FILE:LINE:COL: message" to |errors| (and freeing |config|). `--check`
  * stops here, so it checks exactly what the daemon would load. */
-struct generation *generation_new(struct config *config, FILE *errors);
+struct generation *generation_new(struct config *config, struct tickets *tickets, FILE *errors);
+
+/* generation_num_alive returns how many generations exist in the process:
+ * after a reload, old ones live on only while connections use them. */
+unsigned generation_num_alive(void);
 
 /* generation_ref adds a reference to |gen| and returns it. Thread-safe. */
 struct generation *generation_ref(struct generation *gen);

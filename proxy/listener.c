@@ -56,8 +56,7 @@ int listener_init(struct listener *l, struct worker *worker, size_t index)
     memset(l, 0, sizeof(*l));
     l->worker = worker;
     l->index = index;
-    l->cfg = &worker->gen->config->listeners[index];
-    l->tls = worker->gen->tls[index];
+    listener_use_generation(l, worker->gen);
     l->resume_timer = evtimer_new(worker->base, on_resume_timer, l);
     l->sockets = calloc(l->cfg->num_listen, sizeof(*l->sockets));
     if (l->resume_timer == NULL || l->sockets == NULL)
@@ -68,6 +67,12 @@ int listener_init(struct listener *l, struct worker *worker, size_t index)
         l->sockets[i].fd = -1;
     }
     return 0;
+}
+
+void listener_use_generation(struct listener *l, struct generation *gen)
+{
+    l->cfg = &gen->config->listeners[l->index];
+    l->tls = gen->tls[l->index];
 }
 
 void listener_adopt_socket(struct listener *l, size_t slot, int fd, const struct net_addr *addr)
@@ -93,7 +98,7 @@ void listener_start(struct listener *l)
 static const char *at_limit(const struct listener *l)
 {
     const struct worker *w = l->worker;
-    if (atomic_load_explicit(&w->gen->listener_conns[l->index], memory_order_relaxed) >=
+    if (atomic_load_explicit(&w->daemon->listener_conns[l->index], memory_order_relaxed) >=
         l->cfg->max_connections)
         return "the listener's max_connections is reached";
     if (atomic_load_explicit(&w->daemon->num_conns, memory_order_relaxed) >=
@@ -157,14 +162,14 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 
 void listener_conn_opened(struct listener *l)
 {
-    atomic_fetch_add_explicit(&l->worker->gen->listener_conns[l->index], 1,
+    atomic_fetch_add_explicit(&l->worker->daemon->listener_conns[l->index], 1,
                               memory_order_relaxed);
     atomic_fetch_add_explicit(&l->worker->daemon->num_conns, 1, memory_order_relaxed);
 }
 
 void listener_conn_ended(struct listener *l)
 {
-    atomic_fetch_sub_explicit(&l->worker->gen->listener_conns[l->index], 1,
+    atomic_fetch_sub_explicit(&l->worker->daemon->listener_conns[l->index], 1,
                               memory_order_relaxed);
     atomic_fetch_sub_explicit(&l->worker->daemon->num_conns, 1, memory_order_relaxed);
 }

@@ -17,6 +17,7 @@
 
 #include "config.h"
 #include "net.h"
+#include "generation.h"
 #include "tls_ctx.h"
 
 struct worker;
@@ -53,6 +54,10 @@ int listener_init(struct listener *listener, struct worker *worker, size_t index
  * for listen entry |slot| to |listener|, which closes it in the end. */
 void listener_adopt_socket(struct listener *listener, size_t slot, int fd,
                            const struct net_addr *addr);
+
+/* listener_use_generation makes new connections use |gen|'s settings and
+ * TLS context for this listener (after a reload). */
+void listener_use_generation(struct listener *listener, struct generation *gen);
 
 /* listener_start starts accepting; call it from the worker's thread. */
 void listener_start(struct listener *listener);

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "daemon.h"
 #include "generation.h"
+#include "tickets.h"
 
 /* Exit codes, documented in README. */
 enum {
@@ -101,13 +102,22 @@ int main(int argc, char **argv)
     if (config == NULL)
         return EXIT_CONFIG;
     log_configure(config->log_format, config->log_level);
-    struct generation *gen = generation_new(config, stderr);
-    if (gen == NULL)
+    struct tickets *tickets = NULL;
+    if (config->session_tickets.enabled &&
+        (tickets = tickets_new(&config->session_tickets, stderr)) == NULL) {
+        config_free(config);
         return EXIT_CONFIG;
+    }
+    struct generation *gen = generation_new(config, tickets, stderr);
+    if (gen == NULL) {
+        tickets_free(tickets);
+        return EXIT_CONFIG;
+    }
     if (check_only) {
         generation_describe(gen, stdout);
         printf("%s: ok\n", config_path);
         generation_unref(gen);
+        tickets_free(tickets);
         return EXIT_OK;
     }
 
@@ -115,12 +125,11 @@ int main(int argc, char **argv)
     if (evthread_use_pthreads() != 0) {
         log_msg(LOG_ERROR, "start_failed", "libevent has no thread support");
         generation_unref(gen);
+        tickets_free(tickets);
         return EXIT_RUNTIME;
     }
     /* A peer that closes while we write must not kill the process. */
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
-    int status = daemon_run(gen) == 0 ? EXIT_OK : EXIT_RUNTIME;
-    generation_unref(gen);
-    return status;
+    return daemon_run(config_path, gen, tickets) == 0 ? EXIT_OK : EXIT_RUNTIME;
 }

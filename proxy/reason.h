@@ -21,7 +21,13 @@ enum end_reason {
     END_CLIENT_CLOSED,          /* EOF before the handshake ended */
     END_TCP_RESET,              /* RST before the handshake ended */
     END_MALFORMED,              /* bytes that are not a well-formed TLS handshake */
-    END_TLS_ERROR,              /* any other handshake error */
+    END_UNKNOWN_SNI,            /* sni_strict: no SNI, or no certificate for it */
+    END_NO_APPLICATION_PROTOCOL, /* alpn_required: no ALPN protocol in common */
+    END_CLIENT_CERT_MISSING,    /* client_auth required, no certificate sent */
+    END_CLIENT_CERT_UNTRUSTED,  /* client certificate does not chain to client_auth.ca */
+    END_CLIENT_CERT_EXPIRED,    /* client certificate outside its validity period */
+    END_CLIENT_CERT_REVOKED,    /* client certificate listed in client_auth.crl */
+    END_TLS_ERROR,              /* any other handshake error (the last of them) */
     /* After the handshake. */
     END_DONE,                   /* both directions finished normally */
     END_IDLE_TIMEOUT,           /* no bytes either way for the idle timeout */

@@ -1,9 +1,14 @@
-/* tls_ctx: per-listener SSL_CTX, certificates and SNI selection. See
- * tls_ctx.h.
+/* tls_ctx: per-listener SSL_CTX: policy, certificate selection by SNI and
+ * key type, OCSP stapling, ALPN, client certificates. See tls_ctx.h.
  *
  * Security defaults that need no code: BoringSSL has no TLS compression, never
  * renegotiates as a server, and offers only AEAD suites in TLS 1.3. The TLS 1.2
- * suites were checked by config (ECDHE + AEAD only). */
+ * suites were checked by config (ECDHE + AEAD only, unless allow_legacy).
+ *
+ * The handshake callbacks read only the tls_ctx, which is immutable once
+ * built, so every worker thread shares it without locks. A callback that
+ * refuses a client pushes a tls_io_policy_error first, so the failure is
+ * logged with the policy's reason (see tls_io.h). */
 #include "tls_ctx.h"
 
 #include <ctype.h>
@@ -13,21 +18,17 @@
 #include <string.h>
 #include <strings.h>
 
+#include <time.h>
+#include <arpa/inet.h>
+
 #include <openssl/bytestring.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 #include <openssl/x509v3.h>
 
-/* struct tls_cert is one certificate entry, parsed once. */
-struct tls_cert {
-    CRYPTO_BUFFER **chain; /* leaf first */
-    size_t num_chain;
-    EVP_PKEY *key;
-    char **dns_names; /* SAN DNS names, lower case */
-    size_t num_dns_names;
-    char not_after[32]; /* for --check, e.g. "2029-02-28 12:00:00 UTC" */
-    char subject[256];
-};
+#include "log.h"
+#include "tls_cert.h"
 
 struct tls_ctx {
     const struct cfg_listener *listener;
@@ -59,194 +60,6 @@ const char *tls_version_name(uint16_t version)
     default:
         return "unknown";
     }
-}
-
-/* last_error_text returns BoringSSL's reason for the newest queued error, or
- * |fallback| when the queue is empty, and empties the queue. */
-static const char *last_error_text(const char *fallback)
-{
-    uint32_t err = ERR_peek_last_error();
-    const char *text = err ? ERR_reason_error_string(err) : NULL;
-    ERR_clear_error();
-    return text ? text : fallback;
-}
-
-static void cert_cleanup(struct tls_cert *cert)
-{
-    for (size_t i = 0; i < cert->num_chain; i++)
-        CRYPTO_BUFFER_free(cert->chain[i]);
-    free(cert->chain);
-    EVP_PKEY_free(cert->key);
-    for (size_t i = 0; i < cert->num_dns_names; i++)
-        free(cert->dns_names[i]);
-    free(cert->dns_names);
-}
-
-/* collect_dns_names copies the SAN DNS names of |leaf| into |cert|. */
-static int collect_dns_names(struct tls_cert *cert, X509 *leaf)
-{
-    GENERAL_NAMES *names = X509_get_ext_d2i(leaf, NID_subject_alt_name, NULL, NULL);
-    if (names == NULL)
-        return 0;
-    size_t num = sk_GENERAL_NAME_num(names);
-    cert->dns_names = calloc(num ? num : 1, sizeof(char *));
-    if (cert->dns_names == NULL)
-        goto fail;
-    for (size_t i = 0; i < num; i++) {
-        const GENERAL_NAME *name = sk_GENERAL_NAME_value(names, i);
-        if (name->type != GEN_DNS)
-            continue;
-        const unsigned char *bytes = ASN1_STRING_get0_data(name->d.dNSName);
-        int len = ASN1_STRING_length(name->d.dNSName);
-        char *copy = strndup((const char *)bytes, (size_t)len);
-        if (copy == NULL)
-            goto fail;
-        for (char *p = copy; *p; p++)
-            *p = (char)tolower((unsigned char)*p);
-        cert->dns_names[cert->num_dns_names++] = copy;
-    }
-    GENERAL_NAMES_free(names);
-    return 0;
-
-fail:
-    GENERAL_NAMES_free(names);
-    return -1;
-}
-
-static void describe_leaf(struct tls_cert *cert, X509 *leaf)
-{
-    BIO *mem = BIO_new(BIO_s_mem());
-    const uint8_t *contents;
-    size_t len;
-
-    cert->subject[0] = '\0';
-    cert->not_after[0] = '\0';
-    if (mem == NULL)
-        return;
-    X509_NAME_print_ex(mem, X509_get_subject_name(leaf), 0, XN_FLAG_RFC2253);
-    if (BIO_mem_contents(mem, &contents, &len))
-        snprintf(cert->subject, sizeof(cert->subject), "%.*s", (int)len, contents);
-    BIO_reset(mem);
-    ASN1_TIME_print(mem, X509_get0_notAfter(leaf));
-    if (BIO_mem_contents(mem, &contents, &len))
-        snprintf(cert->not_after, sizeof(cert->not_after), "%.*s", (int)len, contents);
-    BIO_free(mem);
-}
-
-/* load_chain reads every PEM certificate in |cfg->cert_path| into |cert|
- * and returns the leaf (owned by the caller), or NULL after an error. */
-static X509 *load_chain(struct tls_cert *cert, const struct cfg_cert *cfg, FILE *errors)
-{
-    X509 *leaf = NULL, *x509 = NULL;
-    BIO *bio = BIO_new_file(cfg->cert_path, "r");
-    if (bio == NULL) {
-        cfg_error(errors, &cfg->cert_pos, "cannot read certificate file '%s': %s",
-                  cfg->cert_path, strerror(errno));
-        ERR_clear_error();
-        return NULL;
-    }
-    while ((x509 = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
-        uint8_t *der = NULL;
-        int der_len = i2d_X509(x509, &der);
-        CRYPTO_BUFFER **grown =
-            realloc(cert->chain, (cert->num_chain + 1) * sizeof(*cert->chain));
-        if (der_len <= 0 || grown == NULL) {
-            OPENSSL_free(der);
-            cfg_error(errors, &cfg->cert_pos, "out of memory loading '%s'", cfg->cert_path);
-            goto fail;
-        }
-        cert->chain = grown;
-        cert->chain[cert->num_chain] = CRYPTO_BUFFER_new(der, (size_t)der_len, NULL);
-        OPENSSL_free(der);
-        if (cert->chain[cert->num_chain] == NULL)
-            goto fail;
-        cert->num_chain++;
-        if (leaf == NULL)
-            leaf = x509;
-        else
-            X509_free(x509);
-        x509 = NULL;
-    }
-    /* The loop ends on "no start line" at the end of the file: expected. */
-    ERR_clear_error();
-    if (leaf == NULL) {
-        cfg_error(errors, &cfg->cert_pos,
-                  "no PEM certificate found in '%s' (expected -----BEGIN CERTIFICATE-----)",
-                  cfg->cert_path);
-        goto fail;
-    }
-    BIO_free(bio);
-    return leaf;
-
-fail:
-    X509_free(x509);
-    X509_free(leaf);
-    BIO_free(bio);
-    return NULL;
-}
-
-/* load_cert fills |cert| from the files of |cfg|; 0 or -1 after an error. */
-static int load_cert(struct tls_cert *cert, const struct cfg_cert *cfg, FILE *errors)
-{
-    BIO *bio = NULL;
-    X509 *leaf = load_chain(cert, cfg, errors);
-    if (leaf == NULL)
-        return -1;
-
-    bio = BIO_new_file(cfg->key_path, "r");
-    if (bio == NULL) {
-        cfg_error(errors, &cfg->key_pos, "cannot read private key file '%s': %s",
-                  cfg->key_path, strerror(errno));
-        ERR_clear_error();
-        goto fail;
-    }
-    cert->key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
-    if (cert->key == NULL) {
-        cfg_error(errors, &cfg->key_pos, "no usable PEM private key in '%s': %s",
-                  cfg->key_path, last_error_text("unreadable"));
-        goto fail;
-    }
-    if (X509_check_private_key(leaf, cert->key) != 1) {
-        ERR_clear_error();
-        cfg_error(errors, &cfg->key_pos,
-                  "private key '%s' does not match the certificate in '%s'",
-                  cfg->key_path, cfg->cert_path);
-        goto fail;
-    }
-    if (collect_dns_names(cert, leaf) != 0) {
-        cfg_error(errors, &cfg->cert_pos, "out of memory reading names of '%s'",
-                  cfg->cert_path);
-        goto fail;
-    }
-    describe_leaf(cert, leaf);
-    BIO_free(bio);
-    X509_free(leaf);
-    return 0;
-
-fail:
-    BIO_free(bio);
-    X509_free(leaf);
-    return -1;
-}
-
-/* name_matches compares an SNI (any case) with a lower-case SAN name, where a
- * leading "*." matches exactly one label. */
-static bool name_matches(const char *san, const char *sni, bool wildcard)
-{
-    if (!wildcard)
-        return strcasecmp(san, sni) == 0;
-    if (san[0] != '*' || san[1] != '.')
-        return false;
-    const char *dot = strchr(sni, '.');
-    return dot != NULL && dot != sni && strcasecmp(san + 1, dot) == 0;
-}
-
-static bool cert_has_name(const struct tls_cert *cert, const char *sni, bool wildcard)
-{
-    for (size_t i = 0; i < cert->num_dns_names; i++)
-        if (name_matches(cert->dns_names[i], sni, wildcard))
-            return true;
-    return false;
 }
 
 /* client_signs_for returns true if the ClientHello's signature_algorithms
@@ -321,7 +134,7 @@ static const struct tls_cert *choose_cert(const struct tls_ctx *tls,
         const struct tls_cert *fallback = NULL;
         for (size_t i = 0; i < tls->num_certs; i++) {
             const struct tls_cert *cert = &tls->certs[i];
-            if (pass < 2 && (sni == NULL || !cert_has_name(cert, sni, pass == 1)))
+            if (pass < 2 && (sni == NULL || !tls_cert_has_name(cert, sni, pass == 1)))
                 continue;
             if (client_can_use(tls, hello, cert))
                 return cert;
@@ -334,21 +147,73 @@ static const struct tls_cert *choose_cert(const struct tls_ctx *tls,
     return &tls->certs[0];
 }
 
-/* select_certificate runs on the ClientHello, before the handshake goes on;
- * the SSL_CTX already serves the first certificate, so only another choice
- * needs work. */
+/* select_certificate runs on the ClientHello, before the handshake goes on.
+ * It picks the certificate (the SSL_CTX already serves the first), staples
+ * that certificate's OCSP response while it is fresh, and refuses a client
+ * that offers no ALPN at all when alpn_required (the ALPN callback only runs
+ * for clients that offer some; this refusal's alert is handshake_failure). */
 static enum ssl_select_cert_result_t select_certificate(const SSL_CLIENT_HELLO *hello)
 {
     SSL *ssl = hello->ssl;
     const struct tls_ctx *tls = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), tls_ctx_ex_index);
     const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     const struct tls_cert *cert = choose_cert(tls, hello, sni);
+    const uint8_t *alpn;
+    size_t alpn_len;
 
-    if (cert == &tls->certs[0])
-        return ssl_select_cert_success;
-    if (!SSL_set_chain_and_key(ssl, cert->chain, cert->num_chain, cert->key, NULL))
+    if (tls->listener->alpn_required &&
+        !SSL_early_callback_ctx_extension_get(hello, TLSEXT_TYPE_application_layer_protocol_negotiation,
+                                              &alpn, &alpn_len)) {
+        tls_io_push_policy_error(TLS_IO_ERR_NO_APPLICATION_PROTOCOL);
+        return ssl_select_cert_error;
+    }
+    if (cert != &tls->certs[0] &&
+        !SSL_set_chain_and_key(ssl, cert->chain, cert->num_chain, cert->key, NULL))
+        return ssl_select_cert_error;
+    if (cert->ocsp != NULL && tls_cert_ocsp_fresh(cert, time(NULL)) &&
+        !SSL_set_ocsp_response(ssl, cert->ocsp, cert->ocsp_len))
         return ssl_select_cert_error;
     return ssl_select_cert_success;
+}
+
+/* check_sni enforces sni_strict. BoringSSL calls it (its servername
+ * callback) for every ClientHello, with or without an SNI; failing here sends
+ * the unrecognized_name alert. */
+static int check_sni(SSL *ssl, int *out_alert, void *arg)
+{
+    const struct tls_ctx *tls = arg;
+    const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+
+    for (size_t i = 0; sni != NULL && i < tls->num_certs; i++) {
+        if (tls_cert_has_name(&tls->certs[i], sni, false) ||
+            tls_cert_has_name(&tls->certs[i], sni, true))
+            return SSL_TLSEXT_ERR_NOACK;
+    }
+    tls_io_push_policy_error(TLS_IO_ERR_UNKNOWN_SNI);
+    *out_alert = SSL_AD_UNRECOGNIZED_NAME;
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
+/* select_alpn picks the first of the listener's protocols (server
+ * preference) that the client offers. With none in common the handshake goes
+ * on without ALPN, or fails with no_application_protocol if alpn_required. */
+static int select_alpn(SSL *ssl, const uint8_t **out, uint8_t *out_len, const uint8_t *in,
+                       unsigned in_len, void *arg)
+{
+    const struct cfg_listener *l = arg;
+    uint8_t *selected;
+
+    /* |peer| is searched in order, so passing our list there gives server
+     * preference; BoringSSL copies the selected protocol. */
+    if (SSL_select_next_proto(&selected, out_len, l->alpn, (unsigned)l->alpn_len, in,
+                              in_len) == OPENSSL_NPN_NEGOTIATED) {
+        *out = selected;
+        return SSL_TLSEXT_ERR_OK;
+    }
+    if (!l->alpn_required)
+        return SSL_TLSEXT_ERR_NOACK;
+    tls_io_push_policy_error(TLS_IO_ERR_NO_APPLICATION_PROTOCOL);
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
 static int apply_policy(struct tls_ctx *tls, FILE *errors)
@@ -361,7 +226,7 @@ static int apply_policy(struct tls_ctx *tls, FILE *errors)
         !SSL_CTX_set_strict_cipher_list(ctx, l->ciphers) ||
         !SSL_CTX_set1_curves_list(ctx, l->groups)) {
         cfg_error(errors, &l->pos, "listener '%s': cannot apply the TLS policy: %s",
-                  l->name, last_error_text("unknown error"));
+                  l->name, tls_cert_error_text("unknown error"));
         return -1;
     }
     SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
@@ -374,7 +239,150 @@ static int apply_policy(struct tls_ctx *tls, FILE *errors)
     return 0;
 }
 
-struct tls_ctx *tls_ctx_new(const struct cfg_listener *listener, FILE *errors)
+/* load_crls adds every PEM CRL in client_auth.crl to |store|. An expired
+ * CRL would make every client certificate fail (unable to get a current
+ * CRL), so it is refused here instead. */
+static int load_crls(const struct cfg_client_auth *auth, X509_STORE *store, FILE *errors)
+{
+    BIO *bio = BIO_new_file(auth->crl_path, "r");
+    X509_CRL *crl;
+    int num = 0, result = -1;
+
+    if (bio == NULL) {
+        cfg_error(errors, &auth->crl_pos, "cannot read CRL file '%s': %s", auth->crl_path,
+                  strerror(errno));
+        ERR_clear_error();
+        return -1;
+    }
+    while ((crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL)) != NULL) {
+        const ASN1_TIME *next_update = X509_CRL_get0_nextUpdate(crl);
+        bool expired = next_update != NULL && X509_cmp_current_time(next_update) < 0;
+        int added = !expired && X509_STORE_add_crl(store, crl);
+        X509_CRL_free(crl);
+        if (expired) {
+            cfg_error(errors, &auth->crl_pos,
+                      "CRL %d in '%s' is past its nextUpdate: every client certificate would "
+                      "be refused; fetch a current CRL",
+                      num + 1, auth->crl_path);
+            goto done;
+        }
+        if (!added) {
+            cfg_error(errors, &auth->crl_pos, "cannot use CRL %d in '%s': %s", num + 1,
+                      auth->crl_path, tls_cert_error_text("unknown error"));
+            goto done;
+        }
+        num++;
+    }
+    ERR_clear_error(); /* the end of the file */
+    if (num == 0) {
+        cfg_error(errors, &auth->crl_pos,
+                  "no PEM CRL found in '%s' (expected -----BEGIN X509 CRL-----)",
+                  auth->crl_path);
+        goto done;
+    }
+    X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
+    result = 0;
+done:
+    BIO_free(bio);
+    return result;
+}
+
+/* apply_client_auth asks clients for a certificate and verifies it against
+ * client_auth.ca (and .crl), as client_auth.mode says. */
+static int apply_client_auth(struct tls_ctx *tls, FILE *errors)
+{
+    const struct cfg_client_auth *auth = &tls->listener->client_auth;
+    SSL_CTX *ctx = tls->ssl_ctx;
+    STACK_OF(X509_NAME) *names;
+
+    if (auth->mode == CFG_CLIENT_AUTH_NONE)
+        return 0;
+    names = SSL_load_client_CA_file(auth->ca_path);
+    if (names == NULL || sk_X509_NAME_num(names) == 0 ||
+        !SSL_CTX_load_verify_locations(ctx, auth->ca_path, NULL)) {
+        sk_X509_NAME_pop_free(names, X509_NAME_free);
+        cfg_error(errors, &auth->ca_pos,
+                  "no usable PEM CA certificate in '%s' (expected -----BEGIN CERTIFICATE-----)",
+                  auth->ca_path);
+        ERR_clear_error();
+        return -1;
+    }
+    /* Sent in the CertificateRequest, so clients pick a matching certificate. */
+    SSL_CTX_set_client_CA_list(ctx, names);
+    if (auth->crl_path != NULL && load_crls(auth, SSL_CTX_get_cert_store(ctx), errors) != 0)
+        return -1;
+    SSL_CTX_set_verify(ctx,
+                       SSL_VERIFY_PEER | (auth->mode == CFG_CLIENT_AUTH_REQUIRED
+                                              ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT
+                                              : 0),
+                       NULL);
+    SSL_CTX_set_verify_depth(ctx, (int)auth->depth);
+    return 0;
+}
+
+/* apply_session_context ties sessions to this listener and its client
+ * certificate policy: a session (ticket) resumes only where both are the
+ * same, so a ticket from a listener without client_auth, or from before a
+ * reload that required it, cannot skip the client certificate. */
+static int apply_session_context(struct tls_ctx *tls)
+{
+    const struct cfg_listener *l = tls->listener;
+    const struct cfg_client_auth *auth = &l->client_auth;
+    uint8_t digest[SHA256_DIGEST_LENGTH];
+    SHA256_CTX sha;
+    uint8_t mode = (uint8_t)auth->mode;
+
+    SHA256_Init(&sha);
+    SHA256_Update(&sha, l->name, strlen(l->name) + 1);
+    SHA256_Update(&sha, &mode, 1);
+    if (auth->ca_path != NULL)
+        SHA256_Update(&sha, auth->ca_path, strlen(auth->ca_path) + 1);
+    if (auth->crl_path != NULL)
+        SHA256_Update(&sha, auth->crl_path, strlen(auth->crl_path) + 1);
+    SHA256_Final(digest, &sha);
+    return SSL_CTX_set_session_id_context(tls->ssl_ctx, digest, SSL_MAX_SID_CTX_LENGTH) == 1
+               ? 0
+               : -1;
+}
+
+/* apply_sessions sets up resumption (stateless tickets only) and 0-RTT. */
+static int apply_sessions(struct tls_ctx *tls, struct tickets *tickets, FILE *errors)
+{
+    SSL_CTX *ctx = tls->ssl_ctx;
+
+    if (tickets == NULL) {
+        SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+        return 0;
+    }
+    if (tickets_install(tickets, ctx) != 0) {
+        cfg_error(errors, &tls->listener->pos, "listener '%s': cannot set up session tickets",
+                  tls->listener->name);
+        return -1;
+    }
+    SSL_CTX_set_early_data_enabled(ctx, tls->listener->early_data);
+    return 0;
+}
+
+/* warn_legacy logs, at every load, that |listener| permits what the presets
+ * refuse. */
+static void warn_legacy(const struct cfg_listener *listener)
+{
+    struct log_line line;
+
+    if (!listener->allow_legacy || !log_enabled(LOG_WARN))
+        return;
+    log_begin(&line, LOG_WARN, "legacy_tls");
+    log_str(&line, "listener", listener->name);
+    log_str(&line, "min_version", tls_version_name(listener->min_version));
+    log_str(&line, "ciphers", listener->ciphers);
+    log_str(&line, "msg",
+            "allow_legacy is set: TLS 1.0/1.1 and CBC or non-forward-secret suites expose "
+            "the clients that use them to known attacks");
+    log_end(&line);
+}
+
+struct tls_ctx *tls_ctx_new(const struct cfg_listener *listener, struct tickets *tickets,
+                            FILE *errors)
 {
     bool failed = false;
     struct tls_ctx *tls = calloc(1, sizeof(*tls));
@@ -389,23 +397,34 @@ struct tls_ctx *tls_ctx_new(const struct cfg_listener *listener, FILE *errors)
     SSL_CTX_set_ex_data(tls->ssl_ctx, tls_ctx_ex_index, tls);
 
     /* Load every certificate even after a failure, to report all errors. */
+    int64_t now = (int64_t)time(NULL);
     for (size_t i = 0; i < listener->num_certs; i++) {
-        if (load_cert(&tls->certs[i], &listener->certs[i], errors) != 0)
+        if (tls_cert_load(&tls->certs[i], &listener->certs[i], listener, now, errors) != 0)
             failed = true;
         tls->num_certs++;
     }
-    if (failed || apply_policy(tls, errors) != 0)
+    if (apply_client_auth(tls, errors) != 0)
+        failed = true;
+    if (failed || apply_policy(tls, errors) != 0 || apply_session_context(tls) != 0 ||
+        apply_sessions(tls, tickets, errors) != 0)
         goto fail;
 
     const struct tls_cert *first = &tls->certs[0];
     if (!SSL_CTX_set_chain_and_key(tls->ssl_ctx, first->chain, first->num_chain,
                                    first->key, NULL)) {
         cfg_error(errors, &listener->certs[0].cert_pos, "cannot use certificate '%s': %s",
-                  listener->certs[0].cert_path, last_error_text("unknown error"));
+                  listener->certs[0].cert_path, tls_cert_error_text("unknown error"));
         goto fail;
     }
-    if (tls->num_certs > 1)
-        SSL_CTX_set_select_certificate_cb(tls->ssl_ctx, select_certificate);
+    SSL_CTX_set_select_certificate_cb(tls->ssl_ctx, select_certificate);
+    if (listener->sni_strict) {
+        SSL_CTX_set_tlsext_servername_callback(tls->ssl_ctx, check_sni);
+        SSL_CTX_set_tlsext_servername_arg(tls->ssl_ctx, tls);
+    }
+    if (listener->alpn != NULL)
+        SSL_CTX_set_alpn_select_cb(tls->ssl_ctx, select_alpn, (void *)listener);
+    warn_legacy(listener);
+    tls_ctx_warn_expiry(tls);
     return tls;
 
 fail:
@@ -418,7 +437,7 @@ void tls_ctx_free(struct tls_ctx *tls)
     if (tls == NULL)
         return;
     for (size_t i = 0; i < tls->num_certs; i++)
-        cert_cleanup(&tls->certs[i]);
+        tls_cert_cleanup(&tls->certs[i]);
     free(tls->certs);
     SSL_CTX_free(tls->ssl_ctx);
     free(tls);
@@ -440,10 +459,56 @@ SSL *tls_ctx_new_ssl(struct tls_ctx *tls, struct tls_io_socket *sock)
     return ssl;
 }
 
+void tls_ctx_warn_expiry(const struct tls_ctx *tls)
+{
+    int64_t now = (int64_t)time(NULL);
+
+    for (size_t i = 0; i < tls->num_certs; i++)
+        tls_cert_warn(&tls->certs[i], tls->listener, now);
+}
+
+static const char *key_type_name(const EVP_PKEY *key)
+{
+    switch (EVP_PKEY_id(key)) {
+    case EVP_PKEY_EC:
+        return "ECDSA";
+    case EVP_PKEY_RSA:
+        return "RSA";
+    case EVP_PKEY_ED25519:
+        return "Ed25519";
+    default:
+        return "other";
+    }
+}
+
+/* describe_alpn writes the listener's ALPN protocols, comma-separated. */
+static void describe_alpn(const struct cfg_listener *l, FILE *out)
+{
+    if (l->alpn == NULL) {
+        fprintf(out, "  alpn: (none)\n");
+        return;
+    }
+    fprintf(out, "  alpn:");
+    for (size_t at = 0; at < l->alpn_len; at += 1 + l->alpn[at])
+        fprintf(out, "%s%.*s", at ? ", " : " ", (int)l->alpn[at], (const char *)l->alpn + at + 1);
+    fprintf(out, "%s\n", l->alpn_required ? " (required)" : "");
+}
+
 void tls_ctx_describe(const struct tls_ctx *tls, FILE *out)
 {
+    static const char *const policy_names[] = {[CFG_POLICY_INTERMEDIATE] = "intermediate",
+                                               [CFG_POLICY_MODERN] = "modern",
+                                               [CFG_POLICY_CUSTOM] = "custom"};
+    static const char *const auth_names[] = {[CFG_CLIENT_AUTH_NONE] = "none",
+                                             [CFG_CLIENT_AUTH_OPTIONAL] = "optional",
+                                             [CFG_CLIENT_AUTH_REQUIRED] = "required"};
     const struct cfg_listener *l = tls->listener;
+    const struct cfg_client_auth *auth = &l->client_auth;
+    int64_t now = (int64_t)time(NULL);
+
     fprintf(out, "listener %s:\n", l->name);
+    fprintf(out, "  policy: %s%s\n", policy_names[l->policy],
+            l->allow_legacy ? " (allow_legacy)" : "");
     fprintf(out, "  versions: %s to %s\n", tls_version_name(l->min_version),
             tls_version_name(l->max_version));
     fprintf(out, "  tls1.2 suites: %s\n",
@@ -451,13 +516,87 @@ void tls_ctx_describe(const struct tls_ctx *tls, FILE *out)
     fprintf(out, "  tls1.3 suites: TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
                  "TLS_CHACHA20_POLY1305_SHA256\n");
     fprintf(out, "  groups: %s\n", l->groups);
+    describe_alpn(l, out);
+    fprintf(out, "  sni: %s\n", l->sni_strict ? "strict" : "default certificate for others");
+    fprintf(out, "  client auth: %s", auth_names[auth->mode]);
+    if (auth->mode != CFG_CLIENT_AUTH_NONE)
+        fprintf(out, "; ca %s; crl %s; depth %u", auth->ca_path,
+                auth->crl_path ? auth->crl_path : "(none)", auth->depth);
+    fprintf(out, "\n");
     for (size_t i = 0; i < tls->num_certs; i++) {
         const struct tls_cert *cert = &tls->certs[i];
-        fprintf(out, "  certificate %s: subject %s; names", l->certs[i].cert_path,
-                cert->subject);
+        fprintf(out, "  certificate %s: %s; subject %s; names", l->certs[i].cert_path,
+                key_type_name(cert->key), cert->subject);
         for (size_t j = 0; j < cert->num_dns_names; j++)
             fprintf(out, "%s%s", j ? ", " : " ", cert->dns_names[j]);
-        fprintf(out, "%s; expires %s\n", cert->num_dns_names ? "" : " (none)",
-                cert->not_after);
+        fprintf(out, "%s; expires %s%s; ocsp %s\n", cert->num_dns_names ? "" : " (none)",
+                cert->not_after_text, cert->not_after < now ? " (EXPIRED)" : "",
+                cert->ocsp == NULL                  ? "none"
+                : tls_cert_ocsp_fresh(cert, now) ? "stapled"
+                                                    : "stale, not stapled");
     }
+}
+
+/* peer_leaf returns the client's certificate, a reference the caller frees,
+ * or NULL when it sent none. */
+static X509 *peer_leaf(const SSL *ssl) { return SSL_get_peer_certificate(ssl); }
+
+const char *tls_ctx_peer_subject(const SSL *ssl, char *out, size_t out_len)
+{
+    X509 *leaf = peer_leaf(ssl);
+
+    if (leaf == NULL)
+        return NULL;
+    tls_cert_format_subject(leaf, out, out_len);
+    X509_free(leaf);
+    return out;
+}
+
+/* append_name appends "TYPE:value" to |out|, comma-separated, if it fits. */
+static void append_name(char *out, size_t out_len, const char *type, const char *value,
+                        size_t value_len)
+{
+    size_t len = strlen(out);
+    int n = snprintf(out + len, out_len - len, "%s%s:%.*s", len ? "," : "", type,
+                     (int)value_len, value);
+    if (n < 0 || (size_t)n >= out_len - len)
+        out[len] = '\0'; /* a name that does not fit is left out whole */
+}
+
+const char *tls_ctx_peer_san(const SSL *ssl, char *out, size_t out_len)
+{
+    X509 *leaf = peer_leaf(ssl);
+    GENERAL_NAMES *names;
+
+    if (leaf == NULL)
+        return NULL;
+    out[0] = '\0';
+    names = X509_get_ext_d2i(leaf, NID_subject_alt_name, NULL, NULL);
+    for (size_t i = 0; names != NULL && i < sk_GENERAL_NAME_num(names); i++) {
+        const GENERAL_NAME *name = sk_GENERAL_NAME_value(names, i);
+        const ASN1_STRING *text = NULL;
+        const char *type = NULL;
+        char ip[INET6_ADDRSTRLEN];
+
+        if (name->type == GEN_DNS) {
+            type = "DNS", text = name->d.dNSName;
+        } else if (name->type == GEN_EMAIL) {
+            type = "email", text = name->d.rfc822Name;
+        } else if (name->type == GEN_URI) {
+            type = "URI", text = name->d.uniformResourceIdentifier;
+        } else if (name->type == GEN_IPADD) {
+            int len = ASN1_STRING_length(name->d.iPAddress);
+            int family = len == 4 ? AF_INET : len == 16 ? AF_INET6 : AF_UNSPEC;
+            if (family != AF_UNSPEC &&
+                inet_ntop(family, ASN1_STRING_get0_data(name->d.iPAddress), ip, sizeof(ip)))
+                append_name(out, out_len, "IP", ip, strlen(ip));
+            continue;
+        }
+        if (text != NULL)
+            append_name(out, out_len, type, (const char *)ASN1_STRING_get0_data(text),
+                        (size_t)ASN1_STRING_length(text));
+    }
+    GENERAL_NAMES_free(names);
+    X509_free(leaf);
+    return out;
 }

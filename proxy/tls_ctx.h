@@ -14,16 +14,19 @@
 #include <openssl/ssl.h>
 
 #include "config.h"
+#include "tickets.h"
 #include "tls_io.h"
 
 struct tls_ctx;
 
 /* tls_ctx_new builds the TLS context for |listener|: it loads every
  * certificate chain and key, checks that each key matches its certificate
- * and applies the policy. It returns a new tls_ctx owned by the caller, or
+ * and applies the policy. Session tickets use |tickets|' keys, or are off
+ * when |tickets| is NULL. It returns a new tls_ctx owned by the caller, or
  * NULL after writing every error as "FILE:LINE:COL: message" to |errors|.
- * |listener| must outlive the result. */
-struct tls_ctx *tls_ctx_new(const struct cfg_listener *listener, FILE *errors);
+ * |listener| and |tickets| must outlive the result. */
+struct tls_ctx *tls_ctx_new(const struct cfg_listener *listener, struct tickets *tickets,
+                            FILE *errors);
 
 /* tls_ctx_free releases |tls|. SSL objects made from it hold their own
  * references, so they may outlive it. NULL is allowed. */
@@ -33,10 +36,33 @@ void tls_ctx_free(struct tls_ctx *tls);
  * owned by the caller (SSL_free), or NULL when out of memory. */
 SSL *tls_ctx_new_ssl(struct tls_ctx *tls, struct tls_io_socket *sock);
 
-/* tls_ctx_describe writes one line per setting (versions, TLS 1.2
- * suites, groups, certificates with their names and expiry) to |out|, as
- * `tlsterm --check` shows them. */
+/* tls_ctx_describe writes one line per setting (policy, versions, TLS 1.2
+ * suites, groups, ALPN, SNI, client auth, and each certificate with its key
+ * type, names, expiry and OCSP status) to |out|, as `tlsterm --check` shows
+ * them. */
 void tls_ctx_describe(const struct tls_ctx *tls, FILE *out);
+
+/* tls_ctx_warn_expiry logs a "certificate_expiry" warning for each of
+ * |tls|'s certificates that is expired (allow_expired), not yet valid or
+ * expires within expiry_warning, and an "ocsp_stale" warning for each OCSP
+ * response past its nextUpdate (no longer stapled). tls_ctx_new calls it once;
+ * call it daily while running. Thread-safe: it only reads |tls|. */
+void tls_ctx_warn_expiry(const struct tls_ctx *tls);
+
+/* tls_ctx_peer_subject writes the subject of the client's certificate
+ * (RFC 2253, e.g. "CN=alice,O=Example") into |out| and returns |out|, or
+ * returns NULL when the client sent none. After a completed handshake on a
+ * listener with client_auth, a certificate that is there was verified
+ * against client_auth.ca (and .crl); after a failed one it may be the
+ * certificate that was refused. A subject longer than |out_len| is cut. */
+const char *tls_ctx_peer_subject(const SSL *ssl, char *out, size_t out_len);
+
+/* tls_ctx_peer_san writes the client certificate's subjectAltName entries
+ * into |out| as "DNS:a.example,IP:192.0.2.1,email:x@example,URI:spiffe://x",
+ * comma-separated (entries that do not fit are left out whole; other types
+ * are skipped), and returns |out|, or NULL when the client sent no
+ * certificate. Verified as for tls_ctx_peer_subject. */
+const char *tls_ctx_peer_san(const SSL *ssl, char *out, size_t out_len);
 
 /* tls_version_name returns "TLSv1.2" style names for a protocol version. */
 const char *tls_version_name(uint16_t version);

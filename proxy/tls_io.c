@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include <openssl/err.h>
+#include <openssl/x509.h>
 
 /* plaintext_alert returns true and the alert's number if |tail| ends with a
  * whole plaintext fatal alert record. */
@@ -44,6 +45,21 @@ struct tls_io_failure tls_io_classify(int ssl_error, uint32_t packed_error, int 
         failure.detail = reset ? "CONNECTION_RESET" : "UNEXPECTED_EOF";
         return failure;
     }
+    if (ERR_GET_LIB(packed_error) == ERR_LIB_USER) {
+        switch (ERR_GET_REASON(packed_error)) {
+        case TLS_IO_ERR_UNKNOWN_SNI:
+            failure.reason = END_UNKNOWN_SNI;
+            failure.detail = "UNRECOGNIZED_NAME";
+            break;
+        case TLS_IO_ERR_NO_APPLICATION_PROTOCOL:
+            failure.reason = END_NO_APPLICATION_PROTOCOL;
+            failure.detail = "NO_APPLICATION_PROTOCOL";
+            break;
+        default:
+            break;
+        }
+        return failure;
+    }
     if (ERR_GET_LIB(packed_error) != ERR_LIB_SSL)
         return failure;
 
@@ -75,6 +91,17 @@ struct tls_io_failure tls_io_classify(int ssl_error, uint32_t packed_error, int 
     case SSL_R_NO_SHARED_GROUP:
         failure.reason = END_NO_SHARED_GROUP;
         break;
+    case SSL_R_NO_APPLICATION_PROTOCOL:
+        failure.reason = END_NO_APPLICATION_PROTOCOL;
+        break;
+    case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
+        failure.reason = END_CLIENT_CERT_MISSING;
+        break;
+    case SSL_R_CERTIFICATE_VERIFY_FAILED:
+        /* Only client certificates are verified here; tls_io_handshake
+         * refines this with the verification result. */
+        failure.reason = END_CLIENT_CERT_UNTRUSTED;
+        break;
     case SSL_R_HTTP_REQUEST:
     case SSL_R_HTTPS_PROXY_REQUEST:
         failure.reason = END_HTTP_REQUEST_ON_TLS;
@@ -100,6 +127,24 @@ struct tls_io_failure tls_io_classify(int ssl_error, uint32_t packed_error, int 
         break;
     }
     return failure;
+}
+
+void tls_io_push_policy_error(enum tls_io_policy_error error)
+{
+    ERR_put_error(ERR_LIB_USER, 0, (int)error, __FILE__, __LINE__);
+}
+
+enum end_reason tls_io_verify_reason(long verify_result)
+{
+    switch (verify_result) {
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+        return END_CLIENT_CERT_EXPIRED;
+    case X509_V_ERR_CERT_REVOKED:
+        return END_CLIENT_CERT_REVOKED;
+    default:
+        return END_CLIENT_CERT_UNTRUSTED;
+    }
 }
 
 /* ---- the socket BIO ---------------------------------------------------- */
@@ -220,7 +265,10 @@ enum tls_io_result tls_io_handshake(SSL *ssl, const struct tls_io_socket *sock,
     int ret = SSL_do_handshake(ssl);
     if (ret == 1)
         return TLS_IO_OK;
-    return fail_from(ssl, ret, sock, out_failure);
+    enum tls_io_result result = fail_from(ssl, ret, sock, out_failure);
+    if (result == TLS_IO_ERROR && out_failure->reason == END_CLIENT_CERT_UNTRUSTED)
+        out_failure->reason = tls_io_verify_reason(SSL_get_verify_result(ssl));
+    return result;
 }
 
 /* after_handshake turns a handshake-failure reason into the matching reason

@@ -72,6 +72,27 @@ enum tls_io_result tls_io_write(SSL *ssl, const uint8_t *buf, size_t len,
  * TLS_IO_ERROR. */
 enum tls_io_result tls_io_close_notify(SSL *ssl);
 
+/* enum tls_io_policy_error names the checks of tlsterm's own handshake
+ * callbacks (tls_ctx.c). A callback that refuses a client pushes its error to
+ * the error queue, under ERR_LIB_USER, before it fails the handshake; being
+ * the oldest entry, it is the one tls_io_classify sees, so the reason names
+ * the policy rather than BoringSSL's generic error for a failed callback. */
+enum tls_io_policy_error {
+    TLS_IO_ERR_UNKNOWN_SNI = 1,         /* sni_strict refused the SNI */
+    TLS_IO_ERR_NO_APPLICATION_PROTOCOL, /* alpn_required, no protocol in common */
+};
+
+/* tls_io_push_policy_error pushes |error| to the calling thread's error
+ * queue. */
+void tls_io_push_policy_error(enum tls_io_policy_error error);
+
+/* tls_io_verify_reason maps the result of verifying a client certificate
+ * (an X509_V_ERR_* value, from SSL_get_verify_result) to its reason:
+ * END_CLIENT_CERT_EXPIRED (outside its validity period),
+ * END_CLIENT_CERT_REVOKED, or END_CLIENT_CERT_UNTRUSTED for anything else.
+ * It is pure, for unit tests. */
+enum end_reason tls_io_verify_reason(long verify_result);
+
 /* tls_io_classify maps the result of a failed SSL call during the handshake
  * to a reason: |ssl_error| from SSL_get_error, |packed_error| the first entry
  * of the error queue (0 if empty), |sys_errno| the errno after the call, and

@@ -36,6 +36,35 @@ static void on_drain(evutil_socket_t fd, short what, void *arg)
     evtimer_add(w->drain_timer, &deadline);
 }
 
+/* on_reload switches the listeners to the generation the main thread
+ * handed over; connections keep theirs. */
+static void on_reload(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+
+    pthread_mutex_lock(&w->reload_lock);
+    struct generation *next = w->next_gen;
+    w->next_gen = NULL;
+    pthread_mutex_unlock(&w->reload_lock);
+    if (next == NULL)
+        return;
+    for (size_t i = 0; i < w->num_listeners; i++)
+        listener_use_generation(&w->listeners[i], next);
+    generation_unref(w->gen);
+    w->gen = next;
+}
+
+void worker_reload(struct worker *w, struct generation *gen)
+{
+    generation_ref(gen);
+    pthread_mutex_lock(&w->reload_lock);
+    struct generation *superseded = w->next_gen;
+    w->next_gen = gen;
+    pthread_mutex_unlock(&w->reload_lock);
+    generation_unref(superseded);
+    event_active(w->reload_ev, 0, 0);
+}
+
 int worker_init(struct worker *w, unsigned id, struct daemon *daemon, struct generation *gen)
 {
     const struct config *config = gen->config;
@@ -43,14 +72,17 @@ int worker_init(struct worker *w, unsigned id, struct daemon *daemon, struct gen
     memset(w, 0, sizeof(*w));
     w->id = id;
     w->daemon = daemon;
-    w->gen = generation_ref(gen);
+    pthread_mutex_init(&w->reload_lock, NULL);
+    w->gen = generation_ref(gen); /* from here on, worker_cleanup undoes */
     w->base = event_base_new();
     if (w->base == NULL)
         return -1;
     w->drain_ev = event_new(w->base, -1, 0, on_drain, w);
     w->drain_timer = evtimer_new(w->base, on_drain_deadline, w);
+    w->reload_ev = event_new(w->base, -1, 0, on_reload, w);
     w->listeners = calloc(config->num_listeners, sizeof(*w->listeners));
-    if (w->drain_ev == NULL || w->drain_timer == NULL || w->listeners == NULL)
+    if (w->drain_ev == NULL || w->drain_timer == NULL || w->reload_ev == NULL ||
+        w->listeners == NULL)
         return -1;
     for (size_t i = 0; i < config->num_listeners; i++) {
         if (listener_init(&w->listeners[i], w, i) != 0)
@@ -98,6 +130,8 @@ void worker_conn_closed(struct worker *w)
 
 void worker_cleanup(struct worker *w)
 {
+    if (w->gen == NULL) /* never initialised */
+        return;
     conn_close_all(w, END_SHUTDOWN);
     for (size_t i = 0; i < w->num_listeners; i++)
         listener_cleanup(&w->listeners[i]);
@@ -106,6 +140,10 @@ void worker_cleanup(struct worker *w)
         event_free(w->drain_ev);
     if (w->drain_timer != NULL)
         event_free(w->drain_timer);
+    if (w->reload_ev != NULL)
+        event_free(w->reload_ev);
+    generation_unref(w->next_gen);
+    pthread_mutex_destroy(&w->reload_lock);
     if (w->base != NULL)
         event_base_free(w->base);
     generation_unref(w->gen);

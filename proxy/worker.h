@@ -4,9 +4,9 @@
  * with another worker except the immutable generation and a few atomic
  * counters for the connection limits.
  *
- * A worker holds one reference on its generation; its listeners and
- * connections use it without references of their own, since they never
- * outlive the worker. */
+ * A worker holds one reference on its current generation, which its
+ * listeners use; each connection holds its own reference on the generation
+ * it was accepted under, so that a reload leaves it as it was. */
 #ifndef TLSTERM_WORKER_H
 #define TLSTERM_WORKER_H
 
@@ -39,6 +39,10 @@ struct worker {
     bool draining;
     struct event *drain_ev;    /* activated by the main thread */
     struct event *drain_timer; /* the drain deadline */
+
+    pthread_mutex_t reload_lock;
+    struct generation *next_gen; /* handed over by worker_reload; under reload_lock */
+    struct event *reload_ev;
 };
 
 /* worker_init prepares worker |id| of |daemon| for |gen| (taking a
@@ -54,6 +58,10 @@ int worker_start(struct worker *worker);
 /* worker_drain asks the worker to stop accepting and end once its
  * connections have, or at the drain deadline. Thread-safe. */
 void worker_drain(struct worker *worker);
+
+/* worker_reload hands |gen| to the worker (taking a reference): its new
+ * connections will use it. Thread-safe. */
+void worker_reload(struct worker *worker, struct generation *gen);
 
 /* worker_join waits for a started worker's thread to end. */
 void worker_join(struct worker *worker);

@@ -100,6 +100,11 @@ static void expect_errors(const char *yaml, const char *expected)
     assert_string_equal(errors_text, expected);
 }
 
+/* The end of the message for a CBC or non-forward-secret suite. */
+#define LEGACY_HINT                                                                            \
+    "forward-secret AEAD suites (ECDHE with AES-GCM or ChaCha20-Poly1305); CBC and "          \
+    "non-forward-secret suites need allow_legacy: true\n"
+
 /* A valid listener, to be completed or broken by each test. */
 #define LISTENER_HEAD                                                                          \
     "listeners:\n"                                                                             \
@@ -251,7 +256,9 @@ static void test_parse_duration(void **state)
         {"5sec", -1, 0},
         {"5S", -1, 0},
         {"1.5s", -1, 0},
+        {"1d", 0, 86400000},
         {"5d", -1, 0},
+        {"2D", -1, 0},
         {"99999999999999999999999h", -1, 0},
     };
 
@@ -338,7 +345,7 @@ static void test_unknown_keys(void **state)
         "t.yaml:10:5: unknown key 'nmae' in listener; allowed: name, listen, tls, "
         "backend, timeouts, max_connections\n"
         "t.yaml:11:1: unknown key 'logs' at the top level; allowed: log, drain_timeout, "
-        "user, workers, max_connections, listeners\n"
+        "user, workers, max_connections, listeners, reload_on_change, session_tickets\n"
         "t.yaml:12:7: unknown key 'levl' in log; did you mean 'level'? allowed: format, "
         "level\n"
         "t.yaml:12:19: unknown key 'color' in log; allowed: format, level\n");
@@ -347,18 +354,24 @@ static void test_unknown_keys(void **state)
                   "backend, timeouts, max_connections\n");
     expect_errors("\"bad\\tkey\": 1\n" MINIMAL,
                   "t.yaml:1:1: unknown key 'bad?key' at the top level; allowed: log, "
-                  "drain_timeout, user, workers, max_connections, listeners\n");
+                  "drain_timeout, user, workers, max_connections, listeners, reload_on_change, "
+                  "session_tickets\n");
     expect_errors(
         "logs: {}\n" MINIMAL,
         "t.yaml:1:1: unknown key 'logs' at the top level; did you mean 'log'? allowed: "
-        "log, drain_timeout, user, workers, max_connections, listeners\n");
+        "log, drain_timeout, user, workers, max_connections, listeners, reload_on_change, "
+        "session_tickets\n");
     expect_errors(LISTENER_HEAD TLS_OK "      ciphres: []\n"
                                        "      certificate: x\n" BACKEND_OK
                                        "    timeouts: {idel: 5s}\n",
                   "t.yaml:8:7: unknown key 'ciphres' in tls; did you mean 'ciphers'? allowed: "
-                  "certificates, min_version, max_version, ciphers, groups\n"
+                  "certificates, policy, min_version, max_version, ciphers, groups, allow_legacy, alpn, "
+                  "alpn_required, sni_strict, allow_expired, expiry_warning, early_data, "
+                  "client_auth\n"
                   "t.yaml:9:7: unknown key 'certificate' in tls; allowed: certificates, "
-                  "min_version, max_version, ciphers, groups\n"
+                  "policy, min_version, max_version, ciphers, groups, allow_legacy, alpn, "
+                  "alpn_required, sni_strict, allow_expired, expiry_warning, early_data, "
+                  "client_auth\n"
                   "t.yaml:12:16: unknown key 'idel' in timeouts; did you mean 'idle'? allowed: "
                   "handshake, connect, idle\n");
 }
@@ -452,13 +465,13 @@ static void test_durations(void **state)
         "      connect: 25h\n"
         "      idle: -5m\n",
         "t.yaml:1:16: invalid duration '30' for 'drain_timeout'; expected a whole "
-        "number above 0 with a unit ms, s, m or h, at most 24h (e.g. 500ms, 30s, 5m)\n"
+        "number above 0 with a unit ms, s, m, h or d, at most 24h (e.g. 500ms, 30s, 5m)\n"
         "t.yaml:12:18: invalid duration '0s' for 'handshake'; expected a whole number "
-        "above 0 with a unit ms, s, m or h, at most 24h (e.g. 500ms, 30s, 5m)\n"
+        "above 0 with a unit ms, s, m, h or d, at most 24h (e.g. 500ms, 30s, 5m)\n"
         "t.yaml:13:16: invalid duration '25h' for 'connect'; expected a whole number "
-        "above 0 with a unit ms, s, m or h, at most 24h (e.g. 500ms, 30s, 5m)\n"
+        "above 0 with a unit ms, s, m, h or d, at most 24h (e.g. 500ms, 30s, 5m)\n"
         "t.yaml:14:13: invalid duration '-5m' for 'idle'; expected a whole number "
-        "above 0 with a unit ms, s, m or h, at most 24h (e.g. 500ms, 30s, 5m)\n");
+        "above 0 with a unit ms, s, m, h or d, at most 24h (e.g. 500ms, 30s, 5m)\n");
 }
 
 static void test_log_and_user(void **state)
@@ -576,9 +589,9 @@ static void test_tls_versions(void **state)
     expect_errors(LISTENER_HEAD TLS_OK "      min_version: 1.1\n"
                                        "      max_version: \"1.0\"\n" BACKEND_OK,
                   "t.yaml:8:20: min_version: TLS 1.1 is not allowed (insecure); allowed: "
-                  "\"1.2\", \"1.3\"\n"
+                  "\"1.2\", \"1.3\" (TLS 1.0 and 1.1 need allow_legacy: true)\n"
                   "t.yaml:9:20: max_version: TLS 1.0 is not allowed (insecure); allowed: "
-                  "\"1.2\", \"1.3\"\n");
+                  "\"1.2\", \"1.3\" (TLS 1.0 and 1.1 need allow_legacy: true)\n");
     expect_errors(LISTENER_HEAD TLS_OK "      min_version: TLSv1.2\n"
                                        "      max_version: [1.3]\n" BACKEND_OK,
                   "t.yaml:8:20: invalid TLS version 'TLSv1.2' for 'min_version'; allowed: "
@@ -606,15 +619,13 @@ static void test_ciphers(void **state)
                              "        - ECDHE+AESGCM\n" BACKEND_OK,
         "t.yaml:10:11: unknown cipher suite 'NOPE-CIPHER' (list one suite name per "
         "item, e.g. ECDHE-ECDSA-AES128-GCM-SHA256)\n"
-        "t.yaml:11:11: cipher suite 'AES128-SHA' is not allowed: tlsterm only offers "
-        "forward-secret AEAD suites (ECDHE with AES-GCM or ChaCha20-Poly1305)\n"
+        "t.yaml:11:11: cipher suite 'AES128-SHA' is not allowed: tlsterm only offers " LEGACY_HINT
         "t.yaml:12:11: cipher suite 'ECDHE-RSA-AES128-SHA' is not allowed: tlsterm only "
-        "offers forward-secret AEAD suites (ECDHE with AES-GCM or ChaCha20-Poly1305)\n"
+        "offers " LEGACY_HINT
         "t.yaml:13:11: cipher suite 'AES128-GCM-SHA256' is not allowed: tlsterm only "
-        "offers forward-secret AEAD suites (ECDHE with AES-GCM or ChaCha20-Poly1305)\n"
-        "t.yaml:14:11: cipher suite 'ECDHE-PSK-CHACHA20-POLY1305' is not allowed: "
-        "tlsterm only offers forward-secret AEAD suites (ECDHE with AES-GCM or "
-        "ChaCha20-Poly1305)\n"
+        "offers " LEGACY_HINT
+        "t.yaml:14:11: cipher suite 'ECDHE-PSK-CHACHA20-POLY1305' is not allowed: it "
+        "authenticates with a pre-shared key, not a certificate\n"
         "t.yaml:15:11: 'TLS_AES_128_GCM_SHA256' is a TLS 1.3 suite: TLS 1.3 suites "
         "cannot be configured (BoringSSL always enables all three); list TLS 1.2 suites "
         "only\n"
@@ -669,11 +680,10 @@ static void test_every_error_reported_once_in_order(void **state)
         "    backend: {severs: [\"127.0.0.1:80\"]}\n"
         "    max_connections: 0\n",
         "t.yaml:1:16: invalid duration 'soon' for 'drain_timeout'; expected a whole "
-        "number above 0 with a unit ms, s, m or h, at most 24h (e.g. 500ms, 30s, 5m)\n"
+        "number above 0 with a unit ms, s, m, h or d, at most 24h (e.g. 500ms, 30s, 5m)\n"
         "t.yaml:6:29: cannot read certificate file 'nope.pem': No such file or "
         "directory\n"
-        "t.yaml:7:17: cipher suite 'AES256-SHA' is not allowed: tlsterm only offers "
-        "forward-secret AEAD suites (ECDHE with AES-GCM or ChaCha20-Poly1305)\n"
+        "t.yaml:7:17: cipher suite 'AES256-SHA' is not allowed: tlsterm only offers " LEGACY_HINT
         "t.yaml:9:11: duplicate listener name 'a' (first defined at 3:11)\n"
         "t.yaml:10:13: duplicate listen address '127.0.0.1:7000' (first defined at "
         "4:13)\n"

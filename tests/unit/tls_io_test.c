@@ -20,6 +20,7 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "reason.h"
 #include "tls_io.h"
@@ -168,8 +169,6 @@ static void test_bad_record_that_is_not_an_alert(void **state)
 static void test_other_errors_are_tls_error(void **state)
 {
     /* An SSL reason with no mapping of its own. */
-    check_failure(classify_ssl(SSL_R_CERTIFICATE_VERIFY_FAILED), END_TLS_ERROR, 0,
-                  "CERTIFICATE_VERIFY_FAILED");
     check_failure(classify_ssl(SSL_R_HANDSHAKE_FAILURE_ON_CLIENT_HELLO), END_TLS_ERROR, 0,
                   "HANDSHAKE_FAILURE_ON_CLIENT_HELLO");
     /* A reason number BoringSSL does not know. */
@@ -191,6 +190,51 @@ static void test_other_errors_are_tls_error(void **state)
     /* SSL_ERROR_SSL with an empty queue: nothing more to say. */
     check_failure(tls_io_classify(SSL_ERROR_SSL, 0, ECONNRESET, NULL, 0), END_TLS_ERROR, 0,
                   NULL);
+}
+
+static void test_listener_policies(void **state)
+{
+    /* What tls_ctx's callbacks push before failing a handshake, then the
+     * error BoringSSL adds after it, which the classification never sees. */
+    ERR_clear_error();
+    tls_io_push_policy_error(TLS_IO_ERR_UNKNOWN_SNI);
+    ERR_put_error(ERR_LIB_SSL, 0, SSL_R_CLIENTHELLO_TLSEXT, __FILE__, __LINE__);
+    check_failure(tls_io_classify(SSL_ERROR_SSL, ERR_peek_error(), 0, NULL, 0),
+                  END_UNKNOWN_SNI, 0, "UNRECOGNIZED_NAME");
+    ERR_clear_error();
+    tls_io_push_policy_error(TLS_IO_ERR_NO_APPLICATION_PROTOCOL);
+    ERR_put_error(ERR_LIB_SSL, 0, SSL_R_CONNECTION_REJECTED, __FILE__, __LINE__);
+    check_failure(tls_io_classify(SSL_ERROR_SSL, ERR_peek_error(), 0, NULL, 0),
+                  END_NO_APPLICATION_PROTOCOL, 0, "NO_APPLICATION_PROTOCOL");
+    ERR_clear_error();
+    /* BoringSSL's own error for an ALPN callback that refuses. */
+    check_failure(classify_ssl(SSL_R_NO_APPLICATION_PROTOCOL), END_NO_APPLICATION_PROTOCOL, 0,
+                  "NO_APPLICATION_PROTOCOL");
+    /* Another user-library reason is nobody's policy. */
+    assert_int_equal(
+        tls_io_classify(SSL_ERROR_SSL, ERR_PACK(ERR_LIB_USER, 99), 0, NULL, 0).reason,
+        END_TLS_ERROR);
+}
+
+static void test_client_certificates(void **state)
+{
+    check_failure(classify_ssl(SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE),
+                  END_CLIENT_CERT_MISSING, 0, "PEER_DID_NOT_RETURN_A_CERTIFICATE");
+    /* Refined by tls_io_handshake with the verification result. */
+    check_failure(classify_ssl(SSL_R_CERTIFICATE_VERIFY_FAILED), END_CLIENT_CERT_UNTRUSTED, 0,
+                  "CERTIFICATE_VERIFY_FAILED");
+    assert_int_equal(tls_io_verify_reason(X509_V_ERR_CERT_HAS_EXPIRED), END_CLIENT_CERT_EXPIRED);
+    assert_int_equal(tls_io_verify_reason(X509_V_ERR_CERT_NOT_YET_VALID),
+                     END_CLIENT_CERT_EXPIRED);
+    assert_int_equal(tls_io_verify_reason(X509_V_ERR_CERT_REVOKED), END_CLIENT_CERT_REVOKED);
+    static const long untrusted[] = {
+        X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY, X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT,
+        X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN,         X509_V_ERR_CERT_SIGNATURE_FAILURE,
+        X509_V_ERR_CERT_CHAIN_TOO_LONG,               X509_V_ERR_UNABLE_TO_GET_CRL,
+        X509_V_ERR_CRL_HAS_EXPIRED,                   X509_V_OK,
+    };
+    for (size_t i = 0; i < sizeof(untrusted) / sizeof(untrusted[0]); i++)
+        assert_int_equal(tls_io_verify_reason(untrusted[i]), END_CLIENT_CERT_UNTRUSTED);
 }
 
 static void test_every_result_is_a_handshake_failure(void **state)
@@ -362,6 +406,8 @@ int main(void)
         cmocka_unit_test(test_bad_record_that_is_a_plaintext_alert),
         cmocka_unit_test(test_bad_record_that_is_not_an_alert),
         cmocka_unit_test(test_other_errors_are_tls_error),
+        cmocka_unit_test(test_listener_policies),
+        cmocka_unit_test(test_client_certificates),
         cmocka_unit_test(test_every_result_is_a_handshake_failure),
         cmocka_unit_test_setup_teardown(test_handshake_waits_for_bytes, setup_peer,
                                         teardown_peer),

@@ -1,0 +1,135 @@
+/* config_internal: the schema machinery that config.c and config_tls.c share.
+ * Private to those two files; nothing else includes it.
+ *
+ * A mapping level is a struct schema: a table of fields (key, required,
+ * handler, offset of the value in the struct being filled). cfg_apply_mapping
+ * walks a mapping against its table; handlers check one value each, report
+ * every problem through cfg_fail_at (which counts it) and go on, so an
+ * operator sees all problems in one run. */
+#ifndef TLSTERM_CONFIG_INTERNAL_H
+#define TLSTERM_CONFIG_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <openssl/ssl.h>
+
+#include "config.h"
+#include "yamltree.h"
+
+/* struct loader is the state of one config_load. */
+struct loader {
+    struct config *config;
+    FILE *errors;
+    int num_errors;
+    SSL_CTX *scratch;         /* for checking cipher and group names; lazy */
+    struct cfg_pos *name_pos; /* per listener: where its name is written */
+};
+
+struct field;
+
+/* field_apply_fn checks |value| for |field| and stores it at |out|, which is
+ * the struct being filled plus the field's offset. */
+typedef void (*field_apply_fn)(struct loader *ld, const struct field *field,
+                               const struct ynode *value, void *out);
+
+struct field {
+    const char *key;
+    bool required;
+    field_apply_fn apply;
+    size_t offset;
+    const struct schema *nested; /* for cfg_apply_nested: the mapping's schema */
+};
+
+struct schema {
+    const char *name;  /* "listener", as in "listener is missing ..." */
+    const char *where; /* "in listener", as in "unknown key 'x' in listener" */
+    const struct field *fields;
+    size_t num_fields;
+};
+
+/* Durations: at most a day, except where a key says otherwise. */
+#define CFG_DAY_MS (UINT64_C(24) * 60 * 60 * 1000)
+
+/* cfg_pos_of returns where |node| stands, for keeping in the config. */
+struct cfg_pos cfg_pos_of(const struct loader *ld, const struct ynode *node);
+
+/* cfg_fail_at reports a problem at |node| and counts it. */
+void cfg_fail_at(struct loader *ld, const struct ynode *node, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* cfg_expect returns true if |node| is of |kind|, else reports "expected
+ * |noun| for 'key', got ..." and returns false. */
+bool cfg_expect(struct loader *ld, const char *key, const struct ynode *node,
+                enum ynode_kind kind, const char *noun);
+
+/* cfg_expect_text returns the text of scalar |node|, or NULL after reporting
+ * that |noun| was expected. */
+const char *cfg_expect_text(struct loader *ld, const char *key, const struct ynode *node,
+                            const char *noun);
+
+/* cfg_list_len returns how many items the list |node| for |key| has: a
+ * non-empty sequence, or a single string when |one_ok|. It returns 0 after
+ * reporting anything else. cfg_list_item reads item |i|, not yet
+ * type-checked. */
+size_t cfg_list_len(struct loader *ld, const char *key, const struct ynode *node, bool one_ok);
+const struct ynode *cfg_list_item(const struct ynode *node, size_t i);
+
+/* cfg_new_array returns |num| zeroed entries of |size|, or NULL after
+ * reporting at |node| that memory is short. */
+void *cfg_new_array(struct loader *ld, const struct ynode *node, size_t num, size_t size);
+
+/* cfg_dup_string returns a copy of |text|, or NULL after reporting. */
+char *cfg_dup_string(struct loader *ld, const struct ynode *node, const char *text);
+
+/* cfg_apply_mapping fills |target| from |mapping| (already checked to be one)
+ * with |schema|'s handlers; absent optional keys leave |target| alone. */
+void cfg_apply_mapping(struct loader *ld, const struct schema *schema,
+                       const struct ynode *mapping, void *target);
+
+/* cfg_apply_nested is the handler for a key whose value is a mapping of
+ * |field->nested|, filling the same struct. */
+void cfg_apply_nested(struct loader *ld, const struct field *field, const struct ynode *value,
+                      void *out);
+
+/* cfg_apply_bool is the handler for "true" or "false" into a bool. */
+void cfg_apply_bool(struct loader *ld, const struct field *field, const struct ynode *value,
+                    void *out);
+
+/* cfg_parse_duration_max is config_parse_duration with a cap of |max_ms|
+ * (whole days), into a 64-bit result. */
+int cfg_parse_duration_max(const char *text, uint64_t max_ms, uint64_t *out_ms);
+
+/* cfg_check_readable opens |path| for reading and returns 0, or an errno
+ * value (EISDIR for a directory). */
+int cfg_check_readable(const char *path);
+
+/* cfg_choose returns the index of |value| in the NULL-terminated |names|, or
+ * -1 after reporting the allowed names. */
+int cfg_choose(struct loader *ld, const char *key, const struct ynode *value,
+               const char *const *names);
+
+/* ---- config_tls.c ---- */
+
+/* cfg_apply_tls is the handler for a listener's "tls" mapping: policy,
+ * versions, suites, groups, ALPN, certificates, client_auth. |out| is the
+ * struct cfg_listener. */
+void cfg_apply_tls(struct loader *ld, const struct field *field, const struct ynode *value,
+                   void *out);
+
+/* cfg_apply_session_tickets is the handler for the top-level
+ * "session_tickets": false, true or a mapping. |out| is the struct
+ * cfg_session_tickets, already holding the defaults. */
+void cfg_apply_session_tickets(struct loader *ld, const struct field *field,
+                               const struct ynode *value, void *out);
+
+/* cfg_tls_defaults sets the TLS defaults of |listener| before its mapping is
+ * applied. */
+void cfg_tls_defaults(struct cfg_listener *listener);
+
+/* cfg_tls_free releases what config_tls.c allocated in |listener|. */
+void cfg_tls_free(struct cfg_listener *listener);
+
+#endif

@@ -1,0 +1,402 @@
+/* tls_cert: loading and checking one certificate entry. See tls_cert.h. */
+#include "tls_cert.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+#include "log.h"
+#include "ocsp.h"
+
+/* An OCSP response is a few KiB; anything much larger is the wrong file. */
+#define OCSP_FILE_MAX (64 * 1024)
+#define DAY_S (24 * 60 * 60)
+
+const char *tls_cert_error_text(const char *fallback)
+{
+    uint32_t err = ERR_peek_last_error();
+    const char *text = err ? ERR_reason_error_string(err) : NULL;
+    ERR_clear_error();
+    return text ? text : fallback;
+}
+
+void tls_cert_cleanup(struct tls_cert *cert)
+{
+    for (size_t i = 0; i < cert->num_chain; i++)
+        CRYPTO_BUFFER_free(cert->chain[i]);
+    free(cert->chain);
+    EVP_PKEY_free(cert->key);
+    for (size_t i = 0; i < cert->num_dns_names; i++)
+        free(cert->dns_names[i]);
+    free(cert->dns_names);
+    free(cert->ocsp);
+}
+
+const char *tls_cert_format_subject(X509 *x509, char *out, size_t out_len)
+{
+    BIO *mem = BIO_new(BIO_s_mem());
+    const uint8_t *contents;
+    size_t len;
+
+    out[0] = '\0';
+    if (mem == NULL)
+        return out;
+    if (X509_NAME_print_ex(mem, X509_get_subject_name(x509), 0, XN_FLAG_RFC2253) >= 0 &&
+        BIO_mem_contents(mem, &contents, &len))
+        snprintf(out, out_len, "%.*s", (int)len, contents);
+    BIO_free(mem);
+    return out;
+}
+
+/* utc_text writes |time| as "2026-11-26 18:00:00 UTC". */
+static const char *utc_text(int64_t time, char *out, size_t out_len)
+{
+    time_t t = (time_t)time;
+    struct tm tm;
+
+    if (gmtime_r(&t, &tm) == NULL || strftime(out, out_len, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+        snprintf(out, out_len, "%lld", (long long)time);
+    return out;
+}
+
+/* posix_time converts |time| to seconds since the epoch; 0 or -1. */
+static int posix_time(const ASN1_TIME *time, int64_t *out_time)
+{
+    ASN1_TIME *epoch = ASN1_TIME_set(NULL, 0);
+    int days, seconds, ok = epoch != NULL && ASN1_TIME_diff(&days, &seconds, epoch, time);
+
+    ASN1_TIME_free(epoch);
+    if (!ok)
+        return -1;
+    *out_time = (int64_t)days * DAY_S + seconds;
+    return 0;
+}
+
+/* collect_names copies the SAN DNS names of |leaf| into |cert| and counts
+ * its IP names into |*out_num_ips|. */
+static int collect_names(struct tls_cert *cert, X509 *leaf, size_t *out_num_ips)
+{
+    GENERAL_NAMES *names = X509_get_ext_d2i(leaf, NID_subject_alt_name, NULL, NULL);
+    *out_num_ips = 0;
+    if (names == NULL)
+        return 0;
+    size_t num = sk_GENERAL_NAME_num(names);
+    cert->dns_names = calloc(num ? num : 1, sizeof(char *));
+    if (cert->dns_names == NULL)
+        goto fail;
+    for (size_t i = 0; i < num; i++) {
+        const GENERAL_NAME *name = sk_GENERAL_NAME_value(names, i);
+        if (name->type == GEN_IPADD)
+            (*out_num_ips)++;
+        if (name->type != GEN_DNS)
+            continue;
+        const unsigned char *bytes = ASN1_STRING_get0_data(name->d.dNSName);
+        int len = ASN1_STRING_length(name->d.dNSName);
+        char *copy = strndup((const char *)bytes, (size_t)len);
+        if (copy == NULL)
+            goto fail;
+        for (char *p = copy; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+        cert->dns_names[cert->num_dns_names++] = copy;
+    }
+    GENERAL_NAMES_free(names);
+    return 0;
+
+fail:
+    GENERAL_NAMES_free(names);
+    return -1;
+}
+
+/* check_issued returns true if |issuer| issued |subject| and signed it. */
+static bool check_issued(X509 *issuer, X509 *subject)
+{
+    EVP_PKEY *key = X509_get_pubkey(issuer);
+    bool ok = X509_check_issued(issuer, subject) == X509_V_OK && key != NULL &&
+              X509_verify(subject, key) == 1;
+    EVP_PKEY_free(key);
+    ERR_clear_error();
+    return ok;
+}
+
+/* load_chain reads every PEM certificate in |cfg->cert_path| into |cert|,
+ * checking that each is issued by the next, and returns the leaf (owned by
+ * the caller), or NULL after an error. */
+static X509 *load_chain(struct tls_cert *cert, const struct cfg_cert *cfg, FILE *errors)
+{
+    X509 *leaf = NULL, *prev = NULL, *x509 = NULL;
+    BIO *bio = BIO_new_file(cfg->cert_path, "r");
+    if (bio == NULL) {
+        cfg_error(errors, &cfg->cert_pos, "cannot read certificate file '%s': %s",
+                  cfg->cert_path, strerror(errno));
+        ERR_clear_error();
+        return NULL;
+    }
+    while ((x509 = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+        uint8_t *der = NULL;
+        int der_len = i2d_X509(x509, &der);
+        CRYPTO_BUFFER **grown =
+            realloc(cert->chain, (cert->num_chain + 1) * sizeof(*cert->chain));
+        if (der_len <= 0 || grown == NULL) {
+            OPENSSL_free(der);
+            cfg_error(errors, &cfg->cert_pos, "out of memory loading '%s'", cfg->cert_path);
+            goto fail;
+        }
+        cert->chain = grown;
+        cert->chain[cert->num_chain] = CRYPTO_BUFFER_new(der, (size_t)der_len, NULL);
+        OPENSSL_free(der);
+        if (cert->chain[cert->num_chain] == NULL)
+            goto fail;
+        cert->num_chain++;
+        if (prev != NULL && !check_issued(x509, prev)) {
+            char issuer[TLS_CERT_SUBJECT_MAX], next[TLS_CERT_SUBJECT_MAX];
+            X509_NAME_oneline(X509_get_issuer_name(prev), issuer, sizeof(issuer));
+            X509_NAME_oneline(X509_get_subject_name(x509), next, sizeof(next));
+            cfg_error(errors, &cfg->cert_pos,
+                      "certificate chain in '%s' is out of order: certificate %zu (%s) did "
+                      "not issue certificate %zu, whose issuer is %s; list the leaf first, "
+                      "then each certificate's issuer",
+                      cfg->cert_path, cert->num_chain, next, cert->num_chain - 1, issuer);
+            goto fail;
+        }
+        if (prev != leaf)
+            X509_free(prev);
+        if (leaf == NULL)
+            leaf = x509;
+        prev = x509;
+        x509 = NULL;
+    }
+    /* The loop ends on "no start line" at the end of the file: expected. */
+    ERR_clear_error();
+    if (leaf == NULL) {
+        cfg_error(errors, &cfg->cert_pos,
+                  "no PEM certificate found in '%s' (expected -----BEGIN CERTIFICATE-----)",
+                  cfg->cert_path);
+        goto fail;
+    }
+    if (prev != leaf)
+        X509_free(prev);
+    BIO_free(bio);
+    return leaf;
+
+fail:
+    X509_free(x509);
+    if (prev != leaf)
+        X509_free(prev);
+    X509_free(leaf);
+    BIO_free(bio);
+    return NULL;
+}
+
+/* read_file reads the whole of |path|, up to |max_len| bytes, into a new
+ * buffer; 0, or -1 with errno set (EFBIG when too large). */
+static int read_file(const char *path, size_t max_len, uint8_t **out, size_t *out_len)
+{
+    FILE *file = fopen(path, "rb");
+    uint8_t *buf = NULL;
+    size_t len;
+
+    if (file == NULL)
+        return -1;
+    buf = malloc(max_len + 1);
+    if (buf == NULL) {
+        fclose(file);
+        return -1;
+    }
+    len = fread(buf, 1, max_len + 1, file);
+    if (ferror(file) || len > max_len) {
+        errno = ferror(file) ? EIO : EFBIG;
+        free(buf);
+        fclose(file);
+        return -1;
+    }
+    fclose(file);
+    *out = buf;
+    *out_len = len;
+    return 0;
+}
+
+/* load_ocsp reads and checks the OCSP response of |cfg| for |leaf|. */
+static int load_ocsp(struct tls_cert *cert, const struct cfg_cert *cfg, X509 *leaf,
+                     FILE *errors)
+{
+    struct ocsp_response response;
+    const char *problem;
+    uint8_t *serial = NULL;
+    int serial_len;
+
+    if (read_file(cfg->ocsp_path, OCSP_FILE_MAX, &cert->ocsp, &cert->ocsp_len) != 0) {
+        cfg_error(errors, &cfg->ocsp_pos, "cannot read OCSP response file '%s': %s",
+                  cfg->ocsp_path, errno == EFBIG ? "larger than 64 KiB" : strerror(errno));
+        return -1;
+    }
+    if (ocsp_parse_response(cert->ocsp, cert->ocsp_len, &response, &problem) != 0) {
+        cfg_error(errors, &cfg->ocsp_pos, "unusable OCSP response '%s': %s (expected DER, "
+                  "as `openssl ocsp -respout` writes it)", cfg->ocsp_path, problem);
+        return -1;
+    }
+    serial_len = i2c_ASN1_INTEGER(X509_get0_serialNumber(leaf), &serial);
+    bool same = serial_len > 0 && (size_t)serial_len == response.serial_len &&
+                memcmp(serial, response.serial, response.serial_len) == 0;
+    OPENSSL_free(serial);
+    if (!same) {
+        cfg_error(errors, &cfg->ocsp_pos,
+                  "OCSP response '%s' is for another certificate (its serial number differs "
+                  "from that of '%s')",
+                  cfg->ocsp_path, cfg->cert_path);
+        return -1;
+    }
+    if (response.cert_status != OCSP_CERT_GOOD) {
+        cfg_error(errors, &cfg->ocsp_pos, "OCSP response '%s' says certificate '%s' is %s",
+                  cfg->ocsp_path, cfg->cert_path,
+                  response.cert_status == OCSP_CERT_REVOKED ? "revoked" : "unknown");
+        return -1;
+    }
+    cert->ocsp_has_next_update = response.has_next_update;
+    cert->ocsp_next_update = response.next_update;
+    return 0;
+}
+
+/* load_key reads the private key of |cfg| and checks it against |leaf|. */
+static int load_key(struct tls_cert *cert, const struct cfg_cert *cfg, X509 *leaf,
+                    FILE *errors)
+{
+    BIO *bio = BIO_new_file(cfg->key_path, "r");
+    if (bio == NULL) {
+        cfg_error(errors, &cfg->key_pos, "cannot read private key file '%s': %s",
+                  cfg->key_path, strerror(errno));
+        ERR_clear_error();
+        return -1;
+    }
+    cert->key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    if (cert->key == NULL) {
+        cfg_error(errors, &cfg->key_pos, "no usable PEM private key in '%s': %s",
+                  cfg->key_path, tls_cert_error_text("unreadable"));
+        return -1;
+    }
+    if (X509_check_private_key(leaf, cert->key) != 1) {
+        ERR_clear_error();
+        cfg_error(errors, &cfg->key_pos,
+                  "private key '%s' does not match the certificate in '%s'", cfg->key_path,
+                  cfg->cert_path);
+        return -1;
+    }
+    return 0;
+}
+
+int tls_cert_load(struct tls_cert *cert, const struct cfg_cert *cfg,
+                  const struct cfg_listener *listener, int64_t now, FILE *errors)
+{
+    size_t num_ips;
+    int result = -1;
+    X509 *leaf;
+
+    cert->cfg = cfg;
+    leaf = load_chain(cert, cfg, errors);
+    if (leaf == NULL)
+        return -1;
+    if (load_key(cert, cfg, leaf, errors) != 0)
+        goto done;
+    if (collect_names(cert, leaf, &num_ips) != 0) {
+        cfg_error(errors, &cfg->cert_pos, "out of memory reading names of '%s'",
+                  cfg->cert_path);
+        goto done;
+    }
+    tls_cert_format_subject(leaf, cert->subject, sizeof(cert->subject));
+    if (cert->num_dns_names == 0 && num_ips == 0) {
+        cfg_error(errors, &cfg->cert_pos,
+                  "certificate '%s' (%s) has no subjectAltName DNS or IP names: clients "
+                  "ignore the subject CN, so none could verify it; reissue it with a SAN",
+                  cfg->cert_path, cert->subject);
+        goto done;
+    }
+    if (posix_time(X509_get0_notBefore(leaf), &cert->not_before) != 0 ||
+        posix_time(X509_get0_notAfter(leaf), &cert->not_after) != 0) {
+        cfg_error(errors, &cfg->cert_pos, "certificate '%s' has an unreadable validity period",
+                  cfg->cert_path);
+        goto done;
+    }
+    utc_text(cert->not_before, cert->not_before_text, sizeof(cert->not_before_text));
+    utc_text(cert->not_after, cert->not_after_text, sizeof(cert->not_after_text));
+    if (cert->not_after < now && !listener->allow_expired) {
+        cfg_error(errors, &cfg->cert_pos,
+                  "certificate '%s' (%s) expired on %s; renew it, or set allow_expired: true "
+                  "to serve it anyway",
+                  cfg->cert_path, cert->subject, cert->not_after_text);
+        goto done;
+    }
+    if (cfg->ocsp_path != NULL && load_ocsp(cert, cfg, leaf, errors) != 0)
+        goto done;
+    result = 0;
+done:
+    X509_free(leaf);
+    return result;
+}
+
+/* name_matches compares an SNI (any case) with a lower-case SAN name, where a
+ * leading "*." matches exactly one label. */
+static bool name_matches(const char *san, const char *sni, bool wildcard)
+{
+    if (!wildcard)
+        return strcasecmp(san, sni) == 0;
+    if (san[0] != '*' || san[1] != '.')
+        return false;
+    const char *dot = strchr(sni, '.');
+    return dot != NULL && dot != sni && strcasecmp(san + 1, dot) == 0;
+}
+
+bool tls_cert_has_name(const struct tls_cert *cert, const char *sni, bool wildcard)
+{
+    for (size_t i = 0; i < cert->num_dns_names; i++)
+        if (name_matches(cert->dns_names[i], sni, wildcard))
+            return true;
+    return false;
+}
+
+bool tls_cert_ocsp_fresh(const struct tls_cert *cert, int64_t now)
+{
+    return cert->ocsp != NULL && (!cert->ocsp_has_next_update || cert->ocsp_next_update > now);
+}
+
+void tls_cert_warn(const struct tls_cert *cert, const struct cfg_listener *listener,
+                   int64_t now)
+{
+    const char *status = NULL;
+    struct log_line line;
+    char when[TLS_CERT_TIME_TEXT_MAX];
+
+    if (cert->not_after < now)
+        status = "expired";
+    else if (cert->not_before > now)
+        status = "not_yet_valid";
+    else if ((uint64_t)(cert->not_after - now) * 1000 < listener->expiry_warning_ms)
+        status = "expires_soon";
+    if (status != NULL && log_enabled(LOG_WARN)) {
+        log_begin(&line, LOG_WARN, "certificate_expiry");
+        log_str(&line, "listener", listener->name);
+        log_str(&line, "file", cert->cfg->cert_path);
+        log_str(&line, "subject", cert->subject);
+        log_str(&line, "status", status);
+        log_str(&line, "not_before", cert->not_before_text);
+        log_str(&line, "not_after", cert->not_after_text);
+        log_int(&line, "days_left", (long long)((cert->not_after - now) / DAY_S));
+        log_end(&line);
+    }
+    if (cert->ocsp != NULL && !tls_cert_ocsp_fresh(cert, now) && log_enabled(LOG_WARN)) {
+        log_begin(&line, LOG_WARN, "ocsp_stale");
+        log_str(&line, "listener", listener->name);
+        log_str(&line, "file", cert->cfg->ocsp_path);
+        log_str(&line, "certificate", cert->cfg->cert_path);
+        log_str(&line, "next_update", utc_text(cert->ocsp_next_update, when, sizeof(when)));
+        log_str(&line, "msg", "the OCSP response is past its nextUpdate and is not stapled; "
+                              "fetch a new one");
+        log_end(&line);
+    }
+}
