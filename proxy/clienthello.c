@@ -50,24 +50,48 @@ static bool ja4_skips(uint16_t value, bool is_extensions)
            (is_extensions && (value == EXT_SERVER_NAME || value == EXT_ALPN));
 }
 
+static const char hex_digits[] = "0123456789abcdef";
+
+/* hash_hex4 feeds |sha| a comma if |comma|, then |value| as 4 lower-case hex
+ * digits. By hand rather than snprintf: this runs for every value of every
+ * hello, and snprintf was most of the summary's cost. */
 static void hash_hex4(SHA256_CTX *sha, uint16_t value, bool comma)
 {
-    char text[6];
-    int len = snprintf(text, sizeof(text), "%s%04x", comma ? "," : "", (unsigned)value);
-    SHA256_Update(sha, text, (size_t)len);
+    char text[5] = {',', hex_digits[value >> 12], hex_digits[(value >> 8) & 15],
+                    hex_digits[(value >> 4) & 15], hex_digits[value & 15]};
+    SHA256_Update(sha, comma ? text : text + 1, comma ? 5 : 4);
 }
 
-/* Values are sorted by counting. A first pass notes which bands of 4096
- * values (the top 4 bits) occur; then one pass per band present counts its
- * values. That bounds the work to 17 passes over the list and the table to
- * 8 KiB whatever the client sends (up to 32767 cipher suites), where sorting
- * a copy would need the heap. Real hellos use 3 or 4 bands. */
+/* md5_decimal feeds |md5| a dash if |dash|, then |value| in decimal. */
+static void md5_decimal(MD5_CTX *md5, unsigned value, bool dash)
+{
+    char text[6];
+    size_t start = sizeof(text);
+
+    do {
+        text[--start] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value != 0);
+    if (dash)
+        text[--start] = '-';
+    MD5_Update(md5, text + start, sizeof(text) - start);
+}
+
+/* JA4 hashes its lists sorted. A list of up to SORT_MAX values, which covers
+ * every real client (browsers send under 20, "openssl -cipher ALL" 84), is
+ * copied to the stack and sorted there. */
+enum { SORT_MAX = 128 };
+
+/* Longer lists, from odd or hostile clients only (a hello may hold 32767
+ * cipher suites), are sorted by counting without a copy: a first pass notes
+ * which bands of 4096 values (the top 4 bits) occur, then one pass per band
+ * present counts its values. That bounds the work to 17 passes over the list
+ * and the table to 8 KiB whatever the client sends. */
 enum { BAND_BITS = 12, BAND_SIZE = 1 << BAND_BITS, NUM_BANDS = 1 << (16 - BAND_BITS) };
 
-/* hash_sorted feeds |sha| the values of |list| that JA4 keeps, ascending,
- * repeats included, as 4 lower-case hex digits separated by commas. It
- * returns how many it fed and sets |*out_repeats| if a value occurs twice. */
-static size_t hash_sorted(const CBS *list, bool is_extensions, SHA256_CTX *sha, bool *out_repeats)
+/* hash_sorted_long is hash_sorted for lists longer than SORT_MAX. */
+static size_t hash_sorted_long(const CBS *list, bool is_extensions, SHA256_CTX *sha,
+                               bool *out_repeats)
 {
     uint16_t counts[BAND_SIZE] = {0};
     uint64_t seen[BAND_SIZE / 64] = {0};
@@ -106,17 +130,49 @@ static size_t hash_sorted(const CBS *list, bool is_extensions, SHA256_CTX *sha, 
     return num_fed;
 }
 
+/* hash_sorted feeds |sha| the values of |list| that JA4 keeps, ascending,
+ * repeats included, as 4 lower-case hex digits separated by commas. It
+ * returns how many it fed and sets |*out_repeats| if a value occurs twice. */
+static size_t hash_sorted(const CBS *list, bool is_extensions, SHA256_CTX *sha, bool *out_repeats)
+{
+    uint16_t values[SORT_MAX];
+    size_t num = 0;
+    uint16_t value;
+    CBS walk = *list;
+
+    while (list_next(&walk, is_extensions, &value)) {
+        if (ja4_skips(value, is_extensions))
+            continue;
+        if (num == SORT_MAX)
+            return hash_sorted_long(list, is_extensions, sha, out_repeats);
+        values[num++] = value;
+    }
+    /* Insertion sort: at most SORT_MAX^2 / 2 moves, few for a real list. */
+    for (size_t i = 1; i < num; i++) {
+        uint16_t next = values[i];
+        size_t j = i;
+        for (; j > 0 && values[j - 1] > next; j--)
+            values[j] = values[j - 1];
+        values[j] = next;
+    }
+    for (size_t i = 0; i < num; i++) {
+        if (i > 0 && values[i] == values[i - 1])
+            *out_repeats = true;
+        hash_hex4(sha, values[i], i > 0);
+    }
+    return num;
+}
+
 /* hash12 writes the first 12 hex digits of |sha|'s digest, or twelve zeros
  * when nothing was hashed: JA4 marks an empty list that way. */
 static void hash12(SHA256_CTX *sha, bool empty, char out[13])
 {
-    static const char hex[] = "0123456789abcdef";
     uint8_t digest[SHA256_DIGEST_LENGTH];
 
     SHA256_Final(digest, sha);
     for (int i = 0; i < 6; i++) {
-        out[2 * i] = empty ? '0' : hex[digest[i] >> 4];
-        out[2 * i + 1] = empty ? '0' : hex[digest[i] & 15];
+        out[2 * i] = empty ? '0' : hex_digits[digest[i] >> 4];
+        out[2 * i + 1] = empty ? '0' : hex_digits[digest[i] & 15];
     }
     out[12] = '\0';
 }
@@ -158,7 +214,6 @@ static bool is_alnum(uint8_t ch)
  * and last hex digit of the name instead (JA4.md); "00" without a name. */
 static void ja4_alpn_chars(const struct decoded_exts *exts, char out[2])
 {
-    static const char hex[] = "0123456789abcdef";
     CBS list = exts->alpn, name;
 
     out[0] = out[1] = '0';
@@ -169,8 +224,8 @@ static void ja4_alpn_chars(const struct decoded_exts *exts, char out[2])
         out[0] = (char)first;
         out[1] = (char)last;
     } else {
-        out[0] = hex[first >> 4];
-        out[1] = hex[last & 15];
+        out[0] = hex_digits[first >> 4];
+        out[1] = hex_digits[last & 15];
     }
 }
 
@@ -226,7 +281,6 @@ static void md5_list(MD5_CTX *md5, const CBS *list, bool one_byte, const char *e
 {
     CBS walk = *list;
     bool first = true;
-    char text[8];
 
     for (;;) {
         uint16_t value;
@@ -240,8 +294,7 @@ static void md5_list(MD5_CTX *md5, const CBS *list, bool one_byte, const char *e
         }
         if (clienthello_is_grease(value))
             continue;
-        int len = snprintf(text, sizeof(text), "%s%u", first ? "" : "-", value);
-        MD5_Update(md5, text, (size_t)len);
+        md5_decimal(md5, value, !first);
         first = false;
     }
     MD5_Update(md5, end, strlen(end));
@@ -254,19 +307,17 @@ static void compute_ja3(struct clienthello_summary *out, const CBS *ciphers, con
 {
     static const CBS none = {NULL, 0};
     MD5_CTX md5;
-    char text[8];
     uint16_t type;
     bool first = true;
 
     MD5_Init(&md5);
-    int len = snprintf(text, sizeof(text), "%u,", out->legacy_version);
-    MD5_Update(&md5, text, (size_t)len);
+    md5_decimal(&md5, out->legacy_version, false);
+    MD5_Update(&md5, ",", 1);
     md5_list(&md5, ciphers, false, ",");
     for (CBS walk = *extensions; list_next(&walk, true, &type);) {
         if (clienthello_is_grease(type))
             continue;
-        len = snprintf(text, sizeof(text), "%s%u", first ? "" : "-", type);
-        MD5_Update(&md5, text, (size_t)len);
+        md5_decimal(&md5, type, !first);
         first = false;
     }
     MD5_Update(&md5, ",", 1);
@@ -459,10 +510,9 @@ void clienthello_ja4(const struct clienthello_summary *s, char out[CLIENTHELLO_J
 
 void clienthello_ja3(const struct clienthello_summary *s, char out[CLIENTHELLO_JA3_LEN + 1])
 {
-    static const char hex[] = "0123456789abcdef";
     for (int i = 0; i < 16; i++) {
-        out[2 * i] = hex[s->ja3_md5[i] >> 4];
-        out[2 * i + 1] = hex[s->ja3_md5[i] & 15];
+        out[2 * i] = hex_digits[s->ja3_md5[i] >> 4];
+        out[2 * i + 1] = hex_digits[s->ja3_md5[i] & 15];
     }
     out[CLIENTHELLO_JA3_LEN] = '\0';
 }

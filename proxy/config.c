@@ -583,11 +583,23 @@ static void apply_listeners(struct loader *ld, const struct field *field,
     }
 }
 
+/* log.handshake_failures: the rate limit of handshake_failed lines. The
+ * limits reuse the integer check of max_connections (1 to 1000000). */
+static const struct field failure_log_fields[] = {
+    {"rate", false, apply_max_connections, offsetof(struct config, failure_log_rate), NULL},
+    {"burst", false, apply_max_connections, offsetof(struct config, failure_log_burst), NULL},
+    {"summary_interval", false, apply_duration, offsetof(struct config, failure_log_summary_ms),
+     NULL},
+};
+static const struct schema failure_log_schema = {"handshake_failures", "in handshake_failures",
+                                                 failure_log_fields, 3};
+
 static const struct field log_fields[] = {
     {"format", false, apply_log_format, offsetof(struct config, log_format), NULL},
     {"level", false, apply_log_level, offsetof(struct config, log_level), NULL},
+    {"handshake_failures", false, cfg_apply_nested, 0, &failure_log_schema},
 };
-static const struct schema log_schema = {"log", "in log", log_fields, 2};
+static const struct schema log_schema = {"log", "in log", log_fields, 3};
 
 static const struct field top_fields[] = {
     {"log", false, cfg_apply_nested, 0, &log_schema},
@@ -622,6 +634,9 @@ struct config *config_load(const char *path, FILE *errors)
     ld.config->drain_timeout_ms = 30 * 1000;
     ld.config->num_workers = 0;
     ld.config->max_connections = 100000;
+    ld.config->failure_log_rate = 20;
+    ld.config->failure_log_burst = 100;
+    ld.config->failure_log_summary_ms = 10 * 1000;
     ld.config->session_tickets.enabled = true;
     ld.config->session_tickets.rotate_ms = 60 * 60 * 1000;
     ld.config->session_tickets.lifetime_ms = 12 * 60 * 60 * 1000;

@@ -120,6 +120,12 @@ struct config {
     uint32_t num_workers;     /* worker threads; 0 means "auto": one per CPU */
     uint32_t max_connections; /* over all listeners and workers */
     bool reload_on_change;    /* reload when a certificate, key or OCSP file changes */
+    /* handshake_failed lines: per reason and worker, a token bucket of
+     * |failure_log_burst| lines refilled at |failure_log_rate| per second;
+     * what it drops is summed up every |failure_log_summary_ms|. */
+    uint32_t failure_log_rate;
+    uint32_t failure_log_burst;
+    uint32_t failure_log_summary_ms;
     struct cfg_session_tickets session_tickets;
 
     struct cfg_listener *listeners;

@@ -352,14 +352,15 @@ static void apply_expiry_warning(struct loader *ld, const struct field *field,
 
 /* ---- client_auth ------------------------------------------------------------ */
 
+static const char *const client_auth_mode_names[] = {[CFG_CLIENT_AUTH_NONE] = "none",
+                                                     [CFG_CLIENT_AUTH_OPTIONAL] = "optional",
+                                                     [CFG_CLIENT_AUTH_REQUIRED] = "required",
+                                                     NULL};
+
 static void apply_client_auth_mode(struct loader *ld, const struct field *field,
                                    const struct ynode *value, void *out)
 {
-    static const char *const names[] = {[CFG_CLIENT_AUTH_NONE] = "none",
-                                        [CFG_CLIENT_AUTH_OPTIONAL] = "optional",
-                                        [CFG_CLIENT_AUTH_REQUIRED] = "required",
-                                        NULL};
-    int chosen = cfg_choose(ld, field->key, value, names);
+    int chosen = cfg_choose(ld, field->key, value, client_auth_mode_names);
 
     if (chosen >= 0)
         ((struct cfg_client_auth *)out)->mode = (enum cfg_client_auth_mode)chosen;
@@ -411,8 +412,10 @@ static void apply_client_auth(struct loader *ld, const struct field *field,
     if (!cfg_expect(ld, field->key, value, YNODE_MAPPING, "a mapping"))
         return;
     cfg_apply_mapping(ld, &client_auth_schema, value, auth);
+    /* A missing or invalid mode was reported; the rest depends on it. */
     mode = yamltree_get(value, "mode");
-    if (mode == NULL)
+    if (mode == NULL || yamltree_scalar(mode) == NULL ||
+        strcmp(yamltree_scalar(mode), client_auth_mode_names[auth->mode]) != 0)
         return;
     if (auth->mode != CFG_CLIENT_AUTH_NONE && yamltree_get(value, "ca") == NULL) {
         cfg_fail_at(ld, mode,

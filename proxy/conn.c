@@ -179,6 +179,10 @@ static void log_conn_end(const struct conn *c, enum end_reason reason,
 
     if (!log_enabled(level))
         return;
+    /* Rate limited per reason: a flood of bad handshakes must not become a
+     * flood of lines. The worker reports what it dropped. */
+    if (handshake_failed && !worker_log_failure(c->worker, reason))
+        return;
     reason_name(reason, failure ? failure->alert : 0, reason_text, sizeof(reason_text));
     log_conn_start(&line, c, level, handshake_failed ? "handshake_failed" : "conn_closed");
     if (handshake_failed)

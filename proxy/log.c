@@ -5,15 +5,34 @@
 #include "log.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
-static enum log_format current_format = LOG_FORMAT_JSON;
-static enum log_level current_min_level = LOG_INFO;
+/* Written at start and on reload, read by every thread: relaxed atomics. */
+static _Atomic enum log_format current_format = LOG_FORMAT_JSON;
+static _Atomic enum log_level current_min_level = LOG_INFO;
+
+/* The writer thread and its queue. Producers append whole lines under the
+ * lock (a memcpy of at most LOG_LINE_MAX bytes); the writer swaps the queue
+ * for its own buffer and writes outside the lock. */
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    pthread_t thread;
+    bool running;
+    bool stopping;
+    char *queue;
+    size_t queue_len;
+    char *writing;
+    uint64_t dropped;
+} writer = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -151,7 +170,23 @@ void log_int(struct log_line *line, const char *key, long long value)
     put_str(line, num);
 }
 
-void log_end(struct log_line *line)
+/* write_all writes |len| bytes to stderr, retrying short writes. */
+static void write_all(const char *bytes, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(STDERR_FILENO, bytes, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return; /* stderr is gone: nothing better to do with the line */
+        bytes += n;
+        len -= (size_t)n;
+    }
+}
+
+/* finish_line appends the closing brace (or the text line's end), the
+ * truncation mark and the newline, in the room put_bytes kept for them. */
+static void finish_line(struct log_line *line)
 {
     /* put_bytes kept LOG_TAIL_RESERVE bytes free for this tail. */
     const char *tail;
@@ -162,21 +197,110 @@ void log_end(struct log_line *line)
     size_t tail_len = strlen(tail);
     memcpy(line->buf + line->len, tail, tail_len);
     line->len += tail_len;
+}
 
-    /* One write per line: lines from several threads never interleave. A
-     * short write or EAGAIN on stderr loses the rest of the line rather than
-     * blocking the event loop forever. */
-    const char *p = line->buf;
-    size_t left = line->len;
-    while (left > 0) {
-        ssize_t n = write(STDERR_FILENO, p, left);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        p += n;
-        left -= (size_t)n;
+/* log_end_direct writes |line| itself, for the writer thread. */
+static void log_end_direct(struct log_line *line)
+{
+    finish_line(line);
+    write_all(line->buf, line->len);
+}
+
+void log_end(struct log_line *line)
+{
+    finish_line(line);
+
+    pthread_mutex_lock(&writer.lock);
+    if (writer.running) {
+        if (writer.queue_len + line->len <= LOG_QUEUE_MAX) {
+            memcpy(writer.queue + writer.queue_len, line->buf, line->len);
+            writer.queue_len += line->len;
+            pthread_cond_signal(&writer.wake);
+        } else {
+            writer.dropped++;
+        }
+        pthread_mutex_unlock(&writer.lock);
+        return;
     }
+    pthread_mutex_unlock(&writer.lock);
+    write_all(line->buf, line->len);
+}
+
+static void *writer_main(void *arg)
+{
+    pthread_mutex_lock(&writer.lock);
+    for (;;) {
+        while (writer.queue_len == 0 && writer.dropped == 0 && !writer.stopping)
+            pthread_cond_wait(&writer.wake, &writer.lock);
+        if (writer.queue_len == 0 && writer.dropped == 0 && writer.stopping)
+            break;
+        char *full = writer.queue;
+        size_t full_len = writer.queue_len;
+        uint64_t dropped = writer.dropped;
+        writer.queue = writer.writing;
+        writer.queue_len = 0;
+        writer.writing = full;
+        writer.dropped = 0;
+        pthread_mutex_unlock(&writer.lock);
+
+        write_all(full, full_len);
+        if (dropped > 0) {
+            struct log_line line;
+            log_begin(&line, LOG_WARN, "log_lines_dropped");
+            log_int(&line, "count", (long long)dropped);
+            log_str(&line, "msg", "stderr could not keep up");
+            log_end_direct(&line);
+        }
+        pthread_mutex_lock(&writer.lock);
+    }
+    pthread_mutex_unlock(&writer.lock);
+    return NULL;
+}
+
+int log_writer_start(void)
+{
+    char *queue = malloc(LOG_QUEUE_MAX), *writing = malloc(LOG_QUEUE_MAX);
+    if (queue == NULL || writing == NULL)
+        goto fail;
+    pthread_mutex_lock(&writer.lock);
+    writer.queue = queue;
+    writer.writing = writing;
+    writer.queue_len = 0;
+    writer.stopping = false;
+    writer.running = true;
+    pthread_mutex_unlock(&writer.lock);
+    if (pthread_create(&writer.thread, NULL, writer_main, NULL) != 0) {
+        pthread_mutex_lock(&writer.lock);
+        writer.running = false;
+        writer.queue = writer.writing = NULL;
+        pthread_mutex_unlock(&writer.lock);
+        goto fail;
+    }
+    return 0;
+fail:
+    free(queue);
+    free(writing);
+    return -1;
+}
+
+void log_writer_stop(void)
+{
+    pthread_mutex_lock(&writer.lock);
+    if (!writer.running) {
+        pthread_mutex_unlock(&writer.lock);
+        return;
+    }
+    writer.stopping = true;
+    pthread_cond_signal(&writer.wake);
+    pthread_mutex_unlock(&writer.lock);
+    pthread_join(writer.thread, NULL);
+
+    pthread_mutex_lock(&writer.lock);
+    writer.running = false;
+    free(writer.queue);
+    free(writer.writing);
+    writer.queue = writer.writing = NULL;
+    pthread_mutex_unlock(&writer.lock);
 }
 
 void log_msg(enum log_level level, const char *event, const char *fmt, ...)

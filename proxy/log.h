@@ -15,6 +15,7 @@ enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 enum log_format { LOG_FORMAT_JSON, LOG_FORMAT_TEXT };
 
 #define LOG_LINE_MAX 2048
+#define LOG_QUEUE_MAX (1024 * 1024)
 
 /* struct log_line is one event being built. Fields are private to log.c. */
 struct log_line {
@@ -52,6 +53,17 @@ void log_int(struct log_line *line, const char *key, long long value);
 
 /* log_end finishes |line| and writes it to stderr with one write(2). */
 void log_end(struct log_line *line);
+
+/* log_writer_start moves writing to a thread of its own: from then on
+ * log_end only copies the line into a bounded queue (LOG_QUEUE_MAX bytes),
+ * so a slow stderr (a full pipe, a stalled terminal) never blocks an event
+ * loop. When the queue is full, lines are dropped and counted, and the
+ * writer reports the count in a "log_lines_dropped" line. Returns 0 or -1. */
+int log_writer_start(void);
+
+/* log_writer_stop writes out what is queued and ends the writer thread;
+ * log_end writes directly again afterwards. */
+void log_writer_stop(void);
 
 /* log_msg writes a one-field event {"event":..., "msg": printf(fmt, ...)}. */
 void log_msg(enum log_level level, const char *event, const char *fmt, ...)

@@ -131,5 +131,10 @@ int main(int argc, char **argv)
     /* A peer that closes while we write must not kill the process. */
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
-    return daemon_run(config_path, gen, tickets) == 0 ? EXIT_OK : EXIT_RUNTIME;
+    /* From here on, no event loop waits for stderr. */
+    if (log_writer_start() != 0)
+        log_msg(LOG_WARN, "log_writer", "no log writer thread; logging directly");
+    int status = daemon_run(config_path, gen, tickets) == 0 ? EXIT_OK : EXIT_RUNTIME;
+    log_writer_stop();
+    return status;
 }

@@ -2,12 +2,49 @@
 #include "worker.h"
 
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 
 #include "conn.h"
 #include "daemon.h"
 #include "listener.h"
 #include "log.h"
+
+/* log_suppressed writes one summary line per reason whose failure lines the
+ * rate limit dropped since the last summary: the counts are exact. */
+static void log_suppressed(struct worker *w)
+{
+    char reason_text[48];
+    for (int r = 0; r < END_REASON_COUNT; r++) {
+        uint64_t count = ratelimit_take_suppressed(&w->failure_log, (enum end_reason)r);
+        if (count == 0)
+            continue;
+        struct log_line line;
+        log_begin(&line, LOG_WARN, "handshake_failures_suppressed");
+        log_str(&line, "reason", reason_name((enum end_reason)r, 0, reason_text, sizeof(reason_text)));
+        log_int(&line, "count", (long long)count);
+        log_int(&line, "worker", w->id);
+        log_end(&line);
+    }
+}
+
+static void on_summary_timer(evutil_socket_t fd, short what, void *arg) { log_suppressed(arg); }
+
+static uint64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+bool worker_log_failure(struct worker *w, enum end_reason reason)
+{
+    const struct config *config = w->gen->config;
+    /* A reload may have changed the limits; the buckets' state carries over. */
+    w->failure_log.rate = config->failure_log_rate;
+    w->failure_log.burst = config->failure_log_burst;
+    return ratelimit_allow(&w->failure_log, reason, monotonic_ms());
+}
 
 static void on_drain_deadline(evutil_socket_t fd, short what, void *arg)
 {
@@ -80,10 +117,15 @@ int worker_init(struct worker *w, unsigned id, struct daemon *daemon, struct gen
     w->drain_ev = event_new(w->base, -1, 0, on_drain, w);
     w->drain_timer = evtimer_new(w->base, on_drain_deadline, w);
     w->reload_ev = event_new(w->base, -1, 0, on_reload, w);
+    w->summary_timer = event_new(w->base, -1, EV_PERSIST, on_summary_timer, w);
     w->listeners = calloc(config->num_listeners, sizeof(*w->listeners));
     if (w->drain_ev == NULL || w->drain_timer == NULL || w->reload_ev == NULL ||
-        w->listeners == NULL)
+        w->summary_timer == NULL || w->listeners == NULL)
         return -1;
+    ratelimit_init(&w->failure_log, config->failure_log_rate, config->failure_log_burst);
+    struct timeval every = {.tv_sec = config->failure_log_summary_ms / 1000,
+                            .tv_usec = (config->failure_log_summary_ms % 1000) * 1000};
+    event_add(w->summary_timer, &every);
     for (size_t i = 0; i < config->num_listeners; i++) {
         if (listener_init(&w->listeners[i], w, i) != 0)
             return -1;
@@ -142,6 +184,10 @@ void worker_cleanup(struct worker *w)
         event_free(w->drain_timer);
     if (w->reload_ev != NULL)
         event_free(w->reload_ev);
+    if (w->summary_timer != NULL) {
+        log_suppressed(w); /* the last counts, so the totals stay exact */
+        event_free(w->summary_timer);
+    }
     generation_unref(w->next_gen);
     pthread_mutex_destroy(&w->reload_lock);
     if (w->base != NULL)

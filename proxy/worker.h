@@ -17,6 +17,7 @@
 #include <event2/event.h>
 
 #include "generation.h"
+#include "ratelimit.h"
 
 struct conn;
 struct daemon;
@@ -39,6 +40,9 @@ struct worker {
     bool draining;
     struct event *drain_ev;    /* activated by the main thread */
     struct event *drain_timer; /* the drain deadline */
+
+    struct ratelimit failure_log;  /* handshake_failed lines per reason */
+    struct event *summary_timer;   /* logs what failure_log suppressed */
 
     pthread_mutex_t reload_lock;
     struct generation *next_gen; /* handed over by worker_reload; under reload_lock */
@@ -68,6 +72,10 @@ void worker_join(struct worker *worker);
 
 /* worker_cleanup closes whatever the worker still has open and releases it. */
 void worker_cleanup(struct worker *worker);
+
+/* worker_log_failure returns true if a handshake_failed line for |reason|
+ * may be written now, or counts it as suppressed and returns false. */
+bool worker_log_failure(struct worker *worker, enum end_reason reason);
 
 /* worker_conn_closed tells the worker one of its connections has ended;
  * while draining, the last one ends the worker's loop. */

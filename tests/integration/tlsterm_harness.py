@@ -173,6 +173,146 @@ def make_certs(outdir):
     )
 
 
+class Pki:
+    """Pki is a throwaway certificate authority run with the openssl CLI
+    (`openssl ca`), for what the development PKI cannot give: any names, key
+    types and validity dates (expired, not yet valid, expiring soon),
+    intermediates, client certificates, revocation with CRLs, and OCSP
+    responses. Each Pki lives in its own folder; nothing is shared."""
+
+    _CONF = """\
+[ca]
+default_ca = ca_default
+[ca_default]
+dir = {dir}
+database = $dir/index.txt
+new_certs_dir = $dir/issued
+certificate = $dir/ca.pem
+private_key = $dir/ca.key
+serial = $dir/serial
+crlnumber = $dir/crlnumber
+default_md = sha256
+default_crl_days = 7
+policy = policy_any
+unique_subject = no
+copy_extensions = none
+[policy_any]
+commonName = supplied
+organizationName = optional
+"""
+
+    def __init__(self, directory, name="tlsterm test CA", parent=None):
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "issued").mkdir(exist_ok=True)
+        (self.dir / "index.txt").write_text("")
+        (self.dir / "serial").write_text(f"{int.from_bytes(os.urandom(8), 'big') | 1 << 62:X}\n")
+        (self.dir / "crlnumber").write_text("01\n")
+        self.conf = self.dir / "ca.cnf"
+        self.conf.write_text(self._CONF.format(dir=self.dir))
+        self.ca = self.dir / "ca.pem"
+        self.ca_key = self.dir / "ca.key"
+        self._genkey(self.ca_key, "ec")
+        if parent is None:
+            self._check(run([
+                "openssl", "req", "-new", "-x509", "-sha256", "-days", "3650",
+                "-key", self.ca_key, "-subj", f"/CN={name}",
+                "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-out", self.ca,
+            ]))
+        else:
+            # An intermediate: signed by |parent|, and its ca.pem is its own.
+            cert, _ = parent.issue(f"{name}-as-issued", cn=name, key_path=self.ca_key, ca=True)
+            self.ca.write_bytes(Path(cert).read_bytes())
+        self.parent = parent
+
+    @staticmethod
+    def _check(result):
+        assert result.returncode == 0, text(result)
+        return result
+
+    def _genkey(self, path, kind):
+        args = {
+            "ec": ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+            "rsa": ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+        }[kind]
+        self._check(run(["openssl", "genpkey", "-quiet", *args, "-out", path]))
+
+    def issue(self, name, *, cn="localhost", sans=("DNS:localhost", "IP:127.0.0.1"),
+              key="ec", client=False, ca=False, start=None, end=None, days=90,
+              key_path=None):
+        """issue makes NAME.key and NAME.pem (the leaf alone) and returns
+        (cert path, key path). |sans| may be empty (no SAN extension);
+        |start| and |end| are "YYYYMMDDHHMMSSZ" strings and override
+        |days|."""
+        key_path = Path(key_path) if key_path else self.dir / f"{name}.key"
+        cert_path = self.dir / f"{name}.pem"
+        csr = self.dir / f"{name}.csr"
+        ext = self.dir / f"{name}.ext"
+        if not key_path.exists():
+            self._genkey(key_path, key)
+        self._check(run(["openssl", "req", "-new", "-key", key_path, "-subj", f"/CN={cn}",
+                         "-out", csr]))
+        lines = ["subjectKeyIdentifier=hash", "authorityKeyIdentifier=keyid"]
+        if ca:
+            lines += ["basicConstraints=critical,CA:TRUE",
+                      "keyUsage=critical,keyCertSign,cRLSign"]
+        else:
+            lines += ["basicConstraints=critical,CA:FALSE",
+                      "keyUsage=critical,digitalSignature,keyEncipherment",
+                      f"extendedKeyUsage={'clientAuth' if client else 'serverAuth'}"]
+        if sans:
+            lines.append("subjectAltName=" + ",".join(sans))
+        ext.write_text("\n".join(lines) + "\n")
+        dates = ["-days", str(days)]
+        if start or end:
+            dates = ["-startdate", start or "20200101000000Z", "-enddate", end or "20991231000000Z"]
+        self._check(run(["openssl", "ca", "-batch", "-notext", "-config", self.conf,
+                         "-in", csr, "-out", cert_path, "-extfile", ext, *dates]))
+        return str(cert_path), str(key_path)
+
+    def chain_file(self, name, *certs):
+        """chain_file writes the PEM files |certs| one after the other into
+        NAME and returns its path."""
+        path = self.dir / name
+        path.write_bytes(b"".join(Path(c).read_bytes() for c in certs))
+        return str(path)
+
+    def revoke(self, cert):
+        self._check(run(["openssl", "ca", "-config", self.conf, "-revoke", cert]))
+
+    def crl(self, name="crl.pem"):
+        """crl writes the CA's current CRL (PEM) and returns its path."""
+        path = self.dir / name
+        self._check(run(["openssl", "ca", "-config", self.conf, "-gencrl", "-out", path]))
+        return str(path)
+
+    def ocsp_response(self, cert, name, days=7):
+        """ocsp_response asks this CA, as its own OCSP responder, about
+        |cert| and writes the DER response to NAME; it returns the path."""
+        req = self.dir / f"{name}.req"
+        out = self.dir / name
+        self._check(run(["openssl", "ocsp", "-no_nonce", "-issuer", self.ca, "-cert", cert,
+                         "-reqout", req]))
+        self._check(run(["openssl", "ocsp", "-index", self.dir / "index.txt", "-rsigner",
+                         self.ca, "-rkey", self.ca_key, "-CA", self.ca, "-reqin", req,
+                         "-respout", out, "-ndays", str(days)]))
+        return str(out)
+
+
+def backdate_ocsp(response, out, next_update=b"20200102000000Z"):
+    """backdate_ocsp copies the DER OCSP |response| to |out| with its
+    nextUpdate replaced by |next_update| (same length), so it is stale.
+    `openssl ocsp` cannot write a past nextUpdate; the signature no longer
+    matches, which tlsterm does not check (clients do)."""
+    der = Path(response).read_bytes()
+    # nextUpdate: [0] EXPLICIT { GeneralizedTime (15 bytes) }
+    marker = b"\xa0\x11\x18\x0f"
+    at = der.index(marker) + len(marker)
+    Path(out).write_bytes(der[:at] + next_update + der[at + 15:])
+    return str(out)
+
+
 # ---- the backend ------------------------------------------------------------
 
 
@@ -236,25 +376,29 @@ def listener_config(
     connect="5s",
     idle="300s",
     max_connections=10000,
+    tls=None,
 ):
     """listener_config returns one listeners entry as a dict. |backend| is a
     Backend, an "ip:port" string or a list of them; |cert| is "ecdsa",
-    "rsa" or a list of pairs."""
+    "rsa" or a list of pairs. A |min_version| or |max_version| of None
+    leaves the key out (as a policy preset needs); |tls| adds keys to the
+    tls mapping (policy, alpn, client_auth, ...)."""
     backends = backend if isinstance(backend, list) else [backend]
     servers = [b.addr if isinstance(b, Backend) else b for b in backends]
-    tls = {
-        "certificates": [certs.pair(cert)] if isinstance(cert, str) else cert,
-        "min_version": min_version,
-        "max_version": max_version,
-    }
+    tls_map = {"certificates": [certs.pair(cert)] if isinstance(cert, str) else cert}
+    if min_version is not None:
+        tls_map["min_version"] = min_version
+    if max_version is not None:
+        tls_map["max_version"] = max_version
     if ciphers is not None:
-        tls["ciphers"] = list(ciphers)
+        tls_map["ciphers"] = list(ciphers)
     if groups is not None:
-        tls["groups"] = list(groups)
+        tls_map["groups"] = list(groups)
+    tls_map.update(tls or {})
     return {
         "name": name,
         "listen": list(listen),
-        "tls": tls,
+        "tls": tls_map,
         "backend": {"servers": servers},
         "timeouts": {"handshake": handshake, "connect": connect, "idle": idle},
         "max_connections": max_connections,

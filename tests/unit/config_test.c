@@ -159,6 +159,24 @@ static void test_minimal_config_and_defaults(void **state)
     assert_int_equal(l->connect_timeout_ms, 5000);
     assert_int_equal(l->idle_timeout_ms, 300000);
     assert_int_equal(l->max_connections, 10000);
+    assert_int_equal(l->policy, CFG_POLICY_INTERMEDIATE);
+    assert_false(l->allow_legacy);
+    assert_null(l->alpn);
+    assert_int_equal(l->alpn_len, 0);
+    assert_false(l->alpn_required);
+    assert_false(l->sni_strict);
+    assert_false(l->allow_expired);
+    assert_true(l->expiry_warning_ms == UINT64_C(21) * 86400000);
+    assert_false(l->early_data);
+    assert_int_equal(l->client_auth.mode, CFG_CLIENT_AUTH_NONE);
+    assert_null(l->client_auth.ca_path);
+    assert_int_equal(l->client_auth.depth, 4);
+    assert_null(l->certs[0].ocsp_path);
+    assert_false(config->reload_on_change);
+    assert_true(config->session_tickets.enabled);
+    assert_int_equal(config->session_tickets.rotate_ms, 3600000);
+    assert_int_equal(config->session_tickets.lifetime_ms, 43200000);
+    assert_null(config->session_tickets.key_file);
     config_free(config);
     config_free(NULL);
 }
@@ -662,6 +680,284 @@ static void test_max_connections(void **state)
     }
 }
 
+/* TLS_WITH writes a tls mapping with one certificate and the given lines. */
+#define TLS_WITH(lines) TLS_OK lines
+
+static void test_policy_presets(void **state)
+{
+    struct config *config;
+    const struct cfg_listener *l;
+
+    (void)state;
+    config = load(LISTENER_HEAD TLS_WITH("      policy: modern\n") BACKEND_OK);
+    assert_non_null(config);
+    l = &config->listeners[0];
+    assert_int_equal(l->policy, CFG_POLICY_MODERN);
+    assert_int_equal(l->min_version, TLS1_3_VERSION);
+    assert_int_equal(l->max_version, TLS1_3_VERSION);
+    config_free(config);
+
+    config = load(LISTENER_HEAD TLS_WITH("      policy: intermediate\n") BACKEND_OK);
+    assert_non_null(config);
+    l = &config->listeners[0];
+    assert_int_equal(l->policy, CFG_POLICY_INTERMEDIATE);
+    assert_int_equal(l->min_version, TLS1_2_VERSION);
+    assert_int_equal(l->max_version, TLS1_3_VERSION);
+    assert_string_equal(l->ciphers, CONFIG_DEFAULT_CIPHERS);
+    config_free(config);
+
+    /* min_version, max_version or ciphers without a policy mean custom. */
+    config = load(LISTENER_HEAD TLS_WITH("      max_version: \"1.2\"\n") BACKEND_OK);
+    assert_non_null(config);
+    l = &config->listeners[0];
+    assert_int_equal(l->policy, CFG_POLICY_CUSTOM);
+    assert_int_equal(l->min_version, TLS1_2_VERSION);
+    assert_int_equal(l->max_version, TLS1_2_VERSION);
+    config_free(config);
+
+    config = load(LISTENER_HEAD TLS_WITH("      policy: custom\n"
+                                         "      ciphers: [ECDHE-RSA-AES128-GCM-SHA256]\n")
+                      BACKEND_OK);
+    assert_non_null(config);
+    assert_int_equal(config->listeners[0].policy, CFG_POLICY_CUSTOM);
+    assert_string_equal(config->listeners[0].ciphers, "ECDHE-RSA-AES128-GCM-SHA256");
+    config_free(config);
+
+    expect_errors(LISTENER_HEAD TLS_WITH("      policy: modern\n"
+                                         "      min_version: \"1.2\"\n"
+                                         "      ciphers: [ECDHE-RSA-AES128-GCM-SHA256]\n")
+                      BACKEND_OK,
+                  "t.yaml:9:20: min_version needs policy: custom (the preset 'modern' sets "
+                  "TLS 1.3 only)\n"
+                  "t.yaml:10:16: ciphers needs policy: custom (the preset 'modern' sets TLS "
+                  "1.3 only)\n");
+    expect_errors(LISTENER_HEAD TLS_WITH("      max_version: \"1.3\"\n"
+                                         "      policy: intermediate\n") BACKEND_OK,
+                  "t.yaml:8:20: max_version needs policy: custom (the preset 'intermediate' "
+                  "sets TLS 1.2 to 1.3 and its own TLS 1.2 suites)\n");
+    expect_errors(LISTENER_HEAD TLS_WITH("      policy: old\n") BACKEND_OK,
+                  "t.yaml:8:15: invalid policy 'old'; allowed: intermediate, modern, custom\n");
+}
+
+static void test_allow_legacy(void **state)
+{
+    struct config *config;
+    const struct cfg_listener *l;
+
+    (void)state;
+    /* allow_legacy is known to the version and suite handlers even when it
+     * comes after them. */
+    config = load(LISTENER_HEAD TLS_WITH("      min_version: \"1.0\"\n"
+                                         "      ciphers: [ECDHE-RSA-AES128-SHA, AES128-SHA, "
+                                         "ECDHE-RSA-AES128-GCM-SHA256]\n"
+                                         "      allow_legacy: true\n") BACKEND_OK);
+    assert_non_null(config);
+    l = &config->listeners[0];
+    assert_true(l->allow_legacy);
+    assert_int_equal(l->policy, CFG_POLICY_CUSTOM);
+    assert_int_equal(l->min_version, TLS1_VERSION);
+    assert_string_equal(l->ciphers, "ECDHE-RSA-AES128-SHA:AES128-SHA:ECDHE-RSA-AES128-GCM-SHA256");
+    config_free(config);
+
+    config = load(LISTENER_HEAD TLS_WITH("      allow_legacy: true\n"
+                                         "      min_version: \"1.1\"\n") BACKEND_OK);
+    assert_non_null(config);
+    assert_int_equal(config->listeners[0].min_version, TLS1_1_VERSION);
+    config_free(config);
+
+    /* Still refused: PSK suites, TLS 1.3 suite names, and legacy with a preset. */
+    expect_errors(LISTENER_HEAD TLS_WITH("      allow_legacy: true\n"
+                                         "      ciphers: [PSK-AES128-CBC-SHA, SSLv3, "
+                                         "TLS_AES_256_GCM_SHA384]\n"
+                                         "      min_version: \"0.9\"\n") BACKEND_OK,
+                  "t.yaml:9:17: cipher suite 'PSK-AES128-CBC-SHA' is not allowed: it "
+                  "authenticates with a pre-shared key, not a certificate\n"
+                  "t.yaml:9:37: unknown cipher suite 'SSLv3' (list one suite name per item, "
+                  "e.g. ECDHE-ECDSA-AES128-GCM-SHA256)\n"
+                  "t.yaml:9:44: 'TLS_AES_256_GCM_SHA384' is a TLS 1.3 suite: TLS 1.3 suites "
+                  "cannot be configured (BoringSSL always enables all three); list TLS 1.2 "
+                  "suites only\n"
+                  "t.yaml:10:20: invalid TLS version '0.9' for 'min_version'; allowed: "
+                  "\"1.2\", \"1.3\", \"1.0\", \"1.1\"\n");
+    expect_errors(LISTENER_HEAD TLS_WITH("      allow_legacy: true\n") BACKEND_OK,
+                  "t.yaml:8:21: allow_legacy has no effect with the preset 'intermediate'; "
+                  "use policy: custom with the legacy min_version or ciphers you need\n");
+    expect_errors(LISTENER_HEAD TLS_WITH("      allow_legacy: yes\n"
+                                         "      min_version: \"1.0\"\n") BACKEND_OK,
+                  "t.yaml:8:21: invalid allow_legacy 'yes'; expected true or false\n"
+                  "t.yaml:9:20: min_version: TLS 1.0 is not allowed (insecure); allowed: "
+                  "\"1.2\", \"1.3\" (TLS 1.0 and 1.1 need allow_legacy: true)\n");
+}
+
+static void test_alpn_and_switches(void **state)
+{
+    struct config *config;
+    const struct cfg_listener *l;
+
+    (void)state;
+    config = load(LISTENER_HEAD TLS_WITH("      alpn: [h2, http/1.1]\n"
+                                         "      alpn_required: true\n"
+                                         "      sni_strict: true\n"
+                                         "      allow_expired: true\n"
+                                         "      expiry_warning: 60d\n"
+                                         "      early_data: true\n") BACKEND_OK);
+    assert_non_null(config);
+    l = &config->listeners[0];
+    assert_int_equal(l->alpn_len, 12);
+    assert_memory_equal(l->alpn, "\x02h2\x08http/1.1", 12);
+    assert_true(l->alpn_required);
+    assert_true(l->sni_strict);
+    assert_true(l->allow_expired);
+    assert_true(l->expiry_warning_ms == UINT64_C(60) * 86400000);
+    assert_true(l->early_data);
+    config_free(config);
+
+    config = load(LISTENER_HEAD TLS_WITH("      expiry_warning: 365d\n") BACKEND_OK);
+    assert_non_null(config);
+    assert_true(config->listeners[0].expiry_warning_ms == UINT64_C(365) * 86400000);
+    config_free(config);
+
+    expect_errors(LISTENER_HEAD TLS_WITH("      alpn: [h2, \"\", \"a b\", h2]\n"
+                                         "      sni_strict: 1\n"
+                                         "      early_data: [true]\n"
+                                         "      expiry_warning: 366d\n") BACKEND_OK,
+                  "t.yaml:8:18: invalid ALPN protocol ''; expected 1 to 255 printable "
+                  "characters without spaces (e.g. h2, http/1.1)\n"
+                  "t.yaml:8:22: invalid ALPN protocol 'a b'; expected 1 to 255 printable "
+                  "characters without spaces (e.g. h2, http/1.1)\n"
+                  "t.yaml:8:29: duplicate 'h2' in 'alpn' (first listed at 8:14)\n"
+                  "t.yaml:9:19: invalid sni_strict '1'; expected true or false\n"
+                  "t.yaml:10:19: expected true or false for 'early_data', got a sequence\n"
+                  "t.yaml:11:23: invalid duration '366d' for 'expiry_warning'; expected a "
+                  "whole number above 0 with a unit ms, s, m, h or d, at most 365d (e.g. "
+                  "21d)\n");
+    expect_errors(LISTENER_HEAD TLS_WITH("      alpn_required: true\n") BACKEND_OK,
+                  "t.yaml:8:22: alpn_required needs 'alpn': the protocols a client must "
+                  "offer one of\n");
+    expect_errors(LISTENER_HEAD TLS_WITH("      groups: [P-256, X25519, P-256]\n") BACKEND_OK,
+                  "t.yaml:8:31: duplicate 'P-256' in 'groups' (first listed at 8:16)\n");
+}
+
+static void test_client_auth(void **state)
+{
+    struct config *config;
+    const struct cfg_client_auth *auth;
+
+    (void)state;
+    config = load(LISTENER_HEAD TLS_WITH("      client_auth:\n"
+                                         "        mode: required\n"
+                                         "        ca: cert.pem\n"
+                                         "        crl: cert2.pem\n"
+                                         "        depth: 2\n") BACKEND_OK);
+    assert_non_null(config);
+    auth = &config->listeners[0].client_auth;
+    assert_int_equal(auth->mode, CFG_CLIENT_AUTH_REQUIRED);
+    assert_string_equal(auth->ca_path, "cert.pem");
+    assert_int_equal(auth->ca_pos.line, 10);
+    assert_int_equal(auth->ca_pos.col, 13);
+    assert_string_equal(auth->crl_path, "cert2.pem");
+    assert_int_equal(auth->crl_pos.line, 11);
+    assert_int_equal(auth->depth, 2);
+    config_free(config);
+
+    config = load(LISTENER_HEAD TLS_WITH("      client_auth: {mode: optional, ca: cert.pem}\n")
+                      BACKEND_OK);
+    assert_non_null(config);
+    assert_int_equal(config->listeners[0].client_auth.mode, CFG_CLIENT_AUTH_OPTIONAL);
+    assert_null(config->listeners[0].client_auth.crl_path);
+    config_free(config);
+
+    expect_errors(LISTENER_HEAD TLS_WITH("      client_auth: {mode: required}\n") BACKEND_OK,
+                  "t.yaml:8:27: client_auth mode 'required' needs 'ca': the CA certificates "
+                  "that client certificates must chain to\n");
+    expect_errors(LISTENER_HEAD TLS_WITH("      client_auth: {mode: none, crl: cert.pem}\n")
+                      BACKEND_OK,
+                  "t.yaml:8:38: crl has no effect with client_auth mode 'none'; remove it or "
+                  "set mode: optional or required\n");
+    expect_errors(LISTENER_HEAD TLS_WITH("      client_auth:\n"
+                                         "        mode: always\n"
+                                         "        ca: missing.pem\n"
+                                         "        depth: 17\n"
+                                         "        dept: 1\n") BACKEND_OK,
+                  "t.yaml:9:15: invalid mode 'always'; allowed: none, optional, required\n"
+                  "t.yaml:10:13: cannot read CA file 'missing.pem': No such file or "
+                  "directory\n"
+                  "t.yaml:11:16: invalid depth '17'; expected an integer from 0 to 16\n"
+                  "t.yaml:12:9: unknown key 'dept' in client_auth; allowed: mode, ca, crl, "
+                  "depth\n");
+    expect_errors(LISTENER_HEAD TLS_WITH("      client_auth: {ca: cert.pem}\n") BACKEND_OK,
+                  "t.yaml:8:20: client_auth is missing required key 'mode'\n");
+}
+
+static void test_ocsp_files(void **state)
+{
+    struct config *config;
+
+    (void)state;
+    config = load(LISTENER_HEAD "    tls:\n"
+                                "      certificates:\n"
+                                "        - {cert: cert.pem, key: key.pem, ocsp: cert2.pem}\n"
+                                BACKEND_OK);
+    assert_non_null(config);
+    assert_string_equal(config->listeners[0].certs[0].ocsp_path, "cert2.pem");
+    assert_int_equal(config->listeners[0].certs[0].ocsp_pos.col, 48);
+    config_free(config);
+    expect_errors(LISTENER_HEAD "    tls:\n"
+                                "      certificates:\n"
+                                "        - {cert: cert.pem, key: key.pem, ocsp: nope.der}\n"
+                                BACKEND_OK,
+                  "t.yaml:6:48: cannot read OCSP response file 'nope.der': No such file or "
+                  "directory\n");
+}
+
+static void test_top_level_reload_and_tickets(void **state)
+{
+    struct config *config;
+
+    (void)state;
+    config = load("reload_on_change: true\n"
+                  "session_tickets: {rotate: 30m, lifetime: 7d, key_file: cert.pem}\n" MINIMAL);
+    assert_non_null(config);
+    assert_true(config->reload_on_change);
+    assert_true(config->session_tickets.enabled);
+    assert_int_equal(config->session_tickets.rotate_ms, 1800000);
+    assert_int_equal(config->session_tickets.lifetime_ms, 604800000);
+    assert_string_equal(config->session_tickets.key_file, "cert.pem");
+    assert_int_equal(config->session_tickets.key_file_pos.line, 2);
+    config_free(config);
+
+    config = load("session_tickets: false\n" MINIMAL);
+    assert_non_null(config);
+    assert_false(config->session_tickets.enabled);
+    config_free(config);
+
+    config = load("session_tickets: {rotate: 2h}\n" MINIMAL);
+    assert_non_null(config);
+    assert_int_equal(config->session_tickets.rotate_ms, 7200000);
+    assert_int_equal(config->session_tickets.lifetime_ms, 43200000);
+    config_free(config);
+
+    expect_errors("session_tickets: off\n" MINIMAL,
+                  "t.yaml:1:18: invalid session_tickets 'off'; expected false, true or a "
+                  "mapping with rotate, lifetime, key_file\n");
+    expect_errors("session_tickets: {rotate: 13h}\n" MINIMAL,
+                  "t.yaml:1:27: session_tickets lifetime 12h (the default) is shorter than "
+                  "rotate 13h: a ticket must stay valid at least until its key is rotated\n");
+    expect_errors("session_tickets:\n"
+                  "  rotate: 8d\n"
+                  "  lifetime: 1h\n"
+                  "  key_file: nope.key\n"
+                  "reload_on_change: maybe\n" MINIMAL,
+                  "t.yaml:2:11: invalid duration '8d' for 'rotate'; expected a whole number "
+                  "above 0 with a unit ms, s, m, h or d, at most 7d (e.g. 1h, 12h)\n"
+                  "t.yaml:4:13: cannot read session ticket key file 'nope.key': No such file "
+                  "or directory\n"
+                  "t.yaml:5:19: invalid reload_on_change 'maybe'; expected true or false\n");
+    expect_errors("session_tickets: {rotate: 2h, lifetime: 1h}\n" MINIMAL,
+                  "t.yaml:1:41: session_tickets lifetime 1h is shorter than rotate 2h: a "
+                  "ticket must stay valid at least until its key is rotated\n");
+}
+
 static void test_every_error_reported_once_in_order(void **state)
 {
     (void)state;
@@ -718,6 +1014,12 @@ int main(void)
         cmocka_unit_test_teardown(test_ciphers, test_teardown),
         cmocka_unit_test_teardown(test_groups, test_teardown),
         cmocka_unit_test_teardown(test_max_connections, test_teardown),
+        cmocka_unit_test_teardown(test_policy_presets, test_teardown),
+        cmocka_unit_test_teardown(test_allow_legacy, test_teardown),
+        cmocka_unit_test_teardown(test_alpn_and_switches, test_teardown),
+        cmocka_unit_test_teardown(test_client_auth, test_teardown),
+        cmocka_unit_test_teardown(test_ocsp_files, test_teardown),
+        cmocka_unit_test_teardown(test_top_level_reload_and_tickets, test_teardown),
         cmocka_unit_test_teardown(test_every_error_reported_once_in_order, test_teardown),
     };
 
