@@ -2,7 +2,6 @@
 backend, backend to client, and both ways at once on one connection."""
 
 import asyncio
-import hashlib
 import os
 import time
 
@@ -10,6 +9,7 @@ import pytest
 
 from backend import pattern, pattern_sha256
 from tlsterm_harness import (
+    StreamDigest,
     BioTlsClient,
     addr_text,
     async_echo,
@@ -61,19 +61,11 @@ def test_client_to_backend(proxy, certs, size):
 @pytest.mark.parametrize("size", SIZES)
 def test_backend_to_client(proxy, certs, size):
     mark = proxy.mark()
-    digest = hashlib.sha256()
-    received = 0
     # suppress_ragged_eofs=False: only a close_notify ends the stream cleanly.
     with tls_connect(proxy.port(f"source{size}"), client_context(certs.ca), suppress_ragged_eofs=False) as tls:
         local = addr_text(tls.getsockname())
-        while True:
-            data = tls.recv(1 << 16)
-            if not data:
-                break
-            digest.update(data)
-            received += len(data)
-    assert received == size
-    assert digest.hexdigest() == pattern_sha256(size)
+        stream = StreamDigest(tls).read()
+    assert stream.matches(size)
     closed = proxy.wait_for("conn_closed", since=mark, client=local)
     assert closed["reason"] == "done"
     assert closed["bytes_in"] == 0
@@ -108,13 +100,8 @@ def test_slow_reader_keeps_buffers_bounded(proxy, certs):
     under a second: tlsterm must stop reading the backend instead of
     buffering it. Its resident memory is watched for two seconds."""
     size = 100 * MIB
-    digest = hashlib.sha256()
-    received = 0
     with tls_connect(proxy.port(f"source{size}"), client_context(certs.ca)) as tls:
-        while received < MIB:
-            data = tls.recv(1 << 16)
-            digest.update(data)
-            received += len(data)
+        stream = StreamDigest(tls).read(MIB)
         before = rss_bytes(proxy.pid)
         peak = before
         window_end = time.monotonic() + 2
@@ -122,11 +109,5 @@ def test_slow_reader_keeps_buffers_bounded(proxy, certs):
             peak = max(peak, rss_bytes(proxy.pid))
             assert peak - before < 48 * MIB, f"tlsterm grew by {(peak - before) >> 20} MiB"
             time.sleep(0.05)
-        while True:
-            data = tls.recv(1 << 16)
-            if not data:
-                break
-            digest.update(data)
-            received += len(data)
-    assert received == size
-    assert digest.hexdigest() == pattern_sha256(size)
+        stream.read()
+    assert stream.matches(size)

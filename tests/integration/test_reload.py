@@ -4,23 +4,20 @@ use it; open connections keep theirs; a broken file keeps the old
 configuration in force and logs FILE:LINE:COL. Old generations are freed
 once their last connection ends."""
 
-import hashlib
 import os
 import re
 import shutil
 import signal
 import ssl
 
-import pytest
 
-from backend import pattern_sha256
 from tlsterm_harness import (
+    StreamDigest,
     client_context,
     listener_config,
     tls_connect,
     tlsterm_config,
     to_yaml,
-    wait_until,
 )
 
 MIB = 1 << 20
@@ -62,9 +59,7 @@ def test_sighup_serves_new_certificate_while_old_transfer_continues(
     port = proxy.port("edge")
 
     old = tls_connect(port, client_context(certs.ca))
-    digest = hashlib.sha256()
-    received = len(first := old.recv(1 << 16))
-    digest.update(first)
+    stream = StreamDigest(old).read(1)
 
     install_pair(other_certs, "ecdsa", tmp_path)
     done = reload_and_wait(proxy)
@@ -73,12 +68,9 @@ def test_sighup_serves_new_certificate_while_old_transfer_continues(
     assert serves_ca(port, other_certs.ca)
     assert not serves_ca(port, certs.ca)
 
-    while chunk := old.recv(1 << 16):
-        digest.update(chunk)
-        received += len(chunk)
+    stream.read()
     old.close()
-    assert received == size
-    assert digest.hexdigest() == pattern_sha256(size)
+    assert stream.matches(size)
     # The transfer was the last user of generation 1, which is gone now.
     proxy.wait_for("conn_closed", predicate=lambda e: e["bytes_out"] == size)
 

@@ -13,7 +13,6 @@ import pytest
 from tlsterm_harness import (
     client_context,
     listener_config,
-    run,
     tls_connect,
     tlsterm_config,
 )

@@ -12,6 +12,7 @@ import pytest
 
 from backend import pattern_sha256
 from tlsterm_harness import (
+    StreamDigest,
     TIMEOUT,
     addr_text,
     async_tls_open,
@@ -58,30 +59,18 @@ def test_sigterm_drains_a_transfer(tlsterm_factory, backend_factory, certs):
     slow = backend_factory("slow-source", size, MIB)
     proxy = tlsterm_factory(tlsterm_config([listener_config("edge", slow, certs)]))
     port = proxy.port("edge")
-    digest = hashlib.sha256()
-    received = 0
     with tls_connect(port, client_context(certs.ca), suppress_ragged_eofs=False) as tls:
         client = addr_text(tls.getsockname())
-        while received < 256 * 1024:
-            data = tls.recv(65536)
-            assert data, "stream ended early"
-            digest.update(data)
-            received += len(data)
+        stream = StreamDigest(tls).read(256 * 1024)
         mark = proxy.mark()
         proxy.send_signal(signal.SIGTERM)
         draining = proxy.wait_for("draining", since=mark)
         assert draining["connections"] == 1
         assert_listeners_closed(port)
-        at_refusal = received
-        while True:
-            data = tls.recv(65536)
-            if not data:
-                break
-            digest.update(data)
-            received += len(data)
+        at_refusal = stream.received
+        stream.read()
         assert at_refusal < size, "the transfer ended before the test could check mid-drain"
-    assert received == size
-    assert digest.hexdigest() == pattern_sha256(size)
+    assert stream.matches(size)
     assert proxy.wait_exit() == 0
     closed = proxy.wait_for("conn_closed", client=client)
     assert closed["reason"] == "done"

@@ -3,20 +3,18 @@ the drain works with several workers, the per-listener and global
 max_connections hold across workers, and accept backs off on EMFILE instead
 of spinning."""
 
-import hashlib
 import os
 import resource
 import signal
 import socket
 import time
 
-from backend import pattern_sha256
 from tlsterm_harness import (
+    StreamDigest,
     client_context,
     listener_config,
     tls_connect,
     tlsterm_config,
-    wait_until,
 )
 
 MIB = 1 << 20
@@ -64,17 +62,9 @@ def test_drain_with_several_workers(tlsterm_factory, backend_factory, certs):
     proxy.send_signal(signal.SIGTERM)
     proxy.wait_for("draining")
     for tls in clients:
-        digest = hashlib.sha256()
-        received = 0
-        while True:
-            chunk = tls.recv(1 << 16)
-            if not chunk:
-                break
-            digest.update(chunk)
-            received += len(chunk)
+        stream = StreamDigest(tls).read()
         tls.close()
-        assert received == size
-        assert digest.hexdigest() == pattern_sha256(size)
+        assert stream.matches(size)
     assert proxy.wait_exit() == 0
     closed = proxy.find("conn_closed")
     assert len(closed) == 8 and all(e["reason"] == "done" for e in closed), closed

@@ -16,6 +16,7 @@ slower, so deadlines are generous.
 """
 
 import asyncio
+import hashlib
 import json
 import os
 import re
@@ -29,6 +30,8 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from backend import pattern_sha256
 
 HERE = Path(__file__).resolve().parent
 REPO = Path(os.environ.get("TLSTERM_SOURCE_DIR") or HERE.parents[1])
@@ -774,6 +777,34 @@ def tls_connect(port, ctx, host="127.0.0.1", server_hostname="localhost", timeou
     except BaseException:
         sock.close()
         raise
+
+
+class StreamDigest:
+    """StreamDigest reads a TLS stream of the backend's source pattern into
+    a running sha256, so that 100 MiB never sit in the test's memory."""
+
+    def __init__(self, tls):
+        self.tls = tls
+        self.sha = hashlib.sha256()
+        self.received = 0
+
+    def read(self, at_least=None):
+        """read reads until |at_least| bytes have arrived in all, or to the
+        end of the stream when it is None (failing if the stream ends
+        first)."""
+        while at_least is None or self.received < at_least:
+            data = self.tls.recv(1 << 16)
+            if not data:
+                assert at_least is None, f"stream ended after {self.received} bytes"
+                break
+            self.sha.update(data)
+            self.received += len(data)
+        return self
+
+    def matches(self, size):
+        """matches returns True if exactly the first |size| bytes of the
+        pattern arrived."""
+        return self.received == size and self.sha.hexdigest() == pattern_sha256(size)
 
 
 def tls_recv_all(tls, timeout=TIMEOUT):

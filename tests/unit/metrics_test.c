@@ -469,7 +469,11 @@ static void test_threads_then_render(void **state)
     /* The families with a fixed label set are written in full, zeros
      * included, for both listeners. */
     assert_int_equal(count_family(&e, "tlsterm_connections_closed_total"), 2 * END_REASON_COUNT);
-    assert_int_equal(count_family(&e, "tlsterm_handshake_failures_total"), 2 * 10);
+    size_t num_handshake_reasons = 0;
+    for (int r = 0; r < END_REASON_COUNT; r++)
+        num_handshake_reasons += reason_is_handshake_failure((enum end_reason)r);
+    assert_int_equal(count_family(&e, "tlsterm_handshake_failures_total"),
+                     2 * num_handshake_reasons);
     assert_int_equal(count_family(&e, "tlsterm_handshake_duration_seconds"),
                      2 * (METRICS_DURATION_BUCKETS + 3));
     assert_int_equal(count_family(&e, "tlsterm_forwarded_bytes_total"), 4);
@@ -660,7 +664,9 @@ static void test_render_while_writing(void **state)
             assert_non_null(now);
             assert_true(now->micro >= before->micro);
         }
-        /* Active is accepted minus closed and never wraps below zero. */
+        /* Active is accepted minus closed and never wraps below zero. (It
+         * may read a little high: the accepts counted while the scrape
+         * read the closes count as open.) */
         const struct sample *active =
             find(&e, "tlsterm_connections_active", "listener=\"live\"");
         const struct sample *accepted =
@@ -668,7 +674,6 @@ static void test_render_while_writing(void **state)
         if (active != NULL) {
             assert_non_null(accepted);
             assert_true(active->micro <= accepted->micro);
-            assert_true(active->micro <= NUM_LIVE_WRITERS * 1000000ull);
             check_histogram_shape(&e, "tlsterm_handshake_duration_seconds", "live");
         }
         exposition_free(&previous);
