@@ -159,10 +159,8 @@ static int conn_close(struct admin_conn *c)
 
     /* A pause for descriptors ends with its timer; a pause at max_conns
      * ends here. */
-    if (!a->accepting && !evtimer_pending(a->retry_timer, NULL)) {
-        a->full_logged = false;
+    if (!a->accepting && !evtimer_pending(a->retry_timer, NULL))
         set_accepting(a, true);
-    }
     return CONN_CLOSED;
 }
 
@@ -241,6 +239,9 @@ static void on_accept(evutil_socket_t listen_fd, short what, void *arg)
         case ECONNABORTED:
             continue;
         case EAGAIN:
+            /* The backlog is empty: a burst that filled every slot is
+             * over, and the next one is worth a line again. */
+            a->full_logged = false;
             return;
         case EMFILE:
         case ENFILE:
@@ -284,8 +285,7 @@ static bool is_digit(char ch) { return ch >= '0' && ch <= '9'; }
 
 /* parse_request_line checks the complete request line at |line_start|
  * (|len| bytes, no line end): "METHOD SP /target SP HTTP/1.x". */
-static enum parse_result parse_request_line(struct admin_conn *c, size_t line_start,
-                                            size_t len)
+static enum parse_result parse_request_line(struct admin_conn *c, size_t line_start, size_t len)
 {
     const char *line = c->request + line_start;
     const char *sp1 = memchr(line, ' ', len);
@@ -368,6 +368,8 @@ static enum parse_result parse_request(struct admin_conn *c)
 
 /* ---- the response ---------------------------------------------------------------- */
 
+/* log_request writes a debug line per answered request; the method and
+ * target are the client's bytes, which log_strn escapes. */
 static void log_request(const struct admin_conn *c, int status)
 {
     struct log_line line;
@@ -487,30 +489,55 @@ static bool method_is(const struct admin_conn *c, const char *method)
     return c->method_len == strlen(method) && memcmp(c->request, method, c->method_len) == 0;
 }
 
-/* answer routes a complete request. */
+enum endpoint {
+    ENDPOINT_NONE,
+    ENDPOINT_HEALTHZ,
+    ENDPOINT_READYZ,
+    ENDPOINT_METRICS,
+    ENDPOINT_REPORT
+};
+
+/* route returns the endpoint the request's path names, ENDPOINT_NONE for an
+ * unknown path or one whose handler is NULL. */
+static enum endpoint route(const struct admin_conn *c)
+{
+    const struct admin_handlers *h = &c->admin->handlers;
+
+    if (path_is(c, "/healthz"))
+        return ENDPOINT_HEALTHZ;
+    if (path_is(c, "/readyz") && h->ready != NULL)
+        return ENDPOINT_READYZ;
+    if (path_is(c, "/metrics") && h->metrics != NULL)
+        return ENDPOINT_METRICS;
+    if (path_is(c, "/report") && h->report != NULL)
+        return ENDPOINT_REPORT;
+    return ENDPOINT_NONE;
+}
+
+/* answer starts the response to a complete request. */
 static int answer(struct admin_conn *c)
 {
     const struct admin_handlers *h = &c->admin->handlers;
+    enum endpoint endpoint = route(c);
     bool head = method_is(c, "HEAD");
-    bool get = head || method_is(c, "GET");
 
-    if (path_is(c, "/healthz") || (path_is(c, "/readyz") && h->ready != NULL) ||
-        (path_is(c, "/metrics") && h->metrics != NULL) ||
-        (path_is(c, "/report") && h->report != NULL)) {
-        if (!get)
-            return respond_text(c, 405, "method not allowed\n", false);
-    } else {
+    if (endpoint == ENDPOINT_NONE)
         return respond_text(c, 404, "not found\n", head);
-    }
-    if (path_is(c, "/healthz"))
+    if (!head && !method_is(c, "GET"))
+        return respond_text(c, 405, "method not allowed\n", false);
+    switch (endpoint) {
+    case ENDPOINT_HEALTHZ:
         return respond_text(c, 200, "ok\n", head);
-    if (path_is(c, "/readyz"))
-        return h->ready(c->admin->arg) ? respond_text(c, 200, "ready\n", head)
-                                       : respond_text(c, 503, "not ready\n", head);
-    if (path_is(c, "/metrics"))
+    case ENDPOINT_READYZ:
+        if (h->ready(c->admin->arg))
+            return respond_text(c, 200, "ready\n", head);
+        return respond_text(c, 503, "not ready\n", head);
+    case ENDPOINT_METRICS:
         return respond_generated(c, h->metrics, "text/plain; version=0.0.4; charset=utf-8",
                                  head);
-    return respond_generated(c, h->report, "application/json", head);
+    default: /* ENDPOINT_REPORT; ENDPOINT_NONE was answered above */
+        return respond_generated(c, h->report, "application/json", head);
+    }
 }
 
 /* ---- reading, writing, lingering --------------------------------------------------- */
@@ -625,10 +652,7 @@ static void on_conn_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ---- the thread ------------------------------------------------------------------ */
 
-static void on_stop(evutil_socket_t fd, short what, void *arg)
-{
-    event_base_loopbreak(arg);
-}
+static void on_stop(evutil_socket_t fd, short what, void *arg) { event_base_loopbreak(arg); }
 
 static void *admin_main(void *arg)
 {

@@ -36,7 +36,8 @@ struct decoded_exts {
 static bool list_next(CBS *list, bool is_extensions, uint16_t *out)
 {
     CBS body;
-    return CBS_get_u16(list, out) && (!is_extensions || CBS_get_u16_length_prefixed(list, &body));
+    return CBS_get_u16(list, out) &&
+           (!is_extensions || CBS_get_u16_length_prefixed(list, &body));
 }
 
 /* ---- fingerprints ---------------------------------------------------------- */
@@ -52,29 +53,77 @@ static bool ja4_skips(uint16_t value, bool is_extensions)
 
 static const char hex_digits[] = "0123456789abcdef";
 
-/* hash_hex4 feeds |sha| a comma if |comma|, then |value| as 4 lower-case hex
- * digits. By hand rather than snprintf: this runs for every value of every
- * hello, and snprintf was most of the summary's cost. */
-static void hash_hex4(SHA256_CTX *sha, uint16_t value, bool comma)
+/* struct digest_input batches the short pieces a fingerprint string is made
+ * of (",c02f", "-49199") into a few digest updates: one update per piece
+ * cost more than the rest of the summary. */
+struct digest_input {
+    bool is_md5;
+    union {
+        SHA256_CTX sha256;
+        MD5_CTX md5;
+    } ctx;
+    size_t len;
+    char buf[256];
+};
+
+static void digest_begin(struct digest_input *in, bool is_md5)
 {
-    char text[5] = {',', hex_digits[value >> 12], hex_digits[(value >> 8) & 15],
-                    hex_digits[(value >> 4) & 15], hex_digits[value & 15]};
-    SHA256_Update(sha, comma ? text : text + 1, comma ? 5 : 4);
+    in->is_md5 = is_md5;
+    in->len = 0;
+    if (is_md5)
+        MD5_Init(&in->ctx.md5);
+    else
+        SHA256_Init(&in->ctx.sha256);
 }
 
-/* md5_decimal feeds |md5| a dash if |dash|, then |value| in decimal. */
-static void md5_decimal(MD5_CTX *md5, unsigned value, bool dash)
+static void digest_flush(struct digest_input *in)
 {
-    char text[6];
+    if (in->is_md5)
+        MD5_Update(&in->ctx.md5, in->buf, in->len);
+    else
+        SHA256_Update(&in->ctx.sha256, in->buf, in->len);
+    in->len = 0;
+}
+
+/* digest_room returns where the next |len| bytes (at most 8) go. */
+static char *digest_room(struct digest_input *in, size_t len)
+{
+    if (in->len + len > sizeof(in->buf))
+        digest_flush(in);
+    char *room = in->buf + in->len;
+    in->len += len;
+    return room;
+}
+
+static void digest_char(struct digest_input *in, char ch) { *digest_room(in, 1) = ch; }
+
+/* digest_hex4 adds |sep| unless it is NUL, then |value| as 4 lower-case hex
+ * digits: JA4's form. */
+static void digest_hex4(struct digest_input *in, char sep, uint16_t value)
+{
+    if (sep != '\0')
+        digest_char(in, sep);
+    char *room = digest_room(in, 4);
+    room[0] = hex_digits[value >> 12];
+    room[1] = hex_digits[(value >> 8) & 15];
+    room[2] = hex_digits[(value >> 4) & 15];
+    room[3] = hex_digits[value & 15];
+}
+
+/* digest_decimal adds |sep| unless it is NUL, then |value| in decimal:
+ * JA3's form. */
+static void digest_decimal(struct digest_input *in, char sep, unsigned value)
+{
+    char text[5];
     size_t start = sizeof(text);
 
+    if (sep != '\0')
+        digest_char(in, sep);
     do {
         text[--start] = (char)('0' + value % 10);
         value /= 10;
     } while (value != 0);
-    if (dash)
-        text[--start] = '-';
-    MD5_Update(md5, text + start, sizeof(text) - start);
+    memcpy(digest_room(in, sizeof(text) - start), text + start, sizeof(text) - start);
 }
 
 /* JA4 hashes its lists sorted. A list of up to SORT_MAX values, which covers
@@ -89,14 +138,14 @@ enum { SORT_MAX = 128 };
  * and the table to 8 KiB whatever the client sends. */
 enum { BAND_BITS = 12, BAND_SIZE = 1 << BAND_BITS, NUM_BANDS = 1 << (16 - BAND_BITS) };
 
-/* hash_sorted_long is hash_sorted for lists longer than SORT_MAX. */
-static size_t hash_sorted_long(const CBS *list, bool is_extensions, SHA256_CTX *sha,
-                               bool *out_repeats)
+/* digest_sorted_long is digest_sorted for lists longer than SORT_MAX. */
+static size_t digest_sorted_long(struct digest_input *in, const CBS *list, bool is_extensions,
+                                 bool *out_repeats)
 {
     uint16_t counts[BAND_SIZE] = {0};
     uint64_t seen[BAND_SIZE / 64] = {0};
     unsigned bands = 0;
-    size_t num_fed = 0;
+    size_t num_added = 0;
     uint16_t value;
     CBS walk = *list;
 
@@ -115,25 +164,27 @@ static size_t hash_sorted_long(const CBS *list, bool is_extensions, SHA256_CTX *
             counts[low]++;
             seen[low / 64] |= 1ull << (low % 64);
         }
-        /* Emit in order and leave counts and seen zeroed for the next band. */
+        /* Add in order and leave counts and seen zeroed for the next band. */
         for (unsigned word = 0; word < BAND_SIZE / 64; word++) {
             while (seen[word] != 0) {
                 unsigned low = word * 64 + (unsigned)__builtin_ctzll(seen[word]);
                 seen[word] &= seen[word] - 1;
                 if (counts[low] > 1)
                     *out_repeats = true;
-                for (; counts[low] > 0; counts[low]--)
-                    hash_hex4(sha, (uint16_t)(band << BAND_BITS | low), num_fed++ > 0);
+                for (; counts[low] > 0; counts[low]--, num_added++)
+                    digest_hex4(in, num_added > 0 ? ',' : '\0',
+                                (uint16_t)(band << BAND_BITS | low));
             }
         }
     }
-    return num_fed;
+    return num_added;
 }
 
-/* hash_sorted feeds |sha| the values of |list| that JA4 keeps, ascending,
- * repeats included, as 4 lower-case hex digits separated by commas. It
- * returns how many it fed and sets |*out_repeats| if a value occurs twice. */
-static size_t hash_sorted(const CBS *list, bool is_extensions, SHA256_CTX *sha, bool *out_repeats)
+/* digest_sorted adds the values of |list| that JA4 keeps, ascending,
+ * repeats included, comma-separated. It returns how many it added and sets
+ * |*out_repeats| if a value occurs twice. */
+static size_t digest_sorted(struct digest_input *in, const CBS *list, bool is_extensions,
+                            bool *out_repeats)
 {
     uint16_t values[SORT_MAX];
     size_t num = 0;
@@ -144,7 +195,7 @@ static size_t hash_sorted(const CBS *list, bool is_extensions, SHA256_CTX *sha, 
         if (ja4_skips(value, is_extensions))
             continue;
         if (num == SORT_MAX)
-            return hash_sorted_long(list, is_extensions, sha, out_repeats);
+            return digest_sorted_long(in, list, is_extensions, out_repeats);
         values[num++] = value;
     }
     /* Insertion sort: at most SORT_MAX^2 / 2 moves, few for a real list. */
@@ -158,18 +209,19 @@ static size_t hash_sorted(const CBS *list, bool is_extensions, SHA256_CTX *sha, 
     for (size_t i = 0; i < num; i++) {
         if (i > 0 && values[i] == values[i - 1])
             *out_repeats = true;
-        hash_hex4(sha, values[i], i > 0);
+        digest_hex4(in, i > 0 ? ',' : '\0', values[i]);
     }
     return num;
 }
 
-/* hash12 writes the first 12 hex digits of |sha|'s digest, or twelve zeros
- * when nothing was hashed: JA4 marks an empty list that way. */
-static void hash12(SHA256_CTX *sha, bool empty, char out[13])
+/* hash12 writes the first 12 hex digits of the SHA-256 of |in|, or twelve
+ * zeros when |empty|: JA4 marks an empty list that way. */
+static void hash12(struct digest_input *in, bool empty, char out[13])
 {
     uint8_t digest[SHA256_DIGEST_LENGTH];
 
-    SHA256_Final(digest, sha);
+    digest_flush(in);
+    SHA256_Final(digest, &in->ctx.sha256);
     for (int i = 0; i < 6; i++) {
         out[2 * i] = empty ? '0' : hex_digits[digest[i] >> 4];
         out[2 * i + 1] = empty ? '0' : hex_digits[digest[i] & 15];
@@ -229,42 +281,38 @@ static void ja4_alpn_chars(const struct decoded_exts *exts, char out[2])
     }
 }
 
-/* compute_ja4 fills out->ja4; -1 if an extension type repeats. */
-static int compute_ja4(struct clienthello_summary *out, const CBS *ciphers, const CBS *extensions,
+/* compute_ja4 fills out->ja4; |num_extensions| counts the non-GREASE
+ * extensions. It returns -1 if an extension type repeats. */
+static int compute_ja4(struct clienthello_summary *out, const CBS *ciphers,
+                       const CBS *extensions, size_t num_extensions,
                        const struct decoded_exts *exts)
 {
-    size_t num_ciphers = 0, num_extensions = 0;
+    struct digest_input in;
     bool repeats = false;
     char cipher_hash[13], extension_hash[13], alpn[2];
-    SHA256_CTX sha;
-    uint16_t value;
-    CBS walk;
 
-    for (walk = *ciphers; list_next(&walk, false, &value);)
-        num_ciphers += !clienthello_is_grease(value);
-    for (walk = *extensions; list_next(&walk, true, &value);)
-        num_extensions += !clienthello_is_grease(value);
-
-    SHA256_Init(&sha);
-    size_t num_hashed = hash_sorted(ciphers, false, &sha, &repeats);
-    hash12(&sha, num_hashed == 0, cipher_hash);
+    /* JA4 counts every non-GREASE cipher suite, which is what it hashes. */
+    digest_begin(&in, false);
+    size_t num_ciphers = digest_sorted(&in, ciphers, false, &repeats);
+    hash12(&in, num_ciphers == 0, cipher_hash);
 
     /* Cipher suites may repeat (BoringSSL accepts that); extensions may not. */
     repeats = false;
-    SHA256_Init(&sha);
-    num_hashed = hash_sorted(extensions, true, &sha, &repeats);
+    digest_begin(&in, false);
+    size_t num_hashed = digest_sorted(&in, extensions, true, &repeats);
     if (repeats)
         return -1;
+    /* JA4.md ignores GREASE everywhere, signature algorithms included (so
+     * does s2n-tls's JA4). */
     bool first_sigalg = true;
-    for (walk = exts->sigalgs; exts->has_sigalgs && CBS_get_u16(&walk, &value);) {
-        if (clienthello_is_grease(value))
+    uint16_t sigalg;
+    for (CBS walk = exts->sigalgs; exts->has_sigalgs && CBS_get_u16(&walk, &sigalg);) {
+        if (clienthello_is_grease(sigalg))
             continue;
-        if (first_sigalg)
-            SHA256_Update(&sha, "_", 1);
-        hash_hex4(&sha, value, !first_sigalg);
+        digest_hex4(&in, first_sigalg ? '_' : ',', sigalg);
         first_sigalg = false;
     }
-    hash12(&sha, num_hashed == 0, extension_hash);
+    hash12(&in, num_hashed == 0, extension_hash);
 
     ja4_alpn_chars(exts, alpn);
     snprintf(out->ja4, sizeof(out->ja4), "%c%s%c%02zu%02zu%c%c_%s_%s", out->quic ? 'q' : 't',
@@ -275,55 +323,56 @@ static int compute_ja4(struct clienthello_summary *out, const CBS *ciphers, cons
     return 0;
 }
 
-/* md5_list feeds |md5| the non-GREASE values of |list| in decimal, dashes
- * between, then |end|. Point formats are one byte each and never GREASE. */
-static void md5_list(MD5_CTX *md5, const CBS *list, bool one_byte, const char *end)
+/* digest_u16s adds the non-GREASE values of |list|, dash-separated, in
+ * decimal. */
+static void digest_u16s(struct digest_input *in, const CBS *list)
 {
     CBS walk = *list;
     bool first = true;
+    uint16_t value;
 
-    for (;;) {
-        uint16_t value;
-        uint8_t byte;
-        if (one_byte) {
-            if (!CBS_get_u8(&walk, &byte))
-                break;
-            value = byte;
-        } else if (!CBS_get_u16(&walk, &value)) {
-            break;
-        }
+    while (CBS_get_u16(&walk, &value)) {
         if (clienthello_is_grease(value))
             continue;
-        md5_decimal(md5, value, !first);
+        digest_decimal(in, first ? '\0' : '-', value);
         first = false;
     }
-    MD5_Update(md5, end, strlen(end));
 }
 
 /* compute_ja3 fills out->ja3_md5 from
  * "version,ciphers,extensions,groups,point_formats". */
-static void compute_ja3(struct clienthello_summary *out, const CBS *ciphers, const CBS *extensions,
-                        const struct decoded_exts *exts)
+static void compute_ja3(struct clienthello_summary *out, const CBS *ciphers,
+                        const CBS *extensions, const struct decoded_exts *exts)
 {
-    static const CBS none = {NULL, 0};
-    MD5_CTX md5;
-    uint16_t type;
+    struct digest_input in;
     bool first = true;
+    uint16_t type;
+    uint8_t format;
 
-    MD5_Init(&md5);
-    md5_decimal(&md5, out->legacy_version, false);
-    MD5_Update(&md5, ",", 1);
-    md5_list(&md5, ciphers, false, ",");
+    digest_begin(&in, true);
+    digest_decimal(&in, '\0', out->legacy_version);
+    digest_char(&in, ',');
+    digest_u16s(&in, ciphers);
+    digest_char(&in, ',');
     for (CBS walk = *extensions; list_next(&walk, true, &type);) {
         if (clienthello_is_grease(type))
             continue;
-        md5_decimal(&md5, type, !first);
+        digest_decimal(&in, first ? '\0' : '-', type);
         first = false;
     }
-    MD5_Update(&md5, ",", 1);
-    md5_list(&md5, exts->has_groups ? &exts->groups : &none, false, ",");
-    md5_list(&md5, exts->has_point_formats ? &exts->point_formats : &none, true, "");
-    MD5_Final(out->ja3_md5, &md5);
+    digest_char(&in, ',');
+    if (exts->has_groups)
+        digest_u16s(&in, &exts->groups);
+    digest_char(&in, ',');
+    /* Point formats are one byte each, so never GREASE. */
+    first = true;
+    for (CBS walk = exts->point_formats;
+         exts->has_point_formats && CBS_get_u8(&walk, &format);) {
+        digest_decimal(&in, first ? '\0' : '-', format);
+        first = false;
+    }
+    digest_flush(&in);
+    MD5_Final(out->ja3_md5, &in.ctx.md5);
 }
 
 /* ---- parsing --------------------------------------------------------------- */
@@ -418,17 +467,17 @@ static void keep_alpn(struct clienthello_summary *out, const CBS *list)
 
 /* summarize fills |out| from a hello's parts: its cipher suites and its
  * extensions block (both without their length prefix). */
-static int summarize(uint16_t legacy_version, CBS ciphers, CBS extensions, bool quic,
+static int summarize(uint16_t legacy_version, CBS ciphers, CBS extensions,
                      struct clienthello_summary *out)
 {
     struct decoded_exts exts;
+    size_t num_real_extensions = 0;
     CBS walk, body;
     uint16_t type;
 
     memset(out, 0, sizeof(*out));
     memset(&exts, 0, sizeof(exts));
     out->legacy_version = out->max_version = legacy_version;
-    out->quic = quic;
 
     if (CBS_len(&ciphers) < 2 || CBS_len(&ciphers) % 2 != 0)
         return -1;
@@ -440,6 +489,7 @@ static int summarize(uint16_t legacy_version, CBS ciphers, CBS extensions, bool 
         if (out->num_extensions < CLIENTHELLO_MAX_EXTENSIONS)
             out->extensions[out->num_extensions] = type;
         out->num_extensions++; /* at most 65535 / 4 */
+        num_real_extensions += !clienthello_is_grease(type);
         if (type == EXT_SERVER_NAME)
             out->has_sni = true;
         decode_extension(out, &exts, type, body);
@@ -463,7 +513,7 @@ static int summarize(uint16_t legacy_version, CBS ciphers, CBS extensions, bool 
     if (exts.has_alpn)
         keep_alpn(out, &exts.alpn);
 
-    if (compute_ja4(out, &ciphers, &extensions, &exts) != 0)
+    if (compute_ja4(out, &ciphers, &extensions, num_real_extensions, &exts) != 0)
         return -1;
     compute_ja3(out, &ciphers, &extensions, &exts);
     return 0;
@@ -489,7 +539,7 @@ int clienthello_summarize(const uint8_t *client_hello, size_t client_hello_len,
     if (CBS_len(&hello) > 0 &&
         (!CBS_get_u16_length_prefixed(&hello, &extensions) || CBS_len(&hello) != 0))
         return -1;
-    return summarize(legacy_version, ciphers, extensions, false, out);
+    return summarize(legacy_version, ciphers, extensions, out);
 }
 
 int clienthello_summarize_early(const SSL_CLIENT_HELLO *hello, struct clienthello_summary *out)
@@ -500,7 +550,7 @@ int clienthello_summarize_early(const SSL_CLIENT_HELLO *hello, struct clienthell
         return -1;
     CBS_init(&ciphers, hello->cipher_suites, hello->cipher_suites_len);
     CBS_init(&extensions, hello->extensions, hello->extensions_len);
-    return summarize(hello->version, ciphers, extensions, false, out);
+    return summarize(hello->version, ciphers, extensions, out);
 }
 
 void clienthello_ja4(const struct clienthello_summary *s, char out[CLIENTHELLO_JA4_LEN + 1])
@@ -519,18 +569,22 @@ void clienthello_ja3(const struct clienthello_summary *s, char out[CLIENTHELLO_J
 
 /* ---- names ----------------------------------------------------------------- */
 
+/* struct value_name is one entry of a name table; a NULL name ends it. */
 struct value_name {
     uint16_t value;
     const char *name;
 };
 
-static const char *find_name(const struct value_name *table, size_t num, uint16_t value)
+/* name_or_hex returns |value|'s name in |table|, or writes "0x1234" to |buf|
+ * and returns that. */
+static const char *name_or_hex(const struct value_name *table, uint16_t value, char buf[8])
 {
-    for (size_t i = 0; i < num; i++) {
-        if (table[i].value == value)
-            return table[i].name;
+    for (; table->name != NULL; table++) {
+        if (table->value == value)
+            return table->name;
     }
-    return NULL;
+    snprintf(buf, 8, "0x%04x", value);
+    return buf;
 }
 
 /* Cipher suites that clients still offer and BoringSSL does not implement,
@@ -582,6 +636,7 @@ static const struct value_name extra_cipher_names[] = {
     {0xccaa, "TLS_DHE_RSA_WITH_CHACHA20_POLY1305_SHA256"},
     {0xccab, "TLS_PSK_WITH_CHACHA20_POLY1305_SHA256"},
     {0xccae, "TLS_RSA_PSK_WITH_CHACHA20_POLY1305_SHA256"},
+    {0, NULL},
 };
 
 /* IANA TLS Supported Groups registry names, lower case as OpenSSL and
@@ -613,6 +668,7 @@ static const struct value_name group_names[] = {
     {0x11ed, "SecP384r1MLKEM1024"},
     {0x4138, "CECPQ2"},
     {0x6399, "X25519Kyber768Draft00"},
+    {0, NULL},
 };
 
 /* IANA TLS SignatureScheme names; the TLS 1.2 hash/signature pairs that
@@ -648,49 +704,39 @@ static const struct value_name sigalg_names[] = {
     {0x0904, "mldsa44"},
     {0x0905, "mldsa65"},
     {0x0906, "mldsa87"},
+    {0, NULL},
 };
 
 /* Spelled as tls_version_name spells the negotiated version. */
 static const struct value_name version_names[] = {
     {0x0304, "TLSv1.3"}, {0x0303, "TLSv1.2"}, {0x0302, "TLSv1.1"},
-    {0x0301, "TLSv1"},   {0x0300, "SSLv3"},
+    {0x0301, "TLSv1"},   {0x0300, "SSLv3"},   {0, NULL},
 };
 
-/* Each name function writes the name of |value| to |buf| and returns it. */
+/* Each name function returns the name of |value|, which may be written to
+ * |buf|. */
 typedef const char *name_fn(uint16_t value, char buf[8]);
-
-static const char *hex_name(uint16_t value, char buf[8])
-{
-    snprintf(buf, 8, "0x%04x", value);
-    return buf;
-}
 
 static const char *cipher_name(uint16_t value, char buf[8])
 {
     const SSL_CIPHER *cipher = SSL_get_cipher_by_value(value);
     const char *name = cipher != NULL ? SSL_CIPHER_standard_name(cipher) : NULL;
-
-    if (name == NULL)
-        name = find_name(extra_cipher_names, sizeof(extra_cipher_names) / sizeof(extra_cipher_names[0]), value);
-    return name != NULL ? name : hex_name(value, buf);
+    return name != NULL ? name : name_or_hex(extra_cipher_names, value, buf);
 }
 
 static const char *group_name(uint16_t value, char buf[8])
 {
-    const char *name = find_name(group_names, sizeof(group_names) / sizeof(group_names[0]), value);
-    return name != NULL ? name : hex_name(value, buf);
+    return name_or_hex(group_names, value, buf);
 }
 
 static const char *sigalg_name(uint16_t value, char buf[8])
 {
-    const char *name = find_name(sigalg_names, sizeof(sigalg_names) / sizeof(sigalg_names[0]), value);
-    return name != NULL ? name : hex_name(value, buf);
+    return name_or_hex(sigalg_names, value, buf);
 }
 
 static const char *version_name(uint16_t value, char buf[8])
 {
-    const char *name = find_name(version_names, sizeof(version_names) / sizeof(version_names[0]), value);
-    return name != NULL ? name : hex_name(value, buf);
+    return name_or_hex(version_names, value, buf);
 }
 
 static const char *decimal_name(uint16_t value, char buf[8])
@@ -701,8 +747,10 @@ static const char *decimal_name(uint16_t value, char buf[8])
 
 /* ---- log fields ------------------------------------------------------------ */
 
-/* Each list's share of the log line, in bytes. Together they stay well
- * under LOG_LINE_MAX, leaving room for the event's other fields. */
+/* Each list's share of the log line, in bytes, so that one long list cannot
+ * crowd out the others. At their longest, all fields together take about
+ * 1.9 KiB; a line that then overflows LOG_LINE_MAX loses its last fields
+ * whole (log.h), which is why the least useful come last. */
 enum {
     TEXT_VERSIONS = 96,
     TEXT_ALPN = 128,
@@ -711,7 +759,7 @@ enum {
     TEXT_SIGALGS = 384,
     TEXT_EXTENSIONS = 224,
     TEXT_MAX = TEXT_CIPHERS,
-    TEXT_MORE_RESERVE = sizeof(",+65535") - 1,
+    TEXT_MORE_RESERVE = sizeof(",+65535"), /* with snprintf's NUL */
 };
 
 /* struct list_text is one comma-separated field being built. */
@@ -759,14 +807,16 @@ static void text_end(struct list_text *text, struct log_line *line, const char *
     log_strn(line, key, text->buf, text->len);
 }
 
+/* log_list adds the field |key|: the first |cap| of |num_total| |values|,
+ * named by |name|. */
 static void log_list(struct log_line *line, struct list_text *text, const char *key,
-                     size_t limit, const uint16_t *values, size_t num_kept, size_t num_total,
+                     size_t limit, const uint16_t *values, size_t num_total, size_t cap,
                      name_fn *name)
 {
     char buf[8];
 
     text_begin(text, limit);
-    for (size_t i = 0; i < num_kept; i++) {
+    for (size_t i = 0; i < num_total && i < cap; i++) {
         const char *item = clienthello_is_grease(values[i]) ? "GREASE" : name(values[i], buf);
         text_add(text, item, strlen(item));
     }
@@ -778,8 +828,8 @@ static void log_list(struct log_line *line, struct list_text *text, const char *
 static size_t alpn_item(const struct clienthello_summary *s, size_t i, char *out)
 {
     static const char hex[] = "0123456789ABCDEF";
-    size_t kept = s->alpn_len[i] < CLIENTHELLO_ALPN_NAME_MAX ? s->alpn_len[i]
-                                                             : CLIENTHELLO_ALPN_NAME_MAX;
+    size_t kept =
+        s->alpn_len[i] < CLIENTHELLO_ALPN_NAME_MAX ? s->alpn_len[i] : CLIENTHELLO_ALPN_NAME_MAX;
     size_t len = 0;
 
     for (size_t j = 0; j < kept; j++) {
@@ -807,10 +857,8 @@ void clienthello_log_fields(struct log_line *line, const struct clienthello_summ
 
     log_strn(line, "ja4", s->ja4, CLIENTHELLO_JA4_LEN);
     if (s->num_versions > 0) {
-        log_list(line, &text, "offered_versions", TEXT_VERSIONS, s->versions,
-                 s->num_versions < CLIENTHELLO_MAX_VERSIONS ? s->num_versions
-                                                            : CLIENTHELLO_MAX_VERSIONS,
-                 s->num_versions, version_name);
+        log_list(line, &text, "offered_versions", TEXT_VERSIONS, s->versions, s->num_versions,
+                 CLIENTHELLO_MAX_VERSIONS, version_name);
     } else {
         log_str(line, "offered_versions", version_name(s->legacy_version, buf));
     }
@@ -823,19 +871,14 @@ void clienthello_log_fields(struct log_line *line, const struct clienthello_summ
         text_add(&text, item, alpn_item(s, i, item));
     text_end(&text, line, "alpn", s->num_alpn);
 
-    log_list(line, &text, "ciphers", TEXT_CIPHERS, s->ciphers,
-             s->num_ciphers < CLIENTHELLO_MAX_CIPHERS ? s->num_ciphers : CLIENTHELLO_MAX_CIPHERS,
-             s->num_ciphers, cipher_name);
-    log_list(line, &text, "groups", TEXT_GROUPS, s->groups,
-             s->num_groups < CLIENTHELLO_MAX_GROUPS ? s->num_groups : CLIENTHELLO_MAX_GROUPS,
-             s->num_groups, group_name);
-    log_list(line, &text, "sigalgs", TEXT_SIGALGS, s->sigalgs,
-             s->num_sigalgs < CLIENTHELLO_MAX_SIGALGS ? s->num_sigalgs : CLIENTHELLO_MAX_SIGALGS,
-             s->num_sigalgs, sigalg_name);
-    log_list(line, &text, "extensions", TEXT_EXTENSIONS, s->extensions,
-             s->num_extensions < CLIENTHELLO_MAX_EXTENSIONS ? s->num_extensions
-                                                            : CLIENTHELLO_MAX_EXTENSIONS,
-             s->num_extensions, decimal_name);
+    log_list(line, &text, "ciphers", TEXT_CIPHERS, s->ciphers, s->num_ciphers,
+             CLIENTHELLO_MAX_CIPHERS, cipher_name);
+    log_list(line, &text, "groups", TEXT_GROUPS, s->groups, s->num_groups,
+             CLIENTHELLO_MAX_GROUPS, group_name);
+    log_list(line, &text, "sigalgs", TEXT_SIGALGS, s->sigalgs, s->num_sigalgs,
+             CLIENTHELLO_MAX_SIGALGS, sigalg_name);
+    log_list(line, &text, "extensions", TEXT_EXTENSIONS, s->extensions, s->num_extensions,
+             CLIENTHELLO_MAX_EXTENSIONS, decimal_name);
 
     char ja3[CLIENTHELLO_JA3_LEN + 1];
     clienthello_ja3(s, ja3);

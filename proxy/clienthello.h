@@ -102,9 +102,12 @@ static inline bool clienthello_is_grease(uint16_t value)
  * bytes are untrusted and only read. It returns 0, or -1 when they are not a
  * ClientHello as BoringSSL would accept it: truncated or trailing bytes, a
  * session ID over 32 bytes, an empty or odd-length cipher suite list, no
- * compression method, a malformed or repeated extension. |out| is
- * unspecified after -1. It takes time linear in |client_hello_len| and no
- * more than 8 KiB of stack. */
+ * compression method, a malformed or repeated extension. |out| belongs to
+ * the caller, holds no pointer into |client_hello|, and is unspecified after
+ * -1. It allocates nothing; it uses about 9 KiB of stack
+ * and, for a real client, a few microseconds. A hostile hello is bounded to
+ * 17 passes over each of its lists (about 1 ms for the 16 KiB BoringSSL
+ * accepts). */
 int clienthello_summarize(const uint8_t *client_hello, size_t client_hello_len,
                           struct clienthello_summary *out);
 
@@ -115,8 +118,9 @@ int clienthello_summarize(const uint8_t *client_hello, size_t client_hello_len,
  * -1 if |hello| is NULL or its fields are malformed. */
 int clienthello_summarize_early(const SSL_CLIENT_HELLO *hello, struct clienthello_summary *out);
 
-/* clienthello_ja4 writes |s|'s JA4 fingerprint (FoxIO's JA4 for a TLS
- * client) and a NUL to |out|. */
+/* clienthello_ja4 writes |s|'s JA4 fingerprint and a NUL to |out|: JA4 for
+ * a TLS client as FoxIO's technical_details/JA4.md specifies it, GREASE
+ * ignored everywhere (signature algorithms included). */
 void clienthello_ja4(const struct clienthello_summary *s, char out[CLIENTHELLO_JA4_LEN + 1]);
 
 /* clienthello_ja3 writes |s|'s JA3 fingerprint (Salesforce's JA3: the MD5 of
@@ -134,8 +138,9 @@ void clienthello_ja3(const struct clienthello_summary *s, char out[CLIENTHELLO_J
  * without a name. ALPN names are percent-encoded outside printable ASCII and
  * for ',' and '%', and a name cut to CLIENTHELLO_ALPN_NAME_MAX ends in
  * "...". A list cut by its cap or by its share of the line ends in "+N",
- * N being the entries not shown. offered_versions is legacy_version alone
- * when the client sent no supported_versions. */
+ * N being the entries not shown; alpn is "" when the client sent none.
+ * offered_versions is legacy_version alone when the client sent no
+ * supported_versions. */
 void clienthello_log_fields(struct log_line *line, const struct clienthello_summary *s);
 
 #endif

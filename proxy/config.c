@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "config_internal.h"
+#include "admin.h"
 #include "yamltree.h"
 
 #define MAX_CONNECTIONS_LIMIT 1000000
@@ -601,6 +602,43 @@ static const struct field log_fields[] = {
 };
 static const struct schema log_schema = {"log", "in log", log_fields, 3};
 
+static void apply_admin_listen(struct loader *ld, const struct field *field,
+                               const struct ynode *value, void *out)
+{
+    struct cfg_admin *admin = out;
+    const char *text = cfg_expect_text(ld, field->key, value, "a string");
+    char reason[256];
+
+    if (text == NULL)
+        return;
+    if (net_addr_parse(text, false, &admin->addr, reason, sizeof(reason)) != 0) {
+        cfg_fail_at(ld, value, "invalid admin listen address '%s': %s", text, reason);
+        return;
+    }
+    admin->enabled = true;
+    admin->listen_pos = cfg_pos_of(ld, value);
+}
+
+static const struct field admin_fields[] = {
+    {"listen", true, apply_admin_listen, offsetof(struct config, admin), NULL},
+    {"allow_public", false, cfg_apply_bool,
+     offsetof(struct config, admin) + offsetof(struct cfg_admin, allow_public), NULL},
+};
+static const struct schema admin_schema = {"admin", "in admin", admin_fields, 2};
+
+/* check_admin refuses an admin address other hosts can reach unless the
+ * operator wrote allow_public: the endpoint has no authentication. */
+static void check_admin(struct loader *ld)
+{
+    const struct cfg_admin *admin = &ld->config->admin;
+    if (admin->enabled && !admin->allow_public && !admin_addr_is_local(&admin->addr)) {
+        cfg_error(ld->errors, &admin->listen_pos,
+                  "admin listen address is not loopback; the admin endpoint has no "
+                  "authentication: use 127.0.0.1 or [::1], or set allow_public: true");
+        ld->num_errors++;
+    }
+}
+
 static const struct field top_fields[] = {
     {"log", false, cfg_apply_nested, 0, &log_schema},
     {"drain_timeout", false, apply_duration, offsetof(struct config, drain_timeout_ms), NULL},
@@ -613,9 +651,10 @@ static const struct field top_fields[] = {
      NULL},
     {"session_tickets", false, cfg_apply_session_tickets,
      offsetof(struct config, session_tickets), NULL},
+    {"admin", false, cfg_apply_nested, 0, &admin_schema},
 };
 static const struct schema top_schema = {"the configuration", "at the top level", top_fields,
-                                         8};
+                                         sizeof(top_fields) / sizeof(top_fields[0])};
 
 struct config *config_load(const char *path, FILE *errors)
 {
@@ -657,6 +696,7 @@ struct config *config_load(const char *path, FILE *errors)
         goto fail;
     }
     cfg_apply_mapping(&ld, &top_schema, root, ld.config);
+    check_admin(&ld);
     if (ld.num_errors == 0) {
         result = ld.config;
         ld.config = NULL;

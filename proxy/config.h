@@ -111,6 +111,15 @@ struct cfg_listener {
     uint32_t max_connections;
 };
 
+/* struct cfg_admin is the admin endpoint (/healthz, /readyz, /metrics,
+ * /report), off unless configured. */
+struct cfg_admin {
+    bool enabled;
+    struct net_addr addr;
+    bool allow_public; /* permits an address other hosts can reach */
+    struct cfg_pos listen_pos;
+};
+
 struct config {
     char *file; /* the path as given; every cfg_pos.file points here */
     enum log_format log_format;
@@ -120,6 +129,7 @@ struct config {
     uint32_t num_workers;     /* worker threads; 0 means "auto": one per CPU */
     uint32_t max_connections; /* over all listeners and workers */
     bool reload_on_change;    /* reload when a certificate, key or OCSP file changes */
+    struct cfg_admin admin;
     /* handshake_failed lines: per reason and worker, a token bucket of
      * |failure_log_burst| lines refilled at |failure_log_rate| per second;
      * what it drops is summed up every |failure_log_summary_ms|. */

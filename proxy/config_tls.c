@@ -386,9 +386,12 @@ static void apply_client_auth_depth(struct loader *ld, const struct field *field
     if (text == NULL)
         return;
     digits = strspn(text, "0123456789");
-    if (digits == 0 || digits > 2 || text[digits] != '\0' || atoi(text) > CLIENT_AUTH_DEPTH_MAX)
-        cfg_fail_at(ld, value, "invalid depth '%s'; expected an integer from 0 to %d", text,
-                    CLIENT_AUTH_DEPTH_MAX);
+    if (digits == 0 || digits > 2 || text[digits] != '\0' || atoi(text) < 1 ||
+        atoi(text) > CLIENT_AUTH_DEPTH_MAX)
+        cfg_fail_at(ld, value,
+                    "invalid depth '%s'; expected an integer from 1 (client certificates "
+                    "issued by a CA in 'ca') to %d",
+                    text, CLIENT_AUTH_DEPTH_MAX);
     else
         ((struct cfg_client_auth *)out)->depth = (uint32_t)atoi(text);
 }

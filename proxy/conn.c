@@ -47,6 +47,7 @@
 
 #include "backend.h"
 #include "log.h"
+#include "metrics.h"
 #include "worker.h"
 #include "tls_ctx.h"
 #include "tls_io.h"
@@ -117,7 +118,8 @@ struct conn {
     struct direction up;   /* client -> backend */
     struct direction down; /* backend -> client */
 
-    uint64_t accepted_ms;
+    uint64_t accepted_us;        /* metrics_clock_us() at accept */
+    uint64_t connect_started_us; /* and when the backend connect began */
     uint64_t last_activity_ms;
     uint64_t last_client_write_ms;
     uint32_t small_records_budget; /* bytes still to send in small records */
@@ -201,7 +203,7 @@ static void log_conn_end(const struct conn *c, enum end_reason reason,
         log_int(&line, "bytes_in", (long long)c->bytes_in);
         log_int(&line, "bytes_out", (long long)c->bytes_out);
     }
-    log_int(&line, "duration_ms", (long long)(now_ms() - c->accepted_ms));
+    log_int(&line, "duration_ms", (long long)((metrics_clock_us() - c->accepted_us) / 1000));
     log_end(&line);
 }
 
@@ -232,6 +234,7 @@ static int conn_close(struct conn *c, enum end_reason reason,
     /* The limits count this conn out before anything is logged, so that a
      * reader of the log never sees a count that includes an ended conn. */
     listener_conn_ended(c->listener);
+    metrics_conn_closed(c->listener->metrics, reason, failure ? failure->alert : 0);
     log_conn_end(c, reason, failure);
     if (c->client_events)
         event_del(&c->client_ev);
@@ -355,6 +358,7 @@ static int read_client(struct conn *c)
     case TLS_IO_OK:
         d->end = (uint32_t)n;
         c->bytes_in += n;
+        metrics_bytes_client_to_backend(c->listener->metrics, n);
         c->last_activity_ms = now_ms();
         return CONN_OK;
     case TLS_IO_WANT_READ:
@@ -436,6 +440,7 @@ static int write_client(struct conn *c)
     switch (tls_io_write(c->ssl, d->buf + d->start, len, &n, &failure)) {
     case TLS_IO_OK:
         c->bytes_out += n;
+        metrics_bytes_backend_to_client(c->listener->metrics, n);
         c->small_records_budget -= n < c->small_records_budget ? (uint32_t)n : c->small_records_budget;
         c->last_client_write_ms = c->last_activity_ms;
         consumed(d, n);
@@ -533,6 +538,9 @@ static int backend_failed(struct conn *c, enum end_reason reason, int err)
     log_str(&line, "backend", net_addr_format(c->backend_addr, backend, sizeof(backend)));
     log_str(&line, "error", reason == END_BACKEND_CONNECT_TIMEOUT ? "timeout" : strerror(err));
     log_end(&line);
+    metrics_backend_connect_failed(c->listener->metrics, reason == END_BACKEND_CONNECT_TIMEOUT
+                                                             ? METRICS_CONNECT_TIMEOUT
+                                                             : METRICS_CONNECT_ERROR);
     (void)tls_io_close_notify(c->ssl);
     return conn_close(c, reason, NULL);
 }
@@ -545,6 +553,7 @@ static void start_connect(struct conn *c)
         return;
     }
     conn_set_state(c, CONN_CONNECTING);
+    c->connect_started_us = metrics_clock_us();
     arm_timer(c, c->cfg->connect_timeout_ms);
     update_events(c);
 }
@@ -557,6 +566,7 @@ static void finish_connect(struct conn *c)
         return;
     }
     conn_set_state(c, CONN_FORWARDING);
+    metrics_backend_connected(c->listener->metrics, metrics_clock_us() - c->connect_started_us);
     c->last_activity_ms = now_ms();
     arm_timer(c, c->cfg->idle_timeout_ms);
     forward(c);
@@ -586,8 +596,20 @@ static void log_handshake_done(const struct conn *c)
         log_str(&line, "client_subject", subject);
         log_str(&line, "client_san", tls_ctx_peer_san(c->ssl, san, sizeof(san)));
     }
-    log_int(&line, "duration_ms", (long long)(now_ms() - c->accepted_ms));
+    log_int(&line, "duration_ms", (long long)((metrics_clock_us() - c->accepted_us) / 1000));
     log_end(&line);
+}
+
+static void count_handshake_done(const struct conn *c)
+{
+    struct metrics_listener *m = c->listener->metrics;
+    metrics_handshake_done(
+        m, metrics_tls_version_of(SSL_version(c->ssl)),
+        metrics_cipher_of(SSL_CIPHER_get_protocol_id(SSL_get_current_cipher(c->ssl))),
+        metrics_group_of(SSL_get_curve_id(c->ssl)), SSL_session_reused(c->ssl),
+        metrics_clock_us() - c->accepted_us);
+    if (SSL_early_data_accepted(c->ssl))
+        metrics_early_data_accepted(m);
 }
 
 static void do_handshake(struct conn *c)
@@ -597,6 +619,7 @@ static void do_handshake(struct conn *c)
     switch (tls_io_handshake(c->ssl, &c->client, &failure)) {
     case TLS_IO_OK:
         c->handshake_wait = WAIT_NONE;
+        count_handshake_done(c);
         log_handshake_done(c);
         start_connect(c);
         return;
@@ -696,7 +719,7 @@ void conn_accept(struct listener *listener, int fd, const struct sockaddr *peer,
     c->cfg = listener->cfg;
     c->state = CONN_HANDSHAKE;
     c->backend_fd = -1;
-    c->accepted_ms = now_ms();
+    c->accepted_us = metrics_clock_us();
     memcpy(&c->client_addr, peer, peer_len);
     c->client_addr_len = peer_len;
     net_set_nodelay(fd);
@@ -709,6 +732,7 @@ void conn_accept(struct listener *listener, int fd, const struct sockaddr *peer,
     worker->conns = c;
     worker->num_conns++;
     listener_conn_opened(listener);
+    metrics_conn_accepted(listener->metrics);
 
     arm_timer(c, c->cfg->handshake_timeout_ms);
     /* The ClientHello has usually not arrived yet: wait for it rather than

@@ -14,7 +14,10 @@
 
 #include <event2/event.h>
 
+#include "admin.h"
 #include "listener.h"
+#include "metrics.h"
+#include "tls_ctx.h"
 #include "log.h"
 #include "worker.h"
 
@@ -23,7 +26,8 @@
  * write, then rename): wait this long after the last change before
  * reloading. */
 #define RELOAD_DEBOUNCE_MS 500
-#define WATCHED_DIRS_MAX 64
+/* Certificates close to expiry are warned about at start and this often. */
+#define EXPIRY_WARNING_EVERY_MS (24u * 60 * 60 * 1000)
 
 /* struct watched_file is one file whose change triggers a reload. Its
  * directory is watched rather than the file, because certificates are
@@ -42,6 +46,7 @@ struct daemon_watch {
     struct event *sigint_ev;
     struct event *sighup_ev;
     struct event *rotate_timer;
+    struct event *expiry_timer; /* certificate expiry warnings, daily */
     int inotify_fd;
     struct event *inotify_ev;
     struct event *debounce_timer;
@@ -238,6 +243,7 @@ static void reload(struct daemon *d, const char *why)
 
     if (errors == NULL) {
         log_msg(LOG_ERROR, "reload_failed", "out of memory");
+        metrics_config_reloaded(d->metrics, false);
         return;
     }
     config = config_load(d->config_path, errors);
@@ -264,6 +270,7 @@ static void reload(struct daemon *d, const char *why)
         }
     }
     fclose(errors);
+    metrics_config_reloaded(d->metrics, next != NULL);
     if (next == NULL) {
         log_reload_errors(error_text);
         free(error_text);
@@ -326,6 +333,9 @@ static void on_stop_signal(evutil_socket_t signum, short what, void *arg)
     struct daemon *d = arg;
     struct log_line line;
 
+    /* Not ready from before the line that says so: a load balancer polling
+     * /readyz stops sending new clients. */
+    atomic_store(&d->ready, false);
     log_begin(&line, LOG_INFO, "draining");
     log_str(&line, "signal", strsignal((int)signum));
     log_int(&line, "connections", (long long)atomic_load(&d->num_conns));
@@ -343,12 +353,20 @@ static void on_rotate_timer(evutil_socket_t fd, short what, void *arg)
     log_msg(LOG_INFO, "ticket_keys_rotated", "session tickets now use a new key");
 }
 
+static void on_expiry_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct daemon *d = arg;
+    for (size_t i = 0; i < d->gen->config->num_listeners; i++)
+        tls_ctx_warn_expiry(d->gen->tls[i]);
+}
+
 static void daemon_watch_free(struct daemon_watch *watch)
 {
     if (watch == NULL)
         return;
-    struct event *events[] = {watch->sigterm_ev,    watch->sigint_ev,  watch->sighup_ev,
-                              watch->rotate_timer, watch->inotify_ev, watch->debounce_timer};
+    struct event *events[] = {watch->sigterm_ev,    watch->sigint_ev,    watch->sighup_ev,
+                              watch->rotate_timer, watch->expiry_timer, watch->inotify_ev,
+                              watch->debounce_timer};
     for (size_t i = 0; i < sizeof(events) / sizeof(events[0]); i++)
         if (events[i] != NULL)
             event_free(events[i]);
@@ -375,8 +393,11 @@ static int daemon_watch_init(struct daemon *d)
     watch->sighup_ev = event_new(watch->base, SIGHUP, EV_SIGNAL | EV_PERSIST, on_sighup, d);
     watch->rotate_timer = event_new(watch->base, -1, EV_PERSIST, on_rotate_timer, d);
     watch->debounce_timer = evtimer_new(watch->base, on_debounce, d);
+    watch->expiry_timer = event_new(watch->base, -1, EV_PERSIST, on_expiry_timer, d);
+    struct timeval daily = ms_to_timeval(EXPIRY_WARNING_EVERY_MS);
     if (watch->sigterm_ev == NULL || watch->sigint_ev == NULL || watch->sighup_ev == NULL ||
         watch->rotate_timer == NULL || watch->debounce_timer == NULL ||
+        watch->expiry_timer == NULL || event_add(watch->expiry_timer, &daily) != 0 ||
         event_add(watch->sigterm_ev, NULL) != 0 || event_add(watch->sigint_ev, NULL) != 0 ||
         event_add(watch->sighup_ev, NULL) != 0)
         goto fail;
@@ -398,6 +419,32 @@ fail:
     return -1;
 }
 
+/* ---- admin endpoint -------------------------------------------------------------- */
+
+static bool admin_ready(void *arg)
+{
+    struct daemon *d = arg;
+    return atomic_load(&d->ready);
+}
+
+static int admin_metrics(void *arg, struct evbuffer *out)
+{
+    struct daemon *d = arg;
+    return metrics_render(d->metrics, out);
+}
+
+static int start_admin(struct daemon *d)
+{
+    const struct cfg_admin *cfg = &d->gen->config->admin;
+    const struct admin_handlers handlers = {.ready = admin_ready, .metrics = admin_metrics};
+    const struct admin_options options = {.allow_public = cfg->allow_public};
+
+    if (!cfg->enabled)
+        return 0;
+    d->admin = admin_start(&cfg->addr, &options, &handlers, d);
+    return d->admin != NULL ? 0 : -1;
+}
+
 /* ---- run ------------------------------------------------------------------------- */
 
 int daemon_run(const char *config_path, struct generation *gen, struct tickets *tickets)
@@ -406,10 +453,12 @@ int daemon_run(const char *config_path, struct generation *gen, struct tickets *
     int status = -1;
 
     atomic_init(&d.num_conns, 0);
+    atomic_init(&d.ready, false);
+    d.metrics = metrics_new();
     d.num_workers = resolve_num_workers(gen->config);
     d.workers = calloc(d.num_workers, sizeof(*d.workers));
     d.listener_conns = calloc(gen->config->num_listeners, sizeof(*d.listener_conns));
-    if (d.workers == NULL || d.listener_conns == NULL)
+    if (d.metrics == NULL || d.workers == NULL || d.listener_conns == NULL)
         goto fail;
     for (unsigned i = 0; i < d.num_workers; i++)
         if (worker_init(&d.workers[i], i, &d, gen) != 0)
@@ -424,6 +473,9 @@ int daemon_run(const char *config_path, struct generation *gen, struct tickets *
             goto fail;
         }
     }
+    atomic_store(&d.ready, true);
+    if (start_admin(&d) != 0)
+        goto fail;
 
     struct log_line line;
     log_begin(&line, LOG_INFO, "started");
@@ -440,6 +492,7 @@ int daemon_run(const char *config_path, struct generation *gen, struct tickets *
         status = 0;
 
 fail:
+    atomic_store(&d.ready, false);
     daemon_watch_free(d.watch);
     d.watch = NULL;
     for (unsigned i = 0; d.workers != NULL && i < d.num_workers; i++)
@@ -447,10 +500,13 @@ fail:
             worker_drain(&d.workers[i]);
     for (unsigned i = 0; d.workers != NULL && i < d.num_workers; i++)
         worker_join(&d.workers[i]);
+    /* The admin endpoint answers (503 on /readyz) until the drain is over. */
+    admin_stop(d.admin);
     for (unsigned i = 0; d.workers != NULL && i < d.num_workers; i++)
         worker_cleanup(&d.workers[i]);
     free(d.workers);
     free(d.listener_conns);
+    metrics_free(d.metrics);
     generation_unref(d.gen);
     tickets_free(d.tickets);
     if (status == 0)

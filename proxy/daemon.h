@@ -13,6 +13,7 @@
 #define TLSTERM_DAEMON_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 
 #include "generation.h"
 #include "tickets.h"
@@ -31,6 +32,9 @@ struct daemon {
     atomic_uint num_conns;
     atomic_uint *listener_conns;
     struct daemon_watch *watch; /* the main thread's events */
+    struct metrics *metrics;    /* every worker's counters */
+    struct admin *admin;        /* the admin endpoint, when configured */
+    atomic_bool ready;          /* serving: bound, loaded, not draining */
 };
 
 /* daemon_run serves |gen|, loaded from |config_path|, until a stop signal

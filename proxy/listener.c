@@ -9,6 +9,7 @@
 #include "conn.h"
 #include "daemon.h"
 #include "log.h"
+#include "metrics.h"
 #include "worker.h"
 
 /* Connections accepted per readiness event before other work gets a turn. */
@@ -57,6 +58,10 @@ int listener_init(struct listener *l, struct worker *worker, size_t index)
     l->worker = worker;
     l->index = index;
     listener_use_generation(l, worker->gen);
+    /* By name: a listener keeps its counts across reloads. */
+    l->metrics = metrics_block_listener(worker->metrics, l->cfg->name);
+    if (l->metrics == NULL)
+        return -1;
     l->resume_timer = evtimer_new(worker->base, on_resume_timer, l);
     l->sockets = calloc(l->cfg->num_listen, sizeof(*l->sockets));
     if (l->resume_timer == NULL || l->sockets == NULL)

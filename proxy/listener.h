@@ -20,6 +20,7 @@
 #include "generation.h"
 #include "tls_ctx.h"
 
+struct metrics_listener;
 struct worker;
 
 struct listen_socket {
@@ -34,6 +35,7 @@ struct listener {
     size_t index; /* in the generation's listeners */
     const struct cfg_listener *cfg;
     struct tls_ctx *tls;
+    struct metrics_listener *metrics; /* this worker's counters for it */
 
     struct listen_socket *sockets; /* one per cfg->listen entry */
     size_t num_sockets;

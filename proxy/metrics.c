@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/buffer.h>
+
 /* Counters of two workers must not share a cache line, or every increment
  * would bounce the line between their cores. */
 #define CACHE_LINE 64
@@ -30,7 +32,8 @@ struct listener_totals {
     uint64_t closed[END_REASON_COUNT];
     uint64_t client_alerts[256];
     uint64_t would_fail[END_REASON_COUNT];
-    uint64_t handshakes[METRICS_TLS_VERSION_COUNT][METRICS_CIPHER_COUNT][METRICS_GROUP_COUNT][2];
+    uint64_t handshakes[METRICS_TLS_VERSION_COUNT][METRICS_CIPHER_COUNT][METRICS_GROUP_COUNT]
+                       [2];
     struct histogram_totals handshake_duration;
     uint64_t early_data_accepted;
     uint64_t backend_connect_failures[METRICS_CONNECT_FAILURE_COUNT];
@@ -72,9 +75,8 @@ struct metrics {
 /* ---- label tables ------------------------------------------------------------ */
 
 static const char *const version_labels[METRICS_TLS_VERSION_COUNT] = {
-    [METRICS_TLS_1_0] = "TLSv1.0", [METRICS_TLS_1_1] = "TLSv1.1",
-    [METRICS_TLS_1_2] = "TLSv1.2", [METRICS_TLS_1_3] = "TLSv1.3",
-    [METRICS_TLS_OTHER] = "other",
+    [METRICS_TLS_1_0] = "TLSv1.0", [METRICS_TLS_1_1] = "TLSv1.1", [METRICS_TLS_1_2] = "TLSv1.2",
+    [METRICS_TLS_1_3] = "TLSv1.3", [METRICS_TLS_OTHER] = "other",
 };
 
 /* IANA numbers and names, the names being what the logs print
@@ -88,12 +90,12 @@ static const struct {
     [METRICS_CIPHER_CHACHA20_POLY1305_SHA256] = {0x1303, "TLS_CHACHA20_POLY1305_SHA256"},
     [METRICS_CIPHER_ECDHE_ECDSA_AES_128_GCM_SHA256] =
         {0xc02b, "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"},
-    [METRICS_CIPHER_ECDHE_RSA_AES_128_GCM_SHA256] =
-        {0xc02f, "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"},
+    [METRICS_CIPHER_ECDHE_RSA_AES_128_GCM_SHA256] = {0xc02f,
+                                                     "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"},
     [METRICS_CIPHER_ECDHE_ECDSA_AES_256_GCM_SHA384] =
         {0xc02c, "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"},
-    [METRICS_CIPHER_ECDHE_RSA_AES_256_GCM_SHA384] =
-        {0xc030, "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"},
+    [METRICS_CIPHER_ECDHE_RSA_AES_256_GCM_SHA384] = {0xc030,
+                                                     "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"},
     [METRICS_CIPHER_ECDHE_ECDSA_CHACHA20_POLY1305] =
         {0xcca9, "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"},
     [METRICS_CIPHER_ECDHE_RSA_CHACHA20_POLY1305] =
@@ -570,12 +572,13 @@ static void render_listeners(struct render *r, char *const *names,
                    totals[i].accepted - num_closed);
     }
 
-    family(r, closed, "counter", "Connections closed, by end reason (handshake failures included).");
+    family(r, closed, "counter",
+           "Connections closed, by end reason (handshake failures included).");
     for (i = 0; i < num_listeners; i++)
         for (int e = 0; e < END_REASON_COUNT; e++) {
-            struct label labels[] = {{"listener", names[i]},
-                                     {"reason", reason_label((enum end_reason)e, reason,
-                                                             sizeof(reason))}};
+            struct label labels[] = {
+                {"listener", names[i]},
+                {"reason", reason_label((enum end_reason)e, reason, sizeof(reason))}};
             sample_u64(r, closed, labels, 2, totals[i].closed[e]);
         }
 
@@ -584,9 +587,9 @@ static void render_listeners(struct render *r, char *const *names,
         for (int e = 0; e < END_REASON_COUNT; e++) {
             if (!reason_is_handshake_failure((enum end_reason)e))
                 continue;
-            struct label labels[] = {{"listener", names[i]},
-                                     {"reason", reason_label((enum end_reason)e, reason,
-                                                             sizeof(reason))}};
+            struct label labels[] = {
+                {"listener", names[i]},
+                {"reason", reason_label((enum end_reason)e, reason, sizeof(reason))}};
             sample_u64(r, failures, labels, 2, totals[i].closed[e]);
         }
 
@@ -614,10 +617,11 @@ static void render_listeners(struct render *r, char *const *names,
                         uint64_t n = totals[i].handshakes[v][c][g][res];
                         if (n == 0)
                             continue;
-                        struct label labels[] = {
-                            {"listener", names[i]},        {"version", version_labels[v]},
-                            {"cipher", cipher_table[c].label}, {"group", group_table[g].label},
-                            {"resumed", res ? "true" : "false"}};
+                        struct label labels[] = {{"listener", names[i]},
+                                                 {"version", version_labels[v]},
+                                                 {"cipher", cipher_table[c].label},
+                                                 {"group", group_table[g].label},
+                                                 {"resumed", res ? "true" : "false"}};
                         sample_u64(r, handshakes, labels, 5, n);
                     }
 
@@ -637,16 +641,17 @@ static void render_listeners(struct render *r, char *const *names,
         for (int e = 0; e < END_REASON_COUNT; e++) {
             if (totals[i].would_fail[e] == 0)
                 continue;
-            struct label labels[] = {{"listener", names[i]},
-                                     {"reason", reason_label((enum end_reason)e, reason,
-                                                             sizeof(reason))}};
+            struct label labels[] = {
+                {"listener", names[i]},
+                {"reason", reason_label((enum end_reason)e, reason, sizeof(reason))}};
             sample_u64(r, would_fail, labels, 2, totals[i].would_fail[e]);
         }
 
     family(r, connect_failures, "counter", "Backend connects that failed, by cause.");
     for (i = 0; i < num_listeners; i++)
         for (int f = 0; f < METRICS_CONNECT_FAILURE_COUNT; f++) {
-            struct label labels[] = {{"listener", names[i]}, {"cause", connect_failure_labels[f]}};
+            struct label labels[] = {{"listener", names[i]},
+                                     {"cause", connect_failure_labels[f]}};
             sample_u64(r, connect_failures, labels, 2, totals[i].backend_connect_failures[f]);
         }
 

@@ -29,9 +29,9 @@
 #include <stdint.h>
 #include <time.h>
 
-#include <event2/buffer.h>
-
 #include "reason.h"
+
+struct evbuffer;
 
 /* The increment must be a plain load and store for the hot path to cost
  * nothing; a platform without lock-free 64-bit atomics would take a lock. */
@@ -220,7 +220,7 @@ static inline void metrics_counter_add(struct metrics_counter *counter, uint64_t
 static inline uint64_t metrics_duration_bound_us(unsigned i)
 {
     static const uint64_t bounds_us[METRICS_DURATION_BUCKETS] = {
-        500,    1000,    2500,    5000,    10000,   25000,   50000,
+        500,    1000,   2500,   5000,    10000,   25000,   50000,
         100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000,
     };
     return bounds_us[i];

@@ -101,13 +101,16 @@ static int parse_single(CBS *responses, struct ocsp_response *out)
         return -1;
     out->serial = CBS_data(&serial);
     out->serial_len = CBS_len(&serial);
-    if (CBS_get_asn1(&single, &ignored, CONTEXT(0)))
+    /* CBS_get_asn1 consumes the element even when its tag differs: peek. */
+    if (CBS_peek_asn1_tag(&single, CONTEXT(0)))
         out->cert_status = OCSP_CERT_GOOD;
-    else if (CBS_get_asn1(&single, &ignored, CONTEXT_CONSTRUCTED(1)))
+    else if (CBS_peek_asn1_tag(&single, CONTEXT_CONSTRUCTED(1)))
         out->cert_status = OCSP_CERT_REVOKED;
-    else if (CBS_get_asn1(&single, &ignored, CONTEXT(2)))
+    else if (CBS_peek_asn1_tag(&single, CONTEXT(2)))
         out->cert_status = OCSP_CERT_UNKNOWN;
     else
+        return -1;
+    if (!CBS_get_any_asn1(&single, &ignored, NULL))
         return -1;
     if (get_time(&single, &out->this_update) != 0 ||
         !CBS_get_optional_asn1(&single, &next_update, &has_next_update, CONTEXT_CONSTRUCTED(0)))

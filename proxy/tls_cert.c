@@ -237,14 +237,22 @@ static int load_ocsp(struct tls_cert *cert, const struct cfg_cert *cfg, X509 *le
         return -1;
     }
     if (ocsp_parse_response(cert->ocsp, cert->ocsp_len, &response, &problem) != 0) {
-        cfg_error(errors, &cfg->ocsp_pos, "unusable OCSP response '%s': %s (expected DER, "
-                  "as `openssl ocsp -respout` writes it)", cfg->ocsp_path, problem);
+        cfg_error(errors, &cfg->ocsp_pos,
+                  "unusable OCSP response '%s': %s (expected DER, "
+                  "as `openssl ocsp -respout` writes it)",
+                  cfg->ocsp_path, problem);
         return -1;
     }
-    serial_len = i2c_ASN1_INTEGER(X509_get0_serialNumber(leaf), &serial);
-    bool same = serial_len > 0 && (size_t)serial_len == response.serial_len &&
+    /* i2c_ASN1_INTEGER writes the INTEGER's contents, as CertID holds
+     * them; it only measures when given NULL. */
+    serial_len = i2c_ASN1_INTEGER(X509_get0_serialNumber(leaf), NULL);
+    if (serial_len > 0 && (serial = malloc((size_t)serial_len)) != NULL) {
+        uint8_t *end = serial;
+        i2c_ASN1_INTEGER(X509_get0_serialNumber(leaf), &end);
+    }
+    bool same = serial != NULL && (size_t)serial_len == response.serial_len &&
                 memcmp(serial, response.serial, response.serial_len) == 0;
-    OPENSSL_free(serial);
+    free(serial);
     if (!same) {
         cfg_error(errors, &cfg->ocsp_pos,
                   "OCSP response '%s' is for another certificate (its serial number differs "
@@ -264,21 +272,20 @@ static int load_ocsp(struct tls_cert *cert, const struct cfg_cert *cfg, X509 *le
 }
 
 /* load_key reads the private key of |cfg| and checks it against |leaf|. */
-static int load_key(struct tls_cert *cert, const struct cfg_cert *cfg, X509 *leaf,
-                    FILE *errors)
+static int load_key(struct tls_cert *cert, const struct cfg_cert *cfg, X509 *leaf, FILE *errors)
 {
     BIO *bio = BIO_new_file(cfg->key_path, "r");
     if (bio == NULL) {
-        cfg_error(errors, &cfg->key_pos, "cannot read private key file '%s': %s",
-                  cfg->key_path, strerror(errno));
+        cfg_error(errors, &cfg->key_pos, "cannot read private key file '%s': %s", cfg->key_path,
+                  strerror(errno));
         ERR_clear_error();
         return -1;
     }
     cert->key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
     BIO_free(bio);
     if (cert->key == NULL) {
-        cfg_error(errors, &cfg->key_pos, "no usable PEM private key in '%s': %s",
-                  cfg->key_path, tls_cert_error_text("unreadable"));
+        cfg_error(errors, &cfg->key_pos, "no usable PEM private key in '%s': %s", cfg->key_path,
+                  tls_cert_error_text("unreadable"));
         return -1;
     }
     if (X509_check_private_key(leaf, cert->key) != 1) {
@@ -395,8 +402,9 @@ void tls_cert_warn(const struct tls_cert *cert, const struct cfg_listener *liste
         log_str(&line, "file", cert->cfg->ocsp_path);
         log_str(&line, "certificate", cert->cfg->cert_path);
         log_str(&line, "next_update", utc_text(cert->ocsp_next_update, when, sizeof(when)));
-        log_str(&line, "msg", "the OCSP response is past its nextUpdate and is not stapled; "
-                              "fetch a new one");
+        log_str(&line, "msg",
+                "the OCSP response is past its nextUpdate and is not stapled; "
+                "fetch a new one");
         log_end(&line);
     }
 }

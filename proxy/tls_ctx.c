@@ -92,13 +92,51 @@ static bool client_signs_for(const SSL_CLIENT_HELLO *hello, int key_type)
     return false;
 }
 
+/* client_offers_tls13 returns true if the ClientHello's supported_versions
+ * lists TLS 1.3. */
+static bool client_offers_tls13(const SSL_CLIENT_HELLO *hello)
+{
+    const uint8_t *data;
+    size_t len;
+    CBS ext, versions;
+    uint16_t version;
+
+    if (!SSL_early_callback_ctx_extension_get(hello, TLSEXT_TYPE_supported_versions, &data,
+                                              &len))
+        return false;
+    CBS_init(&ext, data, len);
+    if (!CBS_get_u8_length_prefixed(&ext, &versions))
+        return false;
+    while (CBS_get_u16(&versions, &version)) {
+        if (version == TLS1_3_VERSION)
+            return true;
+    }
+    return false;
+}
+
+/* policy_has_suite returns true if |cipher| is among the listener's TLS 1.2
+ * suites (the few configured ones: a linear search is cheapest). */
+static bool policy_has_suite(const SSL *ssl, const SSL_CIPHER *cipher)
+{
+    STACK_OF(SSL_CIPHER) *enabled = SSL_get_ciphers(ssl);
+
+    for (size_t i = 0; i < sk_SSL_CIPHER_num(enabled); i++) {
+        if (sk_SSL_CIPHER_value(enabled, i) == cipher)
+            return true;
+    }
+    return false;
+}
+
 /* client_has_suite_for returns true if the ClientHello offers a cipher suite
- * that |key_type| can authenticate: any TLS 1.3 suite when this listener
- * allows TLS 1.3, else a TLS 1.2 suite of the key's kind. */
+ * that |key_type| can authenticate: any TLS 1.3 suite when both sides speak
+ * TLS 1.3, else one of the listener's TLS 1.2 suites of the key's kind. A
+ * suite the policy refuses does not count: a scanner offering ECDSA CBC
+ * suites and RSA AEAD ones must get the RSA certificate. */
 static bool client_has_suite_for(const SSL_CLIENT_HELLO *hello, int key_type,
                                  bool tls13_allowed)
 {
     int wanted_auth = key_type == EVP_PKEY_RSA ? NID_auth_rsa : NID_auth_ecdsa;
+    bool tls13 = tls13_allowed && client_offers_tls13(hello);
     CBS suites;
     uint16_t value;
 
@@ -108,7 +146,8 @@ static bool client_has_suite_for(const SSL_CLIENT_HELLO *hello, int key_type,
         if (cipher == NULL)
             continue;
         int auth = SSL_CIPHER_get_auth_nid(cipher);
-        if ((auth == NID_auth_any && tls13_allowed) || auth == wanted_auth)
+        if ((auth == NID_auth_any && tls13) ||
+            (auth == wanted_auth && policy_has_suite(hello->ssl, cipher)))
             return true;
     }
     return false;
@@ -162,8 +201,8 @@ static enum ssl_select_cert_result_t select_certificate(const SSL_CLIENT_HELLO *
     size_t alpn_len;
 
     if (tls->listener->alpn_required &&
-        !SSL_early_callback_ctx_extension_get(hello, TLSEXT_TYPE_application_layer_protocol_negotiation,
-                                              &alpn, &alpn_len)) {
+        !SSL_early_callback_ctx_extension_get(
+            hello, TLSEXT_TYPE_application_layer_protocol_negotiation, &alpn, &alpn_len)) {
         tls_io_push_policy_error(TLS_IO_ERR_NO_APPLICATION_PROTOCOL);
         return ssl_select_cert_error;
     }
@@ -311,11 +350,11 @@ static int apply_client_auth(struct tls_ctx *tls, FILE *errors)
     SSL_CTX_set_client_CA_list(ctx, names);
     if (auth->crl_path != NULL && load_crls(auth, SSL_CTX_get_cert_store(ctx), errors) != 0)
         return -1;
-    SSL_CTX_set_verify(ctx,
-                       SSL_VERIFY_PEER | (auth->mode == CFG_CLIENT_AUTH_REQUIRED
-                                              ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT
-                                              : 0),
-                       NULL);
+    SSL_CTX_set_verify(
+        ctx,
+        SSL_VERIFY_PEER |
+            (auth->mode == CFG_CLIENT_AUTH_REQUIRED ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
+        NULL);
     SSL_CTX_set_verify_depth(ctx, (int)auth->depth);
     return 0;
 }
@@ -490,7 +529,8 @@ static void describe_alpn(const struct cfg_listener *l, FILE *out)
     }
     fprintf(out, "  alpn:");
     for (size_t at = 0; at < l->alpn_len; at += 1 + l->alpn[at])
-        fprintf(out, "%s%.*s", at ? ", " : " ", (int)l->alpn[at], (const char *)l->alpn + at + 1);
+        fprintf(out, "%s%.*s", at ? ", " : " ", (int)l->alpn[at],
+                (const char *)l->alpn + at + 1);
     fprintf(out, "%s\n", l->alpn_required ? " (required)" : "");
 }
 

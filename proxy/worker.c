@@ -9,6 +9,7 @@
 #include "daemon.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 
 /* log_suppressed writes one summary line per reason whose failure lines the
  * rate limit dropped since the last summary: the counts are exact. */
@@ -118,9 +119,10 @@ int worker_init(struct worker *w, unsigned id, struct daemon *daemon, struct gen
     w->drain_timer = evtimer_new(w->base, on_drain_deadline, w);
     w->reload_ev = event_new(w->base, -1, 0, on_reload, w);
     w->summary_timer = event_new(w->base, -1, EV_PERSIST, on_summary_timer, w);
+    w->metrics = metrics_block_new(daemon->metrics);
     w->listeners = calloc(config->num_listeners, sizeof(*w->listeners));
     if (w->drain_ev == NULL || w->drain_timer == NULL || w->reload_ev == NULL ||
-        w->summary_timer == NULL || w->listeners == NULL)
+        w->summary_timer == NULL || w->metrics == NULL || w->listeners == NULL)
         return -1;
     ratelimit_init(&w->failure_log, config->failure_log_rate, config->failure_log_burst);
     struct timeval every = {.tv_sec = config->failure_log_summary_ms / 1000,
@@ -177,6 +179,7 @@ void worker_cleanup(struct worker *w)
     conn_close_all(w, END_SHUTDOWN);
     for (size_t i = 0; i < w->num_listeners; i++)
         listener_cleanup(&w->listeners[i]);
+    metrics_block_free(w->metrics); /* after the closes, which it counts */
     free(w->listeners);
     if (w->drain_ev != NULL)
         event_free(w->drain_ev);

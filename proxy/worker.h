@@ -21,6 +21,7 @@
 
 struct conn;
 struct daemon;
+struct metrics_block;
 struct listener;
 
 struct worker {
@@ -41,6 +42,7 @@ struct worker {
     struct event *drain_ev;    /* activated by the main thread */
     struct event *drain_timer; /* the drain deadline */
 
+    struct metrics_block *metrics; /* this worker's counters */
     struct ratelimit failure_log;  /* handshake_failed lines per reason */
     struct event *summary_timer;   /* logs what failure_log suppressed */
 

@@ -479,7 +479,10 @@ static void test_oversize_request_is_431(void **state)
 }
 
 /* CASE is a request of bytes that may include a NUL, and its status. */
-#define CASE(bytes, status) {bytes, sizeof(bytes) - 1, status}
+#define CASE(bytes, status)                                                                    \
+    {                                                                                          \
+        bytes, sizeof(bytes) - 1, status                                                       \
+    }
 
 static void test_garbage_is_400(void **state)
 {
@@ -576,8 +579,8 @@ static void test_many_connections_at_once(void **state)
     for (int i = 0; i < NUM_CLIENTS; i++)
         fds[i] = client_connect(&f.addr);
     for (int i = 0; i < NUM_CLIENTS; i++) {
-        const char *request = i % 2 ? "GET /metrics HTTP/1.1\r\n\r\n"
-                                    : "GET /healthz HTTP/1.1\r\n\r\n";
+        const char *request =
+            i % 2 ? "GET /metrics HTTP/1.1\r\n\r\n" : "GET /healthz HTTP/1.1\r\n\r\n";
         client_send(fds[i], request, strlen(request));
     }
     for (int i = 0; i < NUM_CLIENTS; i++) {
@@ -655,10 +658,17 @@ static void test_local_addresses(void **state)
         const char *text;
         bool local;
     } cases[] = {
-        {"127.0.0.1:9100", true},  {"127.1.2.3:9100", true},   {"[::1]:9100", true},
-        {"[::ffff:127.0.0.1]:1", true}, {"unix:/run/tlsterm.sock", true},
-        {"0.0.0.0:9100", false},   {"10.0.0.1:9100", false},   {"[::]:9100", false},
-        {"[::ffff:10.0.0.1]:1", false}, {"128.0.0.1:9100", false}, {"[fe80::1]:1", false},
+        {"127.0.0.1:9100", true},
+        {"127.1.2.3:9100", true},
+        {"[::1]:9100", true},
+        {"[::ffff:127.0.0.1]:1", true},
+        {"unix:/run/tlsterm.sock", true},
+        {"0.0.0.0:9100", false},
+        {"10.0.0.1:9100", false},
+        {"[::]:9100", false},
+        {"[::ffff:10.0.0.1]:1", false},
+        {"128.0.0.1:9100", false},
+        {"[fe80::1]:1", false},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct net_addr addr;

@@ -116,25 +116,31 @@ static const struct {
     {"openssl_cipher_all", "t12d840700_bd790527ddab_3c5a66c06c35",
      "09d001e2e171699aefe6f023c153d273"},
     {"curl_tls12", "t12d2807h2_d943125447b4_a44c6288192a", "87b9bfc7da97115ed2276737b09f8d74"},
-    {"curl_default", "t13d3112h2_e8f1e7e78f70_b26ce05bbdd6", "0149f47eabf9a20d0893e2a44e5a6323"},
+    {"curl_default", "t13d3112h2_e8f1e7e78f70_b26ce05bbdd6",
+     "0149f47eabf9a20d0893e2a44e5a6323"},
     {"python_ssl", "t13d3112h1_e8f1e7e78f70_d41ae481755e", "3adacb99ecb51ed59c4f6c4ed9a7dcaa"},
     {"boringssl_grease", "t13d1814h2_e8a523a41297_43ade6aba3df",
      "75eaa66591e19655e62bd8287e81ee50"},
-    {"spec_example", "t13d1516h2_8daaf6152771_e5627efa2ab1", "c000e2caf3a25423f9de6c8a4b12a975"},
+    {"spec_example", "t13d1516h2_8daaf6152771_e5627efa2ab1",
+     "c000e2caf3a25423f9de6c8a4b12a975"},
     {"spec_example_grease", "t13d1516h2_8daaf6152771_e5627efa2ab1",
      "c000e2caf3a25423f9de6c8a4b12a975"},
     {"foxio_chrome_sigalg", "t13d1517h2_8daaf6152771_cb7bf5808d99",
      "2cd149ce869b7ee2a404f6149b4b41b7"},
     {"caps", "t00d9966pg_f18615e3aaf4_3c1e6f9a8ea4", "eeb5bad0d8edf666c4328473821f510d"},
-    {"no_extensions", "t10i030000_5704bdfc91c6_000000000000", "d03688c92e36c87cd9bdbba5c3368d5b"},
+    {"no_extensions", "t10i030000_5704bdfc91c6_000000000000",
+     "d03688c92e36c87cd9bdbba5c3368d5b"},
     {"only_grease_ciphers", "t12d0002h2_000000000000_000000000000",
      "f56b0e56df61633726f096384b437677"},
+    {"long_lists", "t13d9999h2_33cf8058f494_78a03e675d3c", "67b8f493c7da9def501afea51cf0c836"},
     {"versions_only_grease", "t12d010200_f06271c2b022_b9a491fefe05",
      "8ca0d105f3b798953a936d2dd6cebb78"},
     {"repeated_ciphers", "t13i030100_35f9668e23d2_b9a491fefe05",
      "7e6909cfc0c15b764974f6d4bb3763e3"},
-    {"alpn_hex_abcd", "t13i0102ad_0f2cb44170f4_b9a491fefe05", "0f47feb5cfe942f9bed4e5cd65ba24db"},
-    {"alpn_hex_30ab", "t13i01023b_0f2cb44170f4_b9a491fefe05", "0f47feb5cfe942f9bed4e5cd65ba24db"},
+    {"alpn_hex_abcd", "t13i0102ad_0f2cb44170f4_b9a491fefe05",
+     "0f47feb5cfe942f9bed4e5cd65ba24db"},
+    {"alpn_hex_30ab", "t13i01023b_0f2cb44170f4_b9a491fefe05",
+     "0f47feb5cfe942f9bed4e5cd65ba24db"},
     {"alpn_hex_30abcd31", "t13i010201_0f2cb44170f4_b9a491fefe05",
      "0f47feb5cfe942f9bed4e5cd65ba24db"},
     {"alpn_single_char", "t13i0102qq_0f2cb44170f4_b9a491fefe05",
@@ -308,7 +314,8 @@ static void test_caps_cut_lists_but_keep_counts(void **state)
 
     summarize_file("caps", &s);
     assert_int_equal(s.num_ciphers, 100);
-    assert_int_equal(s.ciphers[CLIENTHELLO_MAX_CIPHERS - 1], 0xc000 + CLIENTHELLO_MAX_CIPHERS - 4);
+    assert_int_equal(s.ciphers[CLIENTHELLO_MAX_CIPHERS - 1],
+                     0xc000 + CLIENTHELLO_MAX_CIPHERS - 4);
     assert_int_equal(s.num_extensions, 66);
     assert_int_equal(s.extensions[CLIENTHELLO_MAX_EXTENSIONS - 1],
                      0x1000 + CLIENTHELLO_MAX_EXTENSIONS - 7);
@@ -319,7 +326,8 @@ static void test_caps_cut_lists_but_keep_counts(void **state)
     assert_int_equal(s.num_groups, 40);
     assert_int_equal(s.groups[CLIENTHELLO_MAX_GROUPS - 1], CLIENTHELLO_MAX_GROUPS);
     assert_int_equal(s.num_sigalgs, 60);
-    assert_int_equal(s.sigalgs[CLIENTHELLO_MAX_SIGALGS - 1], 0x0100 + CLIENTHELLO_MAX_SIGALGS - 1);
+    assert_int_equal(s.sigalgs[CLIENTHELLO_MAX_SIGALGS - 1],
+                     0x0100 + CLIENTHELLO_MAX_SIGALGS - 1);
     assert_int_equal(s.num_alpn, 6);
     for (int i = 0; i < CLIENTHELLO_MAX_ALPN; i++) {
         assert_int_equal(s.alpn_len[i], 25);
@@ -392,8 +400,8 @@ static void test_malformed_framing_is_refused(void **state)
     static const uint8_t ext_cut[] = {0x00, 0x17, 0x00};
     static const uint8_t ext_long[] = {0x00, 0x17, 0x00, 0x05, 0x00};
     static const uint8_t ext_twice[] = {0x00, 0x17, 0x00, 0x00, 0x00, 0x17, 0x00, 0x00};
-    static const uint8_t ext_twice_apart[] = {0x00, 0x17, 0x00, 0x00, 0x00, 0x23, 0x00,
-                                              0x00, 0x00, 0x17, 0x00, 0x00};
+    static const uint8_t ext_twice_apart[] = {0x00, 0x17, 0x00, 0x00, 0x00, 0x23,
+                                              0x00, 0x00, 0x00, 0x17, 0x00, 0x00};
     static const uint8_t ext_ok[] = {0x00, 0x17, 0x00, 0x00, 0x00, 0x23, 0x00, 0x00};
     const struct hello_parts good = {0, one_cipher, 2, 1, true, ext_ok, sizeof(ext_ok), 0};
     struct clienthello_summary s;
@@ -444,6 +452,22 @@ static void test_malformed_framing_is_refused(void **state)
         assert_int_equal(summarize_parts(&bad, &s), -1);
     }
 
+    /* A repeat among more extensions than the summary sorts on the stack. */
+    uint8_t many[4 * 200];
+    for (size_t i = 0; i < 200; i++) {
+        uint16_t type = (uint16_t)(0x3000 + 7 * (i == 150 ? 3 : i));
+        many[4 * i] = (uint8_t)(type >> 8);
+        many[4 * i + 1] = (uint8_t)type;
+        many[4 * i + 2] = many[4 * i + 3] = 0;
+    }
+    bad = good;
+    bad.extensions = many;
+    bad.extensions_len = sizeof(many);
+    assert_int_equal(summarize_parts(&bad, &s), -1);
+    many[4 * 150] ^= 0x40; /* no repeat any more */
+    assert_int_equal(summarize_parts(&bad, &s), 0);
+    assert_int_equal(s.num_extensions, 200);
+
     /* An empty extensions block is allowed, like no block at all. */
     bad = good;
     bad.extensions_len = 0;
@@ -467,8 +491,8 @@ static void test_malformed_extension_body_is_noted(void **state)
         0x00, 0x0a, 0x00, 0x04, 0x00, 0x02, 0x00, 0x1d,       /* good groups */
         0x00, 0x00, 0x00, 0x00,                               /* empty SNI */
     };
-    const struct hello_parts parts = {0, one_cipher, 2, 1, true, bad_sigalgs, sizeof(bad_sigalgs),
-                                      0};
+    const struct hello_parts parts = {0,           one_cipher,          2, 1, true,
+                                      bad_sigalgs, sizeof(bad_sigalgs), 0};
     struct clienthello_summary s;
 
     assert_int_equal(summarize_parts(&parts, &s), 0);
@@ -615,12 +639,42 @@ static void log_fields_of(const char *name, struct log_line *line)
     assert_false(line->truncated);
     assert_true(line->len < sizeof(line->buf));
     line->buf[line->len] = '\0';
+    assert_null(strstr(line->buf, "\\u0000"));
 }
 
 static void assert_has(const struct log_line *line, const char *field)
 {
     if (strstr(line->buf, field) == NULL)
         fail_msg("%s\nnot in\n%s", field, line->buf);
+}
+
+/* check_list_field checks the comma-separated field |key| of |line|: no
+ * longer than |limit|, no empty entry, and its entries plus the N of a final
+ * "+N" add up to |num_total|. It returns how many entries it shows. */
+static size_t check_list_field(const struct log_line *line, const char *key, size_t limit,
+                               size_t num_total)
+{
+    char start[64];
+    snprintf(start, sizeof(start), "\"%s\":\"", key);
+    const char *value = strstr(line->buf, start);
+    assert_non_null(value);
+    value += strlen(start);
+    size_t len = (size_t)(strchr(value, '"') - value), num_shown = 0, num_more = 0;
+    assert_true(len < limit);
+
+    for (const char *item = value; item < value + len;) {
+        const char *end = memchr(item, ',', (size_t)(value + len - item));
+        if (end == NULL)
+            end = value + len;
+        assert_true(end > item);
+        if (*item == '+' && end == value + len)
+            num_more = strtoul(item + 1, NULL, 10);
+        else
+            num_shown++;
+        item = end + 1;
+    }
+    assert_int_equal(num_shown + num_more, num_total);
+    return num_shown;
 }
 
 static void test_log_fields(void **state)
@@ -675,7 +729,7 @@ static void test_log_fields_of_long_lists(void **state)
                       "protocol-number...,+2\",");
     assert_has(&line, "\"ciphers\":\"TLS_AES_128_GCM_SHA256,TLS_AES_256_GCM_SHA384,"
                       "TLS_CHACHA20_POLY1305_SHA256,0xc000,");
-    assert_has(&line, ",0xc01c,+68\",");  /* 32 of 100 suites */
+    assert_has(&line, ",0xc01c,+68\","); /* 32 of 100 suites */
     assert_has(&line, ",0x0010,+24\","); /* 16 of 40 groups */
     assert_has(&line, ",0x0117,+36\","); /* 24 of 60 sigalgs */
     assert_has(&line, ",4121,+34\",");   /* 32 of 66 extensions */
@@ -686,19 +740,66 @@ static void test_log_fields_of_long_lists(void **state)
     /* 84 suites with long names: cut by the field's share of the line
      * before the cap. */
     log_fields_of("openssl_cipher_all", &line);
-    const char *ciphers = strstr(line.buf, "\"ciphers\":\"");
-    assert_non_null(ciphers);
-    ciphers += strlen("\"ciphers\":\"");
-    size_t len = (size_t)(strchr(ciphers, '"') - ciphers), num_shown = 1;
-    for (size_t i = 0; i < len; i++)
-        num_shown += ciphers[i] == ',';
-    const char *more = ciphers + len;
-    while (more[-1] != '+')
-        more--;
-    num_shown--; /* the ",+N" */
-    assert_true(len <= 640);
-    assert_true(num_shown < CLIENTHELLO_MAX_CIPHERS);
-    assert_int_equal(num_shown + strtoul(more, NULL, 10), 84);
+    assert_true(check_list_field(&line, "ciphers", 640, 84) < CLIENTHELLO_MAX_CIPHERS);
+}
+
+/* The "+N" must fit whatever length the shown entries reach: lists of long
+ * names of every count, shifted so the cut falls at every offset. */
+static void test_log_fields_cut_at_every_offset(void **state)
+{
+    static const uint16_t suites[] = {0xc02b, 0x009c, 0x1301, 0xcca9, 0xc013, 0x002f,
+                                      0xc009, 0x1302, 0xc030, 0x0035, 0x000a};
+    uint8_t ciphers[2 * 64];
+    struct clienthello_summary s;
+    struct log_line line;
+
+    for (size_t num = 1; num <= 64; num++) {
+        for (size_t shift = 0; shift < sizeof(suites) / sizeof(suites[0]); shift++) {
+            for (size_t i = 0; i < num; i++) {
+                uint16_t suite = suites[(i * 7 + shift) % (sizeof(suites) / sizeof(suites[0]))];
+                ciphers[2 * i] = (uint8_t)(suite >> 8);
+                ciphers[2 * i + 1] = (uint8_t)suite;
+            }
+            const struct hello_parts parts = {0, ciphers, 2 * num, 1, false, NULL, 0, 0};
+            assert_int_equal(summarize_parts(&parts, &s), 0);
+            log_begin(&line, LOG_INFO, "handshake_failed");
+            clienthello_log_fields(&line, &s);
+            line.buf[line.len] = '\0';
+            assert_null(strstr(line.buf, "\\u0000"));
+            check_list_field(&line, "ciphers", 640, num);
+        }
+    }
+
+    /* A five-digit N: ALPN names whose percent-encoding sets their length
+     * byte by byte, followed by 20000 empty names. */
+    enum { NUM_EMPTY = 20000, NAME_LEN = 20 };
+    static uint8_t extension[4 + 2 + 4 * (1 + NAME_LEN) + NUM_EMPTY];
+    for (size_t encoded2 = 0; encoded2 <= 15; encoded2++) {
+        for (size_t encoded3 = 0; encoded3 <= 15; encoded3++) {
+            size_t encoded[4] = {15, encoded2, encoded3, 0}, pos = 6;
+            for (size_t n = 0; n < 4; n++) {
+                extension[pos++] = NAME_LEN;
+                for (size_t b = 0; b < NAME_LEN; b++)
+                    extension[pos++] = b < encoded[n] ? ',' : 'a';
+            }
+            memset(extension + pos, 0, NUM_EMPTY);
+            pos += NUM_EMPTY;
+            extension[0] = 0x00;
+            extension[1] = 0x10;
+            extension[2] = (uint8_t)((pos - 4) >> 8);
+            extension[3] = (uint8_t)(pos - 4);
+            extension[4] = (uint8_t)((pos - 6) >> 8);
+            extension[5] = (uint8_t)(pos - 6);
+            const struct hello_parts parts = {0, one_cipher, 2, 1, true, extension, pos, 0};
+            assert_int_equal(summarize_parts(&parts, &s), 0);
+            assert_int_equal(s.num_alpn, 4 + NUM_EMPTY);
+            log_begin(&line, LOG_INFO, "handshake_failed");
+            clienthello_log_fields(&line, &s);
+            line.buf[line.len] = '\0';
+            assert_null(strstr(line.buf, "\\u0000"));
+            check_list_field(&line, "alpn", 128, 4 + NUM_EMPTY);
+        }
+    }
 }
 
 static void test_log_fields_malformed_extension(void **state)
@@ -712,7 +813,8 @@ static void test_log_fields_malformed_extension(void **state)
     log_begin(&line, LOG_INFO, "handshake_failed");
     clienthello_log_fields(&line, &s);
     line.buf[line.len] = '\0';
-    assert_has(&line, "\"legacy_version\":\"TLSv1.2\",\"malformed_extension\":16,\"alpn\":\"\",");
+    assert_has(&line,
+               "\"legacy_version\":\"TLSv1.2\",\"malformed_extension\":16,\"alpn\":\"\",");
 }
 
 int main(void)
@@ -733,6 +835,7 @@ int main(void)
         cmocka_unit_test(test_early_callback_matches_raw),
         cmocka_unit_test(test_log_fields),
         cmocka_unit_test(test_log_fields_of_long_lists),
+        cmocka_unit_test(test_log_fields_cut_at_every_offset),
         cmocka_unit_test(test_log_fields_malformed_extension),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -25,7 +25,7 @@
 
 struct sample {
     char *name;
-    char *labels; /* as written between the braces, escapes kept; "" for none */
+    char *labels;   /* as written between the braces, escapes kept; "" for none */
     uint64_t micro; /* the value times 10^6, exact */
     const char *family;
 };
@@ -188,9 +188,8 @@ static void parse_exposition(const char *text, struct exposition *e)
         for (size_t i = 0; i < e->num_samples; i++)
             assert_false(strcmp(e->samples[i].name, name) == 0 &&
                          strcmp(e->samples[i].labels, labels) == 0);
-        e->samples[e->num_samples++] =
-            (struct sample){.name = name, .labels = labels, .micro = micro,
-                            .family = current->name};
+        e->samples[e->num_samples++] = (struct sample){
+            .name = name, .labels = labels, .micro = micro, .family = current->name};
         free(line);
     }
 }
@@ -401,9 +400,10 @@ static void *write_known_counts(void *arg)
 static void expect_known_counts(struct expect_list *l)
 {
     static const char edge[] = "listener=\"edge\"";
-    const uint64_t handshake_buckets[] = {0, 100, 100, 100, 100, 100, 100, 100,
+    const uint64_t handshake_buckets[] = {0,   100, 100, 100, 100, 100, 100, 100,
                                           100, 100, 100, 100, 104, 104, 104};
-    const uint64_t connect_buckets[] = {0, 0, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20};
+    const uint64_t connect_buckets[] = {0,  0,  20, 20, 20, 20, 20, 20,
+                                        20, 20, 20, 20, 20, 20, 20};
 
     memset(l, 0, sizeof(*l));
     expect(l, "tlsterm_connections_accepted_total", edge, 1000);
@@ -434,9 +434,10 @@ static void expect_known_counts(struct expect_list *l)
     expect_histogram(l, "tlsterm_handshake_duration_seconds", "edge", handshake_buckets,
                      100 * 800 + 4 * 3000000);
     expect(l, "tlsterm_early_data_accepted_total", edge, 6);
-    expect(l, "tlsterm_policy_would_fail_total", "listener=\"edge\",reason=\"protocol_version\"",
-           12);
-    expect(l, "tlsterm_backend_connect_failures_total", "listener=\"edge\",cause=\"timeout\"", 4);
+    expect(l, "tlsterm_policy_would_fail_total",
+           "listener=\"edge\",reason=\"protocol_version\"", 12);
+    expect(l, "tlsterm_backend_connect_failures_total", "listener=\"edge\",cause=\"timeout\"",
+           4);
     expect(l, "tlsterm_backend_connect_failures_total", "listener=\"edge\",cause=\"error\"", 6);
     expect_histogram(l, "tlsterm_backend_connect_duration_seconds", "edge", connect_buckets,
                      20 * 1500);
@@ -468,7 +469,8 @@ static void test_threads_then_render(void **state)
     check_exactly(&e, expected);
     /* The families with a fixed label set are written in full, zeros
      * included, for both listeners. */
-    assert_int_equal(count_family(&e, "tlsterm_connections_closed_total"), 2 * END_REASON_COUNT);
+    assert_int_equal(count_family(&e, "tlsterm_connections_closed_total"),
+                     2 * END_REASON_COUNT);
     size_t num_handshake_reasons = 0;
     for (int r = 0; r < END_REASON_COUNT; r++)
         num_handshake_reasons += reason_is_handshake_failure((enum end_reason)r);
@@ -480,8 +482,8 @@ static void test_threads_then_render(void **state)
     assert_int_equal(count_family(&e, "tlsterm_connections_active"), 2);
     /* Listeners in the order they were first seen: every writer asked for
      * "edge" first. */
-    const struct sample *first = find(&e, "tlsterm_connections_accepted_total",
-                                      "listener=\"edge\"");
+    const struct sample *first =
+        find(&e, "tlsterm_connections_accepted_total", "listener=\"edge\"");
     assert_ptr_equal(first, &e.samples[0]);
     exposition_free(&e);
 
@@ -534,10 +536,11 @@ static void test_histogram_bucket_edges(void **state)
     assert_non_null(sum);
     assert_int_equal(sum->micro, 20003003);
     char *text = render_text(m);
-    assert_non_null(
-        strstr(text, "tlsterm_backend_connect_duration_seconds_sum{listener=\"h\"} 20.003003\n"));
-    assert_non_null(strstr(text, "tlsterm_backend_connect_duration_seconds_bucket{listener=\"h\","
-                                 "le=\"0.0005\"} 2\n"));
+    assert_non_null(strstr(
+        text, "tlsterm_backend_connect_duration_seconds_sum{listener=\"h\"} 20.003003\n"));
+    assert_non_null(strstr(text,
+                           "tlsterm_backend_connect_duration_seconds_bucket{listener=\"h\","
+                           "le=\"0.0005\"} 2\n"));
     assert_non_null(strstr(
         text, "tlsterm_backend_connect_duration_seconds_bucket{listener=\"h\",le=\"10\"} 6\n"));
     free(text);
@@ -651,7 +654,8 @@ static void test_render_while_writing(void **state)
 
     for (int i = 0; i < NUM_LIVE_WRITERS; i++) {
         writers[i] = (struct live_writer){.metrics = m, .stop = &stop};
-        assert_int_equal(pthread_create(&threads[i], NULL, write_until_stopped, &writers[i]), 0);
+        assert_int_equal(pthread_create(&threads[i], NULL, write_until_stopped, &writers[i]),
+                         0);
     }
     for (int r = 0; r < NUM_RENDERS; r++) {
         render_parse(m, &e);
@@ -853,8 +857,9 @@ static void test_handshake_label_values(void **state)
                                            (enum metrics_cipher)c, (enum metrics_group)g, r, 1);
     struct exposition e;
     render_parse(m, &e);
-    assert_int_equal(count_family(&e, "tlsterm_handshakes_total"),
-                     METRICS_TLS_VERSION_COUNT * METRICS_CIPHER_COUNT * METRICS_GROUP_COUNT * 2);
+    assert_int_equal(count_family(&e, "tlsterm_handshakes_total"), METRICS_TLS_VERSION_COUNT *
+                                                                       METRICS_CIPHER_COUNT *
+                                                                       METRICS_GROUP_COUNT * 2);
     assert_non_null(find(&e, "tlsterm_handshakes_total",
                          "listener=\"x\",version=\"TLSv1.0\",cipher=\"other\",group=\"none\","
                          "resumed=\"true\""));

@@ -146,6 +146,19 @@ def only_grease_ciphers():
     return hello([GREASE[4], GREASE[12]], [sni("zero.test"), alpn(b"h2")])
 
 
+def long_lists():
+    """Past the 128 values the summary sorts on the stack: 600 cipher suites
+    over every band of 4096 values, some repeated, GREASE among them, and
+    200 extensions, to exercise the counting sort of long lists."""
+    ciphers = [(i * 0x6D + 0x101) & 0xFFFF for i in range(580)] + GREASE[:10] + [0x1301] * 10
+    ciphers = [c ^ 0x0100 if c in GREASE and i < 580 else c for i, c in enumerate(ciphers)]
+    exts = [sni("long.test"), alpn(b"h2"), versions(0x0304), sigalgs(0x0403, GREASE[2], 0x0804)]
+    types = sorted({(i * 0x1F3 + 0x20) & 0xFFFF for i in range(196)} - set(GREASE) -
+                   {0x0000, 0x0010, 0x002B, 0x000D}, reverse=True)
+    exts += [ext(t) for t in types]
+    return hello(ciphers, exts)
+
+
 def versions_only_grease():
     """supported_versions with nothing but GREASE: JA4 falls back to
     legacy_version."""
@@ -169,6 +182,7 @@ def main():
     write("caps", caps())
     write("no_extensions", no_extensions())
     write("only_grease_ciphers", only_grease_ciphers())
+    write("long_lists", long_lists())
     write("versions_only_grease", versions_only_grease())
     write("repeated_ciphers", repeated_ciphers())
     # JA4.md's ALPN rules: non-alphanumeric first or last byte -> hex.

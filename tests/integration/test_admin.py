@@ -1,0 +1,137 @@
+"""The admin endpoint: /healthz, /readyz (503 while draining), /metrics in
+Prometheus text format with counters consistent with what the test did, and
+an endpoint that refuses other methods and survives garbage."""
+
+import signal
+import socket
+import ssl
+import subprocess
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tlsterm_harness import (
+    client_context,
+    listener_config,
+    parse_addr,
+    run_tlsterm,
+    tls_connect,
+    tlsterm_config,
+    to_yaml,
+)
+
+
+def admin_config(backend, certs):
+    config = tlsterm_config([listener_config("edge", backend, certs)])
+    config["admin"] = {"listen": "127.0.0.1:0"}
+    return config
+
+
+def http(addr, request, timeout=10):
+    """http sends raw |request| bytes to the admin endpoint and returns
+    (status, body)."""
+    with socket.create_connection(addr, timeout=timeout) as s:
+        s.sendall(request)
+        response = b""
+        while chunk := s.recv(65536):
+            response += chunk
+    head, _, body = response.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), body
+
+
+def get(addr, path):
+    return http(addr, f"GET {path} HTTP/1.1\r\nHost: admin\r\n\r\n".encode())
+
+
+def admin_addr(proxy):
+    return parse_addr(proxy.wait_for("admin_listening")["addr"])
+
+
+def samples(addr):
+    status, body = get(addr, "/metrics")
+    assert status == 200
+    values = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            key = (sample.name, tuple(sorted(sample.labels.items())))
+            values[key] = sample.value
+    return values
+
+
+def total(values, name, **labels):
+    """total sums the samples of |name| whose labels include |labels|."""
+    return sum(v for (n, lbls), v in values.items()
+               if n == name and all(dict(lbls).get(k) == str(w) for k, w in labels.items()))
+
+
+def test_health_and_readiness(tlsterm_factory, backend_factory, certs):
+    proxy = tlsterm_factory(admin_config(backend_factory("echo"), certs))
+    addr = admin_addr(proxy)
+    status, body = get(addr, "/healthz")
+    assert status == 200 and body.startswith(b"ok"), (status, body)
+    assert get(addr, "/readyz")[0] == 200
+    assert get(addr, "/nope")[0] == 404
+
+    # Draining (one connection still open): not ready, still alive.
+    tls = tls_connect(proxy.port("edge"), client_context(certs.ca))
+    proxy.send_signal(signal.SIGTERM)
+    proxy.wait_for("draining")
+    assert get(addr, "/readyz")[0] == 503
+    assert get(addr, "/healthz")[0] == 200
+    tls.close()
+    assert proxy.wait_exit() == 0
+
+
+def test_metrics_match_what_happened(tlsterm_factory, backend_factory, certs):
+    proxy = tlsterm_factory(admin_config(backend_factory("echo"), certs))
+    addr = admin_addr(proxy)
+    port = proxy.port("edge")
+    for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+        with tls_connect(port, client_context(certs.ca, version=version)) as tls:
+            tls.sendall(b"12345")
+            assert tls.recv(5) == b"12345"
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"\x00" * 16)
+        s.recv(100)
+    subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_1",
+                    "-cipher", "DEFAULT@SECLEVEL=0"], input=b"", capture_output=True, timeout=30)
+    proxy.wait_count("conn_closed", 2)
+    proxy.wait_count("handshake_failed", 2)
+
+    values = samples(addr)
+    assert total(values, "tlsterm_connections_accepted_total", listener="edge") == 4
+    assert total(values, "tlsterm_handshakes_total", listener="edge") == 2
+    assert total(values, "tlsterm_handshakes_total", version="TLSv1.3") == 1
+    assert total(values, "tlsterm_handshakes_total", version="TLSv1.2") == 1
+    assert total(values, "tlsterm_handshake_failures_total", reason="malformed") == 1
+    assert total(values, "tlsterm_handshake_failures_total", reason="protocol_version") == 1
+    assert total(values, "tlsterm_forwarded_bytes_total", direction="client_to_backend") == 10
+    assert total(values, "tlsterm_forwarded_bytes_total", direction="backend_to_client") == 10
+    assert total(values, "tlsterm_connections_active", listener="edge") == 0
+    # Histograms count every completed handshake.
+    assert total(values, "tlsterm_handshake_duration_seconds_count", listener="edge") == 2
+
+
+def test_rejects_other_methods_and_garbage(tlsterm_factory, backend_factory, certs):
+    proxy = tlsterm_factory(admin_config(backend_factory("echo"), certs))
+    addr = admin_addr(proxy)
+    for method in ("POST", "PUT", "DELETE"):
+        status, _ = http(addr, f"{method} /metrics HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n".encode())
+        assert status == 405
+    assert http(addr, b"\x16\x03\x01\x00\x05hello\r\n\r\n")[0] == 400
+    assert http(addr, b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\n\r\n")[0] in (400, 431)
+    # Still up, and the TLS side never noticed.
+    assert get(addr, "/healthz")[0] == 200
+    with tls_connect(proxy.port("edge"), client_context(certs.ca)) as tls:
+        tls.sendall(b"x")
+        assert tls.recv(1) == b"x"
+
+
+def test_public_admin_address_refused(certs, tmp_path):
+    config = tlsterm_config([listener_config("edge", "127.0.0.1:9", certs)])
+    config["admin"] = {"listen": "0.0.0.0:9100"}
+    path = tmp_path / "t.yaml"
+    path.write_text(to_yaml(config))
+    result = run_tlsterm("--check", "-c", str(path))
+    stderr = result.stderr.decode() if isinstance(result.stderr, bytes) else result.stderr
+    assert result.returncode == 1
+    assert "allow_public" in stderr and f"{path}:" in stderr, stderr
