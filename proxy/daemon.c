@@ -17,6 +17,7 @@
 #include "admin.h"
 #include "listener.h"
 #include "metrics.h"
+#include "tls_cert.h"
 #include "tls_ctx.h"
 #include "log.h"
 #include "worker.h"
@@ -53,6 +54,8 @@ struct daemon_watch {
     struct watched_file *files; /* what reload_on_change watches */
     size_t num_files;
 };
+
+static void publish_certs(struct daemon *d);
 
 static struct timeval ms_to_timeval(uint64_t ms)
 {
@@ -284,6 +287,7 @@ static void reload(struct daemon *d, const char *why)
     generation_unref(d->gen);
     d->gen = next;
     watch_files(d);
+    publish_certs(d);
 
     struct log_line line;
     log_begin(&line, LOG_INFO, "reload_done");
@@ -433,6 +437,32 @@ static int admin_metrics(void *arg, struct evbuffer *out)
     return metrics_render(d->metrics, out);
 }
 
+/* publish_certs sets the certificate expiry gauge to the current
+ * generation's certificates. */
+static void publish_certs(struct daemon *d)
+{
+    const struct generation *gen = d->gen;
+    size_t num = 0;
+
+    for (size_t i = 0; i < gen->config->num_listeners; i++)
+        num += tls_ctx_num_certs(gen->tls[i]);
+    struct metrics_cert *certs = calloc(num ? num : 1, sizeof(*certs));
+    if (certs == NULL)
+        return;
+    num = 0;
+    for (size_t i = 0; i < gen->config->num_listeners; i++) {
+        for (size_t j = 0; j < tls_ctx_num_certs(gen->tls[i]); j++) {
+            const struct tls_cert *cert = tls_ctx_cert(gen->tls[i], j);
+            certs[num++] = (struct metrics_cert){.listener = gen->config->listeners[i].name,
+                                                 .subject = cert->subject,
+                                                 .serial = cert->serial,
+                                                 .not_after = cert->not_after};
+        }
+    }
+    metrics_certs_set(d->metrics, certs, num);
+    free(certs);
+}
+
 static int start_admin(struct daemon *d)
 {
     const struct cfg_admin *cfg = &d->gen->config->admin;
@@ -473,6 +503,7 @@ int daemon_run(const char *config_path, struct generation *gen, struct tickets *
             goto fail;
         }
     }
+    publish_certs(&d);
     atomic_store(&d.ready, true);
     if (start_admin(&d) != 0)
         goto fail;

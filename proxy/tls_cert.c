@@ -114,6 +114,17 @@ fail:
     return -1;
 }
 
+/* format_serial writes |x509|'s serial number in upper-case hex. */
+static void format_serial(X509 *x509, char *out, size_t out_len)
+{
+    BIGNUM *serial = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x509), NULL);
+    char *hex = serial != NULL ? BN_bn2hex(serial) : NULL;
+
+    snprintf(out, out_len, "%s", hex != NULL ? hex : "unknown");
+    OPENSSL_free(hex);
+    BN_free(serial);
+}
+
 /* check_issued returns true if |issuer| issued |subject| and signed it. */
 static bool check_issued(X509 *issuer, X509 *subject)
 {
@@ -317,6 +328,7 @@ int tls_cert_load(struct tls_cert *cert, const struct cfg_cert *cfg,
         goto done;
     }
     tls_cert_format_subject(leaf, cert->subject, sizeof(cert->subject));
+    format_serial(leaf, cert->serial, sizeof(cert->serial));
     if (cert->num_dns_names == 0 && num_ips == 0) {
         cfg_error(errors, &cfg->cert_pos,
                   "certificate '%s' (%s) has no subjectAltName DNS or IP names: clients "

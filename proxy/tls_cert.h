@@ -22,6 +22,7 @@
 
 #define TLS_CERT_TIME_TEXT_MAX 32
 #define TLS_CERT_SUBJECT_MAX 256
+#define TLS_CERT_SERIAL_MAX 48 /* 20 bytes of serial (RFC 5280) in hex, and more */
 
 /* struct tls_cert is one loaded entry. It owns everything it points to,
  * except |cfg|, the entry of the configuration it came from. */
@@ -37,6 +38,7 @@ struct tls_cert {
     char not_after_text[TLS_CERT_TIME_TEXT_MAX]; /* "2029-02-28 12:00:00 UTC" */
     char not_before_text[TLS_CERT_TIME_TEXT_MAX];
     char subject[TLS_CERT_SUBJECT_MAX]; /* RFC 2253 */
+    char serial[TLS_CERT_SERIAL_MAX];   /* upper-case hex, for metrics labels */
     uint8_t *ocsp;                      /* DER OCSP response; NULL: none */
     size_t ocsp_len;
     bool ocsp_has_next_update;

@@ -37,6 +37,13 @@ struct tls_ctx {
     size_t num_certs;
 };
 
+size_t tls_ctx_num_certs(const struct tls_ctx *tls) { return tls->num_certs; }
+
+const struct tls_cert *tls_ctx_cert(const struct tls_ctx *tls, size_t i)
+{
+    return &tls->certs[i];
+}
+
 /* The SSL_CTX ex_data slot that points back at its tls_ctx. */
 static int tls_ctx_ex_index = -1;
 static pthread_once_t tls_ctx_ex_once = PTHREAD_ONCE_INIT;

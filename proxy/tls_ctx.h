@@ -17,6 +17,7 @@
 #include "tickets.h"
 #include "tls_io.h"
 
+struct tls_cert;
 struct tls_ctx;
 
 /* tls_ctx_new builds the TLS context for |listener|: it loads every
@@ -63,6 +64,11 @@ const char *tls_ctx_peer_subject(const SSL *ssl, char *out, size_t out_len);
  * are skipped), and returns |out|, or NULL when the client sent no
  * certificate. Verified as for tls_ctx_peer_subject. */
 const char *tls_ctx_peer_san(const SSL *ssl, char *out, size_t out_len);
+
+/* tls_ctx_num_certs returns how many certificates |tls| serves, and
+ * tls_ctx_cert the |i|th, owned by |tls| (see tls_cert.h). */
+size_t tls_ctx_num_certs(const struct tls_ctx *tls);
+const struct tls_cert *tls_ctx_cert(const struct tls_ctx *tls, size_t i);
 
 /* tls_version_name returns "TLSv1.2" style names for a protocol version. */
 const char *tls_version_name(uint16_t version);

@@ -2,6 +2,7 @@
 Prometheus text format with counters consistent with what the test did, and
 an endpoint that refuses other methods and survives garbage."""
 
+import datetime
 import signal
 import socket
 import ssl
@@ -109,6 +110,12 @@ def test_metrics_match_what_happened(tlsterm_factory, backend_factory, certs):
     assert total(values, "tlsterm_connections_active", listener="edge") == 0
     # Histograms count every completed handshake.
     assert total(values, "tlsterm_handshake_duration_seconds_count", listener="edge") == 2
+    # The served certificate's expiry, as the openssl CLI reads it.
+    enddate = subprocess.run(["openssl", "x509", "-noout", "-enddate", "-dateopt", "iso_8601",
+                              "-in", str(certs.ecdsa_cert)], capture_output=True, text=True)
+    not_after = datetime.datetime.fromisoformat(enddate.stdout.split("=", 1)[1].strip().replace("Z", "+00:00"))
+    assert total(values, "tlsterm_certificate_not_after_timestamp_seconds", listener="edge") == \
+        not_after.timestamp()
 
 
 def test_rejects_other_methods_and_garbage(tlsterm_factory, backend_factory, certs):

@@ -363,22 +363,23 @@ static void test_unknown_keys(void **state)
         "t.yaml:10:5: unknown key 'nmae' in listener; allowed: name, listen, tls, "
         "backend, timeouts, max_connections\n"
         "t.yaml:11:1: unknown key 'logs' at the top level; allowed: log, drain_timeout, "
-        "user, workers, max_connections, listeners, reload_on_change, session_tickets\n"
+        "user, workers, max_connections, listeners, reload_on_change, session_tickets, admin\n"
         "t.yaml:12:7: unknown key 'levl' in log; did you mean 'level'? allowed: format, "
-        "level\n"
-        "t.yaml:12:19: unknown key 'color' in log; allowed: format, level\n");
+        "level, handshake_failures\n"
+        "t.yaml:12:19: unknown key 'color' in log; allowed: format, level, "
+        "handshake_failures\n");
     expect_errors(LISTENER_HEAD TLS_OK "    listn: x\n" BACKEND_OK,
                   "t.yaml:8:5: unknown key 'listn' in listener; allowed: name, listen, tls, "
                   "backend, timeouts, max_connections\n");
     expect_errors("\"bad\\tkey\": 1\n" MINIMAL,
                   "t.yaml:1:1: unknown key 'bad?key' at the top level; allowed: log, "
                   "drain_timeout, user, workers, max_connections, listeners, reload_on_change, "
-                  "session_tickets\n");
+                  "session_tickets, admin\n");
     expect_errors(
         "logs: {}\n" MINIMAL,
         "t.yaml:1:1: unknown key 'logs' at the top level; did you mean 'log'? allowed: "
         "log, drain_timeout, user, workers, max_connections, listeners, reload_on_change, "
-        "session_tickets\n");
+        "session_tickets, admin\n");
     expect_errors(LISTENER_HEAD TLS_OK "      ciphres: []\n"
                                        "      certificate: x\n" BACKEND_OK
                                        "    timeouts: {idel: 5s}\n",
