@@ -46,6 +46,7 @@
 #include <event2/event_struct.h>
 
 #include "backend.h"
+#include "clienthello.h"
 #include "log.h"
 #include "metrics.h"
 #include "worker.h"
@@ -198,6 +199,10 @@ static void log_conn_end(const struct conn *c, enum end_reason reason,
         log_str(&line, "client_subject", subject);
     if (handshake_failed)
         log_int(&line, "bytes_received", (long long)c->client.bytes_read);
+    /* What the client offered, when a ClientHello arrived: the last fields,
+     * so that on a very long line they are the ones cut. */
+    if (handshake_failed && c->client.hello != NULL)
+        clienthello_log_fields(&line, c->client.hello);
     if (!handshake_failed) {
         log_str(&line, "state", conn_state_names[c->state]);
         log_int(&line, "bytes_in", (long long)c->bytes_in);
@@ -243,6 +248,7 @@ static int conn_close(struct conn *c, enum end_reason reason,
     event_del(&c->timer_ev);
     event_del(&c->resume_ev);
     SSL_free(c->ssl);
+    tls_io_forget_hello(&c->client);
     close(c->client.fd);
     if (c->backend_fd >= 0)
         close(c->backend_fd);
@@ -596,6 +602,11 @@ static void log_handshake_done(const struct conn *c)
         log_str(&line, "client_subject", subject);
         log_str(&line, "client_san", tls_ctx_peer_san(c->ssl, san, sizeof(san)));
     }
+    if (c->client.hello != NULL) {
+        char ja4[CLIENTHELLO_JA4_LEN + 1];
+        clienthello_ja4(c->client.hello, ja4);
+        log_str(&line, "ja4", ja4);
+    }
     log_int(&line, "duration_ms", (long long)((metrics_clock_us() - c->accepted_us) / 1000));
     log_end(&line);
 }
@@ -621,6 +632,7 @@ static void do_handshake(struct conn *c)
         c->handshake_wait = WAIT_NONE;
         count_handshake_done(c);
         log_handshake_done(c);
+        tls_io_forget_hello(&c->client); /* idle connections keep none */
         start_connect(c);
         return;
     case TLS_IO_WANT_READ:

@@ -65,8 +65,9 @@ static struct timeval ms_to_timeval(uint64_t ms)
 
 /* ---- start ----------------------------------------------------------------- */
 
-/* bind_all gives every worker its own socket for every listen address. The
- * first bind resolves port 0, and the other workers bind the same port. */
+/* bind_all gives every worker its own socket for every listen address, all
+ * in one SO_REUSEPORT group. A probe bind first makes sure nobody else
+ * listens there (and resolves port 0 to a port nobody uses). */
 static int bind_all(struct daemon *d)
 {
     const struct config *config = d->gen->config;
@@ -76,8 +77,15 @@ static int bind_all(struct daemon *d)
         const struct cfg_listener *cfg = &config->listeners[i];
         for (size_t j = 0; j < cfg->num_listen; j++) {
             struct net_addr addr = cfg->listen[j].addr;
+            bool reuseport = d->num_workers > 1;
+            if (reuseport && net_probe_free(&addr) != 0) {
+                log_msg(LOG_ERROR, "bind_failed", "listener %s: cannot listen on %s: %s",
+                        cfg->name, net_addr_format(&addr, addr_text, sizeof(addr_text)),
+                        strerror(errno));
+                return -1;
+            }
             for (unsigned w = 0; w < d->num_workers; w++) {
-                int fd = net_listen(&addr, LISTEN_BACKLOG, d->num_workers > 1);
+                int fd = net_listen(&addr, LISTEN_BACKLOG, reuseport);
                 if (fd < 0) {
                     log_msg(LOG_ERROR, "bind_failed", "listener %s: cannot listen on %s: %s",
                             cfg->name, net_addr_format(&addr, addr_text, sizeof(addr_text)),

@@ -14,7 +14,7 @@
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 enum log_format { LOG_FORMAT_JSON, LOG_FORMAT_TEXT };
 
-#define LOG_LINE_MAX 2048
+#define LOG_LINE_MAX 4096 /* a failed handshake with its ClientHello fits */
 #define LOG_QUEUE_MAX (1024 * 1024)
 
 /* struct log_line is one event being built. Fields are private to log.c. */

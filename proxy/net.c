@@ -203,6 +203,29 @@ fail:;
     return -1;
 }
 
+int net_probe_free(struct net_addr *addr)
+{
+    int one = 1, saved;
+    socklen_t len = sizeof(addr->ss);
+    int fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        (addr->ss.ss_family == AF_INET6 &&
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0) ||
+        bind(fd, (struct sockaddr *)&addr->ss, addr->len) != 0 ||
+        getsockname(fd, (struct sockaddr *)&addr->ss, &len) != 0)
+        goto fail;
+    addr->len = len;
+    close(fd);
+    return 0;
+fail:
+    saved = errno;
+    close(fd);
+    errno = saved;
+    return -1;
+}
+
 int net_connect_start(const struct net_addr *addr)
 {
     int fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

@@ -49,6 +49,13 @@ bool net_addr_equal(const struct net_addr *a, const struct net_addr *b);
  * port 0 becomes the port the kernel chose. */
 int net_listen(struct net_addr *addr, int backlog, bool reuseport);
 
+/* net_probe_free checks that |addr| can be bound by a socket without
+ * SO_REUSEPORT, which fails when any other socket (another tlsterm, say)
+ * listens there, even one with SO_REUSEPORT: without this check a second
+ * instance would silently take half of the first one's connections. Port 0
+ * is resolved into |addr|. It returns 0, or -1 with errno set. */
+int net_probe_free(struct net_addr *addr);
+
 /* net_connect_start creates a non-blocking socket and starts connecting it to
  * |addr| (TCP_NODELAY for TCP). It returns the descriptor, with errno EINPROGRESS
  * or 0 depending on whether the connect completed at once, or -1 with errno

@@ -200,6 +200,8 @@ static const struct tls_cert *choose_cert(const struct tls_ctx *tls,
  * for clients that offer some; this refusal's alert is handshake_failure). */
 static enum ssl_select_cert_result_t select_certificate(const SSL_CLIENT_HELLO *hello)
 {
+    /* First, before anything here can fail: what the client offered. */
+    tls_io_record_hello(hello);
     SSL *ssl = hello->ssl;
     const struct tls_ctx *tls = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), tls_ctx_ex_index);
     const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);

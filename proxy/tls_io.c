@@ -1,8 +1,11 @@
 /* tls_io: BoringSSL on the socket. See tls_io.h. */
 #include "tls_io.h"
 
+#include "clienthello.h"
+
 #include <errno.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -229,6 +232,26 @@ int tls_io_attach(SSL *ssl, struct tls_io_socket *sock)
     BIO_set_init(bio, 1);
     SSL_set_bio(ssl, bio, bio); /* the SSL owns the BIO now */
     return 0;
+}
+
+void tls_io_record_hello(const SSL_CLIENT_HELLO *hello)
+{
+    BIO *bio = SSL_get_rbio(hello->ssl);
+    struct tls_io_socket *sock = bio != NULL ? BIO_get_data(bio) : NULL;
+
+    /* A HelloRetryRequest brings a second ClientHello: the first one says
+     * what the client offered. */
+    if (sock == NULL || sock->hello != NULL)
+        return;
+    sock->hello = malloc(sizeof(*sock->hello));
+    if (sock->hello != NULL && clienthello_summarize_early(hello, sock->hello) != 0)
+        tls_io_forget_hello(sock);
+}
+
+void tls_io_forget_hello(struct tls_io_socket *sock)
+{
+    free(sock->hello);
+    sock->hello = NULL;
 }
 
 /* ---- SSL calls ------------------------------------------------------------- */

@@ -16,6 +16,8 @@
 
 #include "reason.h"
 
+struct clienthello_summary;
+
 enum tls_io_result {
     TLS_IO_OK,         /* done, or |*out_len| bytes moved */
     TLS_IO_WANT_READ,  /* retry once the socket is readable */
@@ -44,11 +46,24 @@ struct tls_io_socket {
     uint64_t bytes_read; /* raw bytes from the client, TLS framing included */
     uint8_t tail[TLS_IO_TAIL_LEN]; /* the last bytes read, oldest first */
     uint8_t tail_len;
+    /* What the client offered, from its ClientHello: owned here from the
+     * ClientHello until tls_io_forget_hello, so a failed handshake can be
+     * explained; an established connection keeps none. */
+    struct clienthello_summary *hello;
 };
 
 /* tls_io_attach makes |ssl| read and write |sock|, which must outlive it. It
  * returns 0, or -1 when out of memory. */
 int tls_io_attach(SSL *ssl, struct tls_io_socket *sock);
+
+/* tls_io_record_hello keeps a summary of |hello| with the socket of its SSL
+ * (which tls_io_attach set up). Call it from the early ClientHello callback,
+ * before anything can fail. Out of memory or a malformed hello leaves no
+ * summary, which only makes a failure's log line shorter. */
+void tls_io_record_hello(const SSL_CLIENT_HELLO *hello);
+
+/* tls_io_forget_hello frees |sock|'s ClientHello summary, if any. */
+void tls_io_forget_hello(struct tls_io_socket *sock);
 
 /* tls_io_handshake advances the server handshake on |ssl|. On TLS_IO_EOF and
  * TLS_IO_ERROR it fills |out_failure| with a handshake-failure reason. */

@@ -15,6 +15,8 @@ from tlsterm_harness import (
     listener_config,
     tls_connect,
     tlsterm_config,
+    run_tlsterm,
+    to_yaml,
 )
 
 MIB = 1 << 20
@@ -148,3 +150,20 @@ def test_emfile_pauses_accept_then_resumes(tlsterm_factory, backend_factory, cer
     proxy.wait_count("handshake_failed", 10)
     resource.prlimit(proxy.pid, resource.RLIMIT_NOFILE, (soft, hard))
     assert echo_once(port, certs, b"after") == b"after"
+
+
+def test_second_instance_on_same_port_is_refused(tlsterm_factory, backend_factory, certs, tmp_path):
+    """SO_REUSEPORT would let a second tlsterm join the first one's socket
+    group and silently take half its connections: it must fail instead."""
+    echo = backend_factory("echo")
+    first = tlsterm_factory(with_top(tlsterm_config([listener_config("edge", echo, certs)]), workers=2))
+    port = first.port("edge")
+    config = with_top(tlsterm_config([listener_config("edge", echo, certs, listen=(f"127.0.0.1:{port}",))]),
+                      workers=2)
+    path = tmp_path / "second.yaml"
+    path.write_text(to_yaml(config))
+    result = run_tlsterm("-c", str(path))
+    stderr = result.stderr.decode() if isinstance(result.stderr, bytes) else result.stderr
+    assert result.returncode == 3, stderr
+    assert "Address already in use" in stderr
+    assert echo_once(port, certs, b"still mine") == b"still mine"
