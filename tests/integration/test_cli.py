@@ -4,10 +4,11 @@ one, exit codes, --version and --help."""
 
 import re
 import socket
+import subprocess
 
 import pytest
 
-from tlsterm_harness import free_port, run_tlsterm, text
+from tlsterm_harness import REPO, TLSTERM_BIN, free_port, run_tlsterm, sanitizer_env, text
 
 # A good configuration, one line per entry so each error has a known line.
 # Lines are numbered from 1 in the tests, as in the messages.
@@ -188,3 +189,15 @@ def test_usage_error_exits_2(args):
     result = run_tlsterm(*args)
     assert result.returncode == 2, text(result)
     assert result.stderr.strip(), "a usage error should say what is wrong"
+
+
+def test_example_config_checks(certs, tmp_path):
+    """conf/tlsterm.yaml, the documented example, loads as shipped (its
+    certificate paths are relative to the working directory: certs/dev)."""
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "dev").symlink_to(certs.dir)
+    example = REPO / "conf" / "tlsterm.yaml"
+    result = subprocess.run([TLSTERM_BIN, "--check", "-c", str(example)], cwd=tmp_path,
+                            capture_output=True, text=True, env=sanitizer_env(), timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == f"{example}: ok"
