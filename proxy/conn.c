@@ -39,7 +39,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -47,11 +46,12 @@
 
 #include "backend.h"
 #include "clienthello.h"
+#include "clock.h"
 #include "log.h"
 #include "metrics.h"
-#include "worker.h"
 #include "tls_ctx.h"
 #include "tls_io.h"
+#include "worker.h"
 
 /* One TLS record of plaintext: a full buffer becomes one full record. */
 #define FORWARD_BUF_LEN 16384
@@ -135,13 +135,6 @@ static void on_client_event(evutil_socket_t fd, short what, void *arg);
 static void on_backend_event(evutil_socket_t fd, short what, void *arg);
 static void on_timer(evutil_socket_t fd, short what, void *arg);
 static void on_resume(evutil_socket_t fd, short what, void *arg);
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* conn_set_state moves |c| to |next|, which must follow its current state. */
 static void conn_set_state(struct conn *c, enum conn_state next)
@@ -365,7 +358,7 @@ static int read_client(struct conn *c)
         d->end = (uint32_t)n;
         c->bytes_in += n;
         metrics_bytes_client_to_backend(c->listener->metrics, n);
-        c->last_activity_ms = now_ms();
+        c->last_activity_ms = clock_now_ms();
         return CONN_OK;
     case TLS_IO_WANT_READ:
         d->read_wait = WAIT_READ;
@@ -412,7 +405,7 @@ static int read_backend(struct conn *c)
     ssize_t n = recv(c->backend_fd, d->buf, FORWARD_BUF_LEN, 0);
     if (n > 0) {
         d->end = (uint32_t)n;
-        c->last_activity_ms = now_ms();
+        c->last_activity_ms = clock_now_ms();
         /* Decided here, while nothing is being written: a retried
          * SSL_write must not shrink. */
         if (c->last_activity_ms - c->last_client_write_ms >= SMALL_RECORDS_AFTER_IDLE_MS)
@@ -573,7 +566,7 @@ static void finish_connect(struct conn *c)
     }
     conn_set_state(c, CONN_FORWARDING);
     metrics_backend_connected(c->listener->metrics, metrics_clock_us() - c->connect_started_us);
-    c->last_activity_ms = now_ms();
+    c->last_activity_ms = clock_now_ms();
     arm_timer(c, c->cfg->idle_timeout_ms);
     forward(c);
 }
@@ -700,7 +693,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         /* The deadline moves with every transfer; it is checked lazily here
          * rather than re-armed on each one. */
         uint64_t idle_ms = c->cfg->idle_timeout_ms;
-        uint64_t idle_for = now_ms() - c->last_activity_ms;
+        uint64_t idle_for = clock_now_ms() - c->last_activity_ms;
         if (idle_for >= idle_ms) {
             conn_close(c, END_IDLE_TIMEOUT, NULL);
             return;

@@ -27,6 +27,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "clock.h"
 #include <time.h>
 
 #include "reason.h"
@@ -200,12 +202,7 @@ int metrics_render(struct metrics *metrics, struct evbuffer *out);
 
 /* metrics_clock_us returns a monotonic time in microseconds, for the
  * durations passed below. */
-static inline uint64_t metrics_clock_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
+static inline uint64_t metrics_clock_us(void) { return clock_now_us(); }
 
 /* metrics_counter_add adds |n| to |counter|. A load and a store, not a
  * read-modify-write: only one thread writes a block. */

@@ -11,13 +11,14 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <openssl/base64.h>
 #include <openssl/cipher.h>
 #include <openssl/hmac.h>
 #include <openssl/mem.h>
 #include <openssl/rand.h>
+
+#include "clock.h"
 
 /* More keys than lifetime / rotate can need with the limits config allows
  * (7 days / 1 hour), and more than any sane key file holds. */
@@ -46,13 +47,6 @@ static pthread_once_t tickets_ex_once = PTHREAD_ONCE_INIT;
 static void tickets_ex_init(void)
 {
     tickets_ex_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-}
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 static void generate_key(struct ticket_key *key)
@@ -185,7 +179,7 @@ uint32_t tickets_rotate_interval_ms(const struct tickets *tickets)
 
 void tickets_rotate(struct tickets *tickets)
 {
-    uint64_t now = now_ms();
+    uint64_t now = clock_now_ms();
 
     pthread_rwlock_wrlock(&tickets->lock);
     if (!tickets->from_file) {

@@ -2,9 +2,9 @@
 #include "worker.h"
 
 #include <stdlib.h>
-#include <time.h>
 #include <string.h>
 
+#include "clock.h"
 #include "conn.h"
 #include "daemon.h"
 #include "listener.h"
@@ -31,20 +31,13 @@ static void log_suppressed(struct worker *w)
 
 static void on_summary_timer(evutil_socket_t fd, short what, void *arg) { log_suppressed(arg); }
 
-static uint64_t monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 bool worker_log_failure(struct worker *w, enum end_reason reason)
 {
     const struct config *config = w->gen->config;
     /* A reload may have changed the limits; the buckets' state carries over. */
     w->failure_log.rate = config->failure_log_rate;
     w->failure_log.burst = config->failure_log_burst;
-    return ratelimit_allow(&w->failure_log, reason, monotonic_ms());
+    return ratelimit_allow(&w->failure_log, reason, clock_now_ms());
 }
 
 static void on_drain_deadline(evutil_socket_t fd, short what, void *arg)
