@@ -244,42 +244,77 @@ static bool watch_names_file(const struct daemon_watch *watch, int wd, const cha
 
 /* reload builds a new generation from the configuration file and hands it
  * to the workers, or logs why not and keeps the current one. */
+/* build_next loads the configuration file into a new generation, or
+ * returns NULL after writing why to |errors|, having changed nothing in
+ * force. */
+static struct generation *build_next(struct daemon *d, FILE *errors)
+{
+    struct config *config = config_load(d->config_path, errors);
+    if (config == NULL)
+        return NULL;
+    const char *difference = same_listeners(d->gen->config, config);
+    if (difference != NULL) {
+        fprintf(errors, "%s:1:1: %s; that needs a restart, not a reload\n", d->config_path,
+                difference);
+        config_free(config);
+        return NULL;
+    }
+    if (config->num_workers != d->gen->config->num_workers ||
+        (config->user == NULL) != (d->gen->config->user == NULL) ||
+        (config->user != NULL && strcmp(config->user, d->gen->config->user) != 0))
+        log_msg(LOG_WARN, "reload_partial",
+                "'workers' and 'user' take effect only at the next restart");
+
+    /* The generation owns |config| from here on, and the settings with it. */
+    const struct cfg_session_tickets *tickets_cfg = &config->session_tickets;
+    bool tickets_on = tickets_cfg->enabled;
+    struct tickets *fresh = NULL;
+    if (tickets_on && d->tickets == NULL &&
+        (fresh = tickets_new(tickets_cfg, errors)) == NULL) {
+        config_free(config);
+        return NULL;
+    }
+    struct generation *next =
+        generation_new(config, tickets_on ? (d->tickets ? d->tickets : fresh) : NULL, errors);
+    if (next == NULL) {
+        tickets_free(fresh);
+        return NULL;
+    }
+    /* Last, since it changes keys in force: a key file read again. */
+    if (tickets_on && d->tickets != NULL &&
+        tickets_update(d->tickets, &next->config->session_tickets, errors) != 0) {
+        generation_unref(next);
+        return NULL;
+    }
+    if (fresh != NULL)
+        d->tickets = fresh;
+    return next;
+}
+
+/* arm_rotation runs the ticket key rotation on the current schedule. */
+static void arm_rotation(struct daemon *d)
+{
+    uint32_t every_ms = d->tickets != NULL ? tickets_rotate_interval_ms(d->tickets) : 0;
+    event_del(d->watch->rotate_timer);
+    if (every_ms > 0) {
+        struct timeval every = ms_to_timeval(every_ms);
+        event_add(d->watch->rotate_timer, &every);
+    }
+}
+
 static void reload(struct daemon *d, const char *why)
 {
     char *error_text = NULL;
     size_t error_len = 0;
     FILE *errors = open_memstream(&error_text, &error_len);
     struct generation *next = NULL;
-    struct config *config;
 
     if (errors == NULL) {
         log_msg(LOG_ERROR, "reload_failed", "out of memory");
         metrics_config_reloaded(d->metrics, false);
         return;
     }
-    config = config_load(d->config_path, errors);
-    if (config != NULL) {
-        const char *difference = same_listeners(d->gen->config, config);
-        const struct cfg_session_tickets *tickets_cfg = &config->session_tickets;
-        if (difference != NULL) {
-            fprintf(errors, "%s:1:1: %s; that needs a restart, not a reload\n",
-                    d->config_path, difference);
-            config_free(config);
-        } else if (tickets_cfg->enabled && d->tickets != NULL &&
-                   tickets_update(d->tickets, tickets_cfg, errors) != 0) {
-            config_free(config);
-        } else if (tickets_cfg->enabled && d->tickets == NULL &&
-                   (d->tickets = tickets_new(tickets_cfg, errors)) == NULL) {
-            config_free(config);
-        } else {
-            if (config->num_workers != d->gen->config->num_workers ||
-                (config->user == NULL) != (d->gen->config->user == NULL) ||
-                (config->user != NULL && strcmp(config->user, d->gen->config->user) != 0))
-                log_msg(LOG_WARN, "reload_partial",
-                        "'workers' and 'user' take effect only at the next restart");
-            next = generation_new(config, tickets_cfg->enabled ? d->tickets : NULL, errors);
-        }
-    }
+    next = build_next(d, errors);
     fclose(errors);
     metrics_config_reloaded(d->metrics, next != NULL);
     if (next == NULL) {
@@ -296,6 +331,7 @@ static void reload(struct daemon *d, const char *why)
     d->gen = next;
     watch_files(d);
     publish_certs(d);
+    arm_rotation(d);
 
     struct log_line line;
     log_begin(&line, LOG_INFO, "reload_done");
@@ -413,10 +449,7 @@ static int daemon_watch_init(struct daemon *d)
         event_add(watch->sigterm_ev, NULL) != 0 || event_add(watch->sigint_ev, NULL) != 0 ||
         event_add(watch->sighup_ev, NULL) != 0)
         goto fail;
-    if (d->tickets != NULL && tickets_rotate_interval_ms(d->tickets) > 0) {
-        struct timeval every = ms_to_timeval(tickets_rotate_interval_ms(d->tickets));
-        event_add(watch->rotate_timer, &every);
-    }
+    arm_rotation(d);
     watch->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (watch->inotify_fd < 0)
         goto fail;
