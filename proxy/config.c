@@ -652,6 +652,7 @@ static const struct field top_fields[] = {
     {"session_tickets", false, cfg_apply_session_tickets,
      offsetof(struct config, session_tickets), NULL},
     {"admin", false, cfg_apply_nested, 0, &admin_schema},
+    {"report", false, cfg_apply_report, offsetof(struct config, report), NULL},
 };
 static const struct schema top_schema = {"the configuration", "at the top level", top_fields,
                                          sizeof(top_fields) / sizeof(top_fields[0])};
@@ -679,6 +680,7 @@ struct config *config_load(const char *path, FILE *errors)
     ld.config->session_tickets.enabled = true;
     ld.config->session_tickets.rotate_ms = 60 * 60 * 1000;
     ld.config->session_tickets.lifetime_ms = 12 * 60 * 60 * 1000;
+    cfg_report_defaults(&ld.config->report);
     tree = yamltree_load(path, errors);
     if (tree == NULL)
         goto fail;
@@ -723,6 +725,7 @@ void config_free(struct config *config)
     free(config->listeners);
     free(config->user);
     free(config->session_tickets.key_file);
+    cfg_report_free(&config->report);
     free(config->file);
     free(config);
 }

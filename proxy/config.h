@@ -76,6 +76,27 @@ struct cfg_session_tickets {
     struct cfg_pos key_file_pos;
 };
 
+/* Caps of struct cfg_candidate_policy: BoringSSL knows fewer TLS 1.2 suites,
+ * and config accepts four groups, each listed once. */
+enum { CFG_CANDIDATE_MAX_SUITES = 32, CFG_CANDIDATE_MAX_GROUPS = 4 };
+
+/* struct cfg_candidate_policy is a listener's "tls.report_only": a policy
+ * that is evaluated against every ClientHello but not enforced (see
+ * report_only.h). It is checked with the same rules as the enforced policy
+ * and holds no pointers: the lists are IANA code points in server
+ * preference order. */
+struct cfg_candidate_policy {
+    bool enabled;
+    enum cfg_policy policy;
+    bool allow_legacy;
+    uint16_t min_version; /* effective, after the preset */
+    uint16_t max_version;
+    uint16_t suites[CFG_CANDIDATE_MAX_SUITES]; /* TLS 1.2 (and older) suites */
+    uint8_t num_suites;
+    uint16_t groups[CFG_CANDIDATE_MAX_GROUPS];
+    uint8_t num_groups;
+};
+
 struct cfg_listener {
     char *name;
     struct cfg_pos pos; /* the listener's mapping, for "defined here" notes */
@@ -101,6 +122,7 @@ struct cfg_listener {
     uint64_t expiry_warning_ms; /* warn when a certificate expires sooner (default 21d) */
     bool early_data;      /* accept TLS 1.3 0-RTT data (default false) */
     struct cfg_client_auth client_auth;
+    struct cfg_candidate_policy report_only; /* tls.report_only; off unless set */
 
     struct net_addr *servers;
     size_t num_servers;
@@ -120,6 +142,15 @@ struct cfg_admin {
     struct cfg_pos listen_pos;
 };
 
+/* struct cfg_report is the TLS failure report (report.h). */
+struct cfg_report {
+    uint32_t interval_ms; /* one window; default 1h, at least 1s */
+    char *dir;            /* reports are written here; NULL: not written */
+    uint32_t keep;        /* report files kept in |dir| (default 48) */
+    char *organization;   /* "organization-name" (default "tlsterm") */
+    struct cfg_pos dir_pos;
+};
+
 struct config {
     char *file; /* the path as given; every cfg_pos.file points here */
     enum log_format log_format;
@@ -130,6 +161,7 @@ struct config {
     uint32_t max_connections; /* over all listeners and workers */
     bool reload_on_change;    /* reload when a certificate, key or OCSP file changes */
     struct cfg_admin admin;
+    struct cfg_report report;
     /* handshake_failed lines: per reason and worker, a token bucket of
      * |failure_log_burst| lines refilled at |failure_log_rate| per second;
      * what it drops is summed up every |failure_log_summary_ms|. */

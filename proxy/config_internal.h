@@ -1,5 +1,5 @@
 /* config_internal: the schema machinery that config.c and config_tls.c share.
- * Private to those two files; nothing else includes it.
+ * Private to those files (and config_report.c); nothing else includes it.
  *
  * A mapping level is a struct schema: a table of fields (key, required,
  * handler, offset of the value in the struct being filled). cfg_apply_mapping
@@ -131,5 +131,19 @@ void cfg_tls_defaults(struct cfg_listener *listener);
 
 /* cfg_tls_free releases what config_tls.c allocated in |listener|. */
 void cfg_tls_free(struct cfg_listener *listener);
+
+/* ---- config_report.c ---- */
+
+/* cfg_apply_report is the handler for the top-level "report" mapping:
+ * interval, dir, keep, organization. |out| is the struct cfg_report,
+ * already holding the defaults. */
+void cfg_apply_report(struct loader *ld, const struct field *field, const struct ynode *value,
+                      void *out);
+
+/* cfg_report_defaults sets the report defaults (interval 1h, keep 48). */
+void cfg_report_defaults(struct cfg_report *report);
+
+/* cfg_report_free releases what config_report.c allocated in |report|. */
+void cfg_report_free(struct cfg_report *report);
 
 #endif

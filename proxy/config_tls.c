@@ -11,6 +11,11 @@
  * handlers that check versions and suites learn allow_legacy before the
  * mapping is applied, since keys come in file order.
  *
+ * report_only is a second policy, a candidate that is evaluated and not
+ * enforced (report_only.h). Its keys are read by the same handlers into a
+ * scratch listener and resolved by the same resolve_policy, so it fails
+ * with the same messages, then kept as code points.
+ *
  * Ownership is config.c's: config_free calls cfg_tls_free. */
 #include <errno.h>
 #include <stdlib.h>
@@ -442,6 +447,9 @@ static void apply_client_auth(struct loader *ld, const struct field *field,
 
 /* ---- the tls mapping ---------------------------------------------------- */
 
+static void apply_report_only(struct loader *ld, const struct field *field,
+                              const struct ynode *value, void *out);
+
 static const struct field tls_fields[] = {
     {"certificates", true, apply_certificates, 0, NULL},
     {"policy", false, apply_policy, offsetof(struct cfg_listener, policy), NULL},
@@ -460,6 +468,7 @@ static const struct field tls_fields[] = {
      offsetof(struct cfg_listener, expiry_warning_ms), NULL},
     {"early_data", false, cfg_apply_bool, offsetof(struct cfg_listener, early_data), NULL},
     {"client_auth", false, apply_client_auth, 0, NULL},
+    {"report_only", false, apply_report_only, 0, NULL},
 };
 static const struct schema tls_schema = {"tls", "in tls", tls_fields,
                                          sizeof(tls_fields) / sizeof(tls_fields[0])};
@@ -501,6 +510,103 @@ static void resolve_policy(struct loader *ld, const struct ynode *tls,
                     yamltree_scalar(min), yamltree_scalar(max), yamltree_line(max),
                     yamltree_col(max));
     }
+}
+
+/* ---- report_only: a candidate policy, evaluated but not enforced ---------- */
+
+/* The candidate's keys are the enforced policy's, checked by the same
+ * handlers into a scratch listener, so both read and fail alike. */
+static const struct field report_only_fields[] = {
+    {"policy", true, apply_policy, offsetof(struct cfg_listener, policy), NULL},
+    {"min_version", false, apply_version, 0, NULL},
+    {"max_version", false, apply_version, 0, NULL},
+    {"ciphers", false, apply_name_list, 0, NULL},
+    {"groups", false, apply_name_list, 0, NULL},
+    {"allow_legacy", false, cfg_apply_bool, offsetof(struct cfg_listener, allow_legacy), NULL},
+};
+static const struct schema report_only_schema = {
+    "report_only", "in report_only", report_only_fields,
+    sizeof(report_only_fields) / sizeof(report_only_fields[0])};
+
+/* group_id returns the IANA code point of one of check_group's names. */
+static uint16_t group_id(const char *name, size_t len)
+{
+    static const struct {
+        const char *name;
+        uint16_t id;
+    } groups[] = {{"X25519", SSL_CURVE_X25519},
+                  {"P-256", SSL_CURVE_SECP256R1},
+                  {"P-384", SSL_CURVE_SECP384R1},
+                  {"P-521", SSL_CURVE_SECP521R1}};
+
+    for (size_t i = 0; i < 4; i++) {
+        if (strlen(groups[i].name) == len && memcmp(groups[i].name, name, len) == 0)
+            return groups[i].id;
+    }
+    return 0;
+}
+
+/* store_candidate turns the checked names of |scratch| (or the defaults)
+ * into the code points of |candidate|. */
+static void store_candidate(struct loader *ld, const struct ynode *value,
+                            const struct cfg_listener *scratch,
+                            struct cfg_candidate_policy *candidate)
+{
+    const char *ciphers = scratch->ciphers ? scratch->ciphers : CONFIG_DEFAULT_CIPHERS;
+    const char *groups = scratch->groups ? scratch->groups : CONFIG_DEFAULT_GROUPS;
+    STACK_OF(SSL_CIPHER) * list;
+
+    if (ld->scratch == NULL && (ld->scratch = SSL_CTX_new(TLS_method())) == NULL) {
+        cfg_fail_at(ld, value, "cannot check 'report_only': out of memory");
+        return;
+    }
+    ERR_clear_error();
+    if (SSL_CTX_set_strict_cipher_list(ld->scratch, ciphers) != 1) {
+        ERR_clear_error();
+        cfg_fail_at(ld, value, "cannot apply report_only ciphers '%s'", ciphers);
+        return;
+    }
+    list = SSL_CTX_get_ciphers(ld->scratch);
+    for (size_t i = 0; i < sk_SSL_CIPHER_num(list); i++) {
+        const SSL_CIPHER *cipher = sk_SSL_CIPHER_value(list, i);
+        if (SSL_CIPHER_get_min_version(cipher) < TLS1_3_VERSION &&
+            candidate->num_suites < CFG_CANDIDATE_MAX_SUITES)
+            candidate->suites[candidate->num_suites++] = SSL_CIPHER_get_protocol_id(cipher);
+    }
+    for (const char *at = groups; *at != '\0';) {
+        size_t len = strcspn(at, ":");
+        uint16_t id = group_id(at, len);
+        if (id != 0 && candidate->num_groups < CFG_CANDIDATE_MAX_GROUPS)
+            candidate->groups[candidate->num_groups++] = id;
+        at += len + (at[len] == ':');
+    }
+    candidate->policy = scratch->policy;
+    candidate->allow_legacy = scratch->allow_legacy;
+    candidate->min_version = scratch->min_version;
+    candidate->max_version = scratch->max_version;
+    candidate->enabled = true;
+}
+
+/* apply_report_only reads "report_only: {policy: modern}" or a custom
+ * policy into the listener's report_only. */
+static void apply_report_only(struct loader *ld, const struct field *field,
+                              const struct ynode *value, void *out)
+{
+    struct cfg_listener *listener = out;
+    struct cfg_listener scratch = {0};
+    int num_errors = ld->num_errors;
+
+    if (!cfg_expect(ld, field->key, value, YNODE_MAPPING,
+                    "a mapping with 'policy' (e.g. {policy: modern})"))
+        return;
+    cfg_tls_defaults(&scratch);
+    scratch.allow_legacy = peek_true(value, "allow_legacy");
+    cfg_apply_mapping(ld, &report_only_schema, value, &scratch);
+    resolve_policy(ld, value, &scratch);
+    if (ld->num_errors == num_errors)
+        store_candidate(ld, value, &scratch, &listener->report_only);
+    free(scratch.ciphers);
+    free(scratch.groups);
 }
 
 void cfg_apply_tls(struct loader *ld, const struct field *field, const struct ynode *value,

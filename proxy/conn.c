@@ -49,6 +49,8 @@
 #include "clock.h"
 #include "log.h"
 #include "metrics.h"
+#include "report.h"
+#include "report_only.h"
 #include "tls_ctx.h"
 #include "tls_io.h"
 #include "worker.h"
@@ -233,6 +235,9 @@ static int conn_close(struct conn *c, enum end_reason reason,
      * reader of the log never sees a count that includes an ended conn. */
     listener_conn_ended(c->listener);
     metrics_conn_closed(c->listener->metrics, reason, failure ? failure->alert : 0);
+    if (reason_is_handshake_failure(reason))
+        report_block_failure(c->worker->report, c->cfg, reason, failure ? failure->alert : 0,
+                             (const struct sockaddr *)&c->client_addr, c->client.hello);
     log_conn_end(c, reason, failure);
     if (c->client_events)
         event_del(&c->client_ev);
@@ -614,6 +619,31 @@ static void count_handshake_done(const struct conn *c)
         metrics_clock_us() - c->accepted_us);
     if (SSL_early_data_accepted(c->ssl))
         metrics_early_data_accepted(m);
+    report_block_success(c->worker->report, c->cfg);
+}
+
+/* report_would_fail counts and logs a client that completed the handshake
+ * but would fail the listener's report-only policy (see report_only.h). A
+ * handshake that really fails is logged as handshake_failed only. */
+static void report_would_fail(const struct conn *c)
+{
+    enum end_reason reason = (enum end_reason)c->client.would_fail_reason;
+    char reason_text[48];
+    struct log_line line;
+
+    if (!c->client.would_fail)
+        return;
+    metrics_would_fail(c->listener->metrics, reason);
+    if (!log_enabled(LOG_INFO) || !worker_log_would_fail(c->worker, reason))
+        return;
+    log_conn_start(&line, c, LOG_INFO, "policy_would_fail");
+    log_str(&line, "sni", SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name));
+    log_str(&line, "reason", reason_name(reason, 0, reason_text, sizeof(reason_text)));
+    log_str(&line, "policy", report_only_policy_name(&c->cfg->report_only));
+    log_str(&line, "version", SSL_get_version(c->ssl));
+    if (c->client.hello != NULL)
+        clienthello_log_fields(&line, c->client.hello);
+    log_end(&line);
 }
 
 static void do_handshake(struct conn *c)
@@ -625,6 +655,7 @@ static void do_handshake(struct conn *c)
         c->handshake_wait = WAIT_NONE;
         count_handshake_done(c);
         log_handshake_done(c);
+        report_would_fail(c);
         tls_io_forget_hello(&c->client); /* idle connections keep none */
         start_connect(c);
         return;

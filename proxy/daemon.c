@@ -17,6 +17,7 @@
 #include "admin.h"
 #include "listener.h"
 #include "metrics.h"
+#include "report.h"
 #include "tls_cert.h"
 #include "tls_ctx.h"
 #include "log.h"
@@ -332,6 +333,8 @@ static void reload(struct daemon *d, const char *why)
     watch_files(d);
     publish_certs(d);
     arm_rotation(d);
+    if (report_configure(d->report, &next->config->report) != 0)
+        log_msg(LOG_ERROR, "reload_partial", "out of memory: the report settings stay as they were");
 
     struct log_line line;
     log_begin(&line, LOG_INFO, "reload_done");
@@ -478,6 +481,12 @@ static int admin_metrics(void *arg, struct evbuffer *out)
     return metrics_render(d->metrics, out);
 }
 
+static int admin_report(void *arg, struct evbuffer *out)
+{
+    struct daemon *d = arg;
+    return report_render(d->report, out);
+}
+
 /* publish_certs sets the certificate expiry gauge to the current
  * generation's certificates. */
 static void publish_certs(struct daemon *d)
@@ -507,7 +516,8 @@ static void publish_certs(struct daemon *d)
 static int start_admin(struct daemon *d)
 {
     const struct cfg_admin *cfg = &d->gen->config->admin;
-    const struct admin_handlers handlers = {.ready = admin_ready, .metrics = admin_metrics};
+    const struct admin_handlers handlers = {
+        .ready = admin_ready, .metrics = admin_metrics, .report = admin_report};
     const struct admin_options options = {.allow_public = cfg->allow_public};
 
     if (!cfg->enabled)
@@ -526,15 +536,17 @@ int daemon_run(const char *config_path, struct generation *gen, struct tickets *
     atomic_init(&d.num_conns, 0);
     atomic_init(&d.ready, false);
     d.metrics = metrics_new();
+    d.report = report_new(&gen->config->report);
     d.num_workers = resolve_num_workers(gen->config);
     d.workers = calloc(d.num_workers, sizeof(*d.workers));
     d.listener_conns = calloc(gen->config->num_listeners, sizeof(*d.listener_conns));
-    if (d.metrics == NULL || d.workers == NULL || d.listener_conns == NULL)
+    if (d.metrics == NULL || d.report == NULL || d.workers == NULL || d.listener_conns == NULL)
         goto fail;
     for (unsigned i = 0; i < d.num_workers; i++)
         if (worker_init(&d.workers[i], i, &d, gen) != 0)
             goto fail;
-    if (bind_all(&d) != 0 || daemon_watch_init(&d) != 0)
+    if (bind_all(&d) != 0 || daemon_watch_init(&d) != 0 ||
+        report_start(d.report, d.watch->base) != 0)
         goto fail;
     if (gen->config->user != NULL && drop_privileges(gen->config->user) != 0)
         goto fail;
@@ -565,6 +577,7 @@ int daemon_run(const char *config_path, struct generation *gen, struct tickets *
 
 fail:
     atomic_store(&d.ready, false);
+    report_stop(d.report); /* its timer is on the watch's loop */
     daemon_watch_free(d.watch);
     d.watch = NULL;
     for (unsigned i = 0; d.workers != NULL && i < d.num_workers; i++)
@@ -576,6 +589,8 @@ fail:
     admin_stop(d.admin);
     for (unsigned i = 0; d.workers != NULL && i < d.num_workers; i++)
         worker_cleanup(&d.workers[i]);
+    report_finish(d.report); /* the last, partial window */
+    report_free(d.report);
     free(d.workers);
     free(d.listener_conns);
     metrics_free(d.metrics);

@@ -33,6 +33,7 @@ struct daemon {
     atomic_uint *listener_conns;
     struct daemon_watch *watch; /* the main thread's events */
     struct metrics *metrics;    /* every worker's counters */
+    struct report *report;      /* the TLS failure report, over all workers */
     struct admin *admin;        /* the admin endpoint, when configured */
     atomic_bool ready;          /* serving: bound, loaded, not draining */
 };

@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "report.h"
 #include "daemon.h"
 #include "generation.h"
 #include "tickets.h"
@@ -32,6 +33,8 @@ static void print_usage(FILE *out)
             "usage: tlsterm -c FILE          run in the foreground, logging to stderr\n"
             "       tlsterm --check -c FILE  load and validate FILE and every certificate,\n"
             "                                print the effective TLS policy; exit 0 or 1\n"
+            "       tlsterm report [--json] FILE\n"
+            "                                print a TLS failure report as a table (or JSON)\n"
             "       tlsterm --version        versions of tlsterm and its libraries\n"
             "       tlsterm --help           this text\n"
             "exit codes: 0 ok, 1 configuration error, 2 usage error, 3 failed to start\n");
@@ -71,6 +74,10 @@ int main(int argc, char **argv)
     const char *config_path = NULL;
     bool check_only = false;
     int opt;
+
+    /* A subcommand of its own, with its own arguments. */
+    if (argc >= 2 && strcmp(argv[1], "report") == 0)
+        return report_cli_main(argc - 2, argv + 2);
 
     while ((opt = getopt_long(argc, argv, "c:tVh", options, NULL)) != -1) {
         switch (opt) {

@@ -28,6 +28,7 @@
 #include <openssl/x509v3.h>
 
 #include "log.h"
+#include "report_only.h"
 #include "tls_cert.h"
 
 struct tls_ctx {
@@ -208,6 +209,13 @@ static enum ssl_select_cert_result_t select_certificate(const SSL_CLIENT_HELLO *
     const struct tls_cert *cert = choose_cert(tls, hello, sni);
     const uint8_t *alpn;
     size_t alpn_len;
+    enum end_reason would_fail;
+
+    /* The candidate policy only watches; the listener's own decides. */
+    if (tls->listener->report_only.enabled &&
+        report_only_evaluate_early(&tls->listener->report_only, hello, EVP_PKEY_id(cert->key),
+                                   &would_fail))
+        tls_io_record_would_fail(ssl, would_fail);
 
     if (tls->listener->alpn_required &&
         !SSL_early_callback_ctx_extension_get(
@@ -565,6 +573,11 @@ void tls_ctx_describe(const struct tls_ctx *tls, FILE *out)
     fprintf(out, "  tls1.3 suites: TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
                  "TLS_CHACHA20_POLY1305_SHA256\n");
     fprintf(out, "  groups: %s\n", l->groups);
+    if (l->report_only.enabled)
+        fprintf(out, "  report only: %s, %s to %s (evaluated, not enforced)\n",
+                report_only_policy_name(&l->report_only),
+                tls_version_name(l->report_only.min_version),
+                tls_version_name(l->report_only.max_version));
     describe_alpn(l, out);
     fprintf(out, "  sni: %s\n", l->sni_strict ? "strict" : "default certificate for others");
     fprintf(out, "  client auth: %s", auth_names[auth->mode]);

@@ -248,6 +248,17 @@ void tls_io_record_hello(const SSL_CLIENT_HELLO *hello)
         tls_io_forget_hello(sock);
 }
 
+void tls_io_record_would_fail(const SSL *ssl, enum end_reason reason)
+{
+    BIO *bio = SSL_get_rbio(ssl);
+    struct tls_io_socket *sock = bio != NULL ? BIO_get_data(bio) : NULL;
+
+    if (sock == NULL || sock->would_fail)
+        return;
+    sock->would_fail = true;
+    sock->would_fail_reason = (uint8_t)reason;
+}
+
 void tls_io_forget_hello(struct tls_io_socket *sock)
 {
     free(sock->hello);

@@ -50,6 +50,11 @@ struct tls_io_socket {
      * ClientHello until tls_io_forget_hello, so a failed handshake can be
      * explained; an established connection keeps none. */
     struct clienthello_summary *hello;
+    /* would_fail says the listener's report-only policy would have failed
+     * this client, for would_fail_reason (an enum end_reason); set from the
+     * ClientHello by tls_io_record_would_fail. */
+    bool would_fail;
+    uint8_t would_fail_reason;
 };
 
 /* tls_io_attach makes |ssl| read and write |sock|, which must outlive it. It
@@ -61,6 +66,11 @@ int tls_io_attach(SSL *ssl, struct tls_io_socket *sock);
  * before anything can fail. Out of memory or a malformed hello leaves no
  * summary, which only makes a failure's log line shorter. */
 void tls_io_record_hello(const SSL_CLIENT_HELLO *hello);
+
+/* tls_io_record_would_fail marks the socket of |ssl| (which tls_io_attach
+ * set up) as failing the report-only policy for |reason|. Call it from the
+ * early ClientHello callback; the first verdict stays. */
+void tls_io_record_would_fail(const SSL *ssl, enum end_reason reason);
 
 /* tls_io_forget_hello frees |sock|'s ClientHello summary, if any. */
 void tls_io_forget_hello(struct tls_io_socket *sock);

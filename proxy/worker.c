@@ -10,23 +10,34 @@
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
+#include "report.h"
 
-/* log_suppressed writes one summary line per reason whose failure lines the
- * rate limit dropped since the last summary: the counts are exact. */
-static void log_suppressed(struct worker *w)
+/* log_limiter_suppressed writes one |event| line per reason whose lines
+ * |limiter| dropped since the last summary: the counts are exact. */
+static void log_limiter_suppressed(struct worker *w, struct ratelimit *limiter,
+                                   enum log_level level, const char *event)
 {
     char reason_text[48];
     for (int r = 0; r < END_REASON_COUNT; r++) {
-        uint64_t count = ratelimit_take_suppressed(&w->failure_log, (enum end_reason)r);
+        uint64_t count = ratelimit_take_suppressed(limiter, (enum end_reason)r);
         if (count == 0)
             continue;
         struct log_line line;
-        log_begin(&line, LOG_WARN, "handshake_failures_suppressed");
-        log_str(&line, "reason", reason_name((enum end_reason)r, 0, reason_text, sizeof(reason_text)));
+        log_begin(&line, level, event);
+        log_str(&line, "reason",
+                reason_name((enum end_reason)r, 0, reason_text, sizeof(reason_text)));
         log_int(&line, "count", (long long)count);
         log_int(&line, "worker", w->id);
         log_end(&line);
     }
+}
+
+/* log_suppressed writes the summaries of both limiters: handshake_failed
+ * and policy_would_fail lines. */
+static void log_suppressed(struct worker *w)
+{
+    log_limiter_suppressed(w, &w->failure_log, LOG_WARN, "handshake_failures_suppressed");
+    log_limiter_suppressed(w, &w->would_fail_log, LOG_INFO, "policy_would_fail_suppressed");
 }
 
 static void on_summary_timer(evutil_socket_t fd, short what, void *arg) { log_suppressed(arg); }
@@ -38,6 +49,14 @@ bool worker_log_failure(struct worker *w, enum end_reason reason)
     w->failure_log.rate = config->failure_log_rate;
     w->failure_log.burst = config->failure_log_burst;
     return ratelimit_allow(&w->failure_log, reason, clock_now_ms());
+}
+
+bool worker_log_would_fail(struct worker *w, enum end_reason reason)
+{
+    const struct config *config = w->gen->config;
+    w->would_fail_log.rate = config->failure_log_rate;
+    w->would_fail_log.burst = config->failure_log_burst;
+    return ratelimit_allow(&w->would_fail_log, reason, clock_now_ms());
 }
 
 static void on_drain_deadline(evutil_socket_t fd, short what, void *arg)
@@ -113,11 +132,14 @@ int worker_init(struct worker *w, unsigned id, struct daemon *daemon, struct gen
     w->reload_ev = event_new(w->base, -1, 0, on_reload, w);
     w->summary_timer = event_new(w->base, -1, EV_PERSIST, on_summary_timer, w);
     w->metrics = metrics_block_new(daemon->metrics);
+    if ((w->report = report_block_new(daemon->report, w->base)) == NULL)
+        return -1;
     w->listeners = calloc(config->num_listeners, sizeof(*w->listeners));
     if (w->drain_ev == NULL || w->drain_timer == NULL || w->reload_ev == NULL ||
         w->summary_timer == NULL || w->metrics == NULL || w->listeners == NULL)
         return -1;
     ratelimit_init(&w->failure_log, config->failure_log_rate, config->failure_log_burst);
+    ratelimit_init(&w->would_fail_log, config->failure_log_rate, config->failure_log_burst);
     struct timeval every = {.tv_sec = config->failure_log_summary_ms / 1000,
                             .tv_usec = (config->failure_log_summary_ms % 1000) * 1000};
     event_add(w->summary_timer, &every);
@@ -173,6 +195,7 @@ void worker_cleanup(struct worker *w)
     for (size_t i = 0; i < w->num_listeners; i++)
         listener_cleanup(&w->listeners[i]);
     metrics_block_free(w->metrics); /* after the closes, which it counts */
+    report_block_free(w->report);   /* likewise; before the loop it has a timer on */
     free(w->listeners);
     if (w->drain_ev != NULL)
         event_free(w->drain_ev);

@@ -22,6 +22,7 @@
 struct conn;
 struct daemon;
 struct metrics_block;
+struct report_block;
 struct listener;
 
 struct worker {
@@ -43,7 +44,9 @@ struct worker {
     struct event *drain_timer; /* the drain deadline */
 
     struct metrics_block *metrics; /* this worker's counters */
+    struct report_block *report;   /* its share of the TLS failure report */
     struct ratelimit failure_log;  /* handshake_failed lines per reason */
+    struct ratelimit would_fail_log; /* policy_would_fail lines per reason */
     struct event *summary_timer;   /* logs what failure_log suppressed */
 
     pthread_mutex_t reload_lock;
@@ -78,6 +81,10 @@ void worker_cleanup(struct worker *worker);
 /* worker_log_failure returns true if a handshake_failed line for |reason|
  * may be written now, or counts it as suppressed and returns false. */
 bool worker_log_failure(struct worker *worker, enum end_reason reason);
+
+/* worker_log_would_fail is worker_log_failure for policy_would_fail lines
+ * (report-only policy), with buckets of their own and the same limits. */
+bool worker_log_would_fail(struct worker *worker, enum end_reason reason);
 
 /* worker_conn_closed tells the worker one of its connections has ended;
  * while draining, the last one ends the worker's loop. */

@@ -6,7 +6,7 @@ set -eu
 
 run_pkgs="cmake make gcc libc6-dev android-libboringssl-dev libevent-dev libyaml-dev
   libnghttp2-dev openssl python3 curl"
-test_pkgs="$run_pkgs libcmocka-dev python3-pytest python3-h2 python3-prometheus-client nghttp2-client sslscan"
+test_pkgs="$run_pkgs libcmocka-dev python3-pytest python3-h2 python3-prometheus-client python3-jsonschema nghttp2-client sslscan"
 bench_pkgs="$test_pkgs android-boringssl wrk nginx-light hitch haproxy stunnel4 nghttp2-proxy"
 
 case "${1:-}" in

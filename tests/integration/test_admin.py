@@ -8,12 +8,14 @@ import socket
 import ssl
 import subprocess
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from tlsterm_harness import (
+    admin_addr,
+    get,
+    http,
+    samples,
     client_context,
     listener_config,
-    parse_addr,
+    total,
     run_tlsterm,
     tls_connect,
     tlsterm_config,
@@ -25,43 +27,6 @@ def admin_config(backend, certs):
     config = tlsterm_config([listener_config("edge", backend, certs)])
     config["admin"] = {"listen": "127.0.0.1:0"}
     return config
-
-
-def http(addr, request, timeout=10):
-    """http sends raw |request| bytes to the admin endpoint and returns
-    (status, body)."""
-    with socket.create_connection(addr, timeout=timeout) as s:
-        s.sendall(request)
-        response = b""
-        while chunk := s.recv(65536):
-            response += chunk
-    head, _, body = response.partition(b"\r\n\r\n")
-    return int(head.split(b" ")[1]), body
-
-
-def get(addr, path):
-    return http(addr, f"GET {path} HTTP/1.1\r\nHost: admin\r\n\r\n".encode())
-
-
-def admin_addr(proxy):
-    return parse_addr(proxy.wait_for("admin_listening")["addr"])
-
-
-def samples(addr):
-    status, body = get(addr, "/metrics")
-    assert status == 200
-    values = {}
-    for family in text_string_to_metric_families(body.decode()):
-        for sample in family.samples:
-            key = (sample.name, tuple(sorted(sample.labels.items())))
-            values[key] = sample.value
-    return values
-
-
-def total(values, name, **labels):
-    """total sums the samples of |name| whose labels include |labels|."""
-    return sum(v for (n, lbls), v in values.items()
-               if n == name and all(dict(lbls).get(k) == str(w) for k, w in labels.items()))
 
 
 def test_health_and_readiness(tlsterm_factory, backend_factory, certs):

@@ -7,11 +7,11 @@ once their last connection ends."""
 import os
 import re
 import shutil
-import signal
 import ssl
 
 
 from tlsterm_harness import (
+    reload_and_wait,
     StreamDigest,
     client_context,
     listener_config,
@@ -43,10 +43,6 @@ def serves_ca(port, ca):
         return False
 
 
-def reload_and_wait(proxy, event="reload_done"):
-    mark = proxy.mark()
-    proxy.send_signal(signal.SIGHUP)
-    return proxy.wait_for(event, since=mark)
 
 
 def test_sighup_serves_new_certificate_while_old_transfer_continues(

@@ -31,6 +31,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from backend import pattern_sha256
 
 HERE = Path(__file__).resolve().parent
@@ -1010,3 +1012,51 @@ def s_client(port, *args, input=b"", host="127.0.0.1", bind_port=None, timeout=T
         cmd += ["-bind", f"{host}:{bind_port}"]
         client = addr_text((host, bind_port))
     return run(cmd, input=input, timeout=timeout), client
+
+
+# ---- the admin endpoint and reloads -------------------------------------------
+
+def http(addr, request, timeout=10):
+    """http sends raw |request| bytes to the admin endpoint and returns
+    (status, body)."""
+    with socket.create_connection(addr, timeout=timeout) as s:
+        s.sendall(request)
+        response = b""
+        while chunk := s.recv(65536):
+            response += chunk
+    head, _, body = response.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), body
+
+
+def get(addr, path):
+    """get sends a GET for |path| and returns (status, body)."""
+    return http(addr, f"GET {path} HTTP/1.1\r\nHost: admin\r\n\r\n".encode())
+
+
+def admin_addr(proxy):
+    """admin_addr returns the (host, port) the admin endpoint logged."""
+    return parse_addr(proxy.wait_for("admin_listening")["addr"])
+
+
+def samples(addr):
+    status, body = get(addr, "/metrics")
+    assert status == 200
+    values = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            key = (sample.name, tuple(sorted(sample.labels.items())))
+            values[key] = sample.value
+    return values
+
+
+def total(values, name, **labels):
+    """total sums the samples of |name| whose labels include |labels|."""
+    return sum(v for (n, lbls), v in values.items()
+               if n == name and all(dict(lbls).get(k) == str(w) for k, w in labels.items()))
+
+
+def reload_and_wait(proxy, event="reload_done"):
+    """reload_and_wait sends SIGHUP and returns the next |event| line."""
+    mark = proxy.mark()
+    proxy.send_signal(signal.SIGHUP)
+    return proxy.wait_for(event, since=mark)

@@ -363,7 +363,8 @@ static void test_unknown_keys(void **state)
         "t.yaml:10:5: unknown key 'nmae' in listener; allowed: name, listen, tls, "
         "backend, timeouts, max_connections\n"
         "t.yaml:11:1: unknown key 'logs' at the top level; allowed: log, drain_timeout, "
-        "user, workers, max_connections, listeners, reload_on_change, session_tickets, admin\n"
+        "user, workers, max_connections, listeners, reload_on_change, session_tickets, admin, "
+        "report\n"
         "t.yaml:12:7: unknown key 'levl' in log; did you mean 'level'? allowed: format, "
         "level, handshake_failures\n"
         "t.yaml:12:19: unknown key 'color' in log; allowed: format, level, "
@@ -374,23 +375,23 @@ static void test_unknown_keys(void **state)
     expect_errors("\"bad\\tkey\": 1\n" MINIMAL,
                   "t.yaml:1:1: unknown key 'bad?key' at the top level; allowed: log, "
                   "drain_timeout, user, workers, max_connections, listeners, reload_on_change, "
-                  "session_tickets, admin\n");
+                  "session_tickets, admin, report\n");
     expect_errors(
         "logs: {}\n" MINIMAL,
         "t.yaml:1:1: unknown key 'logs' at the top level; did you mean 'log'? allowed: "
         "log, drain_timeout, user, workers, max_connections, listeners, reload_on_change, "
-        "session_tickets, admin\n");
+        "session_tickets, admin, report\n");
     expect_errors(LISTENER_HEAD TLS_OK "      ciphres: []\n"
                                        "      certificate: x\n" BACKEND_OK
                                        "    timeouts: {idel: 5s}\n",
                   "t.yaml:8:7: unknown key 'ciphres' in tls; did you mean 'ciphers'? allowed: "
                   "certificates, policy, min_version, max_version, ciphers, groups, allow_legacy, alpn, "
                   "alpn_required, sni_strict, allow_expired, expiry_warning, early_data, "
-                  "client_auth\n"
+                  "client_auth, report_only\n"
                   "t.yaml:9:7: unknown key 'certificate' in tls; allowed: certificates, "
                   "policy, min_version, max_version, ciphers, groups, allow_legacy, alpn, "
                   "alpn_required, sni_strict, allow_expired, expiry_warning, early_data, "
-                  "client_auth\n"
+                  "client_auth, report_only\n"
                   "t.yaml:12:16: unknown key 'idel' in timeouts; did you mean 'idle'? allowed: "
                   "handshake, connect, idle\n");
 }
@@ -740,6 +741,90 @@ static void test_policy_presets(void **state)
                   "t.yaml:8:15: invalid policy 'old'; allowed: intermediate, modern, custom\n");
 }
 
+/* report_only: a candidate policy, read and checked like the enforced one. */
+static void test_report_only(void **state)
+{
+    struct config *config;
+    const struct cfg_candidate_policy *candidate;
+
+    (void)state;
+    config = load(MINIMAL);
+    assert_non_null(config);
+    assert_false(config->listeners[0].report_only.enabled);
+    config_free(config);
+
+    config = load(LISTENER_HEAD TLS_WITH("      report_only: {policy: modern}\n") BACKEND_OK);
+    assert_non_null(config);
+    candidate = &config->listeners[0].report_only;
+    assert_true(candidate->enabled);
+    assert_int_equal(candidate->policy, CFG_POLICY_MODERN);
+    assert_int_equal(candidate->min_version, TLS1_3_VERSION);
+    assert_int_equal(candidate->max_version, TLS1_3_VERSION);
+    assert_int_equal(candidate->num_groups, 3);
+    assert_int_equal(candidate->groups[0], SSL_CURVE_X25519);
+    assert_int_equal(candidate->groups[2], SSL_CURVE_SECP384R1);
+    /* The enforced policy is left alone. */
+    assert_int_equal(config->listeners[0].policy, CFG_POLICY_INTERMEDIATE);
+    assert_int_equal(config->listeners[0].min_version, TLS1_2_VERSION);
+    config_free(config);
+
+    config = load(LISTENER_HEAD TLS_WITH("      report_only:\n"
+                                         "        policy: custom\n"
+                                         "        ciphers: [ECDHE-ECDSA-AES256-GCM-SHA384, "
+                                         "ECDHE-RSA-AES256-GCM-SHA384]\n"
+                                         "        groups: [P-384]\n") BACKEND_OK);
+    assert_non_null(config);
+    candidate = &config->listeners[0].report_only;
+    assert_int_equal(candidate->policy, CFG_POLICY_CUSTOM);
+    assert_int_equal(candidate->min_version, TLS1_2_VERSION);
+    assert_int_equal(candidate->max_version, TLS1_3_VERSION);
+    assert_int_equal(candidate->num_suites, 2);
+    assert_int_equal(candidate->suites[0], 0xc02c);
+    assert_int_equal(candidate->suites[1], 0xc030);
+    assert_int_equal(candidate->num_groups, 1);
+    assert_int_equal(candidate->groups[0], SSL_CURVE_SECP384R1);
+    config_free(config);
+
+    expect_errors(LISTENER_HEAD TLS_WITH("      report_only: modern\n") BACKEND_OK,
+                  "t.yaml:8:20: expected a mapping with 'policy' (e.g. {policy: modern}) for "
+                  "'report_only', got 'modern'\n");
+    expect_errors(LISTENER_HEAD TLS_WITH("      report_only: {min_version: \"1.3\"}\n")
+                      BACKEND_OK,
+                  "t.yaml:8:20: report_only is missing required key 'policy'\n");
+    expect_errors(LISTENER_HEAD TLS_WITH("      report_only: {policy: strict}\n") BACKEND_OK,
+                  "t.yaml:8:29: invalid policy 'strict'; allowed: intermediate, modern, "
+                  "custom\n");
+    expect_errors(LISTENER_HEAD TLS_WITH("      report_only: {policy: modern, alpn: [h2]}\n")
+                      BACKEND_OK,
+                  "t.yaml:8:37: unknown key 'alpn' in report_only; allowed: policy, "
+                  "min_version, max_version, ciphers, groups, allow_legacy\n");
+    expect_errors(LISTENER_HEAD TLS_WITH("      report_only:\n"
+                                         "        policy: modern\n"
+                                         "        ciphers: [ECDHE-RSA-AES128-GCM-SHA256]\n")
+                      BACKEND_OK,
+                  "t.yaml:10:18: ciphers needs policy: custom (the preset 'modern' sets TLS "
+                  "1.3 only)\n");
+    expect_errors(LISTENER_HEAD TLS_WITH("      report_only:\n"
+                                         "        policy: custom\n"
+                                         "        min_version: \"1.0\"\n"
+                                         "        ciphers: [AES128-SHA, TLS_AES_128_GCM_SHA256]\n"
+                                         "        groups: [X448]\n") BACKEND_OK,
+                  "t.yaml:10:22: min_version: TLS 1.0 is not allowed (insecure); allowed: "
+                  "\"1.2\", \"1.3\" (TLS 1.0 and 1.1 need allow_legacy: true)\n"
+                  "t.yaml:11:19: cipher suite 'AES128-SHA' is not allowed: tlsterm only offers "
+                  LEGACY_HINT
+                  "t.yaml:11:31: 'TLS_AES_128_GCM_SHA256' is a TLS 1.3 suite: TLS 1.3 suites "
+                  "cannot be configured (BoringSSL always enables all three); list TLS 1.2 "
+                  "suites only\n"
+                  "t.yaml:12:18: unknown group 'X448'; allowed: X25519, P-256, P-384, P-521\n");
+    expect_errors(LISTENER_HEAD TLS_WITH("      report_only:\n"
+                                         "        policy: custom\n"
+                                         "        min_version: \"1.3\"\n"
+                                         "        max_version: \"1.2\"\n") BACKEND_OK,
+                  "t.yaml:10:22: min_version \"1.3\" is above max_version \"1.2\" (set at "
+                  "11:22)\n");
+}
+
 static void test_allow_legacy(void **state)
 {
     struct config *config;
@@ -1018,6 +1103,7 @@ int main(void)
         cmocka_unit_test_teardown(test_max_connections, test_teardown),
         cmocka_unit_test_teardown(test_policy_presets, test_teardown),
         cmocka_unit_test_teardown(test_allow_legacy, test_teardown),
+        cmocka_unit_test_teardown(test_report_only, test_teardown),
         cmocka_unit_test_teardown(test_alpn_and_switches, test_teardown),
         cmocka_unit_test_teardown(test_client_auth, test_teardown),
         cmocka_unit_test_teardown(test_ocsp_files, test_teardown),

@@ -1,0 +1,129 @@
+/* config_report: the top-level "report" mapping (the TLS failure report):
+ *
+ *   report: {interval: 1h, dir: /var/lib/tlsterm/reports, keep: 48,
+ *            organization: "example.net"}
+ *
+ * Kept apart from config.c so that the report's keys live beside each other;
+ * it uses the schema machinery of config_internal.h. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config_internal.h"
+
+#define REPORT_KEEP_MAX 100000
+#define REPORT_ORGANIZATION_MAX 256
+
+static void apply_interval(struct loader *ld, const struct field *field,
+                           const struct ynode *value, void *out)
+{
+    const char *text = cfg_expect_text(ld, field->key, value, "a duration");
+    uint64_t ms;
+
+    if (text == NULL)
+        return;
+    if (cfg_parse_duration_max(text, CFG_DAY_MS, &ms) != 0 || ms < 1000)
+        cfg_fail_at(ld, value,
+                    "invalid report interval '%s'; expected a duration from 1s to 24h, "
+                    "such as \"1h\" or \"15m\"",
+                    text);
+    else
+        *(uint32_t *)out = (uint32_t)ms;
+}
+
+/* apply_dir requires an existing directory the daemon can write to now:
+ * finding out at the end of the first window would lose that window. */
+static void apply_dir(struct loader *ld, const struct field *field, const struct ynode *value,
+                      void *out)
+{
+    struct cfg_report *report = out;
+    const char *path = cfg_expect_text(ld, field->key, value, "a directory path");
+    struct stat st;
+
+    if (path == NULL)
+        return;
+    if (path[0] == '\0' || stat(path, &st) != 0) {
+        cfg_fail_at(ld, value, "report dir '%s' does not exist (%s); create it first", path,
+                    path[0] == '\0' ? "empty path" : strerror(errno));
+        return;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        cfg_fail_at(ld, value, "report dir '%s' is not a directory", path);
+        return;
+    }
+    if (access(path, W_OK | X_OK) != 0) {
+        cfg_fail_at(ld, value, "report dir '%s' is not writable (%s); fix its permissions",
+                    path, strerror(errno));
+        return;
+    }
+    free(report->dir);
+    report->dir = cfg_dup_string(ld, value, path);
+    report->dir_pos = cfg_pos_of(ld, value);
+}
+
+static void apply_keep(struct loader *ld, const struct field *field, const struct ynode *value,
+                       void *out)
+{
+    const char *text = cfg_expect_text(ld, field->key, value, "an integer");
+    size_t digits;
+
+    if (text == NULL)
+        return;
+    digits = strspn(text, "0123456789");
+    if (digits == 0 || digits > 6 || text[digits] != '\0' || atol(text) < 1 ||
+        atol(text) > REPORT_KEEP_MAX)
+        cfg_fail_at(ld, value,
+                    "invalid report keep '%s'; expected the number of report files to keep, "
+                    "from 1 to %d",
+                    text, REPORT_KEEP_MAX);
+    else
+        *(uint32_t *)out = (uint32_t)atol(text);
+}
+
+static void apply_organization(struct loader *ld, const struct field *field,
+                               const struct ynode *value, void *out)
+{
+    const char *text = cfg_expect_text(ld, field->key, value, "a string");
+    char **organization = out;
+
+    if (text == NULL)
+        return;
+    if (text[0] == '\0' || strlen(text) > REPORT_ORGANIZATION_MAX) {
+        cfg_fail_at(ld, value, "invalid report organization; expected 1 to %d characters",
+                    REPORT_ORGANIZATION_MAX);
+        return;
+    }
+    free(*organization);
+    *organization = cfg_dup_string(ld, value, text);
+}
+
+static const struct field report_fields[] = {
+    {"interval", false, apply_interval, offsetof(struct cfg_report, interval_ms), NULL},
+    {"dir", false, apply_dir, 0, NULL},
+    {"keep", false, apply_keep, offsetof(struct cfg_report, keep), NULL},
+    {"organization", false, apply_organization, offsetof(struct cfg_report, organization),
+     NULL},
+};
+static const struct schema report_schema = {"report", "in report", report_fields,
+                                            sizeof(report_fields) / sizeof(report_fields[0])};
+
+void cfg_apply_report(struct loader *ld, const struct field *field, const struct ynode *value,
+                      void *out)
+{
+    if (cfg_expect(ld, field->key, value, YNODE_MAPPING, "a mapping"))
+        cfg_apply_mapping(ld, &report_schema, value, out);
+}
+
+void cfg_report_defaults(struct cfg_report *report)
+{
+    report->interval_ms = 60 * 60 * 1000;
+    report->keep = 48;
+}
+
+void cfg_report_free(struct cfg_report *report)
+{
+    free(report->dir);
+    free(report->organization);
+}
