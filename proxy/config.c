@@ -484,22 +484,31 @@ static void apply_servers(struct loader *ld, const struct field *field,
     }
 }
 
+int cfg_parse_uint(struct loader *ld, const char *key, const struct ynode *node, const char *text,
+                   uint32_t min, uint32_t max, uint32_t *out)
+{
+    size_t digits = strspn(text, "0123456789");
+    unsigned long long number = 0;
+
+    /* Ten digits cover any uint32_t; more cannot be in range, nor overflow
+     * the parse. strtoull alone would also take blanks and a sign. */
+    if (digits > 0 && digits <= 10 && text[digits] == '\0')
+        number = strtoull(text, NULL, 10);
+    if (digits == 0 || digits > 10 || text[digits] != '\0' || number < min || number > max) {
+        cfg_fail_at(ld, node, "invalid %s '%s'; expected an integer from %u to %u", key, text,
+                    min, max);
+        return -1;
+    }
+    *out = (uint32_t)number;
+    return 0;
+}
+
 static void apply_max_connections(struct loader *ld, const struct field *field,
                                   const struct ynode *value, void *out)
 {
     const char *text = cfg_expect_text(ld, field->key, value, "an integer");
-    size_t digits;
-
-    if (text == NULL)
-        return;
-    /* Seven digits cover the limit; more cannot be in range, nor overflow. */
-    digits = strspn(text, "0123456789");
-    if (digits == 0 || digits > 7 || text[digits] != '\0' || atol(text) < 1 ||
-        atol(text) > MAX_CONNECTIONS_LIMIT)
-        cfg_fail_at(ld, value, "invalid %s '%s'; expected an integer from 1 to %d", field->key,
-                    text, MAX_CONNECTIONS_LIMIT);
-    else
-        *(uint32_t *)out = (uint32_t)atol(text);
+    if (text != NULL)
+        cfg_parse_uint(ld, field->key, value, text, 1, MAX_CONNECTIONS_LIMIT, out);
 }
 
 #define WORKERS_MAX 256
@@ -508,23 +517,13 @@ static void apply_workers(struct loader *ld, const struct field *field,
                           const struct ynode *value, void *out)
 {
     const char *text = cfg_expect_text(ld, field->key, value, "\"auto\" or an integer");
-    size_t digits;
 
     if (text == NULL)
         return;
-    if (strcmp(text, "auto") == 0) {
+    if (strcmp(text, "auto") == 0) /* one per CPU */
         *(uint32_t *)out = 0;
-        return;
-    }
-    digits = strspn(text, "0123456789");
-    if (digits == 0 || digits > 3 || text[digits] != '\0' || atol(text) < 1 ||
-        atol(text) > WORKERS_MAX)
-        cfg_fail_at(
-            ld, value,
-            "invalid workers '%s'; expected \"auto\" (one per CPU) or an integer from 1 to %d",
-            text, WORKERS_MAX);
     else
-        *(uint32_t *)out = (uint32_t)atol(text);
+        cfg_parse_uint(ld, field->key, value, text, 1, WORKERS_MAX, out);
 }
 
 static const struct field backend_fields[] = {

@@ -65,6 +65,13 @@ void cfg_fail_at(struct loader *ld, const struct ynode *node, const char *fmt, .
 bool cfg_expect(struct loader *ld, const char *key, const struct ynode *node,
                 enum ynode_kind kind, const char *noun);
 
+/* cfg_parse_uint returns 0 and stores the value of the whole number |text|
+ * (digits only) in |*out| if it lies from |min| to |max|; otherwise it
+ * reports "invalid KEY 'TEXT'; expected an integer from MIN to MAX" at
+ * |node| and returns -1. */
+int cfg_parse_uint(struct loader *ld, const char *key, const struct ynode *node, const char *text,
+                   uint32_t min, uint32_t max, uint32_t *out);
+
 /* cfg_expect_text returns the text of scalar |node|, or NULL after reporting
  * that |noun| was expected. */
 const char *cfg_expect_text(struct loader *ld, const char *key, const struct ynode *node,

@@ -67,19 +67,10 @@ static void apply_keep(struct loader *ld, const struct field *field, const struc
                        void *out)
 {
     const char *text = cfg_expect_text(ld, field->key, value, "an integer");
-    size_t digits;
 
-    if (text == NULL)
-        return;
-    digits = strspn(text, "0123456789");
-    if (digits == 0 || digits > 6 || text[digits] != '\0' || atol(text) < 1 ||
-        atol(text) > REPORT_KEEP_MAX)
-        cfg_fail_at(ld, value,
-                    "invalid report keep '%s'; expected the number of report files to keep, "
-                    "from 1 to %d",
-                    text, REPORT_KEEP_MAX);
-    else
-        *(uint32_t *)out = (uint32_t)atol(text);
+    /* How many report files to keep. */
+    if (text != NULL)
+        cfg_parse_uint(ld, field->key, value, text, 1, REPORT_KEEP_MAX, out);
 }
 
 static void apply_organization(struct loader *ld, const struct field *field,

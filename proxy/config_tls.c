@@ -386,19 +386,11 @@ static void apply_client_auth_depth(struct loader *ld, const struct field *field
                                     const struct ynode *value, void *out)
 {
     const char *text = cfg_expect_text(ld, field->key, value, "an integer");
-    size_t digits;
 
-    if (text == NULL)
-        return;
-    digits = strspn(text, "0123456789");
-    if (digits == 0 || digits > 2 || text[digits] != '\0' || atoi(text) < 1 ||
-        atoi(text) > CLIENT_AUTH_DEPTH_MAX)
-        cfg_fail_at(ld, value,
-                    "invalid depth '%s'; expected an integer from 1 (client certificates "
-                    "issued by a CA in 'ca') to %d",
-                    text, CLIENT_AUTH_DEPTH_MAX);
-    else
-        ((struct cfg_client_auth *)out)->depth = (uint32_t)atoi(text);
+    /* 1: client certificates issued directly by a CA in 'ca'. */
+    if (text != NULL)
+        cfg_parse_uint(ld, field->key, value, text, 1, CLIENT_AUTH_DEPTH_MAX,
+                       &((struct cfg_client_auth *)out)->depth);
 }
 
 static const struct field client_auth_fields[] = {

@@ -282,7 +282,7 @@ def test_report_cli_usage():
 @pytest.mark.parametrize("report, message", [
     ({"dir": "/nonexistent/reports"}, "report dir '/nonexistent/reports' does not exist"),
     ({"interval": "500ms"}, "invalid report interval '500ms'"),
-    ({"keep": 0}, "invalid report keep '0'"),
+    ({"keep": 0}, "invalid keep '0'; expected an integer from 1 to 100000"),
     ({"intervl": "1h"}, "unknown key 'intervl' in report; did you mean 'interval'?"),
 ])
 def test_report_config_errors(certs, tmp_path, report, message):
