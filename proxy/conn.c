@@ -192,8 +192,16 @@ static void log_conn_end(const struct conn *c, enum end_reason reason,
     if (handshake_failed &&
         tls_ctx_peer_subject(c->ssl, subject, sizeof(subject)) != NULL)
         log_str(&line, "client_subject", subject);
-    if (handshake_failed)
+    if (handshake_failed) {
+        /* Which of the listener's addresses the client reached. */
+        struct sockaddr_storage local;
+        socklen_t local_len = sizeof(local);
+        char local_text[NET_ADDR_TEXT_MAX];
+        if (getsockname(c->client.fd, (struct sockaddr *)&local, &local_len) == 0)
+            log_str(&line, "local", net_addr_format_sa((struct sockaddr *)&local, local_len,
+                                                       local_text, sizeof(local_text)));
         log_int(&line, "bytes_received", (long long)c->client.bytes_read);
+    }
     /* What the client offered, when a ClientHello arrived: the last fields,
      * so that on a very long line they are the ones cut. */
     if (handshake_failed && c->client.hello != NULL)

@@ -8,6 +8,7 @@ by the last test on the whole log once tlsterm has exited.
 """
 
 import random
+import re
 import socket
 import ssl
 import time
@@ -67,13 +68,25 @@ def barrier(proxy, certs):
     proxy.wait_for("conn_closed", since=mark, client=client)
 
 
-def expect_one_failure(proxy, certs, mark, listener, client, reason):
+JA4 = re.compile(r"^t1[0-3][di]\d{4}[0-9a-z]{2}_[0-9a-f]{12}_[0-9a-f]{12}$")
+
+
+def expect_one_failure(proxy, certs, mark, listener, client, reason, hello):
     """expect_one_failure waits for |client|'s handshake_failed line on
     |listener| after |mark|, checks it and that it is the only one, and
-    returns it."""
+    returns it. |hello| says whether the client sent a whole ClientHello,
+    whose details the line must then carry (and otherwise not)."""
     failed = proxy.wait_for("handshake_failed", since=mark, client=client)
     assert failed["reason"] == reason, failed
     assert failed["listener"] == listener, failed
+    assert failed["local"] == f"127.0.0.1:{proxy.port(listener)}", failed
+    if hello:
+        assert JA4.match(failed["ja4"]), failed
+        for field in ("offered_versions", "ciphers", "extensions", "ja3"):
+            assert failed[field], (field, failed)
+        assert "groups" in failed and "sigalgs" in failed, failed  # may be empty
+    else:
+        assert "ja4" not in failed and "ciphers" not in failed, failed
     assert failed["level"] == "warn", failed
     assert isinstance(failed["detail"], str), failed
     assert isinstance(failed["duration_ms"], int) and failed["duration_ms"] >= 0, failed
@@ -105,26 +118,26 @@ def test_tls11_client_refused(proxy, certs):
         proxy, "edge", "-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0", "-servername", "localhost"
     )
     assert b"protocol version" in result.stderr, text(result)
-    expect_one_failure(proxy, certs, mark, "edge", client, "protocol_version")
+    expect_one_failure(proxy, certs, mark, "edge", client, "protocol_version", hello=True)
 
 
 @pytest.mark.parametrize("cipher", ["AES128-SHA", "ECDHE-ECDSA-AES256-SHA"])
 def test_cipher_outside_policy(proxy, certs, cipher):
     mark = proxy.mark()
     _, client = run_s_client(proxy, "edge", "-tls1_2", "-cipher", cipher, "-servername", "localhost")
-    expect_one_failure(proxy, certs, mark, "edge", client, "no_shared_cipher")
+    expect_one_failure(proxy, certs, mark, "edge", client, "no_shared_cipher", hello=True)
 
 
 def test_tls12_client_on_tls13_listener(proxy, certs):
     mark = proxy.mark()
     _, client = run_s_client(proxy, "tls13", "-tls1_2", "-servername", "localhost")
-    expect_one_failure(proxy, certs, mark, "tls13", client, "protocol_version")
+    expect_one_failure(proxy, certs, mark, "tls13", client, "protocol_version", hello=True)
 
 
 def test_group_outside_policy(proxy, certs):
     mark = proxy.mark()
     _, client = run_s_client(proxy, "x25519", "-tls1_3", "-groups", "P-256", "-servername", "localhost")
-    expect_one_failure(proxy, certs, mark, "x25519", client, "no_shared_group")
+    expect_one_failure(proxy, certs, mark, "x25519", client, "no_shared_group", hello=True)
 
 
 def test_plain_http_on_tls_port(proxy, certs):
@@ -134,7 +147,7 @@ def test_plain_http_on_tls_port(proxy, certs):
         sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
         answer = recv_until_eof(sock, timeout=15)
     assert HTTP_BODY not in answer
-    expect_one_failure(proxy, certs, mark, "edge", client, "http_request_on_tls_port")
+    expect_one_failure(proxy, certs, mark, "edge", client, "http_request_on_tls_port", hello=False)
 
 
 def test_silent_client_cut_at_handshake_timeout(proxy, certs):
@@ -147,7 +160,7 @@ def test_silent_client_cut_at_handshake_timeout(proxy, certs):
     # A timed-out client may get an alert, never data.
     assert len(answer) < 64, answer
     assert 0.9 <= elapsed < 8, f"cut after {elapsed:.2f}s, handshake timeout is 1s"
-    failed = expect_one_failure(proxy, certs, mark, "short", client, "handshake_timeout")
+    failed = expect_one_failure(proxy, certs, mark, "short", client, "handshake_timeout", hello=False)
     assert failed["duration_ms"] >= 900, failed
     assert failed["sni"] is None, failed
 
@@ -160,7 +173,7 @@ def test_garbage(proxy, certs):
     with sock:
         sock.sendall(bytes(garbage))
         recv_until_eof(sock, timeout=15)
-    expect_one_failure(proxy, certs, mark, "edge", client, "malformed")
+    expect_one_failure(proxy, certs, mark, "edge", client, "malformed", hello=False)
 
 
 def test_partial_client_hello_then_eof(proxy, certs):
@@ -171,7 +184,7 @@ def test_partial_client_hello_then_eof(proxy, certs):
         sock.sendall(hello[: len(hello) // 2])
         sock.shutdown(socket.SHUT_WR)
         recv_until_eof(sock, timeout=15)
-    expect_one_failure(proxy, certs, mark, "edge", client, "client_closed")
+    expect_one_failure(proxy, certs, mark, "edge", client, "client_closed", hello=False)
 
 
 def test_partial_client_hello_then_reset(proxy, certs):
@@ -181,7 +194,7 @@ def test_partial_client_hello_then_reset(proxy, certs):
     sock.sendall(hello[: len(hello) // 2])
     reset_on_close(sock)
     sock.close()
-    expect_one_failure(proxy, certs, mark, "edge", client, "tcp_reset")
+    expect_one_failure(proxy, certs, mark, "edge", client, "tcp_reset", hello=False)
 
 
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2])
@@ -194,7 +207,7 @@ def test_client_rejects_certificate(proxy, certs, other_certs, version):
     with pytest.raises(ssl.SSLCertVerificationError):
         ctx.wrap_socket(sock, server_hostname="localhost")
     sock.close()
-    failed = expect_one_failure(proxy, certs, mark, "edge", client, "client_alert:unknown_ca")
+    failed = expect_one_failure(proxy, certs, mark, "edge", client, "client_alert:unknown_ca", hello=True)
     assert failed["sni"] == "localhost", failed
 
 
