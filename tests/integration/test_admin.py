@@ -9,6 +9,7 @@ import ssl
 import subprocess
 
 from tlsterm_harness import (
+    write_yaml,
     admin_addr,
     get,
     http,
@@ -19,7 +20,6 @@ from tlsterm_harness import (
     run_tlsterm,
     tls_connect,
     tlsterm_config,
-    to_yaml,
 )
 
 
@@ -101,8 +101,7 @@ def test_rejects_other_methods_and_garbage(tlsterm_factory, backend_factory, cer
 def test_public_admin_address_refused(certs, tmp_path):
     config = tlsterm_config([listener_config("edge", "127.0.0.1:9", certs)])
     config["admin"] = {"listen": "0.0.0.0:9100"}
-    path = tmp_path / "t.yaml"
-    path.write_text(to_yaml(config))
+    path = write_yaml(tmp_path, config, "t.yaml")
     result = run_tlsterm("--check", "-c", str(path))
     stderr = result.stderr.decode() if isinstance(result.stderr, bytes) else result.stderr
     assert result.returncode == 1

@@ -11,6 +11,7 @@ import pytest
 
 from backend import HTTP_BODY
 from tlsterm_harness import (
+    write_yaml,
     HTTP_REQUEST,
     Pki,
     backdate_ocsp,
@@ -20,7 +21,6 @@ from tlsterm_harness import (
     s_client,
     text,
     tlsterm_config,
-    to_yaml,
 )
 
 
@@ -167,8 +167,7 @@ def load(tmp_path, certificates, check=False, **tls):
         listener_config("edge", "127.0.0.1:9", None, cert=certificates, min_version=None,
                         max_version=None, tls=tls),
     ])
-    path = tmp_path / "tlsterm.yaml"
-    path.write_text(to_yaml(config))
+    path = write_yaml(tmp_path, config, "tlsterm.yaml")
     if check:
         return run_tlsterm("--check", "-c", path), path
     return run_tlsterm("-c", path), path

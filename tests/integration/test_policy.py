@@ -14,6 +14,7 @@ import pytest
 
 from backend import HTTP_BODY
 from tlsterm_harness import (
+    write_yaml,
     HTTP_REQUEST,
     free_port,
     listener_config,
@@ -22,7 +23,6 @@ from tlsterm_harness import (
     s_client,
     text,
     tlsterm_config,
-    to_yaml,
 )
 
 INTERMEDIATE_SUITES = [
@@ -213,18 +213,12 @@ def test_alpn_required_match(proxy):
 # ---- legacy ------------------------------------------------------------------
 
 
-def write(tmp_path, config, name="tlsterm.yaml"):
-    path = tmp_path / name
-    path.write_text(to_yaml(config))
-    return path
-
-
 def test_legacy_refused_at_load(tmp_path, certs):
     config = tlsterm_config([
         listener_config("old", "127.0.0.1:9", certs, min_version="1.0",
                         ciphers=["ECDHE-ECDSA-AES128-SHA"]),
     ])
-    path = write(tmp_path, config)
+    path = write_yaml(tmp_path, config)
     for args in (["--check", "-c", path], ["-c", path]):
         result = run_tlsterm(*args)
         assert result.returncode == 1, text(result)
@@ -267,7 +261,7 @@ def test_check_describes_the_policy(tmp_path, certs):
                         groups=["P-384", "X25519"],
                         tls={"policy": "modern", "sni_strict": True}),
     ])
-    path = write(tmp_path, config)
+    path = write_yaml(tmp_path, config)
     result = run_tlsterm("--check", "-c", path)
     assert result.returncode == 0, text(result)
     out = result.stdout.decode()

@@ -15,6 +15,7 @@ import jsonschema
 import pytest
 
 from tlsterm_harness import (
+    write_yaml,
     admin_addr,
     get,
     reload_and_wait,
@@ -288,8 +289,7 @@ def test_report_cli_usage():
 def test_report_config_errors(certs, tmp_path, report, message):
     config = tlsterm_config([listener_config("edge", "127.0.0.1:9", certs)])
     config["report"] = report
-    path = tmp_path / "t.yaml"
-    path.write_text(to_yaml(config))
+    path = write_yaml(tmp_path, config, "t.yaml")
     line = next(i for i, text in enumerate(path.read_text().splitlines(), 1)
                 if text.strip().startswith(next(iter(report))))
     result = run_tlsterm("--check", "-c", str(path))
@@ -304,8 +304,7 @@ def test_report_dir_must_be_a_writable_directory(certs, tmp_path):
     not_dir.write_text("")
     config = tlsterm_config([listener_config("edge", "127.0.0.1:9", certs)])
     config["report"] = {"dir": str(not_dir)}
-    path = tmp_path / "t.yaml"
-    path.write_text(to_yaml(config))
+    path = write_yaml(tmp_path, config, "t.yaml")
     result = run_tlsterm("--check", "-c", str(path))
     assert result.returncode == 1
     assert f"report dir '{not_dir}' is not a directory" in result.stderr.decode()

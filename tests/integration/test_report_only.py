@@ -13,6 +13,7 @@ import time
 
 from backend import HTTP_BODY
 from tlsterm_harness import (
+    write_yaml,
     admin_addr,
     samples,
     total,
@@ -27,7 +28,6 @@ from tlsterm_harness import (
     text,
     tls_connect,
     tlsterm_config,
-    to_yaml,
 )
 
 METRIC = "tlsterm_policy_would_fail_total"
@@ -222,8 +222,7 @@ def test_bad_report_only_blocks_are_refused_with_positions(certs, tmp_path):
                         tls={"report_only": {"policy": "modern", "min_version": "1.2",
                                              "groups": ["X448"]}}),
     ])
-    path = tmp_path / "bad.yaml"
-    path.write_text(to_yaml(config))
+    path = write_yaml(tmp_path, config, "bad.yaml")
     lines = path.read_text().splitlines()
 
     def at(key, token):
@@ -247,8 +246,7 @@ def test_check_describes_the_candidate(certs, tmp_path):
                         tls={"report_only": {"policy": "modern"}}),
         listener_config("plain", "127.0.0.1:9", certs, min_version=None, max_version=None),
     ])
-    path = tmp_path / "good.yaml"
-    path.write_text(to_yaml(config))
+    path = write_yaml(tmp_path, config, "good.yaml")
     result = run_tlsterm("--check", "-c", path)
     assert result.returncode == 0, text(result)
     edge, plain = result.stdout.decode().split("listener plain:\n")

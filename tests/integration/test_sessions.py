@@ -11,6 +11,8 @@ import subprocess
 import pytest
 
 from tlsterm_harness import (
+    run_tlsterm,
+    write_yaml,
     client_context,
     listener_config,
     tls_connect,
@@ -89,9 +91,7 @@ def test_bad_key_file_is_a_config_error(certs, tmp_path, backend_factory):
     keys.write_text("not base64!\n")
     config = tlsterm_config([listener_config("edge", "127.0.0.1:9", certs)])
     config["session_tickets"] = {"key_file": str(keys)}
-    path = tmp_path / "t.yaml"
-    from tlsterm_harness import run_tlsterm, to_yaml
-    path.write_text(to_yaml(config))
+    path = write_yaml(tmp_path, config, "t.yaml")
     result = run_tlsterm("--check", "-c", str(path))
     assert result.returncode == 1
     stderr = result.stderr.decode() if isinstance(result.stderr, bytes) else result.stderr

@@ -10,13 +10,13 @@ import socket
 import time
 
 from tlsterm_harness import (
+    write_yaml,
     StreamDigest,
     client_context,
     listener_config,
     tls_connect,
     tlsterm_config,
     run_tlsterm,
-    to_yaml,
 )
 
 MIB = 1 << 20
@@ -160,8 +160,7 @@ def test_second_instance_on_same_port_is_refused(tlsterm_factory, backend_factor
     port = first.port("edge")
     config = with_top(tlsterm_config([listener_config("edge", echo, certs, listen=(f"127.0.0.1:{port}",))]),
                       workers=2)
-    path = tmp_path / "second.yaml"
-    path.write_text(to_yaml(config))
+    path = write_yaml(tmp_path, config, "second.yaml")
     result = run_tlsterm("-c", str(path))
     stderr = result.stderr.decode() if isinstance(result.stderr, bytes) else result.stderr
     assert result.returncode == 3, stderr

@@ -454,6 +454,14 @@ def _yaml_lines(mapping, indent, lines):
             lines.append(f"{pad}{key}: {_yaml_scalar(value)}")
 
 
+def write_yaml(directory, config, name="tlsterm.yaml"):
+    """write_yaml writes the configuration dict |config| as YAML to
+    |directory|/|name| and returns the path."""
+    path = Path(directory) / name
+    path.write_text(to_yaml(config))
+    return path
+
+
 def to_yaml(config):
     """to_yaml writes a configuration dict as block-style YAML, the way an
     operator would (plain scalars where YAML allows them)."""
