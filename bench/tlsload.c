@@ -1,14 +1,16 @@
 /* tlsload: the TLS load client of bench/run, for what wrk and h2load cannot
  * do. One thread, non-blocking sockets, epoll, BoringSSL.
  *
- *   tlsload handshake -a HOST:PORT [-c CONC] [-d SECS] [-v 1.2|1.3] [-C SUITES] [-g GROUPS]
+ *   tlsload handshake -a HOST:PORT [-c CONC] [-d SECS] [-v 1.2|1.3] [-C SUITES] [-g GROUPS] [-r]
  *       Full-handshake flood: CONC connections at a time, for SECS seconds,
  *       each one connect, handshake (no session offered, so never resumed),
- *       close_notify, wait for the server to close (at most 2 s), close.
- *   tlsload resume -a HOST:PORT [-c CONC] [-d SECS] [-v ...] [-g ...]
- *       Resumption flood: one connection gets a session (TLS 1.3: a ticket),
- *       then every connection offers that session. Each handshake is checked
- *       with SSL_session_reused and the fraction resumed is reported.
+ *       with -r one "GET PATH" whose response is read, then close_notify,
+ *       wait for the server to close (at most 2 s), close.
+ *   tlsload resume -a HOST:PORT [-c CONC] [-d SECS] [-v ...] [-g ...] [-r]
+ *       Resumption flood: one connection gets a session (it makes a request,
+ *       as a BoringSSL server sends its TLS 1.3 tickets with its first
+ *       write), then every connection offers that session. Each handshake is
+ *       checked with SSL_session_reused and the fraction resumed is reported.
  *   tlsload hold -a HOST:PORT -n N [-c CONC] [-d SECS] [-s NUM_SOURCES] [-p PATH]
  *       Opens N connections (CONC at a time), each: handshake, one
  *       "GET PATH HTTP/1.1" whose whole response is read, then the SSL is
@@ -28,8 +30,14 @@
  *
  * The result is one JSON object on stdout:
  *   {"mode":..., "completed":N, "errors":N, "timeouts":N, "seconds":S,
- *    "rate":N/S, "resumed":N, "version":..., "cipher":..., "group":...,
+ *    "window":W, "in_window":N, "rate":in_window/W, "resumed":N,
+ *    "responses":N, "tickets":N, "version":..., "cipher":..., "group":...,
  *    "sigalg":..., "first_error":...}
+ * completed counts every handshake, in_window those done within the -d
+ * duration W (the rest finish during the drain that follows, at most 1 s);
+ * tickets counts the session tickets received (in the floods only those
+ * that arrive before the server's close is read).
+ *
  * Exit status: 0 when the run went through (even with failed connections,
  * which are counted), 1 when it could not run, 2 on a usage error. */
 #include <arpa/inet.h>
@@ -58,7 +66,7 @@
 /* After close_notify, how long to wait for the server to close. */
 #define SHUTDOWN_WAIT_MS 2000
 /* After the flood's duration, how long in-flight connections may finish. */
-#define DRAIN_MS 2000
+#define DRAIN_MS 1000
 /* Response bytes buffered while looking for the end of the headers. */
 #define RESPONSE_BUF_LEN 4096
 
@@ -99,6 +107,7 @@ struct options {
     const char *suites;
     const char *groups;
     const char *path;
+    bool send_request;
 };
 
 struct run_stats {
@@ -106,6 +115,9 @@ struct run_stats {
     uint64_t errors;
     uint64_t timeouts;
     uint64_t resumed;
+    uint64_t in_window; /* handshakes done before the duration ended */
+    uint64_t responses;
+    uint64_t tickets;
     bool first_seen;
     char version[32], cipher[64], group[32], sigalg[64];
     char first_error[160];
@@ -119,6 +131,7 @@ static int epoll_fd = -1;
 static char request_text[512];
 static size_t request_len;
 static volatile sig_atomic_t stop_requested;
+static uint64_t window_end_ms = UINT64_MAX; /* the end of the measured duration */
 
 static uint64_t now_ms(void)
 {
@@ -137,7 +150,7 @@ static void usage(void)
 {
     fputs("usage: tlsload handshake|resume|hold -a HOST:PORT [-c CONC] [-d SECS]\n"
           "         [-v 1.2|1.3] [-C TLS1.2-SUITES] [-g GROUPS] [-n N] [-s NUM_SOURCES]\n"
-          "         [-p PATH]\n",
+          "         [-p PATH] [-r]\n",
           stderr);
     exit(2);
 }
@@ -187,7 +200,8 @@ static void note_first_handshake(SSL *ssl)
 static int keep_first_session(SSL *ssl, SSL_SESSION *session)
 {
     (void)ssl;
-    if (resume_session != NULL)
+    stats.tickets++;
+    if (opts.mode != MODE_RESUME || resume_session != NULL)
         return 0;
     resume_session = session;
     return 1;
@@ -219,13 +233,11 @@ static int build_client_ctx(void)
         fprintf(stderr, "tlsload: -g %s: not a valid group list\n", opts.groups);
         goto fail;
     }
-    if (opts.mode == MODE_RESUME) {
-        SSL_CTX_set_session_cache_mode(client_ctx,
-                                       SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
-        SSL_CTX_sess_set_new_cb(client_ctx, keep_first_session);
-    } else {
-        SSL_CTX_set_session_cache_mode(client_ctx, SSL_SESS_CACHE_OFF);
-    }
+    /* Every mode counts the tickets the server issues; only resume mode
+     * keeps one, and only resume mode ever offers a session. */
+    SSL_CTX_set_session_cache_mode(client_ctx,
+                                   SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
+    SSL_CTX_sess_set_new_cb(client_ctx, keep_first_session);
     return 0;
 fail:
     ERR_print_errors_fp(stderr);
@@ -315,6 +327,16 @@ static bool response_complete(const char *buf, uint32_t len)
     return len >= header_len + body_len;
 }
 
+/* begin_shutdown sends close_notify and the TCP FIN; the server's reply (or
+ * EOF) is read in SLOT_SHUTDOWN. */
+static void begin_shutdown(struct slot *s)
+{
+    SSL_shutdown(s->ssl);
+    shutdown(s->fd, SHUT_WR);
+    s->shutdown_ms = now_ms();
+    s->state = SLOT_SHUTDOWN;
+}
+
 enum step_result { STEP_BLOCKED, STEP_DONE, STEP_FAILED };
 
 /* slot_step drives |s| as far as it goes without blocking. STEP_DONE means
@@ -352,9 +374,14 @@ static enum step_result slot_step(struct slot *s, uint32_t *out_idle_fd)
         }
         note_first_handshake(s->ssl);
         stats.completed++;
+        if (now_ms() <= window_end_ms)
+            stats.in_window++;
         if (SSL_session_reused(s->ssl))
             stats.resumed++;
-        if (opts.mode == MODE_HOLD) {
+        /* Resume mode's first connection always makes a request: a
+         * BoringSSL server sends its tickets with its first write. */
+        if (opts.mode == MODE_HOLD || opts.send_request ||
+            (opts.mode == MODE_RESUME && resume_session == NULL)) {
             s->state = SLOT_REQUEST;
             s->response = malloc(RESPONSE_BUF_LEN);
             if (s->response == NULL) {
@@ -362,11 +389,7 @@ static enum step_result slot_step(struct slot *s, uint32_t *out_idle_fd)
                 return STEP_FAILED;
             }
         } else {
-            /* close_notify; the reply (or EOF) is read in SLOT_SHUTDOWN. */
-            SSL_shutdown(s->ssl);
-            shutdown(s->fd, SHUT_WR);
-            s->shutdown_ms = now_ms();
-            s->state = SLOT_SHUTDOWN;
+            begin_shutdown(s);
             goto shutdown_read;
         }
         /* fall through */
@@ -405,6 +428,11 @@ static enum step_result slot_step(struct slot *s, uint32_t *out_idle_fd)
             s->response_len += (uint32_t)ret;
             if (response_complete(s->response, s->response_len))
                 break;
+        }
+        stats.responses++;
+        if (opts.mode != MODE_HOLD) {
+            begin_shutdown(s);
+            goto shutdown_read;
         }
         /* Idle from here: the socket stays open, silent, and out of epoll;
          * the client keeps no TLS state for it. */
@@ -471,7 +499,7 @@ static void parse_options(int argc, char **argv)
     opts.path = "/";
     int opt;
     optind = 2;
-    while ((opt = getopt(argc, argv, "a:c:d:v:C:g:n:s:p:")) != -1) {
+    while ((opt = getopt(argc, argv, "a:c:d:v:C:g:n:s:p:r")) != -1) {
         switch (opt) {
         case 'a':
             if (parse_target(optarg) != 0) {
@@ -487,6 +515,7 @@ static void parse_options(int argc, char **argv)
         case 'n': opts.num_hold = (uint32_t)strtoul(optarg, NULL, 10); break;
         case 's': opts.num_sources = (uint32_t)strtoul(optarg, NULL, 10); break;
         case 'p': opts.path = optarg; break;
+        case 'r': opts.send_request = true; break;
         default: usage();
         }
     }
@@ -524,15 +553,20 @@ static void print_json_string(const char *key, const char *value)
     putchar('"');
 }
 
-static void print_report(double seconds)
+/* print_report prints the result: |seconds| is the whole run, drain
+ * included; |window_s| the measured duration, which gives the rate. */
+static void print_report(double seconds, double window_s)
 {
     static const char *const mode_names[] = {"handshake", "resume", "hold"};
     printf("{\"mode\":\"%s\",\"completed\":%llu,\"errors\":%llu,\"timeouts\":%llu,"
-           "\"seconds\":%.3f,\"rate\":%.1f,\"resumed\":%llu",
+           "\"seconds\":%.3f,\"window\":%.3f,\"in_window\":%llu,\"rate\":%.1f,\"resumed\":%llu,\"responses\":%llu,"
+           "\"tickets\":%llu",
            mode_names[opts.mode], (unsigned long long)stats.completed,
            (unsigned long long)stats.errors, (unsigned long long)stats.timeouts, seconds,
-           seconds > 0 ? (double)stats.completed / seconds : 0.0,
-           (unsigned long long)stats.resumed);
+           window_s, (unsigned long long)stats.in_window,
+           window_s > 0 ? (double)stats.in_window / window_s : 0.0,
+           (unsigned long long)stats.resumed, (unsigned long long)stats.responses,
+           (unsigned long long)stats.tickets);
     print_json_string("version", stats.version);
     print_json_string("cipher", stats.cipher);
     print_json_string("group", stats.group);
@@ -589,6 +623,7 @@ int main(int argc, char **argv)
 
     uint64_t start_ms = now_ms();
     uint64_t end_ms = start_ms + (uint64_t)(opts.duration_s * 1000);
+    window_end_ms = end_ms;
     uint32_t next_index = 0;
     uint32_t num_active = 0;
     bool hold_reported = false;
@@ -610,9 +645,12 @@ int main(int argc, char **argv)
                 goto done;
             }
             /* The first connection, which made the session, is not counted. */
-            stats.completed = stats.resumed = 0;
+            stats.completed = stats.in_window = stats.resumed = 0;
+            stats.responses = stats.tickets = 0;
             width = opts.concurrency;
             start_ms = now;
+            end_ms = start_ms + (uint64_t)(opts.duration_s * 1000);
+            window_end_ms = end_ms;
         }
         /* Fill the free slots. */
         for (uint32_t i = 0; i < width && !draining; i++) {
@@ -676,12 +714,14 @@ int main(int argc, char **argv)
             num_active--;
         }
     }
-    double seconds = (double)(now_ms() - start_ms) / 1000.0;
+    uint64_t finish_ms = now_ms();
+    double seconds = (double)(finish_ms - start_ms) / 1000.0;
+    double window_s = (double)((finish_ms < end_ms ? finish_ms : end_ms) - start_ms) / 1000.0;
     if (opts.mode == MODE_HOLD && !hold_reported) {
         printf("ready %u %llu\n", num_idle, (unsigned long long)stats.errors);
         fflush(stdout);
     }
-    print_report(seconds);
+    print_report(seconds, window_s);
     status = 0;
 done:
     for (uint32_t i = 0; slots != NULL && i < opts.concurrency; i++)
