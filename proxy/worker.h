@@ -1,8 +1,10 @@
 /* worker: one thread with its own event loop, its own listening sockets (one
  * per address, bound with SO_REUSEPORT so the kernel spreads connections),
- * its own connections and buffers. Nothing on a connection's path is shared
- * with another worker except the immutable generation and a few atomic
- * counters for the connection limits.
+ * its own connections, buffers, metrics block, report block and log rate
+ * limiters. Nothing on a connection's path is shared with another worker
+ * except the immutable generation, a few atomic counters for the connection
+ * limits, and the session ticket keys (read under an uncontended rwlock, see
+ * tickets.c).
  *
  * A worker holds one reference on its current generation, which its
  * listeners use; each connection holds its own reference on the generation
