@@ -389,6 +389,21 @@ static int read_client(struct conn *c)
     return CONN_OK;
 }
 
+/* backend_io_failed handles a failed send or recv on the backend socket
+ * (errno says why): a would-block records |blocked_wait| in |*wait|, EINTR
+ * retries on the next turn, anything else closes the conn. */
+static int backend_io_failed(struct conn *c, uint8_t *wait, uint8_t blocked_wait)
+{
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        *wait = blocked_wait;
+        return CONN_OK;
+    }
+    if (errno == EINTR)
+        return CONN_OK;
+    struct tls_io_failure failure = {.reason = END_BACKEND_RESET, .detail = strerror(errno)};
+    return conn_close(c, END_BACKEND_RESET, &failure);
+}
+
 /* write_backend sends pending up bytes to the backend. */
 static int write_backend(struct conn *c)
 {
@@ -398,14 +413,7 @@ static int write_backend(struct conn *c)
         consumed(d, (size_t)n);
         return CONN_OK;
     }
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        d->write_wait = WAIT_WRITE;
-        return CONN_OK;
-    }
-    if (errno == EINTR)
-        return CONN_OK;
-    struct tls_io_failure failure = {.reason = END_BACKEND_RESET, .detail = strerror(errno)};
-    return conn_close(c, END_BACKEND_RESET, &failure);
+    return backend_io_failed(c, &d->write_wait, WAIT_WRITE);
 }
 
 /* read_backend moves bytes from the backend into the down buffer. */
@@ -430,14 +438,7 @@ static int read_backend(struct conn *c)
         d->eof = true;
         return CONN_OK;
     }
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        d->read_wait = WAIT_READ;
-        return CONN_OK;
-    }
-    if (errno == EINTR)
-        return CONN_OK;
-    struct tls_io_failure failure = {.reason = END_BACKEND_RESET, .detail = strerror(errno)};
-    return conn_close(c, END_BACKEND_RESET, &failure);
+    return backend_io_failed(c, &d->read_wait, WAIT_READ);
 }
 
 /* write_client sends pending down bytes to the client as TLS records. */

@@ -44,19 +44,23 @@ static void on_summary_timer(evutil_socket_t fd, short what, void *arg) { log_su
 
 bool worker_log_failure(struct worker *w, enum end_reason reason)
 {
-    const struct config *config = w->gen->config;
-    /* A reload may have changed the limits; the buckets' state carries over. */
-    w->failure_log.rate = config->failure_log_rate;
-    w->failure_log.burst = config->failure_log_burst;
     return ratelimit_allow(&w->failure_log, reason, clock_now_ms());
 }
 
 bool worker_log_would_fail(struct worker *w, enum end_reason reason)
 {
-    const struct config *config = w->gen->config;
-    w->would_fail_log.rate = config->failure_log_rate;
-    w->would_fail_log.burst = config->failure_log_burst;
     return ratelimit_allow(&w->would_fail_log, reason, clock_now_ms());
+}
+
+/* apply_log_limits takes the limits of |config|; the buckets' state (tokens,
+ * suppressed counts) carries over a reload. */
+static void apply_log_limits(struct worker *w, const struct config *config)
+{
+    struct ratelimit *limiters[] = {&w->failure_log, &w->would_fail_log};
+    for (size_t i = 0; i < 2; i++) {
+        limiters[i]->rate = config->failure_log_rate;
+        limiters[i]->burst = config->failure_log_burst;
+    }
 }
 
 static void on_drain_deadline(evutil_socket_t fd, short what, void *arg)
@@ -102,6 +106,7 @@ static void on_reload(evutil_socket_t fd, short what, void *arg)
         listener_use_generation(&w->listeners[i], next);
     generation_unref(w->gen);
     w->gen = next;
+    apply_log_limits(w, next->config);
 }
 
 void worker_reload(struct worker *w, struct generation *gen)
