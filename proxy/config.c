@@ -536,8 +536,10 @@ static const struct field timeouts_fields[] = {
      NULL},
     {"connect", false, apply_duration, offsetof(struct cfg_listener, connect_timeout_ms), NULL},
     {"idle", false, apply_duration, offsetof(struct cfg_listener, idle_timeout_ms), NULL},
+    {"half_closed", false, apply_duration, offsetof(struct cfg_listener, half_closed_timeout_ms),
+     NULL},
 };
-static const struct schema timeouts_schema = {"timeouts", "in timeouts", timeouts_fields, 3};
+static const struct schema timeouts_schema = {"timeouts", "in timeouts", timeouts_fields, 4};
 
 static const struct field listener_fields[] = {
     {"name", true, apply_name, 0, NULL},
@@ -555,6 +557,7 @@ static const struct cfg_listener listener_defaults = {
     .handshake_timeout_ms = 10 * 1000,
     .connect_timeout_ms = 5 * 1000,
     .idle_timeout_ms = 300 * 1000,
+    .half_closed_timeout_ms = 30 * 1000,
     .max_connections = 10000,
 };
 

@@ -130,6 +130,7 @@ struct cfg_listener {
     uint32_t handshake_timeout_ms;
     uint32_t connect_timeout_ms;
     uint32_t idle_timeout_ms;
+    uint32_t half_closed_timeout_ms; /* inactivity once one direction has ended */
     uint32_t max_connections;
 };
 

@@ -22,6 +22,7 @@ static const char *const reason_names[END_REASON_COUNT] = {
     [END_TLS_ERROR] = "tls_error",
     [END_DONE] = "done",
     [END_IDLE_TIMEOUT] = "idle_timeout",
+    [END_HALF_CLOSED_TIMEOUT] = "half_closed_timeout",
     [END_BACKEND_CONNECT_FAILED] = "backend_connect_failed",
     [END_BACKEND_CONNECT_TIMEOUT] = "backend_connect_timeout",
     [END_CLIENT_RESET] = "client_reset",

@@ -31,6 +31,7 @@ enum end_reason {
     /* After the handshake. */
     END_DONE,                   /* both directions finished normally */
     END_IDLE_TIMEOUT,           /* no bytes either way for the idle timeout */
+    END_HALF_CLOSED_TIMEOUT,    /* one direction ended, no bytes for timeouts.half_closed */
     END_BACKEND_CONNECT_FAILED, /* the backend refused or was unreachable */
     END_BACKEND_CONNECT_TIMEOUT,
     END_CLIENT_RESET,           /* client socket error after the handshake */

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <openssl/err.h>
 #include <openssl/x509.h>
@@ -30,12 +31,20 @@ struct tls_io_failure tls_io_classify(int ssl_error, uint32_t packed_error, int 
     struct tls_io_failure failure = {.reason = END_TLS_ERROR};
 
     if (ssl_error == SSL_ERROR_ZERO_RETURN ||
-        (ssl_error == SSL_ERROR_SYSCALL && packed_error == 0)) {
+        (ssl_error == SSL_ERROR_SYSCALL && packed_error == 0 && sys_errno == 0)) {
         /* The socket, not TLS, ended it: there is no BoringSSL reason, so
          * the detail names the socket event in the same style. */
-        bool reset = sys_errno == ECONNRESET;
-        failure.reason = reset ? END_TCP_RESET : END_CLIENT_CLOSED;
-        failure.detail = reset ? "CONNECTION_RESET" : "UNEXPECTED_EOF";
+        failure.reason = END_CLIENT_CLOSED;
+        failure.detail = "UNEXPECTED_EOF";
+        return failure;
+    }
+    if (ssl_error == SSL_ERROR_SYSCALL && packed_error == 0) {
+        /* A socket error is never an EOF: whatever the client was sending
+         * may be cut short. The detail names the errno. */
+        failure.reason = END_TCP_RESET;
+        failure.detail = sys_errno == ECONNRESET ? "CONNECTION_RESET" : strerrorname_np(sys_errno);
+        if (failure.detail == NULL)
+            failure.detail = "SOCKET_ERROR";
         return failure;
     }
     if (packed_error == 0)
@@ -166,22 +175,123 @@ static void remember_tail(struct tls_io_socket *sock, const uint8_t *bytes, size
     sock->tail_len = (uint8_t)(keep + len);
 }
 
+/* take_readahead gives the SSL up to |len| bytes of what an earlier read
+ * took beyond its request, dropping the buffer once empty. */
+static int take_readahead(struct tls_io_socket *sock, char *out, int len)
+{
+    uint32_t n = sock->readahead_end - sock->readahead_start;
+    if ((uint32_t)len < n)
+        n = (uint32_t)len;
+    memcpy(out, sock->readahead + sock->readahead_start, n);
+    sock->readahead_start += n;
+    if (sock->readahead_start == sock->readahead_end) {
+        free(sock->readahead);
+        sock->readahead = NULL;
+    }
+    return (int)n;
+}
+
+/* keep_readahead saves the |len| bytes a read took beyond the SSL's request.
+ * They are copied out of the thread's scratch buffer into one of their own
+ * size, which lives only until the SSL has asked for them. */
+static int keep_readahead(struct tls_io_socket *sock, const uint8_t *bytes, size_t len)
+{
+    sock->readahead = malloc(len);
+    if (sock->readahead == NULL)
+        return -1;
+    memcpy(sock->readahead, bytes, len);
+    sock->readahead_start = 0;
+    sock->readahead_end = (uint32_t)len;
+    return 0;
+}
+
+/* The surplus of every read lands here first, so that a read that finds
+ * nothing costs no allocation. One per worker thread. */
+static _Thread_local uint8_t readahead_scratch[TLS_IO_READAHEAD_LEN];
+
 static int socket_bio_read(BIO *bio, char *out, int len)
 {
     struct tls_io_socket *sock = BIO_get_data(bio);
     ssize_t n;
 
     BIO_clear_retry_flags(bio);
-    do
-        n = recv(sock->fd, out, (size_t)len, 0);
-    while (n < 0 && errno == EINTR);
-    if (n > 0) {
-        sock->bytes_read += (uint64_t)n;
-        remember_tail(sock, (const uint8_t *)out, (size_t)n);
-    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    if (sock->readahead != NULL)
+        return take_readahead(sock, out, len);
+    if (sock->drained) {
+        errno = EAGAIN;
         BIO_set_retry_read(bio);
+        return -1;
     }
-    return (int)n;
+    struct iovec iov[2] = {{out, (size_t)len}, {readahead_scratch, sizeof(readahead_scratch)}};
+    do
+        n = readv(sock->fd, iov, 2);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        sock->last_errno = errno;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            sock->drained = true;
+            BIO_set_retry_read(bio);
+        }
+        return -1;
+    }
+    if (n == 0) {
+        sock->last_errno = 0;
+        errno = 0; /* a clean EOF, not an error: see tls_io_classify */
+        return 0;
+    }
+    sock->bytes_read += (uint64_t)n;
+    /* A read that did not fill both buffers emptied the socket. */
+    sock->drained = (size_t)n < (size_t)len + sizeof(readahead_scratch);
+    if (n <= len) {
+        remember_tail(sock, (const uint8_t *)out, (size_t)n);
+        return (int)n;
+    }
+    size_t surplus = (size_t)n - (size_t)len;
+    remember_tail(sock, (const uint8_t *)out, (size_t)len);
+    remember_tail(sock, readahead_scratch, surplus);
+    if (keep_readahead(sock, readahead_scratch, surplus) != 0) {
+        /* Bytes the SSL would need are gone: fail the connection. */
+        sock->last_errno = errno = ENOMEM;
+        return -1;
+    }
+    return len;
+}
+
+/* send_out sends what the out buffer holds; 0 once empty (and freed), -1
+ * with errno otherwise (EAGAIN: the socket is full). */
+static int send_out(struct tls_io_socket *sock)
+{
+    while (sock->out_start < sock->out_end) {
+        ssize_t n = send(sock->fd, sock->out + sock->out_start, sock->out_end - sock->out_start,
+                         MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            sock->last_errno = errno;
+            return -1;
+        }
+        sock->out_start += (uint32_t)n;
+    }
+    free(sock->out);
+    sock->out = NULL;
+    return 0;
+}
+
+/* gather appends |len| bytes to the out buffer, which has room for them. */
+static int gather(struct tls_io_socket *sock, const char *in, int len)
+{
+    if (sock->out == NULL) {
+        if ((sock->out = malloc(TLS_IO_OUT_MAX)) == NULL)
+            return -1;
+        sock->out_start = sock->out_end = 0;
+    } else if (sock->out_start > 0) {
+        memmove(sock->out, sock->out + sock->out_start, sock->out_end - sock->out_start);
+        sock->out_end -= sock->out_start;
+        sock->out_start = 0;
+    }
+    memcpy(sock->out + sock->out_end, in, (size_t)len);
+    sock->out_end += (uint32_t)len;
+    return len;
 }
 
 static int socket_bio_write(BIO *bio, const char *in, int len)
@@ -190,13 +300,44 @@ static int socket_bio_write(BIO *bio, const char *in, int len)
     ssize_t n;
 
     BIO_clear_retry_flags(bio);
+    /* Bytes gathered earlier go first; then a corked write joins them while
+     * they fit, so records produced together leave in one send. */
+    if (sock->out != NULL &&
+        (!sock->corked || sock->out_end - sock->out_start + (size_t)len > TLS_IO_OUT_MAX) &&
+        send_out(sock) != 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            BIO_set_retry_write(bio);
+        return -1;
+    }
+    if (sock->corked && (size_t)len <= TLS_IO_OUT_MAX)
+        return gather(sock, in, len);
     /* MSG_NOSIGNAL: a client gone away is an error to handle, not SIGPIPE. */
     do
         n = send(sock->fd, in, (size_t)len, MSG_NOSIGNAL);
     while (n < 0 && errno == EINTR);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-        BIO_set_retry_write(bio);
+    if (n < 0) {
+        sock->last_errno = errno;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            BIO_set_retry_write(bio);
+    }
     return (int)n;
+}
+
+enum tls_io_result tls_io_flush(struct tls_io_socket *sock)
+{
+    sock->corked = false;
+    if (sock->out == NULL || send_out(sock) == 0)
+        return TLS_IO_OK;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? TLS_IO_WANT_WRITE : TLS_IO_ERROR;
+}
+
+void tls_io_socket_cleanup(struct tls_io_socket *sock)
+{
+    free(sock->readahead);
+    sock->readahead = NULL;
+    free(sock->out);
+    sock->out = NULL;
+    tls_io_forget_hello(sock);
 }
 
 static long socket_bio_ctrl(BIO *bio, int cmd, long num, void *ptr)
@@ -324,7 +465,9 @@ enum tls_io_result tls_io_read(SSL *ssl, uint8_t *buf, size_t len, size_t *out_l
         return TLS_IO_OK;
     }
     enum tls_io_result result = fail_from(ssl, ret, NULL, out_failure);
-    if (result == TLS_IO_ERROR)
+    /* After 0-RTT data the handshake may still fail: until the client's
+     * Finished, a failure is a handshake failure. */
+    if (result == TLS_IO_ERROR && !SSL_in_init(ssl))
         after_handshake(out_failure);
     return result;
 }
@@ -352,6 +495,10 @@ enum tls_io_result tls_io_write(SSL *ssl, const uint8_t *buf, size_t len,
 
 enum tls_io_result tls_io_close_notify(SSL *ssl)
 {
+    /* While a 0-RTT handshake is still waiting for the client's Finished,
+     * SSL_shutdown returns success and sends nothing. */
+    if (SSL_in_init(ssl))
+        return TLS_IO_WANT_READ;
     ERR_clear_error();
     int ret = SSL_shutdown(ssl);
     if (ret >= 0)

@@ -9,6 +9,7 @@
 #ifndef TLSTERM_TLS_IO_H
 #define TLSTERM_TLS_IO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,11 +40,35 @@ struct tls_io_failure {
 /* TLS_IO_TAIL_LEN bytes: a TLS record header plus a two-byte alert. */
 #define TLS_IO_TAIL_LEN 7
 
+/* TLS_IO_READAHEAD_LEN is how many bytes past what the SSL asked for one
+ * read may take from the socket: two full records, so that a bulk upload
+ * costs at most one recv per record instead of two (header, then body). */
+#define TLS_IO_READAHEAD_LEN 32768
+/* TLS_IO_OUT_MAX bounds the records held back while corked (tls_io_cork):
+ * four full records, written to the socket with one send. */
+#define TLS_IO_OUT_MAX (4 * (16384 + 256 + 5))
+
 /* struct tls_io_socket is the client socket as the SSL sees it. It is
- * embedded in its connection, which owns the descriptor. */
+ * embedded in its connection, which owns the descriptor.
+ *
+ * Buffers. |readahead| holds bytes read from the socket that the SSL has
+ * not asked for yet, and |out| records sealed while corked that the socket
+ * has not taken yet. Each is allocated only while it holds bytes, so an idle
+ * connection holds neither. */
 struct tls_io_socket {
     int fd;
+    /* The last read took all the socket had: the next one would only find
+     * EAGAIN, so it is not made until tls_io_readable says the socket has
+     * more. A level-triggered event loop makes this safe: bytes that arrive
+     * meanwhile leave the socket readable. */
+    bool drained;
+    bool corked; /* records are gathered in |out| until tls_io_flush */
+    int last_errno; /* of the last failed socket call, 0 after an EOF */
     uint64_t bytes_read; /* raw bytes from the client, TLS framing included */
+    uint8_t *readahead;
+    uint32_t readahead_start, readahead_end;
+    uint8_t *out;
+    uint32_t out_start, out_end;
     uint8_t tail[TLS_IO_TAIL_LEN]; /* the last bytes read, oldest first */
     uint8_t tail_len;
     /* What the client offered, from its ClientHello: owned here from the
@@ -56,6 +81,31 @@ struct tls_io_socket {
     bool would_fail;
     uint8_t would_fail_reason;
 };
+
+/* tls_io_readable tells |sock| that its socket is readable again (see
+ * |drained|). */
+static inline void tls_io_readable(struct tls_io_socket *sock) { sock->drained = false; }
+
+/* tls_io_cork makes the SSL's writes gather in |sock|'s out buffer, up to
+ * TLS_IO_OUT_MAX bytes, until tls_io_flush: records produced together leave
+ * in one send. */
+static inline void tls_io_cork(struct tls_io_socket *sock) { sock->corked = true; }
+
+/* tls_io_flush ends a cork and sends what it gathered: TLS_IO_OK once all is
+ * sent, TLS_IO_WANT_WRITE when the socket took only part (the rest is sent
+ * by the next tls_io_flush; until then the SSL's writes report
+ * WANT_WRITE), or TLS_IO_ERROR with |sock->last_errno| set. */
+enum tls_io_result tls_io_flush(struct tls_io_socket *sock);
+
+/* tls_io_has_output returns true while |sock| holds records not yet sent. */
+static inline bool tls_io_has_output(const struct tls_io_socket *sock)
+{
+    return sock->out != NULL;
+}
+
+/* tls_io_socket_cleanup frees |sock|'s buffers and ClientHello summary; the
+ * descriptor stays open (its owner closes it). */
+void tls_io_socket_cleanup(struct tls_io_socket *sock);
 
 /* tls_io_attach makes |ssl| read and write |sock|, which must outlive it. It
  * returns 0, or -1 when out of memory. */
@@ -82,7 +132,9 @@ enum tls_io_result tls_io_handshake(SSL *ssl, const struct tls_io_socket *sock,
 
 /* tls_io_read reads up to |len| plaintext bytes into |buf|; |*out_len| is set
  * on TLS_IO_OK. A TCP EOF without close_notify counts as TLS_IO_EOF: the
- * half-close is passed on to the backend either way. */
+ * half-close is passed on to the backend either way. A socket error
+ * (ECONNRESET, ETIMEDOUT, EHOSTUNREACH...) is TLS_IO_ERROR, never an EOF: what
+ * the client sent may be cut short. */
 enum tls_io_result tls_io_read(SSL *ssl, uint8_t *buf, size_t len, size_t *out_len,
                                struct tls_io_failure *out_failure);
 
@@ -93,8 +145,10 @@ enum tls_io_result tls_io_write(SSL *ssl, const uint8_t *buf, size_t len,
                                 size_t *out_len, struct tls_io_failure *out_failure);
 
 /* tls_io_close_notify sends close_notify without waiting for the peer's.
- * It returns TLS_IO_OK once sent, TLS_IO_WANT_WRITE to be retried, or
- * TLS_IO_ERROR. */
+ * It returns TLS_IO_OK once sealed (corked: once in the out buffer; flush
+ * it), TLS_IO_WANT_WRITE to be retried, TLS_IO_WANT_READ while the handshake
+ * is still completing after 0-RTT data (BoringSSL cannot send it before the
+ * client's Finished; retry once more has been read), or TLS_IO_ERROR. */
 enum tls_io_result tls_io_close_notify(SSL *ssl);
 
 /* enum tls_io_policy_error names the checks of tlsterm's own handshake

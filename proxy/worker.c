@@ -81,6 +81,7 @@ static void on_drain(evutil_socket_t fd, short what, void *arg)
     w->draining = true;
     for (size_t i = 0; i < w->num_listeners; i++)
         listener_close(&w->listeners[i]);
+    conn_drain_all(w);
     if (w->num_conns == 0) {
         event_base_loopbreak(w->base);
         return;

@@ -393,7 +393,7 @@ static void test_unknown_keys(void **state)
                   "alpn_required, sni_strict, allow_expired, expiry_warning, early_data, "
                   "client_auth, report_only\n"
                   "t.yaml:12:16: unknown key 'idel' in timeouts; did you mean 'idle'? allowed: "
-                  "handshake, connect, idle\n");
+                  "handshake, connect, idle, half_closed\n");
 }
 
 static void test_missing_required_keys(void **state)

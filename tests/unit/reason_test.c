@@ -33,6 +33,7 @@ static const char *const expected_tokens[] = {
     "tls_error",
     "done",
     "idle_timeout",
+    "half_closed_timeout",
     "backend_connect_failed",
     "backend_connect_timeout",
     "client_reset",

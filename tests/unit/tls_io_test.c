@@ -294,6 +294,7 @@ static int teardown_peer(void **state)
 
     SSL_free(p->ssl);
     SSL_CTX_free(p->ctx);
+    tls_io_socket_cleanup(&p->sock);
     close(p->sock.fd);
     if (p->client_fd >= 0)
         close(p->client_fd);
@@ -301,9 +302,12 @@ static int teardown_peer(void **state)
     return 0;
 }
 
+/* client_send sends |bytes| as the client and tells the socket it is
+ * readable, as the event loop would. */
 static void client_send(struct peer *p, const void *bytes, size_t len)
 {
     assert_int_equal(send(p->client_fd, bytes, len, 0), (ssize_t)len);
+    tls_io_readable(&p->sock);
 }
 
 /* check_tail fails unless the socket counted |num_read| bytes of |sent|
@@ -376,6 +380,7 @@ static void test_handshake_eof(void **state)
     assert_int_equal(tls_io_handshake(p->ssl, &p->sock, &failure), TLS_IO_WANT_READ);
     close(p->client_fd);
     p->client_fd = -1;
+    tls_io_readable(&p->sock);
     assert_int_equal(tls_io_handshake(p->ssl, &p->sock, &failure), TLS_IO_EOF);
     check_failure(failure, END_CLIENT_CLOSED, 0, "UNEXPECTED_EOF");
     check_tail(p, partial, sizeof(partial));
@@ -393,6 +398,71 @@ static void test_handshake_garbage(void **state)
     assert_int_equal(failure.reason, END_MALFORMED);
     assert_non_null(failure.detail);
     check_tail(p, garbage, (size_t)p->sock.bytes_read);
+}
+
+/* ---- the socket BIO ------------------------------------------------------ */
+
+static void test_socket_errors_are_not_eof(void **state)
+{
+    /* A clean EOF (errno 0) is a close; every socket error is an error that
+     * names its errno, so a cut-short upload is never passed on as whole. */
+    check_failure(tls_io_classify(SSL_ERROR_SYSCALL, 0, 0, NULL, 0), END_CLIENT_CLOSED, 0,
+                  "UNEXPECTED_EOF");
+    check_failure(tls_io_classify(SSL_ERROR_SYSCALL, 0, ECONNRESET, NULL, 0), END_TCP_RESET, 0,
+                  "CONNECTION_RESET");
+    check_failure(tls_io_classify(SSL_ERROR_SYSCALL, 0, ETIMEDOUT, NULL, 0), END_TCP_RESET, 0,
+                  "ETIMEDOUT");
+    check_failure(tls_io_classify(SSL_ERROR_SYSCALL, 0, EHOSTUNREACH, NULL, 0), END_TCP_RESET, 0,
+                  "EHOSTUNREACH");
+}
+
+static void test_read_ahead_serves_later_reads(void **state)
+{
+    struct peer *p = *state;
+    BIO *bio = SSL_get_rbio(p->ssl);
+    uint8_t sent[100], got[100];
+
+    for (size_t i = 0; i < sizeof(sent); i++)
+        sent[i] = (uint8_t)i;
+    client_send(p, sent, sizeof(sent));
+    /* A record header is asked for; the rest is kept, and the socket is
+     * known to be empty. */
+    assert_int_equal(BIO_read(bio, got, 5), 5);
+    assert_non_null(p->sock.readahead);
+    assert_true(p->sock.drained);
+    assert_int_equal(p->sock.bytes_read, sizeof(sent));
+    /* More bytes arrive, but until the event loop says the socket is
+     * readable no recv is made: the kept bytes come first. */
+    assert_int_equal(send(p->client_fd, sent, 10, 0), 10);
+    assert_int_equal(BIO_read(bio, got + 5, 95), 95);
+    assert_memory_equal(got, sent, sizeof(sent));
+    assert_null(p->sock.readahead); /* held only while it holds bytes */
+    assert_int_equal(BIO_read(bio, got, 10), -1);
+    assert_true(BIO_should_retry(bio));
+    tls_io_readable(&p->sock);
+    assert_int_equal(BIO_read(bio, got, 10), 10);
+    assert_int_equal(p->sock.bytes_read, sizeof(sent) + 10);
+    assert_memory_equal(p->sock.tail, sent + 10 - TLS_IO_TAIL_LEN, TLS_IO_TAIL_LEN);
+}
+
+static void test_cork_gathers_writes_into_one_send(void **state)
+{
+    struct peer *p = *state;
+    BIO *bio = SSL_get_wbio(p->ssl);
+    uint8_t got[64];
+
+    tls_io_cork(&p->sock);
+    assert_int_equal(BIO_write(bio, "first,", 6), 6);
+    assert_int_equal(BIO_write(bio, "second", 6), 6);
+    assert_true(tls_io_has_output(&p->sock));
+    assert_int_equal(recv(p->client_fd, got, sizeof(got), MSG_DONTWAIT), -1);
+    assert_int_equal(tls_io_flush(&p->sock), TLS_IO_OK);
+    assert_false(tls_io_has_output(&p->sock));
+    assert_int_equal(recv(p->client_fd, got, sizeof(got), 0), 12);
+    assert_memory_equal(got, "first,second", 12);
+    /* Uncorked, a write goes straight out. */
+    assert_int_equal(BIO_write(bio, "third", 5), 5);
+    assert_int_equal(recv(p->client_fd, got, sizeof(got), 0), 5);
 }
 
 int main(void)
@@ -415,6 +485,11 @@ int main(void)
                                         teardown_peer),
         cmocka_unit_test_setup_teardown(test_handshake_http_request, setup_peer, teardown_peer),
         cmocka_unit_test_setup_teardown(test_handshake_eof, setup_peer, teardown_peer),
+        cmocka_unit_test(test_socket_errors_are_not_eof),
+        cmocka_unit_test_setup_teardown(test_read_ahead_serves_later_reads, setup_peer,
+                                        teardown_peer),
+        cmocka_unit_test_setup_teardown(test_cork_gathers_writes_into_one_send, setup_peer,
+                                        teardown_peer),
         cmocka_unit_test_setup_teardown(test_handshake_garbage, setup_peer, teardown_peer),
     };
 

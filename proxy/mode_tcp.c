@@ -1,0 +1,549 @@
+/* mode_tcp: bytes forwarded unchanged between the client and one backend
+ * connection.
+ *
+ * States, in order: TCP_CONNECTING (a backend connect, bounded by
+ * timeouts.connect; the client is not read, so its bytes wait in the
+ * kernel) and TCP_FORWARDING (bounded by timeouts.idle while both directions
+ * are open, by timeouts.half_closed once one has ended).
+ *
+ * Each direction is a flow (up: client to backend, down: backend to client)
+ * with an explicit state:
+ *
+ *   FLOW_OPEN     the source is read and the destination written.
+ *   FLOW_ENDING   the source ended: what is buffered is written, then the
+ *                 end is passed on (close_notify toward the client,
+ *                 shutdown(SHUT_WR) toward the backend).
+ *   FLOW_DISCARD  up only: the backend stopped taking bytes (EPIPE,
+ *                 ECONNRESET) while the client was still sending. Its answer
+ *                 may already be on the way, often a 413 or 401 to an
+ *                 upload: the client's input is read and dropped (at most
+ *                 DISCARD_MAX_BYTES for DISCARD_MAX_MS) so that it does not
+ *                 pile up unread, while down delivers everything the backend
+ *                 sent until its EOF or error.
+ *   FLOW_DONE     nothing more moves this way.
+ *
+ * A flow reads only while its buffer is empty: a side whose peer cannot
+ * keep up is not read, which bounds memory and pushes back on the sender
+ * through TCP. The buffer (FORWARD_BUF_LEN) exists only while it holds
+ * bytes, so an idle connection holds none. The connection ends when both
+ * flows are done.
+ *
+ * Ownership. The mode state (struct tcp_forward) belongs to its conn from
+ * start until free; it owns the backend connection and both buffers. */
+#include "mode.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend_conn.h"
+#include "clock.h"
+#include "conn.h"
+#include "log.h"
+#include "metrics.h"
+#include "worker.h"
+
+/* One TLS record of plaintext: a full buffer becomes one full record. */
+#define FORWARD_BUF_LEN 16384
+/* Buffers moved per direction before yielding to other connections. */
+#define FORWARD_ROUNDS 16
+/* Dynamic record sizing. After the client side has been quiet for
+ * SMALL_RECORDS_AFTER_IDLE_MS, the first SMALL_RECORDS_BUDGET bytes go out in
+ * records that fit one TCP segment (a 1460-byte MSS less TLS and TCP option
+ * overhead), so a browser can decrypt the first bytes of a response without
+ * waiting for a whole 16 KiB record to arrive; bulk transfers then use full
+ * records, which cost the fewest bytes and syscalls. */
+#define SMALL_RECORD_LEN 1360
+#define SMALL_RECORDS_BUDGET (10 * SMALL_RECORD_LEN)
+#define SMALL_RECORDS_AFTER_IDLE_MS 1000
+/* FLOW_DISCARD's bounds. */
+#define DISCARD_MAX_BYTES (1024 * 1024)
+#define DISCARD_MAX_MS 5000
+
+enum tcp_state { TCP_CONNECTING, TCP_FORWARDING };
+
+enum flow_state { FLOW_OPEN, FLOW_ENDING, FLOW_DISCARD, FLOW_DONE };
+
+struct flow {
+    uint8_t *buf;        /* NULL while empty */
+    uint32_t start, end; /* pending bytes are buf[start, end) */
+    enum flow_state state;
+};
+
+struct tcp_forward {
+    enum tcp_state state;
+    struct backend_conn *backend;
+    const struct net_addr *backend_server; /* owned by the conn's generation */
+    struct flow up;   /* client -> backend */
+    struct flow down; /* backend -> client */
+    /* Why the backend stopped taking bytes, while up discards: the reason
+     * logged at the end unless down ends worse. */
+    enum end_reason backend_write_failure;
+    uint32_t discard_budget;
+    uint32_t small_records_budget; /* bytes still to send in small records */
+    uint64_t discard_until_ms;
+    uint64_t connect_started_us;
+    uint64_t last_activity_ms;
+    uint64_t last_client_write_ms;
+};
+
+static void on_backend_event(struct backend_conn *b, short what, void *arg);
+
+static struct tcp_forward *tcp_of(const struct conn *c) { return c->mode_state; }
+
+static uint32_t pending(const struct flow *f) { return f->end - f->start; }
+
+static void flow_drop_buffer(struct flow *f)
+{
+    free(f->buf);
+    f->buf = NULL;
+    f->start = f->end = 0;
+}
+
+/* take_buffer makes sure |f| has a buffer to read into; -1 if out of memory. */
+static int take_buffer(struct flow *f)
+{
+    if (f->buf == NULL && (f->buf = malloc(FORWARD_BUF_LEN)) == NULL)
+        return -1;
+    f->start = f->end = 0;
+    return 0;
+}
+
+/* consumed records that |n| pending bytes of |f| went out, dropping the
+ * buffer once empty. */
+static void consumed(struct flow *f, size_t n)
+{
+    f->start += (uint32_t)n;
+    if (f->start == f->end)
+        flow_drop_buffer(f);
+}
+
+/* ---- deadlines ------------------------------------------------------------ */
+
+/* arm_deadline sets the conn's deadline for where the forwarding stands. */
+static void arm_deadline(struct conn *c)
+{
+    struct tcp_forward *t = tcp_of(c);
+    bool half_closed = t->up.state != FLOW_OPEN || t->down.state != FLOW_OPEN;
+    uint64_t at = t->last_activity_ms + (half_closed ? c->cfg->half_closed_timeout_ms
+                                                     : c->cfg->idle_timeout_ms);
+    if (t->up.state == FLOW_DISCARD && t->discard_until_ms < at)
+        at = t->discard_until_ms;
+    conn_set_deadline(c, at);
+}
+
+/* ---- the client side -------------------------------------------------------- */
+
+/* read_client reads plaintext from the client into up's buffer, or drops it
+ * while up discards. */
+static int read_client(struct conn *c)
+{
+    struct tcp_forward *t = tcp_of(c);
+    struct flow *f = &t->up;
+    struct tls_io_failure failure;
+    size_t n = 0;
+
+    if (take_buffer(f) != 0)
+        return conn_close(c, END_OUT_OF_MEMORY, NULL);
+    enum tls_io_result result = transport_read(&c->client, f->buf, FORWARD_BUF_LEN, &n, &failure);
+    if (c->handshake_completing)
+        conn_handshake_progress(c);
+    switch (result) {
+    case TLS_IO_OK:
+        t->last_activity_ms = clock_now_ms();
+        if (f->state == FLOW_DISCARD) {
+            flow_drop_buffer(f);
+            t->discard_budget -= n < t->discard_budget ? (uint32_t)n : t->discard_budget;
+            if (t->discard_budget == 0)
+                f->state = FLOW_DONE;
+            return CONN_OK;
+        }
+        f->end = (uint32_t)n;
+        c->bytes_in += n;
+        metrics_bytes_client_to_backend(c->listener->metrics, n);
+        return CONN_OK;
+    case TLS_IO_WANT_READ:
+    case TLS_IO_WANT_WRITE:
+        break;
+    case TLS_IO_EOF:
+        f->state = f->state == FLOW_DISCARD ? FLOW_DONE : FLOW_ENDING;
+        break;
+    case TLS_IO_ERROR:
+        /* The client's stream is cut short: the backend must not take what
+         * it got for a complete request, so its side is reset. */
+        return conn_close(c, failure.reason, &failure);
+    }
+    flow_drop_buffer(f);
+    return CONN_OK;
+}
+
+/* write_client sends down's pending bytes to the client as TLS records. */
+static int write_client(struct conn *c)
+{
+    struct tcp_forward *t = tcp_of(c);
+    struct flow *f = &t->down;
+    struct tls_io_failure failure;
+    size_t len = pending(f), n = 0;
+
+    if (t->small_records_budget > 0 && len > SMALL_RECORD_LEN)
+        len = SMALL_RECORD_LEN;
+    switch (transport_write(&c->client, f->buf + f->start, len, &n, &failure)) {
+    case TLS_IO_OK:
+        c->bytes_out += n;
+        metrics_bytes_backend_to_client(c->listener->metrics, n);
+        t->small_records_budget -=
+            n < t->small_records_budget ? (uint32_t)n : t->small_records_budget;
+        t->last_client_write_ms = t->last_activity_ms;
+        consumed(f, n);
+        return CONN_OK;
+    case TLS_IO_WANT_READ:
+    case TLS_IO_WANT_WRITE:
+        return CONN_OK;
+    case TLS_IO_EOF:
+    case TLS_IO_ERROR:
+        break;
+    }
+    return conn_close(c, failure.reason, &failure);
+}
+
+/* ---- the backend side ------------------------------------------------------- */
+
+/* backend_failure builds the failure of a backend socket call from errno. */
+static struct tls_io_failure backend_failure(void)
+{
+    return (struct tls_io_failure){.reason = END_BACKEND_RESET, .detail = strerror(errno)};
+}
+
+/* write_backend sends up's pending bytes to the backend. A backend that no
+ * longer takes them may still be answering: up starts discarding and down
+ * goes on. */
+static int write_backend(struct conn *c)
+{
+    struct tcp_forward *t = tcp_of(c);
+    struct flow *f = &t->up;
+    size_t n = 0;
+
+    switch (backend_conn_send(t->backend, f->buf + f->start, pending(f), &n)) {
+    case BACKEND_IO_OK:
+        consumed(f, n);
+        return CONN_OK;
+    case BACKEND_IO_WAIT:
+    case BACKEND_IO_EOF:
+        return CONN_OK;
+    case BACKEND_IO_ERROR:
+        break;
+    }
+    struct log_line line;
+    conn_log_begin(&line, c, LOG_DEBUG, "backend_write_failed");
+    log_str(&line, "error", strerror(errno));
+    log_int(&line, "discarding", (long long)pending(f));
+    log_end(&line);
+    flow_drop_buffer(f);
+    f->state = FLOW_DISCARD;
+    t->backend_write_failure = END_BACKEND_RESET;
+    t->discard_budget = DISCARD_MAX_BYTES;
+    t->discard_until_ms = clock_now_ms() + DISCARD_MAX_MS;
+    return CONN_OK;
+}
+
+/* read_backend reads from the backend into down's buffer. */
+static int read_backend(struct conn *c)
+{
+    struct tcp_forward *t = tcp_of(c);
+    struct flow *f = &t->down;
+    size_t n = 0;
+
+    if (take_buffer(f) != 0)
+        return conn_close(c, END_OUT_OF_MEMORY, NULL);
+    switch (backend_conn_recv(t->backend, f->buf, FORWARD_BUF_LEN, &n)) {
+    case BACKEND_IO_OK:
+        f->end = (uint32_t)n;
+        t->last_activity_ms = clock_now_ms();
+        /* Decided here, while nothing is being written: a retried
+         * SSL_write must not shrink. */
+        if (t->last_activity_ms - t->last_client_write_ms >= SMALL_RECORDS_AFTER_IDLE_MS)
+            t->small_records_budget = SMALL_RECORDS_BUDGET;
+        return CONN_OK;
+    case BACKEND_IO_WAIT:
+        break;
+    case BACKEND_IO_EOF:
+        f->state = FLOW_ENDING;
+        break;
+    case BACKEND_IO_ERROR: {
+        if (t->up.state == FLOW_DISCARD) {
+            /* Everything the backend sent has been delivered: end as
+             * gracefully as the client can still be told. */
+            flow_drop_buffer(f);
+            f->state = FLOW_ENDING;
+            t->backend_write_failure = END_BACKEND_RESET;
+            return CONN_OK;
+        }
+        struct tls_io_failure failure = backend_failure();
+        return conn_close(c, END_BACKEND_RESET, &failure);
+    }
+    }
+    flow_drop_buffer(f);
+    return CONN_OK;
+}
+
+/* ---- forwarding ---------------------------------------------------------------- */
+
+/* pass_on_eof tells the destination of |f| that its source ended. */
+static int pass_on_eof(struct conn *c, struct flow *f)
+{
+    struct tcp_forward *t = tcp_of(c);
+
+    if (f == &t->up) {
+        /* The backend may still answer: only our write side closes. */
+        backend_conn_shutdown_write(t->backend);
+        f->state = FLOW_DONE;
+        return CONN_OK;
+    }
+    switch (transport_close_notify(&c->client)) {
+    case TLS_IO_OK:
+        f->state = FLOW_DONE;
+        return CONN_OK;
+    case TLS_IO_WANT_READ:
+        /* 0-RTT: the client's Finished must be read first. A client that
+         * no longer sends can never finish: that ends as a handshake
+         * failure through read_client or the handshake deadline. */
+    case TLS_IO_WANT_WRITE:
+        return CONN_OK;
+    default:
+        return conn_close(c, END_CLIENT_RESET, NULL);
+    }
+}
+
+/* flow_blocked returns true while |f| cannot move: its source or
+ * destination waits for readiness, or it has nothing more to do. */
+static bool flow_blocked(const struct conn *c, const struct flow *f)
+{
+    const struct tcp_forward *t = tcp_of(c);
+    bool up = f == &t->up;
+
+    switch (f->state) {
+    case FLOW_DONE:
+        return true;
+    case FLOW_DISCARD:
+        return c->client.read_wait != TRANSPORT_WAIT_NONE;
+    case FLOW_OPEN:
+    case FLOW_ENDING:
+        break;
+    }
+    if (pending(f) > 0 || f->state == FLOW_ENDING)
+        return up ? t->backend->write_blocked : c->client.write_wait != TRANSPORT_WAIT_NONE;
+    return up ? c->client.read_wait != TRANSPORT_WAIT_NONE : t->backend->read_blocked;
+}
+
+typedef int (*transfer_fn)(struct conn *c);
+
+/* pump moves |f| forward until it blocks, ends, or has had FORWARD_ROUNDS
+ * turns. It returns CONN_CLOSED, or CONN_OK with |*out_more| set when it
+ * stopped only to let other connections run. */
+static int pump(struct conn *c, struct flow *f, transfer_fn read_source,
+                transfer_fn write_destination, bool *out_more)
+{
+    for (int round = 0; round < FORWARD_ROUNDS; round++) {
+        if (flow_blocked(c, f))
+            return CONN_OK;
+        int result;
+        if (pending(f) > 0)
+            result = write_destination(c);
+        else if (f->state == FLOW_ENDING)
+            result = pass_on_eof(c, f);
+        else
+            result = read_source(c);
+        if (result != CONN_OK)
+            return CONN_CLOSED;
+    }
+    *out_more = true;
+    return CONN_OK;
+}
+
+/* finish ends the connection once both flows are done and the client has
+ * every byte; it returns CONN_OK when it is not time yet. */
+static int finish(struct conn *c)
+{
+    struct tcp_forward *t = tcp_of(c);
+
+    if (t->down.state != FLOW_DONE || tls_io_has_output(&c->client.sock))
+        return CONN_OK;
+    /* The backend stopped taking bytes and its answer is delivered: the
+     * client may still be sending, so the close lingers. */
+    if (t->backend_write_failure != END_DONE)
+        return conn_linger(c, t->backend_write_failure);
+    if (t->up.state != FLOW_DONE)
+        return CONN_OK;
+    return conn_close(c, END_DONE, NULL);
+}
+
+/* forward runs both flows, sends the records they produced in one write,
+ * and ends the connection or waits for the sockets. */
+static int forward(struct conn *c)
+{
+    struct tcp_forward *t = tcp_of(c);
+    bool more = false;
+
+    transport_cork(&c->client);
+    if (pump(c, &t->up, read_client, write_backend, &more) != CONN_OK)
+        return CONN_CLOSED;
+    if (pump(c, &t->down, read_backend, write_client, &more) != CONN_OK)
+        return CONN_CLOSED;
+    if (transport_flush(&c->client) == TLS_IO_ERROR) {
+        struct tls_io_failure failure = {.reason = END_CLIENT_RESET,
+                                         .detail = strerror(c->client.sock.last_errno)};
+        return conn_close(c, END_CLIENT_RESET, &failure);
+    }
+    if (finish(c) != CONN_OK)
+        return CONN_CLOSED;
+    conn_watch_client(c);
+    backend_conn_watch(t->backend, 0);
+    arm_deadline(c);
+    if (more)
+        conn_resume_later(c);
+    return CONN_OK;
+}
+
+/* ---- connecting ------------------------------------------------------------------ */
+
+/* backend_failed logs why the backend could not be reached and ends the
+ * connection gracefully (tcp mode has no error page: the client sees
+ * close_notify). */
+static int backend_failed(struct conn *c, enum end_reason reason, int err)
+{
+    struct tcp_forward *t = tcp_of(c);
+    char server[NET_ADDR_TEXT_MAX];
+    struct log_line line;
+
+    conn_log_begin(&line, c, LOG_WARN, "backend_connect_failed");
+    log_str(&line, "backend", net_addr_format(t->backend_server, server, sizeof(server)));
+    log_str(&line, "error", reason == END_BACKEND_CONNECT_TIMEOUT ? "timeout" : strerror(err));
+    log_end(&line);
+    metrics_backend_connect_failed(c->listener->metrics, reason == END_BACKEND_CONNECT_TIMEOUT
+                                                             ? METRICS_CONNECT_TIMEOUT
+                                                             : METRICS_CONNECT_ERROR);
+    return conn_linger(c, reason);
+}
+
+static int tcp_start(struct conn *c)
+{
+    struct tcp_forward *t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        return conn_close(c, END_OUT_OF_MEMORY, NULL);
+    c->mode_state = t;
+    t->state = TCP_CONNECTING;
+    t->backend_write_failure = END_DONE;
+    t->connect_started_us = metrics_clock_us();
+    t->backend_server = backend_pick_server(c->cfg->servers, c->cfg->num_servers,
+                                            &c->listener->next_server);
+    t->backend = backend_conn_open(c->worker->base, t->backend_server, on_backend_event, c);
+    if (t->backend == NULL)
+        return backend_failed(c, END_BACKEND_CONNECT_FAILED, errno);
+    conn_set_deadline(c, clock_now_ms() + c->cfg->connect_timeout_ms);
+    /* The client is not read while connecting: its bytes wait in the
+     * kernel, and a connect that fails has consumed none of them. */
+    return CONN_OK;
+}
+
+static int finish_connect(struct conn *c)
+{
+    struct tcp_forward *t = tcp_of(c);
+
+    int err = backend_conn_connect_result(t->backend);
+    if (err == EINPROGRESS)
+        return CONN_OK;
+    if (err != 0)
+        return backend_failed(c, END_BACKEND_CONNECT_FAILED, err);
+    t->state = TCP_FORWARDING;
+    metrics_backend_connected(c->listener->metrics, metrics_clock_us() - t->connect_started_us);
+    t->last_activity_ms = clock_now_ms();
+    return forward(c);
+}
+
+/* ---- events ------------------------------------------------------------------------ */
+
+static void on_backend_event(struct backend_conn *b, short what, void *arg)
+{
+    struct conn *c = arg;
+
+    if (tcp_of(c)->state == TCP_CONNECTING)
+        finish_connect(c);
+    else
+        forward(c);
+}
+
+static int tcp_on_client(struct conn *c)
+{
+    /* While connecting, the client socket is not watched for reads; a
+     * pending flush of handshake records is all there is to do. */
+    if (tcp_of(c)->state == TCP_CONNECTING)
+        return CONN_OK;
+    return forward(c);
+}
+
+static int tcp_on_resume(struct conn *c)
+{
+    return tcp_of(c)->state == TCP_FORWARDING ? forward(c) : CONN_OK;
+}
+
+static int tcp_on_deadline(struct conn *c)
+{
+    struct tcp_forward *t = tcp_of(c);
+    uint64_t now = clock_now_ms();
+
+    if (t->state == TCP_CONNECTING)
+        return backend_failed(c, END_BACKEND_CONNECT_TIMEOUT, ETIMEDOUT);
+    if (t->up.state == FLOW_DISCARD && now >= t->discard_until_ms) {
+        /* Long enough: what the client still sends is not waited for. */
+        t->up.state = FLOW_DONE;
+        return forward(c);
+    }
+    bool half_closed = t->up.state != FLOW_OPEN || t->down.state != FLOW_OPEN;
+    uint64_t limit = half_closed ? c->cfg->half_closed_timeout_ms : c->cfg->idle_timeout_ms;
+    if (now - t->last_activity_ms >= limit)
+        return conn_linger(c, half_closed ? END_HALF_CLOSED_TIMEOUT : END_IDLE_TIMEOUT);
+    arm_deadline(c);
+    return CONN_OK;
+}
+
+static int tcp_drain(struct conn *c)
+{
+    /* Bytes carry no message boundaries: a draining worker lets each
+     * stream run to its end, up to drain_timeout. */
+    return CONN_OK;
+}
+
+static const char *tcp_state_name(const struct conn *c)
+{
+    return tcp_of(c)->state == TCP_CONNECTING ? "connecting" : "forwarding";
+}
+
+static void tcp_free(struct conn *c, bool abort)
+{
+    struct tcp_forward *t = tcp_of(c);
+
+    if (t == NULL)
+        return;
+    backend_conn_free(t->backend, abort);
+    flow_drop_buffer(&t->up);
+    flow_drop_buffer(&t->down);
+    free(t);
+    c->mode_state = NULL;
+}
+
+const struct mode_ops mode_tcp = {
+    .name = "tcp",
+    .start = tcp_start,
+    .on_client = tcp_on_client,
+    .on_resume = tcp_on_resume,
+    .on_deadline = tcp_on_deadline,
+    .drain = tcp_drain,
+    .state_name = tcp_state_name,
+    .free = tcp_free,
+};
+
+const struct mode_ops *mode_for(const struct cfg_listener *cfg)
+{
+    (void)cfg; /* tcp is the only mode yet */
+    return &mode_tcp;
+}

@@ -1,0 +1,117 @@
+/* transport: TLS on the client socket. See transport.h. */
+#include "transport.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "tls_ctx.h"
+
+int transport_init(struct transport *t, int fd, struct tls_ctx *tls)
+{
+    t->sock.fd = fd;
+    t->ssl = tls_ctx_new_ssl(tls, &t->sock);
+    return t->ssl != NULL ? 0 : -1;
+}
+
+void transport_cleanup(struct transport *t, bool abort)
+{
+    if (t->armed)
+        event_del(&t->ev);
+    t->armed = 0;
+    SSL_free(t->ssl);
+    t->ssl = NULL;
+    tls_io_socket_cleanup(&t->sock);
+    if (abort) {
+        struct linger reset = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(t->sock.fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+    }
+    close(t->sock.fd);
+}
+
+/* wait_for maps a blocked result to what it waits for. */
+static uint8_t wait_for(enum tls_io_result result)
+{
+    return result == TLS_IO_WANT_READ    ? TRANSPORT_WAIT_READ
+           : result == TLS_IO_WANT_WRITE ? TRANSPORT_WAIT_WRITE
+                                         : TRANSPORT_WAIT_NONE;
+}
+
+enum tls_io_result transport_handshake(struct transport *t, struct tls_io_failure *out_failure)
+{
+    enum tls_io_result result = tls_io_handshake(t->ssl, &t->sock, out_failure);
+    t->read_wait = wait_for(result);
+    return result;
+}
+
+enum tls_io_result transport_read(struct transport *t, uint8_t *buf, size_t len, size_t *out_len,
+                                  struct tls_io_failure *out_failure)
+{
+    enum tls_io_result result = tls_io_read(t->ssl, buf, len, out_len, out_failure);
+    t->read_wait = wait_for(result);
+    if (result == TLS_IO_EOF && SSL_in_init(t->ssl)) {
+        /* The client sent 0-RTT data and left without its Finished. */
+        *out_failure = (struct tls_io_failure){.reason = END_CLIENT_CLOSED,
+                                               .detail = "UNEXPECTED_EOF"};
+        return TLS_IO_ERROR;
+    }
+    return result;
+}
+
+enum tls_io_result transport_write(struct transport *t, const uint8_t *buf, size_t len,
+                                   size_t *out_len, struct tls_io_failure *out_failure)
+{
+    enum tls_io_result result = tls_io_write(t->ssl, buf, len, out_len, out_failure);
+    t->write_wait = wait_for(result);
+    return result;
+}
+
+enum tls_io_result transport_close_notify(struct transport *t)
+{
+    if (t->close_notify_sent)
+        return TLS_IO_OK;
+    enum tls_io_result result = tls_io_close_notify(t->ssl);
+    t->write_wait = wait_for(result);
+    t->close_notify_sent = result == TLS_IO_OK;
+    return result;
+}
+
+enum tls_io_result transport_flush(struct transport *t)
+{
+    enum tls_io_result result = tls_io_flush(&t->sock);
+    if (result == TLS_IO_WANT_WRITE)
+        t->write_wait = TRANSPORT_WAIT_WRITE;
+    return result;
+}
+
+void transport_ready(struct transport *t, short what)
+{
+    if (what & EV_READ)
+        tls_io_readable(&t->sock);
+    uint8_t *waits[] = {&t->read_wait, &t->write_wait};
+    for (size_t i = 0; i < 2; i++)
+        if ((*waits[i] == TRANSPORT_WAIT_READ && (what & EV_READ)) ||
+            (*waits[i] == TRANSPORT_WAIT_WRITE && (what & EV_WRITE)))
+            *waits[i] = TRANSPORT_WAIT_NONE;
+}
+
+static short wait_events(uint8_t wait)
+{
+    return wait == TRANSPORT_WAIT_READ ? EV_READ : wait == TRANSPORT_WAIT_WRITE ? EV_WRITE : 0;
+}
+
+void transport_watch(struct transport *t, struct event_base *base, short extra,
+                     event_callback_fn callback, void *arg)
+{
+    short events = extra | wait_events(t->read_wait) | wait_events(t->write_wait);
+    if (tls_io_has_output(&t->sock))
+        events |= EV_WRITE;
+    if (t->armed == events)
+        return;
+    if (t->armed)
+        event_del(&t->ev);
+    t->armed = events;
+    if (events == 0)
+        return;
+    event_assign(&t->ev, base, t->sock.fd, events | EV_PERSIST, callback, arg);
+    event_add(&t->ev, NULL);
+}
