@@ -92,11 +92,13 @@ void conn_log_begin(struct log_line *line, const struct conn *c, enum log_level 
 /* ---- teardown ------------------------------------------------------------ */
 
 /* state_name says where |c| was, for the conn_closed line: the mode's own
- * state while it runs. */
+ * state while it runs, and the state a lingering close came from. */
 static const char *state_name(const struct conn *c)
 {
     if (c->state == CONN_ACTIVE && c->mode_state != NULL)
         return c->mode->state_name(c);
+    if (c->state == CONN_CLOSING && c->closing_state != NULL)
+        return c->closing_state;
     return conn_state_names[c->state];
 }
 
@@ -298,6 +300,8 @@ static int linger_step(struct conn *c)
 
 int conn_linger(struct conn *c, enum end_reason reason)
 {
+    /* The conn_closed line names the state the end came from. */
+    c->closing_state = state_name(c);
     if (c->mode_state != NULL)
         c->mode->free(c, false);
     conn_set_state(c, CONN_CLOSING);

@@ -60,6 +60,7 @@ struct conn {
     uint64_t timer_at_ms;       /* when timer_ev fires; 0: not armed */
 
     enum end_reason closing_reason; /* CONN_CLOSING: logged at the end */
+    const char *closing_state;      /* CONN_CLOSING: the mode's state before */
     uint32_t linger_budget;         /* CONN_CLOSING: bytes still to drop */
 
     uint64_t accepted_us; /* metrics_clock_us() at accept */

@@ -18,6 +18,12 @@ Modes:
                      after a half-close, so it proves half-close works.
   source N           write the first N bytes of pattern() and close.
   slow-source N RATE the same at about RATE bytes per second.
+  answer-early N M   read N bytes, write the first M bytes of pattern() and
+                     close at once, with the client's further bytes unread
+                     (the kernel then resets the connection): a server that
+                     refuses an upload with an early answer.
+  hold               read and drop everything; after EOF keep the connection
+                     open and silent.
 
 The module also serves the tests: pattern() and pattern_sha256() give the
 bytes "source" sends, so a test computes what it must receive.
@@ -152,6 +158,19 @@ async def serve_source(reader, writer, n, rate=None):
             chunk = chunk[len(piece):]
 
 
+async def serve_answer_early(reader, writer, n, m):
+    await reader.readexactly(n)
+    for chunk in pattern(m):
+        writer.write(chunk)
+    await writer.drain()
+
+
+async def serve_hold(reader, writer):
+    while await reader.read(_CHUNK):
+        pass
+    await asyncio.Event().wait()
+
+
 def make_handler(mode, args):
     if mode == "echo":
         serve = serve_echo
@@ -171,6 +190,14 @@ def make_handler(mode, args):
         async def serve(reader, writer):
             await serve_source(reader, writer, n, rate)
 
+    elif mode == "answer-early":
+        n, m = int(args[0]), int(args[1])
+
+        async def serve(reader, writer):
+            await serve_answer_early(reader, writer, n, m)
+
+    elif mode == "hold":
+        serve = serve_hold
     else:
         raise SystemExit(f"backend.py: unknown mode {mode!r}")
 
