@@ -17,7 +17,6 @@
  * with the same messages, then kept as code points.
  *
  * Ownership is config.c's: config_free calls cfg_tls_free. */
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 

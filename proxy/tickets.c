@@ -6,7 +6,6 @@
  * handshake, next to the tens of microseconds of the handshake itself. */
 #include "tickets.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>

@@ -2,7 +2,6 @@
 #include "tls_cert.h"
 
 #include <ctype.h>
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -242,7 +241,7 @@ static int load_ocsp(struct tls_cert *cert, const struct cfg_cert *cfg, X509 *le
     if (file_read_regular(cfg->ocsp_path, OCSP_FILE_MAX, &der, read_problem,
                           sizeof(read_problem)) != 0) {
         cfg_error(errors, &cfg->ocsp_pos, "cannot read OCSP response file '%s': %s",
-                  cfg->ocsp_path, errno == EFBIG ? "larger than 64 KiB" : read_problem);
+                  cfg->ocsp_path, read_problem);
         return -1;
     }
     /* |cert| keeps the buffer as its staple; tls_cert_cleanup frees it. */

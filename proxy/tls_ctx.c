@@ -12,7 +12,6 @@
 #include "tls_ctx.h"
 
 #include <ctype.h>
-#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
