@@ -2,7 +2,7 @@
  * class of mistake, asserting the exact "FILE:LINE:COL: message" lines.
  *
  * The group setup makes a fresh temporary directory with dummy certificate
- * and key files and makes it the working directory, so configs can name
+ * and key files (and a FIFO) and makes it the working directory, so configs can name
  * "cert.pem" and the file under test is always "t.yaml". Teardown returns to
  * the original directory. */
 #include <fcntl.h>
@@ -47,6 +47,8 @@ static int group_setup(void **state)
     write_text("key.pem", "dummy key\n");
     write_text("cert2.pem", "dummy certificate\n");
     write_text("key2.pem", "dummy key\n");
+    if (mkfifo("fifo", 0600) != 0)
+        return -1;
     return mkdir("subdir", 0700);
 }
 
@@ -57,6 +59,7 @@ static int group_teardown(void **state)
     unlink("key.pem");
     unlink("cert2.pem");
     unlink("key2.pem");
+    unlink("fifo");
     unlink("t.yaml");
     rmdir("subdir");
     if (fchdir(original_dir) != 0)
@@ -971,7 +974,6 @@ static void test_alpn_and_switches(void **state)
 static void test_fifo_refused(void **state)
 {
     (void)state;
-    assert_int_equal(mkfifo("fifo", 0600), 0);
     expect_errors(LISTENER_HEAD "    tls:\n"
                                 "      certificates:\n"
                                 "        - cert: fifo\n"
@@ -981,7 +983,6 @@ static void test_fifo_refused(void **state)
     expect_errors("session_tickets: {key_file: fifo}\n" LISTENER_HEAD TLS_OK BACKEND_OK,
                   "t.yaml:1:29: cannot read session ticket key file 'fifo': not a regular file "
                   "(a FIFO)\n");
-    unlink("fifo");
 }
 
 static void test_admin_address_of_a_listener(void **state)
