@@ -2,9 +2,9 @@
  * class of mistake, asserting the exact "FILE:LINE:COL: message" lines.
  *
  * The group setup makes a fresh temporary directory with dummy certificate
- * and key files (and a FIFO) and makes it the working directory, so configs can name
- * "cert.pem" and the file under test is always "t.yaml". Teardown returns to
- * the original directory. */
+ * and key files (and a FIFO) and makes it the working directory, so configs
+ * can name "cert.pem" and the file under test is always "t.yaml". Teardown
+ * returns to the original directory. */
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
