@@ -12,8 +12,6 @@
  * and their counts only cover initialised entries. */
 #include "config.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -22,11 +20,10 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "config_internal.h"
 #include "admin.h"
+#include "file.h"
 #include "yamltree.h"
 
 #define MAX_CONNECTIONS_LIMIT 1000000
@@ -58,6 +55,39 @@ void cfg_error(FILE *errors, const struct cfg_pos *pos, const char *fmt, ...)
     va_start(ap, fmt);
     vreport(errors, pos, fmt, ap);
     va_end(ap);
+}
+
+void cfg_warn_permissions(const struct cfg_pos *pos, const char *path, mode_t mode,
+                          const char *fmt, ...)
+{
+    struct log_line line;
+    char where[512], mode_text[8], msg[1024];
+    va_list ap;
+
+    if (!log_enabled(LOG_WARN))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    snprintf(where, sizeof(where), "%s:%d:%d", pos->file, pos->line, pos->col);
+    snprintf(mode_text, sizeof(mode_text), "%04o", (unsigned)(mode & 07777));
+    log_begin(&line, LOG_WARN, "file_permissions");
+    log_str(&line, "where", where);
+    log_str(&line, "file", path);
+    log_str(&line, "mode", mode_text);
+    log_str(&line, "msg", msg);
+    log_end(&line);
+}
+
+void cfg_warn_exposed(const struct cfg_pos *pos, const char *what, const char *path,
+                      mode_t mode)
+{
+    const char *exposure = file_exposure(mode);
+
+    if (exposure != NULL)
+        cfg_warn_permissions(pos, path, mode,
+                             "%s file '%s' is %s; make it 0600 or 0640 (chmod go-w,o-r)", what,
+                             path, exposure);
 }
 
 struct cfg_pos cfg_pos_of(const struct loader *ld, const struct ynode *node)
@@ -387,11 +417,13 @@ static void apply_name(struct loader *ld, const struct field *field, const struc
 }
 
 /* find_listen_addr returns the listen entry, in any listener up to and
- * including |last|, equal to |addr|; NULL if none. Port 0 asks the kernel for
- * a fresh port each time, so it never collides. */
+ * including |last|, equal to |addr|, and its listener in |*out_owner|; NULL
+ * if none. Port 0 asks the kernel for a fresh port each time, so it never
+ * collides. */
 static const struct cfg_listen_addr *find_listen_addr(const struct config *config,
                                                       const struct cfg_listener *last,
-                                                      const struct net_addr *addr)
+                                                      const struct net_addr *addr,
+                                                      const struct cfg_listener **out_owner)
 {
     const struct sockaddr_in *sin = (const struct sockaddr_in *)&addr->ss;
     const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&addr->ss;
@@ -401,8 +433,10 @@ static const struct cfg_listen_addr *find_listen_addr(const struct config *confi
         return NULL;
     for (const struct cfg_listener *l = config->listeners; l <= last; l++) {
         for (size_t i = 0; i < l->num_listen; i++) {
-            if (net_addr_equal(&l->listen[i].addr, addr))
+            if (net_addr_equal(&l->listen[i].addr, addr)) {
+                *out_owner = l;
                 return &l->listen[i];
+            }
         }
     }
     return NULL;
@@ -421,6 +455,7 @@ static void apply_listen(struct loader *ld, const struct field *field,
         const struct ynode *item = cfg_list_item(value, i);
         const char *text = cfg_expect_text(ld, field->key, item, "a string");
         const struct cfg_listen_addr *first;
+        const struct cfg_listener *owner;
         struct net_addr addr;
         char reason[256];
 
@@ -430,7 +465,7 @@ static void apply_listen(struct loader *ld, const struct field *field,
             cfg_fail_at(ld, item, "invalid listen address '%s': %s", text, reason);
             continue;
         }
-        first = find_listen_addr(ld->config, listener, &addr);
+        first = find_listen_addr(ld->config, listener, &addr, &owner);
         if (first != NULL) {
             cfg_fail_at(ld, item, "duplicate listen address '%s' (first defined at %d:%d)",
                         text, first->pos.line, first->pos.col);
@@ -440,24 +475,6 @@ static void apply_listen(struct loader *ld, const struct field *field,
         listener->listen[listener->num_listen].pos = cfg_pos_of(ld, item);
         listener->num_listen++;
     }
-}
-
-/* cfg_check_readable: opening, unlike access(2), checks the effective user, the one that will
- * read the file; O_NONBLOCK keeps a FIFO from hanging the load. */
-int cfg_check_readable(const char *path)
-{
-    struct stat st;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    int result = 0;
-
-    if (fd < 0)
-        return errno;
-    if (fstat(fd, &st) != 0)
-        result = errno;
-    else if (S_ISDIR(st.st_mode))
-        result = EISDIR;
-    close(fd);
-    return result;
 }
 
 static void apply_servers(struct loader *ld, const struct field *field,
@@ -629,14 +646,32 @@ static const struct field admin_fields[] = {
 static const struct schema admin_schema = {"admin", "in admin", admin_fields, 2};
 
 /* check_admin refuses an admin address other hosts can reach unless the
- * operator wrote allow_public: the endpoint has no authentication. */
+ * operator wrote allow_public: the endpoint has no authentication. It also
+ * refuses a listener's address, which the daemon could not bind twice. */
 static void check_admin(struct loader *ld)
 {
-    const struct cfg_admin *admin = &ld->config->admin;
-    if (admin->enabled && !admin->allow_public && !admin_addr_is_local(&admin->addr)) {
+    const struct config *config = ld->config;
+    const struct cfg_admin *admin = &config->admin;
+    const struct cfg_listen_addr *taken;
+    const struct cfg_listener *owner;
+    char text[NET_ADDR_TEXT_MAX];
+
+    if (!admin->enabled)
+        return;
+    if (!admin->allow_public && !admin_addr_is_local(&admin->addr)) {
         cfg_error(ld->errors, &admin->listen_pos,
                   "admin listen address is not loopback; the admin endpoint has no "
                   "authentication: use 127.0.0.1 or [::1], or set allow_public: true");
+        ld->num_errors++;
+    }
+    if (config->num_listeners > 0 &&
+        (taken = find_listen_addr(config, &config->listeners[config->num_listeners - 1],
+                                  &admin->addr, &owner)) != NULL) {
+        cfg_error(ld->errors, &admin->listen_pos,
+                  "admin listen address '%s' is also a listen address of listener '%s' (at "
+                  "%d:%d); give the admin endpoint an address of its own",
+                  net_addr_format(&admin->addr, text, sizeof(text)),
+                  owner->name != NULL ? owner->name : "?", taken->pos.line, taken->pos.col);
         ld->num_errors++;
     }
 }
@@ -711,6 +746,24 @@ fail:
     yamltree_free(tree);
     config_free(ld.config);
     return result;
+}
+
+void config_print_errors(const char *text, FILE *out)
+{
+    size_t num_shown = 0, num_left = 0;
+
+    for (const char *line = text; *line != '\0';) {
+        size_t len = strcspn(line, "\n");
+        if (num_shown < CONFIG_ERRORS_SHOWN) {
+            fprintf(out, "%.*s\n", (int)len, line);
+            num_shown++;
+        } else {
+            num_left++;
+        }
+        line += len + (line[len] == '\n');
+    }
+    if (num_left > 0)
+        fprintf(out, "... and %zu more error%s\n", num_left, num_left == 1 ? "" : "s");
 }
 
 void config_free(struct config *config)

@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "log.h"
 #include "net.h"
@@ -191,6 +192,16 @@ struct config *config_load(const char *path, FILE *errors);
 /* config_free releases |config| and everything it owns. NULL is allowed. */
 void config_free(struct config *config);
 
+/* CONFIG_ERRORS_SHOWN is how many errors config_print_errors prints: enough
+ * to fix a file in one pass, not so many that a wrong file (a certificate
+ * given as the configuration) buries the first lines. */
+#define CONFIG_ERRORS_SHOWN 100
+
+/* config_print_errors writes the first CONFIG_ERRORS_SHOWN lines of |text|
+ * (error lines, each ending in '\n') to |out|, then, if more are left, one
+ * line "... and N more errors". */
+void config_print_errors(const char *text, FILE *out);
+
 /* config_parse_duration parses a duration written as a whole number and a
  * unit, "ms", "s", "m", "h" or "d" ("500ms", "30s", "5m"), into |out_ms|. It
  * returns 0, or -1 (leaving |out_ms| alone) for no unit, another unit, zero,
@@ -200,5 +211,19 @@ int config_parse_duration(const char *text, uint32_t *out_ms);
 /* cfg_error writes "FILE:LINE:COL: message\n" for |pos| to |errors|. */
 void cfg_error(FILE *errors, const struct cfg_pos *pos, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* cfg_warn_permissions logs a "file_permissions" warning about |path|,
+ * named at |pos|, whose mode is |mode|: the fields "where" (FILE:LINE:COL),
+ * "file", "mode" (octal) and "msg", printf(|fmt|, ...). A warning does not
+ * fail the load; it goes to the log, which --check prints on stderr too. */
+void cfg_warn_permissions(const struct cfg_pos *pos, const char *path, mode_t mode,
+                          const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* cfg_warn_exposed warns (cfg_warn_permissions) when the |what| file
+ * |path|, which holds a secret (a private key, ticket keys), is readable by
+ * others or writable by group or others. Readable by group is fine: that is
+ * how a service user is given read access. */
+void cfg_warn_exposed(const struct cfg_pos *pos, const char *what, const char *path,
+                      mode_t mode);
 
 #endif

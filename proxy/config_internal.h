@@ -109,10 +109,6 @@ void cfg_apply_bool(struct loader *ld, const struct field *field, const struct y
  * (whole days), into a 64-bit result. */
 int cfg_parse_duration_max(const char *text, uint64_t max_ms, uint64_t *out_ms);
 
-/* cfg_check_readable opens |path| for reading and returns 0, or an errno
- * value (EISDIR for a directory). */
-int cfg_check_readable(const char *path);
-
 /* cfg_choose returns the index of |value| in the NULL-terminated |names|, or
  * -1 after reporting the allowed names. */
 int cfg_choose(struct loader *ld, const char *key, const struct ynode *value,

@@ -34,7 +34,9 @@ static void apply_interval(struct loader *ld, const struct field *field,
 }
 
 /* apply_dir requires an existing directory the daemon can write to now:
- * finding out at the end of the first window would lose that window. */
+ * finding out at the end of the first window would lose that window. One
+ * that others can write to only warns: anyone could add or replace reports
+ * there, but a shared spool may be deliberate. */
 static void apply_dir(struct loader *ld, const struct field *field, const struct ynode *value,
                       void *out)
 {
@@ -61,6 +63,11 @@ static void apply_dir(struct loader *ld, const struct field *field, const struct
     free(report->dir);
     report->dir = cfg_dup_string(ld, value, path);
     report->dir_pos = cfg_pos_of(ld, value);
+    if (st.st_mode & S_IWOTH)
+        cfg_warn_permissions(&report->dir_pos, path, st.st_mode,
+                             "report dir '%s' is writable by others, who could add or replace "
+                             "report files; make it 0755 or 0750 (chmod o-w)",
+                             path);
 }
 
 static void apply_keep(struct loader *ld, const struct field *field, const struct ynode *value,

@@ -17,13 +17,13 @@
  * with the same messages, then kept as code points.
  *
  * Ownership is config.c's: config_free calls cfg_tls_free. */
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/err.h>
 
 #include "config_internal.h"
+#include "file.h"
 
 #define EXPIRY_WARNING_MAX_MS (365 * CFG_DAY_MS)
 #define SESSION_TICKETS_MAX_MS (7 * CFG_DAY_MS)
@@ -54,20 +54,19 @@ static bool peek_true(const struct ynode *mapping, const char *key)
     return text != NULL && strcmp(text, "true") == 0;
 }
 
-/* apply_file checks that the file named by |value| is readable and stores a
- * copy of its name in |*out_path| and where it was written in |*out_pos|.
- * |what| names the file in messages ("certificate"). */
+/* apply_file checks that the file named by |value| is a readable regular
+ * file and stores a copy of its name in |*out_path| and where it was written
+ * in |*out_pos|. |what| names the file in messages ("certificate"). */
 static void apply_file(struct loader *ld, const char *key, const char *what,
                        const struct ynode *value, char **out_path, struct cfg_pos *out_pos)
 {
     const char *path = cfg_expect_text(ld, key, value, "a file name");
-    int error;
+    char problem[FILE_PROBLEM_MAX];
 
     if (path == NULL)
         return;
-    error = cfg_check_readable(path);
-    if (error != 0) {
-        cfg_fail_at(ld, value, "cannot read %s file '%s': %s", what, path, strerror(error));
+    if (file_check_regular(path, problem, sizeof(problem)) != 0) {
+        cfg_fail_at(ld, value, "cannot read %s file '%s': %s", what, path, problem);
         return;
     }
     *out_path = cfg_dup_string(ld, value, path);

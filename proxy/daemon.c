@@ -93,7 +93,7 @@ static int bind_all(struct daemon *d)
                             strerror(errno));
                     return -1;
                 }
-                listener_adopt_socket(&d->workers[w].listeners[i], j, fd, &addr);
+                listener_adopt_socket(&d->workers[w].listeners[i], j, fd);
             }
             struct log_line line;
             log_begin(&line, LOG_INFO, "listening");

@@ -27,7 +27,8 @@ struct generation *generation_new(struct config *config, struct tickets *tickets
     }
     /* Build every listener even after a failure, to report every error. */
     for (size_t i = 0; i < config->num_listeners; i++) {
-        gen->tls[i] = tls_ctx_new(&config->listeners[i], tickets, errors);
+        gen->tls[i] = tls_ctx_new(&config->listeners[i], tickets,
+                                  config->session_tickets.lifetime_ms, errors);
         if (gen->tls[i] == NULL)
             failed = true;
     }

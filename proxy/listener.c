@@ -61,17 +61,22 @@ int listener_init(struct listener *l, struct worker *worker, size_t index)
     /* By name: a listener keeps its counts across reloads. */
     l->metrics = metrics_block_listener(worker->metrics, l->cfg->name);
     if (l->metrics == NULL)
-        return -1;
+        goto fail;
     l->resume_timer = evtimer_new(worker->base, on_resume_timer, l);
     l->sockets = calloc(l->cfg->num_listen, sizeof(*l->sockets));
     if (l->resume_timer == NULL || l->sockets == NULL)
-        return -1;
+        goto fail;
     l->num_sockets = l->cfg->num_listen;
     for (size_t i = 0; i < l->num_sockets; i++) {
         l->sockets[i].listener = l;
         l->sockets[i].fd = -1;
     }
     return 0;
+fail:
+    /* The worker counts only listeners that initialised, and cleans up
+     * only those: undo here what this one took. */
+    listener_cleanup(l);
+    return -1;
 }
 
 void listener_use_generation(struct listener *l, struct generation *gen)
@@ -80,10 +85,9 @@ void listener_use_generation(struct listener *l, struct generation *gen)
     l->tls = gen->tls[l->index];
 }
 
-void listener_adopt_socket(struct listener *l, size_t slot, int fd, const struct net_addr *addr)
+void listener_adopt_socket(struct listener *l, size_t slot, int fd)
 {
     l->sockets[slot].fd = fd;
-    l->sockets[slot].addr = *addr;
 }
 
 void listener_start(struct listener *l)

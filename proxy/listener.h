@@ -26,7 +26,6 @@ struct worker;
 struct listen_socket {
     struct listener *listener;
     int fd; /* -1 until adopted */
-    struct net_addr addr;
     struct event *accept_ev;
 };
 
@@ -48,14 +47,14 @@ struct listener {
 };
 
 /* listener_init prepares |worker|'s share of listener |index| of the
- * worker's generation, without sockets. It returns 0, or -1 when out of
- * memory; listener_cleanup must be called either way. */
+ * worker's generation, without sockets. It returns 0, to be undone by
+ * listener_cleanup, or -1 when out of memory, having released what it took
+ * (listener_cleanup is then allowed, and does nothing). */
 int listener_init(struct listener *listener, struct worker *worker, size_t index);
 
-/* listener_adopt_socket hands the listening socket |fd|, bound to |addr|,
- * for listen entry |slot| to |listener|, which closes it in the end. */
-void listener_adopt_socket(struct listener *listener, size_t slot, int fd,
-                           const struct net_addr *addr);
+/* listener_adopt_socket hands the listening socket |fd| for listen entry
+ * |slot| to |listener|, which closes it in the end. */
+void listener_adopt_socket(struct listener *listener, size_t slot, int fd);
 
 /* listener_use_generation makes new connections use |gen|'s settings and
  * TLS context for this listener (after a reload). */

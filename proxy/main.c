@@ -3,6 +3,7 @@
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 
@@ -62,6 +63,51 @@ static void raise_fd_limit(void)
     }
 }
 
+/* load_generation loads |config_path| and builds its first generation and
+ * ticket keys into |*out_tickets| (NULL when tickets are off), writing every
+ * error to |errors|; it returns NULL after an error. */
+static struct generation *load_generation(const char *config_path, struct tickets **out_tickets,
+                                          FILE *errors)
+{
+    struct config *config = config_load(config_path, errors);
+    struct generation *gen;
+
+    if (config == NULL)
+        return NULL;
+    log_configure(config->log_format, config->log_level);
+    if (config->session_tickets.enabled &&
+        (*out_tickets = tickets_new(&config->session_tickets, errors)) == NULL) {
+        config_free(config);
+        return NULL;
+    }
+    gen = generation_new(config, *out_tickets, errors);
+    if (gen == NULL) {
+        tickets_free(*out_tickets);
+        *out_tickets = NULL;
+    }
+    return gen;
+}
+
+/* load is load_generation with its errors collected, then printed to stderr
+ * with config_print_errors, so a file with thousands stays readable. */
+static struct generation *load(const char *config_path, struct tickets **out_tickets)
+{
+    char *error_text = NULL;
+    size_t error_len = 0;
+    FILE *errors = open_memstream(&error_text, &error_len);
+    struct generation *gen;
+
+    if (errors == NULL) {
+        fprintf(stderr, "%s: out of memory\n", config_path);
+        return NULL;
+    }
+    gen = load_generation(config_path, out_tickets, errors);
+    fclose(errors);
+    config_print_errors(error_text, stderr);
+    free(error_text);
+    return gen;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option options[] = {
@@ -105,23 +151,13 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
 
-    struct config *config = config_load(config_path, stderr);
-    if (config == NULL)
-        return EXIT_CONFIG;
-    log_configure(config->log_format, config->log_level);
     struct tickets *tickets = NULL;
-    if (config->session_tickets.enabled &&
-        (tickets = tickets_new(&config->session_tickets, stderr)) == NULL) {
-        config_free(config);
+    struct generation *gen = load(config_path, &tickets);
+    if (gen == NULL)
         return EXIT_CONFIG;
-    }
-    struct generation *gen = generation_new(config, tickets, stderr);
-    if (gen == NULL) {
-        tickets_free(tickets);
-        return EXIT_CONFIG;
-    }
     if (check_only) {
         generation_describe(gen, stdout);
+        tickets_describe(tickets, stdout);
         printf("%s: ok\n", config_path);
         generation_unref(gen);
         tickets_free(tickets);

@@ -6,7 +6,6 @@
  * handshake, next to the tens of microseconds of the handshake itself. */
 #include "tickets.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -19,10 +18,13 @@
 #include <openssl/rand.h>
 
 #include "clock.h"
+#include "file.h"
 
 /* More keys than lifetime / rotate can need with the limits config allows
  * (7 days / 1 hour), and more than any sane key file holds. */
 #define TICKET_KEYS_MAX 200
+/* A key line is 108 bytes; this leaves room for any amount of comments. */
+#define KEY_FILE_MAX (1024 * 1024)
 
 struct ticket_key {
     uint8_t name[SSL_TICKET_KEY_NAME_LEN];
@@ -58,56 +60,74 @@ static void generate_key(struct ticket_key *key)
     key->retired_ms = 0;
 }
 
-/* read_key_file fills |keys| from |cfg|'s key file; 0, or -1 after an error
- * that names the line. Secrets never reach the error text. */
-static int read_key_file(const struct cfg_session_tickets *cfg, struct ticket_key *keys,
-                         size_t *out_num_keys, FILE *errors)
+/* parse_key decodes one key line of |len| bytes into |key|; 0 or -1. */
+static int parse_key(const char *line, size_t len, struct ticket_key *key)
 {
-    char line[256];
-    int line_no = 0;
-    size_t num = 0;
-    struct cfg_pos pos = cfg->key_file_pos;
-    FILE *file = fopen(cfg->key_file, "r");
+    uint8_t raw[96];
+    size_t raw_len;
+    int result = -1;
 
-    if (file == NULL) {
-        cfg_error(errors, &pos, "cannot read session ticket key file '%s': %s", cfg->key_file,
-                  strerror(errno));
-        return -1;
-    }
-    while (fgets(line, sizeof(line), file) != NULL) {
-        uint8_t raw[96];
-        size_t raw_len;
-        line_no++;
-        line[strcspn(line, "\r\n")] = '\0';
-        if (line[0] == '\0' || line[0] == '#')
-            continue;
-        if (num == TICKET_KEYS_MAX ||
-            !EVP_DecodeBase64(raw, &raw_len, sizeof(raw), (const uint8_t *)line, strlen(line)) ||
-            (raw_len != 80 && raw_len != 48)) {
-            cfg_error(errors, &pos,
-                      "session ticket key file '%s', line %d: expected one base64 key of 80 "
-                      "bytes (or 48) per line%s",
-                      cfg->key_file, line_no, num == TICKET_KEYS_MAX ? "; too many keys" : "");
-            OPENSSL_cleanse(raw, sizeof(raw));
-            fclose(file);
-            return -1;
-        }
-        struct ticket_key *key = &keys[num++];
+    if (EVP_DecodeBase64(raw, &raw_len, sizeof(raw), (const uint8_t *)line, len) &&
+        (raw_len == 80 || raw_len == 48)) {
         key->key_len = raw_len == 80 ? 32 : 16;
         memcpy(key->name, raw, 16);
         memcpy(key->hmac_key, raw + 16, key->key_len);
         memcpy(key->aes_key, raw + 16 + key->key_len, key->key_len);
         key->retired_ms = 0;
-        OPENSSL_cleanse(raw, sizeof(raw));
+        result = 0;
     }
-    OPENSSL_cleanse(line, sizeof(line));
-    fclose(file);
-    if (num == 0) {
-        cfg_error(errors, &pos, "session ticket key file '%s' holds no key", cfg->key_file);
+    OPENSSL_cleanse(raw, sizeof(raw));
+    return result;
+}
+
+/* read_key_file fills |keys| from |cfg|'s key file; 0, or -1 after an error
+ * that names the line. Lines are cut from the whole file, whatever their
+ * length: a long comment stays one comment. Secrets never reach the error
+ * text. */
+static int read_key_file(const struct cfg_session_tickets *cfg, struct ticket_key *keys,
+                         size_t *out_num_keys, FILE *errors)
+{
+    const struct cfg_pos *pos = &cfg->key_file_pos;
+    struct file_contents file;
+    char problem[FILE_PROBLEM_MAX];
+    int line_no = 0, result = -1;
+    size_t num = 0;
+
+    if (file_read_regular(cfg->key_file, KEY_FILE_MAX, &file, problem, sizeof(problem)) != 0) {
+        cfg_error(errors, pos, "cannot read session ticket key file '%s': %s", cfg->key_file,
+                  problem);
         return -1;
     }
+    cfg_warn_exposed(pos, "session ticket key", cfg->key_file, file.mode);
+    const char *end = (const char *)file.data + file.len;
+    for (const char *line = (const char *)file.data, *next; line < end; line = next) {
+        const char *newline = memchr(line, '\n', (size_t)(end - line));
+        size_t len = (size_t)((newline != NULL ? newline : end) - line);
+
+        next = line + len + (newline != NULL);
+        line_no++;
+        if (len > 0 && line[len - 1] == '\r')
+            len--;
+        if (len == 0 || line[0] == '#')
+            continue;
+        if (num == TICKET_KEYS_MAX || parse_key(line, len, &keys[num]) != 0) {
+            cfg_error(errors, pos,
+                      "session ticket key file '%s', line %d: expected one base64 key of 80 "
+                      "bytes (or 48) per line%s",
+                      cfg->key_file, line_no, num == TICKET_KEYS_MAX ? "; too many keys" : "");
+            goto fail;
+        }
+        num++;
+    }
+    if (num == 0) {
+        cfg_error(errors, pos, "session ticket key file '%s' holds no key", cfg->key_file);
+        goto fail;
+    }
     *out_num_keys = num;
-    return 0;
+    result = 0;
+fail:
+    file_contents_cleanup(&file);
+    return result;
 }
 
 /* load replaces the keys from |cfg| (under the write lock). */
@@ -161,6 +181,22 @@ struct tickets *tickets_new(const struct cfg_session_tickets *cfg, FILE *errors)
 int tickets_update(struct tickets *tickets, const struct cfg_session_tickets *cfg, FILE *errors)
 {
     return load(tickets, cfg, errors);
+}
+
+void tickets_describe(struct tickets *tickets, FILE *out)
+{
+    if (tickets == NULL) {
+        fprintf(out, "session tickets: off\n");
+        return;
+    }
+    pthread_rwlock_rdlock(&tickets->lock);
+    if (tickets->from_file)
+        fprintf(out, "session tickets: %zu key%s from the key file, the first encrypts\n",
+                tickets->num_keys, tickets->num_keys == 1 ? "" : "s");
+    else
+        fprintf(out, "session tickets: generated keys, a new one every %us\n",
+                tickets->rotate_ms / 1000);
+    pthread_rwlock_unlock(&tickets->lock);
 }
 
 void tickets_free(struct tickets *tickets)
@@ -241,7 +277,7 @@ static int ticket_key_cb(SSL *ssl, uint8_t *key_name, uint8_t *iv, EVP_CIPHER_CT
     return result;
 }
 
-int tickets_install(struct tickets *tickets, SSL_CTX *ctx)
+int tickets_install(struct tickets *tickets, SSL_CTX *ctx, uint32_t lifetime_ms)
 {
     pthread_once(&tickets_ex_once, tickets_ex_init);
     if (tickets_ex_index < 0 || !SSL_CTX_set_ex_data(ctx, tickets_ex_index, tickets) ||
@@ -249,7 +285,7 @@ int tickets_install(struct tickets *tickets, SSL_CTX *ctx)
         return -1;
     /* The session lifetime bounds how old a presented ticket may be: TLS
      * 1.2 sessions and TLS 1.3 (PSK with ECDHE) ones have separate knobs. */
-    uint32_t lifetime_s = tickets->lifetime_ms / 1000 ? tickets->lifetime_ms / 1000 : 1;
+    uint32_t lifetime_s = lifetime_ms / 1000 ? lifetime_ms / 1000 : 1;
     SSL_CTX_set_timeout(ctx, lifetime_s);
     SSL_CTX_set_session_psk_dhe_timeout(ctx, lifetime_s);
     return 0;

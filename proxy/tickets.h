@@ -32,13 +32,21 @@ struct tickets *tickets_new(const struct cfg_session_tickets *cfg, FILE *errors)
 int tickets_update(struct tickets *tickets, const struct cfg_session_tickets *cfg,
                    FILE *errors);
 
+/* tickets_describe writes one line saying where |tickets|' keys come from
+ * and how many the ring holds, as `tlsterm --check` shows it ("session
+ * tickets: off" for NULL). */
+void tickets_describe(struct tickets *tickets, FILE *out);
+
 /* tickets_free releases |tickets|. NULL is allowed. No SSL_CTX installed
  * with it may be used afterwards. */
 void tickets_free(struct tickets *tickets);
 
 /* tickets_install makes |ctx| issue and accept tickets with |tickets|'
- * keys, valid for the configured lifetime. It returns 0 or -1. */
-int tickets_install(struct tickets *tickets, SSL_CTX *ctx);
+ * keys, valid for |lifetime_ms|. The lifetime is the caller's, from the
+ * configuration |ctx| is built for: during a reload the new generation is
+ * built before tickets_update gives the ring the new settings. It returns 0
+ * or -1. */
+int tickets_install(struct tickets *tickets, SSL_CTX *ctx, uint32_t lifetime_ms);
 
 /* tickets_rotate starts encrypting with a fresh generated key and forgets
  * keys older than the lifetime; nothing for a key file. Thread-safe; called

@@ -2,7 +2,6 @@
 #include "tls_cert.h"
 
 #include <ctype.h>
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -12,11 +11,17 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include "file.h"
 #include "log.h"
 #include "ocsp.h"
 
 /* An OCSP response is a few KiB; anything much larger is the wrong file. */
 #define OCSP_FILE_MAX (64 * 1024)
+/* PEM files: chains and CA bundles are small, but a large CA's CRL runs to
+ * tens of MiB. */
+#define PEM_FILE_MAX (64 * 1024 * 1024)
+/* NIST SP 800-131A: RSA keys under 2048 bits are disallowed since 2014. */
+#define RSA_BITS_MIN 2048
 #define DAY_S (24 * 60 * 60)
 
 const char *tls_cert_error_text(const char *fallback)
@@ -53,6 +58,24 @@ const char *tls_cert_format_subject(X509 *x509, char *out, size_t out_len)
         snprintf(out, out_len, "%.*s", (int)len, contents);
     BIO_free(mem);
     return out;
+}
+
+BIO *tls_cert_open_pem(const char *path, const char *what, const struct cfg_pos *pos,
+                       struct file_contents *out_pem, FILE *errors)
+{
+    char problem[FILE_PROBLEM_MAX];
+    BIO *bio;
+
+    if (file_read_regular(path, PEM_FILE_MAX, out_pem, problem, sizeof(problem)) != 0) {
+        cfg_error(errors, pos, "cannot read %s file '%s': %s", what, path, problem);
+        return NULL;
+    }
+    bio = BIO_new_mem_buf(out_pem->data, (int)out_pem->len);
+    if (bio == NULL) {
+        cfg_error(errors, pos, "out of memory reading %s file '%s'", what, path);
+        file_contents_cleanup(out_pem);
+    }
+    return bio;
 }
 
 /* utc_text writes |time| as "2026-11-26 18:00:00 UTC". */
@@ -142,13 +165,10 @@ static bool check_issued(X509 *issuer, X509 *subject)
 static X509 *load_chain(struct tls_cert *cert, const struct cfg_cert *cfg, FILE *errors)
 {
     X509 *leaf = NULL, *prev = NULL, *x509 = NULL;
-    BIO *bio = BIO_new_file(cfg->cert_path, "r");
-    if (bio == NULL) {
-        cfg_error(errors, &cfg->cert_pos, "cannot read certificate file '%s': %s",
-                  cfg->cert_path, strerror(errno));
-        ERR_clear_error();
+    struct file_contents pem;
+    BIO *bio = tls_cert_open_pem(cfg->cert_path, "certificate", &cfg->cert_pos, &pem, errors);
+    if (bio == NULL)
         return NULL;
-    }
     while ((x509 = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
         uint8_t *der = NULL;
         int der_len = i2d_X509(x509, &der);
@@ -194,6 +214,7 @@ static X509 *load_chain(struct tls_cert *cert, const struct cfg_cert *cfg, FILE 
     if (prev != leaf)
         X509_free(prev);
     BIO_free(bio);
+    file_contents_cleanup(&pem);
     return leaf;
 
 fail:
@@ -202,35 +223,8 @@ fail:
         X509_free(prev);
     X509_free(leaf);
     BIO_free(bio);
+    file_contents_cleanup(&pem);
     return NULL;
-}
-
-/* read_file reads the whole of |path|, up to |max_len| bytes, into a new
- * buffer; 0, or -1 with errno set (EFBIG when too large). */
-static int read_file(const char *path, size_t max_len, uint8_t **out, size_t *out_len)
-{
-    FILE *file = fopen(path, "rb");
-    uint8_t *buf = NULL;
-    size_t len;
-
-    if (file == NULL)
-        return -1;
-    buf = malloc(max_len + 1);
-    if (buf == NULL) {
-        fclose(file);
-        return -1;
-    }
-    len = fread(buf, 1, max_len + 1, file);
-    if (ferror(file) || len > max_len) {
-        errno = ferror(file) ? EIO : EFBIG;
-        free(buf);
-        fclose(file);
-        return -1;
-    }
-    fclose(file);
-    *out = buf;
-    *out_len = len;
-    return 0;
 }
 
 /* load_ocsp reads and checks the OCSP response of |cfg| for |leaf|. */
@@ -241,12 +235,18 @@ static int load_ocsp(struct tls_cert *cert, const struct cfg_cert *cfg, X509 *le
     const char *problem;
     uint8_t *serial = NULL;
     int serial_len;
+    struct file_contents der;
+    char read_problem[FILE_PROBLEM_MAX];
 
-    if (read_file(cfg->ocsp_path, OCSP_FILE_MAX, &cert->ocsp, &cert->ocsp_len) != 0) {
+    if (file_read_regular(cfg->ocsp_path, OCSP_FILE_MAX, &der, read_problem,
+                          sizeof(read_problem)) != 0) {
         cfg_error(errors, &cfg->ocsp_pos, "cannot read OCSP response file '%s': %s",
-                  cfg->ocsp_path, errno == EFBIG ? "larger than 64 KiB" : strerror(errno));
+                  cfg->ocsp_path, read_problem);
         return -1;
     }
+    /* |cert| keeps the buffer as its staple; tls_cert_cleanup frees it. */
+    cert->ocsp = der.data;
+    cert->ocsp_len = der.len;
     if (ocsp_parse_response(cert->ocsp, cert->ocsp_len, &response, &problem) != 0) {
         cfg_error(errors, &cfg->ocsp_pos,
                   "unusable OCSP response '%s': %s (expected DER, "
@@ -282,31 +282,45 @@ static int load_ocsp(struct tls_cert *cert, const struct cfg_cert *cfg, X509 *le
     return 0;
 }
 
-/* load_key reads the private key of |cfg| and checks it against |leaf|. */
-static int load_key(struct tls_cert *cert, const struct cfg_cert *cfg, X509 *leaf, FILE *errors)
+/* load_key reads the private key of |cfg| and checks it against |leaf|
+ * and, for RSA, its size against |listener|'s policy. A key file others may
+ * read or change only warns: refusing it would stop a running fleet at its
+ * next reload over what may be a deliberate setup. */
+static int load_key(struct tls_cert *cert, const struct cfg_cert *cfg,
+                    const struct cfg_listener *listener, X509 *leaf, FILE *errors)
 {
-    BIO *bio = BIO_new_file(cfg->key_path, "r");
-    if (bio == NULL) {
-        cfg_error(errors, &cfg->key_pos, "cannot read private key file '%s': %s", cfg->key_path,
-                  strerror(errno));
-        ERR_clear_error();
+    struct file_contents pem;
+    BIO *bio = tls_cert_open_pem(cfg->key_path, "private key", &cfg->key_pos, &pem, errors);
+    int result = -1;
+
+    if (bio == NULL)
         return -1;
-    }
+    cfg_warn_exposed(&cfg->key_pos, "private key", cfg->key_path, pem.mode);
     cert->key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
-    BIO_free(bio);
     if (cert->key == NULL) {
         cfg_error(errors, &cfg->key_pos, "no usable PEM private key in '%s': %s", cfg->key_path,
                   tls_cert_error_text("unreadable"));
-        return -1;
+        goto fail;
     }
     if (X509_check_private_key(leaf, cert->key) != 1) {
         ERR_clear_error();
         cfg_error(errors, &cfg->key_pos,
                   "private key '%s' does not match the certificate in '%s'", cfg->key_path,
                   cfg->cert_path);
-        return -1;
+        goto fail;
     }
-    return 0;
+    if (EVP_PKEY_id(cert->key) == EVP_PKEY_RSA && EVP_PKEY_bits(cert->key) < RSA_BITS_MIN &&
+        !listener->allow_legacy) {
+        cfg_error(errors, &cfg->key_pos,
+                  "RSA key of %d bits; at least %d required (allow_legacy: true to accept)",
+                  EVP_PKEY_bits(cert->key), RSA_BITS_MIN);
+        goto fail;
+    }
+    result = 0;
+fail:
+    BIO_free(bio);
+    file_contents_cleanup(&pem);
+    return result;
 }
 
 int tls_cert_load(struct tls_cert *cert, const struct cfg_cert *cfg,
@@ -320,7 +334,7 @@ int tls_cert_load(struct tls_cert *cert, const struct cfg_cert *cfg,
     leaf = load_chain(cert, cfg, errors);
     if (leaf == NULL)
         return -1;
-    if (load_key(cert, cfg, leaf, errors) != 0)
+    if (load_key(cert, cfg, listener, leaf, errors) != 0)
         goto done;
     if (collect_names(cert, leaf, &num_ips) != 0) {
         cfg_error(errors, &cfg->cert_pos, "out of memory reading names of '%s'",

@@ -19,6 +19,7 @@
 #include <openssl/ssl.h>
 
 #include "config.h"
+#include "file.h"
 
 #define TLS_CERT_TIME_TEXT_MAX 32
 #define TLS_CERT_SUBJECT_MAX 256
@@ -70,6 +71,14 @@ bool tls_cert_ocsp_fresh(const struct tls_cert *cert, int64_t now);
  * response is past its nextUpdate. */
 void tls_cert_warn(const struct tls_cert *cert, const struct cfg_listener *listener,
                    int64_t now);
+
+/* tls_cert_open_pem reads the PEM file |path| whole into |out_pem| and
+ * returns a memory BIO over it, owned by the caller, who frees the BIO and
+ * then calls file_contents_cleanup(|out_pem|). It returns NULL after writing
+ * "FILE:LINE:COL: cannot read WHAT file 'PATH': why" for |pos| to |errors|
+ * (for a FIFO or anything else not a regular file, too). */
+BIO *tls_cert_open_pem(const char *path, const char *what, const struct cfg_pos *pos,
+                       struct file_contents *out_pem, FILE *errors);
 
 /* tls_cert_format_subject writes |x509|'s subject (RFC 2253) into |out| and
  * returns |out| ("" if it cannot be formatted). */

@@ -12,7 +12,6 @@
 #include "tls_ctx.h"
 
 #include <ctype.h>
-#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +26,7 @@
 #include <openssl/sha.h>
 #include <openssl/x509v3.h>
 
+#include "file.h"
 #include "log.h"
 #include "report_only.h"
 #include "tls_cert.h"
@@ -300,16 +300,13 @@ static int apply_policy(struct tls_ctx *tls, FILE *errors)
  * CRL), so it is refused here instead. */
 static int load_crls(const struct cfg_client_auth *auth, X509_STORE *store, FILE *errors)
 {
-    BIO *bio = BIO_new_file(auth->crl_path, "r");
+    struct file_contents pem;
+    BIO *bio = tls_cert_open_pem(auth->crl_path, "CRL", &auth->crl_pos, &pem, errors);
     X509_CRL *crl;
     int num = 0, result = -1;
 
-    if (bio == NULL) {
-        cfg_error(errors, &auth->crl_pos, "cannot read CRL file '%s': %s", auth->crl_path,
-                  strerror(errno));
-        ERR_clear_error();
+    if (bio == NULL)
         return -1;
-    }
     while ((crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL)) != NULL) {
         const ASN1_TIME *next_update = X509_CRL_get0_nextUpdate(crl);
         bool expired = next_update != NULL && X509_cmp_current_time(next_update) < 0;
@@ -340,6 +337,46 @@ static int load_crls(const struct cfg_client_auth *auth, X509_STORE *store, FILE
     result = 0;
 done:
     BIO_free(bio);
+    file_contents_cleanup(&pem);
+    return result;
+}
+
+/* load_cas adds every PEM certificate in client_auth.ca to |store| and its
+ * subject to |names|; 0, or -1 after an error. Other PEM blocks are
+ * skipped, as OpenSSL's file loaders skip them. */
+static int load_cas(const struct cfg_client_auth *auth, X509_STORE *store,
+                    STACK_OF(X509_NAME) *names, FILE *errors)
+{
+    struct file_contents pem;
+    BIO *bio = tls_cert_open_pem(auth->ca_path, "CA", &auth->ca_pos, &pem, errors);
+    X509 *ca;
+    int result = -1;
+
+    if (bio == NULL)
+        return -1;
+    while ((ca = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+        X509_NAME *name = X509_NAME_dup(X509_get_subject_name(ca));
+        int added = X509_STORE_add_cert(store, ca);
+        X509_free(ca);
+        if (name == NULL || added != 1 || !sk_X509_NAME_push(names, name)) {
+            X509_NAME_free(name);
+            cfg_error(errors, &auth->ca_pos, "cannot use CA certificate %zu in '%s': %s",
+                      sk_X509_NAME_num(names) + 1, auth->ca_path,
+                      tls_cert_error_text("out of memory"));
+            goto done;
+        }
+    }
+    ERR_clear_error(); /* the end of the file */
+    if (sk_X509_NAME_num(names) == 0) {
+        cfg_error(errors, &auth->ca_pos,
+                  "no usable PEM CA certificate in '%s' (expected -----BEGIN CERTIFICATE-----)",
+                  auth->ca_path);
+        goto done;
+    }
+    result = 0;
+done:
+    BIO_free(bio);
+    file_contents_cleanup(&pem);
     return result;
 }
 
@@ -353,14 +390,9 @@ static int apply_client_auth(struct tls_ctx *tls, FILE *errors)
 
     if (auth->mode == CFG_CLIENT_AUTH_NONE)
         return 0;
-    names = SSL_load_client_CA_file(auth->ca_path);
-    if (names == NULL || sk_X509_NAME_num(names) == 0 ||
-        !SSL_CTX_load_verify_locations(ctx, auth->ca_path, NULL)) {
+    names = sk_X509_NAME_new_null();
+    if (names == NULL || load_cas(auth, SSL_CTX_get_cert_store(ctx), names, errors) != 0) {
         sk_X509_NAME_pop_free(names, X509_NAME_free);
-        cfg_error(errors, &auth->ca_pos,
-                  "no usable PEM CA certificate in '%s' (expected -----BEGIN CERTIFICATE-----)",
-                  auth->ca_path);
-        ERR_clear_error();
         return -1;
     }
     /* Sent in the CertificateRequest, so clients pick a matching certificate. */
@@ -402,7 +434,8 @@ static int apply_session_context(struct tls_ctx *tls)
 }
 
 /* apply_sessions sets up resumption (stateless tickets only) and 0-RTT. */
-static int apply_sessions(struct tls_ctx *tls, struct tickets *tickets, FILE *errors)
+static int apply_sessions(struct tls_ctx *tls, struct tickets *tickets,
+                          uint32_t ticket_lifetime_ms, FILE *errors)
 {
     SSL_CTX *ctx = tls->ssl_ctx;
 
@@ -410,7 +443,7 @@ static int apply_sessions(struct tls_ctx *tls, struct tickets *tickets, FILE *er
         SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
         return 0;
     }
-    if (tickets_install(tickets, ctx) != 0) {
+    if (tickets_install(tickets, ctx, ticket_lifetime_ms) != 0) {
         cfg_error(errors, &tls->listener->pos, "listener '%s': cannot set up session tickets",
                   tls->listener->name);
         return -1;
@@ -438,7 +471,7 @@ static void warn_legacy(const struct cfg_listener *listener)
 }
 
 struct tls_ctx *tls_ctx_new(const struct cfg_listener *listener, struct tickets *tickets,
-                            FILE *errors)
+                            uint32_t ticket_lifetime_ms, FILE *errors)
 {
     bool failed = false;
     struct tls_ctx *tls = calloc(1, sizeof(*tls));
@@ -462,7 +495,7 @@ struct tls_ctx *tls_ctx_new(const struct cfg_listener *listener, struct tickets 
     if (apply_client_auth(tls, errors) != 0)
         failed = true;
     if (failed || apply_policy(tls, errors) != 0 || apply_session_context(tls) != 0 ||
-        apply_sessions(tls, tickets, errors) != 0)
+        apply_sessions(tls, tickets, ticket_lifetime_ms, errors) != 0)
         goto fail;
 
     const struct tls_cert *first = &tls->certs[0];

@@ -22,12 +22,13 @@ struct tls_ctx;
 
 /* tls_ctx_new builds the TLS context for |listener|: it loads every
  * certificate chain and key, checks that each key matches its certificate
- * and applies the policy. Session tickets use |tickets|' keys, or are off
- * when |tickets| is NULL. It returns a new tls_ctx owned by the caller, or
- * NULL after writing every error as "FILE:LINE:COL: message" to |errors|.
- * |listener| and |tickets| must outlive the result. */
+ * and applies the policy. Session tickets use |tickets|' keys and are valid
+ * for |ticket_lifetime_ms|, or are off when |tickets| is NULL. It returns a
+ * new tls_ctx owned by the caller, or NULL after writing every error as
+ * "FILE:LINE:COL: message" to |errors|. |listener| and |tickets| must
+ * outlive the result. */
 struct tls_ctx *tls_ctx_new(const struct cfg_listener *listener, struct tickets *tickets,
-                            FILE *errors);
+                            uint32_t ticket_lifetime_ms, FILE *errors);
 
 /* tls_ctx_free releases |tls|. SSL objects made from it hold their own
  * references, so they may outlive it. NULL is allowed. */

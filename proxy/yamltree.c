@@ -19,6 +19,8 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "file.h"
+
 struct ynode {
     enum ynode_kind kind;
     int line;
@@ -82,50 +84,27 @@ static void node_free(struct ynode *node)
     free(node);
 }
 
-/* read_file reads all of |b->path| into a new NUL-terminated buffer stored in
- * |b->input|, refusing files over YAMLTREE_MAX_FILE_SIZE. Reading in chunks
- * rather than trusting st_size keeps pipes and /dev/stdin working. */
+/* read_file reads all of |b->path| into |b->input| (NUL-terminated),
+ * refusing anything but a regular file, and files over
+ * YAMLTREE_MAX_FILE_SIZE. */
 static int read_file(struct builder *b)
 {
-    unsigned char *buf = NULL;
-    size_t len = 0;
-    FILE *file = fopen(b->path, "rb");
+    struct file_contents contents;
+    char problem[FILE_PROBLEM_MAX];
 
-    if (file == NULL) {
-        report(b, 1, 1, "cannot open file: %s", strerror(errno));
-        goto fail;
-    }
-    buf = malloc(YAMLTREE_MAX_FILE_SIZE + 1);
-    if (buf == NULL) {
-        report(b, 1, 1, "out of memory");
-        goto fail;
-    }
-    for (;;) {
-        size_t got = fread(buf + len, 1, YAMLTREE_MAX_FILE_SIZE + 1 - len, file);
-        len += got;
-        if (len > YAMLTREE_MAX_FILE_SIZE) {
+    if (file_read_regular(b->path, YAMLTREE_MAX_FILE_SIZE, &contents, problem,
+                          sizeof(problem)) != 0) {
+        if (errno == EFBIG)
             report(b, 1, 1,
                    "file is larger than %d bytes; a configuration never needs that much",
                    YAMLTREE_MAX_FILE_SIZE);
-            goto fail;
-        }
-        if (got == 0)
-            break;
+        else
+            report(b, 1, 1, "cannot read file: %s", problem);
+        return -1;
     }
-    if (ferror(file)) {
-        report(b, 1, 1, "cannot read file: %s", strerror(errno));
-        goto fail;
-    }
-    buf[len] = '\0';
-    fclose(file);
-    b->input = buf;
-    b->input_len = len;
+    b->input = contents.data;
+    b->input_len = contents.len;
     return 0;
-fail:
-    free(buf);
-    if (file != NULL)
-        fclose(file);
-    return -1;
 }
 
 /* attach makes |node| the root or the next child of the innermost open

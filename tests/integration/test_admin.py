@@ -3,6 +3,7 @@ Prometheus text format with counters consistent with what the test did, and
 an endpoint that refuses other methods and survives garbage."""
 
 import datetime
+import re
 import signal
 import socket
 import ssl
@@ -11,6 +12,7 @@ import subprocess
 from tlsterm_harness import (
     write_yaml,
     admin_addr,
+    free_port,
     get,
     http,
     samples,
@@ -106,3 +108,23 @@ def test_public_admin_address_refused(certs, tmp_path):
     stderr = result.stderr.decode() if isinstance(result.stderr, bytes) else result.stderr
     assert result.returncode == 1
     assert "allow_public" in stderr and f"{path}:" in stderr, stderr
+
+
+def test_admin_address_of_a_listener_refused(certs, tmp_path):
+    port = free_port()
+    listen = f"127.0.0.1:{port}"
+    config = tlsterm_config([listener_config("edge", "127.0.0.1:9", certs, listen=[listen])])
+    config["admin"] = {"listen": listen}
+    path = write_yaml(tmp_path, config, "t.yaml")
+    lines = path.read_text().splitlines()
+    admin_line = next(i for i, l in enumerate(lines, 1) if l.strip().startswith("listen:") and
+                      l.startswith("  listen"))
+    listener_line = next(i for i, l in enumerate(lines, 1) if listen in l and i != admin_line)
+    listener_col = lines[listener_line - 1].index(listen) + 1
+    result = run_tlsterm("--check", "-c", str(path))
+    stderr = result.stderr.decode()
+    assert result.returncode == 1, stderr
+    assert re.search(
+        rf"^{re.escape(str(path))}:{admin_line}:\d+: admin listen address '{listen}' is also a "
+        rf"listen address of listener 'edge' \(at {listener_line}:{listener_col}\)", stderr, re.M
+    ), stderr

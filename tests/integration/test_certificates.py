@@ -17,6 +17,7 @@ from tlsterm_harness import (
     backdate_ocsp,
     free_port,
     listener_config,
+    run,
     run_tlsterm,
     s_client,
     text,
@@ -203,6 +204,23 @@ def test_chain_order(tmp_path, pki, tlsterm_factory, backend_factory):
                          "-verify_return_error", "-ign_eof", input=HTTP_REQUEST)
     assert served(result) == "chained"
     assert b"Verify return code: 0 (ok)" in result.stdout, text(result)
+
+
+def test_short_rsa_key_refused_unless_allow_legacy(tmp_path, pki):
+    key = tmp_path / "rsa1024.key"
+    run_check = run(["openssl", "genpkey", "-quiet", "-algorithm", "RSA", "-pkeyopt",
+                     "rsa_keygen_bits:1024", "-out", key])
+    assert run_check.returncode == 0, text(run_check)
+    cert, key = pki.issue("rsa1024", cn="rsa1024", key_path=key)
+    result, path = load(tmp_path, [{"cert": cert, "key": key}], check=True)
+    refused(result, path, r"RSA key of 1024 bits; at least 2048 required "
+                          r"\(allow_legacy: true to accept\)")
+    result, _ = load(tmp_path, [{"cert": cert, "key": key}], check=True, policy="custom",
+                     allow_legacy=True)
+    assert result.returncode == 0, text(result)
+    # 2048 bits pass without allow_legacy.
+    result, _ = load(tmp_path, [pair(pki.issue("rsa2048", cn="rsa2048", key="rsa"))], check=True)
+    assert result.returncode == 0, text(result)
 
 
 def test_certificate_without_san_refused(tmp_path, pki):

@@ -128,6 +128,31 @@ def test_check_reports_every_error(tmp_path, certs):
     assert {10, 14} <= lines, f"one pass should report both errors: {text(result)}"
 
 
+def test_check_caps_printed_errors(tmp_path):
+    """A file with hundreds of errors prints the first 100, then how many
+    more there are."""
+    path = tmp_path / "many.yaml"
+    path.write_text("".join(f"unknown_{i}: 1\n" for i in range(150)))
+    result = run_tlsterm("--check", "-c", path)
+    assert result.returncode == 1, text(result)
+    errors = errors_of_until_summary(result, path)
+    # 150 unknown keys and the missing 'listeners'.
+    assert len(errors) == 100, text(result)
+    assert [e[0] for e in errors] == list(range(1, 101)), errors
+    last = result.stderr.decode().splitlines()[-1]
+    assert last == "... and 51 more errors", text(result)
+
+
+def errors_of_until_summary(result, path):
+    """errors_of_until_summary is errors_of for a stderr that ends in an
+    "... and N more errors" line."""
+    lines = result.stderr.decode().splitlines()
+    assert lines and lines[-1].startswith("... and "), text(result)
+    trimmed = subprocess.CompletedProcess(result.args, result.returncode, result.stdout,
+                                          "\n".join(lines[:-1]).encode())
+    return errors_of(trimmed, path)
+
+
 def test_check_yaml_syntax_error(tmp_path, certs):
     path, _ = write_config(tmp_path, certs, {5: '    listen: ["127.0.0.1:0"'})
     result = run_tlsterm("--check", "-c", path)

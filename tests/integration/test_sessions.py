@@ -11,12 +11,14 @@ import subprocess
 import pytest
 
 from tlsterm_harness import (
+    reload_and_wait,
     run_tlsterm,
     write_yaml,
     client_context,
     listener_config,
     tls_connect,
     tlsterm_config,
+    to_yaml,
 )
 
 VERSIONS = [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3]
@@ -156,3 +158,53 @@ def test_early_data(tlsterm_factory, backend_factory, certs, tmp_path, enabled):
         assert "Max Early Data: 0" in out, out
         assert "Early data was not sent" in out or "Early data was rejected" in out, out
         assert done[1]["early_data"] == 0
+
+
+def test_long_comment_in_key_file_stays_a_comment(tlsterm_factory, backend_factory, certs, tmp_path):
+    """A comment line is one line whatever its length: a tail that looks like
+    a key (here after 255 bytes, where a fixed line buffer would cut) is not
+    a key."""
+    echo = backend_factory("echo")
+    hidden, real = (base64.b64encode(os.urandom(80)).decode() for _ in range(2))
+    comment = "#" + "-" * (255 - 1) + hidden
+    assert len(comment) > 255 and comment[255:] == hidden
+    keys = tmp_path / "ticket.keys"
+    keys.write_text(f"{comment}\n{real}\n")
+    only_hidden = tmp_path / "hidden.keys"
+    only_hidden.write_text(hidden + "\n")
+
+    config = tlsterm_config([listener_config("edge", echo, certs)])
+    config["session_tickets"] = {"key_file": str(keys)}
+    path = write_yaml(tmp_path, config, "t.yaml")
+
+    # A ticket under the hidden key does not resume where the long comment is.
+    proxy = tlsterm_factory(config)
+    config["session_tickets"] = {"key_file": str(only_hidden)}
+    other = tlsterm_factory(config)
+    ctx = client_context(certs.ca, version=ssl.TLSVersion.TLSv1_2)
+    session, _ = fetch_session(other.port("edge"), ctx)
+    _, reused = fetch_session(proxy.port("edge"), ctx, session)
+    assert not reused
+
+    result = run_tlsterm("--check", "-c", str(path))
+    assert result.returncode == 0, result
+    assert "session tickets: 1 key from the key file" in result.stdout.decode(), result
+
+
+@pytest.mark.parametrize("version", VERSIONS, ids=["tls12", "tls13"])
+def test_lifetime_change_applies_at_the_reload(tlsterm_factory, backend_factory, certs, version):
+    """The ticket lifetime hint clients get follows a reload at once, not one
+    reload later."""
+    listener = listener_config("edge", backend_factory("echo"), certs)
+    config = tlsterm_config([listener])
+    config["session_tickets"] = {"lifetime": "12h"}
+    proxy = tlsterm_factory(config)
+    ctx = client_context(certs.ca, version=version)
+    session, _ = fetch_session(proxy.port("edge"), ctx)
+    assert session.ticket_lifetime_hint == 12 * 3600
+
+    config["session_tickets"] = {"lifetime": "2h"}
+    proxy.config_path.write_text(to_yaml(config))
+    reload_and_wait(proxy)
+    session, _ = fetch_session(proxy.port("edge"), ctx)
+    assert session.ticket_lifetime_hint == 2 * 3600

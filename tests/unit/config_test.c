@@ -2,9 +2,9 @@
  * class of mistake, asserting the exact "FILE:LINE:COL: message" lines.
  *
  * The group setup makes a fresh temporary directory with dummy certificate
- * and key files and makes it the working directory, so configs can name
- * "cert.pem" and the file under test is always "t.yaml". Teardown returns to
- * the original directory. */
+ * and key files (and a FIFO) and makes it the working directory, so configs
+ * can name "cert.pem" and the file under test is always "t.yaml". Teardown
+ * returns to the original directory. */
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -47,6 +47,8 @@ static int group_setup(void **state)
     write_text("key.pem", "dummy key\n");
     write_text("cert2.pem", "dummy certificate\n");
     write_text("key2.pem", "dummy key\n");
+    if (mkfifo("fifo", 0600) != 0)
+        return -1;
     return mkdir("subdir", 0700);
 }
 
@@ -57,6 +59,7 @@ static int group_teardown(void **state)
     unlink("key.pem");
     unlink("cert2.pem");
     unlink("key2.pem");
+    unlink("fifo");
     unlink("t.yaml");
     rmdir("subdir");
     if (fchdir(original_dir) != 0)
@@ -305,6 +308,50 @@ static void test_cfg_error_format(void **state)
     free(text);
 }
 
+/* print_errors returns what config_print_errors prints for |num| lines. */
+static char *print_errors(size_t num)
+{
+    char *in = NULL, *out = NULL;
+    size_t in_len = 0, out_len = 0;
+    FILE *lines = open_memstream(&in, &in_len);
+    FILE *printed = open_memstream(&out, &out_len);
+
+    assert_non_null(lines);
+    assert_non_null(printed);
+    for (size_t i = 0; i < num; i++)
+        fprintf(lines, "t.yaml:%zu:1: error %zu\n", i + 1, i + 1);
+    fclose(lines);
+    config_print_errors(in, printed);
+    fclose(printed);
+    free(in);
+    return out;
+}
+
+static void test_print_errors_capped(void **state)
+{
+    char *out;
+
+    (void)state;
+    out = print_errors(0);
+    assert_string_equal(out, "");
+    free(out);
+    out = print_errors(2);
+    assert_string_equal(out, "t.yaml:1:1: error 1\nt.yaml:2:1: error 2\n");
+    free(out);
+    /* Exactly the cap: no summary line. */
+    out = print_errors(CONFIG_ERRORS_SHOWN);
+    assert_non_null(strstr(out, "t.yaml:100:1: error 100\n"));
+    assert_null(strstr(out, "more error"));
+    free(out);
+    out = print_errors(CONFIG_ERRORS_SHOWN + 1);
+    assert_non_null(strstr(out, "t.yaml:100:1: error 100\n... and 1 more error\n"));
+    assert_null(strstr(out, "error 101"));
+    free(out);
+    out = print_errors(2500);
+    assert_non_null(strstr(out, "t.yaml:100:1: error 100\n... and 2400 more errors\n"));
+    free(out);
+}
+
 static void test_empty_files(void **state)
 {
     (void)state;
@@ -327,7 +374,7 @@ static void test_missing_file(void **state)
     assert_null(config_load("no-such.yaml", errors));
     fclose(errors);
     assert_string_equal(text,
-                        "no-such.yaml:1:1: cannot open file: No such file or directory\n");
+                        "no-such.yaml:1:1: cannot read file: No such file or directory\n");
     free(text);
 }
 
@@ -924,6 +971,37 @@ static void test_alpn_and_switches(void **state)
                   "t.yaml:8:31: duplicate 'P-256' in 'groups' (first listed at 8:16)\n");
 }
 
+static void test_fifo_refused(void **state)
+{
+    (void)state;
+    expect_errors(LISTENER_HEAD "    tls:\n"
+                                "      certificates:\n"
+                                "        - cert: fifo\n"
+                                "          key: key.pem\n" BACKEND_OK,
+                  "t.yaml:6:17: cannot read certificate file 'fifo': not a regular file (a "
+                  "FIFO)\n");
+    expect_errors("session_tickets: {key_file: fifo}\n" LISTENER_HEAD TLS_OK BACKEND_OK,
+                  "t.yaml:1:29: cannot read session ticket key file 'fifo': not a regular file "
+                  "(a FIFO)\n");
+}
+
+static void test_admin_address_of_a_listener(void **state)
+{
+    (void)state;
+    expect_errors("listeners:\n"
+                  "  - name: edge\n"
+                  "    listen: [\"127.0.0.1:8443\", \"127.0.0.1:9100\"]\n" TLS_OK BACKEND_OK
+                  "admin:\n"
+                  "  listen: \"127.0.0.1:9100\"\n",
+                  "t.yaml:11:11: admin listen address '127.0.0.1:9100' is also a listen "
+                  "address of listener 'edge' (at 3:32); give the admin endpoint an address "
+                  "of its own\n");
+    /* Port 0 is a fresh port each time: no collision. */
+    config_free(load(LISTENER_HEAD TLS_OK BACKEND_OK "admin:\n"
+                                                     "  listen: \"127.0.0.1:0\"\n"));
+    assert_string_equal(errors_text, "");
+}
+
 static void test_client_auth(void **state)
 {
     struct config *config;
@@ -1083,6 +1161,7 @@ int main(void)
         cmocka_unit_test_teardown(test_full_config, test_teardown),
         cmocka_unit_test_teardown(test_parse_duration, test_teardown),
         cmocka_unit_test_teardown(test_cfg_error_format, test_teardown),
+        cmocka_unit_test_teardown(test_print_errors_capped, test_teardown),
         cmocka_unit_test_teardown(test_empty_files, test_teardown),
         cmocka_unit_test_teardown(test_missing_file, test_teardown),
         cmocka_unit_test_teardown(test_yaml_errors_pass_through, test_teardown),
@@ -1104,6 +1183,8 @@ int main(void)
         cmocka_unit_test_teardown(test_allow_legacy, test_teardown),
         cmocka_unit_test_teardown(test_report_only, test_teardown),
         cmocka_unit_test_teardown(test_alpn_and_switches, test_teardown),
+        cmocka_unit_test_teardown(test_fifo_refused, test_teardown),
+        cmocka_unit_test_teardown(test_admin_address_of_a_listener, test_teardown),
         cmocka_unit_test_teardown(test_client_auth, test_teardown),
         cmocka_unit_test_teardown(test_ocsp_files, test_teardown),
         cmocka_unit_test_teardown(test_top_level_reload_and_tickets, test_teardown),

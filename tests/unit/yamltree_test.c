@@ -344,7 +344,7 @@ static void test_missing_file(void **state)
     assert_null(yamltree_load("/nonexistent/tlsterm.yaml", errors));
     fclose(errors);
     assert_string_equal(
-        raw, "/nonexistent/tlsterm.yaml:1:1: cannot open file: No such file or directory\n");
+        raw, "/nonexistent/tlsterm.yaml:1:1: cannot read file: No such file or directory\n");
     free(raw);
     (void)f;
 }
