@@ -193,31 +193,21 @@ static bool json_number(struct json_cursor *c)
     return true;
 }
 
-static bool json_object(struct json_cursor *c, int depth)
+/* json_container accepts an object, or with |array| an array (as log_strs
+ * writes one). */
+static bool json_container(struct json_cursor *c, int depth, bool array)
 {
-    if (!json_literal(c, "{"))
+    if (!json_literal(c, array ? "[" : "{"))
         return false;
-    if (json_literal(c, "}"))
+    if (json_literal(c, array ? "]" : "}"))
         return true;
     do {
-        if (!json_string(c) || !json_literal(c, ":") || !json_value(c, depth + 1))
+        if (!array && (!json_string(c) || !json_literal(c, ":")))
             return false;
-    } while (json_literal(c, ","));
-    return json_literal(c, "}");
-}
-
-/* json_array accepts an array, as log_strs writes one. */
-static bool json_array(struct json_cursor *c, int depth)
-{
-    if (!json_literal(c, "["))
-        return false;
-    if (json_literal(c, "]"))
-        return true;
-    do {
         if (!json_value(c, depth + 1))
             return false;
     } while (json_literal(c, ","));
-    return json_literal(c, "]");
+    return json_literal(c, array ? "]" : "}");
 }
 
 static bool json_value(struct json_cursor *c, int depth)
@@ -226,9 +216,8 @@ static bool json_value(struct json_cursor *c, int depth)
         return false;
     switch (*c->p) {
     case '{':
-        return json_object(c, depth);
     case '[':
-        return json_array(c, depth);
+        return json_container(c, depth, *c->p == '[');
     case '"':
         return json_string(c);
     case 't':
@@ -250,7 +239,7 @@ static bool is_json_line(const char *text, size_t len)
 
     if (len < 2 || text[len - 1] != '\n')
         return false;
-    return json_object(&c, 0) && c.p == c.end;
+    return json_container(&c, 0, false) && c.p == c.end;
 }
 
 static void test_validator_itself(void **state)
@@ -466,24 +455,34 @@ static void test_escape_cut_keeps_escapes_whole(void **state)
     free(dup);
 }
 
-/* A list is a JSON array; in text, its items are separated by commas, so a
- * comma (or a space) inside an item is escaped. */
-static void test_string_lists(void **state)
+/* log_lists writes one line with three list fields in |format| and
+ * returns the output, normalized. */
+static char *log_lists(enum log_format format, size_t *out_len)
 {
     static const char *const names[] = {"DNS:a.example", "URI:x:/a,b c", "DNS:e\x1b\n"};
     struct capture cap;
     struct log_line line;
-    size_t len;
     char *out;
 
-    log_configure(LOG_FORMAT_JSON, LOG_INFO);
+    log_configure(format, LOG_INFO);
     capture_start(&cap);
     log_begin(&line, LOG_INFO, "handshake_done");
     log_strs(&line, "client_san", names, 3);
     log_strs(&line, "none", names, 0);
     log_strs(&line, "null", NULL, 0);
     log_end(&line);
-    out = capture_stop(&cap, &len);
+    out = capture_stop(&cap, out_len);
+    log_configure(LOG_FORMAT_JSON, LOG_INFO);
+    return out;
+}
+
+/* A list is a JSON array; in text, its items are separated by commas, so a
+ * comma (or a space) inside an item is escaped. */
+static void test_string_lists(void **state)
+{
+    size_t len;
+    char *out = log_lists(LOG_FORMAT_JSON, &len);
+
     assert_true(is_json_line(out, len));
     normalize(out);
     assert_string_equal(out, "{\"ts\":\"TS\",\"level\":\"info\",\"event\":\"handshake_done\","
@@ -491,15 +490,7 @@ static void test_string_lists(void **state)
                              "\"DNS:e\\u001b\\u000a\"],\"none\":[],\"null\":null}\n");
     free(out);
 
-    log_configure(LOG_FORMAT_TEXT, LOG_INFO);
-    capture_start(&cap);
-    log_begin(&line, LOG_INFO, "handshake_done");
-    log_strs(&line, "client_san", names, 3);
-    log_strs(&line, "none", names, 0);
-    log_strs(&line, "null", NULL, 0);
-    log_end(&line);
-    out = capture_stop(&cap, NULL);
-    log_configure(LOG_FORMAT_JSON, LOG_INFO);
+    out = log_lists(LOG_FORMAT_TEXT, NULL);
     normalize(out);
     assert_string_equal(out, "TS info handshake_done "
                              "client_san=DNS:a.example,URI:x:/a\\x2cb\\x20c,DNS:e\\x1b\\n "
