@@ -321,7 +321,8 @@ static void log_handshake_done(const struct conn *c)
     struct log_line line;
     const uint8_t *alpn;
     unsigned alpn_len;
-    char subject[256], san[512];
+    char subject[256];
+    struct tls_ctx_san san;
     SSL *ssl = c->client.ssl;
 
     if (!log_enabled(LOG_DEBUG))
@@ -337,7 +338,8 @@ static void log_handshake_done(const struct conn *c)
     log_strn(&line, "alpn", alpn_len ? (const char *)alpn : NULL, alpn_len);
     if (tls_ctx_peer_subject(ssl, subject, sizeof(subject)) != NULL) {
         log_str(&line, "client_subject", subject);
-        log_str(&line, "client_san", tls_ctx_peer_san(ssl, san, sizeof(san)));
+        if (tls_ctx_peer_san(ssl, &san) == 0)
+            log_strs(&line, "client_san", san.names, san.num_names);
     }
     if (c->client.sock.hello != NULL) {
         char ja4[CLIENTHELLO_JA4_LEN + 1];

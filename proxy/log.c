@@ -50,6 +50,14 @@ bool log_enabled(enum log_level level) { return level >= current_min_level; }
 
 const char *log_level_name(enum log_level level) { return level_names[level]; }
 
+/* drop_field removes the field being written, which does not fit, and
+ * ends the line there. */
+static void drop_field(struct log_line *line)
+{
+    line->len = line->field_start;
+    line->truncated = true;
+}
+
 /* put_bytes appends |bytes|. When they do not fit, the field being written
  * is dropped whole and nothing more is written to the line. */
 static void put_bytes(struct log_line *line, const char *bytes, size_t len)
@@ -57,8 +65,7 @@ static void put_bytes(struct log_line *line, const char *bytes, size_t len)
     if (line->truncated)
         return;
     if (len > LOG_LINE_MAX - LOG_TAIL_RESERVE - line->len) {
-        line->len = line->field_start;
-        line->truncated = true;
+        drop_field(line);
         return;
     }
     memcpy(line->buf + line->len, bytes, len);
@@ -67,33 +74,137 @@ static void put_bytes(struct log_line *line, const char *bytes, size_t len)
 
 static void put_str(struct log_line *line, const char *s) { put_bytes(line, s, strlen(s)); }
 
-/* put_escaped writes |value| so that it cannot break the line: in JSON as a
- * string body, in text with control characters, quotes, backslashes and
- * spaces escaped. Bytes >= 0x80 are escaped too, since an SNI or a client's
- * bytes need not be UTF-8. */
-static void put_escaped(struct log_line *line, const char *value, size_t len)
+size_t log_utf8_sequence_len(const unsigned char *s, size_t len)
+{
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xbf; /* the range of the second byte */
+
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf)
+        n = 2;
+    else if (s[0] >= 0xe0 && s[0] <= 0xef)
+        n = 3;
+    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+        n = 4;
+    else
+        return 0;
+    if (s[0] == 0xe0)
+        lo = 0xa0;
+    else if (s[0] == 0xed)
+        hi = 0x9f;
+    else if (s[0] == 0xf0)
+        lo = 0x90;
+    else if (s[0] == 0xf4)
+        hi = 0x8f;
+    if (len < n || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if (s[i] < 0x80 || s[i] > 0xbf)
+            return 0;
+    return n;
+}
+
+/* escape_one writes the escaped form of the character at |s| (|len| > 0
+ * bytes available) to |esc| and sets |*out_used| to the bytes it stands
+ * for; it returns the length written (at most 8 bytes). */
+static size_t escape_one(const unsigned char *s, size_t len, enum log_escape_style style,
+                         const char *also, char esc[8], size_t *out_used)
 {
     static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)value[i];
-        char esc[6];
-        if (ch == '"' || ch == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)ch;
-            put_bytes(line, esc, 2);
-        } else if (ch < 0x20 || ch >= 0x7f ||
-                   (ch == ' ' && line->format == LOG_FORMAT_TEXT)) {
-            esc[0] = '\\';
-            esc[1] = 'u';
-            esc[2] = '0';
-            esc[3] = '0';
-            esc[4] = hex[ch >> 4];
-            esc[5] = hex[ch & 15];
-            put_bytes(line, esc, 6);
-        } else {
-            put_bytes(line, (const char *)&ch, 1);
-        }
+    unsigned char ch = s[0];
+    size_t seq;
+
+    *out_used = 1;
+    if (ch == '\\' || (ch == '"' && style == LOG_ESCAPE_JSON)) {
+        esc[0] = '\\';
+        esc[1] = (char)ch;
+        return 2;
     }
+    if (style == LOG_ESCAPE_JSON) {
+        if (ch >= 0x20 && ch < 0x7f) {
+            esc[0] = (char)ch;
+            return 1;
+        }
+        memcpy(esc, "\\u00", 4);
+        esc[4] = hex[ch >> 4];
+        esc[5] = hex[ch & 15];
+        return 6;
+    }
+    if (ch == '\n' || ch == '\r' || ch == '\t') {
+        esc[0] = '\\';
+        esc[1] = ch == '\n' ? 'n' : ch == '\r' ? 'r' : 't';
+        return 2;
+    }
+    seq = log_utf8_sequence_len(s, len);
+    if (seq == 0 || ch < 0x20 || ch == 0x7f ||
+        (ch < 0x80 && also != NULL && strchr(also, ch) != NULL)) {
+        memcpy(esc, "\\x", 2);
+        esc[2] = hex[ch >> 4];
+        esc[3] = hex[ch & 15];
+        return 4;
+    }
+    if (ch == 0xc2 && s[1] < 0xa0) { /* C1: U+0080 to U+009F */
+        memcpy(esc, "\\xc2\\x", 6);
+        esc[6] = hex[s[1] >> 4];
+        esc[7] = hex[s[1] & 15];
+        *out_used = 2;
+        return 8;
+    }
+    memcpy(esc, s, seq);
+    *out_used = seq;
+    return seq;
+}
+
+size_t log_escape(char *out, size_t out_len, const char *value, size_t value_len,
+                  enum log_escape_style style, const char *also)
+{
+    const unsigned char *s = (const unsigned char *)value;
+    size_t len = 0, written = 0;
+
+    for (size_t i = 0; i < value_len;) {
+        char esc[8];
+        size_t used, n = escape_one(s + i, value_len - i, style, also, esc, &used);
+        if (written == len && len + n < out_len) {
+            memcpy(out + len, esc, n);
+            written += n;
+        }
+        len += n;
+        i += used;
+    }
+    if (out_len > 0)
+        out[written] = '\0';
+    return len;
+}
+
+char *log_escape_dup(const char *value, enum log_escape_style style, const char *also)
+{
+    size_t value_len = strlen(value);
+    size_t len = log_escape(NULL, 0, value, value_len, style, also);
+    char *out = malloc(len + 1);
+
+    if (out != NULL)
+        log_escape(out, len + 1, value, value_len, style, also);
+    return out;
+}
+
+/* put_escaped writes |value| so that it cannot break the line: in JSON as a
+ * string body, in text for a terminal with the characters of |separators|
+ * escaped too. When it does not fit, the field is dropped whole. */
+static void put_escaped(struct log_line *line, const char *value, size_t len,
+                        const char *separators)
+{
+    enum log_escape_style style =
+        line->format == LOG_FORMAT_JSON ? LOG_ESCAPE_JSON : LOG_ESCAPE_TERMINAL;
+
+    if (line->truncated)
+        return;
+    size_t room = LOG_LINE_MAX - LOG_TAIL_RESERVE - line->len;
+    size_t n = log_escape(line->buf + line->len, room, value, len, style, separators);
+    if (n < room)
+        line->len += n;
+    else
+        drop_field(line);
 }
 
 static void put_key(struct log_line *line, const char *key)
@@ -152,7 +263,7 @@ void log_strn(struct log_line *line, const char *key, const char *value,
     }
     if (line->format == LOG_FORMAT_JSON)
         put_str(line, "\"");
-    put_escaped(line, value, value_len);
+    put_escaped(line, value, value_len, " ");
     if (line->format == LOG_FORMAT_JSON)
         put_str(line, "\"");
 }
@@ -160,6 +271,25 @@ void log_strn(struct log_line *line, const char *key, const char *value,
 void log_str(struct log_line *line, const char *key, const char *value)
 {
     log_strn(line, key, value, value ? strlen(value) : 0);
+}
+
+void log_strs(struct log_line *line, const char *key, const char *const *items, size_t num)
+{
+    bool json = line->format == LOG_FORMAT_JSON;
+
+    put_key(line, key);
+    if (items == NULL) {
+        put_str(line, json ? "null" : "-");
+        return;
+    }
+    put_str(line, json ? "[" : "");
+    for (size_t i = 0; i < num; i++) {
+        put_str(line, i == 0 ? "" : ",");
+        put_str(line, json ? "\"" : "");
+        put_escaped(line, items[i], strlen(items[i]), " ,");
+        put_str(line, json ? "\"" : "");
+    }
+    put_str(line, json ? "]" : "");
 }
 
 void log_int(struct log_line *line, const char *key, long long value)

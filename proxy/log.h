@@ -2,9 +2,12 @@
  *
  * An event is built field by field into a fixed-size line on the caller's
  * stack, then written with one write(2) so lines from several threads never
- * interleave. Nothing here allocates. A line too long for its buffer loses
+ * interleave. Nothing here allocates but log_escape_dup. A line too long for its buffer loses
  * its last fields whole (never half a field, so it stays valid JSON) and is
- * marked "truncated" rather than dropped. */
+ * marked "truncated" rather than dropped.
+ *
+ * log_escape, the escaper of log lines, is also the one that everything
+ * else tlsterm shows to people goes through. */
 #ifndef TLSTERM_LOG_H
 #define TLSTERM_LOG_H
 
@@ -40,13 +43,54 @@ const char *log_level_name(enum log_level level);
 /* log_begin starts |line| with the timestamp, |level| and |event| name. */
 void log_begin(struct log_line *line, enum log_level level, const char *event);
 
+/* enum log_escape_style says for whom log_escape writes. */
+enum log_escape_style {
+    /* The body of a JSON string: '"' and '\\' after a backslash; bytes
+     * below 0x20 and from 0x7f as \u00XX, since a client's bytes need not
+     * be UTF-8. */
+    LOG_ESCAPE_JSON,
+    /* For a person at a terminal: '\\' doubled; \n, \r and \t; every
+     * other control character (C0, DEL, and C1 as its two UTF-8 bytes) and
+     * each byte that is not part of well-formed UTF-8 as \xNN (ESC is
+     * \x1b). Well-formed UTF-8 is kept. */
+    LOG_ESCAPE_TERMINAL,
+};
+
+/* log_escape writes the |value_len| bytes of |value| escaped in |style|
+ * into |out|, and with LOG_ESCAPE_TERMINAL also each ASCII character of
+ * |also| (NULL: none) as \xNN, for a separator that must stay unambiguous
+ * (" " between fields, "," between list items). It NUL-terminates |out|
+ * when |out_len| > 0 and returns the length of the whole escaped text, as
+ * snprintf does; when that is |out_len| or more, |out| holds the escapes
+ * that fit whole. This is the one escaper for everything tlsterm shows:
+ * log lines, `--check`, `tlsterm report`. */
+size_t log_escape(char *out, size_t out_len, const char *value, size_t value_len,
+                  enum log_escape_style style, const char *also);
+
+/* log_escape_dup returns |value| (a C string) escaped by log_escape in a
+ * new string owned by the caller (free), or NULL when out of memory. */
+char *log_escape_dup(const char *value, enum log_escape_style style, const char *also);
+
+/* log_utf8_sequence_len returns the length of the well-formed UTF-8
+ * sequence at |s| (|len| > 0 bytes available), or 0 if there is none (RFC
+ * 3629: no overlong forms, no surrogates, nothing above U+10FFFF). */
+size_t log_utf8_sequence_len(const unsigned char *s, size_t len);
+
 /* log_str adds a string field; a NULL |value| is written as null. Bytes are
- * escaped, so untrusted input (an SNI) is safe to pass. */
+ * escaped (JSON: LOG_ESCAPE_JSON; text: LOG_ESCAPE_TERMINAL with spaces
+ * escaped too), so untrusted input (an SNI) is safe to pass. */
 void log_str(struct log_line *line, const char *key, const char *value);
 
 /* log_strn is log_str for |value_len| bytes that need not end in NUL. */
 void log_strn(struct log_line *line, const char *key, const char *value,
               size_t value_len);
+
+/* log_strs adds a field holding the |num| strings of |items| (the caller
+ * keeps them): a JSON array of strings, or in text the items separated by
+ * ",", each escaped as log_str does and its commas too, so the list stays
+ * unambiguous (an empty list writes nothing after "="). A NULL |items| is
+ * written as null. A list too long for the line is dropped whole. */
+void log_strs(struct log_line *line, const char *key, const char *const *items, size_t num);
 
 /* log_int adds an integer field. */
 void log_int(struct log_line *line, const char *key, long long value);

@@ -16,6 +16,8 @@
 
 #include <event2/buffer.h>
 
+#include "log.h"
+
 /* Counters of two workers must not share a cache line, or every increment
  * would bounce the line between their cores. */
 #define CACHE_LINE 64
@@ -397,40 +399,6 @@ static void put(struct render *r, const char *bytes, size_t len)
 
 static void put_str(struct render *r, const char *s) { put(r, s, strlen(s)); }
 
-/* utf8_sequence_len returns the length of the well-formed UTF-8 sequence at
- * |s| (|len| bytes available), or 0 if there is none (RFC 3629: no overlong
- * forms, no surrogates, nothing above U+10FFFF). */
-static size_t utf8_sequence_len(const unsigned char *s, size_t len)
-{
-    size_t n;
-    unsigned char lo = 0x80, hi = 0xbf; /* the range of the second byte */
-
-    if (s[0] < 0x80)
-        return 1;
-    if (s[0] >= 0xc2 && s[0] <= 0xdf)
-        n = 2;
-    else if (s[0] >= 0xe0 && s[0] <= 0xef)
-        n = 3;
-    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-        n = 4;
-    else
-        return 0;
-    if (s[0] == 0xe0)
-        lo = 0xa0;
-    else if (s[0] == 0xed)
-        hi = 0x9f;
-    else if (s[0] == 0xf0)
-        lo = 0x90;
-    else if (s[0] == 0xf4)
-        hi = 0x8f;
-    if (len < n || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (s[i] < 0x80 || s[i] > 0xbf)
-            return 0;
-    return n;
-}
-
 /* put_label_value writes |value| as the text format requires: backslash,
  * double quote and newline escaped, and valid UTF-8, so a byte that is not
  * part of a well-formed sequence becomes U+FFFD. */
@@ -441,7 +409,7 @@ static void put_label_value(struct render *r, const char *value)
     size_t len = strlen(value);
 
     for (size_t i = 0; i < len;) {
-        size_t n = utf8_sequence_len(s + i, len - i);
+        size_t n = log_utf8_sequence_len(s + i, len - i);
         if (n == 0) {
             put(r, replacement, 3);
             i++;

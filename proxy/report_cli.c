@@ -1,17 +1,30 @@
 /* report_cli: "tlsterm report [--json] FILE", a report file as a table for
- * people, or passed through as JSON once it parses.
+ * people, or passed through as JSON once it is known to be a report.
  *
  * The file is parsed by a small strict JSON parser (RFC 8259: no trailing
- * commas, no comments, depth at most JSON_MAX_DEPTH) into a tree, then
- * read as a report: a missing or mistyped field is an error naming it, so a
- * truncated or foreign file is refused with a clear message, never printed
- * half. */
+ * commas, no comments, depth at most JSON_MAX_DEPTH; UTF-8 only, no
+ * duplicate keys) into a tree whose memory is linear in the file: one
+ * buffer for the text of every string and number, and for each array and
+ * object one array of exactly its items. The tree is then checked against
+ * report_rule, the fields of tests/report.schema.json with their types
+ * (counts are integers of at least the schema's minimum), in both modes: a
+ * truncated or foreign file is refused, never printed half. The schema's
+ * patterns and its ban on unknown keys are not checked here.
+ *
+ * Every problem is written as "FILE:LINE:COL: message", at the byte where
+ * it is (columns count bytes). The table shows the file's strings through
+ * log_escape, since a report file is untrusted text on a terminal. */
 #include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "log.h"
 #include "report.h"
 
 #define JSON_MAX_DEPTH 32
@@ -21,31 +34,61 @@
 
 enum json_kind { JSON_NULL, JSON_BOOL, JSON_NUMBER, JSON_STRING, JSON_ARRAY, JSON_OBJECT };
 
-/* struct jnode is one JSON value. |text| holds a string's decoded bytes or a
- * number's text; arrays and objects have |num| |items| (and |keys|). */
+static const char *const kind_names[] = {
+    [JSON_NULL] = "null",       [JSON_BOOL] = "a boolean", [JSON_NUMBER] = "a number",
+    [JSON_STRING] = "a string", [JSON_ARRAY] = "an array", [JSON_OBJECT] = "an object"};
+
+/* struct jnode is one JSON value, |at| bytes into the file. |text| is a
+ * string's decoded bytes or a number's text (in its document's text);
+ * arrays and objects have |num| |items|, which they own. An object's items
+ * are its members, each with its |key| (found |key_at| bytes into the
+ * file), sorted by key once the object is parsed. */
 struct jnode {
     enum json_kind kind;
-    char *text;
+    const char *text;
     size_t num;
     struct jnode *items;
-    char **keys;
+    const char *key;
+    size_t at;
+    size_t key_at;
 };
 
+/* struct jdoc is a parsed file: the tree, and |text|, which holds the
+ * text of its strings and numbers, NUL-terminated. |escaped| replaces
+ * |text| for the table (escape_strings). */
+struct jdoc {
+    struct jnode root;
+    char *text;
+    char *escaped;
+};
+
+/* struct jparser parses into |text| (as long as the file, and one byte:
+ * no string or number decodes longer than it is written, and each has a
+ * byte after it for its NUL) and keeps the items of the open arrays and
+ * objects on |stack| until each closes. */
 struct jparser {
     const char *s, *end, *p;
-    const char *error; /* the first problem, with |p| where it was found */
+    char *text;
+    size_t text_len;
+    struct jnode *stack;
+    size_t stack_len, stack_cap;
+    bool failed;
+    size_t error_at; /* where the first problem is */
+    char error[160]; /* what it is */
 };
 
 static void jnode_cleanup(struct jnode *n)
 {
-    for (size_t i = 0; i < n->num; i++) {
+    for (size_t i = 0; i < n->num; i++)
         jnode_cleanup(&n->items[i]);
-        if (n->keys != NULL)
-            free(n->keys[i]);
-    }
     free(n->items);
-    free(n->keys);
-    free(n->text);
+}
+
+static void jdoc_cleanup(struct jdoc *doc)
+{
+    jnode_cleanup(&doc->root);
+    free(doc->text);
+    free(doc->escaped);
 }
 
 static void skip_space(struct jparser *jp)
@@ -55,11 +98,43 @@ static void skip_space(struct jparser *jp)
         jp->p++;
 }
 
+/* fail_at records the first problem, found at |at|, and returns -1. */
+static int fail_at(struct jparser *jp, const char *at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail_at(struct jparser *jp, const char *at, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (jp->failed)
+        return -1;
+    jp->failed = true;
+    jp->error_at = (size_t)(at - jp->s);
+    va_start(ap, fmt);
+    vsnprintf(jp->error, sizeof(jp->error), fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
 static int fail(struct jparser *jp, const char *error)
 {
-    if (jp->error == NULL)
-        jp->error = error;
-    return -1;
+    return fail_at(jp, jp->p, "%s", error);
+}
+
+/* position_of finds the line and column (from 1; columns count bytes) of
+ * the byte |at| bytes into |s|. */
+static void position_of(const char *s, size_t at, int *out_line, int *out_col)
+{
+    *out_line = 1;
+    *out_col = 1;
+    for (size_t i = 0; i < at; i++) {
+        if (s[i] == '\n') {
+            (*out_line)++;
+            *out_col = 1;
+        } else {
+            (*out_col)++;
+        }
+    }
 }
 
 static int hex4(const char *p, unsigned *out)
@@ -106,40 +181,42 @@ static size_t put_utf8(char *out, unsigned cp)
 }
 
 /* parse_string reads a string at |jp->p| (at its opening quote) into a new
- * NUL-terminated |*out|; a \u0000 escape is refused. */
-static int parse_string(struct jparser *jp, char **out)
+ * NUL-terminated |*out| in |jp->text|. A \u0000 escape and bytes that are
+ * not UTF-8 are refused. */
+static int parse_string(struct jparser *jp, const char **out)
 {
     const char *p = jp->p + 1;
-    /* The decoded form is never longer than the escaped one. */
-    char *text = malloc((size_t)(jp->end - p) + 1);
+    char *text = jp->text + jp->text_len;
     size_t len = 0;
 
-    if (text == NULL)
-        return fail(jp, "out of memory");
     for (;;) {
-        if (p >= jp->end) {
-            jp->p = p;
-            free(text);
-            return fail(jp, "unterminated string");
-        }
+        if (p >= jp->end)
+            return fail_at(jp, p, "unterminated string");
+
         unsigned char ch = (unsigned char)*p;
         if (ch == '"')
             break;
-        if (ch < 0x20) {
-            jp->p = p;
-            free(text);
-            return fail(jp, "control character in a string");
+        if (ch < 0x20)
+            return fail_at(jp, p, "control character in a string");
+
+        if (ch >= 0x80) {
+            size_t n = log_utf8_sequence_len((const unsigned char *)p, (size_t)(jp->end - p));
+            if (n == 0)
+                return fail_at(jp, p, "invalid UTF-8 in a string");
+
+            memcpy(text + len, p, n);
+            len += n;
+            p += n;
+            continue;
         }
         if (ch != '\\') {
             text[len++] = (char)ch;
             p++;
             continue;
         }
-        if (p + 1 >= jp->end) {
-            jp->p = p;
-            free(text);
-            return fail(jp, "unterminated string");
-        }
+        if (p + 1 >= jp->end)
+            return fail_at(jp, p, "unterminated string");
+
         char esc = p[1];
         const char *simple = strchr("\"\\/bfnrt", esc);
         if (esc != '\0' && simple != NULL) {
@@ -148,29 +225,24 @@ static int parse_string(struct jparser *jp, char **out)
             continue;
         }
         unsigned cp, low;
-        if (esc != 'u' || jp->end - p < 6 || hex4(p + 2, &cp) != 0 || cp == 0) {
-            jp->p = p;
-            free(text);
-            return fail(jp, "invalid escape in a string");
-        }
+        if (esc != 'u' || jp->end - p < 6 || hex4(p + 2, &cp) != 0 || cp == 0)
+            return fail_at(jp, p, "invalid escape in a string");
+
         p += 6;
         if (cp >= 0xd800 && cp <= 0xdbff) {
             if (jp->end - p < 6 || p[0] != '\\' || p[1] != 'u' || hex4(p + 2, &low) != 0 ||
-                low < 0xdc00 || low > 0xdfff) {
-                jp->p = p;
-                free(text);
-                return fail(jp, "unpaired surrogate in a string");
-            }
+                low < 0xdc00 || low > 0xdfff)
+                return fail_at(jp, p, "unpaired surrogate in a string");
+
             cp = 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00);
             p += 6;
-        } else if (cp >= 0xdc00 && cp <= 0xdfff) {
-            jp->p = p;
-            free(text);
-            return fail(jp, "unpaired surrogate in a string");
-        }
+        } else if (cp >= 0xdc00 && cp <= 0xdfff)
+            return fail_at(jp, p, "unpaired surrogate in a string");
+
         len += put_utf8(text + len, cp);
     }
     text[len] = '\0';
+    jp->text_len += len + 1;
     jp->p = p + 1;
     *out = text;
     return 0;
@@ -205,19 +277,74 @@ static int parse_number(struct jparser *jp, struct jnode *out)
         while (p < jp->end && *p >= '0' && *p <= '9')
             p++;
     }
+    char *text = jp->text + jp->text_len;
+    memcpy(text, start, (size_t)(p - start));
+    text[p - start] = '\0';
+    jp->text_len += (size_t)(p - start) + 1;
     out->kind = JSON_NUMBER;
-    out->text = strndup(start, (size_t)(p - start));
+    out->text = text;
     jp->p = p;
-    return out->text != NULL ? 0 : fail(jp, "out of memory");
+    return 0;
+}
+
+static int compare_members(const void *a, const void *b)
+{
+    const struct jnode *x = a, *y = b;
+    int order = strcmp(x->key, y->key);
+
+    if (order != 0)
+        return order;
+    return x->key_at < y->key_at ? -1 : x->key_at > y->key_at;
+}
+
+/* sort_members sorts |object|'s members by key and refuses a key that is
+ * there twice, at its second place (the first such in the file). Sorting
+ * keeps this O(n log n) for an object of any size. */
+static int sort_members(struct jparser *jp, struct jnode *object)
+{
+    const struct jnode *first = NULL, *second = NULL;
+
+    qsort(object->items, object->num, sizeof(object->items[0]), compare_members);
+    for (size_t i = 1; i < object->num; i++) {
+        const struct jnode *a = &object->items[i - 1], *b = &object->items[i];
+        if (strcmp(a->key, b->key) == 0 && (second == NULL || b->key_at < second->key_at)) {
+            first = a;
+            second = b;
+        }
+    }
+    if (second == NULL)
+        return 0;
+    char key[64];
+    int line, col;
+    log_escape(key, sizeof(key), second->key, strlen(second->key), LOG_ESCAPE_TERMINAL, NULL);
+    position_of(jp->s, first->key_at, &line, &col);
+    return fail_at(jp, jp->s + second->key_at, "duplicate key \"%s\"; the first is at %d:%d",
+                   key, line, col);
 }
 
 static int parse_value(struct jparser *jp, struct jnode *out, int depth);
 
-/* parse_container reads an array or, when |object|, an object. */
+/* push_item moves |item| onto |jp|'s stack. */
+static int push_item(struct jparser *jp, const struct jnode *item)
+{
+    if (jp->stack_len == jp->stack_cap) {
+        size_t cap = jp->stack_cap ? jp->stack_cap * 2 : 64;
+        struct jnode *stack = realloc(jp->stack, cap * sizeof(*stack));
+        if (stack == NULL)
+            return fail(jp, "out of memory");
+        jp->stack = stack;
+        jp->stack_cap = cap;
+    }
+    jp->stack[jp->stack_len++] = *item;
+    return 0;
+}
+
+/* parse_container reads an array or, when |object|, an object. Its items
+ * wait on the stack and move to an array of their exact number at the end. */
 static int parse_container(struct jparser *jp, struct jnode *out, bool object, int depth)
 {
     char close = object ? '}' : ']';
-    size_t cap = 0;
+    size_t base = jp->stack_len;
 
     out->kind = object ? JSON_OBJECT : JSON_ARRAY;
     if (depth >= JSON_MAX_DEPTH)
@@ -229,49 +356,42 @@ static int parse_container(struct jparser *jp, struct jnode *out, bool object, i
         return 0;
     }
     for (;;) {
-        if (out->num == cap) {
-            cap = cap ? cap * 2 : 8;
-            struct jnode *items = realloc(out->items, cap * sizeof(*items));
-            if (items == NULL)
-                return fail(jp, "out of memory");
-            out->items = items;
-            if (object) {
-                char **keys = realloc(out->keys, cap * sizeof(*keys));
-                if (keys == NULL)
-                    return fail(jp, "out of memory");
-                out->keys = keys;
-            }
-        }
+        struct jnode item = {.kind = JSON_NULL};
         skip_space(jp);
         if (object) {
-            char *key;
             if (jp->p >= jp->end || *jp->p != '"')
                 return fail(jp, "expected a string key");
-            if (parse_string(jp, &key) != 0)
+            item.key_at = (size_t)(jp->p - jp->s);
+            if (parse_string(jp, &item.key) != 0)
                 return -1;
             skip_space(jp);
-            if (jp->p >= jp->end || *jp->p != ':') {
-                free(key);
+            if (jp->p >= jp->end || *jp->p != ':')
                 return fail(jp, "expected ':'");
-            }
             jp->p++;
-            out->keys[out->num] = key;
         }
-        memset(&out->items[out->num], 0, sizeof(out->items[0]));
-        out->num++;
-        if (parse_value(jp, &out->items[out->num - 1], depth + 1) != 0)
+        if (parse_value(jp, &item, depth + 1) != 0 || push_item(jp, &item) != 0) {
+            jnode_cleanup(&item);
             return -1;
+        }
         skip_space(jp);
         if (jp->p < jp->end && *jp->p == ',') {
             jp->p++;
             continue;
         }
-        if (jp->p < jp->end && *jp->p == close) {
-            jp->p++;
-            return 0;
-        }
+        if (jp->p < jp->end && *jp->p == close)
+            break;
         return fail(jp, object ? "expected ',' or '}'" : "expected ',' or ']'");
     }
+    jp->p++;
+    out->num = jp->stack_len - base;
+    out->items = malloc(out->num * sizeof(*out->items));
+    if (out->items == NULL) {
+        out->num = 0;
+        return fail(jp, "out of memory");
+    }
+    memcpy(out->items, jp->stack + base, out->num * sizeof(*out->items));
+    jp->stack_len = base;
+    return object ? sort_members(jp, out) : 0;
 }
 
 static int parse_value(struct jparser *jp, struct jnode *out, int depth)
@@ -284,6 +404,7 @@ static int parse_value(struct jparser *jp, struct jnode *out, int depth)
         {"null", JSON_NULL, NULL}, {"true", JSON_BOOL, "true"}, {"false", JSON_BOOL, "false"}};
 
     skip_space(jp);
+    out->at = (size_t)(jp->p - jp->s);
     if (jp->p >= jp->end)
         return fail(jp, "unexpected end of file");
     switch (*jp->p) {
@@ -301,7 +422,7 @@ static int parse_value(struct jparser *jp, struct jnode *out, int depth)
         size_t len = strlen(words[i].word);
         if ((size_t)(jp->end - jp->p) >= len && memcmp(jp->p, words[i].word, len) == 0) {
             out->kind = words[i].kind;
-            out->text = words[i].text ? strdup(words[i].text) : NULL;
+            out->text = words[i].text;
             jp->p += len;
             return 0;
         }
@@ -309,115 +430,270 @@ static int parse_value(struct jparser *jp, struct jnode *out, int depth)
     return parse_number(jp, out);
 }
 
-/* parse_document parses |len| bytes at |s| into |out|. On failure it writes
- * "FILE:LINE:COL: message" to stderr and returns -1. */
-static int parse_document(const char *path, const char *s, size_t len, struct jnode *out)
+/* parse_document parses |len| bytes at |s| into |out|, which the caller
+ * releases with jdoc_cleanup. On failure it writes "FILE:LINE:COL: invalid
+ * JSON: message" to stderr and returns -1. */
+static int parse_document(const char *path, const char *s, size_t len, struct jdoc *out)
 {
     struct jparser jp = {.s = s, .end = s + len, .p = s};
+    int line, col;
 
     memset(out, 0, sizeof(*out));
     if (memchr(s, '\0', len) != NULL) {
         fprintf(stderr, "tlsterm: %s: not a report: it holds NUL bytes\n", path);
         return -1;
     }
-    if (parse_value(&jp, out, 0) == 0) {
+    jp.text = out->text = malloc(len + 1);
+    if (jp.text == NULL) {
+        fail(&jp, "out of memory");
+    } else if (parse_value(&jp, &out->root, 0) == 0) {
         skip_space(&jp);
         if (jp.p != jp.end)
             fail(&jp, "unexpected bytes after the JSON value");
     }
-    if (jp.error == NULL)
+    for (size_t i = 0; i < jp.stack_len; i++) /* what a failure left */
+        jnode_cleanup(&jp.stack[i]);
+    free(jp.stack);
+    if (!jp.failed)
         return 0;
-    int line = 1, col = 1;
-    for (const char *p = s; p < jp.p && p < jp.end; p++) {
-        if (*p == '\n') {
-            line++;
-            col = 1;
-        } else {
-            col++;
-        }
-    }
-    fprintf(stderr, "tlsterm: %s:%d:%d: invalid JSON: %s\n", path, line, col, jp.error);
-    jnode_cleanup(out);
+    position_of(s, jp.error_at, &line, &col);
+    fprintf(stderr, "%s:%d:%d: invalid JSON: %s\n", path, line, col, jp.error);
     return -1;
 }
 
-/* ---- reading a report ------------------------------------------------------------ */
+/* ---- what a report is ------------------------------------------------------------ */
 
+/* struct rule is what one value of a report must be: |kind| (JSON_NUMBER
+ * means a count, an integer of at least |min|), an object's |fields| (up
+ * to one whose key is NULL) or an array's |items|. */
+struct rule {
+    const char *key; /* in its object; NULL for an array's items */
+    enum json_kind kind;
+    bool optional;
+    uint64_t min;
+    const struct rule *fields;
+    const struct rule *items;
+};
+
+static const struct rule a_string = {.kind = JSON_STRING};
+
+static const struct rule network_fields[] = {{.key = "network", .kind = JSON_STRING},
+                                             {.key = "count", .kind = JSON_NUMBER, .min = 1},
+                                             {.key = NULL}};
+static const struct rule ja4_fields[] = {{.key = "ja4", .kind = JSON_STRING},
+                                         {.key = "count", .kind = JSON_NUMBER, .min = 1},
+                                         {.key = NULL}};
+static const struct rule version_fields[] = {{.key = "version", .kind = JSON_STRING},
+                                             {.key = "count", .kind = JSON_NUMBER, .min = 1},
+                                             {.key = NULL}};
+static const struct rule a_network = {.kind = JSON_OBJECT, .fields = network_fields};
+static const struct rule a_ja4 = {.kind = JSON_OBJECT, .fields = ja4_fields};
+static const struct rule a_version = {.kind = JSON_OBJECT, .fields = version_fields};
+
+static const struct rule failure_fields[] = {
+    {.key = "result-type", .kind = JSON_STRING},
+    {.key = "failed-session-count", .kind = JSON_NUMBER, .min = 1},
+    {.key = "top-client-networks", .kind = JSON_ARRAY, .items = &a_network},
+    {.key = "top-ja4", .kind = JSON_ARRAY, .items = &a_ja4},
+    {.key = "top-offered-max-versions", .kind = JSON_ARRAY, .items = &a_version},
+    {.key = NULL}};
+static const struct rule a_failure = {.kind = JSON_OBJECT, .fields = failure_fields};
+
+static const struct rule policy_policy_fields[] = {
+    {.key = "policy-type", .kind = JSON_STRING},
+    {.key = "policy-string", .kind = JSON_ARRAY, .items = &a_string},
+    {.key = "policy-domain", .kind = JSON_STRING},
+    {.key = NULL}};
+static const struct rule summary_fields[] = {
+    {.key = "total-successful-session-count", .kind = JSON_NUMBER, .min = 0},
+    {.key = "total-failure-session-count", .kind = JSON_NUMBER, .min = 0},
+    {.key = NULL}};
+static const struct rule policy_fields[] = {
+    {.key = "policy", .kind = JSON_OBJECT, .fields = policy_policy_fields},
+    {.key = "summary", .kind = JSON_OBJECT, .fields = summary_fields},
+    {.key = "failure-details", .kind = JSON_ARRAY, .items = &a_failure},
+    {.key = NULL}};
+static const struct rule a_policy = {.kind = JSON_OBJECT, .fields = policy_fields};
+
+static const struct rule date_range_fields[] = {{.key = "start-datetime", .kind = JSON_STRING},
+                                                {.key = "end-datetime", .kind = JSON_STRING},
+                                                {.key = NULL}};
+static const struct rule report_fields[] = {
+    {.key = "organization-name", .kind = JSON_STRING},
+    {.key = "date-range", .kind = JSON_OBJECT, .fields = date_range_fields},
+    {.key = "contact-info", .kind = JSON_STRING, .optional = true},
+    {.key = "report-id", .kind = JSON_STRING},
+    {.key = "policies", .kind = JSON_ARRAY, .items = &a_policy},
+    {.key = NULL}};
+static const struct rule report_rule = {.kind = JSON_OBJECT, .fields = report_fields};
+
+/* get returns |object|'s member |key| (members are sorted), or NULL. */
 static const struct jnode *get(const struct jnode *object, const char *key)
 {
-    if (object == NULL || object->kind != JSON_OBJECT)
-        return NULL;
-    for (size_t i = 0; i < object->num; i++)
-        if (strcmp(object->keys[i], key) == 0)
-            return &object->items[i];
+    size_t lo = 0, hi = object->num;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int order = strcmp(object->items[mid].key, key);
+        if (order == 0)
+            return &object->items[mid];
+        if (order < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     return NULL;
 }
 
-/* struct reader checks a report's fields as the table reads them. */
-struct reader {
+/* struct report_file is a parsed report file, for messages. */
+struct report_file {
     const char *path;
-    const char *missing; /* the first field missing or of the wrong type */
+    const char *data;
 };
 
-static const struct jnode *need(struct reader *r, const struct jnode *object, const char *key,
-                                enum json_kind kind)
+/* refuse writes "FILE:LINE:COL: not a report: ..." for the byte |at| bytes
+ * into the file and returns -1. */
+static int refuse(const struct report_file *f, size_t at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int refuse(const struct report_file *f, size_t at, const char *fmt, ...)
 {
-    const struct jnode *value = get(object, key);
-    if (value == NULL || value->kind != kind) {
-        if (r->missing == NULL)
-            r->missing = key;
-        return NULL;
-    }
-    return value;
+    va_list ap;
+    int line, col;
+
+    position_of(f->data, at, &line, &col);
+    fprintf(stderr, "%s:%d:%d: not a report: ", f->path, line, col);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return -1;
 }
 
-static const char *need_text(struct reader *r, const struct jnode *object, const char *key,
-                             enum json_kind kind)
+/* check_count checks that the number |value|, called |what|, is an integer
+ * of at least |min|. */
+static int check_count(const struct report_file *f, const struct jnode *value, const char *what,
+                       uint64_t min)
 {
-    const struct jnode *value = need(r, object, key, kind);
-    return value != NULL ? value->text : "?";
+    const char *text = value->text;
+    bool ok = text[0] >= '0' && text[0] <= '9'; /* no sign */
+
+    if (ok) {
+        char *end;
+        errno = 0;
+        uint64_t count = strtoull(text, &end, 10);
+        ok = *end == '\0' && errno != ERANGE && count >= min; /* no fraction, no exponent */
+    }
+    if (!ok)
+        return refuse(f, value->at,
+                      "%s is %.32s; expected an integer from %" PRIu64 " to %" PRIu64, what,
+                      text, min, UINT64_MAX);
+    return 0;
 }
+
+/* check_value checks |value|, called |what| in messages, against |rule|;
+ * it writes the first problem and returns -1, or returns 0. */
+static int check_value(const struct report_file *f, const struct jnode *value, const char *what,
+                       const struct rule *rule)
+{
+    char name[96];
+
+    if (value->kind != rule->kind)
+        return refuse(f, value->at, "%s is %s, not %s", what, kind_names[value->kind],
+                      kind_names[rule->kind]);
+    if (rule->kind == JSON_NUMBER)
+        return check_count(f, value, what, rule->min);
+    if (rule->kind == JSON_ARRAY) {
+        snprintf(name, sizeof(name), "an item of %s", what);
+        for (size_t i = 0; i < value->num; i++)
+            if (check_value(f, &value->items[i], name, rule->items) != 0)
+                return -1;
+    }
+    for (const struct rule *field = rule->fields; field != NULL && field->key != NULL;
+         field++) {
+        const struct jnode *member = get(value, field->key);
+        snprintf(name, sizeof(name), "'%s'", field->key);
+        if (member == NULL && !field->optional)
+            return refuse(f, value->at, "%s is missing", name);
+        if (member != NULL && check_value(f, member, name, field) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* escape_node adds up in |*len| the bytes that the escaped strings of |n|
+ * take, and with |out| writes them there and points the strings at them. */
+static void escape_node(struct jnode *n, char *out, size_t *len)
+{
+    if (n->kind == JSON_STRING) {
+        size_t n_len = log_escape(NULL, 0, n->text, strlen(n->text), LOG_ESCAPE_TERMINAL, NULL);
+        if (out != NULL) {
+            log_escape(out + *len, n_len + 1, n->text, strlen(n->text), LOG_ESCAPE_TERMINAL,
+                       NULL);
+            n->text = out + *len;
+        }
+        *len += n_len + 1;
+    }
+    for (size_t i = 0; i < n->num; i++)
+        escape_node(&n->items[i], out, len);
+}
+
+/* escape_strings points every string of |doc| at its escaped form
+ * (LOG_ESCAPE_TERMINAL), for the table. It returns 0, or -1 when out of
+ * memory. */
+static int escape_strings(struct jdoc *doc)
+{
+    size_t len = 0;
+
+    escape_node(&doc->root, NULL, &len);
+    doc->escaped = malloc(len + 1);
+    if (doc->escaped == NULL)
+        return -1;
+    len = 0;
+    escape_node(&doc->root, doc->escaped, &len);
+    return 0;
+}
+
+/* ---- the table ------------------------------------------------------------------- */
 
 /* top_text writes "key (count)" for entry |i| of the top list |list|, or
  * "" past its end. */
-static const char *top_text(struct reader *r, const struct jnode *list, const char *key_name,
-                            size_t i, char *out, size_t out_len)
+static const char *top_text(const struct jnode *list, const char *key_name, size_t i, char *out,
+                            size_t out_len)
 {
     out[0] = '\0';
-    if (list == NULL || i >= list->num)
+    if (i >= list->num)
         return out;
     const struct jnode *entry = &list->items[i];
-    snprintf(out, out_len, "%s (%s)", need_text(r, entry, key_name, JSON_STRING),
-             need_text(r, entry, "count", JSON_NUMBER));
+    snprintf(out, out_len, "%s (%s)", get(entry, key_name)->text, get(entry, "count")->text);
     return out;
 }
 
-static void print_failures(struct reader *r, const struct jnode *details)
+static void print_failures(const struct jnode *details)
 {
     printf("    %-28s %8s  %-22s %-42s %s\n", "RESULT-TYPE", "COUNT", "TOP NETWORKS", "TOP JA4",
            "TOP MAX VERSIONS");
     for (size_t i = 0; i < details->num; i++) {
         const struct jnode *d = &details->items[i];
-        const struct jnode *networks = need(r, d, "top-client-networks", JSON_ARRAY);
-        const struct jnode *ja4s = need(r, d, "top-ja4", JSON_ARRAY);
-        const struct jnode *versions = need(r, d, "top-offered-max-versions", JSON_ARRAY);
+        const struct jnode *networks = get(d, "top-client-networks");
+        const struct jnode *ja4s = get(d, "top-ja4");
+        const struct jnode *versions = get(d, "top-offered-max-versions");
         size_t rows = 1;
-        if (networks != NULL && networks->num > rows)
+        if (networks->num > rows)
             rows = networks->num;
-        if (ja4s != NULL && ja4s->num > rows)
+        if (ja4s->num > rows)
             rows = ja4s->num;
         if (rows > TABLE_TOP_SHOWN)
             rows = TABLE_TOP_SHOWN;
         for (size_t row = 0; row < rows; row++) {
             char network[64], ja4[64], version[64], row_text[256];
             /* Trailing blanks trimmed: a short row ends at its last text. */
-            int len =
-                snprintf(row_text, sizeof(row_text), "    %-28s %8s  %-22s %-42s %s",
-                         row == 0 ? need_text(r, d, "result-type", JSON_STRING) : "",
-                         row == 0 ? need_text(r, d, "failed-session-count", JSON_NUMBER) : "",
-                         top_text(r, networks, "network", row, network, sizeof(network)),
-                         top_text(r, ja4s, "ja4", row, ja4, sizeof(ja4)),
-                         top_text(r, versions, "version", row, version, sizeof(version)));
+            int len = snprintf(row_text, sizeof(row_text), "    %-28s %8s  %-22s %-42s %s",
+                               row == 0 ? get(d, "result-type")->text : "",
+                               row == 0 ? get(d, "failed-session-count")->text : "",
+                               top_text(networks, "network", row, network, sizeof(network)),
+                               top_text(ja4s, "ja4", row, ja4, sizeof(ja4)),
+                               top_text(versions, "version", row, version, sizeof(version)));
             if (len > (int)sizeof(row_text) - 1)
                 len = (int)sizeof(row_text) - 1;
             while (len > 0 && row_text[len - 1] == ' ')
@@ -427,45 +703,18 @@ static void print_failures(struct reader *r, const struct jnode *details)
     }
 }
 
-/* print_table prints |doc| as a table; it returns 0, or -1 when the
- * document is not a report (nothing useful printed then). */
-static int print_table(struct reader *r, const struct jnode *doc)
+/* print_table prints |doc|, a checked report with its strings escaped. */
+static void print_table(const struct jnode *doc)
 {
-    const struct jnode *range = need(r, doc, "date-range", JSON_OBJECT);
-    const struct jnode *policies = need(r, doc, "policies", JSON_ARRAY);
-    const char *organization = need_text(r, doc, "organization-name", JSON_STRING);
-    const char *id = need_text(r, doc, "report-id", JSON_STRING);
+    const struct jnode *range = get(doc, "date-range");
+    const struct jnode *policies = get(doc, "policies");
 
-    if (range == NULL || policies == NULL)
-        return -1;
-    const char *start = need_text(r, range, "start-datetime", JSON_STRING);
-    const char *end = need_text(r, range, "end-datetime", JSON_STRING);
-    /* Check every policy before printing any, so a bad file prints nothing. */
-    for (size_t i = 0; i < policies->num; i++) {
-        const struct jnode *p = &policies->items[i];
-        need(r, need(r, p, "policy", JSON_OBJECT), "policy-domain", JSON_STRING);
-        need(r, need(r, p, "policy", JSON_OBJECT), "policy-string", JSON_ARRAY);
-        need(r, need(r, p, "summary", JSON_OBJECT), "total-successful-session-count",
-             JSON_NUMBER);
-        need(r, need(r, p, "summary", JSON_OBJECT), "total-failure-session-count", JSON_NUMBER);
-        const struct jnode *details = need(r, p, "failure-details", JSON_ARRAY);
-        for (size_t j = 0; details != NULL && j < details->num; j++) {
-            const struct jnode *d = &details->items[j];
-            need(r, d, "result-type", JSON_STRING);
-            need(r, d, "failed-session-count", JSON_NUMBER);
-            need(r, d, "top-client-networks", JSON_ARRAY);
-            need(r, d, "top-ja4", JSON_ARRAY);
-            need(r, d, "top-offered-max-versions", JSON_ARRAY);
-        }
-    }
-    if (r->missing != NULL)
-        return -1;
-
-    printf("TLS failure report %s\n", id);
-    printf("organization %s, from %s to %s\n\n", organization, start, end);
+    printf("TLS failure report %s\n", get(doc, "report-id")->text);
+    printf("organization %s, from %s to %s\n\n", get(doc, "organization-name")->text,
+           get(range, "start-datetime")->text, get(range, "end-datetime")->text);
     if (policies->num == 0) {
         printf("no handshakes in this window\n");
-        return 0;
+        return;
     }
     printf("%-24s %-14s %12s %10s\n", "LISTENER", "POLICY", "SUCCESSES", "FAILURES");
     for (size_t i = 0; i < policies->num; i++) {
@@ -475,7 +724,7 @@ static int print_table(struct reader *r, const struct jnode *doc)
         const struct jnode *strings = get(policy, "policy-string");
         /* The preset is the first policy-string entry, "policy: NAME". */
         const char *preset = "-";
-        if (strings->num > 0 && strings->items[0].kind == JSON_STRING) {
+        if (strings->num > 0) {
             preset = strings->items[0].text;
             if (strncmp(preset, "policy: ", 8) == 0)
                 preset += 8;
@@ -485,26 +734,29 @@ static int print_table(struct reader *r, const struct jnode *doc)
                get(summary, "total-failure-session-count")->text);
         const struct jnode *details = get(p, "failure-details");
         if (details->num > 0) {
-            print_failures(r, details);
+            print_failures(details);
             printf("\n");
         }
     }
-    return 0;
 }
 
 static char *read_file(const char *path, size_t *out_len)
 {
     FILE *f = fopen(path, "rb");
     char *data = NULL;
-    size_t len = 0, cap = 0;
+    size_t len = 0, cap = 0, first_cap = 65536;
+    struct stat st;
 
     if (f == NULL) {
         fprintf(stderr, "tlsterm: cannot open report %s: %s\n", path, strerror(errno));
         return NULL;
     }
+    /* A regular file fits in one buffer of its size, and a byte to see EOF. */
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && st.st_size < REPORT_FILE_MAX)
+        first_cap = (size_t)st.st_size + 1;
     for (;;) {
         if (len == cap) {
-            cap = cap ? cap * 2 : 65536;
+            cap = cap ? cap * 2 : first_cap;
             char *grown = cap <= REPORT_FILE_MAX ? realloc(data, cap + 1) : NULL;
             if (grown == NULL) {
                 fprintf(stderr, "tlsterm: %s: too large for a report (over %d bytes)\n", path,
@@ -558,29 +810,26 @@ int report_cli_main(int argc, char **argv)
 
     size_t len;
     char *data = read_file(path, &len);
-    struct jnode doc;
+    struct report_file file = {.path = path, .data = data};
+    struct jdoc doc;
     int status = 1;
     if (data == NULL)
         return 1;
-    if (parse_document(path, data, len, &doc) != 0) {
-        free(data);
-        return 1;
+    if (parse_document(path, data, len, &doc) != 0)
+        goto fail;
+    if (check_value(&file, &doc.root, "the file", &report_rule) != 0)
+        goto fail;
+    if (!as_json && escape_strings(&doc) != 0) {
+        fprintf(stderr, "tlsterm: %s: out of memory\n", path);
+        goto fail;
     }
-    if (doc.kind != JSON_OBJECT) {
-        fprintf(stderr, "tlsterm: %s: not a report: expected a JSON object\n", path);
-    } else if (as_json) {
+    if (as_json)
         fwrite(data, 1, len, stdout);
-        status = 0;
-    } else {
-        struct reader r = {.path = path};
-        if (print_table(&r, &doc) == 0)
-            status = 0;
-        else
-            fprintf(stderr,
-                    "tlsterm: %s: not a report: '%s' is missing or has the wrong type\n", path,
-                    r.missing ? r.missing : "?");
-    }
-    jnode_cleanup(&doc);
+    else
+        print_table(&doc.root);
+    status = 0;
+fail:
+    jdoc_cleanup(&doc);
     free(data);
     return status;
 }

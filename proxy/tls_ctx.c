@@ -622,8 +622,12 @@ void tls_ctx_describe(const struct tls_ctx *tls, FILE *out)
         const struct tls_cert *cert = &tls->certs[i];
         fprintf(out, "  certificate %s: %s; subject %s; names", l->certs[i].cert_path,
                 key_type_name(cert->key), cert->subject);
-        for (size_t j = 0; j < cert->num_dns_names; j++)
-            fprintf(out, "%s%s", j ? ", " : " ", cert->dns_names[j]);
+        for (size_t j = 0; j < cert->num_dns_names; j++) {
+            /* The certificate's bytes: escaped, commas too, for the list. */
+            char *name = log_escape_dup(cert->dns_names[j], LOG_ESCAPE_TERMINAL, ",");
+            fprintf(out, "%s%s", j ? ", " : " ", name ? name : "?");
+            free(name);
+        }
         fprintf(out, "%s; expires %s%s; ocsp %s\n", cert->num_dns_names ? "" : " (none)",
                 cert->not_after_text, cert->not_after < now ? " (EXPIRED)" : "",
                 cert->ocsp == NULL                  ? "none"
@@ -647,25 +651,29 @@ const char *tls_ctx_peer_subject(const SSL *ssl, char *out, size_t out_len)
     return out;
 }
 
-/* append_name appends "TYPE:value" to |out|, comma-separated, if it fits. */
-static void append_name(char *out, size_t out_len, const char *type, const char *value,
-                        size_t value_len)
+/* add_name adds "TYPE:value" to |san| if it fits. */
+static void add_name(struct tls_ctx_san *san, const char *type, const char *value,
+                     size_t value_len)
 {
-    size_t len = strlen(out);
-    int n = snprintf(out + len, out_len - len, "%s%s:%.*s", len ? "," : "", type,
-                     (int)value_len, value);
-    if (n < 0 || (size_t)n >= out_len - len)
-        out[len] = '\0'; /* a name that does not fit is left out whole */
+    char *name = san->text + san->text_len;
+    size_t room = sizeof(san->text) - san->text_len;
+    int n = snprintf(name, room, "%s:%.*s", type, (int)value_len, value);
+
+    if (san->num_names == TLS_CTX_SAN_MAX || n < 0 || (size_t)n >= room)
+        return; /* a name that does not fit is left out whole */
+    san->names[san->num_names++] = name;
+    san->text_len += (size_t)n + 1;
 }
 
-const char *tls_ctx_peer_san(const SSL *ssl, char *out, size_t out_len)
+int tls_ctx_peer_san(const SSL *ssl, struct tls_ctx_san *out)
 {
     X509 *leaf = peer_leaf(ssl);
     GENERAL_NAMES *names;
 
     if (leaf == NULL)
-        return NULL;
-    out[0] = '\0';
+        return -1;
+    out->num_names = 0;
+    out->text_len = 0;
     names = X509_get_ext_d2i(leaf, NID_subject_alt_name, NULL, NULL);
     for (size_t i = 0; names != NULL && i < sk_GENERAL_NAME_num(names); i++) {
         const GENERAL_NAME *name = sk_GENERAL_NAME_value(names, i);
@@ -684,14 +692,14 @@ const char *tls_ctx_peer_san(const SSL *ssl, char *out, size_t out_len)
             int family = len == 4 ? AF_INET : len == 16 ? AF_INET6 : AF_UNSPEC;
             if (family != AF_UNSPEC &&
                 inet_ntop(family, ASN1_STRING_get0_data(name->d.iPAddress), ip, sizeof(ip)))
-                append_name(out, out_len, "IP", ip, strlen(ip));
+                add_name(out, "IP", ip, strlen(ip));
             continue;
         }
         if (text != NULL)
-            append_name(out, out_len, type, (const char *)ASN1_STRING_get0_data(text),
-                        (size_t)ASN1_STRING_length(text));
+            add_name(out, type, (const char *)ASN1_STRING_get0_data(text),
+                     (size_t)ASN1_STRING_length(text));
     }
     GENERAL_NAMES_free(names);
     X509_free(leaf);
-    return out;
+    return 0;
 }

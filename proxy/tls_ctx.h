@@ -59,12 +59,27 @@ void tls_ctx_warn_expiry(const struct tls_ctx *tls);
  * certificate that was refused. A subject longer than |out_len| is cut. */
 const char *tls_ctx_peer_subject(const SSL *ssl, char *out, size_t out_len);
 
-/* tls_ctx_peer_san writes the client certificate's subjectAltName entries
- * into |out| as "DNS:a.example,IP:192.0.2.1,email:x@example,URI:spiffe://x",
- * comma-separated (entries that do not fit are left out whole; other types
- * are skipped), and returns |out|, or NULL when the client sent no
- * certificate. Verified as for tls_ctx_peer_subject. */
-const char *tls_ctx_peer_san(const SSL *ssl, char *out, size_t out_len);
+#define TLS_CTX_SAN_MAX 16
+#define TLS_CTX_SAN_TEXT_MAX 512
+
+/* struct tls_ctx_san is the subjectAltName entries of a client certificate,
+ * each "TYPE:value" ("DNS:a.example", "IP:192.0.2.1", "email:x@example",
+ * "URI:spiffe://x"). It owns its text: |names| point into |text|, so it
+ * lives as long as the caller keeps it (on its stack, typically). The
+ * values are the client's bytes, unescaped. */
+struct tls_ctx_san {
+    const char *names[TLS_CTX_SAN_MAX];
+    size_t num_names;
+    char text[TLS_CTX_SAN_TEXT_MAX]; /* the names, each NUL-terminated */
+    size_t text_len;
+};
+
+/* tls_ctx_peer_san fills |out| with the client certificate's DNS, IP, email
+ * and URI names, in certificate order (other types are skipped, and names
+ * beyond TLS_CTX_SAN_MAX or TLS_CTX_SAN_TEXT_MAX bytes are left out whole).
+ * It returns 0, or -1 when the client sent no certificate. Verified as for
+ * tls_ctx_peer_subject. */
+int tls_ctx_peer_san(const SSL *ssl, struct tls_ctx_san *out);
 
 /* tls_ctx_num_certs returns how many certificates |tls| serves, and
  * tls_ctx_cert the |i|th, owned by |tls| (see tls_cert.h). */

@@ -320,3 +320,19 @@ def test_check_shows_ocsp_and_expiry(tmp_path, pki):
     assert re.search(r"  certificate .*described\.pem: ECDSA; subject CN=described; names "
                      r"d\.example; expires \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC; ocsp stapled\n",
                      result.stdout.decode()), text(result)
+
+
+def test_check_escapes_san_names(tmp_path, pki):
+    """SAN names are the certificate's bytes: --check shows their control
+    characters escaped (and commas, which separate the list), so a name can
+    neither clear the screen nor forge a line."""
+    cert, key = pki.issue("control", cn="control",
+                          sans=["DNS:localhost", "DNS:evil\x1b[1m.example",
+                                "DNS:new\\nline.example"])
+    result, path = load(tmp_path, [{"cert": cert, "key": key}], check=True)
+    assert result.returncode == 0, text(result)
+    out = result.stdout.decode()
+    assert "\x1b" not in out, text(result)
+    assert re.search(r"  certificate .*control\.pem: ECDSA; subject CN=control; names "
+                     r"localhost, evil\\x1b\[1m\.example, new\\nline\.example; expires ", out), \
+        text(result)

@@ -27,10 +27,16 @@ from tlsterm_harness import (
 @pytest.fixture(scope="module")
 def clients(tmp_path_factory):
     """The client CA and its certificates: alice (good), old (expired),
-    mallory (revoked, in the CRL), and bob, issued by an intermediate."""
+    mallory (revoked, in the CRL), bob, issued by an intermediate, and
+    odd, good but with control characters in its SAN names."""
     pki = Pki(tmp_path_factory.mktemp("client-ca"), name="tlsterm client CA")
     pki.alice = pki.issue("alice", cn="alice", client=True,
                           sans=["DNS:alice.example", "email:alice@example.com", "IP:192.0.2.7"])
+    # openssl's configuration turns "\\n" into a newline, after which it no
+    # longer splits at commas: the last is one name, with a comma in it.
+    pki.odd = pki.issue("odd", cn="odd", client=True,
+                        sans=["DNS:evil\x1b[2J.example", "email:odd@example.com",
+                              "DNS:new\\nline.example,DNS:forged.example"])
     pki.old = pki.issue("old", cn="old", client=True, start="20200101000000Z",
                         end="20210101000000Z")
     pki.mallory = pki.issue("mallory", cn="mallory", client=True)
@@ -105,7 +111,21 @@ def test_verified_client(proxy, certs, clients, version):
                      result.stdout), text(result)
     done = proxy.wait_for("handshake_done", client=client)
     assert done["client_subject"] == "CN=alice", done
-    assert done["client_san"] == "DNS:alice.example,email:alice@example.com,IP:192.0.2.7", done
+    assert done["client_san"] == ["DNS:alice.example", "email:alice@example.com",
+                                  "IP:192.0.2.7"], done
+
+
+def test_client_san_names_are_escaped(proxy, certs, clients):
+    """client_san is a JSON array of the names as the certificate has them,
+    so a comma inside a name cannot pass for a second name; the log line
+    itself carries their control characters escaped."""
+    result, client = connect(proxy, certs, "required", clients.odd)
+    assert result.returncode == 0, text(result)
+    done = proxy.wait_for("handshake_done", client=client)
+    assert done["client_san"] == ["DNS:evil\x1b[2J.example", "email:odd@example.com",
+                                  "DNS:new\nline.example,DNS:forged.example"], done
+    line = next(raw for raw in proxy.log.raw if '"handshake_done"' in raw and client in raw)
+    assert "\x1b" not in line and '"DNS:evil\\u001b[2J.example"' in line, line
 
 
 def test_curl_and_python_clients(proxy, certs, clients):

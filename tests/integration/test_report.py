@@ -5,10 +5,14 @@ report FILE` prints a table and `--json` passes the file through; the
 `report` key's errors carry FILE:LINE:COL."""
 
 import json
+import os
 import re
 import shutil
+import signal
 import socket
 import ssl
+import subprocess
+import time
 from pathlib import Path
 
 import jsonschema
@@ -21,11 +25,13 @@ from tlsterm_harness import (
     reload_and_wait,
     HTTP_REQUEST,
     REPO,
+    TLSTERM_BIN,
     client_context,
     listener_config,
     recv_until_eof,
     run_tlsterm,
     s_client,
+    sanitizer_env,
     tls_connect,
     tlsterm_config,
     to_yaml,
@@ -255,24 +261,184 @@ def test_report_cli_table_with_top_lists(tmp_path):
     assert re.search(r"^\s+2001:db8:1::/48 \(1\)\s*$", out, re.M), out
 
 
+# A small report laid out over lines, so that a problem has a telling line
+# and column.
+GOOD_REPORT = """\
+{"organization-name": "example.net",
+ "date-range": {"start-datetime": "2026-11-26T16:00:00Z",
+                "end-datetime": "2026-11-26T17:00:00Z"},
+ "report-id": "id-1",
+ "policies": [{
+  "policy": {"policy-type": "tlsterm", "policy-domain": "api",
+             "policy-string": ["policy: modern", "min_version: TLSv1.3", "max_version: TLSv1.3"]},
+  "summary": {"total-successful-session-count": 7, "total-failure-session-count": 3},
+  "failure-details": [{"result-type": "protocol_version", "failed-session-count": 3,
+                       "top-client-networks": [{"network": "203.0.113.0/24", "count": 3}],
+                       "top-ja4": [], "top-offered-max-versions": []}]}]}
+"""
+
+
+def bad_report(old, new):
+    """bad_report returns GOOD_REPORT, as bytes, with |old| (there once)
+    replaced by |new| (bytes, or text to encode as UTF-8)."""
+    assert GOOD_REPORT.count(old) == 1, old
+    new = new if isinstance(new, bytes) else new.encode()
+    return GOOD_REPORT.encode().replace(old.encode(), new)
+
+
+def test_good_report_is_good(tmp_path):
+    validate(json.loads(GOOD_REPORT))
+    path = tmp_path / "good.json"
+    path.write_text(GOOD_REPORT)
+    for args in (["report", str(path)], ["report", "--json", str(path)]):
+        result = run_tlsterm(*args)
+        assert result.returncode == 0, text_of(result)
+    assert result.stdout == GOOD_REPORT.encode()
+
+
+def text_of(result):
+    return result.stdout.decode(errors="replace") + result.stderr.decode(errors="replace")
+
+
 @pytest.mark.parametrize("content, message", [
     (None, "cannot open report"),
-    ('{"organization-name": "x",', ":1:27: invalid JSON"),
-    ('{"a": 1,}', ":1:9: invalid JSON"),
-    ('[1, 2]', "not a report"),
-    ('{"organization-name": "x"}', "not a report: 'date-range'"),
-])
+    (b'{"organization-name": "x",', ":1:27: invalid JSON: expected a string key"),
+    (b'{"a": 1,}', ":1:9: invalid JSON: expected a string key"),
+    (b'[1, 2]', ":1:1: not a report: the file is an array, not an object"),
+    (b'{}', ":1:1: not a report: 'organization-name' is missing"),
+    (b'{"organization-name": "x"}', ":1:1: not a report: 'date-range' is missing"),
+    # Each refusal names the line and column where the offending token starts.
+    (bad_report('"report-id": "id-1",', '"report-id": "id-1", "report-id": "id-2",'),
+     ':4:23: invalid JSON: duplicate key "report-id"; the first is at 4:2'),
+    (bad_report('"policy-domain": "api"', b'"policy-domain": "ap\xffi"'),
+     ":6:60: invalid JSON: invalid UTF-8 in a string"),
+    (bad_report('"policy-domain": "api"', b'"policy-domain": "\xc0\xaf"'),  # overlong "/"
+     ":6:58: invalid JSON: invalid UTF-8 in a string"),
+    (bad_report('"total-failure-session-count": 3', '"total-failure-session-count": -3'),
+     ":8:83: not a report: 'total-failure-session-count' is -3; expected an integer from 0 "
+     "to 18446744073709551615"),
+    (bad_report('"count": 3', '"count": 2.5'),
+     ":10:87: not a report: 'count' is 2.5; expected an integer from 1 to "),
+    (bad_report('"failed-session-count": 3', '"failed-session-count": 3e0'),
+     ":9:83: not a report: 'failed-session-count' is 3e0; expected an integer from 1 to "),
+    (bad_report('"failed-session-count": 3', '"failed-session-count": 0'),
+     ":9:83: not a report: 'failed-session-count' is 0; expected an integer from 1 to "),
+    (bad_report('"total-successful-session-count": 7',
+                '"total-successful-session-count": 18446744073709551616'),
+     ":8:49: not a report: 'total-successful-session-count' is 18446744073709551616; "),
+    (bad_report('"report-id": "id-1"', '"report-id": 1'),
+     ":4:15: not a report: 'report-id' is a number, not a string"),
+    (bad_report('"top-ja4": [], ', ''),
+     ":9:23: not a report: 'top-ja4' is missing"),
+    (bad_report('"policy: modern"', '7'),
+     ":7:32: not a report: an item of 'policy-string' is a number, not a string"),
+], ids=["missing", "truncated", "trailing-comma", "array", "empty-object", "no-date-range",
+        "duplicate-key", "invalid-utf8", "overlong-utf8", "negative-count", "fraction-count",
+        "exponent-count", "zero-failures", "count-too-large", "wrong-type", "missing-field",
+        "wrong-item-type"])
 def test_report_cli_refuses_bad_files(tmp_path, content, message):
+    """A file that is not a report is refused alike as a table and with
+    --json, with FILE:LINE:COL, exit code 1 and nothing on stdout."""
     path = tmp_path / "bad.json"
     if content is not None:
-        path.write_text(content)
+        path.write_bytes(content)
     for args in (["report", str(path)], ["report", "--json", str(path)]):
-        if args[1] == "--json" and "not a report: '" in message:
-            continue  # --json checks only that it parses as an object
         result = run_tlsterm(*args)
-        assert result.returncode == 1, result
-        assert message in result.stderr.decode(), result.stderr.decode()
+        assert result.returncode == 1, text_of(result)
+        stderr = result.stderr.decode(errors="replace")
+        if content is not None:
+            assert stderr.startswith(f"{path}:"), stderr
+        assert message in stderr, stderr
         assert result.stdout == b""
+
+
+def big_report(num_policies):
+    """big_report returns a valid report of |num_policies| policies, each
+    with a failure and its top lists: 31 strings (keys included) each."""
+    detail = {"result-type": "protocol_version", "failed-session-count": 2,
+              "top-client-networks": [{"network": "203.0.113.0/24", "count": 1},
+                                      {"network": "2001:db8:1::/48", "count": 1}],
+              "top-ja4": [{"ja4": "t12d1312h2_8b80da21ef18_77989cba1f4a", "count": 2}],
+              "top-offered-max-versions": [{"version": "TLSv1.2", "count": 2}]}
+    return {
+        "organization-name": "example.net",
+        "date-range": {"start-datetime": "2026-11-26T16:00:00Z",
+                       "end-datetime": "2026-11-26T17:00:00Z"},
+        "report-id": "big",
+        "policies": [{
+            "policy": {"policy-type": "tlsterm",
+                       "policy-string": ["policy: modern", "min_version: TLSv1.3",
+                                         "max_version: TLSv1.3"],
+                       "policy-domain": f"listener-{i}"},
+            "summary": {"total-successful-session-count": i, "total-failure-session-count": 2},
+            "failure-details": [detail],
+        } for i in range(num_policies)],
+    }
+
+
+def run_measured(args, stdout_path, deadline_s):
+    """run_measured runs tlsterm with |args|, stdout to |stdout_path|, and
+    returns (exit status, seconds, peak RSS in MB) of that child alone
+    (os.wait4). A child still running after |deadline_s| is killed and
+    fails the test."""
+    start = time.monotonic()
+    with open(stdout_path, "wb") as out:
+        proc = subprocess.Popen([TLSTERM_BIN, *args], stdout=out, stderr=subprocess.PIPE,
+                                env=sanitizer_env())
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        elapsed = time.monotonic() - start
+        if pid != 0:
+            break
+        if elapsed > deadline_s:
+            os.kill(proc.pid, signal.SIGKILL)
+            os.wait4(proc.pid, 0)
+            pytest.fail(f"tlsterm {' '.join(args)} still running after {deadline_s}s")
+        time.sleep(0.05)
+    assert os.waitstatus_to_exitcode(status) == 0, proc.stderr.read().decode()
+    proc.stderr.close()
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def test_report_cli_large_file_in_bounded_time_and_memory(tmp_path):
+    """Memory is linear in the file: a 3.8 MB report with 217,000 strings
+    once took 1.26 GB and over a minute under ASan (every string allocated
+    the rest of the file). ASan alone takes about 22 MB."""
+    report = big_report(7000)
+    text = json.dumps(report, separators=(",", ":"))
+    assert len(text) > 3_500_000 and text.count('"') // 2 > 200_000
+    path = tmp_path / "big.json"
+    path.write_text(text)
+    seconds, rss_mb = run_measured(["report", str(path)], tmp_path / "table.txt", 20)
+    assert seconds < 20 and rss_mb < 100, (seconds, rss_mb)
+    table = (tmp_path / "table.txt").read_text()
+    assert re.search(r"^listener-6999\s+modern\s+6999\s+2$", table, re.M)
+    seconds, rss_mb = run_measured(["report", "--json", str(path)], tmp_path / "out.json", 20)
+    assert seconds < 20 and rss_mb < 100, (seconds, rss_mb)
+    assert (tmp_path / "out.json").read_text() == text
+
+
+def test_report_cli_escapes_what_it_shows(tmp_path):
+    """A report file is untrusted text: its strings reach the terminal with
+    control characters escaped, so an ESC cannot clear the screen and a CR
+    cannot overwrite a row with a forged one."""
+    report = json.loads(GOOD_REPORT)
+    report["organization-name"] = "evil\x1b]0;title\x07.example"
+    report["policies"][0]["policy"]["policy-domain"] = "api\x1b[2J\rforged\u009b1m \\ é"
+    report["policies"][0]["failure-details"][0]["result-type"] = "bad\nrow"
+    path = tmp_path / "escape.json"
+    path.write_text(json.dumps(report))
+    result = run_tlsterm("report", str(path))
+    assert result.returncode == 0, text_of(result)
+    out = result.stdout.decode()
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", out), repr(out)
+    assert "organization evil\\x1b]0;title\\x07.example, from" in out, out
+    assert re.search(r"^api\\x1b\[2J\\rforged\\xc2\\x9b1m \\\\ é +modern +7 +3$", out,
+                     re.M), out
+    assert re.search(r"^    bad\\nrow +3 ", out, re.M), out
+    # --json passes the file through: its escapes are JSON's own.
+    result = run_tlsterm("report", "--json", str(path))
+    assert result.returncode == 0 and b"\x1b" not in result.stdout
 
 
 def test_report_cli_usage():

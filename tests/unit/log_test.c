@@ -193,17 +193,21 @@ static bool json_number(struct json_cursor *c)
     return true;
 }
 
-static bool json_object(struct json_cursor *c, int depth)
+/* json_container accepts an object, or with |array| an array (as log_strs
+ * writes one). */
+static bool json_container(struct json_cursor *c, int depth, bool array)
 {
-    if (!json_literal(c, "{"))
+    if (!json_literal(c, array ? "[" : "{"))
         return false;
-    if (json_literal(c, "}"))
+    if (json_literal(c, array ? "]" : "}"))
         return true;
     do {
-        if (!json_string(c) || !json_literal(c, ":") || !json_value(c, depth + 1))
+        if (!array && (!json_string(c) || !json_literal(c, ":")))
+            return false;
+        if (!json_value(c, depth + 1))
             return false;
     } while (json_literal(c, ","));
-    return json_literal(c, "}");
+    return json_literal(c, array ? "]" : "}");
 }
 
 static bool json_value(struct json_cursor *c, int depth)
@@ -212,7 +216,8 @@ static bool json_value(struct json_cursor *c, int depth)
         return false;
     switch (*c->p) {
     case '{':
-        return json_object(c, depth);
+    case '[':
+        return json_container(c, depth, *c->p == '[');
     case '"':
         return json_string(c);
     case 't':
@@ -234,7 +239,7 @@ static bool is_json_line(const char *text, size_t len)
 
     if (len < 2 || text[len - 1] != '\n')
         return false;
-    return json_object(&c, 0) && c.p == c.end;
+    return json_container(&c, 0, false) && c.p == c.end;
 }
 
 static void test_validator_itself(void **state)
@@ -243,6 +248,7 @@ static void test_validator_itself(void **state)
         "{}\n",
         "{\"a\":\"b\",\"c\":-12,\"d\":null,\"e\":true,\"f\":{\"g\":0.5e+3}}\n",
         "{\"a\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00fF\"}\n",
+        "{\"a\":[],\"b\":[\"x\",1,[null]]}\n",
     };
     static const char *const bad[] = {
         "{}",
@@ -257,6 +263,8 @@ static void test_validator_itself(void **state)
         "{\"a\":\"\xc3\xa9\"}\n",
         "{\"a\":\"b\"\n",
         "{\"a\":\"b,\"truncated\":true}\n",
+        "{\"a\":[\"x\",]}\n",
+        "{\"a\":[\"x\"}\n",
     };
 
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
@@ -377,6 +385,146 @@ static void test_json_escaping(void **state)
     free(out);
 }
 
+/* escaped returns |value| (|len| bytes) escaped in |style| with |also|, in
+ * a static buffer. */
+static const char *escaped(const char *value, size_t len, enum log_escape_style style,
+                           const char *also)
+{
+    static char out[256];
+    size_t n = log_escape(out, sizeof(out), value, len, style, also);
+    assert_int_equal(n, strlen(out));
+    return out;
+}
+
+/* What reaches a person's terminal has no control character left, and a
+ * backslash is doubled, so the escaped text reads back unambiguously. */
+static void test_escape_for_terminal(void **state)
+{
+    static const struct {
+        const char *value;
+        size_t len; /* 0: strlen(value) */
+        const char *also;
+        const char *escaped;
+    } cases[] = {
+        {"plain.example", 0, NULL, "plain.example"},
+        {"a\\b", 0, NULL, "a\\\\b"},
+        {"new\nline\rcr\ttab", 0, NULL, "new\\nline\\rcr\\ttab"},
+        {"\x1b[2Jclear", 0, NULL, "\\x1b[2Jclear"},
+        {"nul\0bel\a del\x7f", 13, NULL, "nul\\x00bel\\x07 del\\x7f"},
+        {"\"quoted\"", 0, NULL, "\"quoted\""},
+        /* Well-formed UTF-8 is kept; C1 controls (U+009B is CSI) are not. */
+        {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x92", 0, NULL,
+         "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x92"},
+        {"csi\xc2\x9bJ", 0, NULL, "csi\\xc2\\x9bJ"},
+        /* Bytes that are not UTF-8: lone, overlong, surrogate, cut short. */
+        {"\xe9t\xe9", 0, NULL, "\\xe9t\\xe9"},
+        {"\xc0\xaf", 0, NULL, "\\xc0\\xaf"},
+        {"\xed\xa0\x80", 0, NULL, "\\xed\\xa0\\x80"},
+        {"cut\xe2\x82", 0, NULL, "cut\\xe2\\x82"},
+        /* Separators the caller names. */
+        {"a b,c", 0, " ,", "a\\x20b\\x2cc"},
+        {"a b,c", 0, ",", "a b\\x2cc"},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        assert_string_equal(
+            escaped(cases[i].value, cases[i].len ? cases[i].len : strlen(cases[i].value),
+                    LOG_ESCAPE_TERMINAL, cases[i].also),
+            cases[i].escaped);
+    /* JSON keeps its own escapes: \u00XX, and the separators do not apply. */
+    assert_string_equal(escaped("\x1b\"\\ ,\xc3\xa9", 7, LOG_ESCAPE_JSON, " ,"),
+                        "\\u001b\\\"\\\\ ,\\u00c3\\u00a9");
+}
+
+/* log_escape reports the whole length, as snprintf does, and what it writes
+ * into a buffer too small holds only whole escapes. */
+static void test_escape_cut_keeps_escapes_whole(void **state)
+{
+    char out[8];
+    char *dup;
+
+    assert_int_equal(log_escape(NULL, 0, "ab\x1b", 3, LOG_ESCAPE_TERMINAL, NULL), 6);
+    assert_int_equal(log_escape(out, sizeof(out), "abcd\x1b", 5, LOG_ESCAPE_TERMINAL, NULL), 8);
+    assert_string_equal(out, "abcd"); /* not "abcd\x1" */
+    assert_int_equal(log_escape(out, sizeof(out), "abc\x1b", 4, LOG_ESCAPE_TERMINAL, NULL), 7);
+    assert_string_equal(out, "abc\\x1b");
+    assert_int_equal(log_escape(out, 1, "abc", 3, LOG_ESCAPE_TERMINAL, NULL), 3);
+    assert_string_equal(out, "");
+    dup = log_escape_dup("tab\there", LOG_ESCAPE_TERMINAL, NULL);
+    assert_string_equal(dup, "tab\\there");
+    free(dup);
+}
+
+/* log_lists writes one line with three list fields in |format| and
+ * returns the output, normalized. */
+static char *log_lists(enum log_format format, size_t *out_len)
+{
+    static const char *const names[] = {"DNS:a.example", "URI:x:/a,b c", "DNS:e\x1b\n"};
+    struct capture cap;
+    struct log_line line;
+    char *out;
+
+    log_configure(format, LOG_INFO);
+    capture_start(&cap);
+    log_begin(&line, LOG_INFO, "handshake_done");
+    log_strs(&line, "client_san", names, 3);
+    log_strs(&line, "none", names, 0);
+    log_strs(&line, "null", NULL, 0);
+    log_end(&line);
+    out = capture_stop(&cap, out_len);
+    log_configure(LOG_FORMAT_JSON, LOG_INFO);
+    return out;
+}
+
+/* A list is a JSON array; in text, its items are separated by commas, so a
+ * comma (or a space) inside an item is escaped. */
+static void test_string_lists(void **state)
+{
+    size_t len;
+    char *out = log_lists(LOG_FORMAT_JSON, &len);
+
+    assert_true(is_json_line(out, len));
+    normalize(out);
+    assert_string_equal(out, "{\"ts\":\"TS\",\"level\":\"info\",\"event\":\"handshake_done\","
+                             "\"client_san\":[\"DNS:a.example\",\"URI:x:/a,b c\","
+                             "\"DNS:e\\u001b\\u000a\"],\"none\":[],\"null\":null}\n");
+    free(out);
+
+    out = log_lists(LOG_FORMAT_TEXT, NULL);
+    normalize(out);
+    assert_string_equal(out, "TS info handshake_done "
+                             "client_san=DNS:a.example,URI:x:/a\\x2cb\\x20c,DNS:e\\x1b\\n "
+                             "none= null=-\n");
+    free(out);
+}
+
+/* A list that does not fit is dropped whole, and the line stays valid. */
+static void test_string_list_too_long_is_dropped(void **state)
+{
+    static char item[1000];
+    const char *items[8];
+    struct capture cap;
+    struct log_line line;
+    size_t len;
+    char *out;
+
+    memset(item, 'n', sizeof(item) - 1);
+    for (size_t i = 0; i < 8; i++)
+        items[i] = item;
+    log_configure(LOG_FORMAT_JSON, LOG_INFO);
+    capture_start(&cap);
+    log_begin(&line, LOG_INFO, "handshake_done");
+    log_str(&line, "sni", "a.example");
+    log_strs(&line, "client_san", items, 8);
+    log_end(&line);
+    out = capture_stop(&cap, &len);
+    assert_true(is_json_line(out, len));
+    normalize(out);
+    assert_string_equal(out, "{\"ts\":\"TS\",\"level\":\"info\",\"event\":\"handshake_done\","
+                             "\"sni\":\"a.example\",\"truncated\":true}\n");
+    free(out);
+}
+
 static void test_text_format(void **state)
 {
     struct capture cap;
@@ -398,9 +546,8 @@ static void test_text_format(void **state)
 
     assert_ptr_equal(strchr(out, '\n'), out + strlen(out) - 1);
     normalize(out);
-    assert_string_equal(out,
-                        "TS warn listen_failed addr=[::1]:443 msg=address\\u0020in\\u0020use "
-                        "n=-3 detail=- odd=a\\\"b\\\\c\\u000ad\\u00e9 cut=abc\n");
+    assert_string_equal(out, "TS warn listen_failed addr=[::1]:443 msg=address\\x20in\\x20use "
+                             "n=-3 detail=- odd=a\"b\\\\c\\nd\\xe9 cut=abc\n");
     free(out);
 }
 
@@ -459,7 +606,7 @@ static void test_log_msg(void **state)
     out = capture_stop(&cap, NULL);
     log_configure(LOG_FORMAT_JSON, LOG_INFO);
     normalize(out);
-    assert_string_equal(out, "TS info started msg=listening\\u0020on\\u00202\\u0020sockets\n");
+    assert_string_equal(out, "TS info started msg=listening\\x20on\\x202\\x20sockets\n");
     free(out);
 }
 
@@ -683,6 +830,10 @@ int main(void)
         cmocka_unit_test(test_enabled_thresholds),
         cmocka_unit_test(test_json_fields),
         cmocka_unit_test(test_json_escaping),
+        cmocka_unit_test(test_escape_for_terminal),
+        cmocka_unit_test(test_escape_cut_keeps_escapes_whole),
+        cmocka_unit_test(test_string_lists),
+        cmocka_unit_test(test_string_list_too_long_is_dropped),
         cmocka_unit_test(test_text_format),
         cmocka_unit_test(test_format_is_fixed_at_begin),
         cmocka_unit_test(test_log_msg),
