@@ -778,6 +778,32 @@ def client_hello(cafile):
     return hello
 
 
+def with_extension(hello, ext_type, body):
+    """with_extension returns the single-record ClientHello |hello| (as
+    client_hello returns it) with the body of its |ext_type| extension
+    replaced by |body|, every length fixed up."""
+    assert hello[0] == 0x16 and hello[5] == 1, hello[:6]
+    msg = hello[9:]
+    at = 2 + 32  # legacy_version, random
+    at += 1 + msg[at]  # session_id
+    at += 2 + struct.unpack_from(">H", msg, at)[0]  # cipher_suites
+    at += 1 + msg[at]  # compression_methods
+    extensions = msg[at + 2:]
+    rebuilt, found, i = b"", False, 0
+    while i < len(extensions):
+        kind, length = struct.unpack_from(">HH", extensions, i)
+        if kind == ext_type:
+            rebuilt += struct.pack(">HH", kind, len(body)) + body
+            found = True
+        else:
+            rebuilt += extensions[i:i + 4 + length]
+        i += 4 + length
+    assert found, f"no extension {ext_type} in the hello"
+    msg = msg[:at] + struct.pack(">H", len(rebuilt)) + rebuilt
+    handshake = b"\x01" + len(msg).to_bytes(3, "big") + msg
+    return hello[:3] + struct.pack(">H", len(handshake)) + handshake
+
+
 def tls_connect(port, ctx, host="127.0.0.1", server_hostname="localhost", timeout=TIMEOUT, **wrap):
     """tls_connect opens a TCP connection to |host|:|port| and completes a
     TLS handshake with |ctx|. It returns the SSLSocket."""
