@@ -190,6 +190,12 @@ struct config *config_load(const char *path, FILE *errors);
 /* config_free releases |config| and everything it owns. NULL is allowed. */
 void config_free(struct config *config);
 
+/* config_for_each_file calls |fn| with |arg| for each certificate, key,
+ * OCSP, CA, CRL and ticket key file that |config| names, in that order: the
+ * files a reload reads besides the configuration file itself. */
+void config_for_each_file(const struct config *config, void (*fn)(const char *path, void *arg),
+                          void *arg);
+
 /* config_parse_duration parses a duration written as a whole number and a
  * unit, "ms", "s", "m", "h" or "d" ("500ms", "30s", "5m"), into |out_ms|. It
  * returns 0, or -1 (leaving |out_ms| alone) for no unit, another unit, zero,
