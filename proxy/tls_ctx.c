@@ -262,7 +262,9 @@ static bool sni_is_valid(const SSL_CLIENT_HELLO *hello)
  * UNEXPECTED_EOF). So this records what the client offered, then, for an SNI
  * BoringSSL is about to refuse, pushes TLS_IO_ERR_INVALID_SNI: the fatal
  * alert is BoringSSL's, the reason (malformed) ours. The two checks are the
- * same, so an error pushed here always ends the handshake. */
+ * same, so an error pushed here ends the handshake: at once for a first
+ * ClientHello, and for a second one (after a HelloRetryRequest), which
+ * BoringSSL does not check again, at the next SSL_get_error, which sees it. */
 static void read_client_hello(int is_write, int version, int content_type, const void *buf,
                               size_t len, SSL *ssl, void *arg)
 {
