@@ -519,8 +519,8 @@ static int summarize(uint16_t legacy_version, CBS ciphers, CBS extensions,
     return 0;
 }
 
-int clienthello_summarize(const uint8_t *client_hello, size_t client_hello_len,
-                          struct clienthello_summary *out)
+int clienthello_parse(SSL *ssl, const uint8_t *client_hello, size_t client_hello_len,
+                      SSL_CLIENT_HELLO *out)
 {
     CBS hello, random, session_id, ciphers, compression, extensions;
     uint16_t legacy_version;
@@ -539,7 +539,33 @@ int clienthello_summarize(const uint8_t *client_hello, size_t client_hello_len,
     if (CBS_len(&hello) > 0 &&
         (!CBS_get_u16_length_prefixed(&hello, &extensions) || CBS_len(&hello) != 0))
         return -1;
-    return summarize(legacy_version, ciphers, extensions, out);
+    *out = (SSL_CLIENT_HELLO){
+        .ssl = ssl,
+        .client_hello = client_hello,
+        .client_hello_len = client_hello_len,
+        .version = legacy_version,
+        .random = CBS_data(&random),
+        .random_len = CBS_len(&random),
+        .session_id = CBS_data(&session_id),
+        .session_id_len = CBS_len(&session_id),
+        .cipher_suites = CBS_data(&ciphers),
+        .cipher_suites_len = CBS_len(&ciphers),
+        .compression_methods = CBS_data(&compression),
+        .compression_methods_len = CBS_len(&compression),
+        .extensions = CBS_data(&extensions),
+        .extensions_len = CBS_len(&extensions),
+    };
+    return 0;
+}
+
+int clienthello_summarize(const uint8_t *client_hello, size_t client_hello_len,
+                          struct clienthello_summary *out)
+{
+    SSL_CLIENT_HELLO hello;
+
+    if (clienthello_parse(NULL, client_hello, client_hello_len, &hello) != 0)
+        return -1;
+    return clienthello_summarize_early(&hello, out);
 }
 
 int clienthello_summarize_early(const SSL_CLIENT_HELLO *hello, struct clienthello_summary *out)

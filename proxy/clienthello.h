@@ -2,10 +2,11 @@
  * fixed-size summary, with its JA4 and JA3 fingerprints and the log fields
  * that show them.
  *
- * The summary is filled once, from BoringSSL's select-certificate callback,
- * before anything can fail, and is kept in the connection so that a later
- * failure can still say what the client offered. It holds no pointers and
- * allocates nothing: it stays valid after BoringSSL frees the hello.
+ * The summary is filled once, as the ClientHello arrives and before
+ * BoringSSL looks into it (see tls_ctx.c), and is kept in the connection so
+ * that a later failure can still say what the client offered. It holds no
+ * pointers and allocates nothing: it stays valid after BoringSSL frees the
+ * hello.
  *
  * Lists keep the client's order and its GREASE values (RFC 8701; see
  * clienthello_is_grease), and are cut at the CLIENTHELLO_MAX_* caps below.
@@ -110,6 +111,16 @@ static inline bool clienthello_is_grease(uint16_t value)
  * accepts). */
 int clienthello_summarize(const uint8_t *client_hello, size_t client_hello_len,
                           struct clienthello_summary *out);
+
+/* clienthello_parse splits a ClientHello message body (as for
+ * clienthello_summarize) into |out|, the SSL_CLIENT_HELLO that BoringSSL's
+ * early callbacks get, with |out->ssl| set to |ssl| and every pointer into
+ * |client_hello|, which must outlive |out|. It checks the framing only (the
+ * first checks of clienthello_summarize) and returns 0, or -1 when that is
+ * wrong. It lets tlsterm read a ClientHello before BoringSSL does (see
+ * tls_ctx.c). */
+int clienthello_parse(SSL *ssl, const uint8_t *client_hello, size_t client_hello_len,
+                      SSL_CLIENT_HELLO *out);
 
 /* clienthello_summarize_early is clienthello_summarize for the
  * SSL_CLIENT_HELLO that BoringSSL passes to the select-certificate callback;

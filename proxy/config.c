@@ -766,6 +766,26 @@ void config_print_errors(const char *text, FILE *out)
         fprintf(out, "... and %zu more error%s\n", num_left, num_left == 1 ? "" : "s");
 }
 
+void config_for_each_file(const struct config *config, void (*fn)(const char *path, void *arg),
+                          void *arg)
+{
+    for (size_t i = 0; i < config->num_listeners; i++) {
+        const struct cfg_listener *l = &config->listeners[i];
+        for (size_t j = 0; j < l->num_certs; j++) {
+            fn(l->certs[j].cert_path, arg);
+            fn(l->certs[j].key_path, arg);
+            if (l->certs[j].ocsp_path != NULL)
+                fn(l->certs[j].ocsp_path, arg);
+        }
+        if (l->client_auth.ca_path != NULL)
+            fn(l->client_auth.ca_path, arg);
+        if (l->client_auth.crl_path != NULL)
+            fn(l->client_auth.crl_path, arg);
+    }
+    if (config->session_tickets.key_file != NULL)
+        fn(config->session_tickets.key_file, arg);
+}
+
 void config_free(struct config *config)
 {
     if (config == NULL)

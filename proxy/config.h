@@ -202,6 +202,12 @@ void config_free(struct config *config);
  * line "... and N more errors". */
 void config_print_errors(const char *text, FILE *out);
 
+/* config_for_each_file calls |fn| with |arg| for each certificate, key,
+ * OCSP, CA, CRL and ticket key file that |config| names, in that order: the
+ * files a reload reads besides the configuration file itself. */
+void config_for_each_file(const struct config *config, void (*fn)(const char *path, void *arg),
+                          void *arg);
+
 /* config_parse_duration parses a duration written as a whole number and a
  * unit, "ms", "s", "m", "h" or "d" ("500ms", "30s", "5m"), into |out_ms|. It
  * returns 0, or -1 (leaving |out_ms| alone) for no unit, another unit, zero,

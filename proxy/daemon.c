@@ -1,6 +1,7 @@
 /* daemon: sockets, privileges, workers, signals and reload. See daemon.h. */
 #include "daemon.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <grp.h>
@@ -133,6 +134,29 @@ static unsigned resolve_num_workers(const struct config *config)
     return cpus > 0 ? (unsigned)cpus : 1;
 }
 
+/* count_open_fds returns how many descriptors the process holds, or 0 when
+ * /proc cannot tell (the reserve then has to cover them). */
+static unsigned count_open_fds(void)
+{
+    DIR *dir = opendir("/proc/self/fd");
+    unsigned num = 0;
+
+    if (dir == NULL)
+        return 0;
+    while (readdir(dir) != NULL)
+        num++;
+    closedir(dir);
+    return num > 3 ? num - 3 : 0; /* less ".", ".." and the listing's own */
+}
+
+/* set_conn_fd_budget sets how many descriptors connections may hold under
+ * the current configuration and RLIMIT_NOFILE. */
+static void set_conn_fd_budget(struct daemon *d)
+{
+    atomic_store(&d->conn_fd_budget,
+                 listener_conn_fd_budget(d->gen->config, d->num_workers, d->fds_at_start));
+}
+
 /* ---- reload -------------------------------------------------------------------- */
 
 /* same_listeners returns NULL if |next| has the listeners of |current| with
@@ -185,8 +209,10 @@ static void unwatch_files(struct daemon_watch *watch)
     watch->num_files = 0;
 }
 
-static void watch_file(struct daemon_watch *watch, const char *path)
+/* watch_file watches |path| for reload_on_change; |arg| is the daemon_watch. */
+static void watch_file(const char *path, void *arg)
 {
+    struct daemon_watch *watch = arg;
     char *dir_copy = strdup(path), *base_copy = strdup(path);
     struct watched_file *grown = realloc(watch->files, (watch->num_files + 1) * sizeof(*grown));
 
@@ -216,23 +242,8 @@ static void watch_files(struct daemon *d)
     const struct config *config = d->gen->config;
 
     unwatch_files(watch);
-    if (!config->reload_on_change)
-        return;
-    for (size_t i = 0; i < config->num_listeners; i++) {
-        const struct cfg_listener *l = &config->listeners[i];
-        for (size_t j = 0; j < l->num_certs; j++) {
-            watch_file(watch, l->certs[j].cert_path);
-            watch_file(watch, l->certs[j].key_path);
-            if (l->certs[j].ocsp_path != NULL)
-                watch_file(watch, l->certs[j].ocsp_path);
-        }
-        if (l->client_auth.ca_path != NULL)
-            watch_file(watch, l->client_auth.ca_path);
-        if (l->client_auth.crl_path != NULL)
-            watch_file(watch, l->client_auth.crl_path);
-    }
-    if (config->session_tickets.key_file != NULL)
-        watch_file(watch, config->session_tickets.key_file);
+    if (config->reload_on_change)
+        config_for_each_file(config, watch_file, watch);
 }
 
 static bool watch_names_file(const struct daemon_watch *watch, int wd, const char *name)
@@ -330,6 +341,8 @@ static void reload(struct daemon *d, const char *why)
         worker_reload(&d->workers[i], next);
     generation_unref(d->gen);
     d->gen = next;
+    listener_warn_fd_limit(next->config);
+    set_conn_fd_budget(d);
     watch_files(d);
     publish_certs(d);
     arm_rotation(d);
@@ -534,6 +547,8 @@ int daemon_run(const char *config_path, struct generation *gen, struct tickets *
     int status = -1;
 
     atomic_init(&d.num_conns, 0);
+    atomic_init(&d.conn_fds, 0);
+    atomic_init(&d.conn_fd_budget, 0);
     atomic_init(&d.ready, false);
     d.metrics = metrics_new();
     d.report = report_new(&gen->config->report);
@@ -548,6 +563,10 @@ int daemon_run(const char *config_path, struct generation *gen, struct tickets *
     if (bind_all(&d) != 0 || daemon_watch_init(&d) != 0 ||
         report_start(d.report, d.watch->base) != 0)
         goto fail;
+    /* Counted while /proc/self is still ours to read, before privileges go;
+     * the admin endpoint, started last, lives on the reserve. */
+    d.fds_at_start = count_open_fds();
+    set_conn_fd_budget(&d);
     if (gen->config->user != NULL && drop_privileges(gen->config->user) != 0)
         goto fail;
     for (unsigned i = 0; i < d.num_workers; i++) {
@@ -567,6 +586,7 @@ int daemon_run(const char *config_path, struct generation *gen, struct tickets *
     log_int(&line, "pid", (long long)getpid());
     log_int(&line, "workers", d.num_workers);
     log_int(&line, "listeners", (long long)gen->config->num_listeners);
+    log_int(&line, "connection_fds", atomic_load(&d.conn_fd_budget));
     log_end(&line);
 
     /* Runs until a stop signal: its handler asks every worker to drain and

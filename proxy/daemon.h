@@ -31,6 +31,11 @@ struct daemon {
      * all (the global max_connections) and per listener index. */
     atomic_uint num_conns;
     atomic_uint *listener_conns;
+    /* Descriptors the open connections hold, and how many they may
+     * (listener_conn_fd_budget, set at start and at each reload). */
+    atomic_uint conn_fds;
+    atomic_uint conn_fd_budget;
+    unsigned fds_at_start;      /* held before the first connection */
     struct daemon_watch *watch; /* the main thread's events */
     struct metrics *metrics;    /* every worker's counters */
     struct report *report;      /* the TLS failure report, over all workers */

@@ -18,6 +18,7 @@
 #include "report.h"
 #include "daemon.h"
 #include "generation.h"
+#include "listener.h"
 #include "tickets.h"
 
 /* Exit codes, documented in README. */
@@ -52,8 +53,8 @@ static void print_version(void)
 }
 
 /* raise_fd_limit lifts the soft descriptor limit to the hard one: each
- * connection needs two descriptors, and the default soft limit of 1024 would
- * cap tlsterm at about 500 connections. */
+ * connection needs two descriptors (listener_fds_per_conn), and the default
+ * soft limit of 1024 would cap tlsterm at about 500 connections. */
 static void raise_fd_limit(void)
 {
     struct rlimit limit;
@@ -155,6 +156,9 @@ int main(int argc, char **argv)
     struct generation *gen = load(config_path, &tickets);
     if (gen == NULL)
         return EXIT_CONFIG;
+    /* The limit the daemon would run with, --check included. */
+    raise_fd_limit();
+    listener_warn_fd_limit(gen->config);
     if (check_only) {
         generation_describe(gen, stdout);
         tickets_describe(tickets, stdout);
@@ -173,7 +177,6 @@ int main(int argc, char **argv)
     }
     /* A peer that closes while we write must not kill the process. */
     signal(SIGPIPE, SIG_IGN);
-    raise_fd_limit();
     /* From here on, no event loop waits for stderr. */
     if (log_writer_start() != 0)
         log_msg(LOG_WARN, "log_writer", "no log writer thread; logging directly");

@@ -27,6 +27,7 @@
 #include <openssl/x509v3.h>
 
 #include "file.h"
+#include "clienthello.h"
 #include "log.h"
 #include "report_only.h"
 #include "tls_cert.h"
@@ -201,7 +202,8 @@ static const struct tls_cert *choose_cert(const struct tls_ctx *tls,
  * for clients that offer some; this refusal's alert is handshake_failure). */
 static enum ssl_select_cert_result_t select_certificate(const SSL_CLIENT_HELLO *hello)
 {
-    /* First, before anything here can fail: what the client offered. */
+    /* Already done by read_client_hello, except for an SSLv2-format hello,
+     * which BoringSSL converts without showing it to the message callback. */
     tls_io_record_hello(hello);
     SSL *ssl = hello->ssl;
     const struct tls_ctx *tls = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), tls_ctx_ex_index);
@@ -230,6 +232,52 @@ static enum ssl_select_cert_result_t select_certificate(const SSL_CLIENT_HELLO *
         !SSL_set_ocsp_response(ssl, cert->ocsp, cert->ocsp_len))
         return ssl_select_cert_error;
     return ssl_select_cert_success;
+}
+
+/* sni_is_valid returns true if |hello| has no server_name extension, or one
+ * that BoringSSL accepts: exactly one name, of type host_name, 1 to 255
+ * bytes, without NUL (RFC 6066 section 3; BoringSSL's extract_sni). */
+static bool sni_is_valid(const SSL_CLIENT_HELLO *hello)
+{
+    const uint8_t *data;
+    size_t len;
+    CBS ext, names, host_name;
+    uint8_t name_type;
+
+    if (!SSL_early_callback_ctx_extension_get(hello, TLSEXT_TYPE_server_name, &data, &len))
+        return true;
+    CBS_init(&ext, data, len);
+    return CBS_get_u16_length_prefixed(&ext, &names) && CBS_len(&ext) == 0 &&
+           CBS_get_u8(&names, &name_type) && name_type == TLSEXT_NAMETYPE_host_name &&
+           CBS_get_u16_length_prefixed(&names, &host_name) && CBS_len(&names) == 0 &&
+           CBS_len(&host_name) > 0 && CBS_len(&host_name) <= TLSEXT_MAXLEN_host_name &&
+           !CBS_contains_zero_byte(&host_name);
+}
+
+/* read_client_hello is the message callback: BoringSSL shows it each
+ * handshake message as it arrives, before looking into it. It is the first
+ * to see a ClientHello, ahead of BoringSSL's own SNI check, which runs even
+ * before select_certificate and fails an invalid SNI without an error on the
+ * queue, which would read as the client closing (client_closed,
+ * UNEXPECTED_EOF). So this records what the client offered, then, for an SNI
+ * BoringSSL is about to refuse, pushes TLS_IO_ERR_INVALID_SNI: the fatal
+ * alert is BoringSSL's, the reason (malformed) ours. The two checks are the
+ * same, so an error pushed here ends the handshake: at once for a first
+ * ClientHello, and for a second one (after a HelloRetryRequest), which
+ * BoringSSL does not check again, at the next SSL_get_error, which sees it. */
+static void read_client_hello(int is_write, int version, int content_type, const void *buf,
+                              size_t len, SSL *ssl, void *arg)
+{
+    const uint8_t *msg = buf;
+    SSL_CLIENT_HELLO hello;
+
+    /* A handshake message: type, 24-bit length, body. */
+    if (is_write || content_type != SSL3_RT_HANDSHAKE || len < 4 ||
+        msg[0] != SSL3_MT_CLIENT_HELLO || clienthello_parse(ssl, msg + 4, len - 4, &hello) != 0)
+        return;
+    tls_io_record_hello(&hello);
+    if (!sni_is_valid(&hello))
+        tls_io_push_policy_error(TLS_IO_ERR_INVALID_SNI);
 }
 
 /* check_sni enforces sni_strict. BoringSSL calls it (its servername
@@ -505,6 +553,7 @@ struct tls_ctx *tls_ctx_new(const struct cfg_listener *listener, struct tickets 
                   listener->certs[0].cert_path, tls_cert_error_text("unknown error"));
         goto fail;
     }
+    SSL_CTX_set_msg_callback(tls->ssl_ctx, read_client_hello);
     SSL_CTX_set_select_certificate_cb(tls->ssl_ctx, select_certificate);
     if (listener->sni_strict) {
         SSL_CTX_set_tlsext_servername_callback(tls->ssl_ctx, check_sni);

@@ -67,6 +67,10 @@ struct tls_io_failure tls_io_classify(int ssl_error, uint32_t packed_error, int 
             failure.reason = END_NO_APPLICATION_PROTOCOL;
             failure.detail = "NO_APPLICATION_PROTOCOL";
             break;
+        case TLS_IO_ERR_INVALID_SNI:
+            failure.reason = END_MALFORMED;
+            failure.detail = "INVALID_SNI";
+            break;
         default:
             break;
         }
@@ -133,6 +137,12 @@ struct tls_io_failure tls_io_classify(int ssl_error, uint32_t packed_error, int 
     case SSL_R_CLIENTHELLO_PARSE_FAILED:
     case SSL_R_INVALID_COMPRESSION_LIST:
     case SSL_R_BAD_HANDSHAKE_RECORD:
+    case SSL_R_ENCRYPTED_LENGTH_TOO_LONG:
+    case SSL_R_DATA_LENGTH_TOO_LONG:
+    case SSL_R_TOO_MANY_EMPTY_FRAGMENTS:
+    case SSL_R_TOO_MANY_WARNING_ALERTS:
+    case SSL_R_EXCESS_HANDSHAKE_DATA:
+    case SSL_R_BAD_ALERT:
         failure.reason = END_MALFORMED;
         break;
     default:

@@ -112,9 +112,10 @@ void tls_io_socket_cleanup(struct tls_io_socket *sock);
 int tls_io_attach(SSL *ssl, struct tls_io_socket *sock);
 
 /* tls_io_record_hello keeps a summary of |hello| with the socket of its SSL
- * (which tls_io_attach set up). Call it from the early ClientHello callback,
- * before anything can fail. Out of memory or a malformed hello leaves no
- * summary, which only makes a failure's log line shorter. */
+ * (which tls_io_attach set up), unless it has one. Call it as the ClientHello
+ * arrives, before anything can fail (tls_ctx.c does). Out of memory or a
+ * malformed hello leaves no summary, which only makes a failure's log line
+ * shorter. */
 void tls_io_record_hello(const SSL_CLIENT_HELLO *hello);
 
 /* tls_io_record_would_fail marks the socket of |ssl| (which tls_io_attach
@@ -159,6 +160,7 @@ enum tls_io_result tls_io_close_notify(SSL *ssl);
 enum tls_io_policy_error {
     TLS_IO_ERR_UNKNOWN_SNI = 1,         /* sni_strict refused the SNI */
     TLS_IO_ERR_NO_APPLICATION_PROTOCOL, /* alpn_required, no protocol in common */
+    TLS_IO_ERR_INVALID_SNI,             /* a server_name BoringSSL refuses (malformed) */
 };
 
 /* tls_io_push_policy_error pushes |error| to the calling thread's error

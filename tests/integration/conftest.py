@@ -61,15 +61,16 @@ class BackendFactory:
 
 
 class TlstermFactory:
-    """TlstermFactory(config) starts and returns a Tlsterm. At teardown each
-    one still running gets SIGTERM, and every exit code must be 0."""
+    """TlstermFactory(config, **options) starts and returns a Tlsterm (the
+    options are Tlsterm's). At teardown each one still running gets SIGTERM,
+    and every exit code must be 0."""
 
     def __init__(self, workdir):
         self.workdir = Path(workdir)
         self.instances = []
 
-    def __call__(self, config):
-        instance = Tlsterm(self.workdir, config, name=f"tlsterm{len(self.instances)}")
+    def __call__(self, config, **options):
+        instance = Tlsterm(self.workdir, config, name=f"tlsterm{len(self.instances)}", **options)
         self.instances.append(instance)
         return instance.start()
 

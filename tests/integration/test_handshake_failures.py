@@ -11,6 +11,7 @@ import random
 import re
 import socket
 import ssl
+import struct
 import time
 
 import pytest
@@ -31,6 +32,7 @@ from tlsterm_harness import (
     tls_connect,
     tls_recv_all,
     tlsterm_config,
+    with_extension,
 )
 
 POLICY_CIPHERS = ["ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256"]
@@ -174,6 +176,68 @@ def test_garbage(proxy, certs):
         sock.sendall(bytes(garbage))
         recv_until_eof(sock, timeout=15)
     expect_one_failure(proxy, certs, mark, "edge", client, "malformed", hello=False)
+
+
+def send_raw(proxy, listener, data):
+    """send_raw sends |data| on a new connection to |listener|, reads until
+    tlsterm closes, and returns (what came back, client address)."""
+    sock, client = raw_connect(proxy.port(listener))
+    with sock:
+        sock.sendall(data)
+        return recv_until_eof(sock, timeout=15), client
+
+
+def server_name(*names):
+    """server_name returns a server_name extension body listing |names|,
+    (name_type, name bytes) pairs."""
+    entries = b"".join(bytes([kind]) + struct.pack(">H", len(name)) + name for kind, name in names)
+    return struct.pack(">H", len(entries)) + entries
+
+
+INVALID_SNI = {
+    "empty": server_name((0, b"")),
+    "256_bytes": server_name((0, b"a" * 256)),
+    "nul": server_name((0, b"local\0host")),
+    "two_names": server_name((0, b"localhost"), (0, b"example.com")),
+    "not_host_name": server_name((1, b"localhost")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INVALID_SNI))
+def test_invalid_sni_is_malformed(proxy, certs, case):
+    """BoringSSL refuses these with a fatal alert of its own before any
+    callback of tlsterm's runs, and says nothing on its error queue: the
+    failure must still read as malformed, with what the client offered."""
+    hello = with_extension(client_hello(certs.ca), 0, INVALID_SNI[case])
+    mark = proxy.mark()
+    answer, client = send_raw(proxy, "edge", hello)
+    assert answer[:1] == b"\x15", answer  # an alert, from BoringSSL
+    failed = expect_one_failure(proxy, certs, mark, "edge", client, "malformed", hello=True)
+    assert failed["detail"] == "INVALID_SNI", failed
+    assert failed["sni"] is None, failed
+    assert "0" in failed["extensions"].split(","), failed
+
+
+@pytest.mark.parametrize("after_hello", [False, True], ids=["alone", "after_hello"])
+def test_record_too_long_is_malformed(proxy, certs, after_hello):
+    """A handshake record header with a length no record can have (the limit
+    is 16 KiB plus expansion), first or after a ClientHello (then with the
+    negotiated record version, TLS 1.3's 0x0303)."""
+    prefix = client_hello(certs.ca) if after_hello else b""
+    huge = bytes([0x16, 0x03, 0x03 if after_hello else 0x01, 0xFF, 0xFF]) + bytes(64)
+    mark = proxy.mark()
+    _, client = send_raw(proxy, "edge", prefix + huge)
+    failed = expect_one_failure(proxy, certs, mark, "edge", client, "malformed", hello=after_hello)
+    assert failed["detail"] == "ENCRYPTED_LENGTH_TOO_LONG", failed
+
+
+def test_empty_records_are_malformed(proxy, certs):
+    """Empty handshake records carry nothing; BoringSSL stops after a few
+    dozen of them."""
+    mark = proxy.mark()
+    _, client = send_raw(proxy, "edge", bytes([0x16, 0x03, 0x01, 0x00, 0x00]) * 40)
+    failed = expect_one_failure(proxy, certs, mark, "edge", client, "malformed", hello=False)
+    assert failed["detail"] == "TOO_MANY_EMPTY_FRAGMENTS", failed
 
 
 def test_partial_client_hello_then_eof(proxy, certs):

@@ -1,19 +1,25 @@
 """Workers and connection limits: connections spread over worker threads,
 the drain works with several workers, the per-listener and global
-max_connections hold across workers, and accept backs off on EMFILE instead
-of spinning."""
+max_connections hold across workers, accept stops before descriptors run
+out and backs off on EMFILE instead of spinning, and each pause is logged
+once each way."""
 
+import json
 import os
 import resource
 import signal
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from tlsterm_harness import (
     write_yaml,
     StreamDigest,
+    admin_addr,
     client_context,
+    get,
     listener_config,
+    text,
     tls_connect,
     tlsterm_config,
     run_tlsterm,
@@ -166,3 +172,113 @@ def test_second_instance_on_same_port_is_refused(tlsterm_factory, backend_factor
     assert result.returncode == 3, stderr
     assert "Address already in use" in stderr
     assert echo_once(port, certs, b"still mine") == b"still mine"
+
+
+# RLIMIT_NOFILE for the tests below: room for a few dozen connections.
+FEW_FDS = 96
+
+
+def few_fds_proxy(tlsterm_factory, backend_factory, certs):
+    """few_fds_proxy starts one worker with an admin endpoint under FEW_FDS
+    descriptors."""
+    config = with_top(tlsterm_config([listener_config("edge", backend_factory("echo"), certs)]),
+                      workers=1)
+    config["admin"] = {"listen": "127.0.0.1:0"}
+    return tlsterm_factory(config, nofile=FEW_FDS)
+
+
+def pauses(proxy):
+    return len(proxy.find("accept_paused")), len(proxy.find("accept_resumed"))
+
+
+def test_out_of_descriptors_is_not_a_backend_failure(tlsterm_factory, backend_factory, certs):
+    """More clients than tlsterm has descriptors for at all: those that do
+    not fit wait in the backlog rather than being accepted and then failing
+    their backend connect. Every one is served, byte for byte."""
+    proxy = few_fds_proxy(tlsterm_factory, backend_factory, certs)
+    port = proxy.port("edge")
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(FEW_FDS)]
+    proxy.wait_for("accept_paused")
+
+    def echo(i):
+        payload = os.urandom(16384) + b"client %d" % i
+        with client_context(certs.ca).wrap_socket(socks[i], server_hostname="localhost") as tls:
+            tls.sendall(payload)
+            got = b""
+            while len(got) < len(payload):
+                chunk = tls.recv(65536)
+                assert chunk, f"client {i}: EOF after {len(got)} bytes"
+                got += chunk
+        return got == payload
+
+    with ThreadPoolExecutor(len(socks)) as pool:
+        served = list(pool.map(echo, range(len(socks))))
+    proxy.wait_count("conn_closed", len(socks))
+    proxy.wait_for("accept_resumed")
+    assert not proxy.find("backend_connect_failed"), proxy.find("backend_connect_failed")[:3]
+    assert all(served), served
+    assert all(e["reason"] == "done" for e in proxy.find("conn_closed"))
+    assert not proxy.find("handshake_failed")
+    assert pauses(proxy) == (1, 1), proxy.find(predicate=lambda e: "accept" in e["event"])
+
+
+def test_admin_answers_while_accept_is_paused(tlsterm_factory, backend_factory, certs):
+    """Connections that hold all the descriptors they may (never sending a
+    ClientHello) leave the reserve alone: /healthz answers while accept is
+    paused, the pause is logged once, not at every look, and it ends with
+    one accept_resumed once they are gone."""
+    proxy = few_fds_proxy(tlsterm_factory, backend_factory, certs)
+    port = proxy.port("edge")
+    held = held_connections(port, FEW_FDS)
+    paused = proxy.wait_for("accept_paused")
+    status, body = get(admin_addr(proxy), "/healthz")
+    assert status == 200, (status, body)
+    time.sleep(0.5)  # ten looks at the limit, none of them logged
+    assert pauses(proxy) == (1, 0)
+    # Paused by the reserve, not by EMFILE.
+    assert "RLIMIT_NOFILE" in paused["msg"], paused
+    # max_connections (10000) is far beyond what fits: said at start.
+    [warning] = proxy.find("fd_limit")
+    assert warning["rlimit_nofile"] == FEW_FDS, warning
+    for sock in held:
+        sock.close()
+    proxy.wait_count("handshake_failed", FEW_FDS)
+    proxy.wait_for("accept_resumed")
+    assert echo_once(port, certs, b"after") == b"after"
+    assert pauses(proxy) == (1, 1), proxy.find(predicate=lambda e: "accept" in e["event"])
+    # At most this many were open at once, with a backend socket each.
+    [started] = proxy.find("started")
+    assert 8 <= started["connection_fds"] < FEW_FDS - 32, started
+
+
+def fd_limit_warnings(stderr):
+    lines = [json.loads(line) for line in stderr.decode().splitlines() if line.startswith("{")]
+    return [e for e in lines if e.get("event") == "fd_limit"]
+
+
+def test_fd_limit_warning(tmp_path, backend_factory, certs):
+    """--check (and a start) warn when max_connections let connections hold
+    more descriptors than RLIMIT_NOFILE, whichever bound is lower: the
+    global max_connections or the listeners' added up."""
+    echo = backend_factory("echo")
+    listeners = [listener_config(name, echo, certs, max_connections=40) for name in ("a", "b")]
+    cases = [
+        # (global max_connections, RLIMIT_NOFILE, which limit binds or None)
+        (1000, 1000, None),  # the listeners: 2 x 40 x 2 = 160 descriptors
+        (1000, 150, "listeners' max_connections"),
+        (30, 150, None),  # the global one: 30 x 2 = 60
+        (100, 150, "listeners' max_connections"),  # 200 > 160
+        (70, 100, "max_connections"),  # 140 < 160, and > 100
+    ]
+    for max_connections, nofile, binding in cases:
+        path = write_yaml(tmp_path, with_top(tlsterm_config(listeners), max_connections=max_connections))
+        result = run_tlsterm("--check", "-c", str(path), nofile=nofile)
+        assert result.returncode == 0, text(result)
+        warnings = fd_limit_warnings(result.stderr)
+        if binding is None:
+            assert not warnings, (max_connections, nofile, warnings)
+            continue
+        [warning] = warnings
+        assert warning["limit"] == binding, warning
+        assert warning["rlimit_nofile"] == nofile, warning
+        assert warning["level"] == "warn", warning

@@ -482,11 +482,18 @@ def sanitizer_env():
     return env
 
 
-def run_tlsterm(*args, timeout=TIMEOUT):
+def with_nofile(nofile, argv):
+    """with_nofile returns |argv| run under prlimit with RLIMIT_NOFILE
+    |nofile| (soft and hard), or |argv| itself when |nofile| is None.
+    prlimit execs the command, so the pid stays the command's."""
+    return argv if nofile is None else ["prlimit", f"--nofile={nofile}:{nofile}", *argv]
+
+
+def run_tlsterm(*args, timeout=TIMEOUT, nofile=None):
     """run_tlsterm runs tlsterm with |args| to completion (--check,
     --version, a config that must be refused) and returns the
-    CompletedProcess."""
-    return run([TLSTERM_BIN, *args], timeout=timeout, env=sanitizer_env())
+    CompletedProcess; |nofile| as for Tlsterm."""
+    return run(with_nofile(nofile, [TLSTERM_BIN, *args]), timeout=timeout, env=sanitizer_env())
 
 
 class LogReader:
@@ -591,11 +598,14 @@ def _matches(event, name, fields, predicate):
 
 class Tlsterm:
     """Tlsterm runs the daemon on a configuration (a dict, or YAML text)
-    written to |workdir|/|name|.yaml. The fixture's teardown calls finish(),
-    which requires exit code 0: a sanitizer finding (86) fails the test."""
+    written to |workdir|/|name|.yaml. |nofile|, when set, is its
+    RLIMIT_NOFILE, soft and hard (tlsterm raises the soft one to the hard
+    one). The fixture's teardown calls finish(), which requires exit code 0:
+    a sanitizer finding (86) fails the test."""
 
-    def __init__(self, workdir, config, name="tlsterm"):
+    def __init__(self, workdir, config, name="tlsterm", nofile=None):
         self.name = name
+        self.nofile = nofile
         self.config_path = Path(workdir) / f"{name}.yaml"
         self.config_path.write_text(to_yaml(config) if isinstance(config, dict) else config)
         self.proc = None
@@ -608,7 +618,7 @@ class Tlsterm:
         """start spawns tlsterm and returns once it logged "started"
         (failing if it exits first)."""
         self.proc = subprocess.Popen(
-            [TLSTERM_BIN, "-c", str(self.config_path)],
+            with_nofile(self.nofile, [TLSTERM_BIN, "-c", str(self.config_path)]),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -779,6 +789,32 @@ def client_hello(cafile):
     hello = outgoing.read()
     assert hello[0] == 0x16 and len(hello) > 100, hello
     return hello
+
+
+def with_extension(hello, ext_type, body):
+    """with_extension returns the single-record ClientHello |hello| (as
+    client_hello returns it) with the body of its |ext_type| extension
+    replaced by |body|, every length fixed up."""
+    assert hello[0] == 0x16 and hello[5] == 1, hello[:6]
+    msg = hello[9:]
+    at = 2 + 32  # legacy_version, random
+    at += 1 + msg[at]  # session_id
+    at += 2 + struct.unpack_from(">H", msg, at)[0]  # cipher_suites
+    at += 1 + msg[at]  # compression_methods
+    extensions = msg[at + 2:]
+    rebuilt, found, i = b"", False, 0
+    while i < len(extensions):
+        kind, length = struct.unpack_from(">HH", extensions, i)
+        if kind == ext_type:
+            rebuilt += struct.pack(">HH", kind, len(body)) + body
+            found = True
+        else:
+            rebuilt += extensions[i:i + 4 + length]
+        i += 4 + length
+    assert found, f"no extension {ext_type} in the hello"
+    msg = msg[:at] + struct.pack(">H", len(rebuilt)) + rebuilt
+    handshake = b"\x01" + len(msg).to_bytes(3, "big") + msg
+    return hello[:3] + struct.pack(">H", len(handshake)) + handshake
 
 
 def tls_connect(port, ctx, host="127.0.0.1", server_hostname="localhost", timeout=TIMEOUT, **wrap):

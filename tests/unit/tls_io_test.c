@@ -81,6 +81,14 @@ static void test_malformed(void **state)
         {SSL_R_UNEXPECTED_RECORD, "UNEXPECTED_RECORD"},
         {SSL_R_CLIENTHELLO_PARSE_FAILED, "CLIENTHELLO_PARSE_FAILED"},
         {SSL_R_BAD_PACKET_LENGTH, "BAD_PACKET_LENGTH"},
+        /* Record framing: a length no record can have, floods of empty
+         * records or warning alerts, a broken alert, bytes after the hello. */
+        {SSL_R_ENCRYPTED_LENGTH_TOO_LONG, "ENCRYPTED_LENGTH_TOO_LONG"},
+        {SSL_R_DATA_LENGTH_TOO_LONG, "DATA_LENGTH_TOO_LONG"},
+        {SSL_R_TOO_MANY_EMPTY_FRAGMENTS, "TOO_MANY_EMPTY_FRAGMENTS"},
+        {SSL_R_TOO_MANY_WARNING_ALERTS, "TOO_MANY_WARNING_ALERTS"},
+        {SSL_R_BAD_ALERT, "BAD_ALERT"},
+        {SSL_R_EXCESS_HANDSHAKE_DATA, "EXCESS_HANDSHAKE_DATA"},
     };
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
@@ -206,6 +214,12 @@ static void test_listener_policies(void **state)
     ERR_put_error(ERR_LIB_SSL, 0, SSL_R_CONNECTION_REJECTED, __FILE__, __LINE__);
     check_failure(tls_io_classify(SSL_ERROR_SSL, ERR_peek_error(), 0, NULL, 0),
                   END_NO_APPLICATION_PROTOCOL, 0, "NO_APPLICATION_PROTOCOL");
+    ERR_clear_error();
+    /* An SNI BoringSSL refuses without an error of its own: alone on the
+     * queue, it would otherwise read as the client closing. */
+    tls_io_push_policy_error(TLS_IO_ERR_INVALID_SNI);
+    check_failure(tls_io_classify(SSL_ERROR_SSL, ERR_peek_error(), 0, NULL, 0), END_MALFORMED,
+                  0, "INVALID_SNI");
     ERR_clear_error();
     /* BoringSSL's own error for an ALPN callback that refuses. */
     check_failure(classify_ssl(SSL_R_NO_APPLICATION_PROTOCOL), END_NO_APPLICATION_PROTOCOL, 0,
