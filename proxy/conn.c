@@ -18,7 +18,7 @@
  *
  * Ownership. The event loop owns a conn from conn_accept until conn_close,
  * which frees it at once. A conn owns its client transport (socket, SSL,
- * buffers, event), its timer and resume events, its mode state while
+ * buffers, event), its timer queue entry, its mode state while
  * CONN_ACTIVE (which owns the backend side), and a reference on the
  * generation (configuration, TLS contexts) it was accepted under, so a
  * reload never changes it. The worker and its listener outlive every conn,
@@ -27,15 +27,17 @@
  * frees the conn. A function that may close the conn returns CONN_CLOSED,
  * and its caller returns at once without touching the conn.
  *
- * Timers. One timer event per conn, armed for the earliest of its
- * deadlines. Deadlines that only move later (the idle timeout moves with
- * every transfer) do not re-arm it: it fires early, finds the deadline
- * moved and re-arms, which costs one wakeup per timeout period instead of
- * one timer update per transfer. */
+ * Timers. One entry per conn in the worker's timer queue (timerq.h),
+ * queued for the earliest of its deadlines, or for now when the mode asked
+ * to resume on the next turn. Deadlines that only move later (the idle
+ * timeout moves with every transfer) do not move the entry: it fires early,
+ * finds the deadline moved and is queued again, which costs one wakeup per
+ * timeout period instead of one queue update per transfer. */
 #include "conn.h"
 
 #include <assert.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -62,8 +64,6 @@ static const char *const conn_state_names[] = {
 };
 
 static void on_client_event(evutil_socket_t fd, short what, void *arg);
-static void on_timer(evutil_socket_t fd, short what, void *arg);
-static void on_resume(evutil_socket_t fd, short what, void *arg);
 
 /* conn_set_state moves |c| to |next|, which must follow its current state. */
 static void conn_set_state(struct conn *c, enum conn_state next)
@@ -75,8 +75,7 @@ static void conn_set_state(struct conn *c, enum conn_state next)
 
 static const char *client_text(const struct conn *c, char *out, size_t out_len)
 {
-    return net_addr_format_sa((const struct sockaddr *)&c->client_addr, c->client_addr_len, out,
-                              out_len);
+    return net_addr_format_sa(&c->client_addr.sa, c->client_addr_len, out, out_len);
 }
 
 void conn_log_begin(struct log_line *line, const struct conn *c, enum log_level level,
@@ -173,14 +172,13 @@ int conn_close(struct conn *c, enum end_reason reason, const struct tls_io_failu
     metrics_conn_closed(c->listener->metrics, reason, failure ? failure->alert : 0);
     if (reason_is_handshake_failure(reason))
         report_block_failure(c->worker->report, c->cfg, reason, failure ? failure->alert : 0,
-                             (const struct sockaddr *)&c->client_addr, c->client.sock.hello);
+                             &c->client_addr.sa, c->client.sock.hello);
     log_conn_end(c, reason, failure);
     /* Anything but a finished stream is cut short: the backend gets a RST,
      * so it cannot take a partial request for a complete one. */
     if (c->mode_state != NULL)
         c->mode->free(c, reason != END_DONE);
-    event_del(&c->timer_ev);
-    event_del(&c->resume_ev);
+    timerq_cancel(&c->worker->timers, &c->timer);
     transport_cleanup(&c->client, false);
     conn_unlink(c);
     generation_unref(c->gen);
@@ -202,18 +200,15 @@ static uint64_t next_deadline(const struct conn *c)
     return at;
 }
 
-/* rearm arms the timer for the earliest deadline, unless it already fires
- * no later than that. */
+/* rearm queues the timer for the earliest deadline, unless it is already
+ * queued for no later than that. */
 static void rearm(struct conn *c)
 {
-    uint64_t at = next_deadline(c);
-    if (at == 0 || (c->timer_at_ms != 0 && c->timer_at_ms <= at))
+    uint64_t at = c->resume_queued ? clock_now_ms() : next_deadline(c);
+    if (at == 0 || (c->timer.slot != 0 && c->timer.at_ms <= at))
         return;
-    uint64_t now = clock_now_ms();
-    uint64_t ms = at > now ? at - now : 0;
-    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
-    c->timer_at_ms = at;
-    event_add(&c->timer_ev, &tv);
+    if (timerq_set(&c->worker->timers, &c->timer, at) != 0)
+        log_msg(LOG_ERROR, "timer_failed", "out of memory for a connection deadline");
 }
 
 void conn_set_deadline(struct conn *c, uint64_t at_ms)
@@ -224,10 +219,8 @@ void conn_set_deadline(struct conn *c, uint64_t at_ms)
 
 void conn_resume_later(struct conn *c)
 {
-    if (!c->resume_queued) {
-        c->resume_queued = true;
-        event_active(&c->resume_ev, 0, 0);
-    }
+    c->resume_queued = true;
+    rearm(c);
 }
 
 void conn_watch_client(struct conn *c)
@@ -451,21 +444,16 @@ static void on_client_event(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static void on_resume(evutil_socket_t fd, short what, void *arg)
+void conn_timer_fired(struct timerq_entry *timer)
 {
-    struct conn *c = arg;
-
-    c->resume_queued = false;
-    if (c->state == CONN_ACTIVE)
-        c->mode->on_resume(c);
-}
-
-static void on_timer(evutil_socket_t fd, short what, void *arg)
-{
-    struct conn *c = arg;
+    struct conn *c = (struct conn *)((char *)timer - offsetof(struct conn, timer));
     uint64_t now = clock_now_ms();
 
-    c->timer_at_ms = 0;
+    if (c->resume_queued) {
+        c->resume_queued = false;
+        if (c->state == CONN_ACTIVE && c->mode->on_resume(c) != CONN_OK)
+            return;
+    }
     if ((c->state == CONN_HANDSHAKE || c->handshake_completing) &&
         now >= c->handshake_deadline_ms) {
         struct tls_io_failure failure = {.reason = END_HANDSHAKE_TIMEOUT,
@@ -525,11 +513,11 @@ void conn_accept(struct listener *listener, int fd, const struct sockaddr *peer,
     c->cfg = listener->cfg;
     c->state = CONN_HANDSHAKE;
     c->accepted_us = metrics_clock_us();
+    if (peer_len > sizeof(c->client_addr))
+        peer_len = sizeof(c->client_addr);
     memcpy(&c->client_addr, peer, peer_len);
-    c->client_addr_len = peer_len;
+    c->client_addr_len = (uint8_t)peer_len;
     net_set_nodelay(fd);
-    event_assign(&c->timer_ev, worker->base, -1, 0, on_timer, c);
-    event_assign(&c->resume_ev, worker->base, -1, 0, on_resume, c);
 
     c->next = worker->conns;
     if (worker->conns != NULL)

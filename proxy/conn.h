@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <event2/event.h>
@@ -18,6 +19,7 @@
 #include "listener.h"
 #include "log.h"
 #include "reason.h"
+#include "timerq.h"
 #include "transport.h"
 
 struct mode_ops;
@@ -46,18 +48,18 @@ struct conn {
      * handshake is counted, logged and reported only once it completes,
      * and it can still fail (timeouts.handshake still applies). */
     bool handshake_completing;
-    bool resume_queued;
+    bool resume_queued; /* the mode's on_resume runs on the next turn */
     bool fin_sent; /* CONN_CLOSING: shutdown(SHUT_WR) done */
 
     struct transport client;
     const struct mode_ops *mode; /* set from CONN_ACTIVE on */
     void *mode_state;            /* owned by |mode| while CONN_ACTIVE */
 
-    struct event timer_ev;      /* armed for the earliest deadline */
-    struct event resume_ev;     /* continues a mode that yielded */
-    uint64_t deadline_ms;       /* the mode's deadline; 0: none */
+    /* One entry in the worker's timer queue, queued for the earliest of
+     * the deadlines below, or for now when a resume is queued. */
+    struct timerq_entry timer;
+    uint64_t deadline_ms; /* the mode's deadline; 0: none */
     uint64_t handshake_deadline_ms;
-    uint64_t timer_at_ms;       /* when timer_ev fires; 0: not armed */
 
     enum end_reason closing_reason; /* CONN_CLOSING: logged at the end */
     const char *closing_state;      /* CONN_CLOSING: the mode's state before */
@@ -67,8 +69,12 @@ struct conn {
     uint64_t bytes_in;    /* plaintext client -> backend */
     uint64_t bytes_out;   /* plaintext backend -> client */
 
-    struct sockaddr_storage client_addr;
-    socklen_t client_addr_len;
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in;
+        struct sockaddr_in6 in6;
+    } client_addr; /* TCP listeners only: no room for a sockaddr_storage */
+    uint8_t client_addr_len;
 };
 
 /* conn_accept takes ownership of the accepted socket |fd| from |listener|
@@ -110,6 +116,10 @@ void conn_watch_client(struct conn *c);
  * carries (listener, client, worker). */
 void conn_log_begin(struct log_line *line, const struct conn *c, enum log_level level,
                     const char *event);
+
+/* conn_timer_fired is the worker's timer queue callback (timerq.h) for the
+ * connection whose |timer| entry it is. */
+void conn_timer_fired(struct timerq_entry *timer);
 
 /* conn_close_all ends every open connection of |worker| with |reason|,
  * sending close_notify where it can, so clients see an orderly end rather

@@ -141,6 +141,8 @@ int worker_init(struct worker *w, unsigned id, struct daemon *daemon, struct gen
     if ((w->report = report_block_new(daemon->report, w->base)) == NULL)
         return -1;
     w->listeners = calloc(config->num_listeners, sizeof(*w->listeners));
+    if (timerq_init(&w->timers, w->base, conn_timer_fired) != 0)
+        return -1;
     if (w->drain_ev == NULL || w->drain_timer == NULL || w->reload_ev == NULL ||
         w->summary_timer == NULL || w->metrics == NULL || w->listeners == NULL)
         return -1;
@@ -198,6 +200,7 @@ void worker_cleanup(struct worker *w)
     if (w->gen == NULL) /* never initialised */
         return;
     conn_close_all(w, END_SHUTDOWN);
+    timerq_cleanup(&w->timers);
     for (size_t i = 0; i < w->num_listeners; i++)
         listener_cleanup(&w->listeners[i]);
     metrics_block_free(w->metrics); /* after the closes, which it counts */

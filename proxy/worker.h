@@ -20,6 +20,7 @@
 
 #include "generation.h"
 #include "ratelimit.h"
+#include "timerq.h"
 
 struct conn;
 struct daemon;
@@ -40,6 +41,7 @@ struct worker {
 
     struct conn *conns; /* open connections, linked through conn.c */
     size_t num_conns;
+    struct timerq timers; /* the connections' deadlines */
 
     bool draining;
     struct event *drain_ev;    /* activated by the main thread */
