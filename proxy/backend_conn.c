@@ -6,6 +6,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "watch.h"
+
 /* A unix socket whose backlog is full refuses a non-blocking connect with
  * EAGAIN and never completes it: it is tried again after CONNECT_RETRY_MIN_MS,
  * doubling up to CONNECT_RETRY_MAX_MS, until the owner's connect timeout. */
@@ -191,15 +193,7 @@ void backend_conn_watch(struct backend_conn *b, short extra)
         events |= b->retry_ev == NULL && b->connect_error == 0 ? EV_WRITE : 0;
     else
         events |= (b->read_blocked ? EV_READ : 0) | (b->write_blocked ? EV_WRITE : 0);
-    if (b->armed == events)
-        return;
-    if (b->armed)
-        event_del(&b->ev);
-    b->armed = events;
-    if (events == 0)
-        return;
-    event_assign(&b->ev, b->base, b->fd, events | EV_PERSIST, on_socket_event, b);
-    event_add(&b->ev, NULL);
+    watch_socket(&b->ev, &b->armed, b->base, b->fd, events, on_socket_event, b);
 }
 
 static void on_socket_event(evutil_socket_t fd, short what, void *arg)

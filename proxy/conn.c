@@ -174,6 +174,11 @@ int conn_close(struct conn *c, enum end_reason reason, const struct tls_io_failu
         report_block_failure(c->worker->report, c->cfg, reason, failure ? failure->alert : 0,
                              &c->client_addr.sa, c->client.sock.hello);
     log_conn_end(c, reason, failure);
+    /* Records gathered by a cork in this turn go out (once, without
+     * waiting): bytes_out counted them, and the close may follow a write
+     * in the same turn. */
+    if (tls_io_has_output(&c->client.sock))
+        tls_io_flush(&c->client.sock);
     /* Anything but a finished stream is cut short: the backend gets a RST,
      * so it cannot take a partial request for a complete one. */
     if (c->mode_state != NULL)
@@ -420,6 +425,10 @@ static int do_handshake(struct conn *c)
     c->handshake_completing = true;
     conn_handshake_progress(c);
     conn_set_state(c, CONN_ACTIVE);
+    /* The mode watches the client socket for what it waits for; until it
+     * says so, nothing: a request already sent would otherwise keep the
+     * socket readable and the loop spinning while, say, tcp mode connects. */
+    conn_watch_client(c);
     c->mode = mode_for(c->cfg);
     return c->mode->start(c);
 }

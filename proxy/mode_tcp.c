@@ -193,7 +193,7 @@ static int write_client(struct conn *c)
         metrics_bytes_backend_to_client(c->listener->metrics, n);
         t->small_records_budget -=
             n < t->small_records_budget ? (uint32_t)n : t->small_records_budget;
-        t->last_client_write_ms = t->last_activity_ms;
+        t->last_client_write_ms = t->last_activity_ms = clock_now_ms();
         consumed(f, n);
         return CONN_OK;
     case TLS_IO_WANT_READ:
@@ -214,6 +214,19 @@ static struct tls_io_failure backend_failure(void)
     return (struct tls_io_failure){.reason = END_BACKEND_RESET, .detail = strerror(errno)};
 }
 
+/* start_discarding turns up to FLOW_DISCARD: the backend takes no more
+ * bytes, and what the client still sends is read and dropped. */
+static void start_discarding(struct conn *c)
+{
+    struct tcp_forward *t = tcp_of(c);
+
+    flow_drop_buffer(&t->up);
+    t->up.state = FLOW_DISCARD;
+    t->backend_write_failure = END_BACKEND_RESET;
+    t->discard_budget = DISCARD_MAX_BYTES;
+    t->discard_until_ms = clock_now_ms() + DISCARD_MAX_MS;
+}
+
 /* write_backend sends up's pending bytes to the backend. A backend that no
  * longer takes them may still be answering: up starts discarding and down
  * goes on. */
@@ -225,6 +238,7 @@ static int write_backend(struct conn *c)
 
     switch (backend_conn_send(t->backend, f->buf + f->start, pending(f), &n)) {
     case BACKEND_IO_OK:
+        t->last_activity_ms = clock_now_ms(); /* a moving transfer is not idle */
         consumed(f, n);
         return CONN_OK;
     case BACKEND_IO_WAIT:
@@ -238,11 +252,7 @@ static int write_backend(struct conn *c)
     log_str(&line, "error", strerror(errno));
     log_int(&line, "discarding", (long long)pending(f));
     log_end(&line);
-    flow_drop_buffer(f);
-    f->state = FLOW_DISCARD;
-    t->backend_write_failure = END_BACKEND_RESET;
-    t->discard_budget = DISCARD_MAX_BYTES;
-    t->discard_until_ms = clock_now_ms() + DISCARD_MAX_MS;
+    start_discarding(c);
     return CONN_OK;
 }
 
@@ -270,14 +280,19 @@ static int read_backend(struct conn *c)
         f->state = FLOW_ENDING;
         break;
     case BACKEND_IO_ERROR: {
-        if (t->up.state == FLOW_DISCARD) {
-            /* Everything the backend sent has been delivered: end as
-             * gracefully as the client can still be told. */
+        if (t->up.state != FLOW_DONE) {
+            /* The client is still sending: most often a server that
+             * answered early and closed with the upload unread, which the
+             * kernel turns into a reset. Everything it sent has been
+             * delivered; the client gets close_notify and a lingering close
+             * rather than a reset that would wipe out that answer. */
+            start_discarding(c);
             flow_drop_buffer(f);
             f->state = FLOW_ENDING;
-            t->backend_write_failure = END_BACKEND_RESET;
             return CONN_OK;
         }
+        /* The client's side had ended: nothing is lost by cutting, and the
+         * missing close_notify tells it the answer may be cut short. */
         struct tls_io_failure failure = backend_failure();
         return conn_close(c, END_BACKEND_RESET, &failure);
     }
@@ -304,9 +319,13 @@ static int pass_on_eof(struct conn *c, struct flow *f)
         f->state = FLOW_DONE;
         return CONN_OK;
     case TLS_IO_WANT_READ:
-        /* 0-RTT: the client's Finished must be read first. A client that
-         * no longer sends can never finish: that ends as a handshake
-         * failure through read_client or the handshake deadline. */
+        /* 0-RTT: the client's Finished must come first, and up's reads
+         * bring it (flow_blocked holds this flow until then). Waiting for
+         * readability here would spin while up is not reading. A client
+         * that never finishes ends through read_client or the handshake
+         * deadline. */
+        c->client.write_wait = TRANSPORT_WAIT_NONE;
+        return CONN_OK;
     case TLS_IO_WANT_WRITE:
         return CONN_OK;
     default:
@@ -330,6 +349,8 @@ static bool flow_blocked(const struct conn *c, const struct flow *f)
     case FLOW_ENDING:
         break;
     }
+    if (!up && pending(f) == 0 && f->state == FLOW_ENDING && SSL_in_init(c->client.ssl))
+        return true; /* close_notify waits for the 0-RTT handshake to finish */
     if (pending(f) > 0 || f->state == FLOW_ENDING)
         return up ? t->backend->write_blocked : c->client.write_wait != TRANSPORT_WAIT_NONE;
     return up ? c->client.read_wait != TRANSPORT_WAIT_NONE : t->backend->read_blocked;
@@ -524,7 +545,10 @@ static void tcp_free(struct conn *c, bool abort)
 
     if (t == NULL)
         return;
-    backend_conn_free(t->backend, abort);
+    /* Bytes carry no message boundaries: unless the client ended its
+     * stream, what the backend got may be a cut-short request, and a reset
+     * says so where a FIN would pass it for complete. */
+    backend_conn_free(t->backend, abort || t->up.state != FLOW_DONE);
     flow_drop_buffer(&t->up);
     flow_drop_buffer(&t->down);
     free(t);

@@ -352,7 +352,9 @@ void tls_io_socket_cleanup(struct tls_io_socket *sock)
 
 static long socket_bio_ctrl(BIO *bio, int cmd, long num, void *ptr)
 {
-    /* Writes go straight to the socket: there is never anything to flush. */
+    /* BoringSSL flushes after each handshake flight. Corked records are
+     * sent by tls_io_flush, at the end of the event loop's turn, and never
+     * from here: success tells BoringSSL the flight is on its way. */
     return cmd == BIO_CTRL_FLUSH ? 1 : 0;
 }
 

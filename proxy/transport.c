@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "tls_ctx.h"
+#include "watch.h"
 
 int transport_init(struct transport *t, int fd, struct tls_ctx *tls)
 {
@@ -105,13 +106,5 @@ void transport_watch(struct transport *t, struct event_base *base, short extra,
     short events = extra | wait_events(t->read_wait) | wait_events(t->write_wait);
     if (tls_io_has_output(&t->sock))
         events |= EV_WRITE;
-    if (t->armed == events)
-        return;
-    if (t->armed)
-        event_del(&t->ev);
-    t->armed = events;
-    if (events == 0)
-        return;
-    event_assign(&t->ev, base, t->sock.fd, events | EV_PERSIST, callback, arg);
-    event_add(&t->ev, NULL);
+    watch_socket(&t->ev, &t->armed, base, t->sock.fd, events, callback, arg);
 }

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from backend import pattern
+from test_backend import fill_accept_queue
 from tlsterm_harness import (
     HERE,
     TLSTERM_BIN,
@@ -27,6 +28,7 @@ from tlsterm_harness import (
     addr_text,
     client_context,
     listener_config,
+    reset_on_close,
     tls_connect,
     tlsterm_config,
     wait_until,
@@ -38,13 +40,17 @@ ANSWER_LEN = 5000
 UPLOAD_LEN = 4 * 1024 * 1024
 
 
-def upload_and_read(port, ctx, upload_len, timeout=20):
+def upload_and_read(port, ctx, upload_len, timeout=20, first=b""):
     """upload_and_read sends |upload_len| bytes over TLS while reading what
-    comes back, as a browser uploading a form does. It returns (bytes
+    comes back, as a browser uploading a form does; with |first|, those
+    bytes go first, then a pause of half a second. It returns (bytes
     received, how the stream ended: "close_notify", "eof" or "reset")."""
     client = BioTlsClient(port, ctx)
     try:
         client.handshake()
+        if first:
+            client.send(first)
+            time.sleep(0.5)
         client.sock.setblocking(False)
         chunk = b"u" * 16384
         queued = b""
@@ -118,6 +124,80 @@ def test_early_answer_to_an_upload_is_delivered(tlsterm_factory, backend_factory
         assert event["reason"] in ("backend_reset", "done"), event
 
 
+def tcp_backend():
+    """tcp_backend returns a listening socket on 127.0.0.1 for a test that
+    plays the backend itself, and its "ip:port"."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    return server, addr_text(server.getsockname())
+
+
+def serve_once(server, work):
+    """serve_once accepts one connection on |server| in a thread and runs
+    |work| on it; it returns the thread."""
+    def run():
+        conn, _ = server.accept()
+        with conn:
+            work(conn)
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_early_answer_reset_seen_on_read(tlsterm_factory, certs):
+    """The backend reads 100 of the client's first 200 bytes, answers and
+    closes with the rest unread, so its kernel sends a reset, which tlsterm
+    sees on a read while the client pauses: the client still gets the
+    answer, close_notify and no reset while it uploads."""
+    server, backend_addr = tcp_backend()
+    try:
+        proxy = tlsterm_factory(tlsterm_config([listener_config("edge", backend_addr, certs)]))
+
+        def answer(conn):
+            conn.recv(100, socket.MSG_WAITALL)
+            conn.sendall(b"".join(pattern(ANSWER_LEN)))
+
+        thread = serve_once(server, answer)
+        received, how = upload_and_read(proxy.port("edge"), client_context(certs.ca),
+                                        UPLOAD_LEN, first=b"f" * 200)
+        thread.join(10)
+        assert (len(received), how) == (ANSWER_LEN, "close_notify")
+        assert received == b"".join(pattern(ANSWER_LEN))
+    finally:
+        server.close()
+
+
+def test_records_written_before_a_backend_reset_are_delivered(tlsterm_factory, certs):
+    """The client has ended its side; the backend sends exactly one full
+    record's worth and resets. The record is on its way before the reset is
+    read: it must reach the client, followed by a bare close that says the
+    stream was cut."""
+    server, backend_addr = tcp_backend()
+    try:
+        proxy = tlsterm_factory(tlsterm_config([listener_config("edge", backend_addr, certs)]))
+
+        def answer_and_reset(conn):
+            while conn.recv(65536):  # the client's EOF, passed on
+                pass
+            conn.sendall(b"".join(pattern(16384)))
+            reset_on_close(conn)
+
+        thread = serve_once(server, answer_and_reset)
+        client = BioTlsClient(proxy.port("edge"), client_context(certs.ca))
+        try:
+            client.handshake()
+            client.send_close_notify()
+            data, how = client.read_all()
+        finally:
+            client.close()
+        thread.join(10)
+        assert data == b"".join(pattern(16384))
+        assert how == "eof"
+    finally:
+        server.close()
+
+
 # ---- a unix backend whose backlog is full ---------------------------------------
 
 
@@ -159,6 +239,37 @@ def test_unix_backend_with_a_full_backlog_is_retried(tlsterm_factory, certs, tmp
         server.close()
 
 
+def cpu_seconds(pid):
+    """cpu_seconds returns the user+system CPU time of process |pid|."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_waiting_for_a_connect_does_not_spin(tlsterm_factory, certs):
+    """The client's request arrives while the backend connect is pending:
+    its socket stays readable, and must not be watched until there is
+    somewhere to forward to."""
+    full = fill_accept_queue()
+    if full is None:
+        pytest.skip("could not make a loopback listener that drops SYNs")
+    listener, fillers = full
+    try:
+        backend = addr_text(listener.getsockname())
+        proxy = tlsterm_factory(
+            tlsterm_config([listener_config("edge", backend, certs, connect="3s")])
+        )
+        with tls_connect(proxy.port("edge"), client_context(certs.ca)) as tls:
+            tls.sendall(b"GET / HTTP/1.1\r\n\r\n")
+            time.sleep(0.2)
+            before = cpu_seconds(proxy.pid)
+            time.sleep(1.5)
+            spent = cpu_seconds(proxy.pid) - before
+        assert spent < 0.3, f"tlsterm used {spent:.2f} s of CPU in 1.5 s while connecting"
+    finally:
+        for s in fillers + [listener]:
+            s.close()
+
+
 def test_connect_failure_names_the_connecting_state(tlsterm_factory, certs, tmp_path):
     """A connect that fails at once (no such unix socket) is logged in the
     state it happened in."""
@@ -174,15 +285,6 @@ def test_connect_failure_names_the_connecting_state(tlsterm_factory, certs, tmp_
 
 
 # ---- socket errors are errors -----------------------------------------------------
-
-
-def tcp_backend():
-    """tcp_backend returns a listening socket on 127.0.0.1 for a test that
-    plays the backend itself, and its "ip:port"."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    return server, addr_text(server.getsockname())
 
 
 def test_socket_error_resets_the_backend(tlsterm_factory, certs):
@@ -349,6 +451,39 @@ def test_idle_timeout_sends_close_notify(tlsterm_factory, backend_factory, certs
         client.close()
     closed = proxy.wait_for("conn_closed", since=mark, client=client_addr)
     assert closed["reason"] == "idle_timeout"
+
+
+def test_idle_timeout_resets_the_backend_of_an_unfinished_stream(tlsterm_factory, certs):
+    """A client stalls mid-request until timeouts.idle: the backend gets a
+    reset, not a FIN that would pass the partial request for complete."""
+    server, backend_addr = tcp_backend()
+    try:
+        proxy = tlsterm_factory(
+            tlsterm_config([listener_config("edge", backend_addr, certs, idle="1s")])
+        )
+        seen = []
+
+        def read_until_end(conn):
+            conn.settimeout(10)
+            got = b""
+            try:
+                while True:
+                    data = conn.recv(100)
+                    if not data:
+                        seen.append(("eof", got))
+                        return
+                    got += data
+            except ConnectionResetError:
+                seen.append(("reset", got))
+
+        thread = serve_once(server, read_until_end)
+        with tls_connect(proxy.port("edge"), client_context(certs.ca)) as tls:
+            tls.sendall(b"POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\npartial")
+            thread.join(10)
+        assert seen and seen[0][0] == "reset", seen
+        assert seen[0][1].endswith(b"partial")
+    finally:
+        server.close()
 
 
 def test_drain_deadline_sends_close_notify(tlsterm_factory, backend_factory, certs):
