@@ -286,7 +286,8 @@ static int read_backend(struct conn *c)
              * kernel turns into a reset. Everything it sent has been
              * delivered; the client gets close_notify and a lingering close
              * rather than a reset that would wipe out that answer. */
-            start_discarding(c);
+            if (t->up.state != FLOW_DISCARD)
+                start_discarding(c);
             flow_drop_buffer(f);
             f->state = FLOW_ENDING;
             return CONN_OK;
