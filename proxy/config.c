@@ -543,10 +543,48 @@ static void apply_workers(struct loader *ld, const struct field *field,
         cfg_parse_uint(ld, field->key, value, text, 1, WORKERS_MAX, out);
 }
 
+static void apply_backend_protocol(struct loader *ld, const struct field *field,
+                                   const struct ynode *value, void *out)
+{
+    static const char *const names[] = {
+        [CFG_BACKEND_HTTP1] = "http/1.1", [CFG_BACKEND_H2] = "h2", NULL};
+    int chosen = cfg_choose(ld, field->key, value, names);
+
+    if (chosen >= 0)
+        *(enum cfg_backend_protocol *)out = (enum cfg_backend_protocol)chosen;
+}
+
 static const struct field backend_fields[] = {
     {"servers", true, apply_servers, 0, NULL},
+    {"protocol", false, apply_backend_protocol, offsetof(struct cfg_listener, backend_protocol),
+     NULL},
 };
-static const struct schema backend_schema = {"backend", "in backend", backend_fields, 1};
+static const struct schema backend_schema = {"backend", "in backend", backend_fields, 2};
+
+/* check_alpn_h2 refuses a tcp-mode listener that offers h2 to clients while
+ * its backend speaks HTTP/1.1: the bytes reach the backend unchanged, so a
+ * client that picks h2 sends an HTTP/2 preface the backend answers with an
+ * error, and the client sees an empty reply (hitch's long-standing trap). */
+static void check_alpn_h2(struct loader *ld, const struct ynode *listener_node,
+                          const struct cfg_listener *listener)
+{
+    const struct ynode *tls = yamltree_get(listener_node, "tls");
+    const struct ynode *alpn = tls != NULL ? yamltree_get(tls, "alpn") : NULL;
+
+    if (alpn == NULL || listener->backend_protocol == CFG_BACKEND_H2 ||
+        yamltree_kind(alpn) != YNODE_SEQUENCE)
+        return;
+    for (size_t i = 0; i < yamltree_num_items(alpn); i++) {
+        const struct ynode *item = yamltree_item(alpn, i);
+        const char *name = yamltree_kind(item) == YNODE_SCALAR ? yamltree_scalar(item) : NULL;
+        if (name != NULL && strcmp(name, "h2") == 0)
+            cfg_fail_at(ld, item,
+                        "alpn offers h2, but the backend gets the client's bytes unchanged and "
+                        "speaks HTTP/1.1: a client that picks h2 would get an empty reply; "
+                        "remove h2, or set 'backend.protocol: h2' if the backend speaks "
+                        "HTTP/2 itself");
+    }
+}
 
 static const struct field timeouts_fields[] = {
     {"handshake", false, apply_duration, offsetof(struct cfg_listener, handshake_timeout_ms),
@@ -600,6 +638,7 @@ static void apply_listeners(struct loader *ld, const struct field *field,
         if (!cfg_expect(ld, field->key, item, YNODE_MAPPING, "a mapping"))
             continue;
         cfg_apply_mapping(ld, &listener_schema, item, listener);
+        check_alpn_h2(ld, item, listener);
     }
 }
 

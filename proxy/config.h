@@ -98,6 +98,12 @@ struct cfg_candidate_policy {
     uint8_t num_groups;
 };
 
+/* enum cfg_backend_protocol is what a listener's backend servers speak. */
+enum cfg_backend_protocol {
+    CFG_BACKEND_HTTP1, /* http/1.1 (default) */
+    CFG_BACKEND_H2,    /* h2: the backend speaks HTTP/2 itself over the tcp-mode stream */
+};
+
 struct cfg_listener {
     char *name;
     struct cfg_pos pos; /* the listener's mapping, for "defined here" notes */
@@ -127,6 +133,7 @@ struct cfg_listener {
 
     struct net_addr *servers;
     size_t num_servers;
+    enum cfg_backend_protocol backend_protocol;
 
     uint32_t handshake_timeout_ms;
     uint32_t connect_timeout_ms;

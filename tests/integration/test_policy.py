@@ -49,6 +49,13 @@ def both_certs(certs):
     return [certs.pair("ecdsa"), certs.pair("rsa")]
 
 
+def speaks_h2(listener):
+    """speaks_h2 marks |listener|'s backend as speaking HTTP/2 itself, which
+    tcp mode requires before it offers h2 in ALPN, and returns it."""
+    listener["backend"]["protocol"] = "h2"
+    return listener
+
+
 @pytest.fixture(scope="module")
 def proxy(module_tlsterm_factory, module_backend_factory, certs):
     http = module_backend_factory("http")
@@ -58,14 +65,14 @@ def proxy(module_tlsterm_factory, module_backend_factory, certs):
             [
                 listener_config("intermediate", http, certs, **preset),
                 listener_config("modern", http, certs, tls={"policy": "modern"}, **preset),
-                listener_config(
+                speaks_h2(listener_config(
                     "alpn", http, certs, min_version=None, max_version=None,
                     tls={"alpn": ["h2", "http/1.1"]},
-                ),
-                listener_config(
+                )),
+                speaks_h2(listener_config(
                     "alpn_required", http, certs, min_version=None, max_version=None,
                     tls={"alpn": ["h2"], "alpn_required": True},
-                ),
+                )),
             ]
         )
     )
@@ -255,8 +262,9 @@ def test_legacy_allowed_and_warned(tlsterm_factory, backend_factory, certs):
 
 def test_check_describes_the_policy(tmp_path, certs):
     config = tlsterm_config([
-        listener_config("inter", "127.0.0.1:9", certs, min_version=None, max_version=None,
-                        cert=both_certs(certs), tls={"alpn": ["h2", "http/1.1"]}),
+        speaks_h2(listener_config("inter", "127.0.0.1:9", certs, min_version=None,
+                                  max_version=None, cert=both_certs(certs),
+                                  tls={"alpn": ["h2", "http/1.1"]})),
         listener_config("mod", "127.0.0.1:9", certs, min_version=None, max_version=None,
                         groups=["P-384", "X25519"],
                         tls={"policy": "modern", "sni_strict": True}),
@@ -284,3 +292,17 @@ def test_check_describes_the_policy(tmp_path, certs):
     assert "  alpn: (none)\n" in mod
     assert "  sni: strict\n" in mod
     assert out.endswith(f"{path}: ok\n")
+
+
+def test_h2_refused_in_front_of_an_http1_backend(tmp_path, certs):
+    """tcp mode forwards bytes unchanged: offering h2 in front of an
+    HTTP/1.1 backend would give every h2 client an empty reply, so the
+    configuration is refused, at the h2 entry."""
+    config = tlsterm_config([listener_config("edge", "127.0.0.1:9", certs,
+                                             tls={"alpn": ["h2", "http/1.1"]})])
+    path = write_yaml(tmp_path, config)
+    result = run_tlsterm("--check", "-c", path)
+    assert result.returncode != 0, text(result)
+    err = result.stderr.decode()
+    assert re.search(rf"{re.escape(str(path))}:\d+:\d+: alpn offers h2, but the backend", err), err
+    assert "backend.protocol: h2" in err

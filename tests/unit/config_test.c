@@ -122,6 +122,8 @@ static void expect_errors(const char *yaml, const char *expected)
     "    backend:\n"                                                                           \
     "      servers: [\"127.0.0.1:8080\"]\n"
 #define MINIMAL LISTENER_HEAD TLS_OK BACKEND_OK
+/* A backend that speaks HTTP/2 itself, so that tcp mode may offer h2. */
+#define BACKEND_H2 BACKEND_OK "      protocol: h2\n"
 
 static void test_minimal_config_and_defaults(void **state)
 {
@@ -933,9 +935,10 @@ static void test_alpn_and_switches(void **state)
                                          "      sni_strict: true\n"
                                          "      allow_expired: true\n"
                                          "      expiry_warning: 60d\n"
-                                         "      early_data: true\n") BACKEND_OK);
+                                         "      early_data: true\n") BACKEND_H2);
     assert_non_null(config);
     l = &config->listeners[0];
+    assert_int_equal(l->backend_protocol, CFG_BACKEND_H2);
     assert_int_equal(l->alpn_len, 12);
     assert_memory_equal(l->alpn, "\x02h2\x08http/1.1", 12);
     assert_true(l->alpn_required);
@@ -953,7 +956,7 @@ static void test_alpn_and_switches(void **state)
     expect_errors(LISTENER_HEAD TLS_WITH("      alpn: [h2, \"\", \"a b\", h2]\n"
                                          "      sni_strict: 1\n"
                                          "      early_data: [true]\n"
-                                         "      expiry_warning: 366d\n") BACKEND_OK,
+                                         "      expiry_warning: 366d\n") BACKEND_H2,
                   "t.yaml:8:18: invalid ALPN protocol ''; expected 1 to 255 printable "
                   "characters without spaces (e.g. h2, http/1.1)\n"
                   "t.yaml:8:22: invalid ALPN protocol 'a b'; expected 1 to 255 printable "
@@ -969,6 +972,27 @@ static void test_alpn_and_switches(void **state)
                   "offer one of\n");
     expect_errors(LISTENER_HEAD TLS_WITH("      groups: [P-256, X25519, P-256]\n") BACKEND_OK,
                   "t.yaml:8:31: duplicate 'P-256' in 'groups' (first listed at 8:16)\n");
+}
+
+static void test_h2_in_tcp_mode_needs_an_h2_backend(void **state)
+{
+    struct config *config;
+
+    (void)state;
+    config = load(MINIMAL);
+    assert_non_null(config);
+    assert_int_equal(config->listeners[0].backend_protocol, CFG_BACKEND_HTTP1);
+    config_free(config);
+    config = load(LISTENER_HEAD TLS_WITH("      alpn: [http/1.1]\n") BACKEND_OK);
+    assert_non_null(config);
+    config_free(config);
+    expect_errors(LISTENER_HEAD TLS_WITH("      alpn: [http/1.1, h2]\n") BACKEND_OK,
+                  "t.yaml:8:24: alpn offers h2, but the backend gets the client's bytes "
+                  "unchanged and speaks HTTP/1.1: a client that picks h2 would get an empty "
+                  "reply; remove h2, or set 'backend.protocol: h2' if the backend speaks HTTP/2 "
+                  "itself\n");
+    expect_errors(LISTENER_HEAD TLS_OK BACKEND_OK "      protocol: h3\n",
+                  "t.yaml:10:17: invalid protocol 'h3'; allowed: http/1.1, h2\n");
 }
 
 static void test_fifo_refused(void **state)
@@ -1149,7 +1173,7 @@ static void test_every_error_reported_once_in_order(void **state)
         "4:13)\n"
         "t.yaml:11:68: unknown group 'P-999'; allowed: X25519, P-256, P-384, P-521\n"
         "t.yaml:12:15: unknown key 'severs' in backend; did you mean 'servers'? "
-        "allowed: servers\n"
+        "allowed: servers, protocol\n"
         "t.yaml:13:22: invalid max_connections '0'; expected an integer from 1 to "
         "1000000\n");
 }
@@ -1183,6 +1207,7 @@ int main(void)
         cmocka_unit_test_teardown(test_allow_legacy, test_teardown),
         cmocka_unit_test_teardown(test_report_only, test_teardown),
         cmocka_unit_test_teardown(test_alpn_and_switches, test_teardown),
+        cmocka_unit_test_teardown(test_h2_in_tcp_mode_needs_an_h2_backend, test_teardown),
         cmocka_unit_test_teardown(test_fifo_refused, test_teardown),
         cmocka_unit_test_teardown(test_admin_address_of_a_listener, test_teardown),
         cmocka_unit_test_teardown(test_client_auth, test_teardown),
