@@ -42,10 +42,12 @@ static int open_regular(const char *path, struct stat *out_st, char *problem,
     /* A directory keeps strerror's words, which operators know. */
     if (S_ISDIR(out_st->st_mode)) {
         snprintf(problem, problem_len, "%s", strerror(EISDIR));
+        errno = EISDIR; /* callers tell "too large" (EFBIG) by errno */
         goto fail;
     }
     if (!S_ISREG(out_st->st_mode)) {
         snprintf(problem, problem_len, "not a regular file (%s)", type_name(out_st->st_mode));
+        errno = EINVAL;
         goto fail;
     }
     return fd;
@@ -94,11 +96,16 @@ int file_read_regular(const char *path, size_t max_len, struct file_contents *ou
             if (cap == limit)
                 break;
             size_t grown_cap = cap > limit / 2 ? limit : cap * 2;
-            uint8_t *grown = realloc(out->data, grown_cap + 1);
+            /* Not realloc: the old block may hold key material, and is
+             * wiped before it is freed. */
+            uint8_t *grown = malloc(grown_cap + 1);
             if (grown == NULL) {
                 snprintf(problem, problem_len, "%s", strerror(ENOMEM));
                 goto fail;
             }
+            memcpy(grown, out->data, out->len);
+            OPENSSL_cleanse(out->data, cap + 1);
+            free(out->data);
             out->data = grown;
             cap = grown_cap;
         }

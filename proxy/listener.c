@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "conn.h"
 #include "daemon.h"
 #include "log.h"
@@ -278,6 +279,10 @@ unsigned listener_conn_fd_budget(const struct config *config, unsigned num_worke
 {
     unsigned long long reserve = FD_RESERVE + 1; /* and the configuration file */
 
+    /* The admin endpoint starts after the count and lives on the reserve:
+     * its connections, listening socket, event loop and stop pipe. */
+    if (config->admin.enabled)
+        reserve += ADMIN_DEFAULT_MAX_CONNS + 4;
     config_for_each_file(config, count_file, &reserve);
     reserve += (unsigned long long)num_workers * max_fds_per_conn(config);
     unsigned long long limit = fd_soft_limit(), taken = fds_in_use + reserve;

@@ -683,6 +683,8 @@ static void print_failures(const struct jnode *details)
             rows = networks->num;
         if (ja4s->num > rows)
             rows = ja4s->num;
+        if (versions->num > rows)
+            rows = versions->num;
         if (rows > TABLE_TOP_SHOWN)
             rows = TABLE_TOP_SHOWN;
         for (size_t row = 0; row < rows; row++) {

@@ -139,6 +139,9 @@ static int load(struct tickets *tickets, const struct cfg_session_tickets *cfg, 
     if (cfg->key_file != NULL) {
         fresh = calloc(TICKET_KEYS_MAX, sizeof(*fresh));
         if (fresh == NULL || read_key_file(cfg, fresh, &num_fresh, errors) != 0) {
+            /* The lines read before the bad one left keys here. */
+            if (fresh != NULL)
+                OPENSSL_cleanse(fresh, TICKET_KEYS_MAX * sizeof(*fresh));
             free(fresh);
             return -1;
         }
