@@ -373,16 +373,27 @@ done:
     return result;
 }
 
+/* same_name compares |len| bytes of |name| with the whole of |san|, in any
+ * case. */
+static bool same_name(const char *san, const char *name, size_t len)
+{
+    return strlen(san) == len && strncasecmp(san, name, len) == 0;
+}
+
 /* name_matches compares an SNI (any case) with a lower-case SAN name, where a
- * leading "*." matches exactly one label. */
+ * leading "*." matches exactly one label. An SNI may end in the root's dot
+ * ("example.com."), which names the same host, as BoringSSL accepts it. */
 static bool name_matches(const char *san, const char *sni, bool wildcard)
 {
+    size_t len = strlen(sni);
+    if (len > 1 && sni[len - 1] == '.')
+        len--;
     if (!wildcard)
-        return strcasecmp(san, sni) == 0;
+        return same_name(san, sni, len);
     if (san[0] != '*' || san[1] != '.')
         return false;
-    const char *dot = strchr(sni, '.');
-    return dot != NULL && dot != sni && strcasecmp(san + 1, dot) == 0;
+    const char *dot = memchr(sni, '.', len);
+    return dot != NULL && dot != sni && same_name(san + 1, dot, len - (size_t)(dot - sni));
 }
 
 bool tls_cert_has_name(const struct tls_cert *cert, const char *sni, bool wildcard)

@@ -118,8 +118,9 @@ def test_key_type_selection(proxy, args, cn):
     assert served(result) == cn
 
 
-@pytest.mark.parametrize("sni", ["a.example", "x.wild.example"])
+@pytest.mark.parametrize("sni", ["a.example", "x.wild.example", "a.example.", "x.wild.example."])
 def test_strict_serves_known_names(proxy, sni):
+    """A name ending in the root's dot is the same host name."""
     result, _ = connect(proxy, "strict", sni=sni)
     assert served(result) in ("a", "wild")
 
