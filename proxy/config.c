@@ -417,12 +417,13 @@ static void apply_name(struct loader *ld, const struct field *field, const struc
 }
 
 /* find_listen_addr returns the listen entry, in any listener up to and
- * including |last|, equal to |addr|, and its listener in |*out_owner|; NULL
- * if none. Port 0 asks the kernel for a fresh port each time, so it never
- * collides. */
+ * including |last|, equal to |addr| (with |overlap|: that |addr| could not be
+ * bound beside, see net_addr_overlaps), and its listener in |*out_owner|;
+ * NULL if none. Port 0 asks the kernel for a fresh port each time, so it
+ * never collides. */
 static const struct cfg_listen_addr *find_listen_addr(const struct config *config,
                                                       const struct cfg_listener *last,
-                                                      const struct net_addr *addr,
+                                                      const struct net_addr *addr, bool overlap,
                                                       const struct cfg_listener **out_owner)
 {
     const struct sockaddr_in *sin = (const struct sockaddr_in *)&addr->ss;
@@ -433,7 +434,8 @@ static const struct cfg_listen_addr *find_listen_addr(const struct config *confi
         return NULL;
     for (const struct cfg_listener *l = config->listeners; l <= last; l++) {
         for (size_t i = 0; i < l->num_listen; i++) {
-            if (net_addr_equal(&l->listen[i].addr, addr)) {
+            if (overlap ? net_addr_overlaps(&l->listen[i].addr, addr)
+                        : net_addr_equal(&l->listen[i].addr, addr)) {
                 *out_owner = l;
                 return &l->listen[i];
             }
@@ -465,7 +467,7 @@ static void apply_listen(struct loader *ld, const struct field *field,
             cfg_fail_at(ld, item, "invalid listen address '%s': %s", text, reason);
             continue;
         }
-        first = find_listen_addr(ld->config, listener, &addr, &owner);
+        first = find_listen_addr(ld->config, listener, &addr, false, &owner);
         if (first != NULL) {
             cfg_fail_at(ld, item, "duplicate listen address '%s' (first defined at %d:%d)",
                         text, first->pos.line, first->pos.col);
@@ -705,12 +707,23 @@ static void check_admin(struct loader *ld)
     }
     if (config->num_listeners > 0 &&
         (taken = find_listen_addr(config, &config->listeners[config->num_listeners - 1],
-                                  &admin->addr, &owner)) != NULL) {
-        cfg_error(ld->errors, &admin->listen_pos,
-                  "admin listen address '%s' is also a listen address of listener '%s' (at "
-                  "%d:%d); give the admin endpoint an address of its own",
-                  net_addr_format(&admin->addr, text, sizeof(text)),
-                  owner->name != NULL ? owner->name : "?", taken->pos.line, taken->pos.col);
+                                  &admin->addr, true, &owner)) != NULL) {
+        char taken_text[NET_ADDR_TEXT_MAX];
+        net_addr_format(&admin->addr, text, sizeof(text));
+        net_addr_format(&taken->addr, taken_text, sizeof(taken_text));
+        if (net_addr_equal(&taken->addr, &admin->addr))
+            cfg_error(ld->errors, &admin->listen_pos,
+                      "admin listen address '%s' is also a listen address of listener '%s' (at "
+                      "%d:%d); give the admin endpoint an address of its own",
+                      text, owner->name != NULL ? owner->name : "?", taken->pos.line,
+                      taken->pos.col);
+        else
+            cfg_error(ld->errors, &admin->listen_pos,
+                      "admin listen address '%s' cannot be bound beside listen address '%s' of "
+                      "listener '%s' (at %d:%d), which takes that port on every address; give "
+                      "the admin endpoint a port of its own",
+                      text, taken_text, owner->name != NULL ? owner->name : "?",
+                      taken->pos.line, taken->pos.col);
         ld->num_errors++;
     }
 }

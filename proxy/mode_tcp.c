@@ -166,6 +166,9 @@ static int read_client(struct conn *c)
     case TLS_IO_WANT_WRITE:
         break;
     case TLS_IO_EOF:
+        /* timeouts.half_closed counts from the half-close, not from the
+         * last bytes before it: the backend gets that long to answer. */
+        t->last_activity_ms = clock_now_ms();
         f->state = f->state == FLOW_DISCARD ? FLOW_DONE : FLOW_ENDING;
         break;
     case TLS_IO_ERROR:
@@ -277,6 +280,7 @@ static int read_backend(struct conn *c)
     case BACKEND_IO_WAIT:
         break;
     case BACKEND_IO_EOF:
+        t->last_activity_ms = clock_now_ms(); /* as for the client's EOF */
         f->state = FLOW_ENDING;
         break;
     case BACKEND_IO_ERROR: {

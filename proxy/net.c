@@ -139,19 +139,26 @@ char *net_addr_format(const struct net_addr *addr, char *out, size_t out_len)
                               out_len);
 }
 
-bool net_addr_equal(const struct net_addr *a, const struct net_addr *b)
+/* same_address compares |a| and |b|, of one family, as net_addr_equal does,
+ * or as net_addr_overlaps does when |wildcard| is set. */
+static bool same_address(const struct net_addr *a, const struct net_addr *b, bool wildcard)
 {
     if (a->ss.ss_family != b->ss.ss_family)
         return false;
     switch (a->ss.ss_family) {
     case AF_INET: {
         const struct sockaddr_in *x = (const void *)&a->ss, *y = (const void *)&b->ss;
-        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+        return x->sin_port == y->sin_port &&
+               (x->sin_addr.s_addr == y->sin_addr.s_addr ||
+                (wildcard && (x->sin_addr.s_addr == htonl(INADDR_ANY) ||
+                              y->sin_addr.s_addr == htonl(INADDR_ANY))));
     }
     case AF_INET6: {
         const struct sockaddr_in6 *x = (const void *)&a->ss, *y = (const void *)&b->ss;
         return x->sin6_port == y->sin6_port &&
-               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+               (memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0 ||
+                (wildcard && (IN6_IS_ADDR_UNSPECIFIED(&x->sin6_addr) ||
+                              IN6_IS_ADDR_UNSPECIFIED(&y->sin6_addr))));
     }
     case AF_UNIX: {
         const struct sockaddr_un *x = (const void *)&a->ss, *y = (const void *)&b->ss;
@@ -160,6 +167,16 @@ bool net_addr_equal(const struct net_addr *a, const struct net_addr *b)
     default:
         return false;
     }
+}
+
+bool net_addr_equal(const struct net_addr *a, const struct net_addr *b)
+{
+    return same_address(a, b, false);
+}
+
+bool net_addr_overlaps(const struct net_addr *a, const struct net_addr *b)
+{
+    return same_address(a, b, true);
 }
 
 void net_set_nodelay(int fd)

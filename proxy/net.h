@@ -41,6 +41,12 @@ char *net_addr_format_sa(const struct sockaddr *sa, socklen_t len, char *out,
  * and port (or the same unix path). */
 bool net_addr_equal(const struct net_addr *a, const struct net_addr *b);
 
+/* net_addr_overlaps returns true if |a| and |b| could not both be bound:
+ * equal, or the same family and port where one is the wildcard address
+ * (0.0.0.0 or [::]; IPv6 sockets are IPV6_V6ONLY, so families never
+ * overlap). */
+bool net_addr_overlaps(const struct net_addr *a, const struct net_addr *b);
+
 /* net_listen opens a non-blocking, close-on-exec listening socket bound to
  * |addr| (SO_REUSEADDR; IPV6_V6ONLY for IPv6 so "[::]" and "0.0.0.0" can be
  * listened on together; SO_REUSEPORT if |reuseport|, so that each worker can

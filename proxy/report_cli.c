@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "file.h"
 #include "log.h"
 #include "report.h"
 
@@ -742,48 +743,17 @@ static void print_table(const struct jnode *doc)
     }
 }
 
-static char *read_file(const char *path, size_t *out_len)
+/* read_file reads the report at |path| into |out|: a regular file only, as
+ * for the configuration's files, so that a FIFO or a device never blocks
+ * the command. It returns 0, or -1 after saying why on stderr. */
+static int read_file(const char *path, struct file_contents *out)
 {
-    FILE *f = fopen(path, "rb");
-    char *data = NULL;
-    size_t len = 0, cap = 0, first_cap = 65536;
-    struct stat st;
+    char problem[FILE_PROBLEM_MAX];
 
-    if (f == NULL) {
-        fprintf(stderr, "tlsterm: cannot open report %s: %s\n", path, strerror(errno));
-        return NULL;
-    }
-    /* A regular file fits in one buffer of its size, and a byte to see EOF. */
-    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && st.st_size < REPORT_FILE_MAX)
-        first_cap = (size_t)st.st_size + 1;
-    for (;;) {
-        if (len == cap) {
-            cap = cap ? cap * 2 : first_cap;
-            char *grown = cap <= REPORT_FILE_MAX ? realloc(data, cap + 1) : NULL;
-            if (grown == NULL) {
-                fprintf(stderr, "tlsterm: %s: too large for a report (over %d bytes)\n", path,
-                        REPORT_FILE_MAX);
-                goto fail;
-            }
-            data = grown;
-        }
-        size_t n = fread(data + len, 1, cap - len, f);
-        len += n;
-        if (n == 0)
-            break;
-    }
-    if (ferror(f)) {
-        fprintf(stderr, "tlsterm: cannot read report %s: %s\n", path, strerror(errno));
-        goto fail;
-    }
-    fclose(f);
-    data[len] = '\0';
-    *out_len = len;
-    return data;
-fail:
-    fclose(f);
-    free(data);
-    return NULL;
+    if (file_read_regular(path, REPORT_FILE_MAX, out, problem, sizeof(problem)) == 0)
+        return 0;
+    fprintf(stderr, "tlsterm: cannot read report %s: %s\n", path, problem);
+    return -1;
 }
 
 int report_cli_main(int argc, char **argv)
@@ -810,13 +780,14 @@ int report_cli_main(int argc, char **argv)
         return 2;
     }
 
-    size_t len;
-    char *data = read_file(path, &len);
+    struct file_contents contents;
+    if (read_file(path, &contents) != 0)
+        return 1;
+    char *data = (char *)contents.data;
+    size_t len = contents.len;
     struct report_file file = {.path = path, .data = data};
     struct jdoc doc;
     int status = 1;
-    if (data == NULL)
-        return 1;
     if (parse_document(path, data, len, &doc) != 0)
         goto fail;
     if (check_value(&file, &doc.root, "the file", &report_rule) != 0)
@@ -832,6 +803,6 @@ int report_cli_main(int argc, char **argv)
     status = 0;
 fail:
     jdoc_cleanup(&doc);
-    free(data);
+    file_contents_cleanup(&contents);
     return status;
 }

@@ -533,6 +533,37 @@ def test_half_closed_timeout_ends_a_silent_half_open_connection(
     assert closed["reason"] == "half_closed_timeout"
 
 
+def test_half_closed_timeout_counts_from_the_half_close(tlsterm_factory, certs):
+    """A client quiet for longer than timeouts.half_closed before it
+    half-closes still gives the backend that long to answer."""
+    server, backend_addr = tcp_backend()
+    try:
+        listener = listener_config("edge", backend_addr, certs)
+        listener["timeouts"]["half_closed"] = "1s"
+        proxy = tlsterm_factory(tlsterm_config([listener]))
+
+        def answer_after_eof(conn):
+            while conn.recv(100):
+                pass
+            time.sleep(0.5)
+            conn.sendall(b"answer")
+
+        thread = serve_once(server, answer_after_eof)
+        client = BioTlsClient(proxy.port("edge"), client_context(certs.ca))
+        try:
+            client.handshake()
+            client.send(b"question")
+            time.sleep(1.5)
+            client.send_close_notify()
+            data, how = client.read_all()
+        finally:
+            client.close()
+        thread.join(10)
+        assert (data, how) == (b"answer", "close_notify")
+    finally:
+        server.close()
+
+
 def test_half_closed_timeout_never_cuts_a_moving_transfer(
     tlsterm_factory, backend_factory, certs
 ):

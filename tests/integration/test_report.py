@@ -301,7 +301,7 @@ def text_of(result):
 
 
 @pytest.mark.parametrize("content, message", [
-    (None, "cannot open report"),
+    (None, "cannot read report"),
     (b'{"organization-name": "x",', ":1:27: invalid JSON: expected a string key"),
     (b'{"a": 1,}', ":1:9: invalid JSON: expected a string key"),
     (b'[1, 2]', ":1:1: not a report: the file is an array, not an object"),
@@ -474,3 +474,12 @@ def test_report_dir_must_be_a_writable_directory(certs, tmp_path):
     result = run_tlsterm("--check", "-c", str(path))
     assert result.returncode == 1
     assert f"report dir '{not_dir}' is not a directory" in result.stderr.decode()
+
+
+def test_report_cli_refuses_a_fifo(tmp_path):
+    """A FIFO (or a device) is refused at once rather than read forever."""
+    fifo = tmp_path / "report.json"
+    os.mkfifo(fifo)
+    result = run_tlsterm("report", str(fifo), timeout=10)
+    assert result.returncode == 1
+    assert "not a regular file (a FIFO)" in result.stderr.decode()

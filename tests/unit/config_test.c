@@ -1020,6 +1020,28 @@ static void test_admin_address_of_a_listener(void **state)
                   "t.yaml:11:11: admin listen address '127.0.0.1:9100' is also a listen "
                   "address of listener 'edge' (at 3:32); give the admin endpoint an address "
                   "of its own\n");
+    expect_errors("listeners:\n"
+                  "  - name: edge\n"
+                  "    listen: [\"0.0.0.0:9100\", \"[::]:9200\"]\n" TLS_OK BACKEND_OK
+                  "admin:\n"
+                  "  listen: \"127.0.0.1:9100\"\n",
+                  "t.yaml:11:11: admin listen address '127.0.0.1:9100' cannot be bound beside "
+                  "listen address '0.0.0.0:9100' of listener 'edge' (at 3:14), which takes that "
+                  "port on every address; give the admin endpoint a port of its own\n");
+    expect_errors("listeners:\n"
+                  "  - name: edge\n"
+                  "    listen: [\"0.0.0.0:9100\", \"[::]:9200\"]\n" TLS_OK BACKEND_OK
+                  "admin:\n"
+                  "  listen: \"[::1]:9200\"\n",
+                  "t.yaml:11:11: admin listen address '[::1]:9200' cannot be bound beside "
+                  "listen address '[::]:9200' of listener 'edge' (at 3:30), which takes that "
+                  "port on every address; give the admin endpoint a port of its own\n");
+    /* IPv6 listeners are IPV6_V6ONLY: [::] leaves IPv4's port alone. */
+    config_free(load("listeners:\n"
+                     "  - name: edge\n"
+                     "    listen: [\"[::]:9100\"]\n" TLS_OK BACKEND_OK "admin:\n"
+                     "  listen: \"127.0.0.1:9100\"\n"));
+    assert_string_equal(errors_text, "");
     /* Port 0 is a fresh port each time: no collision. */
     config_free(load(LISTENER_HEAD TLS_OK BACKEND_OK "admin:\n"
                                                      "  listen: \"127.0.0.1:0\"\n"));
