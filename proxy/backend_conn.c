@@ -29,7 +29,8 @@ const struct net_addr *backend_pick_server(const struct net_addr *servers, size_
  * returns 0, or -1 when out of memory. */
 static int schedule_retry(struct backend_conn *b)
 {
-    uint32_t delay_ms = CONNECT_RETRY_MIN_MS << (b->connect_retries < 5 ? b->connect_retries : 5);
+    uint32_t delay_ms = CONNECT_RETRY_MIN_MS
+                        << (b->connect_retries < 5 ? b->connect_retries : 5);
     if (delay_ms > CONNECT_RETRY_MAX_MS)
         delay_ms = CONNECT_RETRY_MAX_MS;
     if (b->retry_ev == NULL && (b->retry_ev = evtimer_new(b->base, on_retry, b)) == NULL)
@@ -86,7 +87,7 @@ struct backend_conn *backend_conn_open(struct event_base *base, const struct net
     backend_conn_watch(b, 0);
     return b;
 
-fail: {
+fail : {
     int saved = errno;
     backend_conn_free(b, false);
     errno = saved;

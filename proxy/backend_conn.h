@@ -48,10 +48,10 @@ struct backend_conn {
     const struct net_addr *server;
     struct event_base *base;
     struct event ev;
-    short armed;            /* what |ev| is armed for; 0: not armed */
-    bool read_blocked;      /* the last read would block */
-    bool write_blocked;     /* the last write would block */
-    bool drained;           /* the last read emptied the socket (see tls_io.h) */
+    short armed;        /* what |ev| is armed for; 0: not armed */
+    bool read_blocked;  /* the last read would block */
+    bool write_blocked; /* the last write would block */
+    bool drained;       /* the last read emptied the socket (see tls_io.h) */
     uint8_t connect_retries;
     int connect_error;      /* errno of a failed connect, once known */
     struct event *retry_ev; /* only while waiting to retry a unix connect */
@@ -71,7 +71,8 @@ struct backend_conn *backend_conn_open(struct event_base *base, const struct net
 
 /* backend_conn_set_owner makes |on_event| with |arg| receive |conn|'s
  * events from now on. */
-void backend_conn_set_owner(struct backend_conn *conn, backend_conn_event_fn on_event, void *arg);
+void backend_conn_set_owner(struct backend_conn *conn, backend_conn_event_fn on_event,
+                            void *arg);
 
 /* backend_conn_connect_result returns 0 once |conn| is connected (and marks
  * it so), EINPROGRESS while still connecting, or the errno value the connect

@@ -133,8 +133,9 @@ static void log_conn_end(const struct conn *c, enum end_reason reason,
         socklen_t local_len = sizeof(local);
         char local_text[NET_ADDR_TEXT_MAX];
         if (getsockname(c->client.sock.fd, (struct sockaddr *)&local, &local_len) == 0)
-            log_str(&line, "local", net_addr_format_sa((struct sockaddr *)&local, local_len,
-                                                       local_text, sizeof(local_text)));
+            log_str(&line, "local",
+                    net_addr_format_sa((struct sockaddr *)&local, local_len, local_text,
+                                       sizeof(local_text)));
         log_int(&line, "bytes_received", (long long)c->client.sock.bytes_read);
     }
     /* What the client offered, when a ClientHello arrived: the last fields,

@@ -49,7 +49,7 @@ struct conn {
      * and it can still fail (timeouts.handshake still applies). */
     bool handshake_completing;
     bool resume_queued; /* the mode's on_resume runs on the next turn */
-    bool fin_sent; /* CONN_CLOSING: shutdown(SHUT_WR) done */
+    bool fin_sent;      /* CONN_CLOSING: shutdown(SHUT_WR) done */
 
     struct transport client;
     const struct mode_ops *mode; /* set from CONN_ACTIVE on */

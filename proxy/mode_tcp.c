@@ -74,8 +74,8 @@ struct tcp_forward {
     enum tcp_state state;
     struct backend_conn *backend;
     const struct net_addr *backend_server; /* owned by the conn's generation */
-    struct flow up;   /* client -> backend */
-    struct flow down; /* backend -> client */
+    struct flow up;                        /* client -> backend */
+    struct flow down;                      /* backend -> client */
     /* Why the backend stopped taking bytes, while up discards: the reason
      * logged at the end unless down ends worse. */
     enum end_reason backend_write_failure;
@@ -125,8 +125,8 @@ static void arm_deadline(struct conn *c)
 {
     struct tcp_forward *t = tcp_of(c);
     bool half_closed = t->up.state != FLOW_OPEN || t->down.state != FLOW_OPEN;
-    uint64_t at = t->last_activity_ms + (half_closed ? c->cfg->half_closed_timeout_ms
-                                                     : c->cfg->idle_timeout_ms);
+    uint64_t at = t->last_activity_ms +
+                  (half_closed ? c->cfg->half_closed_timeout_ms : c->cfg->idle_timeout_ms);
     if (t->up.state == FLOW_DISCARD && t->discard_until_ms < at)
         at = t->discard_until_ms;
     conn_set_deadline(c, at);
@@ -145,7 +145,8 @@ static int read_client(struct conn *c)
 
     if (take_buffer(f) != 0)
         return conn_close(c, END_OUT_OF_MEMORY, NULL);
-    enum tls_io_result result = transport_read(&c->client, f->buf, FORWARD_BUF_LEN, &n, &failure);
+    enum tls_io_result result =
+        transport_read(&c->client, f->buf, FORWARD_BUF_LEN, &n, &failure);
     if (c->handshake_completing)
         conn_handshake_progress(c);
     switch (result) {
@@ -460,8 +461,8 @@ static int tcp_start(struct conn *c)
     t->state = TCP_CONNECTING;
     t->backend_write_failure = END_DONE;
     t->connect_started_us = metrics_clock_us();
-    t->backend_server = backend_pick_server(c->cfg->servers, c->cfg->num_servers,
-                                            &c->listener->next_server);
+    t->backend_server =
+        backend_pick_server(c->cfg->servers, c->cfg->num_servers, &c->listener->next_server);
     t->backend = backend_conn_open(c->worker->base, t->backend_server, on_backend_event, c);
     if (t->backend == NULL)
         return backend_failed(c, END_BACKEND_CONNECT_FAILED, errno);

@@ -77,7 +77,8 @@ static void arm(struct timerq *q)
         return;
     uint64_t now = clock_now_ms();
     uint64_t ms = at > now ? at - now : 0;
-    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+    struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
+                         .tv_usec = (suseconds_t)(ms % 1000) * 1000};
     q->armed_at_ms = at;
     evtimer_add(q->ev, &tv);
 }

@@ -24,8 +24,8 @@ struct timerq_entry;
 typedef void (*timerq_fire_fn)(struct timerq_entry *entry);
 
 struct timerq_entry {
-    uint64_t at_ms;   /* clock_now_ms() time */
-    uint32_t slot;    /* 1 + its index in the heap; 0: not queued */
+    uint64_t at_ms; /* clock_now_ms() time */
+    uint32_t slot;  /* 1 + its index in the heap; 0: not queued */
 };
 
 struct timerq {

@@ -44,15 +44,15 @@ enum tls_io_result transport_handshake(struct transport *t, struct tls_io_failur
     return result;
 }
 
-enum tls_io_result transport_read(struct transport *t, uint8_t *buf, size_t len, size_t *out_len,
-                                  struct tls_io_failure *out_failure)
+enum tls_io_result transport_read(struct transport *t, uint8_t *buf, size_t len,
+                                  size_t *out_len, struct tls_io_failure *out_failure)
 {
     enum tls_io_result result = tls_io_read(t->ssl, buf, len, out_len, out_failure);
     t->read_wait = wait_for(result);
     if (result == TLS_IO_EOF && SSL_in_init(t->ssl)) {
         /* The client sent 0-RTT data and left without its Finished. */
-        *out_failure = (struct tls_io_failure){.reason = END_CLIENT_CLOSED,
-                                               .detail = "UNEXPECTED_EOF"};
+        *out_failure =
+            (struct tls_io_failure){.reason = END_CLIENT_CLOSED, .detail = "UNEXPECTED_EOF"};
         return TLS_IO_ERROR;
     }
     return result;

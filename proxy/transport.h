@@ -30,9 +30,9 @@ struct transport {
     struct tls_io_socket sock;
     SSL *ssl;
     struct event ev;
-    short armed;        /* what |ev| is armed for; 0: not armed */
-    uint8_t read_wait;  /* enum transport_wait of the blocked read (or handshake) */
-    uint8_t write_wait; /* of the blocked write, flush or close_notify */
+    short armed;            /* what |ev| is armed for; 0: not armed */
+    uint8_t read_wait;      /* enum transport_wait of the blocked read (or handshake) */
+    uint8_t write_wait;     /* of the blocked write, flush or close_notify */
     bool close_notify_sent; /* sealed and handed to the socket (or the out buffer) */
 };
 
@@ -51,8 +51,8 @@ enum tls_io_result transport_handshake(struct transport *t, struct tls_io_failur
 /* transport_read reads plaintext; see tls_io_read. While a 0-RTT handshake
  * is still completing (SSL_in_init), an EOF is a failed handshake: it
  * returns TLS_IO_ERROR with END_CLIENT_CLOSED. */
-enum tls_io_result transport_read(struct transport *t, uint8_t *buf, size_t len, size_t *out_len,
-                                  struct tls_io_failure *out_failure);
+enum tls_io_result transport_read(struct transport *t, uint8_t *buf, size_t len,
+                                  size_t *out_len, struct tls_io_failure *out_failure);
 
 /* transport_write writes plaintext; see tls_io_write. */
 enum tls_io_result transport_write(struct transport *t, const uint8_t *buf, size_t len,
