@@ -136,13 +136,19 @@ int backend_conn_connect_result(struct backend_conn *b)
     return err;
 }
 
+bool backend_conn_wait_readable(struct backend_conn *b)
+{
+    if (!b->drained)
+        return false;
+    b->read_blocked = true;
+    return true;
+}
+
 enum backend_io backend_conn_recv(struct backend_conn *b, uint8_t *buf, size_t len,
                                   size_t *out_len)
 {
-    if (b->drained) {
-        b->read_blocked = true;
+    if (backend_conn_wait_readable(b))
         return BACKEND_IO_WAIT;
-    }
     for (;;) {
         ssize_t n = recv(b->fd, buf, len, 0);
         if (n > 0) {

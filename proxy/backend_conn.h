@@ -79,6 +79,11 @@ void backend_conn_set_owner(struct backend_conn *conn, backend_conn_event_fn on_
  * failed with. Call it from the event callback while connecting. */
 int backend_conn_connect_result(struct backend_conn *conn);
 
+/* backend_conn_wait_readable returns true, and records that |conn| waits
+ * for readability, when a read could only find nothing (the last one
+ * drained the socket). A caller checks it before it takes a buffer. */
+bool backend_conn_wait_readable(struct backend_conn *conn);
+
 /* backend_conn_recv reads up to |len| bytes into |buf|; |*out_len| is set
  * on BACKEND_IO_OK. */
 enum backend_io backend_conn_recv(struct backend_conn *conn, uint8_t *buf, size_t len,

@@ -143,6 +143,9 @@ static int read_client(struct conn *c)
     struct tls_io_failure failure;
     size_t n = 0;
 
+    /* A read that can only find nothing costs no buffer (and no syscall). */
+    if (transport_wait_readable(&c->client))
+        return CONN_OK;
     if (take_buffer(f) != 0)
         return conn_close(c, END_OUT_OF_MEMORY, NULL);
     enum tls_io_result result =
@@ -267,6 +270,8 @@ static int read_backend(struct conn *c)
     struct flow *f = &t->down;
     size_t n = 0;
 
+    if (backend_conn_wait_readable(t->backend))
+        return CONN_OK;
     if (take_buffer(f) != 0)
         return conn_close(c, END_OUT_OF_MEMORY, NULL);
     switch (backend_conn_recv(t->backend, f->buf, FORWARD_BUF_LEN, &n)) {

@@ -58,6 +58,14 @@ enum tls_io_result transport_read(struct transport *t, uint8_t *buf, size_t len,
     return result;
 }
 
+bool transport_wait_readable(struct transport *t)
+{
+    if (!t->sock.drained || t->sock.readahead != NULL || SSL_has_pending(t->ssl))
+        return false;
+    t->read_wait = TRANSPORT_WAIT_READ;
+    return true;
+}
+
 enum tls_io_result transport_write(struct transport *t, const uint8_t *buf, size_t len,
                                    size_t *out_len, struct tls_io_failure *out_failure)
 {

@@ -54,6 +54,12 @@ enum tls_io_result transport_handshake(struct transport *t, struct tls_io_failur
 enum tls_io_result transport_read(struct transport *t, uint8_t *buf, size_t len,
                                   size_t *out_len, struct tls_io_failure *out_failure);
 
+/* transport_wait_readable returns true, and records that |t| waits for
+ * readability, when a read could only find nothing: the socket was drained,
+ * nothing is kept in the read-ahead, and BoringSSL holds no unread bytes.
+ * A caller checks it before it takes a buffer for a read. */
+bool transport_wait_readable(struct transport *t);
+
 /* transport_write writes plaintext; see tls_io_write. */
 enum tls_io_result transport_write(struct transport *t, const uint8_t *buf, size_t len,
                                    size_t *out_len, struct tls_io_failure *out_failure);

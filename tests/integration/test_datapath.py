@@ -133,6 +133,24 @@ def tcp_backend():
     return server, addr_text(server.getsockname())
 
 
+def half_close_and_read(proxy, certs, payload=b"", pause=0.0):
+    """half_close_and_read sends |payload| over TLS, waits |pause| seconds,
+    sends close_notify and reads to the end. It returns (bytes, how the
+    stream ended, as BioTlsClient.read_to_end says, the client's address)."""
+    client = BioTlsClient(proxy.port("edge"), client_context(certs.ca))
+    address = client.local_addr
+    try:
+        client.handshake()
+        if payload:
+            client.send(payload)
+        time.sleep(pause)
+        client.send_close_notify()
+        data, how = client.read_all()
+    finally:
+        client.close()
+    return data, how, address
+
+
 def serve_once(server, work):
     """serve_once accepts one connection on |server| in a thread and runs
     |work| on it; it returns the thread."""
@@ -184,13 +202,7 @@ def test_records_written_before_a_backend_reset_are_delivered(tlsterm_factory, c
             reset_on_close(conn)
 
         thread = serve_once(server, answer_and_reset)
-        client = BioTlsClient(proxy.port("edge"), client_context(certs.ca))
-        try:
-            client.handshake()
-            client.send_close_notify()
-            data, how = client.read_all()
-        finally:
-            client.close()
+        data, how, _ = half_close_and_read(proxy, certs)
         thread.join(10)
         assert data == b"".join(pattern(16384))
         assert how == "eof"
@@ -517,18 +529,10 @@ def test_half_closed_timeout_ends_a_silent_half_open_connection(
     listener["timeouts"]["half_closed"] = "1s"
     proxy = tlsterm_factory(tlsterm_config([listener]))
     mark = proxy.mark()
-    client = BioTlsClient(proxy.port("edge"), client_context(certs.ca))
-    client_addr = client.local_addr
-    try:
-        client.handshake()
-        client.send(b"request")
-        client.send_close_notify()
-        started = time.monotonic()
-        data, how = client.read_all()
-        assert (data, how) == (b"", "close_notify")
-        assert time.monotonic() - started < 10
-    finally:
-        client.close()
+    started = time.monotonic()
+    data, how, client_addr = half_close_and_read(proxy, certs, b"request")
+    assert (data, how) == (b"", "close_notify")
+    assert time.monotonic() - started < 10
     closed = proxy.wait_for("conn_closed", since=mark, client=client_addr)
     assert closed["reason"] == "half_closed_timeout"
 
@@ -549,15 +553,7 @@ def test_half_closed_timeout_counts_from_the_half_close(tlsterm_factory, certs):
             conn.sendall(b"answer")
 
         thread = serve_once(server, answer_after_eof)
-        client = BioTlsClient(proxy.port("edge"), client_context(certs.ca))
-        try:
-            client.handshake()
-            client.send(b"question")
-            time.sleep(1.5)
-            client.send_close_notify()
-            data, how = client.read_all()
-        finally:
-            client.close()
+        data, how, _ = half_close_and_read(proxy, certs, b"question", pause=1.5)
         thread.join(10)
         assert (data, how) == (b"answer", "close_notify")
     finally:
@@ -573,13 +569,6 @@ def test_half_closed_timeout_never_cuts_a_moving_transfer(
     listener = listener_config("edge", backend_factory("slow-source", size, 50 * 1024), certs)
     listener["timeouts"]["half_closed"] = "1s"
     proxy = tlsterm_factory(tlsterm_config([listener]))
-    client = BioTlsClient(proxy.port("edge"), client_context(certs.ca))
-    client_addr = client.local_addr
-    try:
-        client.handshake()
-        client.send_close_notify()
-        data, how = client.read_all()
-    finally:
-        client.close()
+    data, how, _ = half_close_and_read(proxy, certs)
     assert how == "close_notify"
     assert data == b"".join(pattern(size))
