@@ -615,7 +615,16 @@ static const struct cfg_listener listener_defaults = {
     .connect_timeout_ms = 5 * 1000,
     .idle_timeout_ms = 300 * 1000,
     .half_closed_timeout_ms = 30 * 1000,
+    .request_header_timeout_ms = 10 * 1000,
+    .backend_response_timeout_ms = 60 * 1000,
+    .queue_timeout_ms = 5 * 1000,
     .max_connections = 10000,
+    .pool_idle_timeout_ms = 2 * 1000,
+    .pool_max_idle = 64,
+    .http = {.x_forwarded = true, .max_request_header_bytes = 64 * 1024},
+    .http2 = {.max_concurrent_streams = 100,
+              .initial_window = 256 * 1024,
+              .connection_window = 1024 * 1024},
 };
 
 static void apply_listeners(struct loader *ld, const struct field *field,
@@ -763,6 +772,7 @@ struct config *config_load(const char *path, FILE *errors)
     ld.config->drain_timeout_ms = 30 * 1000;
     ld.config->num_workers = 0;
     ld.config->max_connections = 100000;
+    ld.config->log_access = true;
     ld.config->failure_log_rate = 20;
     ld.config->failure_log_burst = 100;
     ld.config->failure_log_summary_ms = 10 * 1000;
@@ -848,6 +858,8 @@ void config_free(struct config *config)
         free(listener->listen);
         cfg_tls_free(listener);
         free(listener->servers);
+        free(listener->http.trusted_proxies);
+        free(listener->http.request_id);
     }
     free(config->listeners);
     free(config->user);

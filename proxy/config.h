@@ -104,6 +104,37 @@ enum cfg_backend_protocol {
     CFG_BACKEND_H2,    /* h2: the backend speaks HTTP/2 itself over the tcp-mode stream */
 };
 
+/* enum cfg_mode is what a listener does once a handshake is done. */
+enum cfg_mode {
+    CFG_MODE_TCP,  /* bytes forwarded unchanged (default) */
+    CFG_MODE_HTTP, /* HTTP/2 and HTTP/1.1 terminated, HTTP/1.1 to the backend */
+};
+
+/* struct cfg_cidr is one trusted_proxies entry: an address and prefix. */
+struct cfg_cidr {
+    int family;        /* AF_INET or AF_INET6 */
+    uint8_t addr[16];  /* network byte order; 4 bytes used for AF_INET */
+    uint8_t prefix;    /* 0..32 or 0..128 */
+};
+
+/* struct cfg_http is a listener's "http" section (http mode only). */
+struct cfg_http {
+    bool x_forwarded;              /* X-Forwarded-For/-Proto/-Host/-Port (default true) */
+    bool forwarded;                /* RFC 7239 Forwarded (default false) */
+    struct cfg_cidr *trusted_proxies; /* whose incoming forwarding fields are kept */
+    size_t num_trusted_proxies;
+    char *request_id;              /* header added when absent; NULL: none */
+    bool client_cert_header;       /* X-Forwarded-Client-Cert (XFCC) with mTLS */
+    uint32_t max_request_header_bytes; /* default 64 KiB */
+};
+
+/* struct cfg_http2 is a listener's "http2" section: what its SETTINGS say. */
+struct cfg_http2 {
+    uint32_t max_concurrent_streams; /* default 100 */
+    uint32_t initial_window;         /* stream window, default 256 KiB */
+    uint32_t connection_window;      /* default 1 MiB */
+};
+
 struct cfg_listener {
     char *name;
     struct cfg_pos pos; /* the listener's mapping, for "defined here" notes */
@@ -134,11 +165,20 @@ struct cfg_listener {
     struct net_addr *servers;
     size_t num_servers;
     enum cfg_backend_protocol backend_protocol;
+    enum cfg_mode mode;
+    uint32_t backend_max_connections; /* per server and worker; 0: unlimited */
+    uint32_t pool_idle_timeout_ms;    /* backend.pool.idle_timeout (default 2s) */
+    uint32_t pool_max_idle;           /* backend.pool.max_idle per worker and server (64) */
+    struct cfg_http http;
+    struct cfg_http2 http2;
 
     uint32_t handshake_timeout_ms;
     uint32_t connect_timeout_ms;
     uint32_t idle_timeout_ms;
     uint32_t half_closed_timeout_ms; /* inactivity once one direction has ended */
+    uint32_t request_header_timeout_ms;  /* http: until a request's headers are complete */
+    uint32_t backend_response_timeout_ms; /* http: request body end to response headers */
+    uint32_t queue_timeout_ms;           /* http: waiting for a backend connection slot */
     uint32_t max_connections;
 };
 
@@ -168,7 +208,8 @@ struct config {
     char *user; /* drop privileges to this user after binding; NULL: stay */
     uint32_t num_workers;     /* worker threads; 0 means "auto": one per CPU */
     uint32_t max_connections; /* over all listeners and workers */
-    bool reload_on_change;    /* reload when a certificate, key or OCSP file changes */
+    bool reload_on_change;
+    bool log_access;          /* log.access: one "request" line per HTTP request */    /* reload when a certificate, key or OCSP file changes */
     struct cfg_admin admin;
     struct cfg_report report;
     /* handshake_failed lines: per reason and worker, a token bucket of
