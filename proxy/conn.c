@@ -430,7 +430,7 @@ static int do_handshake(struct conn *c)
      * says so, nothing: a request already sent would otherwise keep the
      * socket readable and the loop spinning while, say, tcp mode connects. */
     conn_watch_client(c);
-    c->mode = mode_for(c->cfg);
+    c->mode = mode_for(c);
     return c->mode->start(c);
 }
 

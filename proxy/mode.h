@@ -37,8 +37,24 @@ struct mode_ops {
 
 /* mode_tcp forwards bytes both ways, unchanged (mode_tcp.c). */
 extern const struct mode_ops mode_tcp;
+/* mode_h2 and mode_h1 terminate HTTP/2 and HTTP/1.1 (http mode), and send
+ * HTTP/1.1 to the backend (mode_h2.c, mode_h1.c, http_upstream.c). */
+extern const struct mode_ops mode_h2;
+extern const struct mode_ops mode_h1;
 
-/* mode_for returns the operations for a connection of listener |cfg|. */
-const struct mode_ops *mode_for(const struct cfg_listener *cfg);
+/* mode_for returns the operations for connection |c| once its handshake is
+ * done: its listener's mode, and in http mode the protocol ALPN chose. */
+const struct mode_ops *mode_for(const struct conn *c);
+
+struct backend_conn;
+struct evbuffer;
+
+/* mode_tcp_adopt switches |c| (whose previous mode state is already freed)
+ * to tcp mode over the connected backend connection |backend|, which it
+ * takes over, after a WebSocket upgrade: |to_client| and |to_backend| hold
+ * bytes already read from one side for the other (either may be NULL; they
+ * are drained and stay the caller's). Returns CONN_OK or CONN_CLOSED. */
+int mode_tcp_adopt(struct conn *c, struct backend_conn *backend, struct evbuffer *to_client,
+                   struct evbuffer *to_backend);
 
 #endif

@@ -577,8 +577,14 @@ const struct mode_ops mode_tcp = {
     .free = tcp_free,
 };
 
-const struct mode_ops *mode_for(const struct cfg_listener *cfg)
+const struct mode_ops *mode_for(const struct conn *c)
 {
-    (void)cfg; /* tcp is the only mode yet */
-    return &mode_tcp;
+    if (c->cfg->mode == CFG_MODE_TCP)
+        return &mode_tcp;
+    const uint8_t *alpn = NULL;
+    unsigned alpn_len = 0;
+    SSL_get0_alpn_selected(c->client.ssl, &alpn, &alpn_len);
+    if (alpn_len == 2 && memcmp(alpn, "h2", 2) == 0)
+        return &mode_h2;
+    return &mode_h1;
 }

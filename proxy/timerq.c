@@ -145,7 +145,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
          budget--) {
         struct timerq_entry *e = q->heap[0];
         take(q, 0);
-        q->fire(e);
+        (e->fire != NULL ? e->fire : q->fire)(e);
     }
     arm(q);
 }

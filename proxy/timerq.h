@@ -26,6 +26,9 @@ typedef void (*timerq_fire_fn)(struct timerq_entry *entry);
 struct timerq_entry {
     uint64_t at_ms; /* clock_now_ms() time */
     uint32_t slot;  /* 1 + its index in the heap; 0: not queued */
+    /* Called instead of the queue's |fire| when set: HTTP exchanges and
+     * pooled backend connections share the queue with the connections. */
+    timerq_fire_fn fire;
 };
 
 struct timerq {
