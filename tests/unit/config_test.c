@@ -404,23 +404,21 @@ static void test_unknown_keys(void **state)
         "logs: {}\n"
         "log: {levl: info, color: x}\n",
         "t.yaml:3:5: unknown key 'lsiten' in listener; did you mean 'listen'? allowed: "
-        "name, listen, tls, backend, timeouts, max_connections\n"
+        "name, mode, listen, tls, backend, http, http2, timeouts, max_connections\n"
         "t.yaml:8:5: unknown key 'backends' in listener; did you mean 'backend'? "
-        "allowed: name, listen, tls, backend, timeouts, max_connections\n"
-        "t.yaml:9:5: unknown key 'zzz' in listener; allowed: name, listen, tls, "
-        "backend, timeouts, max_connections\n"
-        "t.yaml:10:5: unknown key 'nmae' in listener; allowed: name, listen, tls, "
-        "backend, timeouts, max_connections\n"
+        "allowed: name, mode, listen, tls, backend, http, http2, timeouts, max_connections\n"
+        "t.yaml:9:5: unknown key 'zzz' in listener; allowed: name, mode, listen, tls, backend, http, http2, timeouts, max_connections\n"
+        "t.yaml:10:5: unknown key 'nmae' in listener; allowed: name, mode, listen, tls, backend, http, http2, timeouts, max_connections\n"
         "t.yaml:11:1: unknown key 'logs' at the top level; allowed: log, drain_timeout, "
         "user, workers, max_connections, listeners, reload_on_change, session_tickets, admin, "
         "report\n"
         "t.yaml:12:7: unknown key 'levl' in log; did you mean 'level'? allowed: format, "
-        "level, handshake_failures\n"
+        "level, handshake_failures, access\n"
         "t.yaml:12:19: unknown key 'color' in log; allowed: format, level, "
-        "handshake_failures\n");
+        "handshake_failures, access\n");
     expect_errors(LISTENER_HEAD TLS_OK "    listn: x\n" BACKEND_OK,
-                  "t.yaml:8:5: unknown key 'listn' in listener; allowed: name, listen, tls, "
-                  "backend, timeouts, max_connections\n");
+                  "t.yaml:8:5: unknown key 'listn' in listener; allowed: "
+                  "name, mode, listen, tls, backend, http, http2, timeouts, max_connections\n");
     expect_errors("\"bad\\tkey\": 1\n" MINIMAL,
                   "t.yaml:1:1: unknown key 'bad?key' at the top level; allowed: log, "
                   "drain_timeout, user, workers, max_connections, listeners, reload_on_change, "
@@ -442,7 +440,8 @@ static void test_unknown_keys(void **state)
                   "alpn_required, sni_strict, allow_expired, expiry_warning, early_data, "
                   "client_auth, report_only\n"
                   "t.yaml:12:16: unknown key 'idel' in timeouts; did you mean 'idle'? allowed: "
-                  "handshake, connect, idle, half_closed\n");
+                  "handshake, connect, idle, half_closed, request_header, backend_response, "
+                  "queue\n");
 }
 
 static void test_missing_required_keys(void **state)
@@ -1195,7 +1194,7 @@ static void test_every_error_reported_once_in_order(void **state)
         "4:13)\n"
         "t.yaml:11:68: unknown group 'P-999'; allowed: X25519, P-256, P-384, P-521\n"
         "t.yaml:12:15: unknown key 'severs' in backend; did you mean 'servers'? "
-        "allowed: servers, protocol\n"
+        "allowed: servers, protocol, max_connections, pool\n"
         "t.yaml:13:22: invalid max_connections '0'; expected an integer from 1 to "
         "1000000\n");
 }
