@@ -22,7 +22,6 @@
 
 #define KIB UINT64_C(1024)
 #define MIB (KIB * 1024)
-#define GIB (MIB * 1024)
 /* RFC 9113 6.5.2 and 6.9.1: a flow-control window is at most 2^31-1. */
 #define WINDOW_MAX UINT64_C(0x7fffffff)
 /* RFC 9113 6.9.2: the connection window every peer starts with. */
@@ -30,14 +29,14 @@
 #define MAX_CONCURRENT_STREAMS_MAX 10000
 #define DEFAULT_REQUEST_ID "X-Request-Id"
 
-/* parse_size reads "65536", "64KiB", "1MiB" or "1GiB" into |*out_bytes|. It
- * returns 0, or -1 for anything else. Ten digits times GiB fit in 64 bits. */
+/* parse_size reads "65536", "64KiB" or "1MiB" into |*out_bytes|. It returns
+ * 0, or -1 for anything else. Ten digits times MiB fit in 64 bits. */
 static int parse_size(const char *text, uint64_t *out_bytes)
 {
     static const struct {
         const char *name;
         uint64_t bytes;
-    } units[] = {{"", 1}, {"KiB", KIB}, {"MiB", MIB}, {"GiB", GIB}};
+    } units[] = {{"", 1}, {"KiB", KIB}, {"MiB", MIB}};
     size_t digits = strspn(text, "0123456789");
     uint64_t value = 0;
 
@@ -140,7 +139,8 @@ static int parse_cidr(const char *text, struct cfg_cidr *out, char *reason, size
         out->family = AF_INET6;
         max_prefix = 128;
     } else {
-        snprintf(reason, reason_len, "not an IPv4 or IPv6 address");
+        snprintf(reason, reason_len,
+                 "expected an IPv4 or IPv6 address or CIDR, such as 10.0.0.0/8 or ::1/128");
         return -1;
     }
     prefix = max_prefix;
@@ -198,10 +198,7 @@ static void apply_trusted_proxies(struct loader *ld, const struct field *field,
         if (text == NULL)
             continue;
         if (parse_cidr(text, cidr, reason, sizeof(reason)) != 0) {
-            cfg_fail_at(ld, item,
-                        "invalid trusted_proxies entry '%s': %s; expected an address or a "
-                        "CIDR such as 10.0.0.0/8 or ::1/128",
-                        text, reason);
+            cfg_fail_at(ld, item, "invalid trusted_proxies entry '%s': %s", text, reason);
             continue;
         }
         for (size_t j = 0; j < i; j++) {
@@ -293,28 +290,16 @@ void cfg_apply_http2(struct loader *ld, const struct field *field, const struct 
         cfg_apply_mapping(ld, &http2_schema, value, out);
 }
 
-/* key_node returns the key node of |key| in |mapping|, or NULL. */
-static const struct ynode *key_node(const struct ynode *mapping, const char *key)
-{
-    if (mapping == NULL || yamltree_kind(mapping) != YNODE_MAPPING)
-        return NULL;
-    for (size_t i = 0; i < yamltree_num_items(mapping); i++) {
-        if (strcmp(yamltree_scalar(yamltree_key(mapping, i)), key) == 0)
-            return yamltree_key(mapping, i);
-    }
-    return NULL;
-}
-
-/* refuse_http_keys reports each http-mode key of a tcp-mode listener: it
- * would be silently ignored there. */
-static void refuse_http_keys(struct loader *ld, const struct ynode *listener_node)
+/* is_http_only says whether |key| of |section| ("" for the listener itself)
+ * only has an effect in http mode. */
+static bool is_http_only(const char *section, const char *key)
 {
     static const struct {
-        const char *section; /* NULL: the listener itself */
+        const char *section;
         const char *key;
     } http_only[] = {
-        {NULL, "http"},
-        {NULL, "http2"},
+        {"", "http"},
+        {"", "http2"},
         {"backend", "max_connections"},
         {"backend", "pool"},
         {"timeouts", "request_header"},
@@ -323,17 +308,32 @@ static void refuse_http_keys(struct loader *ld, const struct ynode *listener_nod
     };
 
     for (size_t i = 0; i < sizeof(http_only) / sizeof(http_only[0]); i++) {
-        const char *section = http_only[i].section;
-        const struct ynode *mapping =
-            section != NULL ? yamltree_get(listener_node, section) : listener_node;
-        const struct ynode *key = key_node(mapping, http_only[i].key);
+        if (strcmp(http_only[i].section, section) == 0 && strcmp(http_only[i].key, key) == 0)
+            return true;
+    }
+    return false;
+}
 
-        if (key != NULL)
+/* refuse_http_keys reports, in file order, each http-mode key of the
+ * tcp-mode listener |mapping| (|section| "") and of its backend and timeouts
+ * mappings: they would be silently ignored there. */
+static void refuse_http_keys(struct loader *ld, const char *section,
+                             const struct ynode *mapping)
+{
+    if (yamltree_kind(mapping) != YNODE_MAPPING)
+        return;
+    for (size_t i = 0; i < yamltree_num_items(mapping); i++) {
+        const struct ynode *key = yamltree_key(mapping, i);
+        const char *name = yamltree_scalar(key);
+
+        if (section[0] == '\0' &&
+            (strcmp(name, "backend") == 0 || strcmp(name, "timeouts") == 0))
+            refuse_http_keys(ld, name, yamltree_item(mapping, i));
+        else if (is_http_only(section, name))
             cfg_fail_at(ld, key,
                         "http settings need mode: http: this listener is in tcp mode (the "
                         "default), where '%s%s%s' has no effect; add 'mode: http' or remove it",
-                        section != NULL ? section : "", section != NULL ? "." : "",
-                        http_only[i].key);
+                        section, section[0] != '\0' ? "." : "", name);
     }
 }
 
@@ -385,7 +385,7 @@ void cfg_check_mode(struct loader *ld, const struct ynode *listener_node,
         if (listener->alpn_required && yamltree_get(tls, "alpn") == NULL)
             cfg_fail_at(ld, yamltree_get(tls, "alpn_required"),
                         "alpn_required needs 'alpn': the protocols a client must offer one of");
-        refuse_http_keys(ld, listener_node);
+        refuse_http_keys(ld, "", listener_node);
         return;
     }
     check_http_alpn(ld, tls, listener);
