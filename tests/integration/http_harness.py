@@ -348,6 +348,10 @@ class TlsPipe:
         for at in range(0, len(view), 1 << 16):
             self.tls.write(view[at:at + (1 << 16)])
         self.out += self.outgoing.read()
+        try:  # what fits goes now; io() sends the rest
+            del self.out[:self.sock.send(self.out)]
+        except (BlockingIOError, BrokenPipeError, ConnectionResetError):
+            pass
 
     def io(self, timeout):
         """io waits up to |timeout| for the socket, sends what it can and
@@ -551,6 +555,19 @@ class H2Stream:
         return json.loads(bytes(self.data))
 
 
+class _GoawayTolerantConnection(h2.connection.H2Connection):
+    """python-h2 closes its side on the first GOAWAY and then refuses every
+    frame; a graceful shutdown goes on sending frames for the streams below
+    last_stream_id (RFC 9113 6.8), and the two-step GOAWAY sends two. This
+    keeps the connection open after a GOAWAY with NO_ERROR."""
+
+    def _receive_goaway_frame(self, frame):
+        frames, events = super()._receive_goaway_frame(frame)
+        if frame.error_code == 0:
+            self.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
+        return frames, events
+
+
 class H2Conn:
     """H2Conn is a python-h2 client connection over TLS (ALPN h2). Streams
     are started with request(); wait() runs the connection (bodies are sent
@@ -563,7 +580,7 @@ class H2Conn:
         config = h2.config.H2Configuration(
             client_side=True, header_encoding="utf-8", validate_outbound_headers=validate,
             normalize_outbound_headers=validate, validate_inbound_headers=False)
-        self.h2 = h2.connection.H2Connection(config)
+        self.h2 = _GoawayTolerantConnection(config)
         self.h2.initiate_connection()
         self.h2.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
         self.h2.increment_flow_control_window(window)
