@@ -713,7 +713,8 @@ def curl_sha(url, port, certs, *args, upload=None, timeout=120):
     """curl_sha runs curl on |url| with its output hashed as it arrives
     (nothing of a big download is kept). |upload| = N feeds the first N
     bytes of backend.pattern() on curl's stdin (use "-T -"). It returns
-    (exit code, sha256 hex, length, stderr text)."""
+    (exit code, sha256 hex, length, stderr text, the first 4 KiB of the
+    output)."""
     cmd = ["curl", "-sS", "--max-time", str(timeout), "--cacert", str(certs.ca),
            "--resolve", f"localhost:{port}:127.0.0.1", *map(str, args), url]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if upload else subprocess.DEVNULL,
@@ -740,10 +741,13 @@ def curl_sha(url, port, certs, *args, upload=None, timeout=120):
     err_reader.start()
     digest = hashlib.sha256()
     length = 0
+    head = b""
     try:
         while data := proc.stdout.read(1 << 20):
             digest.update(data)
             length += len(data)
+            if len(head) < 4096:
+                head += data[:4096 - len(head)]
         code = proc.wait()
     finally:
         killer.cancel()
@@ -751,4 +755,4 @@ def curl_sha(url, port, certs, *args, upload=None, timeout=120):
     if feeder:
         feeder.join(5)
     stderr = b"".join(e for e in errors if isinstance(e, bytes)).decode(errors="replace")
-    return code, digest.hexdigest(), length, stderr
+    return code, digest.hexdigest(), length, stderr, head
