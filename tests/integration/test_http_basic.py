@@ -510,7 +510,6 @@ def test_access_log_fields(proxy, certs):
         "tls_version": "TLSv1.3", "early_data": False,
     }
     assert {k: h2_line.get(k) for k in expected} == expected, h2_line
-    assert h2_line["level"] == "info"
     assert isinstance(h2_line["worker"], int)
     assert isinstance(h2_line["duration_ms"], int) and h2_line["duration_ms"] >= 0
     assert isinstance(h2_line["reused"], bool)

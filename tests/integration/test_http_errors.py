@@ -124,7 +124,9 @@ def test_response_failing_midway(make_proxy, certs):
     proxy = make_proxy()
     with H2Conn(proxy.port, certs) as conn:
         stream = conn.get("/drop-mid")
-        assert stream.status == 200 and stream.reset is not None and not stream.ended
+        # The proxy may see the close before it sent the headers on.
+        assert stream.status in (None, 200)
+        assert stream.reset is not None and not stream.ended
         assert stream.length <= 1000
         assert conn.get("/").status == 200  # the connection lives on
     with H1Conn(proxy.port, certs) as conn:
