@@ -27,7 +27,9 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    if os.access(TLSTERM_BIN, os.X_OK):
+    # HTTP_TEST_STANDIN runs the HTTP-mode tests against a stand-in proxy
+    # (http_harness.py); they need no tlsterm binary then.
+    if os.access(TLSTERM_BIN, os.X_OK) or os.environ.get("HTTP_TEST_STANDIN"):
         return
     # ctest always names the binary it built: missing, it is an error. Run by
     # hand before any build, the tests skip (except those that need no
@@ -76,6 +78,7 @@ class TlstermFactory:
     def __init__(self, workdir):
         self.workdir = Path(workdir)
         self.instances = []
+        self.standins = []  # http_harness.Nghttpx, with HTTP_TEST_STANDIN
 
     def __call__(self, config, **options):
         instance = Tlsterm(self.workdir, config, name=f"tlsterm{len(self.instances)}", **options)
@@ -84,6 +87,8 @@ class TlstermFactory:
 
     def close(self):
         failures = []
+        for standin in self.standins:
+            standin.finish()
         for instance in self.instances:
             try:
                 instance.finish()
@@ -141,3 +146,28 @@ def pytest_runtest_makereport(item, call):
                 continue
             seen.add(id(instance))
             report.sections.append((f"{instance.name} config and log", instance.dump()))
+
+
+class HttpBackendFactory(BackendFactory):
+    """HttpBackendFactory starts http_backend.py with |args|."""
+
+    def __call__(self, *args):
+        from http_harness import HttpBackend
+
+        backend = HttpBackend(*args)
+        self.backends.append(backend)
+        return backend.start()
+
+
+@pytest.fixture
+def http_backend_factory():
+    factory = HttpBackendFactory()
+    yield factory
+    factory.close()
+
+
+@pytest.fixture(scope="module")
+def module_http_backend_factory():
+    factory = HttpBackendFactory()
+    yield factory
+    factory.close()
