@@ -34,6 +34,7 @@ POOL_IDLE = 128
 # The client pins TLS 1.3 AES-128-GCM with X25519 for every proxy: without
 # it, OpenSSL servers that keep their own suite order pick AES-256-GCM.
 CLIENT_TLS = ["--tls13-ciphers=TLS_AES_128_GCM_SHA256", "--groups=X25519"]
+CLIENT_EXPECTS = "TLSv1.3 TLS_AES_128_GCM_SHA256 X25519"  # as h2load prints them
 
 
 def tlsterm_http_config(ctx, port, backend_ports, full):
@@ -205,8 +206,10 @@ def h2load_sample(ctx, server, args, alpn):
             raise RuntimeError(f"h2load exited {res.returncode}: {out[-300:]} {res.stderr[-300:]}")
         tls = {k: (re.search(rf"^{k}: (.*)$", out, re.M) or [None, "?"])[1].strip()
                for k in ("TLS Protocol", "Cipher", "Server Temp Key", "Application protocol")}
-        if tls["Application protocol"] != alpn:
-            raise RuntimeError(f"negotiated {tls['Application protocol']}, expected {alpn}")
+        got = (f"{tls['TLS Protocol']} {tls['Cipher']} "
+               f"{tls['Server Temp Key'].replace(',', ' ').split()[0]} {tls['Application protocol']}")
+        if got != f"{CLIENT_EXPECTS} {alpn}":
+            raise RuntimeError(f"negotiated {got}, expected {CLIENT_EXPECTS} {alpn}")
         ok_2xx = int(codes.group(1)) if codes else 0
         if ok_2xx == 0:
             raise RuntimeError(f"no 2xx response: {out[-300:]}")
@@ -221,8 +224,7 @@ def h2load_sample(ctx, server, args, alpn):
                 if times else None)
         return Sample(value=float(rate.group(1)), ops=ok_2xx,
                       errors=int(reqs.group(2)) + int(reqs.group(1)) - ok_2xx,
-                      negotiated=f"{tls['TLS Protocol']} {tls['Cipher']} "
-                                 f"{tls['Server Temp Key'].replace(',', ' ').split()[0]} {alpn}",
+                      negotiated=got,
                       p50_ms=pick(0.50), p99_ms=pick(0.99))
     s = measured(server, go)
     s["cpu_us_per_op"] = s["proxy_cpu_s"] / max(1, s["ops"]) * 1e6
@@ -253,6 +255,7 @@ def run_http(ctx, results, names, backend):
                 server, why = start_http_proxy(name, ctx, full)
             if full is None or server is None:
                 results["http_unavailable"] = why
+                results["notes"].append(f"tlsterm: http mode unavailable: {why}")
                 log(f"tlsterm: http mode unavailable: {why}")
                 continue
             if not full:
