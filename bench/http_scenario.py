@@ -248,7 +248,6 @@ def run_http(ctx, results, names, backend):
     not start, in results["start_failures"]."""
     servers = []
     for name in names:
-        full = None
         if name == "tlsterm":
             full, why = probe_tlsterm(ctx)
             if full is not None:
@@ -277,7 +276,7 @@ def run_http(ctx, results, names, backend):
     # Warm-up: the pools fill and every lazily made state exists.
     for server in servers:
         try:
-            h2load_sample(dict(ctx, dur=0.5), server, [f"-c{H2_CLIENTS}", f"-m{H2_STREAMS}"], "h2")
+            h2load_sample(dict(ctx, dur=1.0), server, [f"-c{H2_CLIENTS}", f"-m{H2_STREAMS}"], "h2")
         except (RuntimeError, OSError) as e:
             log(f"  warm-up of {server.name} (http): {e}")
     for figure in HTTP_FIGURES:
