@@ -46,11 +46,19 @@ void http_exchange_log(struct http_exchange *x, const char *protocol)
     log_int(&line, "bytes_in", (long long)x->req_bytes);
     log_int(&line, "bytes_out", (long long)x->resp_bytes);
     log_int(&line, "duration_ms", (long long)(duration_us / 1000));
-    log_str(&line, "server",
-            x->server != NULL ? net_addr_format(x->server, server, sizeof(server)) : "");
-    log_str(&line, "reused", x->reused ? "true" : "false");
-    log_str(&line, "request_id", x->request_id != NULL ? x->request_id : "");
-    log_str(&line, "reason", http_reason_name(x->reason));
+    if (x->server != NULL)
+        log_str(&line, "server", net_addr_format(x->server, server, sizeof(server)));
+    else
+        log_null(&line, "server");
+    log_bool(&line, "reused", x->reused);
+    if (x->request_id != NULL)
+        log_str(&line, "request_id", x->request_id);
+    else
+        log_null(&line, "request_id");
+    if (x->reason != HTTP_REASON_NONE)
+        log_str(&line, "reason", http_reason_name(x->reason));
+    else
+        log_null(&line, "reason");
     log_str(&line, "tls_version", tls_version_name((uint16_t)SSL_version(c->client.ssl)));
     log_bool(&line, "early_data", x->early_data);
     log_end(&line);

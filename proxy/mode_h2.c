@@ -38,13 +38,12 @@
 
 #include <event2/buffer.h>
 #include <nghttp2/nghttp2.h>
-#include <openssl/x509.h>
-#include <openssl/x509v3.h>
 
 #include "clock.h"
 #include "conn.h"
 #include "http.h"
 #include "metrics.h"
+#include "tls_ctx.h"
 #include "worker.h"
 
 #define H2_READ_LEN 16384
@@ -79,6 +78,8 @@ struct h2_front {
     uint32_t num_streams;
     struct h2_stream *taken; /* streams whose upstream may read again */
     char *authority_ok;      /* the last authority the certificate covered */
+    bool any_request;        /* a request's headers have arrived */
+    uint64_t started_ms;
     uint64_t last_activity_ms;
 };
 
@@ -354,6 +355,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
     st->id = frame->hd.stream_id;
     st->x->stream_id = (uint32_t)st->id;
     st->x->req.h2 = true;
+    f->any_request = true;
     st->next = f->streams;
     if (f->streams != NULL)
         f->streams->prev = st;
@@ -441,14 +443,9 @@ static bool covered(struct h2_front *f, const char *authority)
     char host[256];
     if (f->authority_ok != NULL && strcmp(f->authority_ok, authority) == 0)
         return true;
-    X509 *cert = SSL_get_certificate(f->c->client.ssl);
-    if (cert == NULL)
-        return true;
     authority_host(authority, host, sizeof(host));
     const char *sni = SSL_get_servername(f->c->client.ssl, TLSEXT_NAMETYPE_host_name);
-    bool ok = (sni != NULL && strcasecmp(sni, host) == 0) ||
-              X509_check_host(cert, host, strlen(host), 0, NULL) == 1 ||
-              X509_check_ip_asc(cert, host, 0) == 1;
+    bool ok = (sni != NULL && strcasecmp(sni, host) == 0) || tls_ctx_covers(f->c->client.ssl, host);
     if (ok) {
         free(f->authority_ok);
         f->authority_ok = strdup(authority);
@@ -621,7 +618,10 @@ static int read_frames(struct h2_front *f, bool *out_more)
     struct tls_io_failure failure;
 
     for (int rounds = 0; rounds < H2_ROUNDS; rounds++) {
-        if (f->pending != NULL || !nghttp2_session_want_read(f->session))
+        /* After the notice nghttp2 may want nothing more, but the PING's
+         * answer is still awaited: the final GOAWAY follows it. */
+        if (f->pending != NULL ||
+            (!nghttp2_session_want_read(f->session) && f->state != H2_NOTICE))
             return CONN_OK;
         if (transport_wait_readable(&c->client))
             return CONN_OK;
@@ -660,6 +660,21 @@ static int read_frames(struct h2_front *f, bool *out_more)
     return CONN_OK;
 }
 
+/* deadline is when the connection is given up on: timeouts.idle with no
+ * open stream, or with a client that takes no bytes; and before its first
+ * request, timeouts.request_header from the handshake (a client that
+ * connects and sends nothing holds no connection for long). */
+static uint64_t deadline(const struct h2_front *f)
+{
+    const struct cfg_listener *cfg = f->c->cfg;
+    if (f->num_streams != 0 && f->pending == NULL)
+        return 0;
+    uint64_t at = f->last_activity_ms + cfg->idle_timeout_ms;
+    if (!f->any_request && f->started_ms + cfg->request_header_timeout_ms < at)
+        at = f->started_ms + cfg->request_header_timeout_ms;
+    return at;
+}
+
 /* run does what there is to do: read, send, let upstreams read again,
  * and decide the deadline and whether the connection is over. */
 static int run(struct conn *c)
@@ -688,14 +703,10 @@ static int run(struct conn *c)
         return conn_close(c, END_CLIENT_RESET, &failure);
     }
     if (!nghttp2_session_want_read(f->session) && !nghttp2_session_want_write(f->session) &&
-        f->pending == NULL)
+        f->pending == NULL && f->state != H2_NOTICE)
         return conn_linger(c, END_DONE);
     conn_watch_client(c);
-    /* timeouts.idle: no open stream, or a client that takes no bytes. */
-    if (f->num_streams == 0 || f->pending != NULL)
-        conn_set_deadline(c, f->last_activity_ms + c->cfg->idle_timeout_ms);
-    else
-        conn_set_deadline(c, 0);
+    conn_set_deadline(c, deadline(f));
     if (more)
         conn_resume_later(c);
     return CONN_OK;
@@ -712,7 +723,7 @@ static int h2_start(struct conn *c)
         return conn_close(c, END_OUT_OF_MEMORY, NULL);
     c->mode_state = f;
     f->c = c;
-    f->last_activity_ms = clock_now_ms();
+    f->started_ms = f->last_activity_ms = clock_now_ms();
     if (nghttp2_session_callbacks_new(&callbacks) != 0 || nghttp2_option_new(&option) != 0)
         goto oom;
     nghttp2_session_callbacks_set_on_begin_frame_callback(callbacks, on_begin_frame);
@@ -765,7 +776,8 @@ static int h2_on_resume(struct conn *c) { return run(c); }
 static int h2_on_deadline(struct conn *c)
 {
     struct h2_front *f = front_of(c);
-    if (clock_now_ms() < f->last_activity_ms + c->cfg->idle_timeout_ms)
+    uint64_t at = deadline(f);
+    if (at == 0 || clock_now_ms() < at)
         return run(c);
     nghttp2_submit_goaway(f->session, NGHTTP2_FLAG_NONE,
                           nghttp2_session_get_last_proc_stream_id(f->session), NGHTTP2_NO_ERROR,

@@ -86,6 +86,10 @@ int tls_ctx_peer_san(const SSL *ssl, struct tls_ctx_san *out);
 size_t tls_ctx_num_certs(const struct tls_ctx *tls);
 const struct tls_cert *tls_ctx_cert(const struct tls_ctx *tls, size_t i);
 
+/* tls_ctx_covers says whether the certificate |ssl| was served names
+ * |host| (a DNS name; IP literals are not checked). */
+bool tls_ctx_covers(const SSL *ssl, const char *host);
+
 /* tls_version_name returns "TLSv1.2" style names for a protocol version. */
 const char *tls_version_name(uint16_t version);
 

@@ -562,9 +562,15 @@ class _GoawayTolerantConnection(h2.connection.H2Connection):
     keeps the connection open after a GOAWAY with NO_ERROR."""
 
     def _receive_goaway_frame(self, frame):
+        # python-h2 also drops what it had queued, the answer to a PING
+        # that came just before the GOAWAY among them: a server that waits
+        # for that answer before its final GOAWAY (tlsterm) would wait in
+        # vain. Real clients send it; so does this one.
+        queued = bytes(self._data_to_send)
         frames, events = super()._receive_goaway_frame(frame)
         if frame.error_code == 0:
             self.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
+            self._data_to_send = bytearray(queued) + self._data_to_send
         return frames, events
 
 
