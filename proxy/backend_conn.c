@@ -6,6 +6,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
+
 #include "watch.h"
 
 /* A unix socket whose backlog is full refuses a non-blocking connect with
@@ -212,6 +214,37 @@ static void on_socket_event(evutil_socket_t fd, short what, void *arg)
     if (what & EV_WRITE)
         b->write_blocked = false;
     b->on_event(b, what, b->arg);
+}
+
+enum backend_io backend_conn_send_buffer(struct backend_conn *b, struct evbuffer *buf)
+{
+    size_t len = evbuffer_get_length(buf);
+    if (len == 0)
+        return BACKEND_IO_OK;
+    for (;;) {
+        int n = evbuffer_write_atmost(buf, b->fd, -1);
+        if (n >= 0) {
+            b->write_blocked = (size_t)n < len;
+            return BACKEND_IO_OK;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            b->write_blocked = true;
+            return BACKEND_IO_WAIT;
+        }
+        return BACKEND_IO_ERROR;
+    }
+}
+
+bool backend_conn_is_idle_ok(struct backend_conn *b)
+{
+    uint8_t byte;
+    ssize_t n;
+    do
+        n = recv(b->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
 void backend_conn_free(struct backend_conn *b, bool abort)

@@ -94,6 +94,17 @@ enum backend_io backend_conn_recv(struct backend_conn *conn, uint8_t *buf, size_
 enum backend_io backend_conn_send(struct backend_conn *conn, const uint8_t *buf, size_t len,
                                   size_t *out_len);
 
+struct evbuffer;
+
+/* backend_conn_send_buffer writes what it can of |buf| and drains what went
+ * out; BACKEND_IO_OK when some bytes moved (or |buf| was empty). */
+enum backend_io backend_conn_send_buffer(struct backend_conn *conn, struct evbuffer *buf);
+
+/* backend_conn_is_idle_ok checks an idle keep-alive connection before it is
+ * reused, with a non-blocking peek: true when the server has neither
+ * closed it nor sent anything unasked. */
+bool backend_conn_is_idle_ok(struct backend_conn *conn);
+
 /* backend_conn_shutdown_write sends a FIN: the server sees the end of the
  * request stream and may still answer. */
 void backend_conn_shutdown_write(struct backend_conn *conn);

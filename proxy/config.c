@@ -503,8 +503,8 @@ static void apply_servers(struct loader *ld, const struct field *field,
     }
 }
 
-int cfg_parse_uint(struct loader *ld, const char *key, const struct ynode *node, const char *text,
-                   uint32_t min, uint32_t max, uint32_t *out)
+int cfg_parse_uint(struct loader *ld, const char *key, const struct ynode *node,
+                   const char *text, uint32_t min, uint32_t max, uint32_t *out)
 {
     size_t digits = strspn(text, "0123456789");
     unsigned long long number = 0;
@@ -556,12 +556,34 @@ static void apply_backend_protocol(struct loader *ld, const struct field *field,
         *(enum cfg_backend_protocol *)out = (enum cfg_backend_protocol)chosen;
 }
 
+/* apply_count is the handler for a count where 0 means "none" or
+ * "unlimited", as the key says: 0 to 1000000. */
+static void apply_count(struct loader *ld, const struct field *field, const struct ynode *value,
+                        void *out)
+{
+    const char *text = cfg_expect_text(ld, field->key, value, "an integer");
+    if (text != NULL)
+        cfg_parse_uint(ld, field->key, value, text, 0, MAX_CONNECTIONS_LIMIT, out);
+}
+
+/* backend.pool (http mode): idle backend connections kept per worker and
+ * server; max_idle 0 turns pooling off. */
+static const struct field pool_fields[] = {
+    {"idle_timeout", false, apply_duration, offsetof(struct cfg_listener, pool_idle_timeout_ms),
+     NULL},
+    {"max_idle", false, apply_count, offsetof(struct cfg_listener, pool_max_idle), NULL},
+};
+static const struct schema pool_schema = {"pool", "in pool", pool_fields, 2};
+
 static const struct field backend_fields[] = {
     {"servers", true, apply_servers, 0, NULL},
     {"protocol", false, apply_backend_protocol, offsetof(struct cfg_listener, backend_protocol),
      NULL},
+    {"max_connections", false, apply_count,
+     offsetof(struct cfg_listener, backend_max_connections), NULL},
+    {"pool", false, cfg_apply_nested, 0, &pool_schema},
 };
-static const struct schema backend_schema = {"backend", "in backend", backend_fields, 2};
+static const struct schema backend_schema = {"backend", "in backend", backend_fields, 4};
 
 /* check_alpn_h2 refuses a tcp-mode listener that offers h2 to clients while
  * its backend speaks HTTP/1.1: the bytes reach the backend unchanged, so a
@@ -593,21 +615,40 @@ static const struct field timeouts_fields[] = {
      NULL},
     {"connect", false, apply_duration, offsetof(struct cfg_listener, connect_timeout_ms), NULL},
     {"idle", false, apply_duration, offsetof(struct cfg_listener, idle_timeout_ms), NULL},
-    {"half_closed", false, apply_duration, offsetof(struct cfg_listener, half_closed_timeout_ms),
-     NULL},
+    {"half_closed", false, apply_duration,
+     offsetof(struct cfg_listener, half_closed_timeout_ms), NULL},
+    /* http mode only (cfg_check_mode) */
+    {"request_header", false, apply_duration,
+     offsetof(struct cfg_listener, request_header_timeout_ms), NULL},
+    {"backend_response", false, apply_duration,
+     offsetof(struct cfg_listener, backend_response_timeout_ms), NULL},
+    {"queue", false, apply_duration, offsetof(struct cfg_listener, queue_timeout_ms), NULL},
 };
-static const struct schema timeouts_schema = {"timeouts", "in timeouts", timeouts_fields, 4};
+static const struct schema timeouts_schema = {"timeouts", "in timeouts", timeouts_fields, 7};
+
+static void apply_mode(struct loader *ld, const struct field *field, const struct ynode *value,
+                       void *out)
+{
+    static const char *const names[] = {[CFG_MODE_TCP] = "tcp", [CFG_MODE_HTTP] = "http", NULL};
+    int chosen = cfg_choose(ld, field->key, value, names);
+
+    if (chosen >= 0)
+        *(enum cfg_mode *)out = (enum cfg_mode)chosen;
+}
 
 static const struct field listener_fields[] = {
     {"name", true, apply_name, 0, NULL},
+    {"mode", false, apply_mode, offsetof(struct cfg_listener, mode), NULL},
     {"listen", true, apply_listen, 0, NULL},
     {"tls", true, cfg_apply_tls, 0, NULL},
     {"backend", true, cfg_apply_nested, 0, &backend_schema},
+    {"http", false, cfg_apply_http, offsetof(struct cfg_listener, http), NULL},
+    {"http2", false, cfg_apply_http2, offsetof(struct cfg_listener, http2), NULL},
     {"timeouts", false, cfg_apply_nested, 0, &timeouts_schema},
     {"max_connections", false, apply_max_connections,
      offsetof(struct cfg_listener, max_connections), NULL},
 };
-static const struct schema listener_schema = {"listener", "in listener", listener_fields, 6};
+static const struct schema listener_schema = {"listener", "in listener", listener_fields, 9};
 
 /* The defaults documented in conf/tlsterm.yaml. */
 static const struct cfg_listener listener_defaults = {
@@ -649,7 +690,10 @@ static void apply_listeners(struct loader *ld, const struct field *field,
         if (!cfg_expect(ld, field->key, item, YNODE_MAPPING, "a mapping"))
             continue;
         cfg_apply_mapping(ld, &listener_schema, item, listener);
-        check_alpn_h2(ld, item, listener);
+        /* Checks that read several keys, which may come in any order. */
+        cfg_check_mode(ld, item, listener);
+        if (listener->mode == CFG_MODE_TCP)
+            check_alpn_h2(ld, item, listener);
     }
 }
 
@@ -668,8 +712,9 @@ static const struct field log_fields[] = {
     {"format", false, apply_log_format, offsetof(struct config, log_format), NULL},
     {"level", false, apply_log_level, offsetof(struct config, log_level), NULL},
     {"handshake_failures", false, cfg_apply_nested, 0, &failure_log_schema},
+    {"access", false, cfg_apply_bool, offsetof(struct config, log_access), NULL},
 };
-static const struct schema log_schema = {"log", "in log", log_fields, 3};
+static const struct schema log_schema = {"log", "in log", log_fields, 4};
 
 static void apply_admin_listen(struct loader *ld, const struct field *field,
                                const struct ynode *value, void *out)

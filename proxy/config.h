@@ -112,19 +112,19 @@ enum cfg_mode {
 
 /* struct cfg_cidr is one trusted_proxies entry: an address and prefix. */
 struct cfg_cidr {
-    int family;        /* AF_INET or AF_INET6 */
-    uint8_t addr[16];  /* network byte order; 4 bytes used for AF_INET */
-    uint8_t prefix;    /* 0..32 or 0..128 */
+    int family;       /* AF_INET or AF_INET6 */
+    uint8_t addr[16]; /* network byte order; 4 bytes used for AF_INET */
+    uint8_t prefix;   /* 0..32 or 0..128 */
 };
 
 /* struct cfg_http is a listener's "http" section (http mode only). */
 struct cfg_http {
-    bool x_forwarded;              /* X-Forwarded-For/-Proto/-Host/-Port (default true) */
-    bool forwarded;                /* RFC 7239 Forwarded (default false) */
+    bool x_forwarded;                 /* X-Forwarded-For/-Proto/-Host/-Port (default true) */
+    bool forwarded;                   /* RFC 7239 Forwarded (default false) */
     struct cfg_cidr *trusted_proxies; /* whose incoming forwarding fields are kept */
     size_t num_trusted_proxies;
-    char *request_id;              /* header added when absent; NULL: none */
-    bool client_cert_header;       /* X-Forwarded-Client-Cert (XFCC) with mTLS */
+    char *request_id;                  /* header added when absent; NULL: none */
+    bool client_cert_header;           /* X-Forwarded-Client-Cert (XFCC) with mTLS */
     uint32_t max_request_header_bytes; /* default 64 KiB */
 };
 
@@ -154,11 +154,11 @@ struct cfg_listener {
     uint8_t *alpn; /* ALPN protocols in server preference order, wire format
                       (length-prefixed); NULL: no ALPN */
     size_t alpn_len;
-    bool alpn_required;   /* no overlap fails the handshake (no_application_protocol) */
-    bool sni_strict;      /* unknown or missing SNI fails with unrecognized_name */
-    bool allow_expired;   /* an expired certificate only warns */
+    bool alpn_required;         /* no overlap fails the handshake (no_application_protocol) */
+    bool sni_strict;            /* unknown or missing SNI fails with unrecognized_name */
+    bool allow_expired;         /* an expired certificate only warns */
     uint64_t expiry_warning_ms; /* warn when a certificate expires sooner (default 21d) */
-    bool early_data;      /* accept TLS 1.3 0-RTT data (default false) */
+    bool early_data;            /* accept TLS 1.3 0-RTT data (default false) */
     struct cfg_client_auth client_auth;
     struct cfg_candidate_policy report_only; /* tls.report_only; off unless set */
 
@@ -175,10 +175,10 @@ struct cfg_listener {
     uint32_t handshake_timeout_ms;
     uint32_t connect_timeout_ms;
     uint32_t idle_timeout_ms;
-    uint32_t half_closed_timeout_ms; /* inactivity once one direction has ended */
-    uint32_t request_header_timeout_ms;  /* http: until a request's headers are complete */
+    uint32_t half_closed_timeout_ms;      /* inactivity once one direction has ended */
+    uint32_t request_header_timeout_ms;   /* http: until a request's headers are complete */
     uint32_t backend_response_timeout_ms; /* http: request body end to response headers */
-    uint32_t queue_timeout_ms;           /* http: waiting for a backend connection slot */
+    uint32_t queue_timeout_ms;            /* http: waiting for a backend connection slot */
     uint32_t max_connections;
 };
 
@@ -205,11 +205,11 @@ struct config {
     enum log_format log_format;
     enum log_level log_level;
     uint32_t drain_timeout_ms;
-    char *user; /* drop privileges to this user after binding; NULL: stay */
+    char *user;               /* drop privileges to this user after binding; NULL: stay */
     uint32_t num_workers;     /* worker threads; 0 means "auto": one per CPU */
     uint32_t max_connections; /* over all listeners and workers */
-    bool reload_on_change;
-    bool log_access;          /* log.access: one "request" line per HTTP request */    /* reload when a certificate, key or OCSP file changes */
+    bool reload_on_change;    /* reload when a certificate, key or OCSP file changes */
+    bool log_access;          /* log.access: one "request" line per HTTP request */
     struct cfg_admin admin;
     struct cfg_report report;
     /* handshake_failed lines: per reason and worker, a token bucket of
@@ -225,9 +225,9 @@ struct config {
 };
 
 /* Defaults, documented in conf/tlsterm.yaml. */
-#define CONFIG_DEFAULT_CIPHERS                                                 \
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"               \
-    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"               \
+#define CONFIG_DEFAULT_CIPHERS                                                                 \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                               \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                               \
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 #define CONFIG_DEFAULT_GROUPS "X25519:P-256:P-384"
 
@@ -244,6 +244,12 @@ void config_free(struct config *config);
  * to fix a file in one pass, not so many that a wrong file (a certificate
  * given as the configuration) buries the first lines. */
 #define CONFIG_ERRORS_SHOWN 100
+
+/* config_describe_listener writes |listener|'s mode and backend protocol
+ * and, in http mode, its effective HTTP settings (http, http2, backend pool
+ * and limits, the http-mode timeouts) to |out| for --check: one "  key:
+ * value" line each, to follow tls_ctx_describe's lines. */
+void config_describe_listener(const struct cfg_listener *listener, FILE *out);
 
 /* config_print_errors writes the first CONFIG_ERRORS_SHOWN lines of |text|
  * (error lines, each ending in '\n') to |out|, then, if more are left, one

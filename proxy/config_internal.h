@@ -1,5 +1,6 @@
 /* config_internal: the schema machinery that config.c and config_tls.c share.
- * Private to those files (and config_report.c); nothing else includes it.
+ * Private to those files (and config_http.c, config_report.c); nothing else
+ * includes it.
  *
  * A mapping level is a struct schema: a table of fields (key, required,
  * handler, offset of the value in the struct being filled). cfg_apply_mapping
@@ -69,8 +70,8 @@ bool cfg_expect(struct loader *ld, const char *key, const struct ynode *node,
  * (digits only) in |*out| if it lies from |min| to |max|; otherwise it
  * reports "invalid KEY 'TEXT'; expected an integer from MIN to MAX" at
  * |node| and returns -1. */
-int cfg_parse_uint(struct loader *ld, const char *key, const struct ynode *node, const char *text,
-                   uint32_t min, uint32_t max, uint32_t *out);
+int cfg_parse_uint(struct loader *ld, const char *key, const struct ynode *node,
+                   const char *text, uint32_t min, uint32_t max, uint32_t *out);
 
 /* cfg_expect_text returns the text of scalar |node|, or NULL after reporting
  * that |noun| was expected. */
@@ -134,6 +135,27 @@ void cfg_tls_defaults(struct cfg_listener *listener);
 
 /* cfg_tls_free releases what config_tls.c allocated in |listener|. */
 void cfg_tls_free(struct cfg_listener *listener);
+
+/* ---- config_http.c ---- */
+
+/* cfg_apply_http and cfg_apply_http2 are the handlers for a listener's
+ * "http" and "http2" mappings. |out| is the struct cfg_http or struct
+ * cfg_http2, already holding the defaults. */
+void cfg_apply_http(struct loader *ld, const struct field *field, const struct ynode *value,
+                    void *out);
+void cfg_apply_http2(struct loader *ld, const struct field *field, const struct ynode *value,
+                     void *out);
+
+/* cfg_check_mode runs after |listener|'s mapping |listener_node| is applied,
+ * since "mode" may follow the keys it governs. In tcp mode it refuses the
+ * http-mode keys (http, http2, backend.max_connections, backend.pool and the
+ * request_header, backend_response and queue timeouts) and an alpn_required
+ * without alpn. In http mode it sets the default ALPN (h2, http/1.1) and
+ * request_id, and refuses other ALPN protocols, backend.protocol h2 and a
+ * client_cert_header without client_auth. After a bad mode it checks
+ * nothing. */
+void cfg_check_mode(struct loader *ld, const struct ynode *listener_node,
+                    struct cfg_listener *listener);
 
 /* ---- config_report.c ---- */
 

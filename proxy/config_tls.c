@@ -604,17 +604,13 @@ void cfg_apply_tls(struct loader *ld, const struct field *field, const struct yn
                    void *out)
 {
     struct cfg_listener *listener = out;
-    const struct ynode *required;
 
     if (!cfg_expect(ld, field->key, value, YNODE_MAPPING, "a mapping"))
         return;
     listener->allow_legacy = peek_true(value, "allow_legacy");
     cfg_apply_mapping(ld, &tls_schema, value, listener);
     resolve_policy(ld, value, listener);
-    required = yamltree_get(value, "alpn_required");
-    if (listener->alpn_required && yamltree_get(value, "alpn") == NULL)
-        cfg_fail_at(ld, required,
-                    "alpn_required needs 'alpn': the protocols a client must offer one of");
+    /* alpn_required without alpn: cfg_check_mode, as http mode has a default. */
     if (listener->ciphers == NULL)
         listener->ciphers = cfg_dup_string(ld, value, CONFIG_DEFAULT_CIPHERS);
     if (listener->groups == NULL)

@@ -62,6 +62,8 @@ void generation_unref(struct generation *gen)
 
 void generation_describe(const struct generation *gen, FILE *out)
 {
-    for (size_t i = 0; i < gen->config->num_listeners; i++)
+    for (size_t i = 0; i < gen->config->num_listeners; i++) {
         tls_ctx_describe(gen->tls[i], out);
+        config_describe_listener(&gen->config->listeners[i], out);
+    }
 }

@@ -41,7 +41,8 @@ struct generation *generation_ref(struct generation *gen);
  * on the last one. NULL is allowed. Thread-safe. */
 void generation_unref(struct generation *gen);
 
-/* generation_describe writes each listener's effective TLS policy to |out|. */
+/* generation_describe writes each listener's effective TLS policy, mode and
+ * HTTP settings to |out|. */
 void generation_describe(const struct generation *gen, FILE *out);
 
 #endif

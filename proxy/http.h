@@ -213,6 +213,7 @@ struct http_exchange {
     bool reused;                   /* its connection came from the pool */
     char *request_id;              /* the request id sent (or received); NULL: none */
     uint32_t stream_id;            /* h2 stream id; 0 for h1 */
+    bool early_data;               /* the request arrived as TLS 1.3 0-RTT data */
     uint64_t started_us;           /* metrics_clock_us() at the request's start */
 };
 

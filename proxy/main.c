@@ -34,7 +34,7 @@ static void print_usage(FILE *out)
     fprintf(out,
             "usage: tlsterm -c FILE          run in the foreground, logging to stderr\n"
             "       tlsterm --check -c FILE  load and validate FILE and every certificate,\n"
-            "                                print the effective TLS policy; exit 0 or 1\n"
+            "                                print the effective settings; exit 0 or 1\n"
             "       tlsterm report [--json] FILE\n"
             "                                print a TLS failure report as a table (or JSON)\n"
             "       tlsterm --version        versions of tlsterm and its libraries\n"

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend_pool.h"
 #include "clock.h"
 #include "conn.h"
 #include "daemon.h"
@@ -82,6 +83,7 @@ static void on_drain(evutil_socket_t fd, short what, void *arg)
     for (size_t i = 0; i < w->num_listeners; i++)
         listener_close(&w->listeners[i]);
     conn_drain_all(w);
+    backend_pool_close_idle(w);
     if (w->num_conns == 0) {
         event_base_loopbreak(w->base);
         return;
@@ -108,6 +110,8 @@ static void on_reload(evutil_socket_t fd, short what, void *arg)
     generation_unref(w->gen);
     w->gen = next;
     apply_log_limits(w, next->config);
+    /* Connections made under the old settings are not reused. */
+    backend_pool_close_idle(w);
 }
 
 void worker_reload(struct worker *w, struct generation *gen)
@@ -200,6 +204,7 @@ void worker_cleanup(struct worker *w)
     if (w->gen == NULL) /* never initialised */
         return;
     conn_close_all(w, END_SHUTDOWN);
+    backend_pool_free(w);
     timerq_cleanup(&w->timers);
     for (size_t i = 0; i < w->num_listeners; i++)
         listener_cleanup(&w->listeners[i]);

@@ -22,6 +22,7 @@
 #include "ratelimit.h"
 #include "timerq.h"
 
+struct backend_pool;
 struct conn;
 struct daemon;
 struct metrics_block;
@@ -42,6 +43,7 @@ struct worker {
     struct conn *conns; /* open connections, linked through conn.c */
     size_t num_conns;
     struct timerq timers; /* the connections' deadlines */
+    struct backend_pool *pool; /* HTTP mode's idle backend connections; NULL: none yet */
 
     bool draining;
     struct event *drain_ev;    /* activated by the main thread */

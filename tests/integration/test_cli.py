@@ -226,3 +226,93 @@ def test_example_config_checks(certs, tmp_path):
                             capture_output=True, text=True, env=sanitizer_env(), timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == f"{example}: ok"
+
+
+# An http-mode listener with the HTTP settings written out, and a tcp one.
+HTTP_GOOD = """\
+listeners:
+  - name: web
+    listen: ["127.0.0.1:0"]
+    tls:
+      certificates: [{{cert: {cert}, key: {key}}}]
+    backend:
+      servers: ["127.0.0.1:9"]
+      max_connections: 16
+      pool: {{idle_timeout: 1500ms, max_idle: 8}}
+    http:
+      trusted_proxies: ["10.0.0.0/8", "::1"]
+      forwarded: true
+      max_request_header_bytes: 32KiB
+    http2: {{max_concurrent_streams: 50}}
+    timeouts: {{request_header: 5s, queue: 1m}}
+    mode: http
+  - name: raw
+    listen: ["127.0.0.1:0"]
+    tls:
+      certificates: [{{cert: {cert}, key: {key}}}]
+    backend: {{servers: ["127.0.0.1:9"], protocol: h2}}
+    timeouts: {{idle: 60s}}
+"""
+
+
+def write_http_config(tmp_path, certs, edits=None):
+    """write_http_config is write_config for HTTP_GOOD."""
+    lines = HTTP_GOOD.format(cert=certs.ecdsa_cert, key=certs.ecdsa_key).splitlines()
+    for number, new in (edits or {}).items():
+        lines[number - 1] = new
+    path = tmp_path / "http.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path, lines
+
+
+def listener_block(stdout, name):
+    """listener_block returns the lines --check printed for listener |name|."""
+    block, inside = [], False
+    for line in stdout.splitlines():
+        if not line.startswith("  "):
+            inside = line == f"listener {name}:"
+        elif inside:
+            block.append(line.strip())
+    return block
+
+
+def test_check_prints_http_settings(tmp_path, certs):
+    path, _ = write_http_config(tmp_path, certs)
+    result = run_tlsterm("--check", "-c", path)
+    assert result.returncode == 0, text(result)
+    out = result.stdout.decode()
+    assert out.splitlines()[-1] == f"{path}: ok", text(result)
+    web = listener_block(out, "web")
+    for expected in [
+        "mode: http",
+        "alpn: h2, http/1.1",  # the http-mode default
+        "backend.protocol: http/1.1",
+        "backend.max_connections: 16 per server and worker",
+        "backend.pool: max_idle 8 per server and worker, idle_timeout 1500ms",
+        "http.x_forwarded: true",
+        "http.forwarded: true",
+        "http.trusted_proxies: 10.0.0.0/8, ::1/128",
+        "http.request_id: X-Request-Id",
+        "http.client_cert_header: false",
+        "http.max_request_header_bytes: 32KiB",
+        "http2: max_concurrent_streams 50, initial_window 256KiB, connection_window 1MiB",
+        "timeouts: request_header 5s, backend_response 1m, queue 1m",
+    ]:
+        assert expected in web, f"{expected!r} not in {web}"
+    raw = listener_block(out, "raw")
+    assert "mode: tcp" in raw and "backend.protocol: h2" in raw, raw
+    assert not any(line.startswith(("http", "timeouts")) for line in raw), raw
+
+
+def test_check_http_settings_on_tcp_listener(tmp_path, certs):
+    """An http section on a tcp listener is refused at its key."""
+    path, lines = write_http_config(tmp_path, certs, {22: "    http: {forwarded: true}"})
+    check_refused(path, 22, {col_of(lines[21], "http")}, ["mode: http", "http"])
+
+
+def test_check_bad_http_value(tmp_path, certs):
+    path, lines = write_http_config(
+        tmp_path, certs, {11: '      trusted_proxies: ["10.0.0.0/33"]'}
+    )
+    check_refused(path, 11, {col_of(lines[10], '"10.0.0.0/33"')},
+                  ["trusted_proxies", "10.0.0.0/33", "prefix"])

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -105,7 +106,7 @@ static void expect_errors(const char *yaml, const char *expected)
 
 /* The end of the message for a CBC or non-forward-secret suite. */
 #define LEGACY_HINT                                                                            \
-    "forward-secret AEAD suites (ECDHE with AES-GCM or ChaCha20-Poly1305); CBC and "          \
+    "forward-secret AEAD suites (ECDHE with AES-GCM or ChaCha20-Poly1305); CBC and "           \
     "non-forward-secret suites need allow_legacy: true\n"
 
 /* A valid listener, to be completed or broken by each test. */
@@ -253,36 +254,16 @@ static void test_parse_duration(void **state)
         int result;
         uint32_t ms;
     } cases[] = {
-        {"1ms", 0, 1},
-        {"500ms", 0, 500},
-        {"10s", 0, 10000},
-        {"5m", 0, 300000},
-        {"2h", 0, 7200000},
-        {"24h", 0, 86400000},
-        {"1440m", 0, 86400000},
-        {"86400s", 0, 86400000},
-        {"86400000ms", 0, 86400000},
-        {"007s", 0, 7000},
-        {"25h", -1, 0},
-        {"86401s", -1, 0},
-        {"86400001ms", -1, 0},
-        {"1441m", -1, 0},
-        {"0s", -1, 0},
-        {"0ms", -1, 0},
-        {"30", -1, 0},
-        {"", -1, 0},
-        {"s", -1, 0},
-        {"-5s", -1, 0},
-        {"+5s", -1, 0},
-        {"5 s", -1, 0},
-        {" 5s", -1, 0},
-        {"5sec", -1, 0},
-        {"5S", -1, 0},
-        {"1.5s", -1, 0},
-        {"1d", 0, 86400000},
-        {"5d", -1, 0},
-        {"2D", -1, 0},
-        {"99999999999999999999999h", -1, 0},
+        {"1ms", 0, 1},          {"500ms", 0, 500},       {"10s", 0, 10000},
+        {"5m", 0, 300000},      {"2h", 0, 7200000},      {"24h", 0, 86400000},
+        {"1440m", 0, 86400000}, {"86400s", 0, 86400000}, {"86400000ms", 0, 86400000},
+        {"007s", 0, 7000},      {"25h", -1, 0},          {"86401s", -1, 0},
+        {"86400001ms", -1, 0},  {"1441m", -1, 0},        {"0s", -1, 0},
+        {"0ms", -1, 0},         {"30", -1, 0},           {"", -1, 0},
+        {"s", -1, 0},           {"-5s", -1, 0},          {"+5s", -1, 0},
+        {"5 s", -1, 0},         {" 5s", -1, 0},          {"5sec", -1, 0},
+        {"5S", -1, 0},          {"1.5s", -1, 0},         {"1d", 0, 86400000},
+        {"5d", -1, 0},          {"2D", -1, 0},           {"99999999999999999999999h", -1, 0},
     };
 
     (void)state;
@@ -404,23 +385,23 @@ static void test_unknown_keys(void **state)
         "logs: {}\n"
         "log: {levl: info, color: x}\n",
         "t.yaml:3:5: unknown key 'lsiten' in listener; did you mean 'listen'? allowed: "
-        "name, listen, tls, backend, timeouts, max_connections\n"
+        "name, mode, listen, tls, backend, http, http2, timeouts, max_connections\n"
         "t.yaml:8:5: unknown key 'backends' in listener; did you mean 'backend'? "
-        "allowed: name, listen, tls, backend, timeouts, max_connections\n"
-        "t.yaml:9:5: unknown key 'zzz' in listener; allowed: name, listen, tls, "
-        "backend, timeouts, max_connections\n"
-        "t.yaml:10:5: unknown key 'nmae' in listener; allowed: name, listen, tls, "
-        "backend, timeouts, max_connections\n"
+        "allowed: name, mode, listen, tls, backend, http, http2, timeouts, max_connections\n"
+        "t.yaml:9:5: unknown key 'zzz' in listener; allowed: name, mode, listen, tls, backend, "
+        "http, http2, timeouts, max_connections\n"
+        "t.yaml:10:5: unknown key 'nmae' in listener; allowed: name, mode, listen, tls, "
+        "backend, http, http2, timeouts, max_connections\n"
         "t.yaml:11:1: unknown key 'logs' at the top level; allowed: log, drain_timeout, "
         "user, workers, max_connections, listeners, reload_on_change, session_tickets, admin, "
         "report\n"
         "t.yaml:12:7: unknown key 'levl' in log; did you mean 'level'? allowed: format, "
-        "level, handshake_failures\n"
+        "level, handshake_failures, access\n"
         "t.yaml:12:19: unknown key 'color' in log; allowed: format, level, "
-        "handshake_failures\n");
+        "handshake_failures, access\n");
     expect_errors(LISTENER_HEAD TLS_OK "    listn: x\n" BACKEND_OK,
-                  "t.yaml:8:5: unknown key 'listn' in listener; allowed: name, listen, tls, "
-                  "backend, timeouts, max_connections\n");
+                  "t.yaml:8:5: unknown key 'listn' in listener; allowed: "
+                  "name, mode, listen, tls, backend, http, http2, timeouts, max_connections\n");
     expect_errors("\"bad\\tkey\": 1\n" MINIMAL,
                   "t.yaml:1:1: unknown key 'bad?key' at the top level; allowed: log, "
                   "drain_timeout, user, workers, max_connections, listeners, reload_on_change, "
@@ -430,19 +411,20 @@ static void test_unknown_keys(void **state)
         "t.yaml:1:1: unknown key 'logs' at the top level; did you mean 'log'? allowed: "
         "log, drain_timeout, user, workers, max_connections, listeners, reload_on_change, "
         "session_tickets, admin, report\n");
-    expect_errors(LISTENER_HEAD TLS_OK "      ciphres: []\n"
-                                       "      certificate: x\n" BACKEND_OK
-                                       "    timeouts: {idel: 5s}\n",
-                  "t.yaml:8:7: unknown key 'ciphres' in tls; did you mean 'ciphers'? allowed: "
-                  "certificates, policy, min_version, max_version, ciphers, groups, allow_legacy, alpn, "
-                  "alpn_required, sni_strict, allow_expired, expiry_warning, early_data, "
-                  "client_auth, report_only\n"
-                  "t.yaml:9:7: unknown key 'certificate' in tls; allowed: certificates, "
-                  "policy, min_version, max_version, ciphers, groups, allow_legacy, alpn, "
-                  "alpn_required, sni_strict, allow_expired, expiry_warning, early_data, "
-                  "client_auth, report_only\n"
-                  "t.yaml:12:16: unknown key 'idel' in timeouts; did you mean 'idle'? allowed: "
-                  "handshake, connect, idle, half_closed\n");
+    expect_errors(
+        LISTENER_HEAD TLS_OK "      ciphres: []\n"
+                             "      certificate: x\n" BACKEND_OK "    timeouts: {idel: 5s}\n",
+        "t.yaml:8:7: unknown key 'ciphres' in tls; did you mean 'ciphers'? allowed: "
+        "certificates, policy, min_version, max_version, ciphers, groups, allow_legacy, alpn, "
+        "alpn_required, sni_strict, allow_expired, expiry_warning, early_data, "
+        "client_auth, report_only\n"
+        "t.yaml:9:7: unknown key 'certificate' in tls; allowed: certificates, "
+        "policy, min_version, max_version, ciphers, groups, allow_legacy, alpn, "
+        "alpn_required, sni_strict, allow_expired, expiry_warning, early_data, "
+        "client_auth, report_only\n"
+        "t.yaml:12:16: unknown key 'idel' in timeouts; did you mean 'idle'? allowed: "
+        "handshake, connect, idle, half_closed, request_header, backend_response, "
+        "queue\n");
 }
 
 static void test_missing_required_keys(void **state)
@@ -688,7 +670,8 @@ static void test_ciphers(void **state)
                              "        - ECDHE+AESGCM\n" BACKEND_OK,
         "t.yaml:10:11: unknown cipher suite 'NOPE-CIPHER' (list one suite name per "
         "item, e.g. ECDHE-ECDSA-AES128-GCM-SHA256)\n"
-        "t.yaml:11:11: cipher suite 'AES128-SHA' is not allowed: tlsterm only offers " LEGACY_HINT
+        "t.yaml:11:11: cipher suite 'AES128-SHA' is not allowed: tlsterm only "
+        "offers " LEGACY_HINT
         "t.yaml:12:11: cipher suite 'ECDHE-RSA-AES128-SHA' is not allowed: tlsterm only "
         "offers " LEGACY_HINT
         "t.yaml:13:11: cipher suite 'AES128-GCM-SHA256' is not allowed: tlsterm only "
@@ -853,19 +836,20 @@ static void test_report_only(void **state)
                       BACKEND_OK,
                   "t.yaml:10:18: ciphers needs policy: custom (the preset 'modern' sets TLS "
                   "1.3 only)\n");
-    expect_errors(LISTENER_HEAD TLS_WITH("      report_only:\n"
-                                         "        policy: custom\n"
-                                         "        min_version: \"1.0\"\n"
-                                         "        ciphers: [AES128-SHA, TLS_AES_128_GCM_SHA256]\n"
-                                         "        groups: [X448]\n") BACKEND_OK,
-                  "t.yaml:10:22: min_version: TLS 1.0 is not allowed (insecure); allowed: "
-                  "\"1.2\", \"1.3\" (TLS 1.0 and 1.1 need allow_legacy: true)\n"
-                  "t.yaml:11:19: cipher suite 'AES128-SHA' is not allowed: tlsterm only offers "
-                  LEGACY_HINT
-                  "t.yaml:11:31: 'TLS_AES_128_GCM_SHA256' is a TLS 1.3 suite: TLS 1.3 suites "
-                  "cannot be configured (BoringSSL always enables all three); list TLS 1.2 "
-                  "suites only\n"
-                  "t.yaml:12:18: unknown group 'X448'; allowed: X25519, P-256, P-384, P-521\n");
+    expect_errors(
+        LISTENER_HEAD TLS_WITH("      report_only:\n"
+                               "        policy: custom\n"
+                               "        min_version: \"1.0\"\n"
+                               "        ciphers: [AES128-SHA, TLS_AES_128_GCM_SHA256]\n"
+                               "        groups: [X448]\n") BACKEND_OK,
+        "t.yaml:10:22: min_version: TLS 1.0 is not allowed (insecure); allowed: "
+        "\"1.2\", \"1.3\" (TLS 1.0 and 1.1 need allow_legacy: true)\n"
+        "t.yaml:11:19: cipher suite 'AES128-SHA' is not allowed: tlsterm only "
+        "offers " LEGACY_HINT
+        "t.yaml:11:31: 'TLS_AES_128_GCM_SHA256' is a TLS 1.3 suite: TLS 1.3 suites "
+        "cannot be configured (BoringSSL always enables all three); list TLS 1.2 "
+        "suites only\n"
+        "t.yaml:12:18: unknown group 'X448'; allowed: X25519, P-256, P-384, P-521\n");
     expect_errors(LISTENER_HEAD TLS_WITH("      report_only:\n"
                                          "        policy: custom\n"
                                          "        min_version: \"1.3\"\n"
@@ -891,7 +875,8 @@ static void test_allow_legacy(void **state)
     assert_true(l->allow_legacy);
     assert_int_equal(l->policy, CFG_POLICY_CUSTOM);
     assert_int_equal(l->min_version, TLS1_VERSION);
-    assert_string_equal(l->ciphers, "ECDHE-RSA-AES128-SHA:AES128-SHA:ECDHE-RSA-AES128-GCM-SHA256");
+    assert_string_equal(l->ciphers,
+                        "ECDHE-RSA-AES128-SHA:AES128-SHA:ECDHE-RSA-AES128-GCM-SHA256");
     config_free(config);
 
     config = load(LISTENER_HEAD TLS_WITH("      allow_legacy: true\n"
@@ -986,11 +971,12 @@ static void test_h2_in_tcp_mode_needs_an_h2_backend(void **state)
     config = load(LISTENER_HEAD TLS_WITH("      alpn: [http/1.1]\n") BACKEND_OK);
     assert_non_null(config);
     config_free(config);
-    expect_errors(LISTENER_HEAD TLS_WITH("      alpn: [http/1.1, h2]\n") BACKEND_OK,
-                  "t.yaml:8:24: alpn offers h2, but the backend gets the client's bytes "
-                  "unchanged and speaks HTTP/1.1: a client that picks h2 would get an empty "
-                  "reply; remove h2, or set 'backend.protocol: h2' if the backend speaks HTTP/2 "
-                  "itself\n");
+    expect_errors(
+        LISTENER_HEAD TLS_WITH("      alpn: [http/1.1, h2]\n") BACKEND_OK,
+        "t.yaml:8:24: alpn offers h2, but the backend gets the client's bytes "
+        "unchanged and speaks HTTP/1.1: a client that picks h2 would get an empty "
+        "reply; remove h2, or set 'backend.protocol: h2' if the backend speaks HTTP/2 "
+        "itself\n");
     expect_errors(LISTENER_HEAD TLS_OK BACKEND_OK "      protocol: h3\n",
                   "t.yaml:10:17: invalid protocol 'h3'; allowed: http/1.1, h2\n");
 }
@@ -1020,18 +1006,17 @@ static void test_admin_address_of_a_listener(void **state)
                   "t.yaml:11:11: admin listen address '127.0.0.1:9100' is also a listen "
                   "address of listener 'edge' (at 3:32); give the admin endpoint an address "
                   "of its own\n");
+    expect_errors(
+        "listeners:\n"
+        "  - name: edge\n"
+        "    listen: [\"0.0.0.0:9100\", \"[::]:9200\"]\n" TLS_OK BACKEND_OK "admin:\n"
+        "  listen: \"127.0.0.1:9100\"\n",
+        "t.yaml:11:11: admin listen address '127.0.0.1:9100' cannot be bound beside "
+        "listen address '0.0.0.0:9100' of listener 'edge' (at 3:14), which takes that "
+        "port on every address; give the admin endpoint a port of its own\n");
     expect_errors("listeners:\n"
                   "  - name: edge\n"
-                  "    listen: [\"0.0.0.0:9100\", \"[::]:9200\"]\n" TLS_OK BACKEND_OK
-                  "admin:\n"
-                  "  listen: \"127.0.0.1:9100\"\n",
-                  "t.yaml:11:11: admin listen address '127.0.0.1:9100' cannot be bound beside "
-                  "listen address '0.0.0.0:9100' of listener 'edge' (at 3:14), which takes that "
-                  "port on every address; give the admin endpoint a port of its own\n");
-    expect_errors("listeners:\n"
-                  "  - name: edge\n"
-                  "    listen: [\"0.0.0.0:9100\", \"[::]:9200\"]\n" TLS_OK BACKEND_OK
-                  "admin:\n"
+                  "    listen: [\"0.0.0.0:9100\", \"[::]:9200\"]\n" TLS_OK BACKEND_OK "admin:\n"
                   "  listen: \"[::1]:9200\"\n",
                   "t.yaml:11:11: admin listen address '[::1]:9200' cannot be bound beside "
                   "listen address '[::]:9200' of listener 'edge' (at 3:30), which takes that "
@@ -1104,18 +1089,18 @@ static void test_ocsp_files(void **state)
     struct config *config;
 
     (void)state;
-    config = load(LISTENER_HEAD "    tls:\n"
-                                "      certificates:\n"
-                                "        - {cert: cert.pem, key: key.pem, ocsp: cert2.pem}\n"
-                                BACKEND_OK);
+    config = load(LISTENER_HEAD
+                  "    tls:\n"
+                  "      certificates:\n"
+                  "        - {cert: cert.pem, key: key.pem, ocsp: cert2.pem}\n" BACKEND_OK);
     assert_non_null(config);
     assert_string_equal(config->listeners[0].certs[0].ocsp_path, "cert2.pem");
     assert_int_equal(config->listeners[0].certs[0].ocsp_pos.col, 48);
     config_free(config);
-    expect_errors(LISTENER_HEAD "    tls:\n"
-                                "      certificates:\n"
-                                "        - {cert: cert.pem, key: key.pem, ocsp: nope.der}\n"
-                                BACKEND_OK,
+    expect_errors(LISTENER_HEAD
+                  "    tls:\n"
+                  "      certificates:\n"
+                  "        - {cert: cert.pem, key: key.pem, ocsp: nope.der}\n" BACKEND_OK,
                   "t.yaml:6:48: cannot read OCSP response file 'nope.der': No such file or "
                   "directory\n");
 }
@@ -1189,15 +1174,335 @@ static void test_every_error_reported_once_in_order(void **state)
         "number above 0 with a unit ms, s, m, h or d, at most 24h (e.g. 500ms, 30s, 5m)\n"
         "t.yaml:6:29: cannot read certificate file 'nope.pem': No such file or "
         "directory\n"
-        "t.yaml:7:17: cipher suite 'AES256-SHA' is not allowed: tlsterm only offers " LEGACY_HINT
+        "t.yaml:7:17: cipher suite 'AES256-SHA' is not allowed: tlsterm only "
+        "offers " LEGACY_HINT
         "t.yaml:9:11: duplicate listener name 'a' (first defined at 3:11)\n"
         "t.yaml:10:13: duplicate listen address '127.0.0.1:7000' (first defined at "
         "4:13)\n"
         "t.yaml:11:68: unknown group 'P-999'; allowed: X25519, P-256, P-384, P-521\n"
         "t.yaml:12:15: unknown key 'severs' in backend; did you mean 'servers'? "
-        "allowed: servers, protocol\n"
+        "allowed: servers, protocol, max_connections, pool\n"
         "t.yaml:13:22: invalid max_connections '0'; expected an integer from 1 to "
         "1000000\n");
+}
+
+/* HTTP_MODE ends MINIMAL with line 10: the listener's mode, after tls. */
+#define HTTP_MODE "    mode: http\n"
+
+static void test_http_mode_defaults(void **state)
+{
+    struct config *config = load(MINIMAL HTTP_MODE);
+    const struct cfg_listener *l;
+
+    (void)state;
+    assert_non_null(config);
+    assert_string_equal(errors_text, "");
+    assert_true(config->log_access);
+    l = &config->listeners[0];
+    assert_int_equal(l->mode, CFG_MODE_HTTP);
+    assert_int_equal(l->backend_protocol, CFG_BACKEND_HTTP1);
+    /* No tls.alpn: h2 first, then http/1.1. */
+    assert_int_equal(l->alpn_len, 12);
+    assert_memory_equal(l->alpn, "\x02h2\x08http/1.1", 12);
+    assert_false(l->alpn_required);
+    assert_true(l->http.x_forwarded);
+    assert_false(l->http.forwarded);
+    assert_null(l->http.trusted_proxies);
+    assert_int_equal(l->http.num_trusted_proxies, 0);
+    assert_string_equal(l->http.request_id, "X-Request-Id");
+    assert_false(l->http.client_cert_header);
+    assert_int_equal(l->http.max_request_header_bytes, 64 * 1024);
+    assert_int_equal(l->http2.max_concurrent_streams, 100);
+    assert_int_equal(l->http2.initial_window, 256 * 1024);
+    assert_int_equal(l->http2.connection_window, 1024 * 1024);
+    assert_int_equal(l->backend_max_connections, 0);
+    assert_int_equal(l->pool_idle_timeout_ms, 2000);
+    assert_int_equal(l->pool_max_idle, 64);
+    assert_int_equal(l->request_header_timeout_ms, 10000);
+    assert_int_equal(l->backend_response_timeout_ms, 60000);
+    assert_int_equal(l->queue_timeout_ms, 5000);
+    config_free(config);
+
+    /* tcp mode, the default: no ALPN and no request ID unless written. */
+    config = load(MINIMAL "    mode: tcp\n");
+    assert_non_null(config);
+    l = &config->listeners[0];
+    assert_int_equal(l->mode, CFG_MODE_TCP);
+    assert_null(l->alpn);
+    assert_null(l->http.request_id);
+    config_free(config);
+}
+
+static void test_http_mode_all_keys(void **state)
+{
+    struct config *config =
+        load("log: {access: false}\n" LISTENER_HEAD TLS_WITH(
+            "      client_auth: {mode: optional, ca: cert.pem}\n") BACKEND_OK
+             "      max_connections: 32\n"
+             "      pool: {idle_timeout: 1500ms, max_idle: 0}\n"
+             "    http:\n"
+             "      x_forwarded: false\n"
+             "      forwarded: true\n"
+             "      trusted_proxies: [\"10.0.0.0/8\", \"::1/128\", 192.168.1.7, "
+             "\"2001:db8::/32\", 0.0.0.0/0]\n"
+             "      request_id: Request-ID_2\n"
+             "      client_cert_header: true\n"
+             "      max_request_header_bytes: 1MiB\n"
+             "    http2: {max_concurrent_streams: 10000, initial_window: 2147483647,\n"
+             "            connection_window: 65535}\n"
+             "    timeouts: {request_header: 2s, backend_response: 2m, queue: 100ms}\n"
+             "    mode: http\n");
+    const struct cfg_listener *l;
+    const struct cfg_cidr *cidr;
+
+    (void)state;
+    assert_non_null(config);
+    assert_string_equal(errors_text, "");
+    assert_false(config->log_access);
+    l = &config->listeners[0];
+    assert_int_equal(l->mode, CFG_MODE_HTTP);
+    assert_int_equal(l->backend_max_connections, 32);
+    assert_int_equal(l->pool_idle_timeout_ms, 1500);
+    assert_int_equal(l->pool_max_idle, 0);
+    assert_false(l->http.x_forwarded);
+    assert_true(l->http.forwarded);
+    assert_int_equal(l->http.num_trusted_proxies, 5);
+    cidr = l->http.trusted_proxies;
+    assert_int_equal(cidr[0].family, AF_INET);
+    assert_memory_equal(cidr[0].addr, "\x0a\x00\x00\x00", 4);
+    assert_int_equal(cidr[0].prefix, 8);
+    assert_int_equal(cidr[1].family, AF_INET6);
+    assert_memory_equal(cidr[1].addr, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x01", 16);
+    assert_int_equal(cidr[1].prefix, 128);
+    assert_int_equal(cidr[2].family, AF_INET);
+    assert_memory_equal(cidr[2].addr, "\xc0\xa8\x01\x07", 4);
+    assert_int_equal(cidr[2].prefix, 32);
+    assert_int_equal(cidr[3].family, AF_INET6);
+    assert_memory_equal(cidr[3].addr, "\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\0\0", 16);
+    assert_int_equal(cidr[3].prefix, 32);
+    assert_int_equal(cidr[4].prefix, 0);
+    assert_string_equal(l->http.request_id, "Request-ID_2");
+    assert_true(l->http.client_cert_header);
+    assert_int_equal(l->http.max_request_header_bytes, 1024 * 1024);
+    assert_int_equal(l->http2.max_concurrent_streams, 10000);
+    assert_int_equal(l->http2.initial_window, 2147483647);
+    assert_int_equal(l->http2.connection_window, 65535);
+    assert_int_equal(l->request_header_timeout_ms, 2000);
+    assert_int_equal(l->backend_response_timeout_ms, 120000);
+    assert_int_equal(l->queue_timeout_ms, 100);
+    config_free(config);
+
+    /* One address for trusted_proxies; request_id false and true; sizes in
+     * bytes and KiB; an empty trusted_proxies. */
+    config =
+        load(MINIMAL HTTP_MODE "    http: {trusted_proxies: \"fe80::/10\", request_id: false,\n"
+                               "           max_request_header_bytes: 1024}\n"
+                               "    http2: {initial_window: 1, connection_window: 64KiB}\n"
+                               "  - name: two\n"
+                               "    listen: \"127.0.0.1:0\"\n" TLS_OK BACKEND_OK HTTP_MODE
+                               "    http: {trusted_proxies: [], request_id: true}\n");
+    assert_non_null(config);
+    l = &config->listeners[0];
+    assert_int_equal(l->http.num_trusted_proxies, 1);
+    assert_int_equal(l->http.trusted_proxies[0].prefix, 10);
+    assert_memory_equal(l->http.trusted_proxies[0].addr, "\xfe\x80", 2);
+    assert_null(l->http.request_id);
+    assert_int_equal(l->http.max_request_header_bytes, 1024);
+    assert_int_equal(l->http2.initial_window, 1);
+    assert_int_equal(l->http2.connection_window, 65536);
+    l = &config->listeners[1];
+    assert_int_equal(l->http.num_trusted_proxies, 0);
+    assert_string_equal(l->http.request_id, "X-Request-Id");
+    config_free(config);
+}
+
+static void test_http_keys_refused_in_tcp_mode(void **state)
+{
+    (void)state;
+    /* Reported in file order, at each key; "mode: tcp" written or not. */
+    expect_errors(MINIMAL "      max_connections: 4\n"
+                          "      pool: {max_idle: 1}\n"
+                          "    http: {x_forwarded: false}\n"
+                          "    http2: {}\n"
+                          "    timeouts: {idle: 1s, request_header: 1s, backend_response: 1s, "
+                          "queue: 1s}\n",
+                  "t.yaml:10:7: http settings need mode: http: this listener is in tcp mode "
+                  "(the default), where 'backend.max_connections' has no effect; add 'mode: "
+                  "http' or remove it\n"
+                  "t.yaml:11:7: http settings need mode: http: this listener is in tcp mode "
+                  "(the default), where 'backend.pool' has no effect; add 'mode: http' or "
+                  "remove it\n"
+                  "t.yaml:12:5: http settings need mode: http: this listener is in tcp mode "
+                  "(the default), where 'http' has no effect; add 'mode: http' or remove it\n"
+                  "t.yaml:13:5: http settings need mode: http: this listener is in tcp mode "
+                  "(the default), where 'http2' has no effect; add 'mode: http' or remove it\n"
+                  "t.yaml:14:26: http settings need mode: http: this listener is in tcp mode "
+                  "(the default), where 'timeouts.request_header' has no effect; add 'mode: "
+                  "http' or remove it\n"
+                  "t.yaml:14:46: http settings need mode: http: this listener is in tcp mode "
+                  "(the default), where 'timeouts.backend_response' has no effect; add 'mode: "
+                  "http' or remove it\n"
+                  "t.yaml:14:68: http settings need mode: http: this listener is in tcp mode "
+                  "(the default), where 'timeouts.queue' has no effect; add 'mode: http' or "
+                  "remove it\n");
+    expect_errors(
+        MINIMAL "    mode: tcp\n"
+                "    http2: {max_concurrent_streams: 5}\n",
+        "t.yaml:11:5: http settings need mode: http: this listener is in tcp mode "
+        "(the default), where 'http2' has no effect; add 'mode: http' or remove it\n");
+    /* A bad mode is reported alone: what depends on it would be noise. */
+    expect_errors(MINIMAL "    mode: https\n"
+                          "    http: {}\n",
+                  "t.yaml:10:11: invalid mode 'https'; allowed: tcp, http\n");
+}
+
+static void test_http_mode_errors(void **state)
+{
+    (void)state;
+    expect_errors(MINIMAL "      max_connections: -1\n"
+                          "      pool: {idle_timeout: 0s, max_idle: 1000001, max: 1}\n"
+                          "    http:\n"
+                          "      x_forwarded: yes\n"
+                          "      request_id: \"X Request\"\n"
+                          "      max_request_header_bytes: 1023\n"
+                          "      request_ids: a\n"
+                          "    http2:\n"
+                          "      max_concurrent_streams: 10001\n"
+                          "      initial_window: 2048MiB\n"
+                          "      connection_window: 65534\n"
+                          "    timeouts: {request_header: 0s, queue: 5}\n" HTTP_MODE
+                          "log: {access: no}\n",
+                  "t.yaml:10:24: invalid max_connections '-1'; expected an integer from 0 to "
+                  "1000000\n"
+                  "t.yaml:11:28: invalid duration '0s' for 'idle_timeout'; expected a whole "
+                  "number above 0 with a unit ms, s, m, h or d, at most 24h (e.g. 500ms, 30s, "
+                  "5m)\n"
+                  "t.yaml:11:42: invalid max_idle '1000001'; expected an integer from 0 to "
+                  "1000000\n"
+                  "t.yaml:11:51: unknown key 'max' in pool; allowed: idle_timeout, max_idle\n"
+                  "t.yaml:13:20: invalid x_forwarded 'yes'; expected true or false\n"
+                  "t.yaml:14:19: invalid request_id 'X Request'; expected a header name "
+                  "(letters, digits and !#$%&'*+-.^_`|~, e.g. X-Request-Id) or false\n"
+                  "t.yaml:15:33: invalid max_request_header_bytes '1023'; expected a size from "
+                  "1KiB to 1MiB: a number of bytes, or a whole number with KiB or MiB (e.g. "
+                  "64KiB)\n"
+                  "t.yaml:16:7: unknown key 'request_ids' in http; "
+                  "allowed: x_forwarded, forwarded, trusted_proxies, request_id, "
+                  "client_cert_header, max_request_header_bytes\n"
+                  "t.yaml:18:31: invalid max_concurrent_streams '10001'; expected an integer "
+                  "from 1 to 10000\n"
+                  "t.yaml:19:23: invalid initial_window '2048MiB'; expected a size from 1 to "
+                  "2147483647: a number of bytes, or a whole number with KiB or MiB (e.g. "
+                  "64KiB)\n"
+                  "t.yaml:20:26: invalid connection_window '65534'; expected a size from 65535 "
+                  "to 2147483647: a number of bytes, or a whole number with KiB or MiB (e.g. "
+                  "64KiB)\n"
+                  "t.yaml:21:32: invalid duration '0s' for 'request_header'; expected a whole "
+                  "number above 0 with a unit ms, s, m, h or d, at most 24h (e.g. 500ms, 30s, "
+                  "5m)\n"
+                  "t.yaml:21:43: invalid duration '5' for 'queue'; expected a whole number "
+                  "above 0 with a unit ms, s, m, h or d, at most 24h (e.g. 500ms, 30s, 5m)\n"
+                  "t.yaml:23:15: invalid access 'no'; expected true or false\n");
+    /* Sizes: no spaces, no other units, no lower case. */
+    expect_errors(MINIMAL HTTP_MODE
+                  "    http2: {initial_window: 64 KiB, connection_window: 1mib}\n",
+                  "t.yaml:11:29: invalid initial_window '64 KiB'; expected a size from 1 to "
+                  "2147483647: a number of bytes, or a whole number with KiB or MiB (e.g. "
+                  "64KiB)\n"
+                  "t.yaml:11:56: invalid connection_window '1mib'; expected a size from 65535 "
+                  "to 2147483647: a number of bytes, or a whole number with KiB or MiB (e.g. "
+                  "64KiB)\n");
+    expect_errors(MINIMAL HTTP_MODE "    http: [x_forwarded]\n",
+                  "t.yaml:11:11: expected a mapping for 'http', got a sequence\n");
+}
+
+static void test_http_mode_cross_checks(void **state)
+{
+    (void)state;
+    /* client_cert_header needs client_auth, wherever the keys stand. */
+    expect_errors(LISTENER_HEAD HTTP_MODE
+                  "    http: {client_cert_header: true}\n" TLS_OK BACKEND_OK,
+                  "t.yaml:5:32: client_cert_header needs client certificates: set "
+                  "tls.client_auth.mode to optional or required, or remove it\n");
+    /* backend.protocol h2 is a tcp-mode pass-through. */
+    expect_errors(MINIMAL "      protocol: h2\n" HTTP_MODE,
+                  "t.yaml:10:17: backend protocol h2 needs mode tcp: in mode http tlsterm "
+                  "speaks HTTP/1.1 to the backend; remove 'protocol: h2', or use mode tcp to "
+                  "pass h2 through\n");
+}
+
+static void test_http_mode_alpn(void **state)
+{
+    struct config *config;
+
+    (void)state;
+    /* h2 needs no h2 backend in http mode; the order given is kept. */
+    config = load(LISTENER_HEAD TLS_WITH("      alpn: [http/1.1, h2]\n") BACKEND_OK HTTP_MODE);
+    assert_non_null(config);
+    assert_int_equal(config->listeners[0].alpn_len, 12);
+    assert_memory_equal(config->listeners[0].alpn, "\x08http/1.1\x02h2", 12);
+    config_free(config);
+
+    config = load(LISTENER_HEAD TLS_WITH("      alpn: [http/1.1]\n") BACKEND_OK HTTP_MODE);
+    assert_non_null(config);
+    assert_memory_equal(config->listeners[0].alpn, "\x08http/1.1", 9);
+    config_free(config);
+
+    /* alpn_required with the default alpn. */
+    config = load(LISTENER_HEAD TLS_WITH("      alpn_required: true\n") BACKEND_OK HTTP_MODE);
+    assert_non_null(config);
+    assert_true(config->listeners[0].alpn_required);
+    assert_int_equal(config->listeners[0].alpn_len, 12);
+    config_free(config);
+
+    expect_errors(LISTENER_HEAD TLS_WITH("      alpn: [h2, spdy/3, http/1.1, h3]\n")
+                      BACKEND_OK HTTP_MODE,
+                  "t.yaml:8:18: alpn offers 'spdy/3', which mode http does not serve; "
+                  "allowed: h2, http/1.1 (leave alpn out for both)\n"
+                  "t.yaml:8:36: alpn offers 'h3', which mode http does not serve; allowed: h2, "
+                  "http/1.1 (leave alpn out for both)\n");
+}
+
+static void test_trusted_proxies(void **state)
+{
+    (void)state;
+    expect_errors(
+        MINIMAL HTTP_MODE "    http:\n"
+                          "      trusted_proxies:\n"
+                          "        - 10.0.0.1/8\n"
+                          "        - \"::1/129\"\n"
+                          "        - 10.0.0.0/33\n"
+                          "        - nope\n"
+                          "        - 10.0.0.0/08\n"
+                          "        - \"10.0.0.0/\"\n"
+                          "        - 10.0.0.0/8 \n"
+                          "        - [1.2.3.4]\n"
+                          "        - \"[::1]\"\n"
+                          "        - 1.2.3.4/-1\n"
+                          "        - 2001:db8::1/64\n",
+        "t.yaml:13:11: invalid trusted_proxies entry '10.0.0.1/8': bits past the /8 "
+        "prefix are set; did you mean 10.0.0.0/8?\n"
+        "t.yaml:14:11: invalid trusted_proxies entry '::1/129': the prefix length "
+        "must be 0 to 128 for an IPv6 address\n"
+        "t.yaml:15:11: invalid trusted_proxies entry '10.0.0.0/33': the prefix length "
+        "must be 0 to 32 for an IPv4 address\n"
+        "t.yaml:16:11: invalid trusted_proxies entry 'nope': expected an IPv4 or IPv6 "
+        "address or CIDR, such as 10.0.0.0/8 or ::1/128\n"
+        "t.yaml:18:11: invalid trusted_proxies entry '10.0.0.0/': the prefix length "
+        "must be 0 to 32 for an IPv4 address\n"
+        "t.yaml:19:11: duplicate '10.0.0.0/8' in 'trusted_proxies' (first listed at "
+        "17:11)\n"
+        "t.yaml:20:11: expected an address or CIDR for 'trusted_proxies', got a "
+        "sequence\n"
+        "t.yaml:21:11: invalid trusted_proxies entry '[::1]': expected an IPv4 or "
+        "IPv6 address or CIDR, such as 10.0.0.0/8 or ::1/128\n"
+        "t.yaml:22:11: invalid trusted_proxies entry '1.2.3.4/-1': the prefix length "
+        "must be 0 to 32 for an IPv4 address\n"
+        "t.yaml:23:11: invalid trusted_proxies entry '2001:db8::1/64': bits past the "
+        "/64 prefix are set; did you mean 2001:db8::/64?\n");
+    expect_errors(MINIMAL HTTP_MODE "    http: {trusted_proxies: {a: b}}\n",
+                  "t.yaml:11:29: expected a string or a sequence of strings for "
+                  "'trusted_proxies', got a mapping\n");
 }
 
 int main(void)
@@ -1236,6 +1541,13 @@ int main(void)
         cmocka_unit_test_teardown(test_ocsp_files, test_teardown),
         cmocka_unit_test_teardown(test_top_level_reload_and_tickets, test_teardown),
         cmocka_unit_test_teardown(test_every_error_reported_once_in_order, test_teardown),
+        cmocka_unit_test_teardown(test_http_mode_defaults, test_teardown),
+        cmocka_unit_test_teardown(test_http_mode_all_keys, test_teardown),
+        cmocka_unit_test_teardown(test_http_keys_refused_in_tcp_mode, test_teardown),
+        cmocka_unit_test_teardown(test_http_mode_errors, test_teardown),
+        cmocka_unit_test_teardown(test_http_mode_cross_checks, test_teardown),
+        cmocka_unit_test_teardown(test_http_mode_alpn, test_teardown),
+        cmocka_unit_test_teardown(test_trusted_proxies, test_teardown),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -1,0 +1,216 @@
+/* backend_pool: see backend_pool.h. */
+#include "backend_pool.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+
+#include "backend_conn.h"
+#include "clock.h"
+#include "http_metrics.h"
+#include "timerq.h"
+#include "worker.h"
+
+struct pool_idle {
+    struct pool_idle *prev, *next;
+    struct pool_server *ps;
+    struct backend_conn *conn;
+    struct timerq_entry timer; /* backend.pool.idle_timeout */
+};
+
+struct pool_server {
+    struct pool_server *next; /* the pool's list */
+    struct worker *worker;
+    struct metrics_listener *metrics;
+    struct net_addr addr;
+    uint32_t out;      /* connections taken or opened, not yet back */
+    uint32_t num_idle;
+    struct pool_idle *idle; /* most recently used first */
+    struct pool_waiter *wait_head, *wait_tail;
+};
+
+struct backend_pool {
+    struct pool_server *servers;
+};
+
+struct pool_server *backend_pool_server(struct worker *w, struct metrics_listener *metrics,
+                                        const struct net_addr *server)
+{
+    if (w->pool == NULL && (w->pool = calloc(1, sizeof(*w->pool))) == NULL)
+        return NULL;
+    for (struct pool_server *ps = w->pool->servers; ps != NULL; ps = ps->next)
+        if (ps->metrics == metrics && net_addr_equal(&ps->addr, server))
+            return ps;
+    struct pool_server *ps = calloc(1, sizeof(*ps));
+    if (ps == NULL)
+        return NULL;
+    ps->worker = w;
+    ps->metrics = metrics;
+    ps->addr = *server;
+    ps->next = w->pool->servers;
+    w->pool->servers = ps;
+    return ps;
+}
+
+/* unlink_idle takes |idle| off its list and frees it, returning its
+ * connection. */
+static struct backend_conn *unlink_idle(struct pool_idle *idle)
+{
+    struct pool_server *ps = idle->ps;
+    struct backend_conn *conn = idle->conn;
+
+    if (idle->prev != NULL)
+        idle->prev->next = idle->next;
+    else
+        ps->idle = idle->next;
+    if (idle->next != NULL)
+        idle->next->prev = idle->prev;
+    ps->num_idle--;
+    timerq_cancel(&ps->worker->timers, &idle->timer);
+    if (ps->metrics != NULL)
+        http_metrics_pool_idle(ps->metrics, &ps->addr, -1);
+    free(idle);
+    return conn;
+}
+
+/* wake_waiter gives a freed slot to the first waiter. */
+static void wake_waiter(struct pool_server *ps)
+{
+    struct pool_waiter *waiter = ps->wait_head;
+    if (waiter == NULL)
+        return;
+    backend_pool_cancel(ps, waiter);
+    waiter->ready(waiter);
+}
+
+static void close_idle(struct pool_idle *idle)
+{
+    struct pool_server *ps = idle->ps;
+    backend_conn_free(unlink_idle(idle), false);
+    wake_waiter(ps);
+}
+
+static void on_idle_event(struct backend_conn *conn, short what, void *arg)
+{
+    /* The server closed it, or said something unasked: either way it is
+     * no longer a connection a request can use. */
+    close_idle(arg);
+}
+
+static void on_idle_timer(struct timerq_entry *timer)
+{
+    close_idle((struct pool_idle *)((char *)timer - offsetof(struct pool_idle, timer)));
+}
+
+struct backend_conn *backend_pool_take(struct pool_server *ps)
+{
+    while (ps->idle != NULL) {
+        struct backend_conn *conn = unlink_idle(ps->idle);
+        if (backend_conn_is_idle_ok(conn)) {
+            ps->out++;
+            return conn;
+        }
+        backend_conn_free(conn, false);
+    }
+    return NULL;
+}
+
+bool backend_pool_may_open(const struct pool_server *ps, uint32_t limit)
+{
+    return limit == 0 || ps->out + ps->num_idle < limit;
+}
+
+void backend_pool_opened(struct pool_server *ps) { ps->out++; }
+
+void backend_pool_put(struct pool_server *ps, struct backend_conn *conn, bool keep,
+                      uint32_t idle_timeout_ms, uint32_t max_idle)
+{
+    struct pool_idle *idle = NULL;
+
+    ps->out--;
+    if (keep && ps->num_idle < max_idle && (idle = calloc(1, sizeof(*idle))) != NULL) {
+        idle->ps = ps;
+        idle->conn = conn;
+        idle->timer.fire = on_idle_timer;
+        if (timerq_set(&ps->worker->timers, &idle->timer, clock_now_ms() + idle_timeout_ms) !=
+            0) {
+            free(idle);
+            idle = NULL;
+        }
+    }
+    if (idle == NULL) {
+        backend_conn_free(conn, false);
+    } else {
+        idle->next = ps->idle;
+        if (ps->idle != NULL)
+            ps->idle->prev = idle;
+        ps->idle = idle;
+        ps->num_idle++;
+        if (ps->metrics != NULL)
+            http_metrics_pool_idle(ps->metrics, &ps->addr, 1);
+        backend_conn_set_owner(conn, on_idle_event, idle);
+        conn->read_blocked = true;
+        backend_conn_watch(conn, EV_READ);
+    }
+    /* A waiter takes the idle connection, or the slot a closed one left. */
+    wake_waiter(ps);
+}
+
+void backend_pool_closed(struct pool_server *ps)
+{
+    ps->out--;
+    wake_waiter(ps);
+}
+
+void backend_pool_wait(struct pool_server *ps, struct pool_waiter *waiter)
+{
+    waiter->next = NULL;
+    waiter->prev = ps->wait_tail;
+    if (ps->wait_tail != NULL)
+        ps->wait_tail->next = waiter;
+    else
+        ps->wait_head = waiter;
+    ps->wait_tail = waiter;
+    waiter->queued = true;
+}
+
+void backend_pool_cancel(struct pool_server *ps, struct pool_waiter *waiter)
+{
+    if (!waiter->queued)
+        return;
+    if (waiter->prev != NULL)
+        waiter->prev->next = waiter->next;
+    else
+        ps->wait_head = waiter->next;
+    if (waiter->next != NULL)
+        waiter->next->prev = waiter->prev;
+    else
+        ps->wait_tail = waiter->prev;
+    waiter->prev = waiter->next = NULL;
+    waiter->queued = false;
+}
+
+void backend_pool_close_idle(struct worker *w)
+{
+    if (w->pool == NULL)
+        return;
+    for (struct pool_server *ps = w->pool->servers; ps != NULL; ps = ps->next)
+        while (ps->idle != NULL)
+            backend_conn_free(unlink_idle(ps->idle), false);
+}
+
+void backend_pool_free(struct worker *w)
+{
+    if (w->pool == NULL)
+        return;
+    /* The idle gauges are left alone: the metrics block goes too. */
+    for (struct pool_server *ps = w->pool->servers; ps != NULL; ps = ps->next)
+        ps->metrics = NULL;
+    backend_pool_close_idle(w);
+    while (w->pool->servers != NULL) {
+        struct pool_server *ps = w->pool->servers;
+        w->pool->servers = ps->next;
+        free(ps);
+    }
+    free(w->pool);
+    w->pool = NULL;
+}

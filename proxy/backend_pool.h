@@ -1,0 +1,83 @@
+/* backend_pool: a worker's keep-alive connections to its backend servers,
+ * and the slots of backend.max_connections.
+ *
+ * Per worker, per listener and server (a struct pool_server): the idle
+ * connections, most recently used first (the warmest), each closed after
+ * backend.pool.idle_timeout or as soon as the server closes it; how many
+ * connections are out with requests; and the requests waiting for a slot,
+ * in arrival order.
+ *
+ * An idle connection is watched for readability: a server that closes it
+ * (or sends anything unasked) gets it closed at once, and a connection is
+ * peeked at again just before it is reused (backend_conn_is_idle_ok), which
+ * narrows the keep-alive race to the round trip of the request itself; the
+ * upstream retries what is safe to retry in what is left of it.
+ *
+ * Ownership. The pool belongs to its worker (worker->pool) and owns its
+ * entries and the idle connections. A connection taken out belongs to the
+ * taker, who gives it back with backend_pool_put or reports it closed with
+ * backend_pool_closed. Waiters are owned by whoever queued them. */
+#ifndef TLSTERM_BACKEND_POOL_H
+#define TLSTERM_BACKEND_POOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "net.h"
+
+struct backend_conn;
+struct backend_pool;
+struct metrics_listener;
+struct pool_server;
+struct worker;
+
+/* struct pool_waiter is a request waiting for a slot; |ready| runs (off
+ * the queue) when one is free, and the request tries again. */
+struct pool_waiter {
+    struct pool_waiter *prev, *next;
+    bool queued;
+    void (*ready)(struct pool_waiter *waiter);
+};
+
+/* backend_pool_server returns |worker|'s entry for the listener whose
+ * counters are |metrics| and |server|, creating it on first use; NULL when
+ * out of memory. */
+struct pool_server *backend_pool_server(struct worker *worker, struct metrics_listener *metrics,
+                                        const struct net_addr *server);
+
+/* backend_pool_take returns an idle connection of |ps| that passed its
+ * check, now owned by the caller and counted out, or NULL. */
+struct backend_conn *backend_pool_take(struct pool_server *ps);
+
+/* backend_pool_may_open says whether a new connection fits |limit|
+ * (backend.max_connections; 0: no limit); the caller then counts it with
+ * backend_pool_opened. */
+bool backend_pool_may_open(const struct pool_server *ps, uint32_t limit);
+void backend_pool_opened(struct pool_server *ps);
+
+/* backend_pool_put gives back a connection that is clean (a whole request
+ * and a whole reusable response went through it): it is kept idle for
+ * |idle_timeout_ms| unless |max_idle| are already kept, or |keep| is false
+ * (the worker's configuration changed or it is draining), when it is
+ * closed. */
+void backend_pool_put(struct pool_server *ps, struct backend_conn *conn, bool keep,
+                      uint32_t idle_timeout_ms, uint32_t max_idle);
+
+/* backend_pool_closed reports that a connection taken out (or opened) was
+ * closed by its owner: its slot is free. */
+void backend_pool_closed(struct pool_server *ps);
+
+/* backend_pool_wait queues |waiter| for the next free slot of |ps|;
+ * backend_pool_cancel takes it off the queue if it is still on it. */
+void backend_pool_wait(struct pool_server *ps, struct pool_waiter *waiter);
+void backend_pool_cancel(struct pool_server *ps, struct pool_waiter *waiter);
+
+/* backend_pool_close_idle closes every idle connection of |worker| (a
+ * reload: connections of the old configuration are not reused). */
+void backend_pool_close_idle(struct worker *worker);
+
+/* backend_pool_free closes everything |worker|'s pool still holds and
+ * frees it. */
+void backend_pool_free(struct worker *worker);
+
+#endif

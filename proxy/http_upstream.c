@@ -1,0 +1,680 @@
+/* http_upstream: one request's HTTP/1.1 exchange with a backend server
+ * (http.h).
+ *
+ * States, in order:
+ *   UP_QUEUED      no connection slot yet (backend.max_connections); bounded
+ *                  by timeouts.queue, then 503 backend_busy.
+ *   UP_CONNECTING  a new connection; bounded by timeouts.connect, then 502
+ *                  backend_connect_failed.
+ *   UP_OPEN        the request is written (head, then body as the front
+ *                  hands it over: Content-Length as given, chunked when the
+ *                  client gave none) and the response read and parsed with
+ *                  llhttp. From the end of the request to the response head,
+ *                  and between reads of the response after it,
+ *                  timeouts.backend_response bounds the wait (504
+ *                  backend_timeout); a backend that stops reading the
+ *                  request for as long is given up on too.
+ *
+ * The keep-alive race: a pooled connection the server closes just as a
+ * request goes out fails with no response byte. Such a request is sent again
+ * once, on a new connection, when that is safe: its method is idempotent and
+ * no byte of its body has left (so the whole request can be written again).
+ * Otherwise the client gets 502.
+ *
+ * A connection goes back to the pool only when the whole request went out,
+ * the whole response came in, and the response allows keep-alive; any other
+ * end closes it (with a RST when the request was cut short).
+ *
+ * Ownership. The upstream belongs to its exchange (x->up) from
+ * http_upstream_start to its release. It owns its connection (counted out of
+ * its pool entry), its output buffer and its timer entry. */
+#include "http.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <llhttp.h>
+
+#include "backend_conn.h"
+#include "backend_pool.h"
+#include "clock.h"
+#include "conn.h"
+#include "http_metrics.h"
+#include "log.h"
+#include "metrics.h"
+#include "worker.h"
+
+/* Reads of the backend per turn before yielding to other connections. */
+#define UPSTREAM_READ_ROUNDS 16
+#define UPSTREAM_READ_LEN 16384
+
+enum up_state { UP_QUEUED, UP_CONNECTING, UP_OPEN };
+
+struct http_upstream {
+    struct http_exchange *x;
+    enum up_state state;
+    struct pool_server *ps;
+    struct backend_conn *conn;
+    struct pool_waiter waiter;
+    struct timerq_entry timer;
+    struct evbuffer *out;      /* request bytes not yet written */
+    struct evbuffer *leftover; /* bytes after a 101 head */
+    llhttp_t parser;
+    uint64_t body_written;     /* request body bytes that left x->req_body */
+    uint64_t last_progress_ms; /* the last byte either way, for backend_response */
+    bool chunked;              /* the request body goes out chunked */
+    bool end_queued;           /* the request's end is in |out| */
+    bool req_sent;             /* the whole request was written */
+    bool write_failed;         /* the server stopped taking the request */
+    bool resp_started;         /* a response byte arrived */
+    bool in_body;              /* the final head is parsed: fields are trailers */
+    bool last_was_value;       /* the last header callback was a value */
+    bool reusable;             /* complete, and the response allows keep-alive */
+    bool upgraded;             /* 101: the parser stopped at the new protocol */
+    bool data_added;           /* bytes went to x->resp_body in this parse */
+    bool retried;
+};
+
+static void pump(struct http_upstream *up);
+static void open_new(struct http_upstream *up);
+static void on_timer(struct timerq_entry *timer);
+static const llhttp_settings_t parser_settings;
+
+static _Thread_local uint8_t read_buf[UPSTREAM_READ_LEN];
+
+static struct worker *worker_of(const struct http_upstream *up) { return up->x->c->worker; }
+
+static void log_backend_problem(const struct http_upstream *up, const char *event,
+                                const char *error)
+{
+    struct log_line line;
+    char server[NET_ADDR_TEXT_MAX];
+    conn_log_begin(&line, up->x->c, LOG_WARN, event);
+    log_str(&line, "server", net_addr_format(up->x->server, server, sizeof(server)));
+    if (up->x->stream_id != 0)
+        log_int(&line, "stream", up->x->stream_id);
+    log_str(&line, "error", error);
+    log_end(&line);
+}
+
+/* ---- teardown ---------------------------------------------------------------- */
+
+/* drop_conn closes (or pools) |up|'s connection. */
+static void drop_conn(struct http_upstream *up, bool abort)
+{
+    struct http_exchange *x = up->x;
+    struct backend_conn *conn = up->conn;
+    const struct cfg_listener *cfg = x->c->cfg;
+
+    if (conn == NULL)
+        return;
+    up->conn = NULL;
+    if (!abort && up->state == UP_OPEN && x->resp_done && up->req_sent && up->reusable) {
+        struct worker *w = worker_of(up);
+        bool keep = x->c->gen == w->gen && !w->draining;
+        backend_pool_put(up->ps, conn, keep, cfg->pool_idle_timeout_ms, cfg->pool_max_idle);
+        return;
+    }
+    backend_conn_free(conn, abort || !up->req_sent);
+    backend_pool_closed(up->ps);
+}
+
+static void teardown(struct http_upstream *up, bool abort)
+{
+    timerq_cancel(&worker_of(up)->timers, &up->timer);
+    if (up->state == UP_QUEUED)
+        backend_pool_cancel(up->ps, &up->waiter);
+    drop_conn(up, abort);
+    if (up->out != NULL)
+        evbuffer_free(up->out);
+    if (up->leftover != NULL)
+        evbuffer_free(up->leftover);
+    up->x->up = NULL;
+    free(up);
+}
+
+void http_upstream_release(struct http_exchange *x, bool abort)
+{
+    if (x->up != NULL)
+        teardown(x->up, abort);
+}
+
+/* fail ends the upstream for |reason| and tells the front. */
+static void fail(struct http_upstream *up, enum http_reason reason)
+{
+    struct http_exchange *x = up->x;
+    x->reason = reason;
+    teardown(up, true);
+    x->front->failed(x);
+}
+
+/* ---- getting a connection ------------------------------------------------------- */
+
+static void attach(struct http_upstream *up, struct backend_conn *conn)
+{
+    up->conn = conn;
+    up->state = UP_OPEN;
+    up->last_progress_ms = clock_now_ms();
+}
+
+static void on_conn_event(struct backend_conn *conn, short what, void *arg);
+
+static void acquire(struct http_upstream *up)
+{
+    struct http_exchange *x = up->x;
+    const struct cfg_listener *cfg = x->c->cfg;
+    struct backend_conn *conn = backend_pool_take(up->ps);
+
+    if (conn != NULL) {
+        x->reused = true;
+        attach(up, conn);
+        backend_conn_set_owner(conn, on_conn_event, up);
+        http_metrics_backend_conn(x->c, true);
+        pump(up);
+        return;
+    }
+    if (backend_pool_may_open(up->ps, cfg->backend_max_connections)) {
+        open_new(up);
+        return;
+    }
+    up->state = UP_QUEUED;
+    backend_pool_wait(up->ps, &up->waiter);
+    timerq_set(&worker_of(up)->timers, &up->timer, clock_now_ms() + cfg->queue_timeout_ms);
+}
+
+static void on_slot(struct pool_waiter *waiter)
+{
+    struct http_upstream *up =
+        (struct http_upstream *)((char *)waiter - offsetof(struct http_upstream, waiter));
+    timerq_cancel(&worker_of(up)->timers, &up->timer);
+    acquire(up);
+}
+
+static void open_new(struct http_upstream *up)
+{
+    struct http_exchange *x = up->x;
+    struct conn *c = x->c;
+    struct backend_conn *conn =
+        backend_conn_open(c->worker->base, x->server, on_conn_event, up);
+
+    x->reused = false;
+    if (conn == NULL) {
+        log_backend_problem(up, "backend_connect_failed", strerror(errno));
+        metrics_backend_connect_failed(c->listener->metrics, METRICS_CONNECT_ERROR);
+        fail(up, HTTP_REASON_BACKEND_CONNECT_FAILED);
+        return;
+    }
+    backend_pool_opened(up->ps);
+    http_metrics_backend_conn(c, false);
+    up->conn = conn;
+    up->state = UP_CONNECTING;
+    timerq_set(&c->worker->timers, &up->timer, clock_now_ms() + c->cfg->connect_timeout_ms);
+}
+
+int http_upstream_start(struct http_exchange *x)
+{
+    struct conn *c = x->c;
+    struct http_upstream *up = calloc(1, sizeof(*up));
+
+    if (up == NULL)
+        return -1;
+    up->x = x;
+    x->up = up;
+    up->timer.fire = on_timer;
+    up->waiter.ready = on_slot;
+    x->server =
+        backend_pick_server(c->cfg->servers, c->cfg->num_servers, &c->listener->next_server);
+    up->ps = backend_pool_server(c->worker, c->listener->metrics, x->server);
+    up->out = evbuffer_new();
+    if (up->ps == NULL || up->out == NULL || http_request_write_head(x, up->out) != 0) {
+        up->state = UP_QUEUED; /* nothing to undo but the allocations */
+        up->waiter.queued = false;
+        teardown(up, true);
+        return -1;
+    }
+    up->chunked = x->req.has_body && x->req.content_length < 0 && !x->req.websocket;
+    up->end_queued = !x->req.has_body;
+    llhttp_init(&up->parser, HTTP_RESPONSE, &parser_settings);
+    up->parser.data = up;
+    acquire(up);
+    return 0;
+}
+
+/* retry_is_safe says whether a request that failed with no response byte
+ * may be sent again on a new connection (see the top of the file). */
+static bool retry_is_safe(const struct http_upstream *up)
+{
+    static const char *const idempotent[] = {"GET",    "HEAD",   "OPTIONS",
+                                             "PUT",    "DELETE", "TRACE"};
+    if (!up->x->reused || up->retried || up->resp_started || up->body_written != 0)
+        return false;
+    for (size_t i = 0; i < sizeof(idempotent) / sizeof(idempotent[0]); i++)
+        if (strcmp(up->x->req.method, idempotent[i]) == 0)
+            return true;
+    return false;
+}
+
+/* retry sends the request again on a new connection. */
+static void retry(struct http_upstream *up)
+{
+    struct http_exchange *x = up->x;
+
+    drop_conn(up, false);
+    evbuffer_drain(up->out, evbuffer_get_length(up->out));
+    if (http_request_write_head(x, up->out) != 0) {
+        fail(up, HTTP_REASON_OUT_OF_MEMORY);
+        return;
+    }
+    up->retried = true;
+    up->end_queued = !x->req.has_body;
+    up->req_sent = up->write_failed = false;
+    llhttp_init(&up->parser, HTTP_RESPONSE, &parser_settings);
+    up->parser.data = up;
+    open_new(up);
+}
+
+/* ---- the request --------------------------------------------------------------- */
+
+/* move_body moves body bytes from x->req_body to |out| (framed when
+ * chunked), up to HTTP_BODY_BUF_MAX queued, and the request's end once the
+ * body is complete. */
+static void move_body(struct http_upstream *up)
+{
+    struct http_exchange *x = up->x;
+    size_t moved = 0;
+
+    if (up->end_queued)
+        return;
+    size_t avail = x->req_body != NULL ? evbuffer_get_length(x->req_body) : 0;
+    while (avail > 0 && evbuffer_get_length(up->out) < HTTP_BODY_BUF_MAX) {
+        size_t n = HTTP_BODY_BUF_MAX - evbuffer_get_length(up->out);
+        if (n > avail)
+            n = avail;
+        if (up->chunked)
+            evbuffer_add_printf(up->out, "%zx\r\n", n);
+        evbuffer_remove_buffer(x->req_body, up->out, n);
+        if (up->chunked)
+            evbuffer_add(up->out, "\r\n", 2);
+        avail -= n;
+        moved += n;
+    }
+    if (x->req_body != NULL && avail == 0) {
+        evbuffer_free(x->req_body);
+        x->req_body = NULL;
+    }
+    if (x->req_done && x->req_body == NULL) {
+        if (up->chunked)
+            evbuffer_add(up->out, "0\r\n\r\n", 5);
+        up->end_queued = true;
+    }
+    if (moved > 0) {
+        up->body_written += moved;
+        x->front->request_body_taken(x, moved);
+    }
+}
+
+/* write_request writes what it can; false when the upstream has failed. */
+static bool write_request(struct http_upstream *up)
+{
+    if (up->write_failed || up->req_sent)
+        return true;
+    for (int rounds = 0; rounds < UPSTREAM_READ_ROUNDS; rounds++) {
+        move_body(up);
+        size_t before = evbuffer_get_length(up->out);
+        if (before == 0)
+            break;
+        enum backend_io io = backend_conn_send_buffer(up->conn, up->out);
+        if (io == BACKEND_IO_WAIT)
+            return true;
+        if (io == BACKEND_IO_ERROR) {
+            int err = errno;
+            if (up->resp_started) {
+                /* An early answer (a 413 to an upload, say) may still be
+                 * on its way: read it; the connection is not reused. */
+                up->write_failed = true;
+                return true;
+            }
+            if (retry_is_safe(up)) {
+                retry(up);
+                return false;
+            }
+            log_backend_problem(up, "backend_write_failed", strerror(err));
+            fail(up, HTTP_REASON_BACKEND_RESET);
+            return false;
+        }
+        if (evbuffer_get_length(up->out) < before)
+            up->last_progress_ms = clock_now_ms();
+        if (up->conn->write_blocked)
+            return true;
+    }
+    if (up->end_queued && evbuffer_get_length(up->out) == 0 && !up->req_sent) {
+        up->req_sent = true;
+        up->last_progress_ms = clock_now_ms();
+    }
+    return true;
+}
+
+void http_upstream_request_body(struct http_exchange *x)
+{
+    if (x->up != NULL && x->up->state == UP_OPEN)
+        pump(x->up);
+}
+
+/* ---- the response ------------------------------------------------------------- */
+
+static struct http_upstream *up_of(llhttp_t *p) { return p->data; }
+
+static int on_message_begin(llhttp_t *p)
+{
+    struct http_upstream *up = up_of(p);
+    http_fields_free(&up->x->resp.fields);
+    up->last_was_value = false;
+    return 0;
+}
+
+static int on_header_piece(llhttp_t *p, bool is_name, const char *at, size_t len)
+{
+    struct http_upstream *up = up_of(p);
+    struct http_response *resp = &up->x->resp;
+    struct http_fields *f = up->in_body ? &resp->trailers : &resp->fields;
+    int rc;
+
+    if (is_name && (up->last_was_value || f->num == 0))
+        rc = http_fields_add(f, at, len, "", 0);
+    else if (is_name)
+        rc = http_fields_extend(f, true, at, len);
+    else
+        rc = http_fields_extend(f, false, at, len);
+    up->last_was_value = !is_name;
+    if (f->bytes > 256 * 1024 || f->num > 1000)
+        return -1; /* a backend answering with megabytes of fields is broken */
+    return rc == 0 ? 0 : -1;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    return on_header_piece(p, true, at, len);
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    return on_header_piece(p, false, at, len);
+}
+
+/* drop_hop_by_hop removes the fields that are not passed on from |f|. */
+static void drop_hop_by_hop(struct http_fields *f)
+{
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < f->num; i++) {
+        const char *name = http_field_name(f, i);
+        if (http_is_hop_by_hop(name, f->v[i].name_len) ||
+            http_connection_names(f, name, f->v[i].name_len))
+            continue;
+        f->v[kept++] = f->v[i];
+    }
+    /* http_connection_names looked at Connection, dropped last of all. */
+    f->num = kept;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    struct http_upstream *up = up_of(p);
+    struct http_exchange *x = up->x;
+    int status = p->status_code;
+
+    x->resp.status = status;
+    x->resp.close = !llhttp_should_keep_alive(p);
+    drop_hop_by_hop(&x->resp.fields);
+    up->last_was_value = false;
+    if (status < 200 && status != 101) {
+        x->front->response_head(x);
+        return 0;
+    }
+    x->resp_final = true;
+    up->in_body = true;
+    x->resp.content_length =
+        (p->flags & F_CONTENT_LENGTH) && !(p->flags & F_CHUNKED) ? (int64_t)p->content_length : -1;
+    if (status == 101) {
+        if (!x->req.websocket)
+            return -1; /* an upgrade nobody asked for */
+        return 0;     /* llhttp stops here: HPE_PAUSED_UPGRADE */
+    }
+    x->front->response_head(x);
+    /* A response to HEAD has no body, whatever its fields say. */
+    return strcmp(x->req.method, "HEAD") == 0 ? 1 : 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len)
+{
+    struct http_upstream *up = up_of(p);
+    struct http_exchange *x = up->x;
+    if (x->resp_body == NULL && (x->resp_body = evbuffer_new()) == NULL)
+        return -1;
+    if (evbuffer_add(x->resp_body, at, len) != 0)
+        return -1;
+    up->data_added = true;
+    return 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+    struct http_upstream *up = up_of(p);
+    struct http_exchange *x = up->x;
+
+    if (!x->resp_final)
+        return 0; /* a 1xx: the final response follows */
+    if (x->resp.status == 101)
+        return 0;
+    x->resp_done = true;
+    up->reusable = llhttp_should_keep_alive(p) && !up->write_failed;
+    up->data_added = true;
+    /* Anything after the response is not ours to read. */
+    return HPE_PAUSED;
+}
+
+static const llhttp_settings_t parser_settings = {
+    .on_message_begin = on_message_begin,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/* parse feeds |len| bytes to the parser; false when the upstream is gone
+ * or stopped (upgraded). */
+static bool parse(struct http_upstream *up, const uint8_t *buf, size_t len)
+{
+    struct http_exchange *x = up->x;
+    up->data_added = false;
+    llhttp_errno_t err = llhttp_execute(&up->parser, (const char *)buf, len);
+
+    if (err == HPE_OK || err == HPE_PAUSED) {
+        if (err == HPE_PAUSED &&
+            (const uint8_t *)llhttp_get_error_pos(&up->parser) != buf + len)
+            up->reusable = false; /* bytes after the response */
+        if (up->data_added)
+            x->front->response_data(x);
+        return true;
+    }
+    if (err == HPE_PAUSED_UPGRADE && x->resp.status == 101) {
+        const uint8_t *rest = (const uint8_t *)llhttp_get_error_pos(&up->parser);
+        size_t rest_len = (size_t)(buf + len - rest);
+        if (rest_len > 0 && (up->leftover = evbuffer_new()) != NULL)
+            evbuffer_add(up->leftover, rest, rest_len);
+        up->upgraded = true;
+        timerq_cancel(&worker_of(up)->timers, &up->timer);
+        x->front->upgraded(x);
+        return false;
+    }
+    log_backend_problem(up, "backend_invalid_response", llhttp_errno_name(err));
+    fail(up, HTTP_REASON_BACKEND_INVALID_RESPONSE);
+    return false;
+}
+
+/* on_eof handles the server's end of the connection (|err| 0) or a socket
+ * error. */
+static void on_eof(struct http_upstream *up, int err)
+{
+    struct http_exchange *x = up->x;
+
+    up->reusable = false;
+    if (!up->resp_started) {
+        if (retry_is_safe(up)) {
+            retry(up);
+            return;
+        }
+        log_backend_problem(up, "backend_reset",
+                            err != 0 ? strerror(err) : "closed before any response");
+        fail(up, HTTP_REASON_BACKEND_RESET);
+        return;
+    }
+    if (err == 0 && llhttp_finish(&up->parser) == HPE_OK && x->resp_done) {
+        /* The body ran until EOF. */
+        timerq_cancel(&worker_of(up)->timers, &up->timer);
+        x->front->response_data(x);
+        return;
+    }
+    if (x->resp_done)
+        return;
+    log_backend_problem(up, "backend_reset",
+                        err != 0 ? strerror(err) : "closed in the middle of the response");
+    fail(up, x->resp_final ? HTTP_REASON_BACKEND_RESET : HTTP_REASON_BACKEND_INVALID_RESPONSE);
+}
+
+static bool client_is_behind(const struct http_exchange *x)
+{
+    return x->resp_body != NULL && evbuffer_get_length(x->resp_body) >= HTTP_BODY_BUF_MAX;
+}
+
+/* read_response reads and parses what the server sent; false when the
+ * upstream is gone or stopped. */
+static bool read_response(struct http_upstream *up)
+{
+    struct http_exchange *x = up->x;
+
+    for (int rounds = 0; rounds < UPSTREAM_READ_ROUNDS; rounds++) {
+        if (x->resp_done || up->upgraded)
+            return true;
+        if (client_is_behind(x))
+            return true; /* wait for the client */
+        size_t n = 0;
+        enum backend_io io = backend_conn_recv(up->conn, read_buf, sizeof(read_buf), &n);
+        if (io == BACKEND_IO_WAIT)
+            return true;
+        if (io == BACKEND_IO_EOF || io == BACKEND_IO_ERROR) {
+            /* The upstream failed, is retrying, or has the whole
+             * response: there is nothing more to do in this turn. */
+            on_eof(up, io == BACKEND_IO_EOF ? 0 : errno);
+            return false;
+        }
+        up->resp_started = true;
+        up->last_progress_ms = clock_now_ms();
+        if (!parse(up, read_buf, n))
+            return false;
+    }
+    return true;
+}
+
+/* arm_deadline sets timeouts.backend_response where the exchange waits for
+ * the server: for the response head after the request, for more of the
+ * response, or for it to take more of the request. */
+static void arm_deadline(struct http_upstream *up)
+{
+    struct http_exchange *x = up->x;
+    bool waiting_client = client_is_behind(x);
+    bool waiting_server = !x->resp_done && !waiting_client &&
+                          (up->req_sent || up->resp_started || up->conn->write_blocked);
+    if (waiting_server)
+        timerq_set(&worker_of(up)->timers, &up->timer,
+                   up->last_progress_ms + x->c->cfg->backend_response_timeout_ms);
+    else
+        timerq_cancel(&worker_of(up)->timers, &up->timer);
+}
+
+static void pump(struct http_upstream *up)
+{
+    if (!write_request(up) || !read_response(up))
+        return;
+    if (up->x->resp_done) {
+        timerq_cancel(&worker_of(up)->timers, &up->timer);
+        return; /* the front releases it when the client has it all */
+    }
+    arm_deadline(up);
+    /* A response the client is behind on is not read: nor is the socket
+     * watched for it, which would only report the same bytes again. */
+    backend_conn_watch(up->conn, client_is_behind(up->x) ? 0 : EV_READ);
+}
+
+static void on_conn_event(struct backend_conn *conn, short what, void *arg)
+{
+    struct http_upstream *up = arg;
+
+    if (up->state == UP_CONNECTING) {
+        int result = backend_conn_connect_result(conn);
+        if (result == EINPROGRESS) {
+            backend_conn_watch(conn, 0);
+            return;
+        }
+        timerq_cancel(&worker_of(up)->timers, &up->timer);
+        if (result != 0) {
+            log_backend_problem(up, "backend_connect_failed", strerror(result));
+            metrics_backend_connect_failed(up->x->c->listener->metrics, METRICS_CONNECT_ERROR);
+            fail(up, HTTP_REASON_BACKEND_CONNECT_FAILED);
+            return;
+        }
+        up->state = UP_OPEN;
+        up->last_progress_ms = clock_now_ms();
+    }
+    pump(up);
+}
+
+void http_upstream_response_taken(struct http_exchange *x)
+{
+    struct http_upstream *up = x->up;
+    if (up != NULL && up->state == UP_OPEN && !x->resp_done && !up->upgraded)
+        pump(up);
+}
+
+static void on_timer(struct timerq_entry *timer)
+{
+    struct http_upstream *up =
+        (struct http_upstream *)((char *)timer - offsetof(struct http_upstream, timer));
+
+    switch (up->state) {
+    case UP_QUEUED:
+        log_backend_problem(up, "backend_busy", "no connection slot within timeouts.queue");
+        fail(up, HTTP_REASON_BACKEND_BUSY);
+        return;
+    case UP_CONNECTING:
+        log_backend_problem(up, "backend_connect_failed", "timeout");
+        metrics_backend_connect_failed(up->x->c->listener->metrics, METRICS_CONNECT_TIMEOUT);
+        fail(up, HTTP_REASON_BACKEND_CONNECT_FAILED);
+        return;
+    case UP_OPEN:
+        log_backend_problem(up, "backend_timeout", "no response within timeouts.backend_response");
+        fail(up, HTTP_REASON_BACKEND_TIMEOUT);
+        return;
+    }
+}
+
+struct backend_conn *http_upstream_take(struct http_exchange *x, struct evbuffer **leftover)
+{
+    struct http_upstream *up = x->up;
+    struct backend_conn *conn = up->conn;
+
+    if (up->leftover != NULL && evbuffer_get_length(up->leftover) > 0) {
+        if (*leftover == NULL)
+            *leftover = evbuffer_new();
+        if (*leftover != NULL)
+            evbuffer_add_buffer(*leftover, up->leftover);
+    }
+    up->conn = NULL;
+    /* The tunnel is no longer a pooled connection: its slot is free. */
+    backend_pool_closed(up->ps);
+    teardown(up, false);
+    return conn;
+}
