@@ -531,6 +531,7 @@ static int parse(struct conn *c, bool *progress)
             llhttp_resume(&h->parser);
     } else if (err != HPE_OK) {
         enum http_reason reason = h->parse_error;
+        *progress = true;
         return respond_error(c, reason != HTTP_REASON_NONE ? reason : HTTP_REASON_BAD_REQUEST);
     }
     in_consume(h, used);
