@@ -12,6 +12,7 @@ says exactly what the backend does:
 
 import hashlib
 import os
+import signal
 import socket
 import socketserver
 import threading
@@ -388,3 +389,62 @@ def test_websocket_upgrade_becomes_a_byte_stream(proxy, certs):
     tls.close()
     (line,) = access_lines(proxy, mark, 1, path="/ws")
     assert line["status"] == 101
+
+
+# ---- failures and drain ------------------------------------------------------------------------
+
+
+def test_backend_down_gets_502_and_keep_alive(tlsterm_factory, certs, backend):
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    dead_addr = "127.0.0.1:%d" % dead.getsockname()[1]
+    dead.close()
+    listener = listener_config("web", dead_addr, certs)
+    listener["mode"] = "http"
+    proxy = tlsterm_factory(tlsterm_config([listener]))
+    tls = h1_connect(proxy, certs)
+    for _ in range(2):
+        tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        status, fields, body, _ = read_response(tls)
+        # The request was read whole: the connection stays open.
+        assert status == 502 and "connection" not in fields and body
+    # An upload the backend never saw is not read to its end: close.
+    tls.sendall(b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\nxx")
+    status, fields, _, _ = read_response(tls)
+    assert status == 502 and fields.get("connection") == "close"
+    tls.close()
+
+
+def test_expect_100_continue_is_relayed(proxy, certs):
+    tls = h1_connect(proxy, certs)
+    tls.sendall(
+        b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n"
+        b"Expect: 100-continue\r\n\r\n"
+    )
+    # Python's backend here does not answer 100 itself; tlsterm must not
+    # invent one either: the body is sent after a pause, as curl does.
+    time.sleep(0.2)
+    tls.sendall(b"hello")
+    status, _, body, _ = read_response(tls)
+    assert (status, body) == (200, b"hello")
+    tls.close()
+
+
+def test_drain_closes_idle_and_says_close_on_busy(tlsterm_factory, certs, backend):
+    listener = listener_config("web", backend, certs)
+    listener["mode"] = "http"
+    proxy = tlsterm_factory(tlsterm_config([listener], drain_timeout="10s"))
+    idle = h1_connect(proxy, certs)
+    idle.sendall(b"GET /x HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    assert read_response(idle)[0] == 200
+    busy = h1_connect(proxy, certs)
+    busy.sendall(b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\nhalf")
+    time.sleep(0.2)
+    proxy.send_signal(signal.SIGTERM)
+    # The idle keep-alive connection ends at once, with close_notify.
+    assert tls_recv_all(idle, timeout=5) == b""
+    busy.sendall(b"-the-rest")
+    status, fields, body, rest = read_response(busy)
+    assert (status, body, fields.get("connection")) == (200, b"half-the-r", "close")
+    assert rest + tls_recv_all(busy, timeout=5) == b""
+    proxy.wait_exit()
