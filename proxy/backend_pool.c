@@ -22,7 +22,7 @@ struct pool_server {
     struct worker *worker;
     struct metrics_listener *metrics;
     struct net_addr addr;
-    uint32_t out;      /* connections taken or opened, not yet back */
+    uint32_t out; /* connections taken or opened, not yet back */
     uint32_t num_idle;
     struct pool_idle *idle; /* most recently used first */
     struct pool_waiter *wait_head, *wait_tail;

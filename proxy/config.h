@@ -237,6 +237,13 @@ struct config {
  * line. */
 struct config *config_load(const char *path, FILE *errors);
 
+/* cfg_listener_same_http says whether listener settings |a| and |b| (the
+ * same listener before and after a reload) have the same TLS and HTTP
+ * settings: when they differ, its open HTTP connections are asked to end
+ * gracefully (h2 GOAWAY, h1 Connection: close) so clients reconnect under
+ * the new ones. */
+bool cfg_listener_same_http(const struct cfg_listener *a, const struct cfg_listener *b);
+
 /* config_free releases |config| and everything it owns. NULL is allowed. */
 void config_free(struct config *config);
 

@@ -472,3 +472,42 @@ void config_describe_listener(const struct cfg_listener *l, FILE *out)
             format_duration(l->backend_response_timeout_ms, b, sizeof(b)),
             format_duration(l->queue_timeout_ms, c, sizeof(c)));
 }
+
+/* ---- reload ------------------------------------------------------------------- */
+
+static bool same_str(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static bool same_bytes(const void *a, size_t a_len, const void *b, size_t b_len)
+{
+    return a_len == b_len && (a_len == 0 || memcmp(a, b, a_len) == 0);
+}
+
+bool cfg_listener_same_http(const struct cfg_listener *a, const struct cfg_listener *b)
+{
+    if (a->mode != b->mode || a->policy != b->policy || a->min_version != b->min_version ||
+        a->max_version != b->max_version || !same_str(a->ciphers, b->ciphers) ||
+        !same_str(a->groups, b->groups) ||
+        !same_bytes(a->alpn, a->alpn_len, b->alpn, b->alpn_len) ||
+        a->early_data != b->early_data || a->num_certs != b->num_certs ||
+        a->client_auth.mode != b->client_auth.mode ||
+        !same_str(a->client_auth.ca_path, b->client_auth.ca_path) ||
+        !same_str(a->client_auth.crl_path, b->client_auth.crl_path))
+        return false;
+    for (size_t i = 0; i < a->num_certs; i++)
+        if (!same_str(a->certs[i].cert_path, b->certs[i].cert_path) ||
+            !same_str(a->certs[i].key_path, b->certs[i].key_path))
+            return false;
+    const struct cfg_http *ha = &a->http, *hb = &b->http;
+    if (ha->x_forwarded != hb->x_forwarded || ha->forwarded != hb->forwarded ||
+        !same_str(ha->request_id, hb->request_id) ||
+        ha->client_cert_header != hb->client_cert_header ||
+        ha->max_request_header_bytes != hb->max_request_header_bytes ||
+        !same_bytes(ha->trusted_proxies, ha->num_trusted_proxies * sizeof(*ha->trusted_proxies),
+                    hb->trusted_proxies,
+                    hb->num_trusted_proxies * sizeof(*hb->trusted_proxies)))
+        return false;
+    return memcmp(&a->http2, &b->http2, sizeof(a->http2)) == 0;
+}

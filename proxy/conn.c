@@ -497,6 +497,20 @@ void conn_close_all(struct worker *worker, enum end_reason reason)
     }
 }
 
+void conn_reload_all(struct worker *worker)
+{
+    struct conn *next;
+    for (struct conn *c = worker->conns; c != NULL; c = next) {
+        next = c->next;
+        if (c->state != CONN_ACTIVE || c->cfg->mode != CFG_MODE_HTTP || c->gen == worker->gen)
+            continue;
+        /* Listeners keep their index across reloads (daemon.c refuses a
+         * reload that changes them). */
+        if (!cfg_listener_same_http(c->cfg, worker->listeners[c->listener->index].cfg))
+            c->mode->drain(c);
+    }
+}
+
 void conn_drain_all(struct worker *worker)
 {
     struct conn *next;

@@ -126,6 +126,11 @@ void conn_timer_fired(struct timerq_entry *timer);
  * than a truncation. */
 void conn_close_all(struct worker *worker, enum end_reason reason);
 
+/* conn_reload_all tells the HTTP connections of |worker| whose listener's
+ * TLS or HTTP settings changed in its new generation to end gracefully
+ * (their mode's drain); all others keep going as they were. */
+void conn_reload_all(struct worker *worker);
+
 /* conn_drain_all tells the modes of |worker|'s connections that the worker
  * is draining. */
 void conn_drain_all(struct worker *worker);

@@ -55,18 +55,18 @@ struct http_upstream;
  * tokens for the access log and metrics (never renamed, only added). */
 enum http_reason {
     HTTP_REASON_NONE,
-    HTTP_REASON_BAD_REQUEST,               /* 400: malformed request */
-    HTTP_REASON_AUTHORITY_MISMATCH,        /* 400: Host and :authority differ */
-    HTTP_REASON_HEADER_TIMEOUT,            /* 408: timeouts.request_header */
-    HTTP_REASON_MISDIRECTED,               /* 421: authority not covered by the certificate */
-    HTTP_REASON_HEADER_TOO_LARGE,          /* 431 */
-    HTTP_REASON_BACKEND_CONNECT_FAILED,    /* 502 */
-    HTTP_REASON_BACKEND_RESET,             /* 502 */
-    HTTP_REASON_BACKEND_INVALID_RESPONSE,  /* 502 */
-    HTTP_REASON_BACKEND_BUSY,              /* 503: no slot within timeouts.queue */
-    HTTP_REASON_BACKEND_TIMEOUT,           /* 504: timeouts.backend_response */
-    HTTP_REASON_CLIENT_ABORTED,            /* the client reset or left mid-exchange */
-    HTTP_REASON_OUT_OF_MEMORY,             /* 503 */
+    HTTP_REASON_BAD_REQUEST,              /* 400: malformed request */
+    HTTP_REASON_AUTHORITY_MISMATCH,       /* 400: Host and :authority differ */
+    HTTP_REASON_HEADER_TIMEOUT,           /* 408: timeouts.request_header */
+    HTTP_REASON_MISDIRECTED,              /* 421: authority not covered by the certificate */
+    HTTP_REASON_HEADER_TOO_LARGE,         /* 431 */
+    HTTP_REASON_BACKEND_CONNECT_FAILED,   /* 502 */
+    HTTP_REASON_BACKEND_RESET,            /* 502 */
+    HTTP_REASON_BACKEND_INVALID_RESPONSE, /* 502 */
+    HTTP_REASON_BACKEND_BUSY,             /* 503: no slot within timeouts.queue */
+    HTTP_REASON_BACKEND_TIMEOUT,          /* 504: timeouts.backend_response */
+    HTTP_REASON_CLIENT_ABORTED,           /* the client reset or left mid-exchange */
+    HTTP_REASON_OUT_OF_MEMORY,            /* 503 */
     HTTP_REASON_COUNT
 };
 
@@ -98,8 +98,8 @@ struct http_fields {
 };
 
 /* http_fields_add appends a field; 0, or -1 when out of memory. */
-int http_fields_add(struct http_fields *f, const char *name, size_t name_len,
-                    const char *value, size_t value_len);
+int http_fields_add(struct http_fields *f, const char *name, size_t name_len, const char *value,
+                    size_t value_len);
 
 /* http_fields_extend appends to the last field's name (|to_name|) or value:
  * llhttp hands over a name or value in pieces when it spans reads. */
@@ -132,9 +132,9 @@ bool http_token_has(const char *list, size_t len, const char *token);
 /* ---- messages ----------------------------------------------------------------- */
 
 struct http_request {
-    char *method;    /* NUL-terminated, as sent */
-    char *target;    /* the path (origin form; "*" for OPTIONS *) */
-    char *authority; /* Host or :authority; NULL when none was sent */
+    char *method;              /* NUL-terminated, as sent */
+    char *target;              /* the path (origin form; "*" for OPTIONS *) */
+    char *authority;           /* Host or :authority; NULL when none was sent */
     struct http_fields fields; /* regular fields as received (pseudo-fields and
                                   Host excluded; h2 names are lower-case) */
     int64_t content_length;    /* -1: none */
@@ -207,8 +207,8 @@ struct http_exchange {
     bool resp_done;             /* the whole response is in resp_body */
     uint64_t resp_bytes;        /* body bytes sent to the client */
 
-    struct http_upstream *up; /* from http_upstream_start until released */
-    enum http_reason reason;  /* why tlsterm answered (failed) */
+    struct http_upstream *up;      /* from http_upstream_start until released */
+    enum http_reason reason;       /* why tlsterm answered (failed) */
     const struct net_addr *server; /* the backend address used, once chosen */
     bool reused;                   /* its connection came from the pool */
     char *request_id;              /* the request id sent (or received); NULL: none */

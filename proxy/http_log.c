@@ -24,9 +24,8 @@ void http_exchange_log(struct http_exchange *x, const char *protocol)
 {
     struct conn *c = x->c;
     uint64_t duration_us = metrics_clock_us() - x->started_us;
-    int status = x->reason != HTTP_REASON_NONE && !x->resp_final
-                     ? http_reason_status(x->reason)
-                     : x->resp.status;
+    int status = x->reason != HTTP_REASON_NONE && !x->resp_final ? http_reason_status(x->reason)
+                                                                 : x->resp.status;
 
     http_metrics_request(c, protocol, status, x->reason, duration_us);
     if (!c->gen->config->log_access)
@@ -47,8 +46,8 @@ void http_exchange_log(struct http_exchange *x, const char *protocol)
     log_int(&line, "bytes_in", (long long)x->req_bytes);
     log_int(&line, "bytes_out", (long long)x->resp_bytes);
     log_int(&line, "duration_ms", (long long)(duration_us / 1000));
-    log_str(&line, "server", x->server != NULL ? net_addr_format(x->server, server, sizeof(server))
-                                               : "");
+    log_str(&line, "server",
+            x->server != NULL ? net_addr_format(x->server, server, sizeof(server)) : "");
     log_str(&line, "reused", x->reused ? "true" : "false");
     log_str(&line, "request_id", x->request_id != NULL ? x->request_id : "");
     log_str(&line, "reason", http_reason_name(x->reason));

@@ -247,8 +247,8 @@ int http_upstream_start(struct http_exchange *x)
  * may be sent again on a new connection (see the top of the file). */
 static bool retry_is_safe(const struct http_upstream *up)
 {
-    static const char *const idempotent[] = {"GET",    "HEAD",   "OPTIONS",
-                                             "PUT",    "DELETE", "TRACE"};
+    static const char *const idempotent[] = {"GET", "HEAD",   "OPTIONS",
+                                             "PUT", "DELETE", "TRACE"};
     if (!up->x->reused || up->retried || up->resp_started || up->body_written != 0)
         return false;
     for (size_t i = 0; i < sizeof(idempotent) / sizeof(idempotent[0]); i++)
@@ -435,12 +435,13 @@ static int on_headers_complete(llhttp_t *p)
     }
     x->resp_final = true;
     up->in_body = true;
-    x->resp.content_length =
-        (p->flags & F_CONTENT_LENGTH) && !(p->flags & F_CHUNKED) ? (int64_t)p->content_length : -1;
+    x->resp.content_length = (p->flags & F_CONTENT_LENGTH) && !(p->flags & F_CHUNKED)
+                                 ? (int64_t)p->content_length
+                                 : -1;
     if (status == 101) {
         if (!x->req.websocket)
             return -1; /* an upgrade nobody asked for */
-        return 0;     /* llhttp stops here: HPE_PAUSED_UPGRADE */
+        return 0;      /* llhttp stops here: HPE_PAUSED_UPGRADE */
     }
     x->front->response_head(x);
     /* A response to HEAD has no body, whatever its fields say. */
@@ -655,7 +656,8 @@ static void on_timer(struct timerq_entry *timer)
         fail(up, HTTP_REASON_BACKEND_CONNECT_FAILED);
         return;
     case UP_OPEN:
-        log_backend_problem(up, "backend_timeout", "no response within timeouts.backend_response");
+        log_backend_problem(up, "backend_timeout",
+                            "no response within timeouts.backend_response");
         fail(up, HTTP_REASON_BACKEND_TIMEOUT);
         return;
     }

@@ -42,6 +42,16 @@ struct listener_totals {
     struct histogram_totals backend_connect_duration;
     uint64_t bytes_client_to_backend;
     uint64_t bytes_backend_to_client;
+    uint64_t http_requests[METRICS_HTTP_PROTOCOL_COUNT][METRICS_HTTP_STATUS_CLASSES];
+    struct histogram_totals http_request_duration;
+    uint64_t http_errors[HTTP_REASON_COUNT];
+    uint64_t backend_connections[2];
+};
+
+/* struct pool_total is one server's idle gauge summed over the blocks. */
+struct pool_total {
+    const struct net_addr *server; /* NULL: "other" */
+    int64_t idle;
 };
 
 struct cert_entry {
@@ -118,6 +128,15 @@ static const struct {
 static const char *const connect_failure_labels[METRICS_CONNECT_FAILURE_COUNT] = {
     [METRICS_CONNECT_ERROR] = "error",
     [METRICS_CONNECT_TIMEOUT] = "timeout",
+};
+
+static const char *const http_protocol_labels[METRICS_HTTP_PROTOCOL_COUNT] = {
+    [METRICS_HTTP_2] = "h2",
+    [METRICS_HTTP_1_1] = "http/1.1",
+};
+
+static const char *const http_status_class_labels[METRICS_HTTP_STATUS_CLASSES] = {
+    "1xx", "2xx", "3xx", "4xx", "5xx",
 };
 
 enum metrics_tls_version metrics_tls_version_of(uint16_t version)
@@ -275,6 +294,14 @@ static void add_listener(struct listener_totals *t, const struct metrics_listene
     add_histogram(&t->backend_connect_duration, &l->backend_connect_duration);
     t->bytes_client_to_backend += load(&l->bytes_client_to_backend);
     t->bytes_backend_to_client += load(&l->bytes_backend_to_client);
+    for (int p = 0; p < METRICS_HTTP_PROTOCOL_COUNT; p++)
+        for (int k = 0; k < METRICS_HTTP_STATUS_CLASSES; k++)
+            t->http_requests[p][k] += load(&l->http_requests[p][k]);
+    add_histogram(&t->http_request_duration, &l->http_request_duration);
+    for (int e = 0; e < HTTP_REASON_COUNT; e++)
+        t->http_errors[e] += load(&l->http_errors[e]);
+    for (int reused = 0; reused < 2; reused++)
+        t->backend_connections[reused] += load(&l->backend_connections[reused]);
 }
 
 void metrics_block_free(struct metrics_block *b)
@@ -636,6 +663,132 @@ static void render_listeners(struct render *r, char *const *names,
     }
 }
 
+/* serves_http returns true once |t|'s listener has finished an HTTP
+ * request or given one a backend connection. The HTTP families leave out
+ * the listeners that never did (tcp mode) rather than list zeros for them;
+ * once in, a listener stays in, its label sets written in full. */
+static bool serves_http(const struct listener_totals *t)
+{
+    uint64_t n = t->backend_connections[0] + t->backend_connections[1];
+    for (int i = 0; i <= METRICS_DURATION_BUCKETS; i++)
+        n += t->http_request_duration.buckets[i];
+    return n > 0;
+}
+
+/* render_http writes HTTP mode's per-listener counter families, for the
+ * |num_listeners| |names| and their |totals|. */
+static void render_http(struct render *r, char *const *names,
+                        const struct listener_totals *totals, size_t num_listeners)
+{
+    static const char requests[] = "tlsterm_http_requests_total";
+    static const char duration[] = "tlsterm_http_request_duration_seconds";
+    static const char errors[] = "tlsterm_http_errors_total";
+    static const char backend_conns[] = "tlsterm_backend_connections_total";
+    size_t i;
+
+    family(r, requests, "counter",
+           "HTTP requests answered, by client protocol and status class of the final "
+           "response.");
+    for (i = 0; i < num_listeners; i++) {
+        if (!serves_http(&totals[i]))
+            continue;
+        for (int p = 0; p < METRICS_HTTP_PROTOCOL_COUNT; p++)
+            for (int k = 0; k < METRICS_HTTP_STATUS_CLASSES; k++) {
+                struct label labels[] = {{"listener", names[i]},
+                                         {"protocol", http_protocol_labels[p]},
+                                         {"code", http_status_class_labels[k]}};
+                sample_u64(r, requests, labels, 3, totals[i].http_requests[p][k]);
+            }
+    }
+
+    family(r, duration, "histogram",
+           "Time from the start of an HTTP request to its end, answered or not.");
+    for (i = 0; i < num_listeners; i++)
+        if (serves_http(&totals[i]))
+            histogram(r, duration, names[i], &totals[i].http_request_duration);
+
+    family(r, errors, "counter",
+           "HTTP requests tlsterm answered itself or cut short, by reason.");
+    for (i = 0; i < num_listeners; i++) {
+        if (!serves_http(&totals[i]))
+            continue;
+        for (int e = HTTP_REASON_NONE + 1; e < HTTP_REASON_COUNT; e++) {
+            struct label labels[] = {{"listener", names[i]},
+                                     {"reason", http_reason_name((enum http_reason)e)}};
+            sample_u64(r, errors, labels, 2, totals[i].http_errors[e]);
+        }
+    }
+
+    family(r, backend_conns, "counter",
+           "Backend connections given to HTTP requests: from the pool (reused) or new.");
+    for (i = 0; i < num_listeners; i++) {
+        if (!serves_http(&totals[i]))
+            continue;
+        for (int reused = 0; reused < 2; reused++) {
+            struct label labels[] = {{"listener", names[i]},
+                                     {"reused", reused ? "true" : "false"}};
+            sample_u64(r, backend_conns, labels, 2, totals[i].backend_connections[reused]);
+        }
+    }
+}
+
+static void sample_i64(struct render *r, const char *name, const struct label *labels,
+                       size_t num_labels, int64_t value)
+{
+    char text[24];
+    snprintf(text, sizeof(text), "%" PRId64, value);
+    sample(r, name, "", labels, num_labels, text);
+}
+
+/* render_pool_idle writes the idle gauge of every listener and backend
+ * server, summed over the live blocks; under the lock. A freed block is
+ * left out: its worker's pool is gone, and so are its idle connections.
+ * |pool| has room for METRICS_POOL_SERVERS entries per live block. */
+static void render_pool_idle(struct render *r, const struct metrics *m, struct pool_total *pool)
+{
+    static const char idle[] = "tlsterm_backend_pool_idle";
+    char server[NET_ADDR_TEXT_MAX];
+
+    family(r, idle, "gauge", "Idle pooled backend connections, by backend server.");
+    for (size_t i = 0; i < m->num_listeners; i++) {
+        size_t num_pool = 0;
+        bool overflowed = false;
+        int64_t other = 0;
+
+        for (const struct metrics_block *b = m->blocks; b != NULL; b = b->next) {
+            const struct metrics_listener *l = b->listeners[i];
+            if (l == NULL)
+                continue;
+            /* Acquire, paired with the writer's release: the servers of
+             * the entries below |n| are written in full. */
+            uint32_t n = atomic_load_explicit(&l->num_pool_servers, memory_order_acquire);
+            for (uint32_t j = 0; j < n; j++) {
+                const struct metrics_pool_gauge *gauge = &l->pool_idle[j];
+                size_t k = 0;
+                while (k < num_pool && !net_addr_equal(pool[k].server, &gauge->server))
+                    k++;
+                if (k == num_pool)
+                    pool[num_pool++] = (struct pool_total){.server = &gauge->server};
+                pool[k].idle += atomic_load_explicit(&gauge->idle, memory_order_relaxed);
+            }
+            if (n == METRICS_POOL_SERVERS) {
+                overflowed = true;
+                other += atomic_load_explicit(&l->pool_idle_other, memory_order_relaxed);
+            }
+        }
+        for (size_t k = 0; k < num_pool; k++) {
+            struct label labels[] = {
+                {"listener", m->names[i]},
+                {"server", net_addr_format(pool[k].server, server, sizeof(server))}};
+            sample_i64(r, idle, labels, 2, pool[k].idle);
+        }
+        if (overflowed) {
+            struct label labels[] = {{"listener", m->names[i]}, {"server", "other"}};
+            sample_i64(r, idle, labels, 2, other);
+        }
+    }
+}
+
 /* render_process writes the families of the process as a whole; under the
  * lock, for the certificates. */
 static void render_process(struct render *r, const struct metrics *m)
@@ -666,10 +819,17 @@ int metrics_render(struct metrics *m, struct evbuffer *out)
 
     pthread_mutex_lock(&m->lock);
     size_t num_listeners = m->num_listeners;
+    size_t num_blocks = 0;
+    for (const struct metrics_block *b = m->blocks; b != NULL; b = b->next)
+        num_blocks++;
     struct listener_totals *totals =
         calloc(num_listeners > 0 ? num_listeners : 1, sizeof(*totals));
-    if (totals == NULL) {
+    struct pool_total *pool =
+        calloc(num_blocks > 0 ? num_blocks * METRICS_POOL_SERVERS : 1, sizeof(*pool));
+    if (totals == NULL || pool == NULL) {
         pthread_mutex_unlock(&m->lock);
+        free(totals);
+        free(pool);
         return -1;
     }
     for (size_t i = 0; i < num_listeners; i++) {
@@ -679,8 +839,11 @@ int metrics_render(struct metrics *m, struct evbuffer *out)
                 add_listener(&totals[i], b->listeners[i]);
     }
     render_listeners(&r, m->names, totals, num_listeners);
+    render_http(&r, m->names, totals, num_listeners);
+    render_pool_idle(&r, m, pool);
     render_process(&r, m);
     pthread_mutex_unlock(&m->lock);
     free(totals);
+    free(pool);
     return r.failed ? -1 : 0;
 }

@@ -18,8 +18,10 @@
  * so nothing counted is ever lost either.
  *
  * Label values are bounded: listener names from the configuration, and
- * fixed tables for TLS versions, cipher suites, groups, end reasons and the
- * 256 alert numbers. Never a client address or an SNI. */
+ * fixed tables for TLS versions, cipher suites, groups, end reasons, the
+ * 256 alert numbers and HTTP reasons; backend server addresses come from
+ * the configuration too, at most METRICS_POOL_SERVERS per listener. Never a
+ * client address or an SNI. */
 #ifndef TLSTERM_METRICS_H
 #define TLSTERM_METRICS_H
 
@@ -31,6 +33,8 @@
 #include "clock.h"
 #include <time.h>
 
+#include "http.h"
+#include "net.h"
 #include "reason.h"
 
 struct evbuffer;
@@ -89,6 +93,23 @@ enum metrics_connect_failure {
     METRICS_CONNECT_FAILURE_COUNT
 };
 
+/* enum metrics_http_protocol is the protocol a request came over. */
+enum metrics_http_protocol {
+    METRICS_HTTP_2,   /* "h2" */
+    METRICS_HTTP_1_1, /* "http/1.1" */
+    METRICS_HTTP_PROTOCOL_COUNT
+};
+
+/* METRICS_HTTP_STATUS_CLASSES is the number of status classes counted:
+ * 1xx to 5xx. */
+#define METRICS_HTTP_STATUS_CLASSES 5
+
+/* METRICS_POOL_SERVERS is how many backend server addresses one listener's
+ * counters in one block keep an idle gauge for, over the life of the
+ * process (an address is never dropped, so a scrape can read the table
+ * without a lock); further addresses share the gauge of server "other". */
+#define METRICS_POOL_SERVERS 64
+
 /* METRICS_DURATION_BUCKETS is the number of finite histogram buckets, whose
  * upper bounds are 0.5ms, 1ms, 2.5ms, 5ms, 10ms, 25ms, 50ms, 100ms, 250ms,
  * 500ms, 1s, 2.5s, 5s and 10s (see metrics_duration_bucket). */
@@ -109,9 +130,16 @@ struct metrics_histogram {
     struct metrics_counter sum_us;
 };
 
+/* struct metrics_pool_gauge is the number of idle pooled connections to
+ * one backend server. */
+struct metrics_pool_gauge {
+    struct net_addr server; /* written once, before the entry is published */
+    _Atomic int64_t idle;
+};
+
 /* struct metrics_listener is one block's counters for one listener. The
- * fields are public only for the inline helpers below; callers use the
- * helpers. */
+ * fields are public only for the inline helpers below and for
+ * http_metrics.c; callers use the helpers. */
 struct metrics_listener {
     struct metrics_counter accepted;
     struct metrics_counter closed[END_REASON_COUNT];
@@ -125,6 +153,21 @@ struct metrics_listener {
     struct metrics_histogram backend_connect_duration;
     struct metrics_counter bytes_client_to_backend;
     struct metrics_counter bytes_backend_to_client;
+
+    /* HTTP mode, written through http_metrics.h. */
+    struct metrics_counter http_requests[METRICS_HTTP_PROTOCOL_COUNT]
+                                        [METRICS_HTTP_STATUS_CLASSES];
+    struct metrics_histogram http_request_duration;
+    struct metrics_counter http_errors[HTTP_REASON_COUNT];
+    struct metrics_counter backend_connections[2 /* reused */];
+    /* Entries below num_pool_servers are published: the writer fills an
+     * entry's server, then stores the count with release; a scrape loads it
+     * with acquire and reads only the entries below it, whose server never
+     * changes again. Gauges are not retired with their block: a worker that
+     * ended has no pool. */
+    _Atomic uint32_t num_pool_servers;
+    struct metrics_pool_gauge pool_idle[METRICS_POOL_SERVERS];
+    _Atomic int64_t pool_idle_other; /* servers beyond the table */
 };
 
 struct metrics;

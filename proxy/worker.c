@@ -112,6 +112,7 @@ static void on_reload(evutil_socket_t fd, short what, void *arg)
     apply_log_limits(w, next->config);
     /* Connections made under the old settings are not reused. */
     backend_pool_close_idle(w);
+    conn_reload_all(w);
 }
 
 void worker_reload(struct worker *w, struct generation *gen)

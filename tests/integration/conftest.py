@@ -20,16 +20,26 @@ if _soft != resource.RLIM_INFINITY and _soft < _want:
     resource.setrlimit(resource.RLIMIT_NOFILE, (_want, _hard))
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "no_tlsterm: the test runs against another server, not the tlsterm binary"
+    )
+
+
 def pytest_collection_modifyitems(config, items):
-    if os.access(TLSTERM_BIN, os.X_OK):
+    # HTTP_TEST_STANDIN runs the HTTP-mode tests against a stand-in proxy
+    # (http_harness.py); they need no tlsterm binary then.
+    if os.access(TLSTERM_BIN, os.X_OK) or os.environ.get("HTTP_TEST_STANDIN"):
         return
     # ctest always names the binary it built: missing, it is an error. Run by
-    # hand before any build, the tests skip.
+    # hand before any build, the tests skip (except those that need no
+    # binary: test_h2_conformance.py against a stand-in server).
     if os.environ.get("TLSTERM_BIN"):
         raise pytest.UsageError(f"TLSTERM_BIN={TLSTERM_BIN} is not an executable")
     skip = pytest.mark.skip(reason=f"no tlsterm binary at {TLSTERM_BIN} (set TLSTERM_BIN)")
     for item in items:
-        item.add_marker(skip)
+        if item.get_closest_marker("no_tlsterm") is None:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
@@ -68,6 +78,7 @@ class TlstermFactory:
     def __init__(self, workdir):
         self.workdir = Path(workdir)
         self.instances = []
+        self.standins = []  # http_harness.Nghttpx, with HTTP_TEST_STANDIN
 
     def __call__(self, config, **options):
         instance = Tlsterm(self.workdir, config, name=f"tlsterm{len(self.instances)}", **options)
@@ -76,6 +87,8 @@ class TlstermFactory:
 
     def close(self):
         failures = []
+        for standin in self.standins:
+            standin.finish()
         for instance in self.instances:
             try:
                 instance.finish()
@@ -133,3 +146,28 @@ def pytest_runtest_makereport(item, call):
                 continue
             seen.add(id(instance))
             report.sections.append((f"{instance.name} config and log", instance.dump()))
+
+
+class HttpBackendFactory(BackendFactory):
+    """HttpBackendFactory starts http_backend.py with |args|."""
+
+    def __call__(self, *args):
+        from http_harness import HttpBackend
+
+        backend = HttpBackend(*args)
+        self.backends.append(backend)
+        return backend.start()
+
+
+@pytest.fixture
+def http_backend_factory():
+    factory = HttpBackendFactory()
+    yield factory
+    factory.close()
+
+
+@pytest.fixture(scope="module")
+def module_http_backend_factory():
+    factory = HttpBackendFactory()
+    yield factory
+    factory.close()

@@ -19,7 +19,11 @@
 
 #include <event2/buffer.h>
 
+#include "conn.h"
+#include "http_metrics.h"
+#include "listener.h"
 #include "metrics.h"
+#include "net.h"
 
 /* ---- a parser for the text format ------------------------------------------------ */
 
@@ -786,7 +790,7 @@ static void test_empty_metrics_render(void **state)
     render_parse(m, &e);
     check_exactly(&e, expected);
     /* Every family is declared, even with no series. */
-    assert_int_equal(e.num_families, 14);
+    assert_int_equal(e.num_families, 19);
     assert_int_equal(e.num_samples, 2); /* the two reload results */
     exposition_free(&e);
     free(expected);
@@ -872,6 +876,255 @@ static void test_handshake_label_values(void **state)
     metrics_free(m);
 }
 
+/* ---- HTTP mode ------------------------------------------------------------------------ */
+
+/* http_conn makes the little of a connection http_metrics reads: its
+ * listener's counters. */
+static void http_conn(struct conn *c, struct listener *listener, struct metrics_listener *l)
+{
+    memset(c, 0, sizeof(*c));
+    memset(listener, 0, sizeof(*listener));
+    listener->metrics = l;
+    c->listener = listener;
+}
+
+static void test_http_requests(void **state)
+{
+    struct metrics *m = metrics_new();
+    struct metrics_block *b = metrics_block_new(m);
+    struct metrics_listener *web = metrics_block_listener(b, "web");
+    struct metrics_listener *tcp = metrics_block_listener(b, "tcp");
+    struct listener listener;
+    struct conn c;
+
+    http_conn(&c, &listener, web);
+    metrics_conn_accepted(tcp);
+    for (int i = 0; i < 3; i++)
+        http_metrics_request(&c, "h2", 200, HTTP_REASON_NONE, 400);
+    http_metrics_request(&c, "h2", 404, HTTP_REASON_NONE, 2000);
+    http_metrics_request(&c, "h2", 101, HTTP_REASON_NONE, 700);
+    http_metrics_request(&c, "http/1.1", 304, HTTP_REASON_NONE, 1000);
+    http_metrics_request(&c, "http/1.1", 503, HTTP_REASON_BACKEND_BUSY, 3000000);
+    http_metrics_request(&c, "http/1.1", 503, HTTP_REASON_BACKEND_BUSY, 3000000);
+    http_metrics_request(&c, "http/1.1", 421, HTTP_REASON_MISDIRECTED, 100);
+    /* Cut short after the final head went out: its status, and a reason. */
+    http_metrics_request(&c, "h2", 200, HTTP_REASON_BACKEND_RESET, 60000);
+    /* The client left before any answer: no class, but a duration and
+     * a reason. */
+    http_metrics_request(&c, "http/1.1", 0, HTTP_REASON_CLIENT_ABORTED, 20000000);
+    http_metrics_request(&c, "h2", 499, HTTP_REASON_CLIENT_ABORTED, 5000);
+    http_metrics_backend_conn(&c, true);
+    http_metrics_backend_conn(&c, true);
+    http_metrics_backend_conn(&c, false);
+
+    struct expect_list *expected = calloc(1, sizeof(*expected));
+    static const char web_h2[] = "listener=\"web\",protocol=\"h2\",code=";
+    static const char web_h1[] = "listener=\"web\",protocol=\"http/1.1\",code=";
+    char labels[128];
+    static const struct {
+        const char *prefix;
+        const char *code;
+        uint64_t n;
+    } requests[] = {
+        {web_h2, "\"2xx\"", 4}, {web_h2, "\"4xx\"", 2}, {web_h2, "\"1xx\"", 1},
+        {web_h1, "\"3xx\"", 1}, {web_h1, "\"5xx\"", 2}, {web_h1, "\"4xx\"", 1},
+    };
+    for (size_t i = 0; i < sizeof(requests) / sizeof(requests[0]); i++) {
+        snprintf(labels, sizeof(labels), "%s%s", requests[i].prefix, requests[i].code);
+        expect(expected, "tlsterm_http_requests_total", labels, requests[i].n);
+    }
+    const uint64_t duration_buckets[] = {4, 6, 7, 8, 8, 8, 8, 9, 9, 9, 9, 9, 11, 11, 12};
+    expect_histogram(expected, "tlsterm_http_request_duration_seconds", "web", duration_buckets,
+                     3 * 400 + 2000 + 700 + 1000 + 2 * 3000000 + 100 + 60000 + 20000000 + 5000);
+    expect(expected, "tlsterm_http_errors_total", "listener=\"web\",reason=\"backend_busy\"",
+           2);
+    expect(expected, "tlsterm_http_errors_total", "listener=\"web\",reason=\"misdirected\"", 1);
+    expect(expected, "tlsterm_http_errors_total", "listener=\"web\",reason=\"backend_reset\"",
+           1);
+    expect(expected, "tlsterm_http_errors_total", "listener=\"web\",reason=\"client_aborted\"",
+           2);
+    expect(expected, "tlsterm_backend_connections_total", "listener=\"web\",reused=\"true\"",
+           2);
+    expect(expected, "tlsterm_backend_connections_total", "listener=\"web\",reused=\"false\"",
+           1);
+    expect(expected, "tlsterm_connections_accepted_total", "listener=\"tcp\"", 1);
+    expect(expected, "tlsterm_connections_active", "listener=\"tcp\"", 1);
+
+    struct exposition e;
+    render_parse(m, &e);
+    check_exactly(&e, expected);
+    /* Full label sets for the HTTP listener, zeros included; nothing for
+     * the listener that never served HTTP. */
+    assert_int_equal(count_family(&e, "tlsterm_http_requests_total"),
+                     METRICS_HTTP_PROTOCOL_COUNT * METRICS_HTTP_STATUS_CLASSES);
+    assert_int_equal(count_family(&e, "tlsterm_http_errors_total"), HTTP_REASON_COUNT - 1);
+    for (int r = HTTP_REASON_NONE + 1; r < HTTP_REASON_COUNT; r++) {
+        snprintf(labels, sizeof(labels), "listener=\"web\",reason=\"%s\"",
+                 http_reason_name((enum http_reason)r));
+        assert_non_null(find(&e, "tlsterm_http_errors_total", labels));
+    }
+    assert_int_equal(count_family(&e, "tlsterm_http_request_duration_seconds"),
+                     METRICS_DURATION_BUCKETS + 3);
+    assert_int_equal(count_family(&e, "tlsterm_backend_connections_total"), 2);
+    assert_int_equal(count_family(&e, "tlsterm_backend_pool_idle"), 0);
+    exposition_free(&e);
+
+    /* The counters survive their block, as every counter does. */
+    metrics_block_free(b);
+    char *text = render_text(m);
+    assert_non_null(strstr(text, "\ntlsterm_http_requests_total{listener=\"web\","
+                                 "protocol=\"http/1.1\",code=\"5xx\"} 2\n"));
+    assert_non_null(strstr(
+        text, "\ntlsterm_backend_connections_total{listener=\"web\",reused=\"true\"} 2\n"));
+    free(text);
+    free(expected);
+    metrics_free(m);
+}
+
+static struct net_addr addr_of(const char *text)
+{
+    struct net_addr addr;
+    char err[128];
+    assert_int_equal(net_addr_parse(text, false, &addr, err, sizeof(err)), 0);
+    return addr;
+}
+
+static void test_pool_idle_gauge(void **state)
+{
+    struct metrics *m = metrics_new();
+    struct metrics_block *first = metrics_block_new(m);
+    struct metrics_block *second = metrics_block_new(m);
+    struct metrics_listener *web1 = metrics_block_listener(first, "web");
+    struct metrics_listener *web2 = metrics_block_listener(second, "web");
+    struct metrics_listener *api2 = metrics_block_listener(second, "api");
+    struct net_addr a = addr_of("127.0.0.1:8080");
+    struct net_addr a_again = addr_of("127.0.0.1:8080");
+    struct net_addr v6 = addr_of("[::1]:9000");
+
+    /* Each worker moves its own gauges; a scrape adds them up by server. */
+    for (int i = 0; i < 3; i++)
+        http_metrics_pool_idle(web1, &a, 1);
+    http_metrics_pool_idle(web1, &a, -1);
+    http_metrics_pool_idle(web1, &v6, 1);
+    http_metrics_pool_idle(web2, &v6, 1);
+    http_metrics_pool_idle(web2, &a_again, 1);
+    http_metrics_pool_idle(web2, &a_again, 1);
+    http_metrics_pool_idle(api2, &a, 1);
+    http_metrics_pool_idle(api2, &a, -1);
+
+    struct expect_list *expected = calloc(1, sizeof(*expected));
+    expect(expected, "tlsterm_backend_pool_idle", "listener=\"web\",server=\"127.0.0.1:8080\"",
+           4);
+    expect(expected, "tlsterm_backend_pool_idle", "listener=\"web\",server=\"[::1]:9000\"", 2);
+    expect(expected, "tlsterm_backend_pool_idle", "listener=\"api\",server=\"127.0.0.1:8080\"",
+           0);
+    struct exposition e;
+    render_parse(m, &e);
+    check_exactly(&e, expected);
+    assert_int_equal(count_family(&e, "tlsterm_backend_pool_idle"), 3);
+    exposition_free(&e);
+
+    /* A worker that ended has no pool: its gauges leave the sum. */
+    metrics_block_free(second);
+    render_parse(m, &e);
+    assert_int_equal(
+        find(&e, "tlsterm_backend_pool_idle", "listener=\"web\",server=\"127.0.0.1:8080\"")
+            ->micro,
+        2 * 1000000);
+    assert_int_equal(
+        find(&e, "tlsterm_backend_pool_idle", "listener=\"web\",server=\"[::1]:9000\"")->micro,
+        1 * 1000000);
+    assert_null(
+        find(&e, "tlsterm_backend_pool_idle", "listener=\"api\",server=\"127.0.0.1:8080\""));
+    exposition_free(&e);
+
+    /* Past METRICS_POOL_SERVERS servers, a listener's further ones share
+     * server "other", which moves both ways like the others. */
+    char text[64];
+    for (int i = 2; i < METRICS_POOL_SERVERS + 2; i++) {
+        snprintf(text, sizeof(text), "10.0.0.1:%d", 1000 + i);
+        struct net_addr server = addr_of(text);
+        http_metrics_pool_idle(web1, &server, 1);
+        http_metrics_pool_idle(web1, &server, 1);
+        http_metrics_pool_idle(web1, &server, -1);
+    }
+    render_parse(m, &e);
+    assert_int_equal(count_family(&e, "tlsterm_backend_pool_idle"), METRICS_POOL_SERVERS + 1);
+    assert_non_null(
+        find(&e, "tlsterm_backend_pool_idle", "listener=\"web\",server=\"10.0.0.1:1063\""));
+    assert_null(
+        find(&e, "tlsterm_backend_pool_idle", "listener=\"web\",server=\"10.0.0.1:1064\""));
+    assert_int_equal(
+        find(&e, "tlsterm_backend_pool_idle", "listener=\"web\",server=\"other\"")->micro,
+        2 * 1000000);
+    exposition_free(&e);
+
+    free(expected);
+    metrics_block_free(first);
+    metrics_free(m);
+}
+
+/* register_servers_while_rendered registers METRICS_POOL_SERVERS servers in
+ * its own block, one idle connection each, while the test scrapes. */
+static void *register_servers_while_rendered(void *arg)
+{
+    struct metrics_listener *l = arg;
+    char text[64];
+    for (int i = 0; i < METRICS_POOL_SERVERS; i++) {
+        snprintf(text, sizeof(text), "[2001:db8::%x]:%d", i + 1, 2000 + i);
+        struct net_addr server = addr_of(text);
+        http_metrics_pool_idle(l, &server, 1);
+    }
+    return NULL;
+}
+
+/* A scrape beside a worker registering servers sees each server whole,
+ * never an address being written. */
+static void test_pool_idle_while_registering(void **state)
+{
+    struct metrics *m = metrics_new();
+    struct metrics_block *blocks[2];
+    pthread_t threads[2];
+
+    for (int t = 0; t < 2; t++) {
+        blocks[t] = metrics_block_new(m);
+        struct metrics_listener *l = metrics_block_listener(blocks[t], "web");
+        assert_non_null(l);
+        assert_int_equal(pthread_create(&threads[t], NULL, register_servers_while_rendered, l),
+                         0);
+    }
+    for (int r = 0; r < 50; r++) {
+        struct exposition e;
+        render_parse(m, &e);
+        for (size_t i = 0; i < e.num_samples; i++) {
+            if (strcmp(e.samples[i].family, "tlsterm_backend_pool_idle") != 0)
+                continue;
+            const char *labels = e.samples[i].labels;
+            if (strcmp(labels, "listener=\"web\",server=\"other\"") == 0) {
+                assert_int_equal(e.samples[i].micro, 0);
+                continue;
+            }
+            assert_non_null(strstr(labels, "listener=\"web\",server=\"[2001:db8::"));
+            assert_true(e.samples[i].micro <= 2 * 1000000);
+        }
+        exposition_free(&e);
+    }
+    for (int t = 0; t < 2; t++)
+        assert_int_equal(pthread_join(threads[t], NULL), 0);
+    struct exposition e;
+    render_parse(m, &e);
+    /* A full table shows "other" too, ready for the next server. */
+    assert_int_equal(count_family(&e, "tlsterm_backend_pool_idle"), METRICS_POOL_SERVERS + 1);
+    assert_int_equal(
+        find(&e, "tlsterm_backend_pool_idle", "listener=\"web\",server=\"[2001:db8::40]:2063\"")
+            ->micro,
+        2 * 1000000);
+    exposition_free(&e);
+    for (int t = 0; t < 2; t++)
+        metrics_block_free(blocks[t]);
+    metrics_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -884,6 +1137,9 @@ int main(void)
         cmocka_unit_test(test_listener_limit),
         cmocka_unit_test(test_label_mappings),
         cmocka_unit_test(test_handshake_label_values),
+        cmocka_unit_test(test_http_requests),
+        cmocka_unit_test(test_pool_idle_gauge),
+        cmocka_unit_test(test_pool_idle_while_registering),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

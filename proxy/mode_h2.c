@@ -1,0 +1,818 @@
+/* mode_h2: the HTTP/2 front of http mode. An nghttp2 server session is fed
+ * from the client transport and each stream becomes one exchange (http.h)
+ * with an HTTP/1.1 upstream.
+ *
+ * Input: plaintext is read into a per-thread buffer and handed to
+ * nghttp2_session_mem_recv at once; nothing of the client's is kept between
+ * reads except what nghttp2 itself holds. Output: nghttp2_session_mem_send
+ * hands out frames, which are written through the transport; a frame the
+ * socket does not take whole stays where nghttp2 put it (valid until the
+ * next mem_send) and nothing more is asked for, and nothing is read, until
+ * it has gone: a client that does not read is not fed.
+ *
+ * Flow control, in two layers (automatic WINDOW_UPDATE is off): the
+ * connection window is given back as soon as DATA lands in a stream's
+ * bounded buffer, a stream's window only once its bytes reached the backend
+ * (request_body_taken). A slow backend stalls its own stream, never the
+ * others. Responses are pulled by nghttp2 through a data provider from the
+ * exchange's buffer; an empty buffer defers the stream until the upstream
+ * adds bytes.
+ *
+ * States: H2_OPEN, then when the worker drains H2_NOTICE (GOAWAY with the
+ * last possible stream id and a PING, RFC 9113 6.8) and, once the PING
+ * comes back, H2_GOAWAY (the final GOAWAY with the last stream id
+ * processed): streams the client sent before it saw the first GOAWAY are
+ * still served. The connection ends when nghttp2 wants neither to read nor
+ * to write.
+ *
+ * Ownership. The front (struct h2_front) is the conn's mode state. It owns
+ * the nghttp2 session and its streams (struct h2_stream, nghttp2's stream
+ * user data), and each stream owns its exchange. */
+#include "mode.h"
+
+#include <ctype.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <nghttp2/nghttp2.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "clock.h"
+#include "conn.h"
+#include "http.h"
+#include "metrics.h"
+#include "worker.h"
+
+#define H2_READ_LEN 16384
+/* Reads per turn before yielding to other connections. */
+#define H2_ROUNDS 16
+/* The opaque data of the drain PING. */
+static const uint8_t drain_ping[8] = {'t', 'l', 's', 't', 'e', 'r', 'm', 'd'};
+
+enum h2_state { H2_OPEN, H2_NOTICE, H2_GOAWAY };
+
+struct h2_stream {
+    struct h2_stream *prev, *next; /* the front's streams */
+    struct h2_stream *taken_next;  /* on the front's taken list */
+    bool taken_queued;
+    struct h2_front *front;
+    struct http_exchange *x;
+    int32_t id;
+    bool head_sent; /* the final head is submitted */
+    bool deferred;  /* the data provider waits for bytes */
+    bool answered;  /* tlsterm answered itself: no upstream */
+    bool rejected;  /* bad_request / header_too_large seen among the fields */
+    uint32_t fields;
+};
+
+struct h2_front {
+    struct conn *c;
+    nghttp2_session *session;
+    enum h2_state state;
+    const uint8_t *pending; /* a frame not yet written whole */
+    size_t pending_len;
+    struct h2_stream *streams;
+    uint32_t num_streams;
+    struct h2_stream *taken; /* streams whose upstream may read again */
+    char *authority_ok;      /* the last authority the certificate covered */
+    uint64_t last_activity_ms;
+};
+
+static _Thread_local uint8_t read_buf[H2_READ_LEN];
+
+static struct h2_front *front_of(const struct conn *c) { return c->mode_state; }
+
+/* schedule makes the front run on a later turn: nghttp2 has frames to send
+ * (the upstream side only records and schedules). */
+static void schedule(struct h2_front *f) { conn_resume_later(f->c); }
+
+/* ---- responses ------------------------------------------------------------------ */
+
+static ssize_t read_body(nghttp2_session *session, int32_t id, uint8_t *buf, size_t len,
+                         uint32_t *flags, nghttp2_data_source *source, void *user);
+
+/* submit_head submits x->resp's head on |st|: informational, or final with
+ * a body provider when a body may follow. */
+static int submit_head(struct h2_stream *st, bool final)
+{
+    struct http_exchange *x = st->x;
+    const struct http_fields *fields = &x->resp.fields;
+    nghttp2_nv *nva = calloc(fields->num + 2, sizeof(*nva));
+    char *names = malloc(fields->text_len + 1);
+    char status[8];
+    size_t n = 0;
+    int rc = -1;
+
+    if (nva == NULL || names == NULL)
+        goto out;
+    snprintf(status, sizeof(status), "%d", x->resp.status);
+    nva[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, strlen(status),
+                            NGHTTP2_NV_FLAG_NONE};
+    for (uint32_t i = 0; i < fields->num; i++) {
+        /* HTTP/2 field names are lower-case (RFC 9113 8.2.1). */
+        char *name = names + fields->v[i].name;
+        const char *from = http_field_name(fields, i);
+        for (uint32_t k = 0; k < fields->v[i].name_len; k++)
+            name[k] = (char)tolower((unsigned char)from[k]);
+        nva[n++] =
+            (nghttp2_nv){(uint8_t *)name, (uint8_t *)http_field_value(fields, i),
+                         fields->v[i].name_len, fields->v[i].value_len, NGHTTP2_NV_FLAG_NONE};
+    }
+    if (!final) {
+        rc = nghttp2_submit_headers(st->front->session, NGHTTP2_FLAG_NONE, st->id, NULL, nva, n,
+                                    NULL);
+        goto out;
+    }
+    int status_code = x->resp.status;
+    bool no_body =
+        strcmp(x->req.method, "HEAD") == 0 || status_code == 204 || status_code == 304 ||
+        (x->resp_done && (x->resp_body == NULL || evbuffer_get_length(x->resp_body) == 0) &&
+         x->resp.trailers.num == 0);
+    nghttp2_data_provider provider = {.source.ptr = st, .read_callback = read_body};
+    rc =
+        nghttp2_submit_response(st->front->session, st->id, nva, n, no_body ? NULL : &provider);
+    st->head_sent = true;
+out:
+    free(nva);
+    free(names);
+    return rc;
+}
+
+/* answer makes tlsterm answer |st| itself with x->reason's status. */
+static void answer(struct h2_stream *st)
+{
+    struct http_exchange *x = st->x;
+    char body[64];
+    char length[24];
+    size_t len = http_error_body(http_reason_status(x->reason), body, sizeof(body));
+
+    st->answered = true;
+    http_response_free(&x->resp);
+    x->resp.status = http_reason_status(x->reason);
+    snprintf(length, sizeof(length), "%zu", len);
+    if (x->resp_body != NULL)
+        evbuffer_drain(x->resp_body, evbuffer_get_length(x->resp_body));
+    else
+        x->resp_body = evbuffer_new();
+    if (x->resp_body == NULL || evbuffer_add(x->resp_body, body, len) != 0 ||
+        http_fields_add(&x->resp.fields, "content-type", 12, "text/plain; charset=utf-8", 25) !=
+            0 ||
+        http_fields_add(&x->resp.fields, "content-length", 14, length, strlen(length)) != 0) {
+        nghttp2_submit_rst_stream(st->front->session, NGHTTP2_FLAG_NONE, st->id,
+                                  NGHTTP2_INTERNAL_ERROR);
+        return;
+    }
+    x->resp_final = x->resp_done = true;
+    if (submit_head(st, true) != 0)
+        nghttp2_submit_rst_stream(st->front->session, NGHTTP2_FLAG_NONE, st->id,
+                                  NGHTTP2_INTERNAL_ERROR);
+}
+
+static void queue_taken(struct h2_stream *st)
+{
+    if (st->taken_queued)
+        return;
+    st->taken_queued = true;
+    st->taken_next = st->front->taken;
+    st->front->taken = st;
+}
+
+static ssize_t read_body(nghttp2_session *session, int32_t id, uint8_t *buf, size_t len,
+                         uint32_t *flags, nghttp2_data_source *source, void *user)
+{
+    struct h2_stream *st = source->ptr;
+    struct http_exchange *x = st->x;
+    size_t avail = x->resp_body != NULL ? evbuffer_get_length(x->resp_body) : 0;
+    int n = 0;
+
+    if (avail > 0) {
+        n = evbuffer_remove(x->resp_body, buf, len < avail ? len : avail);
+        if (n < 0)
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        x->resp_bytes += (size_t)n;
+        if (evbuffer_get_length(x->resp_body) == 0) {
+            evbuffer_free(x->resp_body);
+            x->resp_body = NULL;
+        }
+        if (x->up != NULL)
+            queue_taken(st);
+    }
+    if (x->resp_body == NULL && x->resp_done) {
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+        if (x->resp.trailers.num > 0 && !st->answered) {
+            const struct http_fields *t = &x->resp.trailers;
+            nghttp2_nv *nva = calloc(t->num, sizeof(*nva));
+            char *names = malloc(t->text_len + 1);
+            if (nva != NULL && names != NULL) {
+                size_t k = 0;
+                for (uint32_t i = 0; i < t->num; i++) {
+                    const char *name = http_field_name(t, i);
+                    if (http_is_hop_by_hop(name, t->v[i].name_len) ||
+                        http_name_is(name, t->v[i].name_len, "content-length"))
+                        continue;
+                    char *lower = names + t->v[i].name;
+                    for (uint32_t j = 0; j < t->v[i].name_len; j++)
+                        lower[j] = (char)tolower((unsigned char)name[j]);
+                    nva[k++] =
+                        (nghttp2_nv){(uint8_t *)lower, (uint8_t *)http_field_value(t, i),
+                                     t->v[i].name_len, t->v[i].value_len, NGHTTP2_NV_FLAG_NONE};
+                }
+                if (k > 0 && nghttp2_submit_trailer(session, id, nva, k) == 0)
+                    *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+            }
+            free(nva);
+            free(names);
+        }
+        if (!x->req_done)
+            /* RFC 9113 8.1: a complete response ends the request too. */
+            nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, id, NGHTTP2_NO_ERROR);
+        return n;
+    }
+    if (n == 0) {
+        st->deferred = true;
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    return n;
+}
+
+static void resume_stream(struct h2_stream *st)
+{
+    if (st->deferred) {
+        st->deferred = false;
+        nghttp2_session_resume_data(st->front->session, st->id);
+    }
+    schedule(st->front);
+}
+
+/* ---- the exchange's front operations ------------------------------------------------ */
+
+static void op_response_head(struct http_exchange *x)
+{
+    struct h2_stream *st = x->front_data;
+    if (x->resp.status == 101)
+        return; /* never asked for over HTTP/2 */
+    if (submit_head(st, x->resp_final) != 0)
+        nghttp2_submit_rst_stream(st->front->session, NGHTTP2_FLAG_NONE, st->id,
+                                  NGHTTP2_INTERNAL_ERROR);
+    schedule(st->front);
+}
+
+static void op_response_data(struct http_exchange *x) { resume_stream(x->front_data); }
+
+static void op_request_body_taken(struct http_exchange *x, size_t n)
+{
+    struct h2_stream *st = x->front_data;
+    nghttp2_session_consume_stream(st->front->session, st->id, n);
+    schedule(st->front);
+}
+
+static void op_failed(struct http_exchange *x)
+{
+    struct h2_stream *st = x->front_data;
+    if (st->head_sent)
+        nghttp2_submit_rst_stream(st->front->session, NGHTTP2_FLAG_NONE, st->id,
+                                  NGHTTP2_INTERNAL_ERROR);
+    else
+        answer(st);
+    schedule(st->front);
+}
+
+static void op_upgraded(struct http_exchange *x)
+{
+    /* HTTP/2 requests never ask for an upgrade (RFC 8441 is not offered). */
+    op_failed(x);
+}
+
+static const struct http_front_ops h2_front_ops = {
+    .response_head = op_response_head,
+    .response_data = op_response_data,
+    .request_body_taken = op_request_body_taken,
+    .failed = op_failed,
+    .upgraded = op_upgraded,
+};
+
+/* ---- streams ---------------------------------------------------------------------- */
+
+static void free_stream(struct h2_front *f, struct h2_stream *st)
+{
+    struct http_exchange *x = st->x;
+    if (st->prev != NULL)
+        st->prev->next = st->next;
+    else
+        f->streams = st->next;
+    if (st->next != NULL)
+        st->next->prev = st->prev;
+    f->num_streams--;
+    if (st->taken_queued) {
+        struct h2_stream **p = &f->taken;
+        while (*p != st)
+            p = &(*p)->taken_next;
+        *p = st->taken_next;
+    }
+    if (x != NULL) {
+        bool complete = x->resp_done && x->req_done &&
+                        (x->resp_body == NULL || evbuffer_get_length(x->resp_body) == 0);
+        if (!complete && x->reason == HTTP_REASON_NONE)
+            x->reason = HTTP_REASON_CLIENT_ABORTED;
+        http_upstream_release(x, !complete);
+        http_exchange_log(x, "h2");
+        http_exchange_free(x);
+    }
+    free(st);
+}
+
+static int on_begin_frame(nghttp2_session *session, const nghttp2_frame_hd *hd, void *user)
+{
+    /* A client's new stream ids only grow (RFC 9113 5.1.1): HEADERS on an
+     * odd id at or below the last one, for a stream nghttp2 does not know,
+     * opens nothing legitimately. nghttp2 would ignore it silently. */
+    if (hd->type == NGHTTP2_HEADERS && (hd->stream_id & 1) &&
+        hd->stream_id <= nghttp2_session_get_last_proc_stream_id(session) &&
+        nghttp2_session_find_stream(session, hd->stream_id) == NULL)
+        nghttp2_session_terminate_session(session, NGHTTP2_PROTOCOL_ERROR);
+    return 0;
+}
+
+static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user)
+{
+    struct h2_front *f = user;
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0;
+    struct h2_stream *st = calloc(1, sizeof(*st));
+    if (st == NULL)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    st->x = http_exchange_new(f->c, &h2_front_ops, st);
+    if (st->x == NULL) {
+        free(st);
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    st->front = f;
+    st->id = frame->hd.stream_id;
+    st->x->stream_id = (uint32_t)st->id;
+    st->x->req.h2 = true;
+    st->next = f->streams;
+    if (f->streams != NULL)
+        f->streams->prev = st;
+    f->streams = st;
+    f->num_streams++;
+    nghttp2_session_set_stream_user_data(session, st->id, st);
+    return 0;
+}
+
+static char *dup_n(const uint8_t *s, size_t len)
+{
+    char *copy = malloc(len + 1);
+    if (copy != NULL) {
+        memcpy(copy, s, len);
+        copy[len] = '\0';
+    }
+    return copy;
+}
+
+static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
+                     size_t name_len, const uint8_t *value, size_t value_len, uint8_t flags,
+                     void *user)
+{
+    struct h2_front *f = user;
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0; /* request trailers are not passed on */
+    struct h2_stream *st = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+    if (st == NULL || st->rejected)
+        return 0;
+    struct http_request *req = &st->x->req;
+    const char *n = (const char *)name;
+
+    if (++st->fields > HTTP_MAX_FIELDS ||
+        req->fields.bytes + name_len + value_len > f->c->cfg->http.max_request_header_bytes) {
+        st->rejected = true;
+        st->x->reason = HTTP_REASON_HEADER_TOO_LARGE;
+        return 0;
+    }
+    char **slot = NULL;
+    if (http_name_is(n, name_len, ":method"))
+        slot = &req->method;
+    else if (http_name_is(n, name_len, ":path"))
+        slot = &req->target;
+    else if (http_name_is(n, name_len, ":authority"))
+        slot = &req->authority;
+    else if (name_len > 0 && name[0] == ':')
+        return 0; /* :scheme; nghttp2 checked the rest */
+    if (slot != NULL) {
+        free(*slot);
+        *slot = dup_n(value, value_len);
+        req->fields.bytes += (uint32_t)(name_len + value_len);
+        return *slot != NULL ? 0 : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    if (http_name_is(n, name_len, "content-length")) {
+        int64_t len = 0;
+        for (size_t i = 0; i < value_len; i++)
+            len = len * 10 + (value[i] - '0'); /* nghttp2 checked the digits */
+        req->content_length = len;
+    }
+    if (http_fields_add(&req->fields, n, name_len, (const char *)value, value_len) != 0)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    return 0;
+}
+
+/* authority_host writes the host part of |authority| (no port, no
+ * brackets) into |out|. */
+static void authority_host(const char *authority, char *out, size_t out_len)
+{
+    const char *end;
+    if (authority[0] == '[') {
+        authority++;
+        end = strchr(authority, ']');
+    } else {
+        end = strrchr(authority, ':');
+    }
+    size_t len = end != NULL ? (size_t)(end - authority) : strlen(authority);
+    snprintf(out, out_len, "%.*s", (int)len, authority);
+}
+
+/* covered says whether the certificate served on this connection covers
+ * |authority|: a client reuses an HTTP/2 connection for every name the
+ * certificate lists, and any other is misdirected (RFC 9110 15.5.20). */
+static bool covered(struct h2_front *f, const char *authority)
+{
+    char host[256];
+    if (f->authority_ok != NULL && strcmp(f->authority_ok, authority) == 0)
+        return true;
+    X509 *cert = SSL_get_certificate(f->c->client.ssl);
+    if (cert == NULL)
+        return true;
+    authority_host(authority, host, sizeof(host));
+    const char *sni = SSL_get_servername(f->c->client.ssl, TLSEXT_NAMETYPE_host_name);
+    bool ok = (sni != NULL && strcasecmp(sni, host) == 0) ||
+              X509_check_host(cert, host, strlen(host), 0, NULL) == 1 ||
+              X509_check_ip_asc(cert, host, 0) == 1;
+    if (ok) {
+        free(f->authority_ok);
+        f->authority_ok = strdup(authority);
+    }
+    return ok;
+}
+
+/* start_request checks a complete request head and starts its upstream,
+ * or answers it. */
+static int start_request(struct h2_front *f, struct h2_stream *st, bool end_stream)
+{
+    struct http_exchange *x = st->x;
+    struct http_request *req = &x->req;
+    int host = http_fields_find(&req->fields, "host", 0);
+
+    x->req_done = end_stream;
+    req->has_body = !end_stream;
+    if (st->rejected) {
+        answer(st);
+        return 0;
+    }
+    if (req->method == NULL || req->target == NULL) {
+        x->reason = HTTP_REASON_BAD_REQUEST;
+        answer(st);
+        return 0;
+    }
+    if (host >= 0) {
+        const char *value = http_field_value(&req->fields, (uint32_t)host);
+        if (req->authority == NULL) {
+            req->authority = strdup(value);
+        } else if (strcasecmp(req->authority, value) != 0) {
+            x->reason = HTTP_REASON_AUTHORITY_MISMATCH;
+            answer(st);
+            return 0;
+        }
+    }
+    if (req->authority == NULL) {
+        x->reason = HTTP_REASON_BAD_REQUEST;
+        answer(st);
+        return 0;
+    }
+    if (!covered(f, req->authority)) {
+        x->reason = HTTP_REASON_MISDIRECTED;
+        answer(st);
+        return 0;
+    }
+    if (http_fields_find(&req->fields, "expect", 0) >= 0)
+        req->expect_continue = true;
+    if (http_upstream_start(x) != 0) {
+        x->reason = HTTP_REASON_OUT_OF_MEMORY;
+        answer(st);
+    }
+    return 0;
+}
+
+static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user)
+{
+    struct h2_front *f = user;
+    bool end_stream = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;
+
+    if (frame->hd.type == NGHTTP2_PING && (frame->hd.flags & NGHTTP2_FLAG_ACK) &&
+        memcmp(frame->ping.opaque_data, drain_ping, sizeof(drain_ping)) == 0 &&
+        f->state == H2_NOTICE) {
+        /* A round trip after the notice: anything the client sent before
+         * it saw the notice has arrived. */
+        f->state = H2_GOAWAY;
+        nghttp2_submit_goaway(session, NGHTTP2_FLAG_NONE,
+                              nghttp2_session_get_last_proc_stream_id(session),
+                              NGHTTP2_NO_ERROR, NULL, 0);
+        return 0;
+    }
+    if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
+        return 0;
+    struct h2_stream *st = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+    if (st == NULL)
+        return 0;
+    if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST)
+        return start_request(f, st, end_stream);
+    if (end_stream && !st->x->req_done) {
+        st->x->req_done = true;
+        http_upstream_request_body(st->x);
+    }
+    return 0;
+}
+
+static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id,
+                         const uint8_t *data, size_t len, void *user)
+{
+    struct h2_stream *st = nghttp2_session_get_stream_user_data(session, id);
+
+    /* The connection's window is given back at once: the bytes are in a
+     * stream's buffer, which that stream's own window bounds. */
+    nghttp2_session_consume_connection(session, len);
+    if (st == NULL || st->answered || st->x->up == NULL) {
+        nghttp2_session_consume_stream(session, id, len);
+        return 0;
+    }
+    struct http_exchange *x = st->x;
+    if (x->req_body == NULL && (x->req_body = evbuffer_new()) == NULL)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    if (evbuffer_add(x->req_body, data, len) != 0)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    x->req_bytes += len;
+    http_upstream_request_body(x);
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t error_code,
+                           void *user)
+{
+    struct h2_front *f = user;
+    struct h2_stream *st = nghttp2_session_get_stream_user_data(session, id);
+    if (st != NULL) {
+        nghttp2_session_set_stream_user_data(session, id, NULL);
+        free_stream(f, st);
+    }
+    return 0;
+}
+
+/* ---- the connection ------------------------------------------------------------------ */
+
+static int fail_tls(struct conn *c, const struct tls_io_failure *failure)
+{
+    return conn_close(c, failure->reason, failure);
+}
+
+/* send_frames writes what nghttp2 has to send; CONN_OK or CONN_CLOSED. */
+static int send_frames(struct h2_front *f)
+{
+    struct conn *c = f->c;
+    struct tls_io_failure failure;
+
+    for (;;) {
+        if (f->pending == NULL) {
+            const uint8_t *data;
+            ssize_t len = nghttp2_session_mem_send(f->session, &data);
+            if (len < 0)
+                return conn_close(c, END_OUT_OF_MEMORY, NULL);
+            if (len == 0)
+                return CONN_OK;
+            f->pending = data;
+            f->pending_len = (size_t)len;
+        }
+        size_t n = 0;
+        switch (transport_write(&c->client, f->pending, f->pending_len, &n, &failure)) {
+        case TLS_IO_OK:
+            c->bytes_out += n;
+            metrics_bytes_backend_to_client(c->listener->metrics, n);
+            f->last_activity_ms = clock_now_ms();
+            f->pending += n;
+            f->pending_len -= n;
+            if (f->pending_len == 0)
+                f->pending = NULL;
+            break;
+        case TLS_IO_WANT_READ:
+        case TLS_IO_WANT_WRITE:
+            return CONN_OK;
+        case TLS_IO_EOF:
+        case TLS_IO_ERROR:
+            return fail_tls(c, &failure);
+        }
+    }
+}
+
+/* read_frames reads from the client and feeds nghttp2; CONN_OK or
+ * CONN_CLOSED. */
+static int read_frames(struct h2_front *f, bool *out_more)
+{
+    struct conn *c = f->c;
+    struct tls_io_failure failure;
+
+    for (int rounds = 0; rounds < H2_ROUNDS; rounds++) {
+        if (f->pending != NULL || !nghttp2_session_want_read(f->session))
+            return CONN_OK;
+        if (transport_wait_readable(&c->client))
+            return CONN_OK;
+        size_t n = 0;
+        enum tls_io_result result =
+            transport_read(&c->client, read_buf, H2_READ_LEN, &n, &failure);
+        if (c->handshake_completing)
+            conn_handshake_progress(c);
+        switch (result) {
+        case TLS_IO_OK: {
+            c->bytes_in += n;
+            metrics_bytes_client_to_backend(c->listener->metrics, n);
+            f->last_activity_ms = clock_now_ms();
+            ssize_t rv = nghttp2_session_mem_recv(f->session, read_buf, n);
+            if (rv < 0) {
+                /* nghttp2 queued a GOAWAY where the protocol asks for one;
+                 * it goes out before the connection ends. */
+                send_frames(f);
+                transport_flush(&c->client);
+                return conn_linger(c, END_CLIENT_TLS_ERROR);
+            }
+            if (send_frames(f) != CONN_OK)
+                return CONN_CLOSED;
+            break;
+        }
+        case TLS_IO_WANT_READ:
+        case TLS_IO_WANT_WRITE:
+            return CONN_OK;
+        case TLS_IO_EOF:
+            return conn_linger(c, END_DONE);
+        case TLS_IO_ERROR:
+            return fail_tls(c, &failure);
+        }
+    }
+    *out_more = true;
+    return CONN_OK;
+}
+
+/* run does what there is to do: read, send, let upstreams read again,
+ * and decide the deadline and whether the connection is over. */
+static int run(struct conn *c)
+{
+    struct h2_front *f = front_of(c);
+    bool more = false;
+
+    transport_cork(&c->client);
+    if (send_frames(f) != CONN_OK || read_frames(f, &more) != CONN_OK)
+        return CONN_CLOSED;
+    /* Streams whose buffers were drained let their upstreams read again;
+     * what they add is sent on the next turn. */
+    while (f->taken != NULL) {
+        struct h2_stream *st = f->taken;
+        f->taken = st->taken_next;
+        st->taken_queued = false;
+        http_upstream_response_taken(st->x);
+    }
+    if (send_frames(f) != CONN_OK)
+        return CONN_CLOSED;
+    if (f->taken != NULL)
+        more = true;
+    if (transport_flush(&c->client) == TLS_IO_ERROR) {
+        struct tls_io_failure failure = {.reason = END_CLIENT_RESET,
+                                         .detail = strerror(c->client.sock.last_errno)};
+        return conn_close(c, END_CLIENT_RESET, &failure);
+    }
+    if (!nghttp2_session_want_read(f->session) && !nghttp2_session_want_write(f->session) &&
+        f->pending == NULL)
+        return conn_linger(c, END_DONE);
+    conn_watch_client(c);
+    /* timeouts.idle: no open stream, or a client that takes no bytes. */
+    if (f->num_streams == 0 || f->pending != NULL)
+        conn_set_deadline(c, f->last_activity_ms + c->cfg->idle_timeout_ms);
+    else
+        conn_set_deadline(c, 0);
+    if (more)
+        conn_resume_later(c);
+    return CONN_OK;
+}
+
+static int h2_start(struct conn *c)
+{
+    const struct cfg_listener *cfg = c->cfg;
+    struct h2_front *f = calloc(1, sizeof(*f));
+    nghttp2_session_callbacks *callbacks = NULL;
+    nghttp2_option *option = NULL;
+
+    if (f == NULL)
+        return conn_close(c, END_OUT_OF_MEMORY, NULL);
+    c->mode_state = f;
+    f->c = c;
+    f->last_activity_ms = clock_now_ms();
+    if (nghttp2_session_callbacks_new(&callbacks) != 0 || nghttp2_option_new(&option) != 0)
+        goto oom;
+    nghttp2_session_callbacks_set_on_begin_frame_callback(callbacks, on_begin_frame);
+    nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(callbacks, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, on_data_chunk);
+    nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, on_stream_close);
+    nghttp2_option_set_no_auto_window_update(option, 1);
+    nghttp2_option_set_max_deflate_dynamic_table_size(option, 4096);
+#ifdef HAVE_NGHTTP2_STREAM_RESET_RATE_LIMIT
+    /* Rapid Reset (CVE-2023-44487): at most 1000 resets, refilled at 33/s. */
+    nghttp2_option_set_stream_reset_rate_limit(option, 1000, 33);
+#endif
+#ifdef HAVE_NGHTTP2_MAX_CONTINUATIONS
+    /* CONTINUATION flood (CVE-2024-27316). */
+    nghttp2_option_set_max_continuations(option, 8);
+#endif
+    if (nghttp2_session_server_new2(&f->session, callbacks, f, option) != 0)
+        goto oom;
+    nghttp2_session_callbacks_del(callbacks);
+    nghttp2_option_del(option);
+    callbacks = NULL;
+    option = NULL;
+
+    nghttp2_settings_entry settings[] = {
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, cfg->http2.max_concurrent_streams},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, cfg->http2.initial_window},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, cfg->http.max_request_header_bytes + 3200},
+        {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+    };
+    if (nghttp2_submit_settings(f->session, NGHTTP2_FLAG_NONE, settings,
+                                sizeof(settings) / sizeof(settings[0])) != 0 ||
+        nghttp2_session_set_local_window_size(f->session, NGHTTP2_FLAG_NONE, 0,
+                                              (int32_t)cfg->http2.connection_window) != 0)
+        goto oom;
+    if (c->worker->draining)
+        c->mode->drain(c);
+    return run(c);
+oom:
+    nghttp2_session_callbacks_del(callbacks);
+    nghttp2_option_del(option);
+    return conn_close(c, END_OUT_OF_MEMORY, NULL);
+}
+
+static int h2_on_client(struct conn *c) { return run(c); }
+
+static int h2_on_resume(struct conn *c) { return run(c); }
+
+static int h2_on_deadline(struct conn *c)
+{
+    struct h2_front *f = front_of(c);
+    if (clock_now_ms() < f->last_activity_ms + c->cfg->idle_timeout_ms)
+        return run(c);
+    nghttp2_submit_goaway(f->session, NGHTTP2_FLAG_NONE,
+                          nghttp2_session_get_last_proc_stream_id(f->session), NGHTTP2_NO_ERROR,
+                          NULL, 0);
+    send_frames(f);
+    transport_flush(&c->client);
+    return conn_linger(c, END_IDLE_TIMEOUT);
+}
+
+static int h2_drain(struct conn *c)
+{
+    struct h2_front *f = front_of(c);
+    if (f->state != H2_OPEN)
+        return CONN_OK;
+    f->state = H2_NOTICE;
+    nghttp2_submit_shutdown_notice(f->session);
+    nghttp2_submit_ping(f->session, NGHTTP2_FLAG_NONE, drain_ping);
+    conn_resume_later(c);
+    return CONN_OK;
+}
+
+static const char *h2_state_name(const struct conn *c)
+{
+    static const char *const names[] = {"h2", "h2_goaway_notice", "h2_goaway"};
+    return names[front_of(c)->state];
+}
+
+static void h2_free(struct conn *c, bool abort)
+{
+    struct h2_front *f = front_of(c);
+    if (f == NULL)
+        return;
+    while (f->streams != NULL)
+        free_stream(f, f->streams);
+    nghttp2_session_del(f->session);
+    free(f->authority_ok);
+    free(f);
+    c->mode_state = NULL;
+}
+
+const struct mode_ops mode_h2 = {
+    .name = "h2",
+    .start = h2_start,
+    .on_client = h2_on_client,
+    .on_resume = h2_on_resume,
+    .on_deadline = h2_on_deadline,
+    .drain = h2_drain,
+    .state_name = h2_state_name,
+    .free = h2_free,
+};
