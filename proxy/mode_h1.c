@@ -37,11 +37,11 @@
 #include <strings.h>
 
 #include <event2/buffer.h>
-#include <llhttp.h>
 
 #include "backend_conn.h"
 #include "clock.h"
 #include "conn.h"
+#include "h1_request.h"
 #include "http.h"
 #include "metrics.h"
 
@@ -54,14 +54,6 @@
 /* Room for tlsterm's own short response bodies. */
 #define ERROR_BODY_MAX 512
 
-enum req_state {
-    REQ_IDLE,    /* nothing of the next request parsed */
-    REQ_HEAD,    /* its head is being parsed */
-    REQ_BODY,    /* head done: the body (if any) streams to x->req_body */
-    REQ_DONE,    /* the whole request is in; the parser is paused */
-    REQ_REFUSED, /* tlsterm answers it and closes: nothing more is parsed */
-};
-
 enum resp_state {
     RESP_WAIT, /* no final head written yet */
     RESP_BODY, /* the final head is out, body bytes follow */
@@ -72,25 +64,15 @@ enum resp_state {
 enum framing { FRAMING_NONE, FRAMING_LENGTH, FRAMING_CHUNKED, FRAMING_CLOSE };
 
 struct h1 {
-    llhttp_t parser;
-    struct http_exchange *x; /* the current exchange; NULL between requests */
-    enum req_state req;
+    /* The parser; its |x| is the current exchange (NULL between requests)
+     * and its |state| where the request stands. */
+    struct h1_request rq;
     enum resp_state resp;
     enum framing framing;
 
     uint8_t *in;               /* unparsed client bytes; NULL while none */
     uint32_t in_start, in_end; /* pending bytes are in[in_start, in_end) */
     struct evbuffer *out;      /* response bytes not yet written */
-
-    char *url; /* the request target as received, NUL-terminated */
-    uint32_t url_len, url_cap;
-    uint32_t head_bytes; /* of the head so far, for the size limit */
-    uint32_t num_fields; /* Host included */
-    uint32_t num_hosts;
-    bool name_open;               /* the last field name may continue */
-    bool head_paused;             /* the parser paused at a head's end */
-    bool body_news;               /* x->req_body grew or x->req_done was set */
-    enum http_reason parse_error; /* why a callback stopped the parser */
 
     uint64_t head_deadline_ms; /* timeouts.request_header; 0: not in a head */
     bool head_bytes_seen;      /* a byte of the next request arrived */
@@ -109,7 +91,6 @@ struct h1 {
 };
 
 static const struct http_front_ops h1_front_ops;
-static const llhttp_settings_t h1_parser_settings;
 
 static struct h1 *h1_of(const struct conn *c) { return c->mode_state; }
 
@@ -142,29 +123,30 @@ static struct http_exchange *exchange_begin(struct conn *c)
 {
     struct h1 *h = h1_of(c);
 
-    if (h->x == NULL) {
-        h->x = http_exchange_new(c, &h1_front_ops, h);
-        if (h->x == NULL)
+    if (h->rq.x == NULL) {
+        h->rq.x = http_exchange_new(c, &h1_front_ops, h);
+        if (h->rq.x == NULL)
             return NULL;
-        h->x->started_us = metrics_clock_us();
         h->released = h->logged = false;
     }
-    return h->x;
+    return h->rq.x;
 }
+
+static struct http_exchange *begin_exchange(void *conn) { return exchange_begin(conn); }
 
 static void exchange_release(struct h1 *h, bool abort)
 {
-    if (h->x != NULL && h->x->up != NULL && !h->released) {
+    if (h->rq.x != NULL && h->rq.x->up != NULL && !h->released) {
         h->released = true;
-        http_upstream_release(h->x, abort);
+        http_upstream_release(h->rq.x, abort);
     }
 }
 
 static void exchange_log(struct h1 *h)
 {
-    if (h->x != NULL && !h->logged) {
+    if (h->rq.x != NULL && !h->logged) {
         h->logged = true;
-        http_exchange_log(h->x, "http/1.1");
+        http_exchange_log(h->rq.x, "http/1.1");
     }
 }
 
@@ -172,12 +154,12 @@ static void exchange_log(struct h1 *h)
  * resets its backend connection. */
 static void exchange_end(struct h1 *h)
 {
-    if (h->x == NULL)
+    if (h->rq.x == NULL)
         return;
     exchange_log(h);
-    exchange_release(h, !h->x->req_done);
-    http_exchange_free(h->x);
-    h->x = NULL;
+    exchange_release(h, !h->rq.x->req_done);
+    http_exchange_free(h->rq.x);
+    h->rq.x = NULL;
     h->resp = RESP_WAIT;
     h->framing = FRAMING_NONE;
     h->head_news = h->failed = h->upgraded = false;
@@ -191,9 +173,9 @@ static int client_gone(struct conn *c, enum end_reason reason,
 {
     struct h1 *h = h1_of(c);
 
-    if (h->x != NULL) {
-        if (h->x->reason == HTTP_REASON_NONE)
-            h->x->reason = HTTP_REASON_CLIENT_ABORTED;
+    if (h->rq.x != NULL) {
+        if (h->rq.x->reason == HTTP_REASON_NONE)
+            h->rq.x->reason = HTTP_REASON_CLIENT_ABORTED;
         exchange_log(h);
         exchange_release(h, true);
     }
@@ -225,7 +207,7 @@ static void add_connection(struct h1 *h, struct evbuffer *out)
 {
     if (h->close_after)
         evbuffer_add(out, "Connection: close\r\n", 19);
-    else if (h->x->req.http_minor == 0)
+    else if (h->rq.x->req.http_minor == 0)
         evbuffer_add(out, "Connection: keep-alive\r\n", 24);
     evbuffer_add(out, "\r\n", 2);
 }
@@ -234,7 +216,7 @@ static void add_connection(struct h1 *h, struct evbuffer *out)
  * client gets. */
 static void write_final_head(struct h1 *h)
 {
-    struct http_exchange *x = h->x;
+    struct http_exchange *x = h->rq.x;
     int status = x->resp.status;
     bool no_body = is_head_request(x) || status == 204 || status == 304;
 
@@ -267,7 +249,7 @@ static void write_final_head(struct h1 *h)
  * HTTP/1.1 clients only) and handed back to the upstream. */
 static void write_head(struct h1 *h)
 {
-    struct http_exchange *x = h->x;
+    struct http_exchange *x = h->rq.x;
 
     h->head_news = false;
     if (x->resp.status >= 200) {
@@ -302,11 +284,11 @@ static int respond_error(struct conn *c, enum http_reason reason)
                        reason <= HTTP_REASON_BACKEND_TIMEOUT;
         return client_gone(c, backend ? END_BACKEND_RESET : END_CLIENT_RESET, NULL);
     }
-    if (x->req.target == NULL && h->url != NULL && h->url_len > 0)
-        x->req.target = strdup(h->url); /* for the log line; NULL is fine */
+    if (x->req.target == NULL && h->rq.url_len > 0)
+        x->req.target = strdup(h->rq.url); /* for the log line; NULL is fine */
     exchange_release(h, true);
-    if (!x->req_done || h->req == REQ_HEAD || h->req == REQ_IDLE) {
-        h->req = REQ_REFUSED;
+    if (!x->req_done || h->rq.state == H1_REQ_HEAD || h->rq.state == H1_REQ_IDLE) {
+        h->rq.state = H1_REQ_REFUSED;
         h->close_after = true;
         in_drop(h);
     }
@@ -338,7 +320,7 @@ static int respond_error(struct conn *c, enum http_reason reason)
  * the last chunk with the trailers. */
 static void take_body(struct h1 *h, bool *progress)
 {
-    struct http_exchange *x = h->x;
+    struct http_exchange *x = h->rq.x;
     bool took = false;
 
     while (x->resp_body != NULL && evbuffer_get_length(h->out) < RECORD_LEN) {
@@ -420,18 +402,18 @@ static bool can_read(const struct conn *c)
 
     if (h->in != NULL || h->client_eof || c->client.read_wait != TRANSPORT_WAIT_NONE)
         return false;
-    switch (h->req) {
-    case REQ_IDLE:
-    case REQ_HEAD:
+    switch (h->rq.state) {
+    case H1_REQ_IDLE:
+    case H1_REQ_HEAD:
         return true;
-    case REQ_BODY:
-        return h->x->req_body == NULL ||
-               evbuffer_get_length(h->x->req_body) < HTTP_BODY_BUF_MAX;
-    case REQ_DONE:
+    case H1_REQ_BODY:
+        return h->rq.x->req_body == NULL ||
+               evbuffer_get_length(h->rq.x->req_body) < HTTP_BODY_BUF_MAX;
+    case H1_REQ_DONE:
         /* The next request (pipelined) is read, not parsed, and its EOF
          * noticed, unless there will be none. */
-        return !h->close_after && !h->x->req.close && !h->draining;
-    case REQ_REFUSED:
+        return !h->close_after && !h->rq.x->req.close && !h->draining;
+    case H1_REQ_REFUSED:
         break;
     }
     return false;
@@ -457,7 +439,7 @@ static int read_client(struct conn *c, bool *progress)
         c->bytes_in += n;
         metrics_bytes_client_to_backend(c->listener->metrics, n);
         h->last_activity_ms = clock_now_ms();
-        if (h->req == REQ_IDLE && h->x == NULL) {
+        if (h->rq.state == H1_REQ_IDLE && h->rq.x == NULL) {
             h->head_bytes_seen = true;
             if (h->head_deadline_ms == 0)
                 h->head_deadline_ms = h->last_activity_ms + c->cfg->request_header_timeout_ms;
@@ -484,15 +466,15 @@ static int read_client(struct conn *c, bool *progress)
 
 static bool can_parse(const struct h1 *h)
 {
-    switch (h->req) {
-    case REQ_IDLE:
-    case REQ_HEAD:
+    switch (h->rq.state) {
+    case H1_REQ_IDLE:
+    case H1_REQ_HEAD:
         return true;
-    case REQ_BODY:
-        return h->x->req_body == NULL ||
-               evbuffer_get_length(h->x->req_body) < HTTP_BODY_BUF_MAX;
-    case REQ_DONE:
-    case REQ_REFUSED:
+    case H1_REQ_BODY:
+        return h->rq.x->req_body == NULL ||
+               evbuffer_get_length(h->rq.x->req_body) < HTTP_BODY_BUF_MAX;
+    case H1_REQ_DONE:
+    case H1_REQ_REFUSED:
         break;
     }
     return false;
@@ -503,8 +485,8 @@ static int start_upstream(struct conn *c)
 {
     struct h1 *h = h1_of(c);
 
-    h->req = REQ_BODY;
-    if (http_upstream_start(h->x) != 0)
+    h->rq.state = H1_REQ_BODY;
+    if (http_upstream_start(h->rq.x) != 0)
         return respond_error(c, HTTP_REASON_OUT_OF_MEMORY);
     return CONN_OK;
 }
@@ -516,321 +498,29 @@ static int parse(struct conn *c, bool *progress)
     struct h1 *h = h1_of(c);
     size_t len = in_pending(h);
 
-    if ((len == 0 && !h->head_paused) || !can_parse(h))
-        return CONN_OK;
     /* After a head's pause the parser goes on even without bytes: a
      * request without a body completes there. */
-    bool head_was_paused = h->head_paused;
-    h->head_paused = false;
+    if ((len == 0 && !h->rq.head_paused) || !can_parse(h))
+        return CONN_OK;
+    *progress = true;
     const char *data = h->in != NULL ? (const char *)h->in + h->in_start : "";
-    llhttp_errno_t err = llhttp_execute(&h->parser, data, len);
-    size_t used = len;
-    if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
-        used = (size_t)(llhttp_get_error_pos(&h->parser) - data);
-        if (err == HPE_PAUSED)
-            llhttp_resume(&h->parser);
-    } else if (err != HPE_OK) {
-        enum http_reason reason = h->parse_error;
-        *progress = true;
-        return respond_error(c, reason != HTTP_REASON_NONE ? reason : HTTP_REASON_BAD_REQUEST);
-    }
+    size_t used = 0;
+    enum h1_parse_result result = h1_request_parse(&h->rq, data, len, &used);
+    if (result == H1_PARSE_ERROR)
+        return respond_error(c, h->rq.error);
     in_consume(h, used);
-    if (used > 0 || head_was_paused || h->head_paused)
-        *progress = true;
-    if (h->head_paused && h->req == REQ_HEAD) {
+    if (result == H1_PARSE_HEAD) {
+        h->head_deadline_ms = 0;
         if (start_upstream(c) != CONN_OK)
             return CONN_CLOSED;
-        /* On at once: a request without a body completes here. */
         return parse(c, progress);
     }
-    if (h->body_news && h->x != NULL && !h->released) {
-        h->body_news = false;
-        http_upstream_request_body(h->x);
+    if (h->rq.body_news && h->rq.x != NULL && h->rq.x->up != NULL) {
+        h->rq.body_news = false;
+        http_upstream_request_body(h->rq.x);
     }
     return CONN_OK;
 }
-
-/* head_add counts |len| bytes of a head against the size limit. */
-static int head_add(struct conn *c, size_t len)
-{
-    struct h1 *h = h1_of(c);
-
-    h->head_bytes += (uint32_t)(len < UINT32_MAX ? len : UINT32_MAX);
-    if (len >= UINT32_MAX || h->head_bytes > c->cfg->http.max_request_header_bytes) {
-        h->parse_error = HTTP_REASON_HEADER_TOO_LARGE;
-        return -1;
-    }
-    return 0;
-}
-
-static int on_message_begin(llhttp_t *parser)
-{
-    struct conn *c = parser->data;
-    struct h1 *h = h1_of(c);
-
-    if (exchange_begin(c) == NULL) {
-        h->parse_error = HTTP_REASON_OUT_OF_MEMORY;
-        return -1;
-    }
-    h->req = REQ_HEAD;
-    h->head_bytes = h->num_fields = h->num_hosts = 0;
-    h->url_len = 0;
-    h->name_open = false;
-    h->head_bytes_seen = true;
-    if (h->head_deadline_ms == 0)
-        h->head_deadline_ms = clock_now_ms() + c->cfg->request_header_timeout_ms;
-    return 0;
-}
-
-static int on_url(llhttp_t *parser, const char *at, size_t len)
-{
-    struct conn *c = parser->data;
-    struct h1 *h = h1_of(c);
-
-    if (h->req != REQ_HEAD)
-        return 0;
-    if (head_add(c, len) != 0)
-        return -1;
-    /* Known from here on, for the log line of a request refused later. */
-    if (h->x->req.method == NULL &&
-        (h->x->req.method = strdup(llhttp_method_name(parser->method))) == NULL) {
-        h->parse_error = HTTP_REASON_OUT_OF_MEMORY;
-        return -1;
-    }
-    if (h->url_len + len + 1 > h->url_cap) {
-        uint32_t cap = h->url_cap ? h->url_cap : 256;
-        while (cap < h->url_len + len + 1)
-            cap *= 2;
-        char *url = realloc(h->url, cap);
-        if (url == NULL) {
-            h->parse_error = HTTP_REASON_OUT_OF_MEMORY;
-            return -1;
-        }
-        h->url = url;
-        h->url_cap = cap;
-    }
-    memcpy(h->url + h->url_len, at, len);
-    h->url_len += (uint32_t)len;
-    h->url[h->url_len] = '\0';
-    return 0;
-}
-
-/* on_header_field and on_header_value collect a head's fields in
- * x->req.fields (llhttp hands a name or value over in pieces when it spans
- * reads). Fields after the body (chunked trailers) are dropped. */
-static int on_header_field(llhttp_t *parser, const char *at, size_t len)
-{
-    struct conn *c = parser->data;
-    struct h1 *h = h1_of(c);
-    struct http_fields *f = &h->x->req.fields;
-
-    if (h->req != REQ_HEAD)
-        return 0;
-    if (head_add(c, len + (h->name_open ? 0 : 4)) != 0)
-        return -1;
-    int result;
-    if (h->name_open) {
-        result = http_fields_extend(f, true, at, len);
-    } else {
-        if (++h->num_fields > HTTP_MAX_FIELDS) {
-            h->parse_error = HTTP_REASON_HEADER_TOO_LARGE;
-            return -1;
-        }
-        result = http_fields_add(f, at, len, "", 0);
-        h->name_open = true;
-    }
-    if (result != 0)
-        h->parse_error = HTTP_REASON_OUT_OF_MEMORY;
-    return result;
-}
-
-static int on_header_field_complete(llhttp_t *parser)
-{
-    h1_of(parser->data)->name_open = false;
-    return 0;
-}
-
-static int on_header_value(llhttp_t *parser, const char *at, size_t len)
-{
-    struct conn *c = parser->data;
-    struct h1 *h = h1_of(c);
-
-    if (h->req != REQ_HEAD)
-        return 0;
-    if (head_add(c, len) != 0)
-        return -1;
-    if (http_fields_extend(&h->x->req.fields, false, at, len) != 0) {
-        h->parse_error = HTTP_REASON_OUT_OF_MEMORY;
-        return -1;
-    }
-    return 0;
-}
-
-/* on_header_value_complete takes Host out of the fields: it becomes the
- * authority. */
-static int on_header_value_complete(llhttp_t *parser)
-{
-    struct conn *c = parser->data;
-    struct h1 *h = h1_of(c);
-    struct http_request *req = &h->x->req;
-    struct http_fields *f = &req->fields;
-
-    if (h->req != REQ_HEAD || f->num == 0)
-        return 0;
-    const struct http_field *last = &f->v[f->num - 1];
-    if (!http_name_is(http_field_name(f, f->num - 1), last->name_len, "host"))
-        return 0;
-    if (++h->num_hosts == 1 && last->value_len > 0) {
-        req->authority = strndup(http_field_value(f, f->num - 1), last->value_len);
-        if (req->authority == NULL) {
-            h->parse_error = HTTP_REASON_OUT_OF_MEMORY;
-            return -1;
-        }
-    }
-    f->bytes -= last->name_len + last->value_len;
-    f->num--;
-    return 0;
-}
-
-/* set_target fills x->req.target from the request target: origin form as
- * it is, absolute form split into authority (which replaces Host) and path,
- * "*" for OPTIONS only. */
-static enum http_reason set_target(struct h1 *h)
-{
-    struct http_request *req = &h->x->req;
-    const char *url = h->url != NULL ? h->url : "";
-    size_t scheme_len = strncasecmp(url, "http://", 7) == 0    ? 7
-                        : strncasecmp(url, "https://", 8) == 0 ? 8
-                                                               : 0;
-
-    if (url[0] == '/' || (strcmp(url, "*") == 0 && strcmp(req->method, "OPTIONS") == 0)) {
-        req->target = strdup(url);
-    } else if (scheme_len > 0) {
-        const char *authority = url + scheme_len;
-        size_t authority_len = strcspn(authority, "/?#");
-        if (authority_len == 0 || memchr(authority, '@', authority_len) != NULL)
-            return HTTP_REASON_BAD_REQUEST;
-        free(req->authority);
-        req->authority = strndup(authority, authority_len);
-        const char *path = authority + authority_len;
-        size_t path_len = strlen(path);
-        req->target = malloc(path_len + 2);
-        if (req->target != NULL) {
-            char *p = req->target;
-            if (path[0] != '/')
-                *p++ = '/';
-            memcpy(p, path, path_len + 1);
-        }
-        if (req->authority == NULL)
-            return HTTP_REASON_OUT_OF_MEMORY;
-    } else {
-        return HTTP_REASON_BAD_REQUEST;
-    }
-    return req->target != NULL ? HTTP_REASON_NONE : HTTP_REASON_OUT_OF_MEMORY;
-}
-
-/* head_complete checks a complete head and fills the rest of x->req. */
-static enum http_reason head_complete(struct conn *c, llhttp_t *parser)
-{
-    struct h1 *h = h1_of(c);
-    struct http_request *req = &h->x->req;
-
-    req->http_minor = llhttp_get_http_minor(parser);
-    if (req->method == NULL)
-        req->method = strdup(llhttp_method_name(parser->method));
-    if (req->method == NULL)
-        return HTTP_REASON_OUT_OF_MEMORY;
-    /* A reverse proxy tunnels nothing: CONNECT is refused, as is any
-     * version but HTTP/1.x. */
-    if (llhttp_get_http_major(parser) != 1 || parser->method == HTTP_CONNECT)
-        return HTTP_REASON_BAD_REQUEST;
-    /* RFC 9112 3.2: exactly one Host in HTTP/1.1. */
-    if (h->num_hosts > 1 || (req->http_minor >= 1 && req->authority == NULL))
-        return HTTP_REASON_BAD_REQUEST;
-    enum http_reason reason = set_target(h);
-    if (reason != HTTP_REASON_NONE)
-        return reason;
-    req->content_length =
-        (parser->flags & F_CONTENT_LENGTH) ? (int64_t)parser->content_length : -1;
-    req->has_body = (parser->flags & F_CHUNKED) || req->content_length > 0;
-    int i = http_fields_find(&req->fields, "expect", 0);
-    req->expect_continue =
-        i >= 0 && req->fields.v[i].value_len == 12 &&
-        strncasecmp(http_field_value(&req->fields, (uint32_t)i), "100-continue", 12) == 0;
-    /* llhttp saw Upgrade with Connection: upgrade. Only a WebSocket GET
-     * without a body upgrades; any other upgrade is dropped (the upstream
-     * removes the fields) and the connection stays HTTP. */
-    i = http_fields_find(&req->fields, "upgrade", 0);
-    req->websocket = parser->upgrade && strcmp(req->method, "GET") == 0 && !req->has_body &&
-                     i >= 0 &&
-                     http_token_has(http_field_value(&req->fields, (uint32_t)i),
-                                    req->fields.v[i].value_len, "websocket");
-    if (!req->websocket)
-        parser->upgrade = 0;
-    req->close = !llhttp_should_keep_alive(parser);
-    h->x->req_done = !req->has_body;
-    return HTTP_REASON_NONE;
-}
-
-static int on_headers_complete(llhttp_t *parser)
-{
-    struct conn *c = parser->data;
-    struct h1 *h = h1_of(c);
-
-    if (h->req != REQ_HEAD)
-        return 0;
-    enum http_reason reason = head_complete(c, parser);
-    if (reason != HTTP_REASON_NONE) {
-        h->parse_error = reason;
-        return -1;
-    }
-    h->head_deadline_ms = 0;
-    /* Paused: the upstream starts before any body byte is taken. */
-    h->head_paused = true;
-    return HPE_PAUSED;
-}
-
-static int on_body(llhttp_t *parser, const char *at, size_t len)
-{
-    struct conn *c = parser->data;
-    struct http_exchange *x = h1_of(c)->x;
-
-    if (x->req_body == NULL && (x->req_body = evbuffer_new()) == NULL)
-        goto fail;
-    if (evbuffer_add(x->req_body, at, len) != 0)
-        goto fail;
-    x->req_bytes += len;
-    h1_of(c)->body_news = true;
-    return 0;
-fail:
-    h1_of(c)->parse_error = HTTP_REASON_OUT_OF_MEMORY;
-    return -1;
-}
-
-static int on_message_complete(llhttp_t *parser)
-{
-    struct h1 *h = h1_of(parser->data);
-
-    if (!h->x->req_done) {
-        h->x->req_done = true;
-        h->body_news = true;
-    }
-    h->req = REQ_DONE;
-    /* The next request waits until this one is answered. */
-    return HPE_PAUSED;
-}
-
-static const llhttp_settings_t h1_parser_settings = {
-    .on_message_begin = on_message_begin,
-    .on_url = on_url,
-    .on_header_field = on_header_field,
-    .on_header_field_complete = on_header_field_complete,
-    .on_header_value = on_header_value,
-    .on_header_value_complete = on_header_value_complete,
-    .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
-    .on_message_complete = on_message_complete,
-};
 
 /* ---- running ----------------------------------------------------------------------------- */
 
@@ -839,14 +529,14 @@ static const llhttp_settings_t h1_parser_settings = {
 static int finish_exchange(struct conn *c)
 {
     struct h1 *h = h1_of(c);
-    bool complete = h->x->req_done && h->req == REQ_DONE;
+    bool complete = h->rq.x->req_done && h->rq.state == H1_REQ_DONE;
 
     exchange_end(h);
     /* A request whose body was not read to its end (an early answer) leaves
      * unknown bytes ahead: the connection cannot carry another. */
     if (h->close_after || !complete)
         return conn_linger(c, END_DONE);
-    h->req = REQ_IDLE;
+    h->rq.state = H1_REQ_IDLE;
     h->last_activity_ms = clock_now_ms();
     h->head_bytes_seen = h->in != NULL;
     h->head_deadline_ms =
@@ -861,7 +551,7 @@ static int handle_failed(struct conn *c)
 
     h->failed = false;
     if (h->resp == RESP_WAIT)
-        return respond_error(c, h->x->reason);
+        return respond_error(c, h->rq.x->reason);
     return client_gone(c, END_BACKEND_RESET, NULL);
 }
 
@@ -873,9 +563,9 @@ static int check_eof(struct conn *c)
 
     if (!h->client_eof || h->in != NULL)
         return CONN_OK;
-    if (h->x == NULL)
+    if (h->rq.x == NULL)
         return conn_linger(c, END_DONE);
-    if (h->req == REQ_HEAD || h->req == REQ_BODY) {
+    if (h->rq.state == H1_REQ_HEAD || h->rq.state == H1_REQ_BODY) {
         struct tls_io_failure failure = {.reason = END_CLIENT_RESET,
                                          .detail = "EOF_MID_REQUEST"};
         return client_gone(c, END_CLIENT_RESET, &failure);
@@ -891,20 +581,20 @@ static int step(struct conn *c, bool *progress)
 
     if (h->upgraded)
         return CONN_OK;
-    if (h->x != NULL && h->failed) {
+    if (h->rq.x != NULL && h->failed) {
         *progress = true;
         if (handle_failed(c) != CONN_OK)
             return CONN_CLOSED;
     }
-    if (h->x != NULL && h->head_news && h->resp == RESP_WAIT) {
+    if (h->rq.x != NULL && h->head_news && h->resp == RESP_WAIT) {
         *progress = true;
         write_head(h);
     }
-    if (h->x != NULL && h->resp == RESP_BODY)
+    if (h->rq.x != NULL && h->resp == RESP_BODY)
         take_body(h, progress);
     if (write_client(c, progress) != CONN_OK)
         return CONN_CLOSED;
-    if (h->x != NULL && h->resp == RESP_DONE && evbuffer_get_length(h->out) == 0) {
+    if (h->rq.x != NULL && h->resp == RESP_DONE && evbuffer_get_length(h->out) == 0) {
         *progress = true;
         if (finish_exchange(c) != CONN_OK)
             return CONN_CLOSED;
@@ -922,8 +612,8 @@ static bool idle_applies(const struct conn *c)
 {
     const struct h1 *h = h1_of(c);
 
-    return h->x == NULL || c->client.write_wait != TRANSPORT_WAIT_NONE ||
-           (h->req == REQ_BODY && c->client.read_wait != TRANSPORT_WAIT_NONE);
+    return h->rq.x == NULL || c->client.write_wait != TRANSPORT_WAIT_NONE ||
+           (h->rq.state == H1_REQ_BODY && c->client.read_wait != TRANSPORT_WAIT_NONE);
 }
 
 /* arm_deadline sets the conn's deadline for where the connection stands. */
@@ -981,7 +671,7 @@ static int h1_run(struct conn *c)
 static int upgrade(struct conn *c)
 {
     struct h1 *h = h1_of(c);
-    struct http_exchange *x = h->x;
+    struct http_exchange *x = h->rq.x;
     struct evbuffer *to_client = h->out, *to_backend = evbuffer_new(), *leftover = NULL;
 
     h->out = NULL;
@@ -1066,8 +756,7 @@ static int h1_start(struct conn *c)
         return conn_close(c, END_OUT_OF_MEMORY, NULL);
     }
     c->mode_state = h;
-    llhttp_init(&h->parser, HTTP_REQUEST, &h1_parser_settings);
-    h->parser.data = c;
+    h1_request_init(&h->rq, c->cfg->http.max_request_header_bytes, begin_exchange, c);
     h->last_activity_ms = clock_now_ms();
     /* A connection that sends nothing is closed at timeouts.request_header. */
     h->head_deadline_ms = h->last_activity_ms + c->cfg->request_header_timeout_ms;
@@ -1088,7 +777,7 @@ static int h1_on_deadline(struct conn *c)
             arm_deadline(c);
             return CONN_OK;
         }
-        if (!h->head_bytes_seen && h->x == NULL)
+        if (!h->head_bytes_seen && h->rq.x == NULL)
             return conn_linger(c, END_IDLE_TIMEOUT);
         if (respond_error(c, HTTP_REASON_HEADER_TIMEOUT) != CONN_OK)
             return CONN_CLOSED;
@@ -1098,7 +787,7 @@ static int h1_on_deadline(struct conn *c)
         arm_deadline(c);
         return CONN_OK;
     }
-    if (h->x == NULL)
+    if (h->rq.x == NULL)
         return conn_linger(c, END_IDLE_TIMEOUT);
     return client_gone(c, END_IDLE_TIMEOUT, NULL);
 }
@@ -1108,7 +797,7 @@ static int h1_drain(struct conn *c)
     struct h1 *h = h1_of(c);
 
     h->draining = true;
-    if (h->x == NULL && h->in == NULL)
+    if (h->rq.x == NULL && h->in == NULL)
         return conn_linger(c, END_DONE);
     /* The response in progress, or the next one, says Connection: close
      * if its head is not out yet; the connection ends after it either way. */
@@ -1120,16 +809,16 @@ static const char *h1_state_name(const struct conn *c)
 {
     const struct h1 *h = h1_of(c);
 
-    switch (h->req) {
-    case REQ_IDLE:
-        return h->x == NULL && h->in == NULL ? "idle" : "request_head";
-    case REQ_HEAD:
+    switch (h->rq.state) {
+    case H1_REQ_IDLE:
+        return h->rq.x == NULL && h->in == NULL ? "idle" : "request_head";
+    case H1_REQ_HEAD:
         return "request_head";
-    case REQ_BODY:
+    case H1_REQ_BODY:
         return "request_body";
-    case REQ_DONE:
+    case H1_REQ_DONE:
         return h->resp == RESP_WAIT ? "waiting_response" : "response";
-    case REQ_REFUSED:
+    case H1_REQ_REFUSED:
         break;
     }
     return "error_response";
@@ -1141,17 +830,17 @@ static void h1_free(struct conn *c, bool abort)
 
     if (h == NULL)
         return;
-    if (h->x != NULL) {
-        if (h->x->reason == HTTP_REASON_NONE && h->resp != RESP_DONE)
-            h->x->reason = HTTP_REASON_CLIENT_ABORTED;
+    if (h->rq.x != NULL) {
+        if (h->rq.x->reason == HTTP_REASON_NONE && h->resp != RESP_DONE)
+            h->rq.x->reason = HTTP_REASON_CLIENT_ABORTED;
         exchange_log(h);
         exchange_release(h, true);
-        http_exchange_free(h->x);
+        http_exchange_free(h->rq.x);
     }
     in_drop(h);
     if (h->out != NULL)
         evbuffer_free(h->out);
-    free(h->url);
+    h1_request_cleanup(&h->rq);
     free(h);
     c->mode_state = NULL;
 }
