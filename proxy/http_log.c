@@ -52,6 +52,6 @@ void http_exchange_log(struct http_exchange *x, const char *protocol)
     log_str(&line, "request_id", x->request_id != NULL ? x->request_id : "");
     log_str(&line, "reason", http_reason_name(x->reason));
     log_str(&line, "tls_version", tls_version_name((uint16_t)SSL_version(c->client.ssl)));
-    log_str(&line, "early_data", x->early_data ? "true" : "false");
+    log_bool(&line, "early_data", x->early_data);
     log_end(&line);
 }

@@ -253,8 +253,7 @@ void log_begin(struct log_line *line, enum log_level level, const char *event)
     }
 }
 
-void log_strn(struct log_line *line, const char *key, const char *value,
-              size_t value_len)
+void log_strn(struct log_line *line, const char *key, const char *value, size_t value_len)
 {
     put_key(line, key);
     if (value == NULL) {
@@ -298,6 +297,18 @@ void log_int(struct log_line *line, const char *key, long long value)
     put_key(line, key);
     snprintf(num, sizeof(num), "%lld", value);
     put_str(line, num);
+}
+
+void log_bool(struct log_line *line, const char *key, bool value)
+{
+    put_key(line, key);
+    put_str(line, value ? "true" : "false");
+}
+
+void log_null(struct log_line *line, const char *key)
+{
+    put_key(line, key);
+    put_str(line, line->format == LOG_FORMAT_JSON ? "null" : "-");
 }
 
 /* write_all writes |len| bytes to stderr, retrying short writes. */

@@ -82,8 +82,7 @@ size_t log_utf8_sequence_len(const unsigned char *s, size_t len);
 void log_str(struct log_line *line, const char *key, const char *value);
 
 /* log_strn is log_str for |value_len| bytes that need not end in NUL. */
-void log_strn(struct log_line *line, const char *key, const char *value,
-              size_t value_len);
+void log_strn(struct log_line *line, const char *key, const char *value, size_t value_len);
 
 /* log_strs adds a field holding the |num| strings of |items| (the caller
  * keeps them): a JSON array of strings, or in text the items separated by
@@ -94,6 +93,11 @@ void log_strs(struct log_line *line, const char *key, const char *const *items, 
 
 /* log_int adds an integer field. */
 void log_int(struct log_line *line, const char *key, long long value);
+
+/* log_bool adds a true/false field; log_null adds a field with no value
+ * (JSON null, "-" in text lines). */
+void log_bool(struct log_line *line, const char *key, bool value);
+void log_null(struct log_line *line, const char *key);
 
 /* log_end finishes |line| and writes it to stderr with one write(2). */
 void log_end(struct log_line *line);

@@ -18,6 +18,10 @@ backend closed: Connection: close, a /drop, or --idle-close) or "stopped";
 clean place for a proxy to close), "head", "body" (reading a request) or
 "response" (writing one).
 
+--race-every N closes every Nth request that arrives on a reused connection
+without answering it, as a server whose idle timeout fired just as the
+request arrived: the keep-alive race, on demand.
+
 --idle-close SECONDS closes a keep-alive connection that stays idle that
 long after a response (FIN, not reset), as many servers do: a proxy that
 reuses it at that moment meets the keep-alive race.
@@ -185,11 +189,13 @@ class Request:
 
 class Conn:
     next_id = 1
+    reused_requests = 0
 
-    def __init__(self, reader, writer, idle_close):
+    def __init__(self, reader, writer, idle_close, race_every=0):
         self.reader = reader
         self.writer = writer
         self.idle_close = idle_close
+        self.race_every = race_every
         self.id = Conn.next_id
         Conn.next_id += 1
         peer = writer.get_extra_info("peername")
@@ -266,6 +272,15 @@ class Conn:
                 rest = await self.reader.readuntil(b"\r\n\r\n")
                 req = Request(self, first + rest)
                 self.num_requests += 1
+                if self.race_every and self.num_requests > 1:
+                    # The keep-alive race, made to happen: this server
+                    # "closed the idle connection" just as the request
+                    # arrived, so it goes unanswered.
+                    Conn.reused_requests += 1
+                    if Conn.reused_requests % self.race_every == 0:
+                        self.state = "race"
+                        how = "server"
+                        break
                 log(event="request", conn=self.id, n=self.num_requests, method=req.method,
                     path=req.target)
                 await self.serve(req)
@@ -492,10 +507,11 @@ ROUTES = {
 async def main(argv):
     parser = argparse.ArgumentParser(description="HTTP/1.1 test backend")
     parser.add_argument("--idle-close", type=float, default=0.0)
+    parser.add_argument("--race-every", type=int, default=0)
     args = parser.parse_args(argv)
 
     async def handle(reader, writer):
-        await Conn(reader, writer, args.idle_close).run()
+        await Conn(reader, writer, args.idle_close, args.race_every).run()
 
     server = await asyncio.start_server(
         handle, "127.0.0.1", 0, family=socket.AF_INET, backlog=4096, limit=_MAX_HEAD

@@ -62,8 +62,13 @@ def test_many_connections_many_streams_byte_exact(tlsterm_factory, http_backend_
 def test_keepalive_race_no_502(tlsterm_factory, http_backend_factory, certs, h1, clients, total):
     """h2load: |clients| connections each send one request per second; the
     backend closes a connection idle for 1 s, so pooled connections are
-    closed by the backend just as the next second's requests want them."""
-    backend = http_backend_factory("--idle-close", "1")
+    closed by the backend just as the next second's requests want them.
+    Whether that timing lines up depends on how the pool spreads requests
+    (a warm connection is never idle for 1 s), so the backend also loses
+    every 25th request on a reused connection: the race on demand. Every
+    such GET is sent again on a new connection; the client never sees a
+    502."""
+    backend = http_backend_factory("--idle-close", "1", "--race-every", "25")
     proxy = HttpProxy(tlsterm_factory, backend, certs)
     args = ["h2load", "-n", str(total), "-c", str(clients), "-m", "1", "--rps", "1", "-t", "1",
             f"https://127.0.0.1:{proxy.port}/bytes/100"]
@@ -75,6 +80,7 @@ def test_keepalive_race_no_502(tlsterm_factory, http_backend_factory, certs, h1,
     assert f"status codes: {total} 2xx, 0 3xx, 0 4xx, 0 5xx" in out, out
     assert re.search(rf"requests: {total} total, {total} started, {total} done, {total} succeeded",
                      out), out
-    # The race was run: the backend closed idle connections, and reused others.
-    assert backend.find("close", how="server"), "the backend never closed an idle connection"
+    # The race was run: the backend closed connections with a request
+    # unanswered, and reused others.
+    assert backend.find("close", how="server", state="race"), "the race never happened"
     assert backend.find("request", predicate=lambda e: e["n"] > 1), "no backend connection reused"

@@ -389,7 +389,7 @@ def listener_config(
     leaves the key out (as a policy preset needs); |tls| adds keys to the
     tls mapping (policy, alpn, client_auth, ...)."""
     backends = backend if isinstance(backend, list) else [backend]
-    servers = [b.addr if isinstance(b, Backend) else b for b in backends]
+    servers = [b if isinstance(b, str) else b.addr for b in backends]
     tls_map = {"certificates": [certs.pair(cert)] if isinstance(cert, str) else cert}
     if min_version is not None:
         tls_map["min_version"] = min_version
