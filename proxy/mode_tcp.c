@@ -36,6 +36,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/buffer.h>
+
 #include "backend_conn.h"
 #include "clock.h"
 #include "conn.h"
@@ -489,6 +491,46 @@ static int finish_connect(struct conn *c)
     t->state = TCP_FORWARDING;
     metrics_backend_connected(c->listener->metrics, metrics_clock_us() - t->connect_started_us);
     t->last_activity_ms = clock_now_ms();
+    return forward(c);
+}
+
+/* ---- adoption (after a WebSocket upgrade in http mode) -------------------------------- */
+
+/* flow_fill puts the bytes of |from| (drained) into |f|'s buffer, which is
+ * larger than FORWARD_BUF_LEN when they need it; -1 if out of memory. */
+static int flow_fill(struct flow *f, struct evbuffer *from)
+{
+    size_t len = from != NULL ? evbuffer_get_length(from) : 0;
+
+    if (len == 0)
+        return 0;
+    if (len > UINT32_MAX ||
+        (f->buf = malloc(len > FORWARD_BUF_LEN ? len : FORWARD_BUF_LEN)) == NULL)
+        return -1;
+    evbuffer_remove(from, f->buf, len);
+    f->start = 0;
+    f->end = (uint32_t)len;
+    return 0;
+}
+
+int mode_tcp_adopt(struct conn *c, struct backend_conn *backend, struct evbuffer *to_client,
+                   struct evbuffer *to_backend)
+{
+    struct tcp_forward *t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        backend_conn_free(backend, true);
+        return conn_close(c, END_OUT_OF_MEMORY, NULL);
+    }
+    c->mode = &mode_tcp;
+    c->mode_state = t;
+    t->state = TCP_FORWARDING;
+    t->backend_write_failure = END_DONE;
+    t->backend = backend;
+    t->backend_server = backend->server;
+    backend_conn_set_owner(backend, on_backend_event, c);
+    if (flow_fill(&t->up, to_backend) != 0 || flow_fill(&t->down, to_client) != 0)
+        return conn_close(c, END_OUT_OF_MEMORY, NULL);
+    t->last_activity_ms = t->last_client_write_ms = clock_now_ms();
     return forward(c);
 }
 

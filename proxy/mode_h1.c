@@ -1,0 +1,857 @@
+/* mode_h1: HTTP/1.1 toward the client (http mode, ALPN http/1.1 or none).
+ *
+ * Requests are parsed with llhttp in strict mode and answered one at a
+ * time, in order: each becomes an exchange (http.h) whose upstream talks to
+ * the backend. A connection goes through these steps, over and over:
+ *
+ *   idle       no byte of the next request yet: timeouts.idle (quiet
+ *              close); at connection start timeouts.request_header.
+ *   head       the head is being parsed: timeouts.request_header from its
+ *              first byte (408), http.max_request_header_bytes or
+ *              HTTP_MAX_FIELDS fields (431), malformed (400).
+ *   exchange   the head is complete: the upstream starts, the body streams
+ *              through x->req_body (the client is not read while it holds
+ *              HTTP_BODY_BUF_MAX bytes), and the response is written as it
+ *              comes, re-framed for this client (Content-Length, chunked,
+ *              or until close for HTTP/1.0).
+ *
+ * The parser pauses after each head (to start the upstream before body
+ * bytes arrive) and after each request. Bytes of the next request
+ * (pipelining) stay unparsed in |in| until the current response is written,
+ * and the client is not read while any are held: at most IN_BUF_LEN bytes
+ * wait. Responses tlsterm writes itself (http_error_body) always say
+ * `Connection: close` when the request could not be read to its end.
+ *
+ * After a WebSocket request that the backend accepts with 101, the head is
+ * passed on and the connection becomes a tcp-mode byte stream over the same
+ * backend connection (mode_tcp_adopt).
+ *
+ * Ownership. The mode state (struct h1) belongs to its conn from start until
+ * free; it owns the parser, the input and output buffers and the current
+ * exchange, which owns its upstream. The upstream's calls (front ops) only
+ * set flags here and queue a resume: all client I/O happens in h1_run. */
+#include "mode.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/buffer.h>
+
+#include "backend_conn.h"
+#include "clock.h"
+#include "conn.h"
+#include "h1_request.h"
+#include "http.h"
+#include "metrics.h"
+
+/* One read from the client: at most this much of a next request waits. */
+#define IN_BUF_LEN 16384
+/* Plaintext per TLS write: one full record. */
+#define RECORD_LEN 16384
+/* Rounds of work per turn before yielding to other connections. */
+#define H1_ROUNDS 16
+/* Room for tlsterm's own short response bodies. */
+#define ERROR_BODY_MAX 512
+
+enum resp_state {
+    RESP_WAIT, /* no final head written yet */
+    RESP_BODY, /* the final head is out, body bytes follow */
+    RESP_DONE, /* every byte of the response is in |out| */
+};
+
+/* enum framing is how the response body is delimited for this client. */
+enum framing { FRAMING_NONE, FRAMING_LENGTH, FRAMING_CHUNKED, FRAMING_CLOSE };
+
+struct h1 {
+    /* The parser; its |x| is the current exchange (NULL between requests)
+     * and its |state| where the request stands. */
+    struct h1_request rq;
+    enum resp_state resp;
+    enum framing framing;
+
+    uint8_t *in;               /* unparsed client bytes; NULL while none */
+    uint32_t in_start, in_end; /* pending bytes are in[in_start, in_end) */
+    struct evbuffer *out;      /* response bytes not yet written */
+
+    uint64_t head_deadline_ms; /* timeouts.request_header; 0: not in a head */
+    bool head_bytes_seen;      /* a byte of the next request arrived */
+    uint64_t last_activity_ms; /* of the client: for timeouts.idle */
+
+    /* Set by the front ops, handled in h1_run. */
+    bool head_news; /* x->resp holds a head not yet written */
+    bool failed;
+    bool upgraded;
+
+    bool released;    /* x's upstream was released */
+    bool logged;      /* x's access log line was written */
+    bool close_after; /* the connection ends after this response */
+    bool client_eof;
+    bool draining;
+};
+
+static const struct http_front_ops h1_front_ops;
+
+static struct h1 *h1_of(const struct conn *c) { return c->mode_state; }
+
+static uint32_t in_pending(const struct h1 *h) { return h->in_end - h->in_start; }
+
+static void in_drop(struct h1 *h)
+{
+    free(h->in);
+    h->in = NULL;
+    h->in_start = h->in_end = 0;
+}
+
+static void in_consume(struct h1 *h, size_t n)
+{
+    h->in_start += (uint32_t)n;
+    if (h->in_start == h->in_end)
+        in_drop(h);
+}
+
+static bool is_head_request(const struct http_exchange *x)
+{
+    return x->req.method != NULL && strcmp(x->req.method, "HEAD") == 0;
+}
+
+/* ---- the exchange ----------------------------------------------------------------- */
+
+/* exchange_begin makes the exchange for the request that begins; NULL when
+ * out of memory. */
+static struct http_exchange *exchange_begin(struct conn *c)
+{
+    struct h1 *h = h1_of(c);
+
+    if (h->rq.x == NULL) {
+        h->rq.x = http_exchange_new(c, &h1_front_ops, h);
+        if (h->rq.x == NULL)
+            return NULL;
+        h->released = h->logged = false;
+    }
+    return h->rq.x;
+}
+
+static struct http_exchange *begin_exchange(void *conn) { return exchange_begin(conn); }
+
+static void exchange_release(struct h1 *h, bool abort)
+{
+    if (h->rq.x != NULL && h->rq.x->up != NULL && !h->released) {
+        h->released = true;
+        http_upstream_release(h->rq.x, abort);
+    }
+}
+
+static void exchange_log(struct h1 *h)
+{
+    if (h->rq.x != NULL && !h->logged) {
+        h->logged = true;
+        http_exchange_log(h->rq.x, "http/1.1");
+    }
+}
+
+/* exchange_end logs and frees the current exchange; a request cut short
+ * resets its backend connection. */
+static void exchange_end(struct h1 *h)
+{
+    if (h->rq.x == NULL)
+        return;
+    exchange_log(h);
+    exchange_release(h, !h->rq.x->req_done);
+    http_exchange_free(h->rq.x);
+    h->rq.x = NULL;
+    h->resp = RESP_WAIT;
+    h->framing = FRAMING_NONE;
+    h->head_news = h->failed = h->upgraded = false;
+}
+
+/* client_gone ends the connection after the client left or failed
+ * mid-exchange: the exchange is logged as client_aborted and its backend
+ * connection reset. */
+static int client_gone(struct conn *c, enum end_reason reason,
+                       const struct tls_io_failure *failure)
+{
+    struct h1 *h = h1_of(c);
+
+    if (h->rq.x != NULL) {
+        if (h->rq.x->reason == HTTP_REASON_NONE)
+            h->rq.x->reason = HTTP_REASON_CLIENT_ABORTED;
+        exchange_log(h);
+        exchange_release(h, true);
+    }
+    return conn_close(c, reason, failure);
+}
+
+/* ---- response heads ---------------------------------------------------------------- */
+
+static void add_status_line(struct evbuffer *out, int status)
+{
+    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, http_status_text(status));
+}
+
+/* add_fields writes |f| except Content-Length, which framing decides. */
+static void add_fields(struct evbuffer *out, const struct http_fields *f)
+{
+    for (uint32_t i = 0; i < f->num; i++) {
+        if (http_name_is(http_field_name(f, i), f->v[i].name_len, "content-length"))
+            continue;
+        evbuffer_add(out, http_field_name(f, i), f->v[i].name_len);
+        evbuffer_add(out, ": ", 2);
+        evbuffer_add(out, http_field_value(f, i), f->v[i].value_len);
+        evbuffer_add(out, "\r\n", 2);
+    }
+}
+
+/* add_connection ends a final head: Connection, then the blank line. */
+static void add_connection(struct h1 *h, struct evbuffer *out)
+{
+    if (h->close_after)
+        evbuffer_add(out, "Connection: close\r\n", 19);
+    else if (h->rq.x->req.http_minor == 0)
+        evbuffer_add(out, "Connection: keep-alive\r\n", 24);
+    evbuffer_add(out, "\r\n", 2);
+}
+
+/* write_final_head writes x->resp's final head with the framing this
+ * client gets. */
+static void write_final_head(struct h1 *h)
+{
+    struct http_exchange *x = h->rq.x;
+    int status = x->resp.status;
+    bool no_body = is_head_request(x) || status == 204 || status == 304;
+
+    /* A WebSocket request the backend refused left the parser paused on an
+     * upgrade: nothing more can be parsed on this connection. */
+    if (x->req.close || h->draining || x->req.websocket)
+        h->close_after = true;
+    add_status_line(h->out, status);
+    add_fields(h->out, &x->resp.fields);
+    if (status == 204 || status == 304) {
+        h->framing = FRAMING_NONE;
+    } else if (x->resp.content_length >= 0) {
+        evbuffer_add_printf(h->out, "Content-Length: %lld\r\n",
+                            (long long)x->resp.content_length);
+        h->framing = no_body ? FRAMING_NONE : FRAMING_LENGTH;
+    } else if (no_body) {
+        h->framing = FRAMING_NONE;
+    } else if (x->req.http_minor >= 1) {
+        evbuffer_add(h->out, "Transfer-Encoding: chunked\r\n", 28);
+        h->framing = FRAMING_CHUNKED;
+    } else {
+        h->framing = FRAMING_CLOSE; /* HTTP/1.0: the end is the close */
+        h->close_after = true;
+    }
+    add_connection(h, h->out);
+    h->resp = RESP_BODY;
+}
+
+/* write_head writes the head x->resp holds: a 1xx is relayed as it is (to
+ * HTTP/1.1 clients only) and handed back to the upstream. */
+static void write_head(struct h1 *h)
+{
+    struct http_exchange *x = h->rq.x;
+
+    h->head_news = false;
+    if (x->resp.status >= 200) {
+        write_final_head(h);
+        return;
+    }
+    if (x->req.http_minor >= 1) {
+        add_status_line(h->out, x->resp.status);
+        add_fields(h->out, &x->resp.fields);
+        evbuffer_add(h->out, "\r\n", 2);
+    }
+    http_upstream_response_taken(x);
+}
+
+/* respond_error answers the current request with tlsterm's own response
+ * for |reason|, or, when a response head already went out, ends the
+ * connection. The connection closes after it unless the request was read
+ * to its end and nothing else asks for a close. */
+static int respond_error(struct conn *c, enum http_reason reason)
+{
+    struct h1 *h = h1_of(c);
+    struct http_exchange *x = exchange_begin(c);
+    char body[ERROR_BODY_MAX];
+
+    if (x == NULL)
+        return conn_close(c, END_OUT_OF_MEMORY, NULL);
+    x->reason = reason;
+    if (h->resp != RESP_WAIT) {
+        /* The client has part of a response: only a close can say it is
+         * cut short. */
+        bool backend = reason >= HTTP_REASON_BACKEND_CONNECT_FAILED &&
+                       reason <= HTTP_REASON_BACKEND_TIMEOUT;
+        return client_gone(c, backend ? END_BACKEND_RESET : END_CLIENT_RESET, NULL);
+    }
+    if (x->req.target == NULL && h->rq.url_len > 0)
+        x->req.target = strdup(h->rq.url); /* for the log line; NULL is fine */
+    exchange_release(h, true);
+    if (!x->req_done || h->rq.state == H1_REQ_HEAD || h->rq.state == H1_REQ_IDLE) {
+        h->rq.state = H1_REQ_REFUSED;
+        h->close_after = true;
+        in_drop(h);
+    }
+    if (x->req.close || h->draining)
+        h->close_after = true;
+    int status = http_reason_status(reason);
+    x->resp.status = status;
+    size_t body_len = http_error_body(status, body, sizeof(body));
+    if (body_len > sizeof(body))
+        body_len = sizeof(body);
+    add_status_line(h->out, status);
+    evbuffer_add_printf(
+        h->out, "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n", body_len);
+    add_connection(h, h->out);
+    if (!is_head_request(x)) {
+        evbuffer_add(h->out, body, body_len);
+        x->resp_bytes += body_len;
+    }
+    h->framing = FRAMING_NONE;
+    h->resp = RESP_DONE;
+    h->head_deadline_ms = 0;
+    return CONN_OK;
+}
+
+/* ---- response bodies ---------------------------------------------------------------- */
+
+/* take_body moves response body bytes from x->resp_body into |out|, framed,
+ * while |out| holds less than a record; at the end of the response it adds
+ * the last chunk with the trailers. */
+static void take_body(struct h1 *h, bool *progress)
+{
+    struct http_exchange *x = h->rq.x;
+    bool took = false;
+
+    while (x->resp_body != NULL && evbuffer_get_length(h->out) < RECORD_LEN) {
+        size_t n = evbuffer_get_length(x->resp_body);
+        if (n == 0)
+            break;
+        if (n > RECORD_LEN)
+            n = RECORD_LEN;
+        took = true;
+        if (h->framing == FRAMING_NONE) {
+            evbuffer_drain(x->resp_body, n); /* HEAD, 204, 304: no body */
+            continue;
+        }
+        if (h->framing == FRAMING_CHUNKED)
+            evbuffer_add_printf(h->out, "%zx\r\n", n);
+        evbuffer_remove_buffer(x->resp_body, h->out, n);
+        if (h->framing == FRAMING_CHUNKED)
+            evbuffer_add(h->out, "\r\n", 2);
+        x->resp_bytes += n;
+    }
+    if (x->resp_body != NULL && evbuffer_get_length(x->resp_body) == 0) {
+        evbuffer_free(x->resp_body);
+        x->resp_body = NULL;
+    }
+    if (took) {
+        *progress = true;
+        http_upstream_response_taken(x);
+    }
+    if (x->resp_done && x->resp_body == NULL) {
+        if (h->framing == FRAMING_CHUNKED) {
+            evbuffer_add(h->out, "0\r\n", 3);
+            add_fields(h->out, &x->resp.trailers);
+            evbuffer_add(h->out, "\r\n", 2);
+        }
+        h->resp = RESP_DONE;
+        *progress = true;
+    }
+}
+
+/* ---- the client side ------------------------------------------------------------------ */
+
+/* write_client writes up to a record of |out| to the client. */
+static int write_client(struct conn *c, bool *progress)
+{
+    struct h1 *h = h1_of(c);
+    struct tls_io_failure failure;
+    size_t len = evbuffer_get_length(h->out), n = 0;
+
+    if (len == 0 || c->client.write_wait != TRANSPORT_WAIT_NONE)
+        return CONN_OK;
+    if (len > RECORD_LEN)
+        len = RECORD_LEN;
+    const uint8_t *data = evbuffer_pullup(h->out, (ssize_t)len);
+    if (data == NULL)
+        return client_gone(c, END_OUT_OF_MEMORY, NULL);
+    switch (transport_write(&c->client, data, len, &n, &failure)) {
+    case TLS_IO_OK:
+        evbuffer_drain(h->out, n);
+        c->bytes_out += n;
+        metrics_bytes_backend_to_client(c->listener->metrics, n);
+        h->last_activity_ms = clock_now_ms();
+        *progress = true;
+        return CONN_OK;
+    case TLS_IO_WANT_READ:
+    case TLS_IO_WANT_WRITE:
+        return CONN_OK;
+    case TLS_IO_EOF:
+    case TLS_IO_ERROR:
+        break;
+    }
+    return client_gone(c, failure.reason, &failure);
+}
+
+/* can_read returns true when a read from the client may bring bytes this
+ * mode has room for. */
+static bool can_read(const struct conn *c)
+{
+    const struct h1 *h = h1_of(c);
+
+    if (h->in != NULL || h->client_eof || c->client.read_wait != TRANSPORT_WAIT_NONE)
+        return false;
+    switch (h->rq.state) {
+    case H1_REQ_IDLE:
+    case H1_REQ_HEAD:
+        return true;
+    case H1_REQ_BODY:
+        return h->rq.x->req_body == NULL ||
+               evbuffer_get_length(h->rq.x->req_body) < HTTP_BODY_BUF_MAX;
+    case H1_REQ_DONE:
+        /* The next request (pipelined) is read, not parsed, and its EOF
+         * noticed, unless there will be none. */
+        return !h->close_after && !h->rq.x->req.close && !h->draining;
+    case H1_REQ_REFUSED:
+        break;
+    }
+    return false;
+}
+
+static int read_client(struct conn *c, bool *progress)
+{
+    struct h1 *h = h1_of(c);
+    struct tls_io_failure failure;
+    size_t n = 0;
+
+    if (!can_read(c) || transport_wait_readable(&c->client))
+        return CONN_OK;
+    if ((h->in = malloc(IN_BUF_LEN)) == NULL)
+        return client_gone(c, END_OUT_OF_MEMORY, NULL);
+    h->in_start = h->in_end = 0;
+    enum tls_io_result result = transport_read(&c->client, h->in, IN_BUF_LEN, &n, &failure);
+    if (c->handshake_completing)
+        conn_handshake_progress(c);
+    switch (result) {
+    case TLS_IO_OK:
+        h->in_end = (uint32_t)n;
+        c->bytes_in += n;
+        metrics_bytes_client_to_backend(c->listener->metrics, n);
+        h->last_activity_ms = clock_now_ms();
+        if (h->rq.state == H1_REQ_IDLE && h->rq.x == NULL) {
+            h->head_bytes_seen = true;
+            if (h->head_deadline_ms == 0)
+                h->head_deadline_ms = h->last_activity_ms + c->cfg->request_header_timeout_ms;
+        }
+        *progress = true;
+        return CONN_OK;
+    case TLS_IO_WANT_READ:
+    case TLS_IO_WANT_WRITE:
+        break;
+    case TLS_IO_EOF:
+        h->client_eof = true;
+        *progress = true;
+        break;
+    case TLS_IO_ERROR:
+        in_drop(h);
+        return client_gone(c, failure.reason, &failure);
+    }
+    in_drop(h);
+    return CONN_OK;
+}
+
+/* ---- parsing ------------------------------------------------------------------------------
+ */
+
+static bool can_parse(const struct h1 *h)
+{
+    switch (h->rq.state) {
+    case H1_REQ_IDLE:
+    case H1_REQ_HEAD:
+        return true;
+    case H1_REQ_BODY:
+        return h->rq.x->req_body == NULL ||
+               evbuffer_get_length(h->rq.x->req_body) < HTTP_BODY_BUF_MAX;
+    case H1_REQ_DONE:
+    case H1_REQ_REFUSED:
+        break;
+    }
+    return false;
+}
+
+/* start_upstream hands a complete head to the upstream. */
+static int start_upstream(struct conn *c)
+{
+    struct h1 *h = h1_of(c);
+
+    h->rq.state = H1_REQ_BODY;
+    if (http_upstream_start(h->rq.x) != 0)
+        return respond_error(c, HTTP_REASON_OUT_OF_MEMORY);
+    return CONN_OK;
+}
+
+/* parse feeds the pending client bytes to llhttp, until it pauses (a head
+ * or a request ended), fails, or has taken them all. */
+static int parse(struct conn *c, bool *progress)
+{
+    struct h1 *h = h1_of(c);
+    size_t len = in_pending(h);
+
+    /* After a head's pause the parser goes on even without bytes: a
+     * request without a body completes there. */
+    if ((len == 0 && !h->rq.head_paused) || !can_parse(h))
+        return CONN_OK;
+    *progress = true;
+    const char *data = h->in != NULL ? (const char *)h->in + h->in_start : "";
+    size_t used = 0;
+    enum h1_parse_result result = h1_request_parse(&h->rq, data, len, &used);
+    if (result == H1_PARSE_ERROR)
+        return respond_error(c, h->rq.error);
+    in_consume(h, used);
+    if (result == H1_PARSE_HEAD) {
+        h->head_deadline_ms = 0;
+        if (start_upstream(c) != CONN_OK)
+            return CONN_CLOSED;
+        return parse(c, progress);
+    }
+    if (h->rq.body_news && h->rq.x != NULL && h->rq.x->up != NULL) {
+        h->rq.body_news = false;
+        http_upstream_request_body(h->rq.x);
+    }
+    return CONN_OK;
+}
+
+/* ---- running ----------------------------------------------------------------------------- */
+
+/* finish_exchange ends an exchange whose response is written, and readies
+ * the connection for the next request or closes it. */
+static int finish_exchange(struct conn *c)
+{
+    struct h1 *h = h1_of(c);
+    bool complete = h->rq.x->req_done && h->rq.state == H1_REQ_DONE;
+
+    exchange_end(h);
+    /* A request whose body was not read to its end (an early answer) leaves
+     * unknown bytes ahead: the connection cannot carry another. */
+    if (h->close_after || !complete)
+        return conn_linger(c, END_DONE);
+    h->rq.state = H1_REQ_IDLE;
+    h->last_activity_ms = clock_now_ms();
+    h->head_bytes_seen = h->in != NULL;
+    h->head_deadline_ms =
+        h->in != NULL ? h->last_activity_ms + c->cfg->request_header_timeout_ms : 0;
+    return CONN_OK;
+}
+
+/* handle_failed carries out the upstream's failure. */
+static int handle_failed(struct conn *c)
+{
+    struct h1 *h = h1_of(c);
+
+    h->failed = false;
+    if (h->resp == RESP_WAIT)
+        return respond_error(c, h->rq.x->reason);
+    return client_gone(c, END_BACKEND_RESET, NULL);
+}
+
+/* check_eof ends the connection once the client's EOF leaves nothing to
+ * do: quietly between requests, as an abort in the middle of one. */
+static int check_eof(struct conn *c)
+{
+    struct h1 *h = h1_of(c);
+
+    if (!h->client_eof || h->in != NULL)
+        return CONN_OK;
+    if (h->rq.x == NULL)
+        return conn_linger(c, END_DONE);
+    if (h->rq.state == H1_REQ_HEAD || h->rq.state == H1_REQ_BODY) {
+        struct tls_io_failure failure = {.reason = END_CLIENT_RESET,
+                                         .detail = "EOF_MID_REQUEST"};
+        return client_gone(c, END_CLIENT_RESET, &failure);
+    }
+    h->close_after = true; /* the response still goes out */
+    return CONN_OK;
+}
+
+/* step does one round of work; |*progress| says whether anything moved. */
+static int step(struct conn *c, bool *progress)
+{
+    struct h1 *h = h1_of(c);
+
+    if (h->upgraded)
+        return CONN_OK;
+    if (h->rq.x != NULL && h->failed) {
+        *progress = true;
+        if (handle_failed(c) != CONN_OK)
+            return CONN_CLOSED;
+    }
+    if (h->rq.x != NULL && h->head_news && h->resp == RESP_WAIT) {
+        *progress = true;
+        write_head(h);
+    }
+    if (h->rq.x != NULL && h->resp == RESP_BODY)
+        take_body(h, progress);
+    if (write_client(c, progress) != CONN_OK)
+        return CONN_CLOSED;
+    if (h->rq.x != NULL && h->resp == RESP_DONE && evbuffer_get_length(h->out) == 0) {
+        *progress = true;
+        if (finish_exchange(c) != CONN_OK)
+            return CONN_CLOSED;
+    }
+    if (parse(c, progress) != CONN_OK || read_client(c, progress) != CONN_OK)
+        return CONN_CLOSED;
+    return check_eof(c);
+}
+
+/* idle_applies returns true when timeouts.idle bounds the wait: between
+ * requests, and while an exchange waits for the client (to take response
+ * bytes, or to send body bytes). Waits for the backend are the upstream's
+ * to bound. */
+static bool idle_applies(const struct conn *c)
+{
+    const struct h1 *h = h1_of(c);
+
+    return h->rq.x == NULL || c->client.write_wait != TRANSPORT_WAIT_NONE ||
+           (h->rq.state == H1_REQ_BODY && c->client.read_wait != TRANSPORT_WAIT_NONE);
+}
+
+/* arm_deadline sets the conn's deadline for where the connection stands. */
+static void arm_deadline(struct conn *c)
+{
+    struct h1 *h = h1_of(c);
+    uint64_t at = 0;
+
+    if (h->head_deadline_ms != 0)
+        at = h->head_deadline_ms;
+    else if (idle_applies(c))
+        at = h->last_activity_ms + c->cfg->idle_timeout_ms;
+    conn_set_deadline(c, at);
+}
+
+static int upgrade(struct conn *c);
+
+/* h1_run does all there is to do until the client or the upstream must be
+ * waited for, then sends the records it produced in one write. */
+static int h1_run(struct conn *c)
+{
+    struct h1 *h = h1_of(c);
+    bool more = true;
+
+    if (h->upgraded)
+        return upgrade(c);
+    transport_cork(&c->client);
+    for (int round = 0; round < H1_ROUNDS; round++) {
+        bool progress = false;
+        if (step(c, &progress) != CONN_OK)
+            return CONN_CLOSED;
+        if (!progress) {
+            more = false;
+            break;
+        }
+    }
+    if (transport_flush(&c->client) == TLS_IO_ERROR) {
+        struct tls_io_failure failure = {.reason = END_CLIENT_RESET,
+                                         .detail = strerror(c->client.sock.last_errno)};
+        return client_gone(c, END_CLIENT_RESET, &failure);
+    }
+    conn_watch_client(c);
+    arm_deadline(c);
+    if (more || h->upgraded)
+        conn_resume_later(c);
+    return CONN_OK;
+}
+
+/* ---- WebSocket -----------------------------------------------------------------------------
+ */
+
+/* upgrade passes the backend's 101 on and hands the connection to tcp mode
+ * with the backend connection: bytes either side sent past the heads go
+ * first. */
+static int upgrade(struct conn *c)
+{
+    struct h1 *h = h1_of(c);
+    struct http_exchange *x = h->rq.x;
+    struct evbuffer *to_client = h->out, *to_backend = evbuffer_new(), *leftover = NULL;
+
+    h->out = NULL;
+    if (to_backend == NULL) {
+        h->out = to_client;
+        return client_gone(c, END_OUT_OF_MEMORY, NULL);
+    }
+    add_status_line(to_client, x->resp.status);
+    add_fields(to_client, &x->resp.fields);
+    if (http_fields_find(&x->resp.fields, "upgrade", 0) < 0)
+        evbuffer_add(to_client, "Upgrade: websocket\r\n", 20);
+    if (http_fields_find(&x->resp.fields, "connection", 0) < 0)
+        evbuffer_add(to_client, "Connection: Upgrade\r\n", 21);
+    evbuffer_add(to_client, "\r\n", 2);
+    if (h->in != NULL)
+        evbuffer_add(to_backend, h->in + h->in_start, in_pending(h));
+    struct backend_conn *backend = http_upstream_take(x, &leftover);
+    h->released = true;
+    if (leftover != NULL) {
+        evbuffer_add_buffer(to_client, leftover);
+        evbuffer_free(leftover);
+    }
+    int result;
+    if (backend == NULL) {
+        h->out = to_client;
+        x->reason = HTTP_REASON_BACKEND_RESET;
+        result = client_gone(c, END_BACKEND_RESET, NULL);
+    } else {
+        exchange_end(h);
+        mode_h1.free(c, false);
+        result = mode_tcp_adopt(c, backend, to_client, to_backend);
+        evbuffer_free(to_client);
+    }
+    evbuffer_free(to_backend);
+    return result;
+}
+
+/* ---- front ops: record, then run on a later turn -------------------------------------------
+ */
+
+static void front_response_head(struct http_exchange *x)
+{
+    ((struct h1 *)x->front_data)->head_news = true;
+    conn_resume_later(x->c);
+}
+
+static void front_response_data(struct http_exchange *x) { conn_resume_later(x->c); }
+
+static void front_request_body_taken(struct http_exchange *x, size_t n)
+{
+    conn_resume_later(x->c);
+}
+
+static void front_failed(struct http_exchange *x)
+{
+    ((struct h1 *)x->front_data)->failed = true;
+    conn_resume_later(x->c);
+}
+
+static void front_upgraded(struct http_exchange *x)
+{
+    ((struct h1 *)x->front_data)->upgraded = true;
+    conn_resume_later(x->c);
+}
+
+static const struct http_front_ops h1_front_ops = {
+    .response_head = front_response_head,
+    .response_data = front_response_data,
+    .request_body_taken = front_request_body_taken,
+    .failed = front_failed,
+    .upgraded = front_upgraded,
+};
+
+/* ---- mode ops
+ * -------------------------------------------------------------------------------- */
+
+static int h1_start(struct conn *c)
+{
+    struct h1 *h = calloc(1, sizeof(*h));
+    if (h == NULL || (h->out = evbuffer_new()) == NULL) {
+        free(h);
+        return conn_close(c, END_OUT_OF_MEMORY, NULL);
+    }
+    c->mode_state = h;
+    h1_request_init(&h->rq, c->cfg->http.max_request_header_bytes, begin_exchange, c);
+    h->last_activity_ms = clock_now_ms();
+    /* A connection that sends nothing is closed at timeouts.request_header. */
+    h->head_deadline_ms = h->last_activity_ms + c->cfg->request_header_timeout_ms;
+    return h1_run(c);
+}
+
+static int h1_on_client(struct conn *c) { return h1_run(c); }
+
+static int h1_on_resume(struct conn *c) { return h1_run(c); }
+
+static int h1_on_deadline(struct conn *c)
+{
+    struct h1 *h = h1_of(c);
+    uint64_t now = clock_now_ms();
+
+    if (h->head_deadline_ms != 0) {
+        if (now < h->head_deadline_ms) {
+            arm_deadline(c);
+            return CONN_OK;
+        }
+        if (!h->head_bytes_seen && h->rq.x == NULL)
+            return conn_linger(c, END_IDLE_TIMEOUT);
+        if (respond_error(c, HTTP_REASON_HEADER_TIMEOUT) != CONN_OK)
+            return CONN_CLOSED;
+        return h1_run(c);
+    }
+    if (!idle_applies(c) || now - h->last_activity_ms < c->cfg->idle_timeout_ms) {
+        arm_deadline(c);
+        return CONN_OK;
+    }
+    if (h->rq.x == NULL)
+        return conn_linger(c, END_IDLE_TIMEOUT);
+    return client_gone(c, END_IDLE_TIMEOUT, NULL);
+}
+
+static int h1_drain(struct conn *c)
+{
+    struct h1 *h = h1_of(c);
+
+    h->draining = true;
+    if (h->rq.x == NULL && h->in == NULL)
+        return conn_linger(c, END_DONE);
+    /* The response in progress, or the next one, says Connection: close
+     * if its head is not out yet; the connection ends after it either way. */
+    h->close_after = true;
+    return CONN_OK;
+}
+
+static const char *h1_state_name(const struct conn *c)
+{
+    const struct h1 *h = h1_of(c);
+
+    switch (h->rq.state) {
+    case H1_REQ_IDLE:
+        return h->rq.x == NULL && h->in == NULL ? "idle" : "request_head";
+    case H1_REQ_HEAD:
+        return "request_head";
+    case H1_REQ_BODY:
+        return "request_body";
+    case H1_REQ_DONE:
+        return h->resp == RESP_WAIT ? "waiting_response" : "response";
+    case H1_REQ_REFUSED:
+        break;
+    }
+    return "error_response";
+}
+
+static void h1_free(struct conn *c, bool abort)
+{
+    struct h1 *h = h1_of(c);
+
+    if (h == NULL)
+        return;
+    if (h->rq.x != NULL) {
+        if (h->rq.x->reason == HTTP_REASON_NONE && h->resp != RESP_DONE)
+            h->rq.x->reason = HTTP_REASON_CLIENT_ABORTED;
+        exchange_log(h);
+        exchange_release(h, true);
+        http_exchange_free(h->rq.x);
+    }
+    in_drop(h);
+    if (h->out != NULL)
+        evbuffer_free(h->out);
+    h1_request_cleanup(&h->rq);
+    free(h);
+    c->mode_state = NULL;
+}
+
+const struct mode_ops mode_h1 = {
+    .name = "http/1.1",
+    .start = h1_start,
+    .on_client = h1_on_client,
+    .on_resume = h1_on_resume,
+    .on_deadline = h1_on_deadline,
+    .drain = h1_drain,
+    .state_name = h1_state_name,
+    .free = h1_free,
+};
