@@ -130,8 +130,14 @@ def test_response_failing_midway(make_proxy, certs):
         assert stream.length <= 1000
         assert conn.get("/").status == 200  # the connection lives on
     with H1Conn(proxy.port, certs) as conn:
-        with pytest.raises(EOFError):
-            conn.request("GET", "/drop-mid")
+        # Cut short after the head went out, or a 502 when the close came
+        # before it: never a response that looks complete.
+        try:
+            response = conn.request("GET", "/drop-mid")
+        except EOFError:
+            pass
+        else:
+            assert response.status == 502, response.status
 
 
 def test_malformed_h1_request_400(make_proxy, certs):
@@ -148,7 +154,7 @@ def test_malformed_h1_request_400(make_proxy, certs):
 def test_authority_mismatch_400(make_proxy, certs):
     proxy = make_proxy()
     mark = proxy.mark()
-    with H2Conn(proxy.port, certs) as conn:
+    with H2Conn(proxy.port, certs, validate=False) as conn:
         stream = conn.get("/headers", headers=[("host", "other.example")])
         assert stream.reset is None
         assert_proxy_answer(stream.status, bytes(stream.data), 400)

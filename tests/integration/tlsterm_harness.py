@@ -539,7 +539,9 @@ LOG_SCHEMA = {
         "debug",
         ["listener", "client", "sni", "version", "cipher", "alpn", "duration_ms"],
     ),
-    "backend_connect_failed": ("warn", ["listener", "client", "backend", "error"]),
+    # tcp mode names the address "backend", http mode "server" (as its
+    # access log does), with the stream for h2.
+    "backend_connect_failed": ("warn", ["listener", "client", "error"]),
     "conn_closed": (
         "debug",
         ["listener", "client", "reason", "bytes_in", "bytes_out", "duration_ms"],
