@@ -173,8 +173,8 @@ bool http_connection_names(const struct http_fields *f, const char *name, size_t
  * see the top of this file for the rules they follow. */
 struct http_front_ops {
     /* response_head: x->resp holds a new head, informational (1xx) or
-     * final. The upstream reads no further until the front has taken a
-     * 1xx head and called http_upstream_response_taken. */
+     * final. A 1xx head is valid only during the call (a final head may
+     * follow in the same read): the front copies it out at once. */
     void (*response_head)(struct http_exchange *x);
     /* response_data: bytes were added to x->resp_body, or x->resp_done
      * was set (trailers, if any, in x->resp.trailers). */

@@ -245,23 +245,12 @@ static void write_final_head(struct h1 *h)
     h->resp = RESP_BODY;
 }
 
-/* write_head writes the head x->resp holds: a 1xx is relayed as it is (to
- * HTTP/1.1 clients only) and handed back to the upstream. */
+/* write_head writes the final head x->resp holds (1xx heads were copied
+ * out by front_response_head). */
 static void write_head(struct h1 *h)
 {
-    struct http_exchange *x = h->rq.x;
-
     h->head_news = false;
-    if (x->resp.status >= 200) {
-        write_final_head(h);
-        return;
-    }
-    if (x->req.http_minor >= 1) {
-        add_status_line(h->out, x->resp.status);
-        add_fields(h->out, &x->resp.fields);
-        evbuffer_add(h->out, "\r\n", 2);
-    }
-    http_upstream_response_taken(x);
+    write_final_head(h);
 }
 
 /* respond_error answers the current request with tlsterm's own response
@@ -714,7 +703,18 @@ static int upgrade(struct conn *c)
 
 static void front_response_head(struct http_exchange *x)
 {
-    ((struct h1 *)x->front_data)->head_news = true;
+    struct h1 *h = x->front_data;
+    if (x->resp.status < 200) {
+        /* A 1xx head is only there during this call (a final one may follow
+         * in the same read): it is copied out now, to HTTP/1.1 clients. */
+        if (x->req.http_minor >= 1 && h->resp == RESP_WAIT) {
+            add_status_line(h->out, x->resp.status);
+            add_fields(h->out, &x->resp.fields);
+            evbuffer_add(h->out, "\r\n", 2);
+        }
+    } else {
+        h->head_news = true;
+    }
     conn_resume_later(x->c);
 }
 
