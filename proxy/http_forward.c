@@ -117,14 +117,21 @@ static void add_joined(struct evbuffer *out, const struct http_fields *f, const 
     evbuffer_add(out, "\r\n", 2);
 }
 
-/* quoted writes |s| as an RFC 9110 quoted-string. */
+/* add_quoted writes |s| as an RFC 9110 quoted-string. Bytes that may not
+ * appear in a field value unescaped (controls, DEL, and, to keep the value
+ * plain ASCII, bytes above it) are percent-encoded: a certificate's names
+ * are the client's bytes, and a CR or LF among them must never start a
+ * header line of its own. */
 static void add_quoted(struct evbuffer *out, const char *s)
 {
     evbuffer_add(out, "\"", 1);
-    for (; *s != '\0'; s++) {
-        if (*s == '"' || *s == '\\')
-            evbuffer_add(out, "\\", 1);
-        evbuffer_add(out, s, 1);
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if (*p < 0x20 || *p >= 0x7f || *p == '%')
+            evbuffer_add_printf(out, "%%%02X", *p);
+        else if (*p == '"' || *p == '\\')
+            evbuffer_add_printf(out, "\\%c", *p);
+        else
+            evbuffer_add(out, p, 1);
     }
     evbuffer_add(out, "\"", 1);
 }
@@ -157,10 +164,13 @@ static void add_xfcc(struct evbuffer *out, const struct conn *c)
         if (tls_ctx_peer_san(ssl, &san) == 0)
             for (size_t i = 0; i < san.num_names; i++) {
                 const char *name = san.names[i];
-                if (strncmp(name, "URI:", 4) == 0)
-                    evbuffer_add_printf(out, ";URI=%s", name + 4);
-                else if (strncmp(name, "DNS:", 4) == 0)
-                    evbuffer_add_printf(out, ";DNS=%s", name + 4);
+                if (strncmp(name, "URI:", 4) == 0) {
+                    evbuffer_add(out, ";URI=", 5);
+                    add_quoted(out, name + 4);
+                } else if (strncmp(name, "DNS:", 4) == 0) {
+                    evbuffer_add(out, ";DNS=", 5);
+                    add_quoted(out, name + 4);
+                }
             }
         evbuffer_add(out, "\r\n", 2);
     }
