@@ -63,7 +63,14 @@ struct http_upstream {
     struct evbuffer *out;      /* request bytes not yet written */
     struct evbuffer *leftover; /* bytes after a 101 head */
     llhttp_t parser;
-    uint64_t body_written;     /* request body bytes that left x->req_body */
+    uint64_t body_written;  /* request body bytes that left x->req_body */
+    uint64_t body_reported; /* of those, told to the front (request_body_taken) */
+    /* A copy of the body bytes written on a reused connection, while they
+     * fit in HTTP_BODY_BUF_MAX and no response byte came: if the server
+     * closed the connection as the request went out, the whole request can
+     * be sent again. NULL: nothing kept (or too much to keep). */
+    struct evbuffer *sent_body;
+    bool body_not_held;        /* some written body bytes were not kept */
     uint64_t last_progress_ms; /* the last byte either way, for backend_response */
     bool chunked;              /* the request body goes out chunked */
     bool end_queued;           /* the request's end is in |out| */
@@ -132,6 +139,8 @@ static void teardown(struct http_upstream *up, bool abort)
         evbuffer_free(up->out);
     if (up->leftover != NULL)
         evbuffer_free(up->leftover);
+    if (up->sent_body != NULL)
+        evbuffer_free(up->sent_body);
     up->x->up = NULL;
     free(up);
 }
@@ -249,7 +258,7 @@ static bool retry_is_safe(const struct http_upstream *up)
 {
     static const char *const idempotent[] = {"GET", "HEAD",   "OPTIONS",
                                              "PUT", "DELETE", "TRACE"};
-    if (!up->x->reused || up->retried || up->resp_started || up->body_written != 0)
+    if (!up->x->reused || up->retried || up->resp_started || up->body_not_held)
         return false;
     for (size_t i = 0; i < sizeof(idempotent) / sizeof(idempotent[0]); i++)
         if (strcmp(up->x->req.method, idempotent[i]) == 0)
@@ -268,6 +277,20 @@ static void retry(struct http_upstream *up)
         fail(up, HTTP_REASON_OUT_OF_MEMORY);
         return;
     }
+    if (up->sent_body != NULL) {
+        /* The body written so far goes out again, ahead of what is still
+         * to come. */
+        if (x->req_body == NULL)
+            x->req_body = up->sent_body;
+        else if (evbuffer_prepend_buffer(x->req_body, up->sent_body) != 0) {
+            fail(up, HTTP_REASON_OUT_OF_MEMORY);
+            return;
+        }
+        if (x->req_body != up->sent_body)
+            evbuffer_free(up->sent_body);
+        up->sent_body = NULL;
+    }
+    up->body_written = 0;
     up->retried = true;
     up->end_queued = !x->req.has_body;
     up->req_sent = up->write_failed = false;
@@ -277,6 +300,40 @@ static void retry(struct http_upstream *up)
 }
 
 /* ---- the request --------------------------------------------------------------- */
+
+/* keep_copy keeps a copy of the next |n| bytes of |body| for a retry (see
+ * sent_body), while that is possible and useful. */
+static void keep_copy(struct http_upstream *up, struct evbuffer *body, size_t n)
+{
+    if (up->body_not_held)
+        return;
+    if (!up->x->reused || up->retried || up->resp_started ||
+        (up->sent_body != NULL ? evbuffer_get_length(up->sent_body) : 0) + n >
+            HTTP_BODY_BUF_MAX) {
+        up->body_not_held = true;
+        if (up->sent_body != NULL) {
+            evbuffer_free(up->sent_body);
+            up->sent_body = NULL;
+        }
+        return;
+    }
+    struct evbuffer_iovec vec[8];
+    int num = evbuffer_peek(body, (ev_ssize_t)n, NULL, vec, 8);
+    bool ok = num > 0 && num <= 8 &&
+              (up->sent_body != NULL || (up->sent_body = evbuffer_new()) != NULL);
+    for (int i = 0; ok && i < num && n > 0; i++) {
+        size_t len = vec[i].iov_len < n ? vec[i].iov_len : n;
+        ok = evbuffer_add(up->sent_body, vec[i].iov_base, len) == 0;
+        n -= len;
+    }
+    if (!ok) {
+        up->body_not_held = true;
+        if (up->sent_body != NULL) {
+            evbuffer_free(up->sent_body);
+            up->sent_body = NULL;
+        }
+    }
+}
 
 /* move_body moves body bytes from x->req_body to |out| (framed when
  * chunked), up to HTTP_BODY_BUF_MAX queued, and the request's end once the
@@ -295,6 +352,7 @@ static void move_body(struct http_upstream *up)
             n = avail;
         if (up->chunked)
             evbuffer_add_printf(up->out, "%zx\r\n", n);
+        keep_copy(up, x->req_body, n);
         evbuffer_remove_buffer(x->req_body, up->out, n);
         if (up->chunked)
             evbuffer_add(up->out, "\r\n", 2);
@@ -310,9 +368,12 @@ static void move_body(struct http_upstream *up)
             evbuffer_add(up->out, "0\r\n\r\n", 5);
         up->end_queued = true;
     }
-    if (moved > 0) {
-        up->body_written += moved;
-        x->front->request_body_taken(x, moved);
+    up->body_written += moved;
+    /* Bytes sent again after a retry were reported the first time. */
+    if (up->body_written > up->body_reported) {
+        size_t news = (size_t)(up->body_written - up->body_reported);
+        up->body_reported = up->body_written;
+        x->front->request_body_taken(x, news);
     }
 }
 
@@ -571,6 +632,12 @@ static bool read_response(struct http_upstream *up)
              * response: there is nothing more to do in this turn. */
             on_eof(up, io == BACKEND_IO_EOF ? 0 : errno);
             return false;
+        }
+        if (!up->resp_started && up->sent_body != NULL) {
+            /* The server answers: there will be no retry. */
+            evbuffer_free(up->sent_body);
+            up->sent_body = NULL;
+            up->body_not_held = true;
         }
         up->resp_started = true;
         up->last_progress_ms = clock_now_ms();
