@@ -18,7 +18,9 @@
  * The keep-alive race: a pooled connection the server closes just as a
  * request goes out fails with no response byte. Such a request is sent again
  * once, on a new connection, when that is safe: its method is idempotent and
- * no byte of its body has left (so the whole request can be written again).
+ * the body written so far is still held whole (sent_body: up to
+ * HTTP_BODY_BUF_MAX bytes, kept until the first response byte), so the
+ * whole request can be written again.
  * Otherwise the client gets 502.
  *
  * A connection goes back to the pool only when the whole request went out,
