@@ -284,20 +284,15 @@ static void retry(struct http_upstream *up)
     backend_conn_free(up->conn, !up->req_sent);
     up->conn = NULL;
     evbuffer_drain(up->out, evbuffer_get_length(up->out));
-    if (http_request_write_head(x, up->out) != 0) {
-        backend_pool_closed(up->ps);
-        fail(up, HTTP_REASON_OUT_OF_MEMORY);
-        return;
-    }
+    if (http_request_write_head(x, up->out) != 0)
+        goto oom;
     if (up->sent_body != NULL) {
         /* The body written so far goes out again, ahead of what is still
          * to come. */
         if (x->req_body == NULL)
             x->req_body = up->sent_body;
-        else if (evbuffer_prepend_buffer(x->req_body, up->sent_body) != 0) {
-            fail(up, HTTP_REASON_OUT_OF_MEMORY);
-            return;
-        }
+        else if (evbuffer_prepend_buffer(x->req_body, up->sent_body) != 0)
+            goto oom;
         if (x->req_body != up->sent_body)
             evbuffer_free(up->sent_body);
         up->sent_body = NULL;
@@ -309,6 +304,10 @@ static void retry(struct http_upstream *up)
     llhttp_init(&up->parser, HTTP_RESPONSE, &parser_settings);
     up->parser.data = up;
     open_new(up, true);
+    return;
+oom:
+    backend_pool_closed(up->ps); /* the slot kept for the retry */
+    fail(up, HTTP_REASON_OUT_OF_MEMORY);
 }
 
 /* ---- the request --------------------------------------------------------------- */
