@@ -75,16 +75,17 @@ struct http_upstream {
     bool body_not_held;        /* some written body bytes were not kept */
     uint64_t last_progress_ms; /* the last byte either way, for backend_response */
     uint64_t connect_started_us;
-    bool chunked;        /* the request body goes out chunked */
-    bool end_queued;     /* the request's end is in |out| */
-    bool req_sent;       /* the whole request was written */
-    bool write_failed;   /* the server stopped taking the request */
-    bool resp_started;   /* a response byte arrived */
-    bool in_body;        /* the final head is parsed: fields are trailers */
-    bool last_was_value; /* the last header callback was a value */
-    bool reusable;       /* complete, and the response allows keep-alive */
-    bool upgraded;       /* 101: the parser stopped at the new protocol */
-    bool data_added;     /* bytes went to x->resp_body in this parse */
+    uint64_t queue_deadline_ms; /* timeouts.queue, from the first wait */
+    bool chunked;               /* the request body goes out chunked */
+    bool end_queued;            /* the request's end is in |out| */
+    bool req_sent;              /* the whole request was written */
+    bool write_failed;          /* the server stopped taking the request */
+    bool resp_started;          /* a response byte arrived */
+    bool in_body;               /* the final head is parsed: fields are trailers */
+    bool last_was_value;        /* the last header callback was a value */
+    bool reusable;              /* complete, and the response allows keep-alive */
+    bool upgraded;              /* 101: the parser stopped at the new protocol */
+    bool data_added;            /* bytes went to x->resp_body in this parse */
     bool retried;
 };
 
@@ -135,8 +136,8 @@ static void drop_conn(struct http_upstream *up, bool abort)
 static void teardown(struct http_upstream *up, bool abort)
 {
     timerq_cancel(&worker_of(up)->timers, &up->timer);
-    if (up->state == UP_QUEUED)
-        backend_pool_cancel(up->ps, &up->waiter);
+    if (up->state == UP_QUEUED && up->ps != NULL)
+        backend_pool_give_up(up->ps, &up->waiter);
     drop_conn(up, abort);
     if (up->out != NULL)
         evbuffer_free(up->out);
@@ -178,6 +179,7 @@ static void acquire(struct http_upstream *up)
 {
     struct http_exchange *x = up->x;
     const struct cfg_listener *cfg = x->c->cfg;
+    backend_pool_claim(up->ps, &up->waiter);
     struct backend_conn *conn = backend_pool_take(up->ps);
 
     if (conn != NULL) {
@@ -192,17 +194,21 @@ static void acquire(struct http_upstream *up)
         open_new(up, false);
         return;
     }
+    if (up->state != UP_QUEUED || up->queue_deadline_ms == 0)
+        up->queue_deadline_ms = clock_now_ms() + cfg->queue_timeout_ms;
     up->state = UP_QUEUED;
     backend_pool_wait(up->ps, &up->waiter);
-    timerq_set(&worker_of(up)->timers, &up->timer, clock_now_ms() + cfg->queue_timeout_ms);
+    timerq_set(&worker_of(up)->timers, &up->timer, up->queue_deadline_ms);
 }
 
+/* on_slot runs inside whatever freed a slot (another request's teardown,
+ * the pool): it only brings this request's timer forward, and acquire runs
+ * from the timer on a later turn. */
 static void on_slot(struct pool_waiter *waiter)
 {
     struct http_upstream *up =
         (struct http_upstream *)((char *)waiter - offsetof(struct http_upstream, waiter));
-    timerq_cancel(&worker_of(up)->timers, &up->timer);
-    acquire(up);
+    timerq_set(&worker_of(up)->timers, &up->timer, clock_now_ms());
 }
 
 /* open_new connects a new connection; |have_slot| when the upstream still
@@ -740,6 +746,10 @@ static void on_timer(struct timerq_entry *timer)
 
     switch (up->state) {
     case UP_QUEUED:
+        if (up->waiter.woken) {
+            acquire(up); /* a slot came free */
+            return;
+        }
         log_backend_problem(up, "backend_busy", "no connection slot within timeouts.queue");
         fail(up, HTTP_REASON_BACKEND_BUSY);
         return;
