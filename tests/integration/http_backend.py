@@ -30,6 +30,8 @@ Behaviour by path (the query string is ignored unless named):
   /echo          the response body is the request body, streamed as it
                  arrives: Content-Length when the request had one, chunked
                  otherwise. Any size.
+  /early         425 Too Early when the request says Early-Data: 1, else
+                 what /headers answers.
   /headers       JSON: method, target, version, headers (a list of
                  [name, value] exactly as received, in order), peer, conn, n,
                  body_len (the body is read and counted).
@@ -344,6 +346,16 @@ async def route_headers(conn, req):
     })
 
 
+async def route_early(conn, req):
+    """/early: 425 Too Early to a request marked Early-Data: 1 (RFC 8470),
+    otherwise what /headers answers."""
+    if any(n.lower() == "early-data" and v.strip() == "1" for n, v in req.headers):
+        await req.drain()
+        await conn.respond(req, 425, b"too early\n")
+        return
+    await route_headers(conn, req)
+
+
 async def route_bytes(conn, req):
     await req.drain()
     n = int(req.path.split("/")[2])
@@ -496,6 +508,7 @@ def ws_frame(opcode, payload, mask=None):
 
 
 ROUTES = {
+    "early": route_early,
     "echo": route_echo, "headers": route_headers, "bytes": route_bytes, "sha": route_sha,
     "status": route_status, "trailers": route_trailers, "slow": route_slow,
     "silent": route_silent, "continue": route_continue, "close": route_close,
