@@ -47,6 +47,7 @@
 #include "clock.h"
 #include "metrics.h"
 #include "mode.h"
+#include "plain_http.h"
 #include "report.h"
 #include "report_only.h"
 #include "tls_ctx.h"
@@ -418,6 +419,9 @@ static int do_handshake(struct conn *c)
         return CONN_OK;
     case TLS_IO_EOF:
     case TLS_IO_ERROR:
+        /* Plain HTTP gets an answer it can show, not a reset. */
+        if (failure.reason == END_HTTP_REQUEST_ON_TLS)
+            plain_http_answer(&c->client.sock);
         return conn_close(c, failure.reason, &failure);
     }
     /* With 0-RTT data accepted, SSL_do_handshake succeeds before the
