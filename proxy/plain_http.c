@@ -12,10 +12,7 @@
  * unread does not turn into a RST that wipes out the answer. */
 #define DISCARD_MAX 16384
 
-/* valid_host says whether the |len| bytes at |host| are a host a response
- * may name: a DNS name or IPv4 address, or a bracketed IPv6 literal, then
- * an optional ":port". */
-static bool valid_host(const char *host, size_t len)
+bool plain_http_valid_host(const char *host, size_t len, size_t *out_name_len)
 {
     static const char name_chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                      "0123456789.-";
@@ -37,6 +34,7 @@ static bool valid_host(const char *host, size_t len)
         if (i == 0)
             return false;
     }
+    *out_name_len = i;
     if (i == len)
         return true;
     if (host[i] != ':' || i + 1 == len || len - i - 1 > 5)
@@ -68,8 +66,8 @@ size_t plain_http_host(const uint8_t *request, size_t len, char *out, size_t out
             value++;
         while (value_end > value && (value_end[-1] == ' ' || value_end[-1] == '\t'))
             value_end--;
-        size_t value_len = (size_t)(value_end - value);
-        if (!valid_host(value, value_len) || value_len >= out_len)
+        size_t value_len = (size_t)(value_end - value), name_len;
+        if (!plain_http_valid_host(value, value_len, &name_len) || value_len >= out_len)
             return 0;
         memcpy(out, value, value_len);
         out[value_len] = '\0';

@@ -1,4 +1,5 @@
-/* plain_http: the answer to plain HTTP sent to a TLS port.
+/* plain_http: the answer to plain HTTP sent to a TLS port, and the check
+ * of a Host that mode_redirect shares.
  *
  * BoringSSL recognises an HTTP request where a ClientHello should be
  * (END_HTTP_REQUEST_ON_TLS). Rather than a reset the client gets an
@@ -13,6 +14,7 @@
 #ifndef TLSTERM_PLAIN_HTTP_H
 #define TLSTERM_PLAIN_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,6 +24,13 @@
 #define PLAIN_HTTP_REQUEST_MAX 8192
 /* The longest host (name and port) put in the body; longer ones are left out. */
 #define PLAIN_HTTP_HOST_MAX 255
+
+/* plain_http_valid_host says whether the |len| bytes at |host| are a host a
+ * response may name: a DNS name or IPv4 address (letters, digits, '.' and
+ * '-') or a bracketed IPv6 literal, then an optional ":port" (1 to 5
+ * digits), PLAIN_HTTP_HOST_MAX bytes at most. When it is, |*out_name_len|
+ * is the length without the port. Pure, for unit tests. */
+bool plain_http_valid_host(const char *host, size_t len, size_t *out_name_len);
 
 /* plain_http_host finds the Host field in the |len| bytes of request head
  * at |request| and copies its value into |out| (|out_len| bytes, at least
