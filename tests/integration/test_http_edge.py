@@ -19,6 +19,7 @@ from tlsterm_harness import (
     listener_config,
     recv_until_eof,
     run,
+    run_tlsterm,
     text,
     tlsterm_config,
 )
@@ -116,3 +117,221 @@ def test_plain_http_without_host_and_in_pieces(tlsterm_factory, certs, backend):
     status, _, body = split_response(raw)
     assert status == 400 and body == b"This port speaks HTTPS; use https:// URLs\n"
     proxy.wait_count("handshake_failed", 2, reason="http_request_on_tls_port")
+
+
+# ---- mode: redirect --------------------------------------------------------------
+
+
+def redirect_listener(name="plain", redirect=None, http=None, timeouts=None, **keys):
+    """redirect_listener returns a `mode: redirect` listeners entry: no tls,
+    no backend."""
+    listener = {"name": name, "mode": "redirect", "listen": ["127.0.0.1:0"]}
+    if redirect is not None:
+        listener["redirect"] = dict(redirect)
+    if http is not None:
+        listener["http"] = dict(http)
+    if timeouts is not None:
+        listener["timeouts"] = dict(timeouts)
+    listener.update(keys)
+    return listener
+
+
+def start_redirect(tlsterm_factory, **options):
+    proxy = tlsterm_factory(http_config([redirect_listener(**options)]))
+    return proxy, proxy.port("plain")
+
+
+class PlainConn:
+    """PlainConn is a plain-HTTP/1.1 client connection with keep-alive:
+    request() sends one request and reads one response (its body by
+    Content-Length)."""
+
+    def __init__(self, port, timeout=TIMEOUT):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buf = b""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.sock.close()
+
+    def _fill(self):
+        data = self.sock.recv(65536)
+        if not data:
+            raise EOFError("the connection closed")
+        self.buf += data
+
+    def read_response(self, method="GET"):
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        status, headers, _ = split_response(head + b"\r\n\r\n")
+        length = 0 if method == "HEAD" else int(headers.get("content-length", "0"))
+        while len(self.buf) < length:
+            self._fill()
+        body, self.buf = self.buf[:length], self.buf[length:]
+        return status, headers, body
+
+    def request(self, method, target, host="www.example.com", extra=b""):
+        head = f"{method} {target} HTTP/1.1\r\n".encode()
+        if host is not None:
+            head += f"Host: {host}\r\n".encode()
+        self.sock.sendall(head + extra + b"\r\n")
+        return self.read_response(method)
+
+    def read_eof(self):
+        """read_eof returns what arrives until the server closes."""
+        return self.buf + recv_until_eof(self.sock)
+
+
+def test_redirect_308_with_curl_and_access_log(tlsterm_factory):
+    proxy, port = start_redirect(tlsterm_factory)
+    mark = proxy.mark()
+    result = plain_curl(f"http://127.0.0.1:{port}/some/path?q=1&r=%20x")
+    assert result.returncode == 0, text(result)
+    status, headers, body = split_response(result.stdout)
+    assert status == 308
+    # The Host's port is the plain one: the https:// URL names none (443).
+    assert headers["location"] == "https://127.0.0.1/some/path?q=1&r=%20x"
+    assert body == b"Redirecting to https://127.0.0.1/some/path?q=1&r=%20x\n"
+    assert int(headers["content-length"]) == len(body)
+    assert "connection" not in headers  # keep-alive, HTTP/1.1's default
+    assert "strict-transport-security" not in headers
+    line = proxy.wait_for("request", since=mark, listener="plain")
+    assert line["protocol"] == "http/1.1"
+    assert line["status"] == 308
+    assert line["method"] == "GET"
+    assert line["authority"] == f"127.0.0.1:{port}"
+    assert line["path"] == "/some/path?q=1&r=%20x"
+    assert line["tls_version"] is None and line["server"] is None
+    # curl follows it to the TLS side: the Location is what it requests next.
+    result = plain_curl(f"http://localhost:{port}/x", "-o", "/dev/null", "-w", "%{redirect_url}")
+    assert result.stdout.decode().endswith("https://localhost/x")
+
+
+@pytest.mark.parametrize("status, phrase", [
+    (301, "Moved Permanently"), (302, "Found"), (307, "Temporary Redirect"),
+    (308, "Permanent Redirect")])
+def test_redirect_status_and_port(tlsterm_factory, status, phrase):
+    proxy, port = start_redirect(tlsterm_factory, redirect={"status": status, "port": 8443})
+    raw = raw_exchange(port, b"GET /a?b HTTP/1.1\r\nHost: Example.COM:80\r\n"
+                             b"Connection: close\r\n\r\n")
+    assert raw.startswith(f"HTTP/1.1 {status} {phrase}\r\n".encode())
+    _, headers, _ = split_response(raw)
+    assert headers["location"] == "https://Example.COM:8443/a?b"
+    assert headers["connection"] == "close"
+    proxy.wait_for("request", status=status)
+
+
+def test_redirect_keep_alive_head_options_absolute_form(tlsterm_factory):
+    proxy, port = start_redirect(tlsterm_factory)
+    with PlainConn(port) as conn:
+        status, headers, body = conn.request("GET", "/one")
+        assert (status, headers["location"]) == (308, "https://www.example.com/one")
+        status, headers, body = conn.request("HEAD", "/two", host="[2001:db8::1]:80")
+        assert (status, headers["location"], body) == (308, "https://[2001:db8::1]/two", b"")
+        assert int(headers["content-length"]) > 0
+        status, headers, _ = conn.request("OPTIONS", "*")
+        assert (status, headers["location"]) == (308, "https://www.example.com/")
+        # An absolute-form target names the host; it replaces Host.
+        status, headers, _ = conn.request("GET", "http://abs.example:8080/p?q", host="other")
+        assert (status, headers["location"]) == (308, "https://abs.example/p?q")
+        # Pipelined: answered in order on the same connection.
+        conn.sock.sendall(b"GET /p1 HTTP/1.1\r\nHost: a.example\r\n\r\n"
+                          b"GET /p2 HTTP/1.1\r\nHost: b.example\r\n\r\n")
+        assert conn.read_response()[1]["location"] == "https://a.example/p1"
+        assert conn.read_response()[1]["location"] == "https://b.example/p2"
+    lines = proxy.wait_count("request", 6)
+    assert len({line["client"] for line in lines}) == 1
+    # HTTP/1.0 keep-alive is honoured too.
+    with PlainConn(port) as conn:
+        conn.sock.sendall(b"GET /old HTTP/1.0\r\nHost: h.example\r\nConnection: keep-alive\r\n\r\n")
+        status, headers, _ = conn.read_response()
+        assert headers["connection"] == "keep-alive"
+        conn.sock.sendall(b"GET /old2 HTTP/1.0\r\nHost: h.example\r\n\r\n")
+        status, headers, _ = conn.read_response()
+        assert (status, headers["connection"]) == (308, "close")
+        assert conn.read_eof() == b""
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"GET / HTTP/1.1\r\n\r\n",                                      # no Host
+    b"GET / HTTP/1.0\r\n\r\n",                                      # HTTP/1.0, no Host
+    b"GET / HTTP/1.1\r\nHost: evil.example/path\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: user@evil.example\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n",  # two Hosts
+    b"GET / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost : a.example\r\n\r\n",                  # space before the colon
+    b"GET / HTTP/1.1\nHost: a.example\n\n",                         # bare LF
+    b"CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n",
+])
+def test_redirect_bad_request_gets_400_and_close(tlsterm_factory, request_bytes):
+    proxy, port = start_redirect(tlsterm_factory)
+    raw = raw_exchange(port, request_bytes)
+    status, headers, body = split_response(raw)
+    assert (status, headers["connection"]) == (400, "close")
+    assert "location" not in headers
+    line = proxy.wait_for("request", status=400)
+    assert line["reason"] == "bad_request"
+
+
+def test_redirect_request_with_body_closes(tlsterm_factory):
+    proxy, port = start_redirect(tlsterm_factory)
+    with PlainConn(port) as conn:
+        status, headers, body = conn.request("POST", "/form", extra=b"Content-Length: 11\r\n")
+        assert (status, headers["connection"]) == (308, "close")
+        assert headers["location"] == "https://www.example.com/form"
+        conn.sock.sendall(b"hello world")
+        assert conn.read_eof() == b""
+
+
+def test_redirect_header_limit(tlsterm_factory):
+    proxy, port = start_redirect(tlsterm_factory, http={"max_request_header_bytes": "1KiB"})
+    raw = raw_exchange(port, b"GET / HTTP/1.1\r\nHost: a.example\r\nX-Big: " + b"x" * 2000 +
+                       b"\r\n\r\n")
+    status, headers, _ = split_response(raw)
+    assert (status, headers["connection"]) == (431, "close")
+    assert proxy.wait_for("request", status=431)["reason"] == "header_too_large"
+    # Just under the limit is fine.
+    with PlainConn(port) as conn:
+        assert conn.request("GET", "/", extra=b"X-Big: " + b"x" * 800 + b"\r\n")[0] == 308
+
+
+def test_redirect_timeouts(tlsterm_factory):
+    proxy, port = start_redirect(tlsterm_factory, timeouts={"request_header": "1s", "idle": "2s"})
+    # A head that does not complete in time: 408.
+    with PlainConn(port) as conn:
+        start = time.monotonic()
+        conn.sock.sendall(b"GET / HTTP/1.1\r\nHost: a.example\r\n")
+        status, headers, _ = conn.read_response()
+        assert (status, headers["connection"]) == (408, "close")
+        assert 0.8 < time.monotonic() - start < 5
+    assert proxy.wait_for("request", status=408)["reason"] == "header_timeout"
+    # A connection that never sends a byte: closed at request_header, no answer.
+    with PlainConn(port) as conn:
+        start = time.monotonic()
+        assert conn.read_eof() == b""
+        assert 0.8 < time.monotonic() - start < 5
+    # Idle after an answer: closed at timeouts.idle, quietly.
+    with PlainConn(port) as conn:
+        assert conn.request("GET", "/")[0] == 308
+        start = time.monotonic()
+        assert conn.read_eof() == b""
+        assert 1.8 < time.monotonic() - start < 6
+    proxy.wait_for("conn_closed", listener="plain", reason="idle_timeout")
+
+
+def test_redirect_beside_https_and_check_output(tlsterm_factory, certs, backend, tmp_path):
+    https = http_listener("web", backend, certs, http={"hsts": {"max_age": "365d"}})
+    config = http_config([redirect_listener(redirect={"status": 301, "port": 8443}), https])
+    proxy = tlsterm_factory(config)
+    raw = raw_exchange(proxy.port("plain"), b"GET /x HTTP/1.1\r\nHost: a.example\r\n"
+                                            b"Connection: close\r\n\r\n")
+    assert split_response(raw)[1]["location"] == "https://a.example:8443/x"
+    result = run_tlsterm("--check", "-c", str(proxy.config_path))
+    out = result.stdout.decode()
+    assert result.returncode == 0, text(result)
+    assert "listener plain:\n  mode: redirect\n  redirect: 301 to https://HOST:8443/PATH\n" in out
+    assert "  http.hsts: max-age=31536000\n" in out
