@@ -21,7 +21,7 @@ from tlsterm_harness import (
     run,
     run_tlsterm,
     text,
-    tlsterm_config,
+    to_yaml,
 )
 
 pytestmark = tlsterm_only
@@ -335,3 +335,109 @@ def test_redirect_beside_https_and_check_output(tlsterm_factory, certs, backend,
     assert result.returncode == 0, text(result)
     assert "listener plain:\n  mode: redirect\n  redirect: 301 to https://HOST:8443/PATH\n" in out
     assert "  http.hsts: max-age=31536000\n" in out
+
+
+# ---- HSTS ------------------------------------------------------------------------
+
+
+HSTS_FULL = {"max_age": "365d", "include_subdomains": True, "preload": True}
+HSTS_FULL_VALUE = "max-age=31536000; includeSubDomains; preload"
+
+
+def start_https(tlsterm_factory, certs, backend, hsts):
+    http = {"hsts": hsts} if hsts is not None else None
+    proxy = tlsterm_factory(http_config([http_listener("web", backend, certs, http=http)]))
+    return proxy, proxy.port("web")
+
+
+def test_hsts_on_h1_and_h2_responses(tlsterm_factory, certs, backend):
+    proxy, port = start_https(tlsterm_factory, certs, backend, HSTS_FULL)
+    with H1Conn(port, certs) as conn:
+        response = conn.request("GET", "/")
+        assert response.status == 200
+        assert response.header("Strict-Transport-Security") == HSTS_FULL_VALUE
+        # The backend's own field is kept, not doubled.
+        response = conn.request("GET", "/hsts")
+        assert [v for n, v in response.headers if n.lower() == "strict-transport-security"] == \
+            ["max-age=60"]
+        # tlsterm's own answers carry it too (431 here).
+        conn.send(b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"x" * 70000 + b"\r\n\r\n")
+        response = conn.read_response()
+        assert response.status == 431
+        assert response.header("Strict-Transport-Security") == HSTS_FULL_VALUE
+    with H2Conn(port, certs) as conn:
+        stream = conn.get("/")
+        assert stream.status == 200
+        assert stream.header("strict-transport-security") == HSTS_FULL_VALUE
+        stream = conn.get("/hsts")
+        assert [v for n, v in stream.headers if n == "strict-transport-security"] == ["max-age=60"]
+        stream = conn.get("/status/404")
+        assert stream.header("strict-transport-security") == HSTS_FULL_VALUE
+    result = curl(f"https://localhost:{port}/", port, certs.ca, "-sS", "-D", "-", "-o",
+                  "/dev/null")
+    assert f"strict-transport-security: {HSTS_FULL_VALUE}\r\n" in result.stdout.decode()
+
+
+def test_hsts_on_own_error_responses(tlsterm_factory, certs):
+    # No backend listens: every request gets tlsterm's own 502.
+    dead = f"127.0.0.1:{free_port()}"
+    proxy = tlsterm_factory(http_config([http_listener(
+        "web", dead, certs, http={"hsts": {"max_age": "1h"}})]))
+    port = proxy.port("web")
+    with H1Conn(port, certs) as conn:
+        response = conn.request("GET", "/")
+        assert response.status == 502
+        assert response.header("Strict-Transport-Security") == "max-age=3600"
+    with H2Conn(port, certs) as conn:
+        stream = conn.get("/")
+        assert stream.status == 502
+        assert stream.header("strict-transport-security") == "max-age=3600"
+
+
+def test_hsts_off_by_default(tlsterm_factory, certs, backend):
+    proxy, port = start_https(tlsterm_factory, certs, backend, None)
+    with H1Conn(port, certs) as conn:
+        assert conn.request("GET", "/").header("Strict-Transport-Security") is None
+    with H2Conn(port, certs) as conn:
+        assert conn.get("/").header("strict-transport-security") is None
+
+
+def test_hsts_check_output_and_preload_warning(tmp_path, certs, backend):
+    listener = http_listener("web", backend, certs,
+                             http={"hsts": {"max_age": "0", "preload": True}})
+    path = tmp_path / "hsts.yaml"
+    path.write_text(to_yaml(http_config([listener])))
+    result = run_tlsterm("--check", "-c", str(path))
+    assert result.returncode == 0, text(result)
+    assert "  http.hsts: max-age=0; preload\n" in result.stdout.decode()
+    warning = [line for line in result.stderr.decode().splitlines() if "hsts_preload" in line]
+    assert len(warning) == 1 and "include_subdomains" in warning[0]
+
+
+@pytest.mark.parametrize("listener_yaml, where, words", [
+    # tls and backend on a redirect listener; redirect on the others.
+    ("  - name: plain\n    mode: redirect\n    listen: 127.0.0.1:0\n    tls: {}\n",
+     (6, 5), "'tls' has no place here"),
+    ("  - name: plain\n    listen: 127.0.0.1:0\n    backend: {servers: [127.0.0.1:1]}\n"
+     "    mode: redirect\n", (5, 5), "'backend' has no place here"),
+    ("  - name: plain\n    mode: redirect\n    listen: 127.0.0.1:0\n"
+     "    http: {hsts: {max_age: 1d}}\n", (6, 12), "hsts is never sent over plain HTTP"),
+    ("  - name: plain\n    mode: redirect\n    listen: 127.0.0.1:0\n"
+     "    timeouts: {handshake: 1s}\n", (6, 16), "'timeouts.handshake' has no effect"),
+    ("  - name: plain\n    mode: redirect\n    listen: 127.0.0.1:0\n"
+     "    redirect: {status: 303}\n", (6, 24), "invalid redirect status '303'"),
+    ("  - name: web\n    mode: http\n    listen: 127.0.0.1:0\n    tls: {certificates: []}\n"
+     "    backend: {servers: [127.0.0.1:1]}\n    redirect: {status: 301}\n",
+     (8, 5), "redirect settings need mode: redirect"),
+    ("  - name: web\n    mode: http\n    listen: 127.0.0.1:0\n    tls: {certificates: []}\n"
+     "    backend: {servers: [127.0.0.1:1]}\n    http: {hsts: {max_age: 500ms}}\n",
+     (8, 28), "invalid duration '500ms' for 'max_age'"),
+])
+def test_redirect_and_hsts_config_errors(tmp_path, listener_yaml, where, words):
+    path = tmp_path / "bad.yaml"
+    path.write_text("log: {level: warn}\nlisteners:\n" + listener_yaml)
+    result = run_tlsterm("--check", "-c", str(path))
+    assert result.returncode != 0
+    errors = result.stderr.decode()
+    assert f"{path}:{where[0]}:{where[1]}: " in errors, errors
+    assert words in errors, errors
