@@ -1326,30 +1326,30 @@ static void test_http_keys_refused_in_tcp_mode(void **state)
                           "    http2: {}\n"
                           "    timeouts: {idle: 1s, request_header: 1s, backend_response: 1s, "
                           "queue: 1s}\n",
-                  "t.yaml:10:7: http settings need mode: http: this listener is in tcp mode "
-                  "(the default), where 'backend.max_connections' has no effect; add 'mode: "
+                  "t.yaml:10:7: http settings need mode: http: this listener is in tcp mode, "
+                  "where 'backend.max_connections' has no effect; add 'mode: "
                   "http' or remove it\n"
-                  "t.yaml:11:7: http settings need mode: http: this listener is in tcp mode "
-                  "(the default), where 'backend.pool' has no effect; add 'mode: http' or "
+                  "t.yaml:11:7: http settings need mode: http: this listener is in tcp mode, "
+                  "where 'backend.pool' has no effect; add 'mode: http' or "
                   "remove it\n"
-                  "t.yaml:12:5: http settings need mode: http: this listener is in tcp mode "
-                  "(the default), where 'http' has no effect; add 'mode: http' or remove it\n"
-                  "t.yaml:13:5: http settings need mode: http: this listener is in tcp mode "
-                  "(the default), where 'http2' has no effect; add 'mode: http' or remove it\n"
-                  "t.yaml:14:26: http settings need mode: http: this listener is in tcp mode "
-                  "(the default), where 'timeouts.request_header' has no effect; add 'mode: "
+                  "t.yaml:12:5: http settings need mode: http: this listener is in tcp mode, "
+                  "where 'http' has no effect; add 'mode: http' or remove it\n"
+                  "t.yaml:13:5: http settings need mode: http: this listener is in tcp mode, "
+                  "where 'http2' has no effect; add 'mode: http' or remove it\n"
+                  "t.yaml:14:26: http settings need mode: http: this listener is in tcp mode, "
+                  "where 'timeouts.request_header' has no effect; add 'mode: "
                   "http' or remove it\n"
-                  "t.yaml:14:46: http settings need mode: http: this listener is in tcp mode "
-                  "(the default), where 'timeouts.backend_response' has no effect; add 'mode: "
+                  "t.yaml:14:46: http settings need mode: http: this listener is in tcp mode, "
+                  "where 'timeouts.backend_response' has no effect; add 'mode: "
                   "http' or remove it\n"
-                  "t.yaml:14:68: http settings need mode: http: this listener is in tcp mode "
-                  "(the default), where 'timeouts.queue' has no effect; add 'mode: http' or "
+                  "t.yaml:14:68: http settings need mode: http: this listener is in tcp mode, "
+                  "where 'timeouts.queue' has no effect; add 'mode: http' or "
                   "remove it\n");
     expect_errors(
         MINIMAL "    mode: tcp\n"
                 "    http2: {max_concurrent_streams: 5}\n",
-        "t.yaml:11:5: http settings need mode: http: this listener is in tcp mode "
-        "(the default), where 'http2' has no effect; add 'mode: http' or remove it\n");
+        "t.yaml:11:5: http settings need mode: http: this listener is in tcp mode, "
+        "where 'http2' has no effect; add 'mode: http' or remove it\n");
     /* A bad mode is reported alone: what depends on it would be noise. */
     expect_errors(MINIMAL "    mode: https\n"
                           "    http: {}\n",
