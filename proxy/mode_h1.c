@@ -43,6 +43,7 @@
 #include "conn.h"
 #include "h1_request.h"
 #include "http.h"
+#include "http_hsts.h"
 #include "metrics.h"
 
 /* One read from the client: at most this much of a next request waits. */
@@ -227,6 +228,8 @@ static void write_final_head(struct h1 *h)
     if (x->req.close || h->draining || x->req.websocket)
         h->close_after = true;
     add_status_line(h->out, status);
+    /* Out of memory only costs the response its HSTS field. */
+    (void)http_hsts_add(x);
     add_fields(h->out, &x->resp.fields);
     if (status == 204 || status == 304) {
         h->framing = FRAMING_NONE;
@@ -293,6 +296,8 @@ static int respond_error(struct conn *c, enum http_reason reason)
     add_status_line(h->out, status);
     evbuffer_add_printf(
         h->out, "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n", body_len);
+    if (http_hsts_value(c) != NULL)
+        evbuffer_add_printf(h->out, "Strict-Transport-Security: %s\r\n", http_hsts_value(c));
     add_connection(h, h->out);
     if (!is_head_request(x)) {
         evbuffer_add(h->out, body, body_len);

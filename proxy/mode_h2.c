@@ -42,6 +42,7 @@
 #include "clock.h"
 #include "conn.h"
 #include "http.h"
+#include "http_hsts.h"
 #include "metrics.h"
 #include "tls_ctx.h"
 #include "worker.h"
@@ -105,6 +106,9 @@ static ssize_t read_body(nghttp2_session *session, int32_t id, uint8_t *buf, siz
 static int submit_head(struct h2_stream *st, bool final)
 {
     struct http_exchange *x = st->x;
+    /* First: it may add a field to those counted below. */
+    if (final && http_hsts_add(x) != 0)
+        return -1;
     const struct http_fields *fields = &x->resp.fields;
     nghttp2_nv *nva = calloc(fields->num + 2, sizeof(*nva));
     char *names = malloc(fields->text_len + 1);

@@ -54,6 +54,8 @@ Behaviour by path (the query string is ignored unless named):
   /hop           answers 200 with hop-by-hop fields the proxy must remove
                  (Connection: x-hop-resp, X-Hop-Resp, Keep-Alive,
                  Proxy-Connection, Upgrade) and X-End-To-End: kept.
+  /hsts          answers 200 with its own Strict-Transport-Security:
+                 max-age=60.
   /ws            WebSocket: checks the Upgrade request, answers 101 with the
                  Sec-WebSocket-Accept, then echoes each frame (text, binary,
                  ping as pong) unmasked until a close frame, which it
@@ -457,6 +459,13 @@ async def route_hop(conn, req):
     ])
 
 
+async def route_hsts(conn, req):
+    await req.drain()
+    await conn.respond(req, 200, b"hsts\n", headers=[
+        ("Strict-Transport-Security", "max-age=60"),
+    ])
+
+
 async def route_ws(conn, req):
     await req.drain()
     key = req.value("sec-websocket-key")
@@ -513,7 +522,7 @@ ROUTES = {
     "status": route_status, "trailers": route_trailers, "slow": route_slow,
     "silent": route_silent, "continue": route_continue, "close": route_close,
     "drop": route_drop, "drop-mid": route_drop_mid, "invalid": route_invalid,
-    "hop": route_hop, "ws": route_ws,
+    "hop": route_hop, "ws": route_ws, "hsts": route_hsts,
 }
 
 
