@@ -313,6 +313,12 @@ static void apply_duration(struct loader *ld, const struct field *field,
                     text, field->key);
 }
 
+void cfg_apply_duration(struct loader *ld, const struct field *field, const struct ynode *value,
+                        void *out)
+{
+    apply_duration(ld, field, value, out);
+}
+
 void cfg_apply_bool(struct loader *ld, const struct field *field, const struct ynode *value,
                     void *out)
 {
@@ -665,7 +671,18 @@ static const struct cfg_listener listener_defaults = {
     .http = {.x_forwarded = true, .max_request_header_bytes = 64 * 1024},
     .http2 = {.max_concurrent_streams = 100,
               .initial_window = 256 * 1024,
-              .connection_window = 1024 * 1024},
+              .connection_window = 1024 * 1024,
+              .header_table_size = 4096,
+              .reset_burst = 1000,
+              .reset_rate = 33,
+              .glitch_burst = 1000,
+              .glitch_rate = 330,
+              .max_continuations = 8,
+              .max_streams_per_connection = 10000,
+              .max_outbound_acks = 1000,
+              .max_outbound_frames = 10000,
+              .settings_timeout_ms = 10 * 1000,
+              .write_timeout_ms = 30 * 1000},
 };
 
 static void apply_listeners(struct loader *ld, const struct field *field,

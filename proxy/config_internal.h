@@ -102,6 +102,11 @@ void cfg_apply_mapping(struct loader *ld, const struct schema *schema,
 void cfg_apply_nested(struct loader *ld, const struct field *field, const struct ynode *value,
                       void *out);
 
+/* cfg_apply_duration is the handler for a duration ("500ms", "30s", at
+ * most 24h) into a uint32_t of milliseconds. */
+void cfg_apply_duration(struct loader *ld, const struct field *field, const struct ynode *value,
+                        void *out);
+
 /* cfg_apply_bool is the handler for "true" or "false" into a bool. */
 void cfg_apply_bool(struct loader *ld, const struct field *field, const struct ynode *value,
                     void *out);
