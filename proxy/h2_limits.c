@@ -74,6 +74,9 @@ const char *h2_limits_frame_recv(struct h2_limits *limits, struct h2_limits_stre
         if (flags & NGHTTP2_FLAG_ACK)
             limits->settings_sent_ms = 0;
         return NULL;
+    case NGHTTP2_RST_STREAM:
+        limits->reset_received = true;
+        return NULL;
     case NGHTTP2_DATA:
         return data_len == 0 && !(flags & NGHTTP2_FLAG_END_STREAM) ? "empty_data" : NULL;
     case NGHTTP2_WINDOW_UPDATE: {
@@ -95,7 +98,7 @@ const char *h2_limits_frame_recv(struct h2_limits *limits, struct h2_limits_stre
 const char *h2_limits_frame_sent(struct h2_limits *limits, struct conn *c,
                                  struct nghttp2_session *session,
                                  struct h2_limits_stream *stream, uint8_t type,
-                                 uint32_t error_code, uint8_t last_recv_type)
+                                 uint32_t error_code)
 {
     switch (type) {
     case NGHTTP2_DATA:
@@ -108,9 +111,9 @@ const char *h2_limits_frame_sent(struct h2_limits *limits, struct conn *c,
          * and nghttp2's alike. */
         return "rst_stream_sent";
     case NGHTTP2_GOAWAY:
-        /* nghttp2's reset bucket answers the RST_STREAM that emptied it
-         * with GOAWAY INTERNAL_ERROR and goes on reading: we end it. */
-        if (error_code == NGHTTP2_INTERNAL_ERROR && last_recv_type == NGHTTP2_RST_STREAM)
+        /* nghttp2's reset bucket, once empty, sends GOAWAY INTERNAL_ERROR
+         * and goes on reading: we end it. tlsterm never sends that code. */
+        if (error_code == NGHTTP2_INTERNAL_ERROR && limits->reset_received)
             h2_limits_fire(limits, c, session, H2_ABUSE_RAPID_RESET, NULL);
         return NULL;
     default:

@@ -82,6 +82,7 @@ struct h2_limits {
     uint64_t stalled_ms;       /* the client takes no bytes since; 0: it does */
     uint32_t num_streams;      /* streams opened over the connection's life */
     bool data_sent;            /* DATA went out since the last connection WINDOW_UPDATE */
+    bool reset_received;       /* the client sent RST_STREAM */
     bool fired;                /* a limit ended the connection: |cause| says which */
     enum h2_abuse_cause cause;
 };
@@ -111,15 +112,14 @@ const char *h2_limits_frame_recv(struct h2_limits *limits, struct h2_limits_stre
                                  size_t data_len);
 
 /* h2_limits_frame_sent takes note of a frame of |type| sent on |stream|
- * (NULL as above), with |error_code| for a GOAWAY, while a frame of
- * |last_recv_type| was the last one received. It returns the kind of
+ * (NULL as above), with |error_code| for a GOAWAY. It returns the kind of
  * glitch the frame is ("rst_stream_sent"), or NULL. A GOAWAY
- * INTERNAL_ERROR that answers an RST_STREAM is nghttp2's reset bucket
- * emptied: the connection of |c| is ended for rapid_reset. */
+ * INTERNAL_ERROR that nghttp2 sends to a client that reset streams is its
+ * reset bucket emptied: the connection of |c| is ended for rapid_reset. */
 const char *h2_limits_frame_sent(struct h2_limits *limits, struct conn *c,
                                  struct nghttp2_session *session,
                                  struct h2_limits_stream *stream, uint8_t type,
-                                 uint32_t error_code, uint8_t last_recv_type);
+                                 uint32_t error_code);
 
 /* h2_limits_after_recv checks, after nghttp2_session_mem_recv returned
  * |rv|, nghttp2's fatal codes for its own limits (FLOODED, too many

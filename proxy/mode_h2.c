@@ -94,7 +94,6 @@ struct h2_front {
     uint64_t last_activity_ms;
     struct h2_limits limits;
     uint64_t stream_stalled_ms; /* the earliest of the streams' stalled_ms */
-    uint8_t last_recv_type;     /* the type of the frame being received */
 };
 
 static _Thread_local uint8_t read_buf[H2_READ_LEN];
@@ -370,7 +369,6 @@ static void glitch(struct h2_front *f, const char *kind)
 static int on_begin_frame(nghttp2_session *session, const nghttp2_frame_hd *hd, void *user)
 {
     struct h2_front *f = user;
-    f->last_recv_type = hd->type;
     if (hd->type == NGHTTP2_PRIORITY)
         glitch(f, "priority");
     else if (hd->type == NGHTTP2_DATA && hd->stream_id != 0 &&
@@ -656,9 +654,8 @@ static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, v
     struct h2_front *f = user;
     struct h2_stream *st = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
     uint32_t code = frame->hd.type == NGHTTP2_GOAWAY ? frame->goaway.error_code : 0;
-    const char *kind =
-        h2_limits_frame_sent(&f->limits, f->c, session, st != NULL ? &st->limits : NULL,
-                             frame->hd.type, code, f->last_recv_type);
+    const char *kind = h2_limits_frame_sent(
+        &f->limits, f->c, session, st != NULL ? &st->limits : NULL, frame->hd.type, code);
     if (kind != NULL)
         glitch(f, kind);
     return 0;
