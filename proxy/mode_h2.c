@@ -500,8 +500,7 @@ static bool covered(struct h2_front *f, const char *authority)
         return true;
     authority_host(authority, host, sizeof(host));
     const char *sni = SSL_get_servername(f->c->client.ssl, TLSEXT_NAMETYPE_host_name);
-    bool ok =
-        (sni != NULL && strcasecmp(sni, host) == 0) || tls_ctx_covers(f->c->client.ssl, host);
+    bool ok = (sni != NULL && strcasecmp(sni, host) == 0) || tls_ctx_covers(f->c->client.ssl, host);
     if (ok) {
         free(f->authority_ok);
         f->authority_ok = strdup(authority);
