@@ -284,7 +284,8 @@ def recv_all(tls, timeout=TIMEOUT):
             data = tls.recv(65536)
         except (socket.timeout, TimeoutError):
             return out, False
-        except (ssl.SSLError, ConnectionError):
+        except (ssl.SSLError, ConnectionError) as e:
+            print(f"recv_all: {e!r} after {len(out)} bytes")
             return out, True
         if not data:
             return out, True
@@ -448,9 +449,11 @@ def assert_no_smuggling(backend, case, case_target, allowed=0):
                 record = backend.snapshot()[index]
             assert record["closed"], f"a backend connection stayed open mid-request: " \
                 f"{record['bytes']!r}"
+            # Every head tlsterm writes has its own X-Request-Id, which no
+            # client bytes here carry: two in the cut part mean reuse.
             rest = parse_stream(record["bytes"])[1]
-            assert len(re.findall(rb"HTTP/1\.1\r\n", rest)) == 1, \
-                f"bytes after a cut request on a backend connection: {rest!r}"
+            assert rest.count(b"\r\nX-Request-Id: ") == 1, \
+                f"a request after a cut one on a backend connection: {rest!r}"
         assert record["desync"] is None, \
             f"the backend read a malformed stream: {record['desync']}\n{record['bytes']!r}"
         try:
