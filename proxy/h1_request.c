@@ -191,8 +191,9 @@ static enum http_reason set_target(struct h1_request *r)
         if (authority_len == 0 || memchr(authority, '@', authority_len) != NULL)
             return HTTP_REASON_BAD_REQUEST;
         /* RFC 9112 3.2.2 lets the target's authority win over Host; a
-         * proxy that passes one on must not let them differ, as h2 does. */
-        if (req->authority != NULL &&
+         * proxy that passes the request on refuses them differing, as h2
+         * does with :authority. */
+        if (r->host_must_match && req->authority != NULL &&
             (strlen(req->authority) != authority_len ||
              strncasecmp(req->authority, authority, authority_len) != 0))
             return HTTP_REASON_AUTHORITY_MISMATCH;

@@ -6,7 +6,8 @@
  * no obs-fold, no empty name, single spaces in the request line. A head
  * is checked as it completes: exactly one Host in HTTP/1.1 (it
  * becomes the authority and leaves the fields), absolute-form targets split
- * into authority and path (a Host that differs from it: 400), no CONNECT,
+ * into authority and path (with |host_must_match|, a Host that differs
+ * from it: 400), no CONNECT,
  * no version but HTTP/1.x, Transfer-Encoding exactly "chunked" (another
  * coding: 501; any in HTTP/1.0: 400); at most
  * |max_header_bytes| of head and HTTP_MAX_FIELDS fields (431 beyond).
@@ -53,6 +54,9 @@ struct h1_request {
     struct http_exchange *(*begin)(void *arg);
     void *arg;
     uint32_t max_header_bytes;
+    /* Set by the owner: an absolute-form target whose authority is not
+     * Host's is refused (authority_mismatch) instead of replacing it. */
+    bool host_must_match;
 
     char *url; /* the request target as received, NUL-terminated */
     uint32_t url_len, url_cap;
