@@ -35,6 +35,37 @@ static int on_message_begin(llhttp_t *parser)
     return 0;
 }
 
+/* scan_head checks the lines of a head, which llhttp 8 takes leniently and
+ * a backend might split differently (request smuggling): every line ends
+ * in CRLF (no bare CR or LF), no field line starts with whitespace
+ * (obs-fold, RFC 9112 5.2) or a colon (an empty name), and the request
+ * line has no doubled space. Empty lines before the request line are
+ * allowed (RFC 9112 2.2). It stops at the head's end: a body is llhttp's,
+ * and on_message_complete readies it for the next head. */
+static int scan_head(struct h1_request *r, const char *data, size_t len)
+{
+    for (size_t i = 0; i < len && !r->scan.done; i++) {
+        char ch = data[i];
+        if (r->scan.cr != (ch == '\n'))
+            return -1;
+        r->scan.cr = ch == '\r';
+        if (ch == '\n') {
+            r->scan.done = r->scan.line_len == 0 && r->scan.num_lines > 0;
+            r->scan.num_lines += r->scan.line_len > 0;
+            r->scan.line_len = 0;
+        } else if (ch != '\r') {
+            bool field_line = r->scan.num_lines > 0;
+            if (field_line && r->scan.line_len == 0 && (ch == ' ' || ch == '\t' || ch == ':'))
+                return -1;
+            if (!field_line && ch == ' ' && r->scan.prev == ' ')
+                return -1;
+            r->scan.prev = ch;
+            r->scan.line_len++;
+        }
+    }
+    return 0;
+}
+
 static int on_url(llhttp_t *parser, const char *at, size_t len)
 {
     struct h1_request *r = parser->data;
@@ -159,6 +190,13 @@ static enum http_reason set_target(struct h1_request *r)
         size_t authority_len = strcspn(authority, "/?#");
         if (authority_len == 0 || memchr(authority, '@', authority_len) != NULL)
             return HTTP_REASON_BAD_REQUEST;
+        /* RFC 9112 3.2.2 lets the target's authority win over Host; a
+         * proxy that passes the request on refuses them differing, as h2
+         * does with :authority. */
+        if (r->host_must_match && req->authority != NULL &&
+            (strlen(req->authority) != authority_len ||
+             strncasecmp(req->authority, authority, authority_len) != 0))
+            return HTTP_REASON_AUTHORITY_MISMATCH;
         free(req->authority);
         req->authority = strndup(authority, authority_len);
         const char *path = authority + authority_len;
@@ -198,6 +236,17 @@ static enum http_reason head_complete(struct h1_request *r, llhttp_t *parser)
     enum http_reason reason = set_target(r);
     if (reason != HTTP_REASON_NONE)
         return reason;
+    /* Transfer-Encoding is exactly one "chunked" (the backend gets the body
+     * re-framed); any other coding is not implemented (RFC 9112 6.1), and
+     * in HTTP/1.0 the framing is faulty. */
+    int te = http_fields_find(&req->fields, "transfer-encoding", 0);
+    if (te >= 0 && req->http_minor == 0)
+        return HTTP_REASON_BAD_REQUEST;
+    if (te >= 0 &&
+        (req->fields.v[te].value_len != 7 ||
+         strncasecmp(http_field_value(&req->fields, (uint32_t)te), "chunked", 7) != 0 ||
+         http_fields_find(&req->fields, "transfer-encoding", (uint32_t)te + 1) >= 0))
+        return HTTP_REASON_UNKNOWN_CODING;
     req->content_length =
         (parser->flags & F_CONTENT_LENGTH) ? (int64_t)parser->content_length : -1;
     req->has_body = (parser->flags & F_CHUNKED) || req->content_length > 0;
@@ -262,6 +311,7 @@ static int on_message_complete(llhttp_t *parser)
         r->body_news = true;
     }
     r->state = H1_REQ_DONE;
+    memset(&r->scan, 0, sizeof(r->scan));
     /* The next request waits until this one is answered. */
     return HPE_PAUSED;
 }
@@ -293,6 +343,10 @@ enum h1_parse_result h1_request_parse(struct h1_request *r, const char *data, si
                                       size_t *out_used)
 {
     r->head_paused = false;
+    if (scan_head(r, data, len) != 0) {
+        r->error = HTTP_REASON_BAD_REQUEST;
+        return H1_PARSE_ERROR;
+    }
     llhttp_errno_t err = llhttp_execute(&r->parser, data, len);
     *out_used = len;
     if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {

@@ -2,9 +2,14 @@
  * mode, fills the request of an exchange (http.h) and streams its body into
  * x->req_body; it is fed bytes and never touches a socket.
  *
- * A head is checked as it completes: exactly one Host in HTTP/1.1 (it
+ * A head's lines are checked before llhttp sees them: CRLF endings only,
+ * no obs-fold, no empty name, single spaces in the request line. A head
+ * is checked as it completes: exactly one Host in HTTP/1.1 (it
  * becomes the authority and leaves the fields), absolute-form targets split
- * into authority and path, no CONNECT, no version but HTTP/1.x; at most
+ * into authority and path (with |host_must_match|, a Host that differs
+ * from it: 400), no CONNECT,
+ * no version but HTTP/1.x, Transfer-Encoding exactly "chunked" (another
+ * coding: 501; any in HTTP/1.0: 400); at most
  * |max_header_bytes| of head and HTTP_MAX_FIELDS fields (431 beyond).
  * Only a WebSocket GET without a body is an upgrade; any other Upgrade
  * leaves the parser on HTTP.
@@ -49,6 +54,9 @@ struct h1_request {
     struct http_exchange *(*begin)(void *arg);
     void *arg;
     uint32_t max_header_bytes;
+    /* Set by the owner: an absolute-form target whose authority is not
+     * Host's is refused (authority_mismatch) instead of replacing it. */
+    bool host_must_match;
 
     char *url; /* the request target as received, NUL-terminated */
     uint32_t url_len, url_cap;
@@ -58,6 +66,13 @@ struct h1_request {
     bool name_open;   /* the last field name may continue */
     bool head_paused; /* paused at a head's end: parse on even without bytes */
     bool body_news;   /* x->req_body grew or x->req_done was set: tell the upstream */
+    struct {
+        uint32_t line_len;  /* bytes of the current head line, CRLF aside */
+        uint32_t num_lines; /* non-empty lines of the head so far */
+        char prev;          /* the line's last byte */
+        bool cr;            /* the last byte was a CR: an LF must follow */
+        bool done;          /* the head's empty line was seen */
+    } scan;                 /* scan_head's state, for the head being parsed */
     enum http_reason error;
 };
 

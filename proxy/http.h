@@ -60,6 +60,7 @@ enum http_reason {
     HTTP_REASON_HEADER_TIMEOUT,           /* 408: timeouts.request_header */
     HTTP_REASON_MISDIRECTED,              /* 421: authority not covered by the certificate */
     HTTP_REASON_HEADER_TOO_LARGE,         /* 431 */
+    HTTP_REASON_UNKNOWN_CODING,           /* 501: a Transfer-Encoding other than chunked */
     HTTP_REASON_BACKEND_CONNECT_FAILED,   /* 502 */
     HTTP_REASON_BACKEND_RESET,            /* 502 */
     HTTP_REASON_BACKEND_INVALID_RESPONSE, /* 502 */

@@ -23,6 +23,7 @@ static const struct {
     [HTTP_REASON_HEADER_TIMEOUT] = {"header_timeout", 408},
     [HTTP_REASON_MISDIRECTED] = {"misdirected", 421},
     [HTTP_REASON_HEADER_TOO_LARGE] = {"header_too_large", 431},
+    [HTTP_REASON_UNKNOWN_CODING] = {"unknown_coding", 501},
     [HTTP_REASON_BACKEND_CONNECT_FAILED] = {"backend_connect_failed", 502},
     [HTTP_REASON_BACKEND_RESET] = {"backend_reset", 502},
     [HTTP_REASON_BACKEND_INVALID_RESPONSE] = {"backend_invalid_response", 502},

@@ -808,6 +808,7 @@ static int h1_start(struct conn *c)
     }
     c->mode_state = h;
     h1_request_init(&h->rq, c->cfg->http.max_request_header_bytes, begin_exchange, c);
+    h->rq.host_must_match = true; /* the request goes on to a backend */
     h->last_activity_ms = clock_now_ms();
     /* A connection that sends nothing is closed at timeouts.request_header. */
     h->head_deadline_ms = h->last_activity_ms + c->cfg->request_header_timeout_ms;

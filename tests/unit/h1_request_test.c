@@ -86,6 +86,11 @@ static void test_absolute_form_takes_authority(void **state)
     assert_string_equal(p.r.x->req.authority, "other:8080");
     assert_string_equal(p.r.x->req.target, "/?q");
     done(&p);
+
+    parse(&p, "GET http://other/x HTTP/1.0\r\n\r\n", 65536);
+    assert_int_equal(p.r.state, H1_REQ_DONE);
+    assert_string_equal(p.r.x->req.authority, "other");
+    done(&p);
 }
 
 static void test_body_and_flags(void **state)
@@ -134,6 +139,30 @@ static void test_chunked_body_and_websocket(void **state)
     done(&p);
 }
 
+static void test_head_lines_across_requests(void **state)
+{
+    struct parsed p;
+    /* An empty line before the request line is allowed (RFC 9112 2.2). */
+    parse(&p, "\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 65536);
+    assert_int_equal(p.result, H1_PARSE_OK);
+    assert_int_equal(p.r.state, H1_REQ_DONE);
+    done(&p);
+
+    /* A body is not held to head rules; the next head is, from its start. */
+    const char *first = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\n\n \r:";
+    parse(&p, first, 65536);
+    assert_int_equal(p.r.state, H1_REQ_DONE);
+    assert_int_equal(p.used, strlen(first));
+    struct http_exchange *x = p.r.x;
+    p.r.x = NULL;
+    p.r.state = H1_REQ_IDLE;
+    size_t used = 0;
+    const char *next = "GET / HTTP/1.1\nHost: a\r\n\r\n";
+    assert_int_equal(h1_request_parse(&p.r, next, strlen(next), &used), H1_PARSE_ERROR);
+    http_exchange_free(x);
+    done(&p);
+}
+
 static void expect_refused(const char *text, uint32_t max_header_bytes, enum http_reason reason)
 {
     struct parsed p;
@@ -154,6 +183,28 @@ static void test_refusals(void **state)
     expect_refused("GET / HTTP/1.1\r\nHost: a\r\nX: 0123456789\r\n\r\n", 24,
                    HTTP_REASON_HEADER_TOO_LARGE);
 
+    /* Smuggling: a Host the target's authority contradicts, line endings
+     * and folds a backend could read another way, codings other than
+     * chunked (test_http_smuggling.py has the whole corpus). */
+    struct parsed p;
+    h1_request_init(&p.r, 65536, begin, &p.r);
+    p.r.host_must_match = true;
+    const char *text = "GET http://evil/ HTTP/1.1\r\nHost: a\r\n\r\n";
+    assert_int_equal(h1_request_parse(&p.r, text, strlen(text), &p.used), H1_PARSE_ERROR);
+    assert_int_equal(p.r.error, HTTP_REASON_AUTHORITY_MISMATCH);
+    done(&p);
+    expect_refused("GET / HTTP/1.1\nHost: a\r\n\r\n", 65536, HTTP_REASON_BAD_REQUEST);
+    expect_refused("GET / HTTP/1.1\r\nHost: a\r\n\n", 65536, HTTP_REASON_BAD_REQUEST);
+    expect_refused("GET / HTTP/1.1\r\nHost: a\rX: 1\r\n\r\n", 65536, HTTP_REASON_BAD_REQUEST);
+    expect_refused("GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n 2\r\n\r\n", 65536,
+                   HTTP_REASON_BAD_REQUEST);
+    expect_refused("GET / HTTP/1.1\r\nHost: a\r\n: 1\r\n\r\n", 65536, HTTP_REASON_BAD_REQUEST);
+    expect_refused("GET  / HTTP/1.1\r\nHost: a\r\n\r\n", 65536, HTTP_REASON_BAD_REQUEST);
+    expect_refused("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 65536,
+                   HTTP_REASON_UNKNOWN_CODING);
+    expect_refused("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 65536,
+                   HTTP_REASON_BAD_REQUEST);
+
     char many[4096] = "GET / HTTP/1.1\r\nHost: a\r\n";
     for (int i = 0; i < HTTP_MAX_FIELDS; i++)
         strcat(many, "X: 1\r\n");
@@ -168,6 +219,7 @@ int main(void)
         cmocka_unit_test(test_absolute_form_takes_authority),
         cmocka_unit_test(test_body_and_flags),
         cmocka_unit_test(test_chunked_body_and_websocket),
+        cmocka_unit_test(test_head_lines_across_requests),
         cmocka_unit_test(test_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
