@@ -595,6 +595,12 @@ static void check_alpn_h2(struct loader *ld, const struct ynode *listener_node,
     const struct ynode *tls = yamltree_get(listener_node, "tls");
     const struct ynode *alpn = tls != NULL ? yamltree_get(tls, "alpn") : NULL;
 
+    const struct ynode *mode = yamltree_get(listener_node, "mode");
+    /* Only a tcp listener passes h2 through; a mistyped mode was reported
+     * already, and guessing tcp for it would only add a misleading error. */
+    if (mode != NULL &&
+        (yamltree_kind(mode) != YNODE_SCALAR || strcmp(yamltree_scalar(mode), "tcp") != 0))
+        return;
     if (alpn == NULL || listener->backend_protocol == CFG_BACKEND_H2 ||
         yamltree_kind(alpn) != YNODE_SEQUENCE)
         return;

@@ -450,6 +450,12 @@ void cfg_check_mode(struct loader *ld, const struct ynode *listener_node,
         return;
     }
     check_http_alpn(ld, tls, listener);
+    const struct ynode *timeouts = yamltree_get(listener_node, "timeouts");
+    if ((node = yamltree_get(timeouts, "half_closed")) != NULL)
+        cfg_fail_at(ld, node,
+                    "timeouts.half_closed applies to mode tcp only (one direction of a byte "
+                    "stream ended); http mode bounds a connection with timeouts.idle and "
+                    "request_header; remove it");
     if (listener->backend_protocol == CFG_BACKEND_H2 &&
         (node = yamltree_get(backend, "protocol")) != NULL)
         cfg_fail_at(
@@ -536,8 +542,8 @@ void config_describe_listener(const struct cfg_listener *l, FILE *out)
             "/s, max_continuations %" PRIu32 ", max_streams_per_connection %" PRIu32
             ", max_outbound_acks %" PRIu32 ", max_outbound_frames %" PRIu32
             ", settings_timeout %s, write_timeout %s\n",
-            cfg_format_size(h2->header_table_size, c, sizeof(c)), h2->reset_burst, h2->reset_rate,
-            h2->glitch_burst, h2->glitch_rate, h2->max_continuations,
+            cfg_format_size(h2->header_table_size, c, sizeof(c)), h2->reset_burst,
+            h2->reset_rate, h2->glitch_burst, h2->glitch_rate, h2->max_continuations,
             h2->max_streams_per_connection, h2->max_outbound_acks, h2->max_outbound_frames,
             cfg_format_duration(h2->settings_timeout_ms, a, sizeof(a)),
             cfg_format_duration(h2->write_timeout_ms, b, sizeof(b)));

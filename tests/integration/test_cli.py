@@ -320,3 +320,36 @@ def test_check_bad_http_value(tmp_path, certs):
     )
     check_refused(path, 11, {col_of(lines[10], '"10.0.0.0/33"')},
                   ["trusted_proxies", "10.0.0.0/33", "prefix"])
+
+
+def test_check_mode_typo_and_tcp_only_timeout(tmp_path, certs):
+    """A mistyped mode is the only error its listener gets (no tcp-mode
+    guess about its alpn), and timeouts.half_closed, tcp only, is refused
+    on an http listener."""
+    ecdsa = certs.pair("ecdsa")
+    path = tmp_path / "t.yaml"
+    path.write_text(f"""listeners:
+  - name: a
+    mode: htp
+    listen: ["127.0.0.1:0"]
+    tls:
+      certificates: [{{cert: {ecdsa['cert']}, key: {ecdsa['key']}}}]
+      alpn: [h2, http/1.1]
+    backend: {{servers: ["127.0.0.1:1"]}}
+  - name: b
+    mode: http
+    listen: ["127.0.0.1:0"]
+    tls:
+      certificates: [{{cert: {ecdsa['cert']}, key: {ecdsa['key']}}}]
+    backend: {{servers: ["127.0.0.1:1"]}}
+    timeouts: {{half_closed: 5s}}
+""")
+    result = run_tlsterm("--check", "-c", path)
+    assert result.returncode == 1, text(result)
+    errors = result.stderr.decode().strip().splitlines()
+    assert errors == [
+        f"{path}:3:11: invalid mode 'htp'; allowed: tcp, http, redirect",
+        f"{path}:15:29: timeouts.half_closed applies to mode tcp only (one direction of a byte "
+        "stream ended); http mode bounds a connection with timeouts.idle and request_header; "
+        "remove it",
+    ], errors
