@@ -49,6 +49,7 @@
 
 #include "clock.h"
 #include "conn.h"
+#include "h2_front.h"
 #include "h2_limits.h"
 #include "http.h"
 #include "http_hsts.h"
@@ -62,279 +63,9 @@
 /* The opaque data of the drain PING. */
 static const uint8_t drain_ping[8] = {'t', 'l', 's', 't', 'e', 'r', 'm', 'd'};
 
-enum h2_state { H2_OPEN, H2_NOTICE, H2_GOAWAY };
-
-struct h2_stream {
-    struct h2_stream *prev, *next; /* the front's streams */
-    struct h2_stream *taken_next;  /* on the front's taken list */
-    bool taken_queued;
-    struct h2_front *front;
-    struct http_exchange *x;
-    int32_t id;
-    uint64_t begun_ms;    /* its HEADERS began: timeouts.request_header */
-    bool head_done;       /* the request head is complete (start_request) */
-    bool head_sent;       /* the final head is submitted */
-    bool deferred;        /* the data provider waits for bytes */
-    bool answered;        /* tlsterm answered itself: no upstream */
-    bool rejected;        /* bad_request / header_too_large seen among the fields */
-    bool await_handshake; /* 0-RTT: the request waits for the handshake */
-    bool detached;        /* closed by the client; the upstream finishes (see the top) */
-    uint32_t fields;
-    struct h2_limits_stream limits;
-};
-
-struct h2_front {
-    struct conn *c;
-    nghttp2_session *session;
-    enum h2_state state;
-    const uint8_t *pending; /* a frame not yet written whole */
-    size_t pending_len;
-    struct h2_stream *streams;
-    uint32_t num_streams;
-    struct h2_stream *taken; /* streams whose upstream may read again */
-    char *authority_ok;      /* the last authority the certificate covered */
-    bool any_request;        /* a request's headers have arrived */
-    bool handshake_news;     /* the 0-RTT handshake just completed */
-    uint64_t started_ms;
-    uint64_t last_activity_ms;
-    struct h2_limits limits;
-    uint64_t stream_stalled_ms; /* the earliest of the streams' stalled_ms */
-};
-
 static _Thread_local uint8_t read_buf[H2_READ_LEN];
 
 static struct h2_front *front_of(const struct conn *c) { return c->mode_state; }
-
-/* schedule makes the front run on a later turn: nghttp2 has frames to send
- * (the upstream side only records and schedules). */
-static void schedule(struct h2_front *f) { conn_resume_later(f->c); }
-
-/* ---- responses ------------------------------------------------------------------ */
-
-static ssize_t read_body(nghttp2_session *session, int32_t id, uint8_t *buf, size_t len,
-                         uint32_t *flags, nghttp2_data_source *source, void *user);
-
-/* submit_head submits x->resp's head on |st|: informational, or final with
- * a body provider when a body may follow. */
-static int submit_head(struct h2_stream *st, bool final)
-{
-    struct http_exchange *x = st->x;
-    /* First: it may add a field to those counted below. */
-    if (final && http_hsts_add(x) != 0)
-        return -1;
-    const struct http_fields *fields = &x->resp.fields;
-    nghttp2_nv *nva = calloc(fields->num + 2, sizeof(*nva));
-    char *names = malloc(fields->text_len + 1);
-    char status[8];
-    size_t n = 0;
-    int rc = -1;
-
-    if (nva == NULL || names == NULL)
-        goto out;
-    snprintf(status, sizeof(status), "%d", x->resp.status);
-    nva[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, strlen(status),
-                            NGHTTP2_NV_FLAG_NONE};
-    for (uint32_t i = 0; i < fields->num; i++) {
-        /* HTTP/2 field names are lower-case (RFC 9113 8.2.1). */
-        char *name = names + fields->v[i].name;
-        const char *from = http_field_name(fields, i);
-        for (uint32_t k = 0; k < fields->v[i].name_len; k++)
-            name[k] = (char)tolower((unsigned char)from[k]);
-        nva[n++] =
-            (nghttp2_nv){(uint8_t *)name, (uint8_t *)http_field_value(fields, i),
-                         fields->v[i].name_len, fields->v[i].value_len, NGHTTP2_NV_FLAG_NONE};
-    }
-    if (!final) {
-        rc = nghttp2_submit_headers(st->front->session, NGHTTP2_FLAG_NONE, st->id, NULL, nva, n,
-                                    NULL);
-        goto out;
-    }
-    int status_code = x->resp.status;
-    bool no_body =
-        strcmp(x->req.method, "HEAD") == 0 || status_code == 204 || status_code == 304 ||
-        (x->resp_done && (x->resp_body == NULL || evbuffer_get_length(x->resp_body) == 0) &&
-         x->resp.trailers.num == 0);
-    nghttp2_data_provider provider = {.source.ptr = st, .read_callback = read_body};
-    rc =
-        nghttp2_submit_response(st->front->session, st->id, nva, n, no_body ? NULL : &provider);
-    st->head_sent = true;
-out:
-    free(nva);
-    free(names);
-    return rc;
-}
-
-/* answer makes tlsterm answer |st| itself with x->reason's status. */
-static void answer(struct h2_stream *st)
-{
-    struct http_exchange *x = st->x;
-    char body[64];
-    char length[24];
-    size_t len = http_error_body(http_reason_status(x->reason), body, sizeof(body));
-
-    st->answered = true;
-    http_response_free(&x->resp);
-    x->resp.status = http_reason_status(x->reason);
-    snprintf(length, sizeof(length), "%zu", len);
-    if (x->resp_body != NULL)
-        evbuffer_drain(x->resp_body, evbuffer_get_length(x->resp_body));
-    else
-        x->resp_body = evbuffer_new();
-    if (x->resp_body == NULL || evbuffer_add(x->resp_body, body, len) != 0 ||
-        http_fields_add(&x->resp.fields, "content-type", 12, "text/plain; charset=utf-8", 25) !=
-            0 ||
-        http_fields_add(&x->resp.fields, "content-length", 14, length, strlen(length)) != 0) {
-        nghttp2_submit_rst_stream(st->front->session, NGHTTP2_FLAG_NONE, st->id,
-                                  NGHTTP2_INTERNAL_ERROR);
-        return;
-    }
-    x->resp_final = x->resp_done = true;
-    if (submit_head(st, true) != 0)
-        nghttp2_submit_rst_stream(st->front->session, NGHTTP2_FLAG_NONE, st->id,
-                                  NGHTTP2_INTERNAL_ERROR);
-}
-
-static void queue_taken(struct h2_stream *st)
-{
-    if (st->taken_queued)
-        return;
-    st->taken_queued = true;
-    st->taken_next = st->front->taken;
-    st->front->taken = st;
-}
-
-static ssize_t read_body(nghttp2_session *session, int32_t id, uint8_t *buf, size_t len,
-                         uint32_t *flags, nghttp2_data_source *source, void *user)
-{
-    struct h2_stream *st = source->ptr;
-    struct http_exchange *x = st->x;
-    size_t avail = x->resp_body != NULL ? evbuffer_get_length(x->resp_body) : 0;
-    int n = 0;
-
-    if (avail > 0) {
-        n = evbuffer_remove(x->resp_body, buf, len < avail ? len : avail);
-        if (n < 0)
-            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-        x->resp_bytes += (size_t)n;
-        if (evbuffer_get_length(x->resp_body) == 0) {
-            evbuffer_free(x->resp_body);
-            x->resp_body = NULL;
-        }
-        if (x->up != NULL)
-            queue_taken(st);
-    }
-    if (x->resp_body == NULL && x->resp_done) {
-        *flags |= NGHTTP2_DATA_FLAG_EOF;
-        if (x->resp.trailers.num > 0 && !st->answered) {
-            const struct http_fields *t = &x->resp.trailers;
-            nghttp2_nv *nva = calloc(t->num, sizeof(*nva));
-            char *names = malloc(t->text_len + 1);
-            if (nva != NULL && names != NULL) {
-                size_t k = 0;
-                for (uint32_t i = 0; i < t->num; i++) {
-                    const char *name = http_field_name(t, i);
-                    if (http_is_hop_by_hop(name, t->v[i].name_len) ||
-                        http_name_is(name, t->v[i].name_len, "content-length"))
-                        continue;
-                    char *lower = names + t->v[i].name;
-                    for (uint32_t j = 0; j < t->v[i].name_len; j++)
-                        lower[j] = (char)tolower((unsigned char)name[j]);
-                    nva[k++] =
-                        (nghttp2_nv){(uint8_t *)lower, (uint8_t *)http_field_value(t, i),
-                                     t->v[i].name_len, t->v[i].value_len, NGHTTP2_NV_FLAG_NONE};
-                }
-                if (k > 0 && nghttp2_submit_trailer(session, id, nva, k) == 0)
-                    *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-            }
-            free(nva);
-            free(names);
-        }
-        if (!x->req_done)
-            /* RFC 9113 8.1: a complete response ends the request too. */
-            nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, id, NGHTTP2_NO_ERROR);
-        return n;
-    }
-    if (n == 0) {
-        st->deferred = true;
-        return NGHTTP2_ERR_DEFERRED;
-    }
-    return n;
-}
-
-static void resume_stream(struct h2_stream *st)
-{
-    if (st->deferred) {
-        st->deferred = false;
-        nghttp2_session_resume_data(st->front->session, st->id);
-    }
-    schedule(st->front);
-}
-
-/* ---- the exchange's front operations ------------------------------------------------ */
-
-/* detached_changed handles news from the upstream of a detached stream:
- * run() drops its bytes and frees it once the upstream is done. */
-static bool detached_changed(struct h2_stream *st)
-{
-    if (!st->detached)
-        return false;
-    queue_taken(st);
-    schedule(st->front);
-    return true;
-}
-
-static void op_response_head(struct http_exchange *x)
-{
-    struct h2_stream *st = x->front_data;
-    if (detached_changed(st) || x->resp.status == 101)
-        return; /* never asked for over HTTP/2 */
-    if (submit_head(st, x->resp_final) != 0)
-        nghttp2_submit_rst_stream(st->front->session, NGHTTP2_FLAG_NONE, st->id,
-                                  NGHTTP2_INTERNAL_ERROR);
-    schedule(st->front);
-}
-
-static void op_response_data(struct http_exchange *x)
-{
-    if (!detached_changed(x->front_data))
-        resume_stream(x->front_data);
-}
-
-static void op_request_body_taken(struct http_exchange *x, size_t n)
-{
-    struct h2_stream *st = x->front_data;
-    if (detached_changed(st))
-        return;
-    nghttp2_session_consume_stream(st->front->session, st->id, n);
-    schedule(st->front);
-}
-
-static void op_failed(struct http_exchange *x)
-{
-    struct h2_stream *st = x->front_data;
-    if (detached_changed(st))
-        return;
-    if (st->head_sent)
-        nghttp2_submit_rst_stream(st->front->session, NGHTTP2_FLAG_NONE, st->id,
-                                  NGHTTP2_INTERNAL_ERROR);
-    else
-        answer(st);
-    schedule(st->front);
-}
-
-static void op_upgraded(struct http_exchange *x)
-{
-    /* HTTP/2 requests never ask for an upgrade (RFC 8441 is not offered). */
-    op_failed(x);
-}
-
-static const struct http_front_ops h2_front_ops = {
-    .response_head = op_response_head,
-    .response_data = op_response_data,
-    .request_body_taken = op_request_body_taken,
-    .failed = op_failed,
-    .upgraded = op_upgraded,
-};
 
 /* ---- streams ---------------------------------------------------------------------- */
 
@@ -530,7 +261,7 @@ static int start_request(struct h2_front *f, struct h2_stream *st, bool end_stre
     req->has_body = !end_stream;
     st->head_done = true;
     if (st->rejected) {
-        answer(st);
+        h2_answer(st);
         return 0;
     }
     /* RFC 9113 8.3.1: origin form, or "*" for OPTIONS. nghttp2 checks it
@@ -540,7 +271,7 @@ static int start_request(struct h2_front *f, struct h2_stream *st, bool end_stre
         (req->target[0] != '/' &&
          !(strcmp(req->target, "*") == 0 && strcmp(req->method, "OPTIONS") == 0))) {
         x->reason = HTTP_REASON_BAD_REQUEST;
-        answer(st);
+        h2_answer(st);
         return 0;
     }
     if (host >= 0) {
@@ -549,18 +280,18 @@ static int start_request(struct h2_front *f, struct h2_stream *st, bool end_stre
             req->authority = strdup(value);
         } else if (strcasecmp(req->authority, value) != 0) {
             x->reason = HTTP_REASON_AUTHORITY_MISMATCH;
-            answer(st);
+            h2_answer(st);
             return 0;
         }
     }
     if (req->authority == NULL) {
         x->reason = HTTP_REASON_BAD_REQUEST;
-        answer(st);
+        h2_answer(st);
         return 0;
     }
     if (!covered(f, req->authority)) {
         x->reason = HTTP_REASON_MISDIRECTED;
-        answer(st);
+        h2_answer(st);
         return 0;
     }
     if (http_fields_find(&req->fields, "expect", 0) >= 0)
@@ -573,7 +304,7 @@ static int start_request(struct h2_front *f, struct h2_stream *st, bool end_stre
     }
     if (http_upstream_start(x) != 0) {
         x->reason = HTTP_REASON_OUT_OF_MEMORY;
-        answer(st);
+        h2_answer(st);
     }
     return 0;
 }
@@ -665,7 +396,7 @@ static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t error_
         st->detached = true;
         if (x->reason == HTTP_REASON_NONE)
             x->reason = HTTP_REASON_CLIENT_ABORTED;
-        detached_changed(st);
+        h2_detached_changed(st);
         return 0;
     }
     free_stream(f, st);
@@ -838,7 +569,7 @@ static void after_handshake(struct h2_front *f)
             st->await_handshake = false;
             if (http_upstream_start(st->x) != 0) {
                 st->x->reason = HTTP_REASON_OUT_OF_MEMORY;
-                answer(st);
+                h2_answer(st);
             }
         } else if (st->x != NULL) {
             http_upstream_handshake_done(st->x);
