@@ -18,6 +18,9 @@ SHOWN = ("X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarde
 
 class Handler(http.server.SimpleHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, so tlsterm's pool reuses connections
+    # The head and the body go out in two writes: with Nagle on, the second
+    # waits for the delayed ACK (40 ms a request).
+    disable_nagle_algorithm = True
 
     def do_GET(self):
         if self.path not in ("/", "/index.html"):

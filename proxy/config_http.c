@@ -331,8 +331,8 @@ static void refuse_http_keys(struct loader *ld, const char *section,
             refuse_http_keys(ld, name, yamltree_item(mapping, i));
         else if (is_http_only(section, name))
             cfg_fail_at(ld, key,
-                        "http settings need mode: http: this listener is in tcp mode (the "
-                        "default), where '%s%s%s' has no effect; add 'mode: http' or remove it",
+                        "http settings need mode: http: this listener is in tcp mode, "
+                        "where '%s%s%s' has no effect; add 'mode: http' or remove it",
                         section, section[0] != '\0' ? "." : "", name);
     }
 }

@@ -27,7 +27,11 @@ void http_exchange_log(struct http_exchange *x, const char *protocol)
     int status = x->reason != HTTP_REASON_NONE && !x->resp_final ? http_reason_status(x->reason)
                                                                  : x->resp.status;
 
-    http_metrics_request(c, protocol, status, x->reason, duration_us);
+    /* A client that left before any answer (logged as 499, as nginx does)
+     * is no request served: only its reason is counted. */
+    http_metrics_request(c, protocol,
+                         x->reason == HTTP_REASON_CLIENT_ABORTED && !x->resp_final ? 0 : status,
+                         x->reason, duration_us);
     if (!c->gen->config->log_access)
         return;
 

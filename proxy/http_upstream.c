@@ -74,16 +74,17 @@ struct http_upstream {
     struct evbuffer *sent_body;
     bool body_not_held;        /* some written body bytes were not kept */
     uint64_t last_progress_ms; /* the last byte either way, for backend_response */
-    bool chunked;              /* the request body goes out chunked */
-    bool end_queued;           /* the request's end is in |out| */
-    bool req_sent;             /* the whole request was written */
-    bool write_failed;         /* the server stopped taking the request */
-    bool resp_started;         /* a response byte arrived */
-    bool in_body;              /* the final head is parsed: fields are trailers */
-    bool last_was_value;       /* the last header callback was a value */
-    bool reusable;             /* complete, and the response allows keep-alive */
-    bool upgraded;             /* 101: the parser stopped at the new protocol */
-    bool data_added;           /* bytes went to x->resp_body in this parse */
+    uint64_t connect_started_us;
+    bool chunked;        /* the request body goes out chunked */
+    bool end_queued;     /* the request's end is in |out| */
+    bool req_sent;       /* the whole request was written */
+    bool write_failed;   /* the server stopped taking the request */
+    bool resp_started;   /* a response byte arrived */
+    bool in_body;        /* the final head is parsed: fields are trailers */
+    bool last_was_value; /* the last header callback was a value */
+    bool reusable;       /* complete, and the response allows keep-alive */
+    bool upgraded;       /* 101: the parser stopped at the new protocol */
+    bool data_added;     /* bytes went to x->resp_body in this parse */
     bool retried;
 };
 
@@ -220,6 +221,7 @@ static void open_new(struct http_upstream *up)
     }
     backend_pool_opened(up->ps);
     http_metrics_backend_conn(c, false);
+    up->connect_started_us = metrics_clock_us();
     up->conn = conn;
     up->state = UP_CONNECTING;
     timerq_set(&c->worker->timers, &up->timer, clock_now_ms() + c->cfg->connect_timeout_ms);
@@ -574,7 +576,9 @@ static bool parse(struct http_upstream *up, const uint8_t *buf, size_t len)
         x->front->upgraded(x);
         return false;
     }
-    log_backend_problem(up, "backend_invalid_response", llhttp_errno_name(err));
+    const char *why = llhttp_get_error_reason(&up->parser);
+    log_backend_problem(up, "backend_invalid_response",
+                        why != NULL && why[0] != '\0' ? why : llhttp_errno_name(err));
     fail(up, HTTP_REASON_BACKEND_INVALID_RESPONSE);
     return false;
 }
@@ -698,6 +702,8 @@ static void on_conn_event(struct backend_conn *conn, short what, void *arg)
         }
         up->state = UP_OPEN;
         up->last_progress_ms = clock_now_ms();
+        metrics_backend_connected(up->x->c->listener->metrics,
+                                  metrics_clock_us() - up->connect_started_us);
     }
     pump(up);
 }

@@ -9,6 +9,7 @@
 
 #include <event2/event.h>
 #include <event2/thread.h>
+#include <llhttp.h>
 #include <nghttp2/nghttp2.h>
 #include <openssl/base.h>
 #include <yaml.h>
@@ -50,6 +51,8 @@ static void print_version(void)
     printf("libevent %s\n", event_get_version());
     printf("libyaml %s\n", yaml_get_version_string());
     printf("nghttp2 %s\n", nghttp2_version(0)->version_str);
+    printf("llhttp %d.%d.%d (from Debian's node-llhttp, strict mode)\n", LLHTTP_VERSION_MAJOR,
+           LLHTTP_VERSION_MINOR, LLHTTP_VERSION_PATCH);
 }
 
 /* raise_fd_limit lifts the soft descriptor limit to the hard one: each
