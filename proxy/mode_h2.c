@@ -102,15 +102,26 @@ static int submit_head(struct h2_stream *st, bool final)
 {
     struct http_exchange *x = st->x;
     const struct http_fields *fields = &x->resp.fields;
-    nghttp2_nv *nva = calloc(fields->num + 2, sizeof(*nva));
-    char *names = malloc(fields->text_len + 1);
+    /* nghttp2 copies the fields it is given: a common head needs no heap. */
+    nghttp2_nv nva_stack[32];
+    char names_stack[2048];
+    nghttp2_nv *nva = fields->num + 2 <= 32 ? nva_stack : calloc(fields->num + 2, sizeof(*nva));
+    char *names =
+        fields->text_len < sizeof(names_stack) ? names_stack : malloc(fields->text_len + 1);
     char status[8];
     size_t n = 0;
     int rc = -1;
 
     if (nva == NULL || names == NULL)
         goto out;
-    snprintf(status, sizeof(status), "%d", x->resp.status);
+    if (x->resp.status >= 100 && x->resp.status <= 999)
+        memcpy(status,
+               (char[4]){(char)('0' + x->resp.status / 100),
+                         (char)('0' + x->resp.status / 10 % 10),
+                         (char)('0' + x->resp.status % 10), '\0'},
+               4);
+    else
+        snprintf(status, sizeof(status), "%d", x->resp.status);
     nva[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, strlen(status),
                             NGHTTP2_NV_FLAG_NONE};
     for (uint32_t i = 0; i < fields->num; i++) {
@@ -138,8 +149,10 @@ static int submit_head(struct h2_stream *st, bool final)
         nghttp2_submit_response(st->front->session, st->id, nva, n, no_body ? NULL : &provider);
     st->head_sent = true;
 out:
-    free(nva);
-    free(names);
+    if (nva != nva_stack)
+        free(nva);
+    if (names != names_stack)
+        free(names);
     return rc;
 }
 
@@ -445,7 +458,8 @@ static bool covered(struct h2_front *f, const char *authority)
         return true;
     authority_host(authority, host, sizeof(host));
     const char *sni = SSL_get_servername(f->c->client.ssl, TLSEXT_NAMETYPE_host_name);
-    bool ok = (sni != NULL && strcasecmp(sni, host) == 0) || tls_ctx_covers(f->c->client.ssl, host);
+    bool ok =
+        (sni != NULL && strcasecmp(sni, host) == 0) || tls_ctx_covers(f->c->client.ssl, host);
     if (ok) {
         free(f->authority_ok);
         f->authority_ok = strdup(authority);
