@@ -41,6 +41,7 @@
 
 #include "clock.h"
 #include "conn.h"
+#include "h2_mem.h"
 #include "http.h"
 #include "metrics.h"
 #include "tls_ctx.h"
@@ -49,6 +50,10 @@
 #define H2_READ_LEN 16384
 /* Reads per turn before yielding to other connections. */
 #define H2_ROUNDS 16
+/* How long a connection is idle before nghttp2's frame buffer is given back:
+ * long enough that a client between requests does not pay page faults for
+ * each one, short enough that idle connections hold little. */
+#define H2_IDLE_RELEASE_MS 500
 /* The opaque data of the drain PING. */
 static const uint8_t drain_ping[8] = {'t', 'l', 's', 't', 'e', 'r', 'm', 'd'};
 
@@ -81,6 +86,7 @@ struct h2_front {
     bool any_request;        /* a request's headers have arrived */
     uint64_t started_ms;
     uint64_t last_activity_ms;
+    struct h2_mem mem; /* the session's allocator */
 };
 
 static _Thread_local uint8_t read_buf[H2_READ_LEN];
@@ -602,6 +608,7 @@ static int send_frames(struct h2_front *f)
                 return CONN_OK;
             f->pending = data;
             f->pending_len = (size_t)len;
+            h2_mem_note_output(&f->mem);
         }
         size_t n = 0;
         switch (transport_write(&c->client, f->pending, f->pending_len, &n, &failure)) {
@@ -689,6 +696,22 @@ static uint64_t deadline(const struct h2_front *f)
     return at;
 }
 
+/* release_idle_memory gives nghttp2's frame buffer back (h2_mem.h) once
+ * the connection has been idle for H2_IDLE_RELEASE_MS; before that it
+ * returns the earlier of |at| (the deadline, 0: none) and that moment. */
+static uint64_t release_idle_memory(struct h2_front *f, uint64_t at)
+{
+    if (!h2_mem_releasable(&f->mem) || f->num_streams != 0 || f->pending != NULL ||
+        nghttp2_session_want_write(f->session))
+        return at;
+    uint64_t release_at = f->last_activity_ms + H2_IDLE_RELEASE_MS;
+    if (clock_now_ms() >= release_at) {
+        h2_mem_release(&f->mem);
+        return at;
+    }
+    return at == 0 || release_at < at ? release_at : at;
+}
+
 /* run does what there is to do: read, send, let upstreams read again,
  * and decide the deadline and whether the connection is over. */
 static int run(struct conn *c)
@@ -720,7 +743,7 @@ static int run(struct conn *c)
         f->pending == NULL && f->state != H2_NOTICE)
         return conn_linger(c, END_DONE);
     conn_watch_client(c);
-    conn_set_deadline(c, deadline(f));
+    conn_set_deadline(c, release_idle_memory(f, deadline(f)));
     if (more)
         conn_resume_later(c);
     return CONN_OK;
@@ -756,7 +779,8 @@ static int h2_start(struct conn *c)
     /* CONTINUATION flood (CVE-2024-27316). */
     nghttp2_option_set_max_continuations(option, 8);
 #endif
-    if (nghttp2_session_server_new2(&f->session, callbacks, f, option) != 0)
+    h2_mem_init(&f->mem);
+    if (nghttp2_session_server_new3(&f->session, callbacks, f, option, &f->mem.mem) != 0)
         goto oom;
     nghttp2_session_callbacks_del(callbacks);
     nghttp2_option_del(option);

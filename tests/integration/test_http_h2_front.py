@@ -4,6 +4,8 @@ leaves connections alone), an authority the certificate does not cover gets
 421, a connection that never sends a request is closed after
 timeouts.request_header, and the HTTP metrics count what happened."""
 
+import time
+
 import pytest
 
 from http_harness import H2Conn, HttpProxy, http_config, http_listener
@@ -90,3 +92,18 @@ def test_http_metrics(tlsterm_factory, backend, certs):
     assert total(values, "tlsterm_backend_connections_total", listener="web") == 4
     assert total(values, "tlsterm_backend_pool_idle", listener="web",
                  server=backend.addr) >= 1
+
+
+def test_connection_idle_past_the_frame_buffer_release_still_works(tlsterm_factory, backend,
+                                                                   certs):
+    # After 500 ms without activity the front gives nghttp2's frame buffer
+    # back to the kernel (proxy/h2_mem.h); the next frames must still be whole.
+    proxy = HttpProxy(tlsterm_factory, backend, certs)
+    with H2Conn(proxy.port, certs) as conn:
+        first = conn.request("GET", "/headers")
+        conn.wait(lambda: first.done, what="a first response")
+        time.sleep(0.8)
+        second = conn.request("GET", "/headers")
+        conn.wait(lambda: second.done, what="a response after the release")
+        assert first.status == 200 and second.status == 200
+        assert second.json()["target"] == "/headers"
