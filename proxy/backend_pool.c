@@ -22,7 +22,8 @@ struct pool_server {
     struct worker *worker;
     struct metrics_listener *metrics;
     struct net_addr addr;
-    uint32_t out; /* connections taken or opened, not yet back */
+    uint32_t out;      /* connections taken or opened, not yet back */
+    uint32_t reserved; /* slots promised to woken waiters, not yet claimed */
     uint32_t num_idle;
     struct pool_idle *idle; /* most recently used first */
     struct pool_waiter *wait_head, *wait_tail;
@@ -79,7 +80,28 @@ static void wake_waiter(struct pool_server *ps)
     if (waiter == NULL)
         return;
     backend_pool_cancel(ps, waiter);
+    /* The slot is held for it until it claims it on a later turn, so a
+     * request arriving meanwhile does not overtake the queue. */
+    ps->reserved++;
+    waiter->woken = true;
     waiter->ready(waiter);
+}
+
+void backend_pool_claim(struct pool_server *ps, struct pool_waiter *waiter)
+{
+    if (!waiter->woken)
+        return;
+    waiter->woken = false;
+    ps->reserved--;
+}
+
+void backend_pool_give_up(struct pool_server *ps, struct pool_waiter *waiter)
+{
+    backend_pool_cancel(ps, waiter);
+    if (waiter->woken) {
+        backend_pool_claim(ps, waiter);
+        wake_waiter(ps); /* its slot goes to the next in line */
+    }
 }
 
 static void close_idle(struct pool_idle *idle)
@@ -116,7 +138,7 @@ struct backend_conn *backend_pool_take(struct pool_server *ps)
 
 bool backend_pool_may_open(const struct pool_server *ps, uint32_t limit)
 {
-    return limit == 0 || ps->out + ps->num_idle < limit;
+    return limit == 0 || ps->out + ps->num_idle + ps->reserved < limit;
 }
 
 void backend_pool_opened(struct pool_server *ps) { ps->out++; }

@@ -36,6 +36,10 @@ struct worker;
 struct pool_waiter {
     struct pool_waiter *prev, *next;
     bool queued;
+    bool woken; /* a slot is reserved for it until backend_pool_claim */
+    /* ready is called when a slot is free, from inside whatever freed it:
+     * it only schedules; the waiter claims the slot (backend_pool_claim)
+     * and tries again on a later turn. */
     void (*ready)(struct pool_waiter *waiter);
 };
 
@@ -71,6 +75,14 @@ void backend_pool_closed(struct pool_server *ps);
  * backend_pool_cancel takes it off the queue if it is still on it. */
 void backend_pool_wait(struct pool_server *ps, struct pool_waiter *waiter);
 void backend_pool_cancel(struct pool_server *ps, struct pool_waiter *waiter);
+
+/* backend_pool_claim turns a woken waiter's reserved slot back into a free
+ * one, just before it tries again (backend_pool_take, _may_open). */
+void backend_pool_claim(struct pool_server *ps, struct pool_waiter *waiter);
+
+/* backend_pool_give_up takes a waiter that no longer wants a slot off the
+ * queue, passing a slot reserved for it on to the next waiter. */
+void backend_pool_give_up(struct pool_server *ps, struct pool_waiter *waiter);
 
 /* backend_pool_close_idle closes every idle connection of |worker| (a
  * reload: connections of the old configuration are not reused). */

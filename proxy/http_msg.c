@@ -217,9 +217,9 @@ bool http_name_is(const char *name, size_t len, const char *lit)
     return strlen(lit) == len && strncasecmp(name, lit, len) == 0;
 }
 
-bool http_token_has(const char *list, size_t len, const char *token)
+/* token_list_has is http_token_has for a token of |token_len| bytes. */
+static bool token_list_has(const char *list, size_t len, const char *token, size_t token_len)
 {
-    size_t token_len = strlen(token);
     size_t i = 0;
     while (i < len) {
         while (i < len && (list[i] == ' ' || list[i] == '\t' || list[i] == ','))
@@ -236,6 +236,11 @@ bool http_token_has(const char *list, size_t len, const char *token)
     return false;
 }
 
+bool http_token_has(const char *list, size_t len, const char *token)
+{
+    return token_list_has(list, len, token, strlen(token));
+}
+
 bool http_is_hop_by_hop(const char *name, size_t len)
 {
     static const char *const hop[] = {"connection", "keep-alive",     "proxy-connection",
@@ -249,14 +254,9 @@ bool http_is_hop_by_hop(const char *name, size_t len)
 
 bool http_connection_names(const struct http_fields *f, const char *name, size_t len)
 {
-    char token[128];
-    if (len >= sizeof(token))
-        return false;
-    memcpy(token, name, len);
-    token[len] = '\0';
     for (int i = http_fields_find(f, "connection", 0); i >= 0;
          i = http_fields_find(f, "connection", (uint32_t)i + 1))
-        if (http_token_has(http_field_value(f, (uint32_t)i), f->v[i].value_len, token))
+        if (token_list_has(http_field_value(f, (uint32_t)i), f->v[i].value_len, name, len))
             return true;
     return false;
 }

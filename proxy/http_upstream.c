@@ -75,21 +75,22 @@ struct http_upstream {
     bool body_not_held;        /* some written body bytes were not kept */
     uint64_t last_progress_ms; /* the last byte either way, for backend_response */
     uint64_t connect_started_us;
-    bool chunked;        /* the request body goes out chunked */
-    bool end_queued;     /* the request's end is in |out| */
-    bool req_sent;       /* the whole request was written */
-    bool write_failed;   /* the server stopped taking the request */
-    bool resp_started;   /* a response byte arrived */
-    bool in_body;        /* the final head is parsed: fields are trailers */
-    bool last_was_value; /* the last header callback was a value */
-    bool reusable;       /* complete, and the response allows keep-alive */
-    bool upgraded;       /* 101: the parser stopped at the new protocol */
-    bool data_added;     /* bytes went to x->resp_body in this parse */
+    uint64_t queue_deadline_ms; /* timeouts.queue, from the first wait */
+    bool chunked;               /* the request body goes out chunked */
+    bool end_queued;            /* the request's end is in |out| */
+    bool req_sent;              /* the whole request was written */
+    bool write_failed;          /* the server stopped taking the request */
+    bool resp_started;          /* a response byte arrived */
+    bool in_body;               /* the final head is parsed: fields are trailers */
+    bool last_was_value;        /* the last header callback was a value */
+    bool reusable;              /* complete, and the response allows keep-alive */
+    bool upgraded;              /* 101: the parser stopped at the new protocol */
+    bool data_added;            /* bytes went to x->resp_body in this parse */
     bool retried;
 };
 
 static void pump(struct http_upstream *up);
-static void open_new(struct http_upstream *up);
+static void open_new(struct http_upstream *up, bool have_slot);
 static void on_timer(struct timerq_entry *timer);
 static const llhttp_settings_t parser_settings;
 
@@ -135,8 +136,8 @@ static void drop_conn(struct http_upstream *up, bool abort)
 static void teardown(struct http_upstream *up, bool abort)
 {
     timerq_cancel(&worker_of(up)->timers, &up->timer);
-    if (up->state == UP_QUEUED)
-        backend_pool_cancel(up->ps, &up->waiter);
+    if (up->state == UP_QUEUED && up->ps != NULL)
+        backend_pool_give_up(up->ps, &up->waiter);
     drop_conn(up, abort);
     if (up->out != NULL)
         evbuffer_free(up->out);
@@ -178,6 +179,7 @@ static void acquire(struct http_upstream *up)
 {
     struct http_exchange *x = up->x;
     const struct cfg_listener *cfg = x->c->cfg;
+    backend_pool_claim(up->ps, &up->waiter);
     struct backend_conn *conn = backend_pool_take(up->ps);
 
     if (conn != NULL) {
@@ -189,23 +191,30 @@ static void acquire(struct http_upstream *up)
         return;
     }
     if (backend_pool_may_open(up->ps, cfg->backend_max_connections)) {
-        open_new(up);
+        open_new(up, false);
         return;
     }
+    if (up->state != UP_QUEUED || up->queue_deadline_ms == 0)
+        up->queue_deadline_ms = clock_now_ms() + cfg->queue_timeout_ms;
     up->state = UP_QUEUED;
     backend_pool_wait(up->ps, &up->waiter);
-    timerq_set(&worker_of(up)->timers, &up->timer, clock_now_ms() + cfg->queue_timeout_ms);
+    timerq_set(&worker_of(up)->timers, &up->timer, up->queue_deadline_ms);
 }
 
+/* on_slot runs inside whatever freed a slot (another request's teardown,
+ * the pool): it only brings this request's timer forward, and acquire runs
+ * from the timer on a later turn. */
 static void on_slot(struct pool_waiter *waiter)
 {
     struct http_upstream *up =
         (struct http_upstream *)((char *)waiter - offsetof(struct http_upstream, waiter));
-    timerq_cancel(&worker_of(up)->timers, &up->timer);
-    acquire(up);
+    timerq_set(&worker_of(up)->timers, &up->timer, clock_now_ms());
 }
 
-static void open_new(struct http_upstream *up)
+/* open_new connects a new connection; |have_slot| when the upstream still
+ * counts one from its pool entry (a retry keeps the slot of the connection
+ * that failed, so that no waiter takes it in between). */
+static void open_new(struct http_upstream *up, bool have_slot)
 {
     struct http_exchange *x = up->x;
     struct conn *c = x->c;
@@ -214,12 +223,16 @@ static void open_new(struct http_upstream *up)
 
     x->reused = false;
     if (conn == NULL) {
-        log_backend_problem(up, "backend_connect_failed", strerror(errno));
+        int err = errno;
+        if (have_slot)
+            backend_pool_closed(up->ps);
+        log_backend_problem(up, "backend_connect_failed", strerror(err));
         metrics_backend_connect_failed(c->listener->metrics, METRICS_CONNECT_ERROR);
         fail(up, HTTP_REASON_BACKEND_CONNECT_FAILED);
         return;
     }
-    backend_pool_opened(up->ps);
+    if (!have_slot)
+        backend_pool_opened(up->ps);
     http_metrics_backend_conn(c, false);
     up->connect_started_us = metrics_clock_us();
     up->conn = conn;
@@ -270,26 +283,24 @@ static bool retry_is_safe(const struct http_upstream *up)
     return false;
 }
 
-/* retry sends the request again on a new connection. */
+/* retry sends the request again on a new connection, in the slot of the
+ * one that failed. */
 static void retry(struct http_upstream *up)
 {
     struct http_exchange *x = up->x;
 
-    drop_conn(up, false);
+    backend_conn_free(up->conn, !up->req_sent);
+    up->conn = NULL;
     evbuffer_drain(up->out, evbuffer_get_length(up->out));
-    if (http_request_write_head(x, up->out) != 0) {
-        fail(up, HTTP_REASON_OUT_OF_MEMORY);
-        return;
-    }
+    if (http_request_write_head(x, up->out) != 0)
+        goto oom;
     if (up->sent_body != NULL) {
         /* The body written so far goes out again, ahead of what is still
          * to come. */
         if (x->req_body == NULL)
             x->req_body = up->sent_body;
-        else if (evbuffer_prepend_buffer(x->req_body, up->sent_body) != 0) {
-            fail(up, HTTP_REASON_OUT_OF_MEMORY);
-            return;
-        }
+        else if (evbuffer_prepend_buffer(x->req_body, up->sent_body) != 0)
+            goto oom;
         if (x->req_body != up->sent_body)
             evbuffer_free(up->sent_body);
         up->sent_body = NULL;
@@ -300,7 +311,11 @@ static void retry(struct http_upstream *up)
     up->req_sent = up->write_failed = false;
     llhttp_init(&up->parser, HTTP_RESPONSE, &parser_settings);
     up->parser.data = up;
-    open_new(up);
+    open_new(up, true);
+    return;
+oom:
+    backend_pool_closed(up->ps); /* the slot kept for the retry */
+    fail(up, HTTP_REASON_OUT_OF_MEMORY);
 }
 
 /* ---- the request --------------------------------------------------------------- */
@@ -469,19 +484,27 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     return on_header_piece(p, false, at, len);
 }
 
-/* drop_hop_by_hop removes the fields that are not passed on from |f|. */
-static void drop_hop_by_hop(struct http_fields *f)
+/* drop_hop_by_hop removes the fields that are not passed on from |f|:
+ * every field is judged against the Connection fields as received before
+ * any is removed. 0, or -1 when out of memory. */
+static int drop_hop_by_hop(struct http_fields *f)
 {
+    bool *drop = calloc(f->num ? f->num : 1, sizeof(*drop));
     uint32_t kept = 0;
+
+    if (drop == NULL)
+        return -1;
     for (uint32_t i = 0; i < f->num; i++) {
         const char *name = http_field_name(f, i);
-        if (http_is_hop_by_hop(name, f->v[i].name_len) ||
-            http_connection_names(f, name, f->v[i].name_len))
-            continue;
-        f->v[kept++] = f->v[i];
+        drop[i] = http_is_hop_by_hop(name, f->v[i].name_len) ||
+                  http_connection_names(f, name, f->v[i].name_len);
     }
-    /* http_connection_names looked at Connection, dropped last of all. */
+    for (uint32_t i = 0; i < f->num; i++)
+        if (!drop[i])
+            f->v[kept++] = f->v[i];
     f->num = kept;
+    free(drop);
+    return 0;
 }
 
 static int on_headers_complete(llhttp_t *p)
@@ -492,7 +515,8 @@ static int on_headers_complete(llhttp_t *p)
 
     x->resp.status = status;
     x->resp.close = !llhttp_should_keep_alive(p);
-    drop_hop_by_hop(&x->resp.fields);
+    if (drop_hop_by_hop(&x->resp.fields) != 0)
+        return -1;
     up->last_was_value = false;
     if (status < 200 && status != 101) {
         x->front->response_head(x);
@@ -722,6 +746,10 @@ static void on_timer(struct timerq_entry *timer)
 
     switch (up->state) {
     case UP_QUEUED:
+        if (up->waiter.woken) {
+            acquire(up); /* a slot came free */
+            return;
+        }
         log_backend_problem(up, "backend_busy", "no connection slot within timeouts.queue");
         fail(up, HTTP_REASON_BACKEND_BUSY);
         return;

@@ -66,10 +66,12 @@ struct h2_stream {
     struct h2_front *front;
     struct http_exchange *x;
     int32_t id;
-    bool head_sent; /* the final head is submitted */
-    bool deferred;  /* the data provider waits for bytes */
-    bool answered;  /* tlsterm answered itself: no upstream */
-    bool rejected;  /* bad_request / header_too_large seen among the fields */
+    uint64_t begun_ms; /* its HEADERS began: timeouts.request_header */
+    bool head_done;    /* the request head is complete (start_request) */
+    bool head_sent;    /* the final head is submitted */
+    bool deferred;     /* the data provider waits for bytes */
+    bool answered;     /* tlsterm answered itself: no upstream */
+    bool rejected;     /* bad_request / header_too_large seen among the fields */
     uint32_t fields;
 };
 
@@ -120,14 +122,14 @@ static int submit_head(struct h2_stream *st, bool final)
 
     if (nva == NULL || names == NULL)
         goto out;
-    if (x->resp.status >= 100 && x->resp.status <= 999)
-        memcpy(status,
-               (char[4]){(char)('0' + x->resp.status / 100),
-                         (char)('0' + x->resp.status / 10 % 10),
-                         (char)('0' + x->resp.status % 10), '\0'},
-               4);
-    else
+    if (x->resp.status >= 100 && x->resp.status <= 999) {
+        status[0] = (char)('0' + x->resp.status / 100);
+        status[1] = (char)('0' + x->resp.status / 10 % 10);
+        status[2] = (char)('0' + x->resp.status % 10);
+        status[3] = '\0';
+    } else {
         snprintf(status, sizeof(status), "%d", x->resp.status);
+    }
     nva[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, strlen(status),
                             NGHTTP2_NV_FLAG_NONE};
     for (uint32_t i = 0; i < fields->num; i++) {
@@ -372,6 +374,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
     }
     st->front = f;
     st->id = frame->hd.stream_id;
+    st->begun_ms = clock_now_ms();
     st->x->stream_id = (uint32_t)st->id;
     st->x->req.h2 = true;
     f->any_request = true;
@@ -483,11 +486,17 @@ static int start_request(struct h2_front *f, struct h2_stream *st, bool end_stre
 
     x->req_done = end_stream;
     req->has_body = !end_stream;
+    st->head_done = true;
     if (st->rejected) {
         answer(st);
         return 0;
     }
-    if (req->method == NULL || req->target == NULL) {
+    /* RFC 9113 8.3.1: origin form, or "*" for OPTIONS. nghttp2 checks it
+     * only for the http and https schemes; the backend must never get an
+     * absolute form (its authority would win over Host) or worse. */
+    if (req->method == NULL || req->target == NULL ||
+        (req->target[0] != '/' &&
+         !(strcmp(req->target, "*") == 0 && strcmp(req->method, "OPTIONS") == 0))) {
         x->reason = HTTP_REASON_BAD_REQUEST;
         answer(st);
         return 0;
@@ -660,7 +669,8 @@ static int read_frames(struct h2_front *f, bool *out_more)
             if (rv < 0) {
                 /* nghttp2 queued a GOAWAY where the protocol asks for one;
                  * it goes out before the connection ends. */
-                send_frames(f);
+                if (send_frames(f) != CONN_OK)
+                    return CONN_CLOSED;
                 transport_flush(&c->client);
                 return conn_linger(c, END_CLIENT_TLS_ERROR);
             }
@@ -681,18 +691,48 @@ static int read_frames(struct h2_front *f, bool *out_more)
     return CONN_OK;
 }
 
-/* deadline is when the connection is given up on: timeouts.idle with no
- * open stream, or with a client that takes no bytes; and before its first
- * request, timeouts.request_header from the handshake (a client that
- * connects and sends nothing holds no connection for long). */
+/* waits_for_backend says whether |st| waits for its backend, a wait its
+ * upstream bounds (timeouts.backend_response): the whole request is in, or
+ * the backend has yet to take what is, and the client is not behind. */
+static bool waits_for_backend(const struct h2_stream *st)
+{
+    const struct http_exchange *x = st->x;
+    if (x == NULL || x->up == NULL || x->resp_done)
+        return false;
+    if (x->resp_body != NULL && evbuffer_get_length(x->resp_body) >= HTTP_BODY_BUF_MAX)
+        return false;
+    return x->req_done || (x->req_body != NULL && evbuffer_get_length(x->req_body) > 0);
+}
+
+/* deadline is when the connection is given up on: timeouts.idle when no
+ * stream waits for its backend (no stream at all, streams that wait on a
+ * client that sends nothing and takes nothing, or a client that takes no
+ * bytes); timeouts.request_header for a stream whose header block does not
+ * end (it blocks the whole connection); and before its first request,
+ * timeouts.request_header from the handshake (a client that connects and
+ * sends nothing holds no connection for long). 0: none. */
 static uint64_t deadline(const struct h2_front *f)
 {
     const struct cfg_listener *cfg = f->c->cfg;
-    if (f->num_streams != 0 && f->pending == NULL)
-        return 0;
-    uint64_t at = f->last_activity_ms + cfg->idle_timeout_ms;
-    if (!f->any_request && f->started_ms + cfg->request_header_timeout_ms < at)
-        at = f->started_ms + cfg->request_header_timeout_ms;
+    uint64_t at = 0;
+    bool backend_bound = false;
+
+    for (const struct h2_stream *st = f->streams; st != NULL; st = st->next) {
+        if (!st->head_done) {
+            uint64_t head_at = st->begun_ms + cfg->request_header_timeout_ms;
+            if (at == 0 || head_at < at)
+                at = head_at;
+        } else if (f->pending == NULL && waits_for_backend(st)) {
+            backend_bound = true;
+        }
+    }
+    if (!backend_bound) {
+        uint64_t idle_at = f->last_activity_ms + cfg->idle_timeout_ms;
+        if (!f->any_request && f->started_ms + cfg->request_header_timeout_ms < idle_at)
+            idle_at = f->started_ms + cfg->request_header_timeout_ms;
+        if (at == 0 || idle_at < at)
+            at = idle_at;
+    }
     return at;
 }
 
@@ -820,7 +860,8 @@ static int h2_on_deadline(struct conn *c)
     nghttp2_submit_goaway(f->session, NGHTTP2_FLAG_NONE,
                           nghttp2_session_get_last_proc_stream_id(f->session), NGHTTP2_NO_ERROR,
                           NULL, 0);
-    send_frames(f);
+    if (send_frames(f) != CONN_OK)
+        return CONN_CLOSED;
     transport_flush(&c->client);
     return conn_linger(c, END_IDLE_TIMEOUT);
 }

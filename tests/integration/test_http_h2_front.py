@@ -2,7 +2,8 @@
 that changes the listener's HTTP settings sends GOAWAY (one that does not
 leaves connections alone), an authority the certificate does not cover gets
 421, a connection that never sends a request is closed after
-timeouts.request_header, and the HTTP metrics count what happened."""
+timeouts.request_header, the HTTP metrics count what happened, and a
+connection idle past the release of nghttp2's frame buffer still works."""
 
 import time
 
@@ -92,6 +93,22 @@ def test_http_metrics(tlsterm_factory, backend, certs):
     assert total(values, "tlsterm_backend_connections_total", listener="web") == 4
     assert total(values, "tlsterm_backend_pool_idle", listener="web",
                  server=backend.addr) >= 1
+
+
+def test_queued_requests_are_served_in_turn(tlsterm_factory, backend, certs):
+    """backend.max_connections 1: ten concurrent streams share the one
+    backend connection, each waiting its turn in the queue (a freed slot is
+    handed to the next waiter, never taken by a newcomer)."""
+    proxy = HttpProxy(tlsterm_factory, backend, certs, backend_opts={"max_connections": 1},
+                      timeouts={"queue": "20s"})
+    mark = proxy.mark()
+    with H2Conn(proxy.port, certs) as conn:
+        streams = [conn.request("GET", f"/slow/0.05?{i}") for i in range(10)]
+        conn.wait(lambda: all(s.done for s in streams), 30, "ten queued responses")
+    assert [s.status for s in streams] == [200] * 10
+    lines = proxy.requests(10, since=mark)
+    assert all(line["reason"] is None for line in lines), lines
+    assert len(backend.find("open")) == 1, backend.find("open")
 
 
 def test_connection_idle_past_the_frame_buffer_release_still_works(tlsterm_factory, backend,
