@@ -301,8 +301,8 @@ int config_parse_duration(const char *text, uint32_t *out_ms)
     return 0;
 }
 
-static void apply_duration(struct loader *ld, const struct field *field,
-                           const struct ynode *value, void *out)
+void cfg_apply_duration(struct loader *ld, const struct field *field, const struct ynode *value,
+                        void *out)
 {
     const char *text = cfg_expect_text(ld, field->key, value, "a duration");
 
@@ -385,8 +385,8 @@ static void apply_user(struct loader *ld, const struct field *field, const struc
         *(char **)out = cfg_dup_string(ld, value, user);
 }
 
-static void apply_name(struct loader *ld, const struct field *field, const struct ynode *value,
-                       void *out)
+void cfg_apply_name(struct loader *ld, const struct field *field, const struct ynode *value,
+                    void *out)
 {
     struct cfg_listener *listener = out;
     size_t index = (size_t)(listener - ld->config->listeners);
@@ -444,8 +444,8 @@ static const struct cfg_listen_addr *find_listen_addr(const struct config *confi
     return NULL;
 }
 
-static void apply_listen(struct loader *ld, const struct field *field,
-                         const struct ynode *value, void *out)
+void cfg_apply_listen(struct loader *ld, const struct field *field, const struct ynode *value,
+                      void *out)
 {
     struct cfg_listener *listener = out;
     size_t num = cfg_list_len(ld, field->key, value, true);
@@ -522,8 +522,8 @@ int cfg_parse_uint(struct loader *ld, const char *key, const struct ynode *node,
     return 0;
 }
 
-static void apply_max_connections(struct loader *ld, const struct field *field,
-                                  const struct ynode *value, void *out)
+void cfg_apply_max_connections(struct loader *ld, const struct field *field,
+                               const struct ynode *value, void *out)
 {
     const char *text = cfg_expect_text(ld, field->key, value, "an integer");
     if (text != NULL)
@@ -569,8 +569,8 @@ static void apply_count(struct loader *ld, const struct field *field, const stru
 /* backend.pool (http mode): idle backend connections kept per worker and
  * server; max_idle 0 turns pooling off. */
 static const struct field pool_fields[] = {
-    {"idle_timeout", false, apply_duration, offsetof(struct cfg_listener, pool_idle_timeout_ms),
-     NULL},
+    {"idle_timeout", false, cfg_apply_duration,
+     offsetof(struct cfg_listener, pool_idle_timeout_ms), NULL},
     {"max_idle", false, apply_count, offsetof(struct cfg_listener, pool_max_idle), NULL},
 };
 static const struct schema pool_schema = {"pool", "in pool", pool_fields, 2};
@@ -611,25 +611,29 @@ static void check_alpn_h2(struct loader *ld, const struct ynode *listener_node,
 }
 
 static const struct field timeouts_fields[] = {
-    {"handshake", false, apply_duration, offsetof(struct cfg_listener, handshake_timeout_ms),
+    {"handshake", false, cfg_apply_duration,
+     offsetof(struct cfg_listener, handshake_timeout_ms), NULL},
+    {"connect", false, cfg_apply_duration, offsetof(struct cfg_listener, connect_timeout_ms),
      NULL},
-    {"connect", false, apply_duration, offsetof(struct cfg_listener, connect_timeout_ms), NULL},
-    {"idle", false, apply_duration, offsetof(struct cfg_listener, idle_timeout_ms), NULL},
-    {"half_closed", false, apply_duration,
+    {"idle", false, cfg_apply_duration, offsetof(struct cfg_listener, idle_timeout_ms), NULL},
+    {"half_closed", false, cfg_apply_duration,
      offsetof(struct cfg_listener, half_closed_timeout_ms), NULL},
     /* http mode only (cfg_check_mode) */
-    {"request_header", false, apply_duration,
+    {"request_header", false, cfg_apply_duration,
      offsetof(struct cfg_listener, request_header_timeout_ms), NULL},
-    {"backend_response", false, apply_duration,
+    {"backend_response", false, cfg_apply_duration,
      offsetof(struct cfg_listener, backend_response_timeout_ms), NULL},
-    {"queue", false, apply_duration, offsetof(struct cfg_listener, queue_timeout_ms), NULL},
+    {"queue", false, cfg_apply_duration, offsetof(struct cfg_listener, queue_timeout_ms), NULL},
 };
 static const struct schema timeouts_schema = {"timeouts", "in timeouts", timeouts_fields, 7};
 
 static void apply_mode(struct loader *ld, const struct field *field, const struct ynode *value,
                        void *out)
 {
-    static const char *const names[] = {[CFG_MODE_TCP] = "tcp", [CFG_MODE_HTTP] = "http", NULL};
+    static const char *const names[] = {[CFG_MODE_TCP] = "tcp",
+                                        [CFG_MODE_HTTP] = "http",
+                                        [CFG_MODE_REDIRECT] = "redirect",
+                                        NULL};
     int chosen = cfg_choose(ld, field->key, value, names);
 
     if (chosen >= 0)
@@ -637,18 +641,21 @@ static void apply_mode(struct loader *ld, const struct field *field, const struc
 }
 
 static const struct field listener_fields[] = {
-    {"name", true, apply_name, 0, NULL},
+    {"name", true, cfg_apply_name, 0, NULL},
     {"mode", false, apply_mode, offsetof(struct cfg_listener, mode), NULL},
-    {"listen", true, apply_listen, 0, NULL},
+    {"listen", true, cfg_apply_listen, 0, NULL},
     {"tls", true, cfg_apply_tls, 0, NULL},
     {"backend", true, cfg_apply_nested, 0, &backend_schema},
     {"http", false, cfg_apply_http, offsetof(struct cfg_listener, http), NULL},
     {"http2", false, cfg_apply_http2, offsetof(struct cfg_listener, http2), NULL},
     {"timeouts", false, cfg_apply_nested, 0, &timeouts_schema},
-    {"max_connections", false, apply_max_connections,
+    {"max_connections", false, cfg_apply_max_connections,
      offsetof(struct cfg_listener, max_connections), NULL},
+    {"redirect", false, cfg_refuse_redirect, 0, NULL},
 };
-static const struct schema listener_schema = {"listener", "in listener", listener_fields, 9};
+static const struct schema listener_schema = {"listener", "in listener", listener_fields,
+                                              sizeof(listener_fields) /
+                                                  sizeof(listener_fields[0])};
 
 /* The defaults documented in conf/tlsterm.yaml. */
 static const struct cfg_listener listener_defaults = {
@@ -666,6 +673,7 @@ static const struct cfg_listener listener_defaults = {
     .http2 = {.max_concurrent_streams = 100,
               .initial_window = 256 * 1024,
               .connection_window = 1024 * 1024},
+    .redirect = {.status = 308, .port = 443},
 };
 
 static void apply_listeners(struct loader *ld, const struct field *field,
@@ -689,9 +697,17 @@ static void apply_listeners(struct loader *ld, const struct field *field,
         listener->pos = cfg_pos_of(ld, item);
         if (!cfg_expect(ld, field->key, item, YNODE_MAPPING, "a mapping"))
             continue;
+        /* A redirect listener has keys of its own (no tls, no backend):
+         * its mode chooses the schema, wherever the key stands. */
+        if (cfg_is_redirect(item)) {
+            cfg_apply_mapping(ld, &cfg_redirect_listener_schema, item, listener);
+            cfg_check_redirect(ld, item, "");
+            continue;
+        }
         cfg_apply_mapping(ld, &listener_schema, item, listener);
         /* Checks that read several keys, which may come in any order. */
         cfg_check_mode(ld, item, listener);
+        cfg_check_not_redirect(ld, item);
         if (listener->mode == CFG_MODE_TCP)
             check_alpn_h2(ld, item, listener);
     }
@@ -700,10 +716,11 @@ static void apply_listeners(struct loader *ld, const struct field *field,
 /* log.handshake_failures: the rate limit of handshake_failed lines. The
  * limits reuse the integer check of max_connections (1 to 1000000). */
 static const struct field failure_log_fields[] = {
-    {"rate", false, apply_max_connections, offsetof(struct config, failure_log_rate), NULL},
-    {"burst", false, apply_max_connections, offsetof(struct config, failure_log_burst), NULL},
-    {"summary_interval", false, apply_duration, offsetof(struct config, failure_log_summary_ms),
+    {"rate", false, cfg_apply_max_connections, offsetof(struct config, failure_log_rate), NULL},
+    {"burst", false, cfg_apply_max_connections, offsetof(struct config, failure_log_burst),
      NULL},
+    {"summary_interval", false, cfg_apply_duration,
+     offsetof(struct config, failure_log_summary_ms), NULL},
 };
 static const struct schema failure_log_schema = {"handshake_failures", "in handshake_failures",
                                                  failure_log_fields, 3};
@@ -784,11 +801,12 @@ static void check_admin(struct loader *ld)
 
 static const struct field top_fields[] = {
     {"log", false, cfg_apply_nested, 0, &log_schema},
-    {"drain_timeout", false, apply_duration, offsetof(struct config, drain_timeout_ms), NULL},
+    {"drain_timeout", false, cfg_apply_duration, offsetof(struct config, drain_timeout_ms),
+     NULL},
     {"user", false, apply_user, offsetof(struct config, user), NULL},
     {"workers", false, apply_workers, offsetof(struct config, num_workers), NULL},
-    {"max_connections", false, apply_max_connections, offsetof(struct config, max_connections),
-     NULL},
+    {"max_connections", false, cfg_apply_max_connections,
+     offsetof(struct config, max_connections), NULL},
     {"listeners", true, apply_listeners, 0, NULL},
     {"reload_on_change", false, cfg_apply_bool, offsetof(struct config, reload_on_change),
      NULL},
@@ -905,6 +923,7 @@ void config_free(struct config *config)
         free(listener->servers);
         free(listener->http.trusted_proxies);
         free(listener->http.request_id);
+        free(listener->http.hsts.value);
     }
     free(config->listeners);
     free(config->user);

@@ -106,8 +106,23 @@ enum cfg_backend_protocol {
 
 /* enum cfg_mode is what a listener does once a handshake is done. */
 enum cfg_mode {
-    CFG_MODE_TCP,  /* bytes forwarded unchanged (default) */
-    CFG_MODE_HTTP, /* HTTP/2 and HTTP/1.1 terminated, HTTP/1.1 to the backend */
+    CFG_MODE_TCP,      /* bytes forwarded unchanged (default) */
+    CFG_MODE_HTTP,     /* HTTP/2 and HTTP/1.1 terminated, HTTP/1.1 to the backend */
+    CFG_MODE_REDIRECT, /* plain HTTP/1.1, every request redirected to https:// */
+};
+
+/* struct cfg_redirect is a redirect listener's "redirect" section. */
+struct cfg_redirect {
+    uint16_t status; /* 301, 302, 307 or 308 (default) */
+    uint16_t port;   /* of the https:// target; 443 (default) is left out of it */
+};
+
+/* struct cfg_hsts is an http-mode listener's "http.hsts" (RFC 6797). */
+struct cfg_hsts {
+    uint64_t max_age_s;
+    bool include_subdomains;
+    bool preload;
+    char *value; /* the Strict-Transport-Security field value; NULL: off (default) */
 };
 
 /* struct cfg_cidr is one trusted_proxies entry: an address and prefix. */
@@ -126,6 +141,7 @@ struct cfg_http {
     char *request_id;                  /* header added when absent; NULL: none */
     bool client_cert_header;           /* X-Forwarded-Client-Cert (XFCC) with mTLS */
     uint32_t max_request_header_bytes; /* default 64 KiB */
+    struct cfg_hsts hsts;              /* added to HTTPS responses that lack it */
 };
 
 /* struct cfg_http2 is a listener's "http2" section: what its SETTINGS say. */
@@ -171,6 +187,7 @@ struct cfg_listener {
     uint32_t pool_max_idle;           /* backend.pool.max_idle per worker and server (64) */
     struct cfg_http http;
     struct cfg_http2 http2;
+    struct cfg_redirect redirect; /* mode redirect only */
 
     uint32_t handshake_timeout_ms;
     uint32_t connect_timeout_ms;
@@ -268,6 +285,12 @@ void config_print_errors(const char *text, FILE *out);
  * files a reload reads besides the configuration file itself. */
 void config_for_each_file(const struct config *config, void (*fn)(const char *path, void *arg),
                           void *arg);
+
+/* config_describe_redirect writes a redirect listener's header line and
+ * settings (target, status, request limits and timeouts) to |out| for
+ * --check, as tls_ctx_describe and config_describe_listener do for the
+ * others. */
+void config_describe_redirect(const struct cfg_listener *listener, FILE *out);
 
 /* config_parse_duration parses a duration written as a whole number and a
  * unit, "ms", "s", "m", "h" or "d" ("500ms", "30s", "5m"), into |out_ms|. It

@@ -53,9 +53,9 @@ static int parse_size(const char *text, uint64_t *out_bytes)
     return -1;
 }
 
-/* format_size writes |bytes| in the largest unit that holds it exactly
+/* cfg_format_size writes |bytes| in the largest unit that holds it exactly
  * ("64KiB", "65535") into |out| and returns |out|. */
-static const char *format_size(uint64_t bytes, char *out, size_t out_len)
+const char *cfg_format_size(uint64_t bytes, char *out, size_t out_len)
 {
     if (bytes != 0 && bytes % MIB == 0)
         snprintf(out, out_len, "%" PRIu64 "MiB", bytes / MIB);
@@ -81,14 +81,14 @@ static void apply_size(struct loader *ld, const char *key, const struct ynode *v
         cfg_fail_at(ld, value,
                     "invalid %s '%s'; expected a size from %s to %s: a number of bytes, or a "
                     "whole number with KiB or MiB (e.g. 64KiB)",
-                    key, text, format_size(min, min_text, sizeof(min_text)),
-                    format_size(max, max_text, sizeof(max_text)));
+                    key, text, cfg_format_size(min, min_text, sizeof(min_text)),
+                    cfg_format_size(max, max_text, sizeof(max_text)));
     else
         *out = (uint32_t)bytes;
 }
 
-static void apply_max_request_header_bytes(struct loader *ld, const struct field *field,
-                                           const struct ynode *value, void *out)
+void cfg_apply_max_request_header_bytes(struct loader *ld, const struct field *field,
+                                        const struct ynode *value, void *out)
 {
     apply_size(ld, field->key, value, KIB, MIB, out);
 }
@@ -259,8 +259,9 @@ static const struct field http_fields[] = {
     {"request_id", false, apply_request_id, offsetof(struct cfg_http, request_id), NULL},
     {"client_cert_header", false, cfg_apply_bool, offsetof(struct cfg_http, client_cert_header),
      NULL},
-    {"max_request_header_bytes", false, apply_max_request_header_bytes,
+    {"max_request_header_bytes", false, cfg_apply_max_request_header_bytes,
      offsetof(struct cfg_http, max_request_header_bytes), NULL},
+    {"hsts", false, cfg_apply_hsts, offsetof(struct cfg_http, hsts), NULL},
 };
 static const struct schema http_schema = {"http", "in http", http_fields,
                                           sizeof(http_fields) / sizeof(http_fields[0])};
@@ -405,9 +406,9 @@ void cfg_check_mode(struct loader *ld, const struct ynode *listener_node,
         listener->http.request_id = cfg_dup_string(ld, listener_node, DEFAULT_REQUEST_ID);
 }
 
-/* format_duration writes |ms| in the largest unit that holds it exactly
+/* cfg_format_duration writes |ms| in the largest unit that holds it exactly
  * ("2s", "5m", "1500ms") into |out| and returns |out|. */
-static const char *format_duration(uint32_t ms, char *out, size_t out_len)
+const char *cfg_format_duration(uint32_t ms, char *out, size_t out_len)
 {
     static const struct {
         const char *name;
@@ -446,7 +447,7 @@ void config_describe_listener(const struct cfg_listener *l, FILE *out)
     fprintf(out,
             "  backend.pool: max_idle %" PRIu32 " per server and worker%s, idle_timeout %s\n",
             l->pool_max_idle, l->pool_max_idle == 0 ? " (no pooling)" : "",
-            format_duration(l->pool_idle_timeout_ms, a, sizeof(a)));
+            cfg_format_duration(l->pool_idle_timeout_ms, a, sizeof(a)));
     fprintf(out, "  http.x_forwarded: %s\n", bool_text(http->x_forwarded));
     fprintf(out, "  http.forwarded: %s\n", bool_text(http->forwarded));
     fprintf(out, "  http.trusted_proxies:");
@@ -461,16 +462,18 @@ void config_describe_listener(const struct cfg_listener *l, FILE *out)
             http->request_id != NULL ? http->request_id : "(none)");
     fprintf(out, "  http.client_cert_header: %s\n", bool_text(http->client_cert_header));
     fprintf(out, "  http.max_request_header_bytes: %s\n",
-            format_size(http->max_request_header_bytes, a, sizeof(a)));
+            cfg_format_size(http->max_request_header_bytes, a, sizeof(a)));
+    fprintf(out, "  http.hsts: %s\n", http->hsts.value != NULL ? http->hsts.value : "off");
     fprintf(out,
             "  http2: max_concurrent_streams %" PRIu32 ", initial_window %s, "
             "connection_window %s\n",
-            l->http2.max_concurrent_streams, format_size(l->http2.initial_window, a, sizeof(a)),
-            format_size(l->http2.connection_window, b, sizeof(b)));
+            l->http2.max_concurrent_streams,
+            cfg_format_size(l->http2.initial_window, a, sizeof(a)),
+            cfg_format_size(l->http2.connection_window, b, sizeof(b)));
     fprintf(out, "  timeouts: request_header %s, backend_response %s, queue %s\n",
-            format_duration(l->request_header_timeout_ms, a, sizeof(a)),
-            format_duration(l->backend_response_timeout_ms, b, sizeof(b)),
-            format_duration(l->queue_timeout_ms, c, sizeof(c)));
+            cfg_format_duration(l->request_header_timeout_ms, a, sizeof(a)),
+            cfg_format_duration(l->backend_response_timeout_ms, b, sizeof(b)),
+            cfg_format_duration(l->queue_timeout_ms, c, sizeof(c)));
 }
 
 /* ---- reload ------------------------------------------------------------------- */
@@ -503,6 +506,7 @@ bool cfg_listener_same_http(const struct cfg_listener *a, const struct cfg_liste
     const struct cfg_http *ha = &a->http, *hb = &b->http;
     if (ha->x_forwarded != hb->x_forwarded || ha->forwarded != hb->forwarded ||
         !same_str(ha->request_id, hb->request_id) ||
+        !same_str(ha->hsts.value, hb->hsts.value) ||
         ha->client_cert_header != hb->client_cert_header ||
         ha->max_request_header_bytes != hb->max_request_header_bytes ||
         !same_bytes(ha->trusted_proxies, ha->num_trusted_proxies * sizeof(*ha->trusted_proxies),

@@ -106,6 +106,19 @@ void cfg_apply_nested(struct loader *ld, const struct field *field, const struct
 void cfg_apply_bool(struct loader *ld, const struct field *field, const struct ynode *value,
                     void *out);
 
+/* Handlers of config.c that the redirect listener's schema shares: the
+ * listener's name (unique), its listen addresses (none taken twice), a
+ * duration (at most 24h) into a uint32_t of milliseconds, and a count from 1
+ * to 1000000. */
+void cfg_apply_name(struct loader *ld, const struct field *field, const struct ynode *value,
+                    void *out);
+void cfg_apply_listen(struct loader *ld, const struct field *field, const struct ynode *value,
+                      void *out);
+void cfg_apply_duration(struct loader *ld, const struct field *field, const struct ynode *value,
+                        void *out);
+void cfg_apply_max_connections(struct loader *ld, const struct field *field,
+                               const struct ynode *value, void *out);
+
 /* cfg_parse_duration_max is config_parse_duration with a cap of |max_ms|
  * (whole days), into a 64-bit result. */
 int cfg_parse_duration_max(const char *text, uint64_t max_ms, uint64_t *out_ms);
@@ -146,6 +159,17 @@ void cfg_apply_http(struct loader *ld, const struct field *field, const struct y
 void cfg_apply_http2(struct loader *ld, const struct field *field, const struct ynode *value,
                      void *out);
 
+/* cfg_apply_max_request_header_bytes is the handler for
+ * http.max_request_header_bytes: a size from 1KiB to 1MiB. */
+void cfg_apply_max_request_header_bytes(struct loader *ld, const struct field *field,
+                                        const struct ynode *value, void *out);
+
+/* cfg_format_size writes |bytes| in the largest unit that holds it exactly
+ * ("64KiB", "65535"), and cfg_format_duration |ms| likewise ("2s", "5m",
+ * "1500ms"), into |out|; each returns |out|. For --check. */
+const char *cfg_format_size(uint64_t bytes, char *out, size_t out_len);
+const char *cfg_format_duration(uint32_t ms, char *out, size_t out_len);
+
 /* cfg_check_mode runs after |listener|'s mapping |listener_node| is applied,
  * since "mode" may follow the keys it governs. In tcp mode it refuses the
  * http-mode keys (http, http2, backend.max_connections, backend.pool and the
@@ -156,6 +180,38 @@ void cfg_apply_http2(struct loader *ld, const struct field *field, const struct 
  * nothing. */
 void cfg_check_mode(struct loader *ld, const struct ynode *listener_node,
                     struct cfg_listener *listener);
+
+/* ---- config_redirect.c ---- */
+
+/* cfg_is_redirect says whether the listener mapping |listener_node| says
+ * "mode: redirect". */
+bool cfg_is_redirect(const struct ynode *listener_node);
+
+/* cfg_redirect_listener_schema is the schema of a redirect listener: name,
+ * mode, listen, redirect, max_connections, http (max_request_header_bytes
+ * only) and timeouts (request_header and idle only). tls, backend, http2
+ * and the other http and timeouts keys are refused, each with why. */
+extern const struct schema cfg_redirect_listener_schema;
+
+/* cfg_check_redirect reports, in file order, each key of the redirect
+ * listener |mapping| (|section| "", recursing into http and timeouts) that
+ * its schema refuses, at the key, with why. */
+void cfg_check_redirect(struct loader *ld, const struct ynode *mapping, const char *section);
+
+/* cfg_refuse_redirect is the handler for "redirect" on a tcp- or http-mode
+ * listener: it takes nothing, and cfg_check_not_redirect, run after the
+ * listener's mapping, reports the key: it needs mode: redirect. */
+void cfg_refuse_redirect(struct loader *ld, const struct field *field,
+                         const struct ynode *value, void *out);
+void cfg_check_not_redirect(struct loader *ld, const struct ynode *listener_node);
+
+/* cfg_apply_hsts is the handler for http.hsts: a mapping of max_age
+ * (required: a duration up to 3650d, whole seconds, or 0), include_subdomains
+ * and preload. |out| is the struct cfg_hsts; its value is built here. A
+ * preload without include_subdomains is warned about (hstspreload.org
+ * refuses it), not refused. */
+void cfg_apply_hsts(struct loader *ld, const struct field *field, const struct ynode *value,
+                    void *out);
 
 /* ---- config_report.c ---- */
 

@@ -3,7 +3,9 @@
  * States, in the only order they can come (conn.h):
  *
  *   CONN_HANDSHAKE  TLS handshake with the client, bounded by
- *                   timeouts.handshake; driven by the client socket.
+ *                   timeouts.handshake; driven by the client socket. A
+ *                   redirect listener speaks plain HTTP: its conns skip
+ *                   it and start CONN_ACTIVE at accept.
  *   CONN_ACTIVE     the listener's mode (mode.h) runs over the client
  *                   transport, with deadlines of its own. After 0-RTT data
  *                   the mode starts before the client's Finished; the
@@ -47,6 +49,7 @@
 #include "clock.h"
 #include "metrics.h"
 #include "mode.h"
+#include "plain_http.h"
 #include "report.h"
 #include "report_only.h"
 #include "tls_ctx.h"
@@ -405,6 +408,19 @@ void conn_handshake_progress(struct conn *c)
         handshake_complete(c);
 }
 
+/* start_mode starts the listener's mode on |c|: after the handshake, or at
+ * accept on a redirect listener (plain HTTP). */
+static int start_mode(struct conn *c)
+{
+    conn_set_state(c, CONN_ACTIVE);
+    /* The mode watches the client socket for what it waits for; until it
+     * says so, nothing: a request already sent would otherwise keep the
+     * socket readable and the loop spinning while, say, tcp mode connects. */
+    conn_watch_client(c);
+    c->mode = mode_for(c);
+    return c->mode->start(c);
+}
+
 static int do_handshake(struct conn *c)
 {
     struct tls_io_failure failure;
@@ -418,6 +434,9 @@ static int do_handshake(struct conn *c)
         return CONN_OK;
     case TLS_IO_EOF:
     case TLS_IO_ERROR:
+        /* Plain HTTP gets an answer it can show, not a reset. */
+        if (failure.reason == END_HTTP_REQUEST_ON_TLS)
+            plain_http_answer(&c->client.sock);
         return conn_close(c, failure.reason, &failure);
     }
     /* With 0-RTT data accepted, SSL_do_handshake succeeds before the
@@ -425,13 +444,7 @@ static int do_handshake(struct conn *c)
      * handshake is not done until SSL_in_init says so. */
     c->handshake_completing = true;
     conn_handshake_progress(c);
-    conn_set_state(c, CONN_ACTIVE);
-    /* The mode watches the client socket for what it waits for; until it
-     * says so, nothing: a request already sent would otherwise keep the
-     * socket readable and the loop spinning while, say, tcp mode connects. */
-    conn_watch_client(c);
-    c->mode = mode_for(c);
-    return c->mode->start(c);
+    return start_mode(c);
 }
 
 /* ---- event callbacks ------------------------------------------------------------- */
@@ -527,8 +540,9 @@ void conn_accept(struct listener *listener, int fd, const struct sockaddr *peer,
                  socklen_t peer_len)
 {
     struct worker *worker = listener->worker;
+    bool plain = listener->cfg->mode == CFG_MODE_REDIRECT;
     struct conn *c = calloc(1, sizeof(*c));
-    if (c == NULL || transport_init(&c->client, fd, listener->tls) != 0)
+    if (c == NULL || transport_init(&c->client, fd, plain ? NULL : listener->tls) != 0)
         goto fail;
 
     c->worker = worker;
@@ -551,6 +565,10 @@ void conn_accept(struct listener *listener, int fd, const struct sockaddr *peer,
     listener_conn_opened(listener);
     metrics_conn_accepted(listener->metrics);
 
+    if (plain) {
+        start_mode(c);
+        return;
+    }
     c->handshake_deadline_ms = clock_now_ms() + c->cfg->handshake_timeout_ms;
     rearm(c);
     /* The ClientHello has usually not arrived yet: wait for it rather than

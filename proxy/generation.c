@@ -27,6 +27,8 @@ struct generation *generation_new(struct config *config, struct tickets *tickets
     }
     /* Build every listener even after a failure, to report every error. */
     for (size_t i = 0; i < config->num_listeners; i++) {
+        if (config->listeners[i].mode == CFG_MODE_REDIRECT)
+            continue; /* plain HTTP: no TLS context */
         gen->tls[i] = tls_ctx_new(&config->listeners[i], tickets,
                                   config->session_tickets.lifetime_ms, errors);
         if (gen->tls[i] == NULL)
@@ -63,6 +65,10 @@ void generation_unref(struct generation *gen)
 void generation_describe(const struct generation *gen, FILE *out)
 {
     for (size_t i = 0; i < gen->config->num_listeners; i++) {
+        if (gen->tls[i] == NULL) {
+            config_describe_redirect(&gen->config->listeners[i], out);
+            continue;
+        }
         tls_ctx_describe(gen->tls[i], out);
         config_describe_listener(&gen->config->listeners[i], out);
     }

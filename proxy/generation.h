@@ -19,7 +19,8 @@ struct generation {
     atomic_uint refs;
     unsigned id; /* 1 for the configuration loaded at start, then one per reload */
     struct config *config;
-    struct tls_ctx **tls; /* one per listener, in config order */
+    struct tls_ctx **tls; /* one per listener, in config order; NULL for a
+                             redirect listener (plain HTTP) */
 };
 
 /* generation_new builds a generation from |config|, taking ownership of it.

@@ -243,6 +243,17 @@ size_t http_error_body(int status, char *out, size_t out_len);
  * once). It returns 0, or -1 when out of memory. */
 int http_upstream_start(struct http_exchange *x);
 
+/* http_may_send_early says whether x's request may go to the backend
+ * while the client's handshake is still completing (its bytes came as TLS
+ * 1.3 early data): only GET, HEAD and OPTIONS, which RFC 8470 lets a
+ * server answer 425 to; other methods wait for the handshake. */
+bool http_may_send_early(const struct http_exchange *x);
+
+/* http_upstream_handshake_done tells x's upstream that the client's
+ * handshake completed: a request the backend answered 425 Too Early is
+ * sent again now. */
+void http_upstream_handshake_done(struct http_exchange *x);
+
 /* http_upstream_request_body tells the upstream that x->req_body has new
  * bytes or that x->req_done was set. */
 void http_upstream_request_body(struct http_exchange *x);

@@ -410,6 +410,11 @@ int http_request_write_head(struct http_exchange *x, struct evbuffer *out)
     }
     if (http->client_cert_header)
         add_xfcc(&h, c);
+    /* RFC 8470 5.1: a request forwarded before the client's handshake
+     * completed says so (unless an earlier intermediary already did, whose
+     * field passed on above), so the backend can answer 425. */
+    if (c->handshake_completing && http_fields_find(f, "early-data", 0) < 0)
+        head_add(&h, "Early-Data: 1\r\n", 15);
 
     if (req->websocket) {
         head_str(&h, "Connection: upgrade\r\nUpgrade: websocket\r\n");

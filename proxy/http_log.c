@@ -63,7 +63,10 @@ void http_exchange_log(struct http_exchange *x, const char *protocol)
         log_str(&line, "reason", http_reason_name(x->reason));
     else
         log_null(&line, "reason");
-    log_str(&line, "tls_version", tls_version_name((uint16_t)SSL_version(c->client.ssl)));
+    if (c->client.ssl != NULL)
+        log_str(&line, "tls_version", tls_version_name((uint16_t)SSL_version(c->client.ssl)));
+    else
+        log_null(&line, "tls_version"); /* a redirect listener's plain HTTP */
     log_bool(&line, "early_data", x->early_data);
     log_end(&line);
 }

@@ -308,3 +308,10 @@ void http_exchange_free(struct http_exchange *x)
     free(x->request_id);
     free(x);
 }
+
+bool http_may_send_early(const struct http_exchange *x)
+{
+    const char *m = x->req.method;
+    return m != NULL &&
+           (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0 || strcmp(m, "OPTIONS") == 0);
+}

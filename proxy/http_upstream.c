@@ -53,7 +53,7 @@
 #define UPSTREAM_READ_ROUNDS 16
 #define UPSTREAM_READ_LEN 16384
 
-enum up_state { UP_QUEUED, UP_CONNECTING, UP_OPEN };
+enum up_state { UP_QUEUED, UP_CONNECTING, UP_OPEN, UP_TOO_EARLY };
 
 struct http_upstream {
     struct http_exchange *x;
@@ -87,6 +87,9 @@ struct http_upstream {
     bool upgraded;              /* 101: the parser stopped at the new protocol */
     bool data_added;            /* bytes went to x->resp_body in this parse */
     bool retried;
+    bool sent_early;  /* written before the client's handshake completed, by us */
+    bool too_early;   /* the backend answered 425: sent again after the handshake */
+    bool swallow_425; /* the response being parsed is that 425 */
 };
 
 static void pump(struct http_upstream *up);
@@ -138,6 +141,8 @@ static void teardown(struct http_upstream *up, bool abort)
     timerq_cancel(&worker_of(up)->timers, &up->timer);
     if (up->state == UP_QUEUED && up->ps != NULL)
         backend_pool_give_up(up->ps, &up->waiter);
+    if (up->state == UP_TOO_EARLY)
+        backend_pool_closed(up->ps); /* the slot kept for sending it again */
     drop_conn(up, abort);
     if (up->out != NULL)
         evbuffer_free(up->out);
@@ -261,6 +266,8 @@ int http_upstream_start(struct http_exchange *x)
         teardown(up, true);
         return -1;
     }
+    up->sent_early =
+        x->c->handshake_completing && http_fields_find(&x->req.fields, "early-data", 0) < 0;
     up->chunked = x->req.has_body && x->req.content_length < 0 && !x->req.websocket;
     up->end_queued = !x->req.has_body;
     llhttp_init(&up->parser, HTTP_RESPONSE, &parser_settings);
@@ -522,6 +529,13 @@ static int on_headers_complete(llhttp_t *p)
         x->front->response_head(x);
         return 0;
     }
+    if (status == 425 && up->sent_early && !up->too_early && !up->body_not_held) {
+        /* Too Early, for a request we sent before the handshake completed:
+         * ours to send again once it has (RFC 8470 5.2). The client never
+         * sees this answer; its connection is not reused. */
+        up->too_early = up->swallow_425 = true;
+        return 1;
+    }
     x->resp_final = true;
     up->in_body = true;
     x->resp.content_length = (p->flags & F_CONTENT_LENGTH) && !(p->flags & F_CHUNKED)
@@ -554,6 +568,8 @@ static int on_message_complete(llhttp_t *p)
     struct http_upstream *up = up_of(p);
     struct http_exchange *x = up->x;
 
+    if (up->swallow_425)
+        return HPE_PAUSED;
     if (!x->resp_final)
         return 0; /* a 1xx: the final response follows */
     if (x->resp.status == 101)
@@ -574,6 +590,34 @@ static const llhttp_settings_t parser_settings = {
     .on_message_complete = on_message_complete,
 };
 
+/* send_again_after_handshake drops the connection that answered 425 and
+ * sends the request again once the client's handshake is complete (at
+ * once if it already is). */
+static void send_again_after_handshake(struct http_upstream *up)
+{
+    up->reusable = false;
+    if (!up->x->c->handshake_completing) {
+        retry(up);
+        return;
+    }
+    /* The connection goes, its slot stays: the request goes out again. */
+    backend_conn_free(up->conn, false);
+    up->conn = NULL;
+    up->state = UP_TOO_EARLY;
+    /* The handshake's own deadline bounds the wait; this is a backstop. */
+    timerq_set(&worker_of(up)->timers, &up->timer,
+               clock_now_ms() + up->x->c->cfg->handshake_timeout_ms);
+}
+
+void http_upstream_handshake_done(struct http_exchange *x)
+{
+    struct http_upstream *up = x->up;
+    if (up != NULL && up->state == UP_TOO_EARLY) {
+        timerq_cancel(&worker_of(up)->timers, &up->timer);
+        retry(up);
+    }
+}
+
 /* parse feeds |len| bytes to the parser; false when the upstream is gone
  * or stopped (upgraded). */
 static bool parse(struct http_upstream *up, const uint8_t *buf, size_t len)
@@ -582,6 +626,11 @@ static bool parse(struct http_upstream *up, const uint8_t *buf, size_t len)
     up->data_added = false;
     llhttp_errno_t err = llhttp_execute(&up->parser, (const char *)buf, len);
 
+    if (up->swallow_425) {
+        up->swallow_425 = false;
+        send_again_after_handshake(up);
+        return false;
+    }
     if (err == HPE_OK || err == HPE_PAUSED) {
         if (err == HPE_PAUSED &&
             (const uint8_t *)llhttp_get_error_pos(&up->parser) != buf + len)
@@ -757,6 +806,11 @@ static void on_timer(struct timerq_entry *timer)
         log_backend_problem(up, "backend_connect_failed", "timeout");
         metrics_backend_connect_failed(up->x->c->listener->metrics, METRICS_CONNECT_TIMEOUT);
         fail(up, HTTP_REASON_BACKEND_CONNECT_FAILED);
+        return;
+    case UP_TOO_EARLY:
+        log_backend_problem(up, "backend_timeout",
+                            "425 Too Early, and the handshake never completed");
+        fail(up, HTTP_REASON_BACKEND_TIMEOUT);
         return;
     case UP_OPEN:
         log_backend_problem(up, "backend_timeout",

@@ -41,9 +41,13 @@ extern const struct mode_ops mode_tcp;
  * HTTP/1.1 to the backend (mode_h2.c, mode_h1.c, http_upstream.c). */
 extern const struct mode_ops mode_h2;
 extern const struct mode_ops mode_h1;
+/* mode_redirect answers plain HTTP/1.1 with a redirect to https:// (mode
+ * redirect: no TLS, no backend; mode_redirect.c). */
+extern const struct mode_ops mode_redirect;
 
 /* mode_for returns the operations for connection |c| once its handshake is
- * done: its listener's mode, and in http mode the protocol ALPN chose. */
+ * done (at accept, for a redirect listener): its listener's mode, and in
+ * http mode the protocol ALPN chose. */
 const struct mode_ops *mode_for(const struct conn *c);
 
 struct backend_conn;

@@ -43,6 +43,7 @@
 #include "conn.h"
 #include "h1_request.h"
 #include "http.h"
+#include "http_hsts.h"
 #include "metrics.h"
 
 /* One read from the client: at most this much of a next request waits. */
@@ -88,6 +89,8 @@ struct h1 {
     bool close_after; /* the connection ends after this response */
     bool client_eof;
     bool draining;
+    bool await_handshake; /* the request waits for the handshake (0-RTT) */
+    bool handshake_news;  /* the handshake just completed */
 };
 
 static const struct http_front_ops h1_front_ops;
@@ -271,6 +274,8 @@ static void write_final_head(struct h1 *h)
     if (x->req.close || h->draining || x->req.websocket)
         h->close_after = true;
     add_status_line(h->out, status);
+    /* Out of memory only costs the response its HSTS field. */
+    (void)http_hsts_add(x);
     add_fields(h->out, &x->resp.fields);
     if (status == 204 || status == 304) {
         h->framing = FRAMING_NONE;
@@ -336,6 +341,8 @@ static int respond_error(struct conn *c, enum http_reason reason)
     add_status_line(h->out, status);
     evbuffer_add_printf(
         h->out, "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n", body_len);
+    if (http_hsts_value(c) != NULL)
+        evbuffer_add_printf(h->out, "Strict-Transport-Security: %s\r\n", http_hsts_value(c));
     add_connection(h, h->out);
     if (!is_head_request(x)) {
         evbuffer_add(h->out, body, body_len);
@@ -459,17 +466,31 @@ static int read_client(struct conn *c, bool *progress)
     struct tls_io_failure failure;
     size_t n = 0;
 
-    if (!can_read(c) || transport_wait_readable(&c->client))
+    /* While a 0-RTT handshake completes, the client is read whatever the
+     * request stands at: its Finished is among the bytes, and a response
+     * may wait for it. What app data comes with it is kept (early data is
+     * bounded by the session's max_early_data). */
+    bool for_handshake =
+        c->handshake_completing && !h->client_eof && c->client.read_wait == TRANSPORT_WAIT_NONE;
+    if ((!can_read(c) && !for_handshake) || transport_wait_readable(&c->client))
         return CONN_OK;
-    if ((h->in = malloc(IN_BUF_LEN)) == NULL)
+    uint32_t have = h->in != NULL ? h->in_end : 0;
+    uint8_t *grown = realloc(h->in, (size_t)have + IN_BUF_LEN);
+    if (grown == NULL)
         return client_gone(c, END_OUT_OF_MEMORY, NULL);
-    h->in_start = h->in_end = 0;
-    enum tls_io_result result = transport_read(&c->client, h->in, IN_BUF_LEN, &n, &failure);
-    if (c->handshake_completing)
+    if (h->in == NULL)
+        h->in_start = h->in_end = 0;
+    h->in = grown;
+    enum tls_io_result result =
+        transport_read(&c->client, h->in + h->in_end, IN_BUF_LEN, &n, &failure);
+    if (c->handshake_completing) {
         conn_handshake_progress(c);
+        if (!c->handshake_completing)
+            h->handshake_news = *progress = true;
+    }
     switch (result) {
     case TLS_IO_OK:
-        h->in_end = (uint32_t)n;
+        h->in_end += (uint32_t)n;
         c->bytes_in += n;
         metrics_bytes_client_to_backend(c->listener->metrics, n);
         h->last_activity_ms = clock_now_ms();
@@ -491,7 +512,8 @@ static int read_client(struct conn *c, bool *progress)
         in_drop(h);
         return client_gone(c, failure.reason, &failure);
     }
-    in_drop(h);
+    if (in_pending(h) == 0)
+        in_drop(h);
     return CONN_OK;
 }
 
@@ -520,8 +542,31 @@ static int start_upstream(struct conn *c)
     struct h1 *h = h1_of(c);
 
     h->rq.state = H1_REQ_BODY;
+    if (c->handshake_completing && !http_may_send_early(h->rq.x)) {
+        /* Early data: a method the backend could not refuse with 425
+         * waits until the handshake completes (RFC 8470 5.1). */
+        h->await_handshake = true;
+        return CONN_OK;
+    }
     if (http_upstream_start(h->rq.x) != 0)
         return respond_error(c, HTTP_REASON_OUT_OF_MEMORY);
+    return CONN_OK;
+}
+
+/* after_handshake starts what waited for the client's handshake to
+ * complete: a request held back, or one the backend answered 425. */
+static int after_handshake(struct conn *c)
+{
+    struct h1 *h = h1_of(c);
+    if (h->rq.x == NULL)
+        return CONN_OK;
+    if (h->await_handshake) {
+        h->await_handshake = false;
+        if (http_upstream_start(h->rq.x) != 0)
+            return respond_error(c, HTTP_REASON_OUT_OF_MEMORY);
+        return CONN_OK;
+    }
+    http_upstream_handshake_done(h->rq.x);
     return CONN_OK;
 }
 
@@ -615,6 +660,12 @@ static int step(struct conn *c, bool *progress)
 
     if (h->upgraded)
         return CONN_OK;
+    if (h->handshake_news) {
+        h->handshake_news = false;
+        *progress = true;
+        if (after_handshake(c) != CONN_OK)
+            return CONN_CLOSED;
+    }
     if (h->rq.x != NULL && h->failed) {
         *progress = true;
         if (handle_failed(c) != CONN_OK)

@@ -43,6 +43,7 @@
 #include "conn.h"
 #include "h2_mem.h"
 #include "http.h"
+#include "http_hsts.h"
 #include "metrics.h"
 #include "tls_ctx.h"
 #include "worker.h"
@@ -66,12 +67,13 @@ struct h2_stream {
     struct h2_front *front;
     struct http_exchange *x;
     int32_t id;
-    uint64_t begun_ms; /* its HEADERS began: timeouts.request_header */
-    bool head_done;    /* the request head is complete (start_request) */
-    bool head_sent;    /* the final head is submitted */
-    bool deferred;     /* the data provider waits for bytes */
-    bool answered;     /* tlsterm answered itself: no upstream */
-    bool rejected;     /* bad_request / header_too_large seen among the fields */
+    uint64_t begun_ms;    /* its HEADERS began: timeouts.request_header */
+    bool head_done;       /* the request head is complete (start_request) */
+    bool head_sent;       /* the final head is submitted */
+    bool deferred;        /* the data provider waits for bytes */
+    bool answered;        /* tlsterm answered itself: no upstream */
+    bool rejected;        /* bad_request / header_too_large seen among the fields */
+    bool await_handshake; /* 0-RTT: the request waits for the handshake */
     uint32_t fields;
 };
 
@@ -86,6 +88,7 @@ struct h2_front {
     struct h2_stream *taken; /* streams whose upstream may read again */
     char *authority_ok;      /* the last authority the certificate covered */
     bool any_request;        /* a request's headers have arrived */
+    bool handshake_news;     /* the 0-RTT handshake just completed */
     uint64_t started_ms;
     uint64_t last_activity_ms;
     struct h2_mem mem; /* the session's allocator */
@@ -109,6 +112,9 @@ static ssize_t read_body(nghttp2_session *session, int32_t id, uint8_t *buf, siz
 static int submit_head(struct h2_stream *st, bool final)
 {
     struct http_exchange *x = st->x;
+    /* First: it may add a field to those counted below. */
+    if (final && http_hsts_add(x) != 0)
+        return -1;
     const struct http_fields *fields = &x->resp.fields;
     /* nghttp2 copies the fields it is given: a common head needs no heap. */
     nghttp2_nv nva_stack[32];
@@ -523,6 +529,12 @@ static int start_request(struct h2_front *f, struct h2_stream *st, bool end_stre
     }
     if (http_fields_find(&req->fields, "expect", 0) >= 0)
         req->expect_continue = true;
+    if (f->c->handshake_completing && !http_may_send_early(x)) {
+        /* Early data: a method the backend could not refuse with 425
+         * waits until the handshake completes (RFC 8470 5.1). */
+        st->await_handshake = true;
+        return 0;
+    }
     if (http_upstream_start(x) != 0) {
         x->reason = HTTP_REASON_OUT_OF_MEMORY;
         answer(st);
@@ -568,7 +580,9 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id,
     /* The connection's window is given back at once: the bytes are in a
      * stream's buffer, which that stream's own window bounds. */
     nghttp2_session_consume_connection(session, len);
-    if (st == NULL || st->answered || st->x->up == NULL) {
+    /* A stream tlsterm answered itself drops its body; one waiting for the
+     * handshake (0-RTT) keeps it. */
+    if (st == NULL || st->answered || (st->x->up == NULL && !st->await_handshake)) {
         nghttp2_session_consume_stream(session, id, len);
         return 0;
     }
@@ -658,8 +672,11 @@ static int read_frames(struct h2_front *f, bool *out_more)
         size_t n = 0;
         enum tls_io_result result =
             transport_read(&c->client, read_buf, H2_READ_LEN, &n, &failure);
-        if (c->handshake_completing)
+        if (c->handshake_completing) {
             conn_handshake_progress(c);
+            if (!c->handshake_completing)
+                f->handshake_news = true;
+        }
         switch (result) {
         case TLS_IO_OK: {
             c->bytes_in += n;
@@ -702,6 +719,25 @@ static bool waits_for_backend(const struct h2_stream *st)
     if (x->resp_body != NULL && evbuffer_get_length(x->resp_body) >= HTTP_BODY_BUF_MAX)
         return false;
     return x->req_done || (x->req_body != NULL && evbuffer_get_length(x->req_body) > 0);
+}
+
+/* after_handshake starts what waited for the client's handshake to
+ * complete: requests held back, and those the backend answered 425. */
+static void after_handshake(struct h2_front *f)
+{
+    struct h2_stream *next;
+    for (struct h2_stream *st = f->streams; st != NULL; st = next) {
+        next = st->next;
+        if (st->await_handshake) {
+            st->await_handshake = false;
+            if (http_upstream_start(st->x) != 0) {
+                st->x->reason = HTTP_REASON_OUT_OF_MEMORY;
+                answer(st);
+            }
+        } else if (st->x != NULL) {
+            http_upstream_handshake_done(st->x);
+        }
+    }
 }
 
 /* deadline is when the connection is given up on: timeouts.idle when no
@@ -762,6 +798,10 @@ static int run(struct conn *c)
     transport_cork(&c->client);
     if (send_frames(f) != CONN_OK || read_frames(f, &more) != CONN_OK)
         return CONN_CLOSED;
+    if (f->handshake_news) {
+        f->handshake_news = false;
+        after_handshake(f);
+    }
     /* Streams whose buffers were drained let their upstreams read again;
      * what they add is sent on the next turn. */
     while (f->taken != NULL) {

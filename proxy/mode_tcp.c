@@ -623,6 +623,8 @@ const struct mode_ops *mode_for(const struct conn *c)
 {
     if (c->cfg->mode == CFG_MODE_TCP)
         return &mode_tcp;
+    if (c->cfg->mode == CFG_MODE_REDIRECT)
+        return &mode_redirect;
     const uint8_t *alpn = NULL;
     unsigned alpn_len = 0;
     SSL_get0_alpn_selected(c->client.ssl, &alpn, &alpn_len);

@@ -39,7 +39,7 @@ struct tls_ctx {
     size_t num_certs;
 };
 
-size_t tls_ctx_num_certs(const struct tls_ctx *tls) { return tls->num_certs; }
+size_t tls_ctx_num_certs(const struct tls_ctx *tls) { return tls != NULL ? tls->num_certs : 0; }
 
 const struct tls_cert *tls_ctx_cert(const struct tls_ctx *tls, size_t i)
 {
@@ -615,7 +615,7 @@ void tls_ctx_warn_expiry(const struct tls_ctx *tls)
 {
     int64_t now = (int64_t)time(NULL);
 
-    for (size_t i = 0; i < tls->num_certs; i++)
+    for (size_t i = 0; tls != NULL && i < tls->num_certs; i++)
         tls_cert_warn(&tls->certs[i], tls->listener, now);
 }
 

@@ -48,7 +48,8 @@ void tls_ctx_describe(const struct tls_ctx *tls, FILE *out);
  * |tls|'s certificates that is expired (allow_expired), not yet valid or
  * expires within expiry_warning, and an "ocsp_stale" warning for each OCSP
  * response past its nextUpdate (no longer stapled). tls_ctx_new calls it once;
- * call it daily while running. Thread-safe: it only reads |tls|. */
+ * call it daily while running. Thread-safe: it only reads |tls|. NULL (a
+ * redirect listener's) is allowed. */
 void tls_ctx_warn_expiry(const struct tls_ctx *tls);
 
 /* tls_ctx_peer_subject writes the subject of the client's certificate
@@ -81,7 +82,8 @@ struct tls_ctx_san {
  * tls_ctx_peer_subject. */
 int tls_ctx_peer_san(const SSL *ssl, struct tls_ctx_san *out);
 
-/* tls_ctx_num_certs returns how many certificates |tls| serves, and
+/* tls_ctx_num_certs returns how many certificates |tls| serves (0 for NULL,
+ * a redirect listener's), and
  * tls_ctx_cert the |i|th, owned by |tls| (see tls_cert.h). */
 size_t tls_ctx_num_certs(const struct tls_ctx *tls);
 const struct tls_cert *tls_ctx_cert(const struct tls_ctx *tls, size_t i);

@@ -42,7 +42,8 @@ struct tls_io_failure tls_io_classify(int ssl_error, uint32_t packed_error, int 
         /* A socket error is never an EOF: whatever the client was sending
          * may be cut short. The detail names the errno. */
         failure.reason = END_TCP_RESET;
-        failure.detail = sys_errno == ECONNRESET ? "CONNECTION_RESET" : strerrorname_np(sys_errno);
+        failure.detail =
+            sys_errno == ECONNRESET ? "CONNECTION_RESET" : strerrorname_np(sys_errno);
         if (failure.detail == NULL)
             failure.detail = "SOCKET_ERROR";
         return failure;
@@ -179,10 +180,23 @@ static void remember_tail(struct tls_io_socket *sock, const uint8_t *bytes, size
         sock->tail_len = TLS_IO_TAIL_LEN;
         return;
     }
-    size_t keep = sock->tail_len + len > TLS_IO_TAIL_LEN ? TLS_IO_TAIL_LEN - len : sock->tail_len;
+    size_t keep =
+        sock->tail_len + len > TLS_IO_TAIL_LEN ? TLS_IO_TAIL_LEN - len : sock->tail_len;
     memmove(sock->tail, sock->tail + sock->tail_len - keep, keep);
     memcpy(sock->tail + keep, bytes, len);
     sock->tail_len = (uint8_t)(keep + len);
+}
+
+/* remember_head keeps the first TLS_IO_HEAD_LEN bytes handed to the SSL. */
+static void remember_head(struct tls_io_socket *sock, const char *bytes, size_t len)
+{
+    size_t room = TLS_IO_HEAD_LEN - sock->head_len;
+    size_t n = len < room ? len : room;
+
+    if (n == 0)
+        return;
+    memcpy(sock->head + sock->head_len, bytes, n);
+    sock->head_len = (uint8_t)(sock->head_len + n);
 }
 
 /* take_readahead gives the SSL up to |len| bytes of what an earlier read
@@ -193,6 +207,7 @@ static int take_readahead(struct tls_io_socket *sock, char *out, int len)
     if ((uint32_t)len < n)
         n = (uint32_t)len;
     memcpy(out, sock->readahead + sock->readahead_start, n);
+    remember_head(sock, out, n);
     sock->readahead_start += n;
     if (sock->readahead_start == sock->readahead_end) {
         free(sock->readahead);
@@ -252,6 +267,7 @@ static int socket_bio_read(BIO *bio, char *out, int len)
     sock->bytes_read += (uint64_t)n;
     /* A read that did not fill both buffers emptied the socket. */
     sock->drained = (size_t)n < (size_t)len + sizeof(readahead_scratch);
+    remember_head(sock, out, n <= len ? (size_t)n : (size_t)len);
     if (n <= len) {
         remember_tail(sock, (const uint8_t *)out, (size_t)n);
         return (int)n;
@@ -339,6 +355,22 @@ enum tls_io_result tls_io_flush(struct tls_io_socket *sock)
     if (sock->out == NULL || send_out(sock) == 0)
         return TLS_IO_OK;
     return errno == EAGAIN || errno == EWOULDBLOCK ? TLS_IO_WANT_WRITE : TLS_IO_ERROR;
+}
+
+size_t tls_io_received(const struct tls_io_socket *sock, uint8_t *out, size_t out_len)
+{
+    size_t kept = sock->readahead != NULL ? sock->readahead_end - sock->readahead_start : 0;
+    size_t taken = (size_t)sock->bytes_read - kept;
+
+    if (taken > sock->head_len)
+        return 0;
+    size_t n = taken < out_len ? taken : out_len;
+    memcpy(out, sock->head, n);
+    if (kept > out_len - n)
+        kept = out_len - n;
+    if (kept > 0)
+        memcpy(out + n, sock->readahead + sock->readahead_start, kept);
+    return n + kept;
 }
 
 void tls_io_socket_cleanup(struct tls_io_socket *sock)
@@ -462,8 +494,8 @@ enum tls_io_result tls_io_handshake(SSL *ssl, const struct tls_io_socket *sock,
  * for an established connection. */
 static void after_handshake(struct tls_io_failure *failure)
 {
-    failure->reason = failure->reason == END_TCP_RESET ? END_CLIENT_RESET
-                                                       : END_CLIENT_TLS_ERROR;
+    failure->reason =
+        failure->reason == END_TCP_RESET ? END_CLIENT_RESET : END_CLIENT_TLS_ERROR;
 }
 
 enum tls_io_result tls_io_read(SSL *ssl, uint8_t *buf, size_t len, size_t *out_len,
@@ -484,8 +516,8 @@ enum tls_io_result tls_io_read(SSL *ssl, uint8_t *buf, size_t len, size_t *out_l
     return result;
 }
 
-enum tls_io_result tls_io_write(SSL *ssl, const uint8_t *buf, size_t len,
-                                size_t *out_len, struct tls_io_failure *out_failure)
+enum tls_io_result tls_io_write(SSL *ssl, const uint8_t *buf, size_t len, size_t *out_len,
+                                struct tls_io_failure *out_failure)
 {
     ERR_clear_error();
     errno = 0;

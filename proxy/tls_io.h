@@ -2,10 +2,10 @@
  *
  * The SSL reads and writes the socket through a small BIO of ours rather
  * than BoringSSL's socket BIO, so that a failed handshake can be explained
- * from what the client actually sent: how many bytes, and the last few (a client that rejects our certificate in TLS 1.3 often sends its
- * alert in plaintext, which BoringSSL can only report as a bad record). Every
- * call here clears the error queue first, so the classification of a
- * failure looks only at the error the call itself raised. */
+ * from what the client actually sent: how many bytes, and the last few (a client that rejects
+ * our certificate in TLS 1.3 often sends its alert in plaintext, which BoringSSL can only
+ * report as a bad record). Every call here clears the error queue first, so the classification
+ * of a failure looks only at the error the call itself raised. */
 #ifndef TLSTERM_TLS_IO_H
 #define TLSTERM_TLS_IO_H
 
@@ -40,6 +40,11 @@ struct tls_io_failure {
 /* TLS_IO_TAIL_LEN bytes: a TLS record header plus a two-byte alert. */
 #define TLS_IO_TAIL_LEN 7
 
+/* TLS_IO_HEAD_LEN bytes of the start of the stream are kept: enough for
+ * what BoringSSL reads before it can tell plain HTTP from TLS (a record
+ * header), so that the request can be read back (tls_io_received). */
+#define TLS_IO_HEAD_LEN 16
+
 /* TLS_IO_READAHEAD_LEN is how many bytes past what the SSL asked for one
  * read may take from the socket: two full records, so that a bulk upload
  * costs at most one recv per record instead of two (header, then body). */
@@ -62,8 +67,8 @@ struct tls_io_socket {
      * more. A level-triggered event loop makes this safe: bytes that arrive
      * meanwhile leave the socket readable. */
     bool drained;
-    bool corked; /* records are gathered in |out| until tls_io_flush */
-    int last_errno; /* of the last failed socket call, 0 after an EOF */
+    bool corked;         /* records are gathered in |out| until tls_io_flush */
+    int last_errno;      /* of the last failed socket call, 0 after an EOF */
     uint64_t bytes_read; /* raw bytes from the client, TLS framing included */
     uint8_t *readahead;
     uint32_t readahead_start, readahead_end;
@@ -71,6 +76,8 @@ struct tls_io_socket {
     uint32_t out_start, out_end;
     uint8_t tail[TLS_IO_TAIL_LEN]; /* the last bytes read, oldest first */
     uint8_t tail_len;
+    uint8_t head[TLS_IO_HEAD_LEN]; /* the first bytes handed to the SSL */
+    uint8_t head_len;
     /* What the client offered, from its ClientHello: owned here from the
      * ClientHello until tls_io_forget_hello, so a failed handshake can be
      * explained; an established connection keeps none. */
@@ -102,6 +109,13 @@ static inline bool tls_io_has_output(const struct tls_io_socket *sock)
 {
     return sock->out != NULL;
 }
+
+/* tls_io_received copies the bytes read from |sock|'s socket so far (what
+ * the SSL took, then the read-ahead it has not) into |out|, at most
+ * |out_len|, and returns how many. It returns 0 when the SSL took more than
+ * TLS_IO_HEAD_LEN bytes: the start is no longer known. For answering plain
+ * HTTP after a failed handshake (plain_http.h). */
+size_t tls_io_received(const struct tls_io_socket *sock, uint8_t *out, size_t out_len);
 
 /* tls_io_socket_cleanup frees |sock|'s buffers and ClientHello summary; the
  * descriptor stays open (its owner closes it). */
@@ -142,8 +156,8 @@ enum tls_io_result tls_io_read(SSL *ssl, uint8_t *buf, size_t len, size_t *out_l
 /* tls_io_write writes up to |len| bytes from |buf| (partial writes enabled:
  * |*out_len| may be less than |len|). After TLS_IO_WANT_WRITE the caller
  * retries with the same |buf| start and at least the same |len|. */
-enum tls_io_result tls_io_write(SSL *ssl, const uint8_t *buf, size_t len,
-                                size_t *out_len, struct tls_io_failure *out_failure);
+enum tls_io_result tls_io_write(SSL *ssl, const uint8_t *buf, size_t len, size_t *out_len,
+                                struct tls_io_failure *out_failure);
 
 /* tls_io_close_notify sends close_notify without waiting for the peer's.
  * It returns TLS_IO_OK once sealed (corked: once in the out buffer; flush

@@ -1,6 +1,8 @@
 /* transport: TLS on the client socket. See transport.h. */
 #include "transport.h"
 
+#include <errno.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -10,6 +12,8 @@
 int transport_init(struct transport *t, int fd, struct tls_ctx *tls)
 {
     t->sock.fd = fd;
+    if (tls == NULL)
+        return 0;
     t->ssl = tls_ctx_new_ssl(tls, &t->sock);
     return t->ssl != NULL ? 0 : -1;
 }
@@ -44,9 +48,70 @@ enum tls_io_result transport_handshake(struct transport *t, struct tls_io_failur
     return result;
 }
 
+/* socket_failure describes the socket error |err| of an established plain
+ * connection. */
+static enum tls_io_result socket_failure(int err, struct tls_io_failure *out_failure)
+{
+    const char *name = err == ECONNRESET ? "CONNECTION_RESET" : strerrorname_np(err);
+    *out_failure = (struct tls_io_failure){.reason = END_CLIENT_RESET,
+                                           .detail = name != NULL ? name : "SOCKET_ERROR"};
+    return TLS_IO_ERROR;
+}
+
+/* plain_read and plain_write are transport_read and transport_write without
+ * TLS. A read that does not fill |buf| emptied the socket (|drained|). */
+static enum tls_io_result plain_read(struct transport *t, uint8_t *buf, size_t len,
+                                     size_t *out_len, struct tls_io_failure *out_failure)
+{
+    ssize_t n;
+
+    if (t->sock.drained)
+        return TLS_IO_WANT_READ;
+    do
+        n = recv(t->sock.fd, buf, len, 0);
+    while (n < 0 && errno == EINTR);
+    if (n > 0) {
+        *out_len = (size_t)n;
+        t->sock.bytes_read += (uint64_t)n;
+        t->sock.drained = (size_t)n < len;
+        return TLS_IO_OK;
+    }
+    if (n == 0)
+        return TLS_IO_EOF;
+    t->sock.last_errno = errno;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        t->sock.drained = true;
+        return TLS_IO_WANT_READ;
+    }
+    return socket_failure(errno, out_failure);
+}
+
+static enum tls_io_result plain_write(struct transport *t, const uint8_t *buf, size_t len,
+                                      size_t *out_len, struct tls_io_failure *out_failure)
+{
+    ssize_t n;
+
+    do
+        n = send(t->sock.fd, buf, len, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n >= 0) {
+        *out_len = (size_t)n;
+        return TLS_IO_OK;
+    }
+    t->sock.last_errno = errno;
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return TLS_IO_WANT_WRITE;
+    return socket_failure(errno, out_failure);
+}
+
 enum tls_io_result transport_read(struct transport *t, uint8_t *buf, size_t len,
                                   size_t *out_len, struct tls_io_failure *out_failure)
 {
+    if (t->ssl == NULL) {
+        enum tls_io_result plain = plain_read(t, buf, len, out_len, out_failure);
+        t->read_wait = wait_for(plain);
+        return plain;
+    }
     enum tls_io_result result = tls_io_read(t->ssl, buf, len, out_len, out_failure);
     t->read_wait = wait_for(result);
     if (result == TLS_IO_EOF && SSL_in_init(t->ssl)) {
@@ -60,7 +125,8 @@ enum tls_io_result transport_read(struct transport *t, uint8_t *buf, size_t len,
 
 bool transport_wait_readable(struct transport *t)
 {
-    if (!t->sock.drained || t->sock.readahead != NULL || SSL_has_pending(t->ssl))
+    if (!t->sock.drained || t->sock.readahead != NULL ||
+        (t->ssl != NULL && SSL_has_pending(t->ssl)))
         return false;
     t->read_wait = TRANSPORT_WAIT_READ;
     return true;
@@ -69,14 +135,16 @@ bool transport_wait_readable(struct transport *t)
 enum tls_io_result transport_write(struct transport *t, const uint8_t *buf, size_t len,
                                    size_t *out_len, struct tls_io_failure *out_failure)
 {
-    enum tls_io_result result = tls_io_write(t->ssl, buf, len, out_len, out_failure);
+    enum tls_io_result result = t->ssl != NULL
+                                    ? tls_io_write(t->ssl, buf, len, out_len, out_failure)
+                                    : plain_write(t, buf, len, out_len, out_failure);
     t->write_wait = wait_for(result);
     return result;
 }
 
 enum tls_io_result transport_close_notify(struct transport *t)
 {
-    if (t->close_notify_sent)
+    if (t->close_notify_sent || t->ssl == NULL)
         return TLS_IO_OK;
     enum tls_io_result result = tls_io_close_notify(t->ssl);
     t->write_wait = wait_for(result);

@@ -1,5 +1,6 @@
-/* transport: the client side of a connection: TLS on the client socket, and
- * which readiness each blocked operation waits for.
+/* transport: the client side of a connection: TLS on the client socket (or
+ * plain TCP on a redirect listener's), and which readiness each blocked
+ * operation waits for.
  *
  * A TLS read can wait for writability and a TLS write for readability (a
  * handshake message or a key update in the way), so each blocked operation
@@ -28,7 +29,7 @@ enum transport_wait { TRANSPORT_WAIT_NONE, TRANSPORT_WAIT_READ, TRANSPORT_WAIT_W
 
 struct transport {
     struct tls_io_socket sock;
-    SSL *ssl;
+    SSL *ssl; /* NULL: plain TCP (a redirect listener) */
     struct event ev;
     short armed;            /* what |ev| is armed for; 0: not armed */
     uint8_t read_wait;      /* enum transport_wait of the blocked read (or handshake) */
@@ -37,8 +38,9 @@ struct transport {
 };
 
 /* transport_init makes |t| the TLS server side of the accepted socket |fd|,
- * with an SSL from |tls|. It returns 0, or -1 (out of memory) leaving |fd|
- * to the caller. */
+ * with an SSL from |tls|, or with |tls| NULL its plain TCP side: reads and
+ * writes then go to the socket as they are, and close_notify is a no-op.
+ * It returns 0, or -1 (out of memory) leaving |fd| to the caller. */
 int transport_init(struct transport *t, int fd, struct tls_ctx *tls);
 
 /* transport_cleanup stops |t|'s event, frees its SSL and buffers and closes

@@ -8,6 +8,7 @@ backend=$!
 trap 'kill "$backend" 2>/dev/null || true' EXIT
 trap 'true' INT TERM  # tlsterm gets the signal too and drains; then we clean up
 echo "tlsterm: try  curl --http2 --cacert certs/dev/ca.pem https://localhost:8443/"
+echo "         and  curl -i http://localhost:8081/  (a redirect to https://localhost:8443/)"
 status=0
 build/release/tlsterm -c conf/tlsterm.yaml || status=$?
 exit "$status"

@@ -30,6 +30,8 @@ Behaviour by path (the query string is ignored unless named):
   /echo          the response body is the request body, streamed as it
                  arrives: Content-Length when the request had one, chunked
                  otherwise. Any size.
+  /early         425 Too Early when the request says Early-Data: 1, else
+                 what /headers answers.
   /headers       JSON: method, target, version, headers (a list of
                  [name, value] exactly as received, in order), peer, conn, n,
                  body_len (the body is read and counted).
@@ -52,6 +54,8 @@ Behaviour by path (the query string is ignored unless named):
   /hop           answers 200 with hop-by-hop fields the proxy must remove
                  (Connection: x-hop-resp, X-Hop-Resp, Keep-Alive,
                  Proxy-Connection, Upgrade) and X-End-To-End: kept.
+  /hsts          answers 200 with its own Strict-Transport-Security:
+                 max-age=60.
   /ws            WebSocket: checks the Upgrade request, answers 101 with the
                  Sec-WebSocket-Accept, then echoes each frame (text, binary,
                  ping as pong) unmasked until a close frame, which it
@@ -344,6 +348,16 @@ async def route_headers(conn, req):
     })
 
 
+async def route_early(conn, req):
+    """/early: 425 Too Early to a request marked Early-Data: 1 (RFC 8470),
+    otherwise what /headers answers."""
+    if any(n.lower() == "early-data" and v.strip() == "1" for n, v in req.headers):
+        await req.drain()
+        await conn.respond(req, 425, b"too early\n")
+        return
+    await route_headers(conn, req)
+
+
 async def route_bytes(conn, req):
     await req.drain()
     n = int(req.path.split("/")[2])
@@ -445,6 +459,13 @@ async def route_hop(conn, req):
     ])
 
 
+async def route_hsts(conn, req):
+    await req.drain()
+    await conn.respond(req, 200, b"hsts\n", headers=[
+        ("Strict-Transport-Security", "max-age=60"),
+    ])
+
+
 async def route_ws(conn, req):
     await req.drain()
     key = req.value("sec-websocket-key")
@@ -496,11 +517,12 @@ def ws_frame(opcode, payload, mask=None):
 
 
 ROUTES = {
+    "early": route_early,
     "echo": route_echo, "headers": route_headers, "bytes": route_bytes, "sha": route_sha,
     "status": route_status, "trailers": route_trailers, "slow": route_slow,
     "silent": route_silent, "continue": route_continue, "close": route_close,
     "drop": route_drop, "drop-mid": route_drop_mid, "invalid": route_invalid,
-    "hop": route_hop, "ws": route_ws,
+    "hop": route_hop, "ws": route_ws, "hsts": route_hsts,
 }
 
 

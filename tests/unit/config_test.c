@@ -385,13 +385,13 @@ static void test_unknown_keys(void **state)
         "logs: {}\n"
         "log: {levl: info, color: x}\n",
         "t.yaml:3:5: unknown key 'lsiten' in listener; did you mean 'listen'? allowed: "
-        "name, mode, listen, tls, backend, http, http2, timeouts, max_connections\n"
+        "name, mode, listen, tls, backend, http, http2, timeouts, max_connections, redirect\n"
         "t.yaml:8:5: unknown key 'backends' in listener; did you mean 'backend'? "
-        "allowed: name, mode, listen, tls, backend, http, http2, timeouts, max_connections\n"
+        "allowed: name, mode, listen, tls, backend, http, http2, timeouts, max_connections, redirect\n"
         "t.yaml:9:5: unknown key 'zzz' in listener; allowed: name, mode, listen, tls, backend, "
-        "http, http2, timeouts, max_connections\n"
+        "http, http2, timeouts, max_connections, redirect\n"
         "t.yaml:10:5: unknown key 'nmae' in listener; allowed: name, mode, listen, tls, "
-        "backend, http, http2, timeouts, max_connections\n"
+        "backend, http, http2, timeouts, max_connections, redirect\n"
         "t.yaml:11:1: unknown key 'logs' at the top level; allowed: log, drain_timeout, "
         "user, workers, max_connections, listeners, reload_on_change, session_tickets, admin, "
         "report\n"
@@ -401,7 +401,7 @@ static void test_unknown_keys(void **state)
         "handshake_failures, access\n");
     expect_errors(LISTENER_HEAD TLS_OK "    listn: x\n" BACKEND_OK,
                   "t.yaml:8:5: unknown key 'listn' in listener; allowed: "
-                  "name, mode, listen, tls, backend, http, http2, timeouts, max_connections\n");
+                  "name, mode, listen, tls, backend, http, http2, timeouts, max_connections, redirect\n");
     expect_errors("\"bad\\tkey\": 1\n" MINIMAL,
                   "t.yaml:1:1: unknown key 'bad?key' at the top level; allowed: log, "
                   "drain_timeout, user, workers, max_connections, listeners, reload_on_change, "
@@ -1326,34 +1326,34 @@ static void test_http_keys_refused_in_tcp_mode(void **state)
                           "    http2: {}\n"
                           "    timeouts: {idle: 1s, request_header: 1s, backend_response: 1s, "
                           "queue: 1s}\n",
-                  "t.yaml:10:7: http settings need mode: http: this listener is in tcp mode "
-                  "(the default), where 'backend.max_connections' has no effect; add 'mode: "
+                  "t.yaml:10:7: http settings need mode: http: this listener is in tcp mode, "
+                  "where 'backend.max_connections' has no effect; add 'mode: "
                   "http' or remove it\n"
-                  "t.yaml:11:7: http settings need mode: http: this listener is in tcp mode "
-                  "(the default), where 'backend.pool' has no effect; add 'mode: http' or "
+                  "t.yaml:11:7: http settings need mode: http: this listener is in tcp mode, "
+                  "where 'backend.pool' has no effect; add 'mode: http' or "
                   "remove it\n"
-                  "t.yaml:12:5: http settings need mode: http: this listener is in tcp mode "
-                  "(the default), where 'http' has no effect; add 'mode: http' or remove it\n"
-                  "t.yaml:13:5: http settings need mode: http: this listener is in tcp mode "
-                  "(the default), where 'http2' has no effect; add 'mode: http' or remove it\n"
-                  "t.yaml:14:26: http settings need mode: http: this listener is in tcp mode "
-                  "(the default), where 'timeouts.request_header' has no effect; add 'mode: "
+                  "t.yaml:12:5: http settings need mode: http: this listener is in tcp mode, "
+                  "where 'http' has no effect; add 'mode: http' or remove it\n"
+                  "t.yaml:13:5: http settings need mode: http: this listener is in tcp mode, "
+                  "where 'http2' has no effect; add 'mode: http' or remove it\n"
+                  "t.yaml:14:26: http settings need mode: http: this listener is in tcp mode, "
+                  "where 'timeouts.request_header' has no effect; add 'mode: "
                   "http' or remove it\n"
-                  "t.yaml:14:46: http settings need mode: http: this listener is in tcp mode "
-                  "(the default), where 'timeouts.backend_response' has no effect; add 'mode: "
+                  "t.yaml:14:46: http settings need mode: http: this listener is in tcp mode, "
+                  "where 'timeouts.backend_response' has no effect; add 'mode: "
                   "http' or remove it\n"
-                  "t.yaml:14:68: http settings need mode: http: this listener is in tcp mode "
-                  "(the default), where 'timeouts.queue' has no effect; add 'mode: http' or "
+                  "t.yaml:14:68: http settings need mode: http: this listener is in tcp mode, "
+                  "where 'timeouts.queue' has no effect; add 'mode: http' or "
                   "remove it\n");
     expect_errors(
         MINIMAL "    mode: tcp\n"
                 "    http2: {max_concurrent_streams: 5}\n",
-        "t.yaml:11:5: http settings need mode: http: this listener is in tcp mode "
-        "(the default), where 'http2' has no effect; add 'mode: http' or remove it\n");
+        "t.yaml:11:5: http settings need mode: http: this listener is in tcp mode, "
+        "where 'http2' has no effect; add 'mode: http' or remove it\n");
     /* A bad mode is reported alone: what depends on it would be noise. */
     expect_errors(MINIMAL "    mode: https\n"
                           "    http: {}\n",
-                  "t.yaml:10:11: invalid mode 'https'; allowed: tcp, http\n");
+                  "t.yaml:10:11: invalid mode 'https'; allowed: tcp, http, redirect\n");
 }
 
 static void test_http_mode_errors(void **state)
@@ -1388,7 +1388,7 @@ static void test_http_mode_errors(void **state)
                   "64KiB)\n"
                   "t.yaml:16:7: unknown key 'request_ids' in http; "
                   "allowed: x_forwarded, forwarded, trusted_proxies, request_id, "
-                  "client_cert_header, max_request_header_bytes\n"
+                  "client_cert_header, max_request_header_bytes, hsts\n"
                   "t.yaml:18:31: invalid max_concurrent_streams '10001'; expected an integer "
                   "from 1 to 10000\n"
                   "t.yaml:19:23: invalid initial_window '2048MiB'; expected a size from 1 to "

@@ -381,6 +381,15 @@ static void test_handshake_http_request(void **state)
     check_failure(failure, END_HTTP_REQUEST_ON_TLS, 0, "HTTP_REQUEST");
     assert_true(p->sock.bytes_read > 0 && p->sock.bytes_read <= strlen(request));
     check_tail(p, (const uint8_t *)request, (size_t)p->sock.bytes_read);
+    /* The request can be read back, to answer it (plain_http.c): what the
+     * SSL took is in the kept head, the rest in the read-ahead. */
+    uint8_t received[128];
+    size_t len = tls_io_received(&p->sock, received, sizeof(received));
+    assert_int_equal(len, (size_t)p->sock.bytes_read);
+    assert_memory_equal(received, request, len);
+    /* A short buffer gets the start. */
+    assert_int_equal(tls_io_received(&p->sock, received, 3), 3);
+    assert_memory_equal(received, "GET", 3);
 }
 
 static void test_handshake_eof(void **state)
