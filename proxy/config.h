@@ -144,11 +144,23 @@ struct cfg_http {
     struct cfg_hsts hsts;              /* added to HTTPS responses that lack it */
 };
 
-/* struct cfg_http2 is a listener's "http2" section: what its SETTINGS say. */
+/* struct cfg_http2 is a listener's "http2" section: what its SETTINGS say
+ * and the attack limits of its HTTP/2 front (h2_limits.h). */
 struct cfg_http2 {
-    uint32_t max_concurrent_streams; /* default 100 */
-    uint32_t initial_window;         /* stream window, default 256 KiB */
-    uint32_t connection_window;      /* default 1 MiB */
+    uint32_t max_concurrent_streams;     /* default 100 */
+    uint32_t initial_window;             /* stream window, default 256 KiB */
+    uint32_t connection_window;          /* default 1 MiB */
+    uint32_t header_table_size;          /* HPACK dynamic table, both ways: default 4096 */
+    uint32_t reset_burst;                /* client RST_STREAMs at once: default 1000 */
+    uint32_t reset_rate;                 /* ... refilled per second: default 33 */
+    uint32_t glitch_burst;               /* glitches at once: default 1000 */
+    uint32_t glitch_rate;                /* ... refilled per second: default 330 */
+    uint32_t max_continuations;          /* CONTINUATION frames per header block: default 8 */
+    uint32_t max_streams_per_connection; /* over a connection's life: default 10000 */
+    uint32_t max_outbound_acks;          /* SETTINGS/PING ACKs queued: default 1000 */
+    uint32_t max_outbound_frames;        /* frames queued after a read: default 10000 */
+    uint32_t settings_timeout_ms;        /* our SETTINGS unacknowledged: default 10s */
+    uint32_t write_timeout_ms;           /* no progress toward a client: default 30s */
 };
 
 struct cfg_listener {

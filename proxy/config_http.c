@@ -5,7 +5,11 @@
  *   http: {x_forwarded: true, forwarded: false, trusted_proxies: ["10.0.0.0/8"],
  *          request_id: X-Request-Id, client_cert_header: false,
  *          max_request_header_bytes: 64KiB}
- *   http2: {max_concurrent_streams: 100, initial_window: 256KiB, connection_window: 1MiB}
+ *   http2: {max_concurrent_streams: 100, initial_window: 256KiB, connection_window: 1MiB,
+ *           header_table_size: 4096, reset_burst: 1000, reset_rate: 33,
+ *           glitch_burst: 1000, glitch_rate: 330, max_continuations: 8,
+ *           max_streams_per_connection: 10000, max_outbound_acks: 1000,
+ *           max_outbound_frames: 10000, settings_timeout: 10s, write_timeout: 30s}
  *
  * "mode" may come after the keys it governs, so the handlers here only check
  * values; cfg_check_mode runs once the listener's mapping is applied and
@@ -112,6 +116,44 @@ static void apply_max_concurrent_streams(struct loader *ld, const struct field *
 
     if (text != NULL)
         cfg_parse_uint(ld, field->key, value, text, 1, MAX_CONCURRENT_STREAMS_MAX, out);
+}
+
+/* apply_count stores the whole number |value| for |field| in |out| if it
+ * lies from |min| to |max|, and reports it otherwise. */
+static void apply_count(struct loader *ld, const struct field *field, const struct ynode *value,
+                        uint32_t min, uint32_t max, void *out)
+{
+    const char *text = cfg_expect_text(ld, field->key, value, "an integer");
+
+    if (text != NULL)
+        cfg_parse_uint(ld, field->key, value, text, min, max, out);
+}
+
+/* The attack limits (h2_limits.h): bursts and rates of the token buckets,
+ * counts of frames and streams. */
+static void apply_bucket(struct loader *ld, const struct field *field,
+                         const struct ynode *value, void *out)
+{
+    apply_count(ld, field, value, 1, 1000000, out);
+}
+
+static void apply_max_continuations(struct loader *ld, const struct field *field,
+                                    const struct ynode *value, void *out)
+{
+    apply_count(ld, field, value, 0, 1000, out);
+}
+
+static void apply_max_streams_per_connection(struct loader *ld, const struct field *field,
+                                             const struct ynode *value, void *out)
+{
+    /* A client has 2^30 stream ids in all. */
+    apply_count(ld, field, value, 1, 1U << 30, out);
+}
+
+static void apply_header_table_size(struct loader *ld, const struct field *field,
+                                    const struct ynode *value, void *out)
+{
+    apply_size(ld, field->key, value, 0, 64 * KIB, out);
 }
 
 /* parse_cidr reads "10.0.0.0/8", "2001:db8::/32" or a bare address (a /32
@@ -273,6 +315,24 @@ static const struct field http2_fields[] = {
      NULL},
     {"connection_window", false, apply_connection_window,
      offsetof(struct cfg_http2, connection_window), NULL},
+    {"header_table_size", false, apply_header_table_size,
+     offsetof(struct cfg_http2, header_table_size), NULL},
+    {"reset_burst", false, apply_bucket, offsetof(struct cfg_http2, reset_burst), NULL},
+    {"reset_rate", false, apply_bucket, offsetof(struct cfg_http2, reset_rate), NULL},
+    {"glitch_burst", false, apply_bucket, offsetof(struct cfg_http2, glitch_burst), NULL},
+    {"glitch_rate", false, apply_bucket, offsetof(struct cfg_http2, glitch_rate), NULL},
+    {"max_continuations", false, apply_max_continuations,
+     offsetof(struct cfg_http2, max_continuations), NULL},
+    {"max_streams_per_connection", false, apply_max_streams_per_connection,
+     offsetof(struct cfg_http2, max_streams_per_connection), NULL},
+    {"max_outbound_acks", false, apply_bucket, offsetof(struct cfg_http2, max_outbound_acks),
+     NULL},
+    {"max_outbound_frames", false, apply_bucket,
+     offsetof(struct cfg_http2, max_outbound_frames), NULL},
+    {"settings_timeout", false, cfg_apply_duration,
+     offsetof(struct cfg_http2, settings_timeout_ms), NULL},
+    {"write_timeout", false, cfg_apply_duration, offsetof(struct cfg_http2, write_timeout_ms),
+     NULL},
 };
 static const struct schema http2_schema = {"http2", "in http2", http2_fields,
                                            sizeof(http2_fields) / sizeof(http2_fields[0])};
@@ -464,12 +524,23 @@ void config_describe_listener(const struct cfg_listener *l, FILE *out)
     fprintf(out, "  http.max_request_header_bytes: %s\n",
             cfg_format_size(http->max_request_header_bytes, a, sizeof(a)));
     fprintf(out, "  http.hsts: %s\n", http->hsts.value != NULL ? http->hsts.value : "off");
+    const struct cfg_http2 *h2 = &l->http2;
     fprintf(out,
             "  http2: max_concurrent_streams %" PRIu32 ", initial_window %s, "
             "connection_window %s\n",
-            l->http2.max_concurrent_streams,
-            cfg_format_size(l->http2.initial_window, a, sizeof(a)),
-            cfg_format_size(l->http2.connection_window, b, sizeof(b)));
+            h2->max_concurrent_streams, cfg_format_size(h2->initial_window, a, sizeof(a)),
+            cfg_format_size(h2->connection_window, b, sizeof(b)));
+    fprintf(out,
+            "  http2 limits: header_table_size %s, reset_burst %" PRIu32 ", reset_rate %" PRIu32
+            "/s, glitch_burst %" PRIu32 ", glitch_rate %" PRIu32
+            "/s, max_continuations %" PRIu32 ", max_streams_per_connection %" PRIu32
+            ", max_outbound_acks %" PRIu32 ", max_outbound_frames %" PRIu32
+            ", settings_timeout %s, write_timeout %s\n",
+            cfg_format_size(h2->header_table_size, c, sizeof(c)), h2->reset_burst, h2->reset_rate,
+            h2->glitch_burst, h2->glitch_rate, h2->max_continuations,
+            h2->max_streams_per_connection, h2->max_outbound_acks, h2->max_outbound_frames,
+            cfg_format_duration(h2->settings_timeout_ms, a, sizeof(a)),
+            cfg_format_duration(h2->write_timeout_ms, b, sizeof(b)));
     fprintf(out, "  timeouts: request_header %s, backend_response %s, queue %s\n",
             cfg_format_duration(l->request_header_timeout_ms, a, sizeof(a)),
             cfg_format_duration(l->backend_response_timeout_ms, b, sizeof(b)),

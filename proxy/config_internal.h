@@ -102,20 +102,22 @@ void cfg_apply_mapping(struct loader *ld, const struct schema *schema,
 void cfg_apply_nested(struct loader *ld, const struct field *field, const struct ynode *value,
                       void *out);
 
+/* cfg_apply_duration is the handler for a duration ("500ms", "30s", at
+ * most 24h) into a uint32_t of milliseconds. */
+void cfg_apply_duration(struct loader *ld, const struct field *field, const struct ynode *value,
+                        void *out);
+
 /* cfg_apply_bool is the handler for "true" or "false" into a bool. */
 void cfg_apply_bool(struct loader *ld, const struct field *field, const struct ynode *value,
                     void *out);
 
 /* Handlers of config.c that the redirect listener's schema shares: the
- * listener's name (unique), its listen addresses (none taken twice), a
- * duration (at most 24h) into a uint32_t of milliseconds, and a count from 1
- * to 1000000. */
+ * listener's name (unique), its listen addresses (none taken twice), and a
+ * count from 1 to 1000000 (durations: cfg_apply_duration above). */
 void cfg_apply_name(struct loader *ld, const struct field *field, const struct ynode *value,
                     void *out);
 void cfg_apply_listen(struct loader *ld, const struct field *field, const struct ynode *value,
                       void *out);
-void cfg_apply_duration(struct loader *ld, const struct field *field, const struct ynode *value,
-                        void *out);
 void cfg_apply_max_connections(struct loader *ld, const struct field *field,
                                const struct ynode *value, void *out);
 

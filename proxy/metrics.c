@@ -46,6 +46,7 @@ struct listener_totals {
     struct histogram_totals http_request_duration;
     uint64_t http_errors[HTTP_REASON_COUNT];
     uint64_t backend_connections[2];
+    uint64_t http2_abuse[H2_ABUSE_COUNT];
 };
 
 /* struct pool_total is one server's idle gauge summed over the blocks. */
@@ -302,6 +303,8 @@ static void add_listener(struct listener_totals *t, const struct metrics_listene
         t->http_errors[e] += load(&l->http_errors[e]);
     for (int reused = 0; reused < 2; reused++)
         t->backend_connections[reused] += load(&l->backend_connections[reused]);
+    for (int a = 0; a < H2_ABUSE_COUNT; a++)
+        t->http2_abuse[a] += load(&l->http2_abuse[a]);
 }
 
 void metrics_block_free(struct metrics_block *b)
@@ -664,7 +667,7 @@ static void render_listeners(struct render *r, char *const *names,
 }
 
 /* serves_http returns true once |t|'s listener has finished an HTTP
- * request or given one a backend connection. The HTTP families leave out
+ * request, given one a backend connection or met an HTTP/2 attack. The HTTP families leave out
  * the listeners that never did (tcp mode) rather than list zeros for them;
  * once in, a listener stays in, its label sets written in full. */
 static bool serves_http(const struct listener_totals *t)
@@ -672,6 +675,8 @@ static bool serves_http(const struct listener_totals *t)
     uint64_t n = t->backend_connections[0] + t->backend_connections[1];
     for (int i = 0; i <= METRICS_DURATION_BUCKETS; i++)
         n += t->http_request_duration.buckets[i];
+    for (int a = 0; a < H2_ABUSE_COUNT; a++)
+        n += t->http2_abuse[a];
     return n > 0;
 }
 
@@ -684,6 +689,7 @@ static void render_http(struct render *r, char *const *names,
     static const char duration[] = "tlsterm_http_request_duration_seconds";
     static const char errors[] = "tlsterm_http_errors_total";
     static const char backend_conns[] = "tlsterm_backend_connections_total";
+    static const char abuse[] = "tlsterm_http2_abuse_total";
     size_t i;
 
     family(r, requests, "counter",
@@ -728,6 +734,18 @@ static void render_http(struct render *r, char *const *names,
             struct label labels[] = {{"listener", names[i]},
                                      {"reused", reused ? "true" : "false"}};
             sample_u64(r, backend_conns, labels, 2, totals[i].backend_connections[reused]);
+        }
+    }
+
+    family(r, abuse, "counter",
+           "HTTP/2 connections (or streams) an attack limit ended, by cause.");
+    for (i = 0; i < num_listeners; i++) {
+        if (!serves_http(&totals[i]))
+            continue;
+        for (int a = 0; a < H2_ABUSE_COUNT; a++) {
+            struct label labels[] = {{"listener", names[i]},
+                                     {"cause", h2_abuse_cause_name((enum h2_abuse_cause)a)}};
+            sample_u64(r, abuse, labels, 2, totals[i].http2_abuse[a]);
         }
     }
 }

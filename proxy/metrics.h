@@ -19,7 +19,7 @@
  *
  * Label values are bounded: listener names from the configuration, and
  * fixed tables for TLS versions, cipher suites, groups, end reasons, the
- * 256 alert numbers and HTTP reasons; backend server addresses come from
+ * 256 alert numbers, HTTP reasons and HTTP/2 abuse causes; backend server addresses come from
  * the configuration too, at most METRICS_POOL_SERVERS per listener. Never a
  * client address or an SNI. */
 #ifndef TLSTERM_METRICS_H
@@ -33,6 +33,7 @@
 #include "clock.h"
 #include <time.h>
 
+#include "h2_limits.h"
 #include "http.h"
 #include "net.h"
 #include "reason.h"
@@ -160,6 +161,7 @@ struct metrics_listener {
     struct metrics_histogram http_request_duration;
     struct metrics_counter http_errors[HTTP_REASON_COUNT];
     struct metrics_counter backend_connections[2 /* reused */];
+    struct metrics_counter http2_abuse[H2_ABUSE_COUNT]; /* written by h2_limits.c */
     /* Entries below num_pool_servers are published: the writer fills an
      * entry's server, then stores the count with release; a scrape loads it
      * with acquire and reads only the entries below it, whose server never

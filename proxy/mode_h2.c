@@ -18,6 +18,13 @@
  * exchange's buffer; an empty buffer defers the stream until the upstream
  * adds bytes.
  *
+ * Attack limits (h2_limits.h) watch what the client sends and what it makes
+ * us send: the callbacks feed them, and once one fires the connection ends
+ * after its GOAWAY is written. A stream the client reset while its
+ * HTTP/1.1 backend is still answering (a backend cannot be told to stop) is
+ * detached: it keeps its concurrency slot, its response is read and
+ * dropped, and its connection goes back to the pool when it is complete.
+ *
  * States: H2_OPEN, then when the worker drains H2_NOTICE (GOAWAY with the
  * last possible stream id and a PING, RFC 9113 6.8) and, once the PING
  * comes back, H2_GOAWAY (the final GOAWAY with the last stream id
@@ -27,7 +34,8 @@
  *
  * Ownership. The front (struct h2_front) is the conn's mode state. It owns
  * the nghttp2 session and its streams (struct h2_stream, nghttp2's stream
- * user data), and each stream owns its exchange. */
+ * user data, until it closes; then detached streams stay on the front's list
+ * alone), and each stream owns its exchange. */
 #include "mode.h"
 
 #include <ctype.h>
@@ -41,6 +49,7 @@
 
 #include "clock.h"
 #include "conn.h"
+#include "h2_limits.h"
 #include "h2_mem.h"
 #include "http.h"
 #include "http_hsts.h"
@@ -74,7 +83,9 @@ struct h2_stream {
     bool answered;        /* tlsterm answered itself: no upstream */
     bool rejected;        /* bad_request / header_too_large seen among the fields */
     bool await_handshake; /* 0-RTT: the request waits for the handshake */
+    bool detached;        /* closed by the client; the upstream finishes (see the top) */
     uint32_t fields;
+    struct h2_limits_stream limits;
 };
 
 struct h2_front {
@@ -91,7 +102,9 @@ struct h2_front {
     bool handshake_news;     /* the 0-RTT handshake just completed */
     uint64_t started_ms;
     uint64_t last_activity_ms;
-    struct h2_mem mem; /* the session's allocator */
+    struct h2_limits limits;
+    uint64_t stream_stalled_ms; /* the earliest of the streams' stalled_ms */
+    struct h2_mem mem;          /* the session's allocator */
 };
 
 static _Thread_local uint8_t read_buf[H2_READ_LEN];
@@ -278,10 +291,21 @@ static void resume_stream(struct h2_stream *st)
 
 /* ---- the exchange's front operations ------------------------------------------------ */
 
+/* detached_changed handles news from the upstream of a detached stream:
+ * run() drops its bytes and frees it once the upstream is done. */
+static bool detached_changed(struct h2_stream *st)
+{
+    if (!st->detached)
+        return false;
+    queue_taken(st);
+    schedule(st->front);
+    return true;
+}
+
 static void op_response_head(struct http_exchange *x)
 {
     struct h2_stream *st = x->front_data;
-    if (x->resp.status == 101)
+    if (detached_changed(st) || x->resp.status == 101)
         return; /* never asked for over HTTP/2 */
     if (submit_head(st, x->resp_final) != 0)
         nghttp2_submit_rst_stream(st->front->session, NGHTTP2_FLAG_NONE, st->id,
@@ -289,11 +313,17 @@ static void op_response_head(struct http_exchange *x)
     schedule(st->front);
 }
 
-static void op_response_data(struct http_exchange *x) { resume_stream(x->front_data); }
+static void op_response_data(struct http_exchange *x)
+{
+    if (!detached_changed(x->front_data))
+        resume_stream(x->front_data);
+}
 
 static void op_request_body_taken(struct http_exchange *x, size_t n)
 {
     struct h2_stream *st = x->front_data;
+    if (detached_changed(st))
+        return;
     nghttp2_session_consume_stream(st->front->session, st->id, n);
     schedule(st->front);
 }
@@ -301,6 +331,8 @@ static void op_request_body_taken(struct http_exchange *x, size_t n)
 static void op_failed(struct http_exchange *x)
 {
     struct h2_stream *st = x->front_data;
+    if (detached_changed(st))
+        return;
     if (st->head_sent)
         nghttp2_submit_rst_stream(st->front->session, NGHTTP2_FLAG_NONE, st->id,
                                   NGHTTP2_INTERNAL_ERROR);
@@ -353,8 +385,22 @@ static void free_stream(struct h2_front *f, struct h2_stream *st)
     free(st);
 }
 
+/* glitch counts one glitch of |kind| (h2_limits.h): past the budget, the
+ * connection ends. */
+static void glitch(struct h2_front *f, const char *kind)
+{
+    if (h2_limits_glitch(&f->limits, clock_now_ms()))
+        h2_limits_fire(&f->limits, f->c, f->session, H2_ABUSE_GLITCHES, kind);
+}
+
 static int on_begin_frame(nghttp2_session *session, const nghttp2_frame_hd *hd, void *user)
 {
+    struct h2_front *f = user;
+    if (hd->type == NGHTTP2_PRIORITY)
+        glitch(f, "priority");
+    else if (hd->type == NGHTTP2_DATA && hd->stream_id != 0 &&
+             nghttp2_session_get_stream_user_data(session, hd->stream_id) == NULL)
+        glitch(f, "closed_stream");
     /* A client's new stream ids only grow (RFC 9113 5.1.1): HEADERS on an
      * odd id at or below the last one, for a stream nghttp2 does not know,
      * opens nothing legitimately. nghttp2 would ignore it silently. */
@@ -370,6 +416,14 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
     struct h2_front *f = user;
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
+    f->limits.num_streams++;
+    /* Detached streams hold their slots too (see the top): nghttp2 counts
+     * only the open ones. */
+    if (f->num_streams >= f->c->cfg->http2.max_concurrent_streams) {
+        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+                                  NGHTTP2_REFUSED_STREAM);
+        return 0;
+    }
     struct h2_stream *st = calloc(1, sizeof(*st));
     if (st == NULL)
         return NGHTTP2_ERR_CALLBACK_FAILURE;
@@ -379,6 +433,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     }
     st->front = f;
+    h2_limits_stream_init(&st->limits);
     st->id = frame->hd.stream_id;
     st->begun_ms = clock_now_ms();
     st->x->stream_id = (uint32_t)st->id;
@@ -542,11 +597,29 @@ static int start_request(struct h2_front *f, struct h2_stream *st, bool end_stre
     return 0;
 }
 
+/* limits_frame_recv feeds the limits what |frame| says. */
+static void limits_frame_recv(struct h2_front *f, const nghttp2_frame *frame)
+{
+    struct h2_stream *st =
+        nghttp2_session_get_stream_user_data(f->session, frame->hd.stream_id);
+    size_t data_len =
+        frame->hd.type == NGHTTP2_DATA ? frame->hd.length - frame->data.padlen : 0;
+    const char *kind =
+        h2_limits_frame_recv(&f->limits, st != NULL ? &st->limits : NULL, frame->hd.stream_id,
+                             frame->hd.type, frame->hd.flags, data_len);
+    if (kind != NULL)
+        glitch(f, kind);
+    if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST &&
+        f->limits.num_streams >= f->c->cfg->http2.max_streams_per_connection)
+        h2_limits_fire(&f->limits, f->c, f->session, H2_ABUSE_MAX_STREAMS, NULL);
+}
+
 static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user)
 {
     struct h2_front *f = user;
     bool end_stream = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;
 
+    limits_frame_recv(f, frame);
     if (frame->hd.type == NGHTTP2_PING && (frame->hd.flags & NGHTTP2_FLAG_ACK) &&
         memcmp(frame->ping.opaque_data, drain_ping, sizeof(drain_ping)) == 0 &&
         f->state == H2_NOTICE) {
@@ -601,11 +674,49 @@ static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t error_
 {
     struct h2_front *f = user;
     struct h2_stream *st = nghttp2_session_get_stream_user_data(session, id);
-    if (st != NULL) {
-        nghttp2_session_set_stream_user_data(session, id, NULL);
-        free_stream(f, st);
+    if (st == NULL)
+        return 0;
+    nghttp2_session_set_stream_user_data(session, id, NULL);
+    struct http_exchange *x = st->x;
+    /* A request the backend has whole is answered whatever the client
+     * does: the stream keeps its slot until the backend is done. */
+    if (x->up != NULL && x->server != NULL && x->req_done && !x->resp_done && !st->answered) {
+        st->detached = true;
+        if (x->reason == HTTP_REASON_NONE)
+            x->reason = HTTP_REASON_CLIENT_ABORTED;
+        detached_changed(st);
+        return 0;
     }
+    free_stream(f, st);
     return 0;
+}
+
+static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *user)
+{
+    struct h2_front *f = user;
+    struct h2_stream *st = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+    uint32_t code = frame->hd.type == NGHTTP2_GOAWAY ? frame->goaway.error_code : 0;
+    const char *kind = h2_limits_frame_sent(
+        &f->limits, f->c, session, st != NULL ? &st->limits : NULL, frame->hd.type, code);
+    if (kind != NULL)
+        glitch(f, kind);
+    return 0;
+}
+
+static int on_invalid_frame(nghttp2_session *session, const nghttp2_frame *frame, int error,
+                            void *user)
+{
+    glitch(user, "invalid_frame");
+    return 0;
+}
+
+static int on_invalid_header(nghttp2_session *session, const nghttp2_frame *frame,
+                             const uint8_t *name, size_t name_len, const uint8_t *value,
+                             size_t value_len, uint8_t flags, void *user)
+{
+    glitch(user, "invalid_header");
+    /* The stream is reset, as without this callback. */
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 }
 
 /* ---- the connection ------------------------------------------------------------------ */
@@ -639,6 +750,7 @@ static int send_frames(struct h2_front *f)
             c->bytes_out += n;
             metrics_bytes_backend_to_client(c->listener->metrics, n);
             f->last_activity_ms = clock_now_ms();
+            h2_limits_set_stalled(&f->limits, false, 0);
             f->pending += n;
             f->pending_len -= n;
             if (f->pending_len == 0)
@@ -652,6 +764,17 @@ static int send_frames(struct h2_front *f)
             return fail_tls(c, &failure);
         }
     }
+}
+
+/* close_abusive ends the connection after a limit fired: the GOAWAY goes out
+ * if the client takes it. Returns CONN_CLOSED. */
+static int close_abusive(struct h2_front *f)
+{
+    struct conn *c = f->c;
+    if (send_frames(f) != CONN_OK)
+        return CONN_CLOSED;
+    transport_flush(&c->client);
+    return conn_linger(c, END_HTTP2_ABUSE);
 }
 
 /* read_frames reads from the client and feeds nghttp2; CONN_OK or
@@ -683,6 +806,9 @@ static int read_frames(struct h2_front *f, bool *out_more)
             metrics_bytes_client_to_backend(c->listener->metrics, n);
             f->last_activity_ms = clock_now_ms();
             ssize_t rv = nghttp2_session_mem_recv(f->session, read_buf, n);
+            h2_limits_after_recv(&f->limits, c, f->session, rv);
+            if (h2_limits_must_close(&f->limits))
+                return close_abusive(f);
             if (rv < 0) {
                 /* nghttp2 queued a GOAWAY where the protocol asks for one;
                  * it goes out before the connection ends. */
@@ -740,14 +866,14 @@ static void after_handshake(struct h2_front *f)
     }
 }
 
-/* deadline is when the connection is given up on: timeouts.idle when no
+/* idle_deadline is when the connection is given up on: timeouts.idle when no
  * stream waits for its backend (no stream at all, streams that wait on a
  * client that sends nothing and takes nothing, or a client that takes no
  * bytes); timeouts.request_header for a stream whose header block does not
  * end (it blocks the whole connection); and before its first request,
  * timeouts.request_header from the handshake (a client that connects and
  * sends nothing holds no connection for long). 0: none. */
-static uint64_t deadline(const struct h2_front *f)
+static uint64_t idle_deadline(const struct h2_front *f)
 {
     const struct cfg_listener *cfg = f->c->cfg;
     uint64_t at = 0;
@@ -770,6 +896,68 @@ static uint64_t deadline(const struct h2_front *f)
             at = idle_at;
     }
     return at;
+}
+
+/* deadline is the earliest of idle_deadline and the limits' timeouts. */
+static uint64_t deadline(const struct h2_front *f)
+{
+    uint64_t idle = idle_deadline(f);
+    uint64_t limits = h2_limits_deadline(&f->limits, f->stream_stalled_ms);
+    return idle == 0 || (limits != 0 && limits < idle) ? limits : idle;
+}
+
+/* update_stalls notes the streams whose response bytes wait for a shut
+ * stream window, and whether the client takes no bytes at all: a frame it
+ * does not take, or a shut connection window with bytes waiting. */
+static void update_stalls(struct h2_front *f)
+{
+    uint64_t now = clock_now_ms();
+    bool waiting = false;
+
+    f->stream_stalled_ms = 0;
+    for (struct h2_stream *st = f->streams; st != NULL; st = st->next) {
+        struct http_exchange *x = st->x;
+        bool has_bytes = !st->detached && st->head_sent && x->resp_body != NULL &&
+                         evbuffer_get_length(x->resp_body) > 0;
+        waiting |= has_bytes;
+        uint64_t since = h2_limits_stream_stalled(
+            &st->limits,
+            has_bytes && nghttp2_session_get_stream_remote_window_size(f->session, st->id) <= 0,
+            now);
+        if (since != 0 && (f->stream_stalled_ms == 0 || since < f->stream_stalled_ms))
+            f->stream_stalled_ms = since;
+    }
+    h2_limits_set_stalled(
+        &f->limits,
+        f->pending != NULL ||
+            (waiting && nghttp2_session_get_remote_window_size(f->session) <= 0),
+        now);
+}
+
+/* reset_stalled_streams resets the streams whose window stayed shut for
+ * write_timeout; the connection goes on. */
+static void reset_stalled_streams(struct h2_front *f, uint64_t now)
+{
+    for (struct h2_stream *st = f->streams; st != NULL; st = st->next) {
+        if (!h2_limits_expired(st->limits.stalled_ms, f->c->cfg->http2.write_timeout_ms, now))
+            continue;
+        st->limits.stalled_ms = 0;
+        h2_limits_report(f->c, H2_ABUSE_STREAM_WRITE_TIMEOUT, NULL);
+        nghttp2_submit_rst_stream(f->session, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
+    }
+}
+
+/* take_detached drops what the upstream of detached |st| read, and frees
+ * |st| once the upstream is done (its connection pooled when complete). */
+static void take_detached(struct h2_front *f, struct h2_stream *st)
+{
+    struct http_exchange *x = st->x;
+    if (x->resp_body != NULL)
+        evbuffer_drain(x->resp_body, evbuffer_get_length(x->resp_body));
+    if (x->resp_done || x->up == NULL)
+        free_stream(f, st);
+    else
+        http_upstream_response_taken(x);
 }
 
 /* release_idle_memory gives nghttp2's frame buffer back (h2_mem.h) once
@@ -808,10 +996,15 @@ static int run(struct conn *c)
         struct h2_stream *st = f->taken;
         f->taken = st->taken_next;
         st->taken_queued = false;
-        http_upstream_response_taken(st->x);
+        if (st->detached)
+            take_detached(f, st);
+        else
+            http_upstream_response_taken(st->x);
     }
     if (send_frames(f) != CONN_OK)
         return CONN_CLOSED;
+    if (h2_limits_must_close(&f->limits))
+        return close_abusive(f);
     if (f->taken != NULL)
         more = true;
     if (transport_flush(&c->client) == TLS_IO_ERROR) {
@@ -823,6 +1016,7 @@ static int run(struct conn *c)
         f->pending == NULL && f->state != H2_NOTICE)
         return conn_linger(c, END_DONE);
     conn_watch_client(c);
+    update_stalls(f);
     conn_set_deadline(c, release_idle_memory(f, deadline(f)));
     if (more)
         conn_resume_later(c);
@@ -849,16 +1043,11 @@ static int h2_start(struct conn *c)
     nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, on_stream_close);
+    nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, on_frame_send);
+    nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(callbacks, on_invalid_frame);
+    nghttp2_session_callbacks_set_on_invalid_header_callback(callbacks, on_invalid_header);
     nghttp2_option_set_no_auto_window_update(option, 1);
-    nghttp2_option_set_max_deflate_dynamic_table_size(option, 4096);
-#ifdef HAVE_NGHTTP2_STREAM_RESET_RATE_LIMIT
-    /* Rapid Reset (CVE-2023-44487): at most 1000 resets, refilled at 33/s. */
-    nghttp2_option_set_stream_reset_rate_limit(option, 1000, 33);
-#endif
-#ifdef HAVE_NGHTTP2_MAX_CONTINUATIONS
-    /* CONTINUATION flood (CVE-2024-27316). */
-    nghttp2_option_set_max_continuations(option, 8);
-#endif
+    h2_limits_set_options(&cfg->http2, option);
     h2_mem_init(&f->mem);
     if (nghttp2_session_server_new3(&f->session, callbacks, f, option, &f->mem.mem) != 0)
         goto oom;
@@ -868,6 +1057,7 @@ static int h2_start(struct conn *c)
     option = NULL;
 
     nghttp2_settings_entry settings[] = {
+        {NGHTTP2_SETTINGS_HEADER_TABLE_SIZE, cfg->http2.header_table_size},
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, cfg->http2.max_concurrent_streams},
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, cfg->http2.initial_window},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, cfg->http.max_request_header_bytes + 3200},
@@ -878,6 +1068,7 @@ static int h2_start(struct conn *c)
         nghttp2_session_set_local_window_size(f->session, NGHTTP2_FLAG_NONE, 0,
                                               (int32_t)cfg->http2.connection_window) != 0)
         goto oom;
+    h2_limits_init(&f->limits, &cfg->http2, clock_now_ms());
     if (c->worker->draining)
         c->mode->drain(c);
     return run(c);
@@ -894,8 +1085,14 @@ static int h2_on_resume(struct conn *c) { return run(c); }
 static int h2_on_deadline(struct conn *c)
 {
     struct h2_front *f = front_of(c);
-    uint64_t at = deadline(f);
-    if (at == 0 || clock_now_ms() < at)
+    uint64_t now = clock_now_ms();
+
+    h2_limits_check_timeouts(&f->limits, c, f->session, now);
+    if (h2_limits_must_close(&f->limits))
+        return close_abusive(f);
+    reset_stalled_streams(f, now);
+    uint64_t at = idle_deadline(f);
+    if (at == 0 || now < at)
         return run(c);
     nghttp2_submit_goaway(f->session, NGHTTP2_FLAG_NONE,
                           nghttp2_session_get_last_proc_stream_id(f->session), NGHTTP2_NO_ERROR,

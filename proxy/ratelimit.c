@@ -11,12 +11,17 @@ void ratelimit_init(struct ratelimit *limiter, uint32_t rate, uint32_t burst)
 
 bool ratelimit_allow(struct ratelimit *limiter, enum end_reason key, uint64_t now_ms)
 {
-    struct ratelimit_bucket *bucket = &limiter->buckets[key];
-    uint64_t full = (uint64_t)limiter->burst * 1000;
+    return ratelimit_bucket_take(&limiter->buckets[key], limiter->rate, limiter->burst, now_ms);
+}
 
-    /* rate lines per second is rate thousandths of a line per ms. */
+bool ratelimit_bucket_take(struct ratelimit_bucket *bucket, uint32_t rate, uint32_t burst,
+                           uint64_t now_ms)
+{
+    uint64_t full = (uint64_t)burst * 1000;
+
+    /* rate tokens per second is rate thousandths of a token per ms. */
     if (now_ms > bucket->last_ms) {
-        bucket->tokens_milli += (now_ms - bucket->last_ms) * limiter->rate;
+        bucket->tokens_milli += (now_ms - bucket->last_ms) * rate;
         if (bucket->tokens_milli > full)
             bucket->tokens_milli = full;
     }

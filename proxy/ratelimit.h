@@ -25,6 +25,13 @@ struct ratelimit {
     struct ratelimit_bucket buckets[END_REASON_COUNT];
 };
 
+/* ratelimit_bucket_take refills |bucket| at |rate| tokens per second, up
+ * to |burst|, then takes one token at |now_ms| (monotonic): true, or false
+ * when it is empty (the refusal is counted in |bucket|->suppressed). A
+ * bucket starts full when zeroed with tokens_milli = burst * 1000. */
+bool ratelimit_bucket_take(struct ratelimit_bucket *bucket, uint32_t rate, uint32_t burst,
+                           uint64_t now_ms);
+
 /* ratelimit_init sets |limiter| to |rate| lines per second with |burst| at
  * once, every bucket full. */
 void ratelimit_init(struct ratelimit *limiter, uint32_t rate, uint32_t burst);

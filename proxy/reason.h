@@ -39,6 +39,7 @@ enum end_reason {
     END_BACKEND_RESET,          /* backend socket error */
     END_SHUTDOWN,               /* closed at the end of the drain deadline */
     END_OUT_OF_MEMORY,
+    END_HTTP2_ABUSE,            /* an HTTP/2 attack limit (http2_abuse line) */
     END_REASON_COUNT
 };
 

@@ -33,12 +33,13 @@ static void log_limiter_suppressed(struct worker *w, struct ratelimit *limiter,
     }
 }
 
-/* log_suppressed writes the summaries of both limiters: handshake_failed
- * and policy_would_fail lines. */
+/* log_suppressed writes the summaries of the limiters: handshake_failed,
+ * policy_would_fail and http2_abuse lines. */
 static void log_suppressed(struct worker *w)
 {
     log_limiter_suppressed(w, &w->failure_log, LOG_WARN, "handshake_failures_suppressed");
     log_limiter_suppressed(w, &w->would_fail_log, LOG_INFO, "policy_would_fail_suppressed");
+    log_limiter_suppressed(w, &w->http2_abuse_log, LOG_WARN, "http2_abuse_suppressed");
 }
 
 static void on_summary_timer(evutil_socket_t fd, short what, void *arg) { log_suppressed(arg); }
@@ -53,12 +54,17 @@ bool worker_log_would_fail(struct worker *w, enum end_reason reason)
     return ratelimit_allow(&w->would_fail_log, reason, clock_now_ms());
 }
 
+bool worker_log_http2_abuse(struct worker *w)
+{
+    return ratelimit_allow(&w->http2_abuse_log, END_HTTP2_ABUSE, clock_now_ms());
+}
+
 /* apply_log_limits takes the limits of |config|; the buckets' state (tokens,
  * suppressed counts) carries over a reload. */
 static void apply_log_limits(struct worker *w, const struct config *config)
 {
-    struct ratelimit *limiters[] = {&w->failure_log, &w->would_fail_log};
-    for (size_t i = 0; i < 2; i++) {
+    struct ratelimit *limiters[] = {&w->failure_log, &w->would_fail_log, &w->http2_abuse_log};
+    for (size_t i = 0; i < 3; i++) {
         limiters[i]->rate = config->failure_log_rate;
         limiters[i]->burst = config->failure_log_burst;
     }
@@ -153,6 +159,7 @@ int worker_init(struct worker *w, unsigned id, struct daemon *daemon, struct gen
         return -1;
     ratelimit_init(&w->failure_log, config->failure_log_rate, config->failure_log_burst);
     ratelimit_init(&w->would_fail_log, config->failure_log_rate, config->failure_log_burst);
+    ratelimit_init(&w->http2_abuse_log, config->failure_log_rate, config->failure_log_burst);
     struct timeval every = {.tv_sec = config->failure_log_summary_ms / 1000,
                             .tv_usec = (config->failure_log_summary_ms % 1000) * 1000};
     event_add(w->summary_timer, &every);

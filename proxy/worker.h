@@ -42,18 +42,19 @@ struct worker {
 
     struct conn *conns; /* open connections, linked through conn.c */
     size_t num_conns;
-    struct timerq timers; /* the connections' deadlines */
+    struct timerq timers;      /* the connections' deadlines */
     struct backend_pool *pool; /* HTTP mode's idle backend connections; NULL: none yet */
 
     bool draining;
     struct event *drain_ev;    /* activated by the main thread */
     struct event *drain_timer; /* the drain deadline */
 
-    struct metrics_block *metrics; /* this worker's counters */
-    struct report_block *report;   /* its share of the TLS failure report */
-    struct ratelimit failure_log;  /* handshake_failed lines per reason */
-    struct ratelimit would_fail_log; /* policy_would_fail lines per reason */
-    struct event *summary_timer;   /* logs what failure_log suppressed */
+    struct metrics_block *metrics;    /* this worker's counters */
+    struct report_block *report;      /* its share of the TLS failure report */
+    struct ratelimit failure_log;     /* handshake_failed lines per reason */
+    struct ratelimit would_fail_log;  /* policy_would_fail lines per reason */
+    struct ratelimit http2_abuse_log; /* http2_abuse lines (key END_HTTP2_ABUSE) */
+    struct event *summary_timer;      /* logs what failure_log suppressed */
 
     pthread_mutex_t reload_lock;
     struct generation *next_gen; /* handed over by worker_reload; under reload_lock */
@@ -91,6 +92,10 @@ bool worker_log_failure(struct worker *worker, enum end_reason reason);
 /* worker_log_would_fail is worker_log_failure for policy_would_fail lines
  * (report-only policy), with buckets of their own and the same limits. */
 bool worker_log_would_fail(struct worker *worker, enum end_reason reason);
+
+/* worker_log_http2_abuse is worker_log_failure for http2_abuse lines, with
+ * a bucket of their own and the same limits. */
+bool worker_log_http2_abuse(struct worker *worker);
 
 /* worker_conn_closed tells the worker one of its connections has ended;
  * while draining, the last one ends the worker's loop. */

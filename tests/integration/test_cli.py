@@ -296,6 +296,10 @@ def test_check_prints_http_settings(tmp_path, certs):
         "http.client_cert_header: false",
         "http.max_request_header_bytes: 32KiB",
         "http2: max_concurrent_streams 50, initial_window 256KiB, connection_window 1MiB",
+        "http2 limits: header_table_size 4KiB, reset_burst 1000, reset_rate 33/s, "
+        "glitch_burst 1000, glitch_rate 330/s, max_continuations 8, "
+        "max_streams_per_connection 10000, max_outbound_acks 1000, max_outbound_frames 10000, "
+        "settings_timeout 10s, write_timeout 30s",
         "timeouts: request_header 5s, backend_response 1m, queue 1m",
     ]:
         assert expected in web, f"{expected!r} not in {web}"

@@ -1215,6 +1215,17 @@ static void test_http_mode_defaults(void **state)
     assert_int_equal(l->http2.max_concurrent_streams, 100);
     assert_int_equal(l->http2.initial_window, 256 * 1024);
     assert_int_equal(l->http2.connection_window, 1024 * 1024);
+    assert_int_equal(l->http2.header_table_size, 4096);
+    assert_int_equal(l->http2.reset_burst, 1000);
+    assert_int_equal(l->http2.reset_rate, 33);
+    assert_int_equal(l->http2.glitch_burst, 1000);
+    assert_int_equal(l->http2.glitch_rate, 330);
+    assert_int_equal(l->http2.max_continuations, 8);
+    assert_int_equal(l->http2.max_streams_per_connection, 10000);
+    assert_int_equal(l->http2.max_outbound_acks, 1000);
+    assert_int_equal(l->http2.max_outbound_frames, 10000);
+    assert_int_equal(l->http2.settings_timeout_ms, 10000);
+    assert_int_equal(l->http2.write_timeout_ms, 30000);
     assert_int_equal(l->backend_max_connections, 0);
     assert_int_equal(l->pool_idle_timeout_ms, 2000);
     assert_int_equal(l->pool_max_idle, 64);
@@ -1314,6 +1325,78 @@ static void test_http_mode_all_keys(void **state)
     assert_int_equal(l->http.num_trusted_proxies, 0);
     assert_string_equal(l->http.request_id, "X-Request-Id");
     config_free(config);
+}
+
+static void test_http2_limits(void **state)
+{
+    struct config *config =
+        load(MINIMAL HTTP_MODE "    http2:\n"
+                               "      header_table_size: 0\n"
+                               "      reset_burst: 10\n"
+                               "      reset_rate: 1\n"
+                               "      glitch_burst: 1000000\n"
+                               "      glitch_rate: 5\n"
+                               "      max_continuations: 0\n"
+                               "      max_streams_per_connection: 1073741824\n"
+                               "      max_outbound_acks: 20\n"
+                               "      max_outbound_frames: 50\n"
+                               "      settings_timeout: 500ms\n"
+                               "      write_timeout: 2m\n");
+    const struct cfg_http2 *h2;
+
+    (void)state;
+    assert_non_null(config);
+    assert_string_equal(errors_text, "");
+    h2 = &config->listeners[0].http2;
+    assert_int_equal(h2->header_table_size, 0);
+    assert_int_equal(h2->reset_burst, 10);
+    assert_int_equal(h2->reset_rate, 1);
+    assert_int_equal(h2->glitch_burst, 1000000);
+    assert_int_equal(h2->glitch_rate, 5);
+    assert_int_equal(h2->max_continuations, 0);
+    assert_int_equal(h2->max_streams_per_connection, 1U << 30);
+    assert_int_equal(h2->max_outbound_acks, 20);
+    assert_int_equal(h2->max_outbound_frames, 50);
+    assert_int_equal(h2->settings_timeout_ms, 500);
+    assert_int_equal(h2->write_timeout_ms, 120000);
+    config_free(config);
+
+    /* Each out of range, at its value. */
+    expect_errors(
+        MINIMAL HTTP_MODE "    http2:\n"
+                          "      header_table_size: 65537\n"
+                          "      reset_burst: 0\n"
+                          "      reset_rate: 1000001\n"
+                          "      glitch_burst: -1\n"
+                          "      glitch_rate: 0\n"
+                          "      max_continuations: 1001\n"
+                          "      max_streams_per_connection: 0\n"
+                          "      max_outbound_acks: 0\n"
+                          "      max_outbound_frames: x\n"
+                          "      settings_timeout: 0s\n"
+                          "      write_timeout: 25h\n"
+                          "      glitches: 1\n",
+        "t.yaml:12:26: invalid header_table_size '65537'; expected a size from 0 to 64KiB: a "
+        "number of bytes, or a whole number with KiB or MiB (e.g. 64KiB)\n"
+        "t.yaml:13:20: invalid reset_burst '0'; expected an integer from 1 to 1000000\n"
+        "t.yaml:14:19: invalid reset_rate '1000001'; expected an integer from 1 to 1000000\n"
+        "t.yaml:15:21: invalid glitch_burst '-1'; expected an integer from 1 to 1000000\n"
+        "t.yaml:16:20: invalid glitch_rate '0'; expected an integer from 1 to 1000000\n"
+        "t.yaml:17:26: invalid max_continuations '1001'; expected an integer from 0 to 1000\n"
+        "t.yaml:18:35: invalid max_streams_per_connection '0'; expected an integer from 1 to "
+        "1073741824\n"
+        "t.yaml:19:26: invalid max_outbound_acks '0'; expected an integer from 1 to 1000000\n"
+        "t.yaml:20:28: invalid max_outbound_frames 'x'; expected an integer from 1 to "
+        "1000000\n"
+        "t.yaml:21:25: invalid duration '0s' for 'settings_timeout'; expected a whole number "
+        "above 0 with a unit ms, s, m, h or d, at most 24h (e.g. 500ms, 30s, 5m)\n"
+        "t.yaml:22:22: invalid duration '25h' for 'write_timeout'; expected a whole number "
+        "above 0 with a unit ms, s, m, h or d, at most 24h (e.g. 500ms, 30s, 5m)\n"
+        "t.yaml:23:7: unknown key 'glitches' in http2; allowed: "
+        "max_concurrent_streams, initial_window, connection_window, header_table_size, "
+        "reset_burst, reset_rate, glitch_burst, glitch_rate, max_continuations, "
+        "max_streams_per_connection, max_outbound_acks, max_outbound_frames, "
+        "settings_timeout, write_timeout\n");
 }
 
 static void test_http_keys_refused_in_tcp_mode(void **state)
@@ -1543,6 +1626,7 @@ int main(void)
         cmocka_unit_test_teardown(test_every_error_reported_once_in_order, test_teardown),
         cmocka_unit_test_teardown(test_http_mode_defaults, test_teardown),
         cmocka_unit_test_teardown(test_http_mode_all_keys, test_teardown),
+        cmocka_unit_test_teardown(test_http2_limits, test_teardown),
         cmocka_unit_test_teardown(test_http_keys_refused_in_tcp_mode, test_teardown),
         cmocka_unit_test_teardown(test_http_mode_errors, test_teardown),
         cmocka_unit_test_teardown(test_http_mode_cross_checks, test_teardown),

@@ -790,7 +790,7 @@ static void test_empty_metrics_render(void **state)
     render_parse(m, &e);
     check_exactly(&e, expected);
     /* Every family is declared, even with no series. */
-    assert_int_equal(e.num_families, 19);
+    assert_int_equal(e.num_families, 20);
     assert_int_equal(e.num_samples, 2); /* the two reload results */
     exposition_free(&e);
     free(expected);
@@ -916,6 +916,7 @@ static void test_http_requests(void **state)
     http_metrics_backend_conn(&c, true);
     http_metrics_backend_conn(&c, true);
     http_metrics_backend_conn(&c, false);
+    metrics_counter_add(&web->http2_abuse[H2_ABUSE_GLITCHES], 1);
 
     struct expect_list *expected = calloc(1, sizeof(*expected));
     static const char web_h2[] = "listener=\"web\",protocol=\"h2\",code=";
@@ -947,6 +948,7 @@ static void test_http_requests(void **state)
            2);
     expect(expected, "tlsterm_backend_connections_total", "listener=\"web\",reused=\"false\"",
            1);
+    expect(expected, "tlsterm_http2_abuse_total", "listener=\"web\",cause=\"glitches\"", 1);
     expect(expected, "tlsterm_connections_accepted_total", "listener=\"tcp\"", 1);
     expect(expected, "tlsterm_connections_active", "listener=\"tcp\"", 1);
 
@@ -966,6 +968,12 @@ static void test_http_requests(void **state)
     assert_int_equal(count_family(&e, "tlsterm_http_request_duration_seconds"),
                      METRICS_DURATION_BUCKETS + 3);
     assert_int_equal(count_family(&e, "tlsterm_backend_connections_total"), 2);
+    assert_int_equal(count_family(&e, "tlsterm_http2_abuse_total"), H2_ABUSE_COUNT);
+    for (int a = 0; a < H2_ABUSE_COUNT; a++) {
+        snprintf(labels, sizeof(labels), "listener=\"web\",cause=\"%s\"",
+                 h2_abuse_cause_name((enum h2_abuse_cause)a));
+        assert_non_null(find(&e, "tlsterm_http2_abuse_total", labels));
+    }
     assert_int_equal(count_family(&e, "tlsterm_backend_pool_idle"), 0);
     exposition_free(&e);
 

@@ -41,6 +41,7 @@ static const char *const expected_tokens[] = {
     "backend_reset",
     "shutdown",
     "out_of_memory",
+    "http2_abuse",
 };
 
 static void test_token_list_is_stable(void **state)
