@@ -54,7 +54,7 @@ def check_negotiated(r, expect):
     negotiated what the figure is about (each string in expect appears)."""
     if r["completed"] == 0:
         raise RuntimeError(f"no handshake completed: {r['first_error']}")
-    got = f"{r['version']} {r['cipher']} {r['group']} {r['sigalg']}"
+    got = f"{r['version']} {r['cipher']} {r['group']} {r['sigalg']} {r.get('alpn') or ''}".strip()
     missing = [e for e in expect if e not in got]
     if missing:
         raise RuntimeError(f"negotiated {got}, expected {' '.join(expect)}")
@@ -69,7 +69,8 @@ def fig_handshake(ctx, server, version, extra, expect):
         check_negotiated(r, expect)
         return Sample(value=r["rate"], ops=r["completed"], errors=r["errors"],
                       tickets_per_conn=r["tickets"] / max(1, r["completed"]),
-                      negotiated=f"{r['version']} {r['cipher']} {r['group']} {r['sigalg']}",
+                      negotiated=f"{r['version']} {r['cipher']} {r['group']} {r['sigalg']} "
+                                 f"{r.get('alpn') or ''}".strip(),
                       first_error=r["first_error"])
     s = measured(server, go)
     s["cpu_us_per_op"] = s["proxy_cpu_s"] / max(1, s["ops"]) * 1e6
@@ -112,14 +113,17 @@ def fig_keepalive(ctx, server):
     return s
 
 
-def fig_latency(ctx, server):
+def fig_latency(ctx, server, protocol_args=("--h1",)):
+    """p50/p99 at a fixed rate: h2load with |protocol_args| (HTTP/1.1 by
+    default; () for h2, one stream per connection), LATENCY_CLIENTS
+    connections of LATENCY_RPS requests/s each."""
     d = max(1, int(round(ctx["dur"])))
     log_path = os.path.join(ctx["tmp"], "h2load.log")
 
     def go():
         if os.path.exists(log_path):
             os.unlink(log_path)
-        res = run(["h2load", "--h1", "-t1", f"-c{LATENCY_CLIENTS}", f"--rps={LATENCY_RPS}",
+        res = run(["h2load"] + list(protocol_args) + ["-t1", f"-c{LATENCY_CLIENTS}", f"--rps={LATENCY_RPS}",
                    f"-D{d}", f"--log-file={log_path}", f"{server.url}/"],
                   cpu=LOAD_CPU, check=False, timeout=d + 30)
         times, bad = [], 0
@@ -143,11 +147,15 @@ def fig_latency(ctx, server):
     return measured(server, go)
 
 
-def fig_bulk(ctx, server):
+def fig_bulk(ctx, server, h2=False):
+    """MB/s of bulk_downloads downloads of the 64 MiB file over one
+    connection (curl); with h2, over HTTP/2 (each download checked to be)."""
     n = ctx["bulk_downloads"]
     args = ["curl", "-sS", "--cacert", f"{ctx['certs']}/ca.pem", "--tlsv1.3",
             "--tls13-ciphers", "TLS_AES_128_GCM_SHA256", "--max-time", "60",
-            "-w", "%{size_download} %{time_total} %{time_pretransfer}\\n"]
+            "-w", "%{size_download} %{time_total} %{time_pretransfer} %{http_version}\\n"]
+    if h2:
+        args.append("--http2")
     for _ in range(n):
         args += ["-o", "/dev/null", f"{server.url}/big"]
 
@@ -156,7 +164,9 @@ def fig_bulk(ctx, server):
         size = seconds = 0.0
         for line in res.stdout.split("\n"):
             cols = line.split()
-            if len(cols) == 3:
+            if len(cols) == 4:
+                if h2 and cols[3] != "2":
+                    raise RuntimeError(f"curl --http2 got HTTP/{cols[3]}")
                 size += float(cols[0])
                 seconds += float(cols[1]) - float(cols[2])
         if res.returncode != 0 or size < n * BIG_FILE_BYTES:
@@ -167,25 +177,30 @@ def fig_bulk(ctx, server):
     return s
 
 
-def hold(ctx, server, n, sources):
-    """hold starts tlsload holding n idle connections to the server; it
-    prints "ready OK FAILED" once they are open, and keeps them until its
-    stdin closes or hold_deadline passes (so a hung run still ends)."""
+def hold(ctx, server, n, sources, alpn=None):
+    """hold starts tlsload holding n idle connections to the server (with
+    alpn, offering it: "h2" makes each connection's one request an HTTP/2
+    one); it prints "ready OK FAILED ALPN" once they are open, and keeps them
+    until its stdin closes or hold_deadline passes (so a hung run still
+    ends)."""
     argv = ["taskset", "-c", LOAD_CPU, ctx["tlsload"], "hold", "-a", server.addr, "-n", str(n),
             "-c", "200", "-d", str(ctx["hold_deadline"]), "-s", str(sources)]
+    if alpn:
+        argv += ["-A", alpn]
     p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, start_new_session=True)
     return p
 
 
-def fig_idle_rss(ctx, server, n):
+def fig_idle_rss(ctx, server, n, alpn=None):
     """RSS per idle TLS connection: (RSS with n idle established connections
-    - RSS before) / n, each connection having served one request."""
+    - RSS before) / n, each connection having served one request (with
+    alpn "h2", an HTTP/2 one, SETTINGS exchanged both ways)."""
     sources = 1 if n <= 28000 else math.ceil(n / 25000)
     time.sleep(0.5)
     rss0 = tree_rss_bytes(server.proc.pid)
     t0 = time.monotonic()
-    p = hold(ctx, server, n, sources)
+    p = hold(ctx, server, n, sources, alpn)
     try:
         line = ""
         while True:  # tlsload ends by itself at hold_deadline: EOF then
@@ -196,6 +211,9 @@ def fig_idle_rss(ctx, server, n):
             p.wait(10)
             raise RuntimeError(f"tlsload hold gave no ready line: {p.stderr.read()[-300:]}")
         ok, failed = (int(x) for x in line.split()[1:3])
+        got_alpn = (line.split() + ["-"])[3]
+        if alpn and got_alpn != alpn:
+            raise RuntimeError(f"tlsload hold negotiated ALPN {got_alpn}, expected {alpn}")
         setup_s = time.monotonic() - t0
         time.sleep(1.0)  # let the proxy finish whatever follows the response
         rss_n = tree_rss_bytes(server.proc.pid)
@@ -278,7 +296,9 @@ def restart_fresh(ctx, server):
     server.proc, server.port, server.addr, server.url = fresh.proc, fresh.port, fresh.addr, fresh.url
 
 
-def run_idle(ctx, results, servers, n, key, title):
+def run_idle(ctx, results, servers, n, key, title, restart=restart_fresh, alpn=None):
+    """run_idle measures fig_idle_rss at n connections for each server,
+    each repetition in a process made fresh by restart(ctx, server)."""
     log(f"figure {key}: {title}")
     fig = results["figures"].setdefault(key, {"title": title, "unit": "KiB/conn", "better": "low",
                                                "n": n, "samples": {}, "failures": {}})
@@ -289,8 +309,8 @@ def run_idle(ctx, results, servers, n, key, title):
                 fig["failures"].setdefault(server.name, "the proxy exited")
                 continue
             try:
-                restart_fresh(ctx, server)
-                s = fig_idle_rss(ctx, server, n)
+                restart(ctx, server)
+                s = fig_idle_rss(ctx, server, n, alpn)
             except (RuntimeError, subprocess.TimeoutExpired, ValueError, OSError) as e:
                 fig["failures"][server.name] = str(e)[:300]
                 log(f"  {server.name}: failed: {str(e)[:200]}")

@@ -1,6 +1,8 @@
-"""The http scenario (issue 9): HTTP/2 and HTTP/1.1 keep-alive requests
-through the proxies that terminate HTTP, each forwarding HTTP/1.1 to the
-same plain nginx backend over pooled keep-alive connections.
+"""The http scenario (issues 9 and 10): HTTP/2 and HTTP/1.1 keep-alive
+requests, latency at a fixed h2 rate, a 64 MiB h2 download, full TLS 1.3
+handshakes and memory per idle h2 connection, through the proxies that
+terminate HTTP, each forwarding HTTP/1.1 to the same plain nginx backend
+over pooled keep-alive connections.
 
 The peers: tlsterm with a listener in `mode: http`, nghttpx (its default
 reverse-proxy mode: h2 and http/1.1 to clients, HTTP/1.1 to the backend),
@@ -19,8 +21,10 @@ import os
 import re
 
 import common
-from common import GROUPS, LOAD_CPU, PROXY_CPU, TLS12_SUITES, BenchError, log
-from figures import Sample, measured, run_figure
+from common import (GROUPS, LATENCY_CLIENTS, LATENCY_RPS, LOAD_CPU, PROXY_CPU, TLS12_SUITES,
+                    BenchError, log)
+from figures import (Sample, fig_bulk, fig_handshake, fig_keepalive, fig_latency, measured,
+                     run_figure, run_idle, warm_up)
 from peers import Server, nginx_common, nginx_tls, proxy_argv
 from procs import Proc, free_port, non_loopback_listeners, run, wait_listening
 
@@ -235,10 +239,35 @@ HTTP_FIGURES = [
     ("h2_keepalive", f"HTTP mode: h2 keep-alive requests/s, 100-byte responses (h2load, "
                      f"{H2_CLIENTS} connections × {H2_STREAMS} streams)", "req/s", "high",
      lambda c, s: h2load_sample(c, s, [f"-c{H2_CLIENTS}", f"-m{H2_STREAMS}"], "h2")),
-    ("h1_keepalive", f"HTTP mode: HTTP/1.1 keep-alive requests/s, 100-byte responses (h2load "
-                     f"--h1, {H1_CLIENTS} connections)", "req/s", "high",
-     lambda c, s: h2load_sample(c, s, ["--h1", f"-c{H1_CLIENTS}", "-m1"], "http/1.1")),
+    ("h1_keepalive", f"HTTP mode: HTTP/1.1 keep-alive requests/s, 100-byte responses (wrk, "
+                     f"{H1_CLIENTS} connections)", "req/s", "high", fig_keepalive),
+    ("h2_latency", f"HTTP mode: p99 latency at a fixed {LATENCY_CLIENTS * LATENCY_RPS} req/s "
+                   f"(h2load, h2, {LATENCY_CLIENTS} connections, one stream each)", "ms", "low",
+     lambda c, s: fig_latency(c, s, ())),
+    ("h2_bulk", "HTTP mode: h2 download MB/s, 64 MiB file, TLS 1.3 AES-128-GCM, one connection "
+                "(curl --http2)", "MB/s", "high", lambda c, s: fig_bulk(c, s, h2=True)),
+    ("http_hs13", "HTTP mode: full handshakes/s, TLS 1.3, ECDSA P-256 + X25519, ALPN h2, "
+                  "no request", "handshakes/s", "high",
+     lambda c, s: fig_handshake(c, s, "1.3", ["-g", "X25519", "-A", "h2,http/1.1"],
+                                ["TLSv1.3", "X25519", "ecdsa", "h2"])),
 ]
+
+
+def restart_http_fresh(ctx, server):
+    """Replaces server's process by a fresh http-scenario instance, warmed
+    up (fig_idle_rss needs a fresh heap, see figures.restart_fresh)."""
+    server.proc.stop()
+    fresh, why = start_http_proxy(server.name, ctx, ctx.get("tlsterm_http_full"))
+    if fresh is None:
+        raise RuntimeError(f"restart failed: {why}")
+    warm_up(ctx, fresh)
+    server.proc, server.port, server.addr, server.url = fresh.proc, fresh.port, fresh.addr, fresh.url
+
+
+def http_idle_n(ctx):
+    """The idle h2 connection count: the tcp scenario's count, smaller in
+    a quick run (each proxy is restarted and fills it, 4 times over)."""
+    return min(ctx["idle_n"], 500) if ctx["quick"] else ctx["idle_n"]
 
 
 def run_http(ctx, results, names, backend):
@@ -251,6 +280,7 @@ def run_http(ctx, results, names, backend):
         if name == "tlsterm":
             full, why = probe_tlsterm(ctx)
             if full is not None:
+                ctx["tlsterm_http_full"] = full
                 server, why = start_http_proxy(name, ctx, full)
             if full is None or server is None:
                 results["http_unavailable"] = why
@@ -281,5 +311,9 @@ def run_http(ctx, results, names, backend):
             log(f"  warm-up of {server.name} (http): {e}")
     for figure in HTTP_FIGURES:
         run_figure(ctx, results, servers, figure)
+    n = http_idle_n(ctx)
+    run_idle(ctx, results, servers, n, "h2_idle",
+             f"HTTP mode: RSS per idle h2 connection at {n:,} connections (one request served, "
+             f"SETTINGS exchanged)", restart=restart_http_fresh, alpn="h2")
     for server in servers:
         server.proc.stop()

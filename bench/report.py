@@ -46,7 +46,7 @@ def build_summary(results):
                     row["backend_cpu_share"] = summarize([s["backend_cpu_share"] for s in samples])
                 us = row["cpu_us_per_op"]["median"]
                 row["per_core"] = 1e6 / us if us > 0 else None
-            if key == "latency":
+            if key in LATENCY_KEYS:
                 row["p50_ms"] = summarize([s["p50_ms"] for s in samples])
                 row["achieved_rps"] = summarize([s["achieved_rps"] for s in samples])
             elif all(s.get("p99_ms") is not None for s in samples):
@@ -77,12 +77,68 @@ def build_summary(results):
 
 # The figures whose operation is a request, and those of the http scenario
 # (where a missing tlsterm row means its http mode is not there yet).
-HTTP_FIGURE_KEYS = ("h2_keepalive", "h1_keepalive")
-REQUEST_FIGURE_KEYS = ("keepalive",) + HTTP_FIGURE_KEYS
+HTTP_FIGURE_KEYS = ("h2_keepalive", "h1_keepalive", "h2_latency", "h2_bulk", "http_hs13",
+                    "h2_idle")
+REQUEST_FIGURE_KEYS = ("keepalive", "h2_keepalive", "h1_keepalive")
+LATENCY_KEYS = ("latency", "h2_latency")
+BULK_KEYS = ("bulk", "h2_bulk")
 
 CEILING_FOR = {"hs13_ecdsa": "tls13_ecdsa_hs_per_s", "hs12_ecdsa": "tls13_ecdsa_hs_per_s",
                "hs13_rsa": "tls13_rsa_hs_per_s", "resumed13": "tls13_resumed_hs_per_s",
-               "bulk": "aes128gcm_seal_16k"}
+               "bulk": "aes128gcm_seal_16k", "http_hs13": "tls13_ecdsa_hs_per_s"}
+
+# Issue 10's targets for HTTP mode: (figure, what is compared, the ratio
+# tlsterm must reach). "per_core" compares per-proxy-core rates with the best
+# peer's; "low" compares medians where lower is better (best peer ÷
+# tlsterm); "ceiling" compares the per-core rate with the BoringSSL ceiling.
+HTTP_TARGETS = [
+    ("h2_keepalive", "per_core", 1.3, "h2 requests/s per proxy core ≥ 1.3× the best peer"),
+    ("h1_keepalive", "per_core", 1.2, "HTTP/1.1 keep-alive requests/s per proxy core ≥ 1.2× the best peer"),
+    ("http_hs13", "per_core", 1.25, "HTTP-mode full handshakes/s per proxy core ≥ 1.25× the best peer"),
+    ("http_hs13", "ceiling", 0.5, "HTTP-mode full handshakes/s per proxy core ≥ 50% of BoringSSL's ceiling"),
+    ("h2_idle", "low", 3.0, "KiB per idle h2 connection ≤ ⅓ of the best peer's"),
+]
+
+
+def http_targets(results):
+    """The markdown lines of the HTTP-mode targets table, [] when the run
+    has none of its figures."""
+    figs, c = results["figures"], results.get("ceiling", {})
+    out = []
+    for key, kind, want, label in HTTP_TARGETS:
+        fig = figs.get(key)
+        if not fig:
+            continue
+        rows = fig.get("summary", {})
+        tl = rows.get("tlsterm")
+        got, best_text = None, "–"
+        if kind == "per_core":
+            bc = fig.get("best_peer_per_core")
+            if tl and tl.get("per_core") and bc:
+                got = tl["per_core"] / rows[bc]["per_core"]
+                best_text = f"{bc} {fmt(rows[bc]['per_core'])}"
+            tl_text = fmt(tl.get("per_core")) if tl else "–"
+        elif kind == "ceiling":
+            ceil = c.get(CEILING_FOR[key])
+            if tl and tl.get("per_core") and ceil:
+                got = tl["per_core"] / ceil
+                best_text = f"ceiling {fmt(ceil)}"
+            tl_text = fmt(tl.get("per_core")) if tl else "–"
+        else:
+            best = fig.get("best_peer")
+            if tl and best and tl["value"]["median"] > 0:
+                got = rows[best]["value"]["median"] / tl["value"]["median"]
+                best_text = f"{best} {fmt(rows[best]['value']['median'])}"
+            tl_text = fmt(tl["value"]["median"]) if tl else "–"
+        verdict = "–" if got is None else ("met" if got >= want else "**missed**")
+        got_text = "–" if got is None else (f"{got:.0%}" if kind == "ceiling" else f"×{got:.2f}")
+        want_text = f"{want:.0%}" if kind == "ceiling" else f"×{want:.2f}"
+        out.append(f"| {label} | {tl_text} | {best_text} | {got_text} | {want_text} | {verdict} |")
+    if not out:
+        return []
+    return (["## HTTP mode against issue 10's targets", "",
+             "| target | tlsterm | best peer (or ceiling) | tlsterm's ratio | wanted | verdict |",
+             "|---|---|---|---|---|---|"] + out + [""])
 
 
 def markdown(results):
@@ -139,11 +195,12 @@ def markdown(results):
                "core; robust when the load generator saturates first. For RSS and latency, "
                "lower is better and the ratio is best ÷ tlsterm (above 1: tlsterm better).")
     out.append("")
+    out.extend(http_targets(results))
     for key, fig in results["figures"].items():
         out.append(f"## {fig['title']}")
         out.append("")
         rows = fig.get("summary", {})
-        if key.startswith("idle"):
+        if key.startswith("idle") or key == "h2_idle":
             out.append("| proxy | KiB per idle connection: median | min | max | RSS at 0 (MiB) | RSS at N (MiB) | held | failed |")
             out.append("|---|---|---|---|---|---|---|---|")
             for name, row in rows.items():
@@ -152,7 +209,7 @@ def markdown(results):
                            f"{fmt(row['value']['max'])} | {fmt(statistics.median(s['rss0_mib'] for s in ss))} | "
                            f"{fmt(statistics.median(s['rss_n_mib'] for s in ss))} | "
                            f"{min(s['held'] for s in ss)} | {row['errors']} |")
-        elif key == "latency":
+        elif key in LATENCY_KEYS:
             out.append("| proxy | p99 ms: median | min | max | p50 ms (median) | achieved req/s | non-200 |")
             out.append("|---|---|---|---|---|---|---|")
             for name, row in rows.items():
@@ -160,7 +217,7 @@ def markdown(results):
                            f"{fmt(row['value']['max'])} | {fmt(row['p50_ms']['median'])} | "
                            f"{fmt(row['achieved_rps']['median'])} | {row['errors']} |")
         else:
-            per = "MB" if key == "bulk" else ("request" if key in REQUEST_FIGURE_KEYS else "handshake")
+            per = "MB" if key in BULK_KEYS else ("request" if key in REQUEST_FIGURE_KEYS else "handshake")
             lat = any("p99_ms" in r for r in rows.values())
             lat_h = " | p50 ms (median) | p99 ms: median | min | max" if lat else ""
             extra_h = " | negotiated" if any("negotiated" in r for r in rows.values()) else ""

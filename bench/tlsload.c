@@ -11,15 +11,23 @@
  *       as a BoringSSL server sends its TLS 1.3 tickets with its first
  *       write), then every connection offers that session. Each handshake is
  *       checked with SSL_session_reused and the fraction resumed is reported.
- *   tlsload hold -a HOST:PORT -n N [-c CONC] [-d SECS] [-s NUM_SOURCES] [-p PATH]
+ *   tlsload hold -a HOST:PORT -n N [-c CONC] [-d SECS] [-s NUM_SOURCES] [-p PATH] [-A PROTOS]
  *       Opens N connections (CONC at a time), each: handshake, one
  *       "GET PATH HTTP/1.1" whose whole response is read, then the SSL is
  *       freed and the socket is kept open and silent: N idle, established
- *       connections. Prints "ready OK FAILED" on stdout once all N are done,
- *       then waits until stdin closes or SECS have passed since the start,
- *       and exits (closing them all). With -s S > 1, connection i binds the
- *       source address 127.0.0.(1 + i % S): one source address has only
- *       ~28k ephemeral ports.
+ *       connections. When the handshake negotiated h2 (-A h2), the request
+ *       is HTTP/2 instead: the connection preface, an empty SETTINGS, one
+ *       GET on stream 1; the connection is idle once that stream ended, the
+ *       server's SETTINGS were acknowledged and its ACK of ours arrived.
+ *       Prints "ready OK FAILED ALPN" on stdout once all N are done (ALPN:
+ *       the first connection's protocol, "-" for none), then waits until
+ *       stdin closes or SECS have passed since the start, and exits
+ *       (closing them all). With -s S > 1, connection i binds the source
+ *       address 127.0.0.(1 + i % S): one source address has only ~28k
+ *       ephemeral ports.
+ *
+ * -A PROTOS offers ALPN, a comma-separated list such as h2,http/1.1, in
+ * every mode; the protocol the first handshake negotiated is reported.
  *
  * The server's certificate is never verified: verification would cost the
  * client more CPU than the server spends on its handshake, and the client
@@ -32,7 +40,7 @@
  *   {"mode":..., "completed":N, "errors":N, "timeouts":N, "seconds":S,
  *    "window":W, "in_window":N, "rate":in_window/W, "resumed":N,
  *    "responses":N, "tickets":N, "version":..., "cipher":..., "group":...,
- *    "sigalg":..., "first_error":...}
+ *    "sigalg":..., "alpn":..., "first_error":...}
  * completed counts every handshake, in_window those done within the -d
  * duration W (the rest finish during the drain that follows, at most 1 s);
  * tickets counts the session tickets received (in the floods only those
@@ -78,6 +86,7 @@ enum slot_state {
     SLOT_HANDSHAKE,
     SLOT_REQUEST,  /* hold: writing the request */
     SLOT_RESPONSE, /* hold: reading the response */
+    SLOT_H2,       /* hold, h2: reading frames until the connection is idle */
     SLOT_SHUTDOWN, /* flood: close_notify sent, reading until the server closes */
 };
 
@@ -93,6 +102,9 @@ struct slot {
     uint32_t request_sent;
     uint32_t response_len;
     char *response; /* hold: RESPONSE_BUF_LEN bytes while reading the response */
+    uint32_t h2_skip;      /* h2: payload bytes of the current frame still to drop */
+    bool h2_stream_ended;  /* h2: stream 1 ended (END_STREAM seen) */
+    bool h2_settings_acked; /* h2: the server acknowledged our SETTINGS */
 };
 
 struct options {
@@ -108,6 +120,8 @@ struct options {
     const char *groups;
     const char *path;
     bool send_request;
+    uint8_t alpn[64]; /* -A in wire format */
+    uint32_t alpn_len;
 };
 
 struct run_stats {
@@ -119,7 +133,7 @@ struct run_stats {
     uint64_t responses;
     uint64_t tickets;
     bool first_seen;
-    char version[32], cipher[64], group[32], sigalg[64];
+    char version[32], cipher[64], group[32], sigalg[64], alpn[32];
     char first_error[160];
 };
 
@@ -130,6 +144,8 @@ static SSL_SESSION *resume_session; /* resume: the session every connection offe
 static int epoll_fd = -1;
 static char request_text[512];
 static size_t request_len;
+static uint8_t h2_request[256]; /* hold, h2: preface, SETTINGS, HEADERS */
+static size_t h2_request_len;
 static volatile sig_atomic_t stop_requested;
 static uint64_t window_end_ms = UINT64_MAX; /* the end of the measured duration */
 
@@ -150,7 +166,7 @@ static void usage(void)
 {
     fputs("usage: tlsload handshake|resume|hold -a HOST:PORT [-c CONC] [-d SECS]\n"
           "         [-v 1.2|1.3] [-C TLS1.2-SUITES] [-g GROUPS] [-n N] [-s NUM_SOURCES]\n"
-          "         [-p PATH] [-r]\n",
+          "         [-p PATH] [-r] [-A PROTOS]\n",
           stderr);
     exit(2);
 }
@@ -192,6 +208,108 @@ static void note_first_handshake(SSL *ssl)
              cipher ? SSL_CIPHER_standard_name(cipher) : "none");
     snprintf(stats.group, sizeof(stats.group), "%s", group ? group : "none");
     snprintf(stats.sigalg, sizeof(stats.sigalg), "%s", sigalg ? sigalg : "none");
+    const uint8_t *alpn;
+    unsigned alpn_len;
+    SSL_get0_alpn_selected(ssl, &alpn, &alpn_len);
+    if (alpn_len >= sizeof(stats.alpn))
+        alpn_len = sizeof(stats.alpn) - 1;
+    memcpy(stats.alpn, alpn, alpn_len);
+    stats.alpn[alpn_len] = '\0';
+}
+
+/* negotiated_h2 says whether |ssl|'s handshake selected ALPN h2. */
+static bool negotiated_h2(SSL *ssl)
+{
+    const uint8_t *alpn;
+    unsigned alpn_len;
+    SSL_get0_alpn_selected(ssl, &alpn, &alpn_len);
+    return alpn_len == 2 && memcmp(alpn, "h2", 2) == 0;
+}
+
+/* build_h2_request fills h2_request: the client connection preface, an
+ * empty SETTINGS frame and a HEADERS frame opening stream 1 with
+ * END_STREAM and END_HEADERS, its HPACK block GET https PATH with
+ * :authority localhost, every field a static-table index or a literal
+ * without indexing, so that no dynamic table is involved. */
+static void build_h2_request(void)
+{
+    static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    static const uint8_t settings[9] = {0, 0, 0, 4, 0, 0, 0, 0, 0};
+    uint8_t block[160];
+    size_t block_len = 0;
+    size_t path_len = strlen(opts.path);
+    if (path_len > 100)
+        path_len = 100;
+    block[block_len++] = 0x82; /* :method GET */
+    block[block_len++] = 0x87; /* :scheme https */
+    block[block_len++] = 0x04; /* :path, literal without indexing */
+    block[block_len++] = (uint8_t)path_len;
+    memcpy(block + block_len, opts.path, path_len);
+    block_len += path_len;
+    block[block_len++] = 0x01; /* :authority, literal without indexing */
+    block[block_len++] = 9;
+    memcpy(block + block_len, "localhost", 9);
+    block_len += 9;
+    uint8_t *p = h2_request;
+    memcpy(p, preface, sizeof(preface) - 1);
+    p += sizeof(preface) - 1;
+    memcpy(p, settings, sizeof(settings));
+    p += sizeof(settings);
+    uint8_t headers[9] = {0, 0, (uint8_t)block_len, 1, 0x05, 0, 0, 0, 1};
+    memcpy(p, headers, sizeof(headers));
+    p += sizeof(headers);
+    memcpy(p, block, block_len);
+    p += block_len;
+    h2_request_len = (size_t)(p - h2_request);
+}
+
+/* h2_consume reads the frame headers in s->response and drops what it
+ * read, payloads unread (none is needed). It returns 1 once the connection
+ * is idle (stream 1 ended, our SETTINGS acknowledged), 0 when more bytes
+ * are needed, and -1 on GOAWAY, RST_STREAM, or a write failure. A SETTINGS
+ * frame from the server is acknowledged at once. */
+static int h2_consume(struct slot *s)
+{
+    static const uint8_t settings_ack[9] = {0, 0, 0, 4, 1, 0, 0, 0, 0};
+    uint32_t pos = 0;
+    for (;;) {
+        uint32_t avail = s->response_len - pos;
+        if (s->h2_skip > 0) {
+            if (avail == 0)
+                break;
+            uint32_t drop = s->h2_skip < avail ? s->h2_skip : avail;
+            s->h2_skip -= drop;
+            pos += drop;
+            continue;
+        }
+        if (avail < 9)
+            break;
+        const uint8_t *h = (const uint8_t *)s->response + pos;
+        uint32_t length = (uint32_t)h[0] << 16 | (uint32_t)h[1] << 8 | h[2];
+        uint8_t type = h[3], flags = h[4];
+        uint32_t stream = ((uint32_t)h[5] << 24 | (uint32_t)h[6] << 16 | (uint32_t)h[7] << 8 | h[8]) &
+                          0x7fffffffu;
+        pos += 9;
+        s->h2_skip = length;
+        if (type == 7 || (type == 3 && stream == 1)) {
+            record_error("h2", type == 7 ? "GOAWAY from the server" : "RST_STREAM on stream 1");
+            return -1;
+        }
+        if (type == 4 && (flags & 1))
+            s->h2_settings_acked = true;
+        else if (type == 4) {
+            ERR_clear_error();
+            if (SSL_write(s->ssl, settings_ack, sizeof(settings_ack)) != (int)sizeof(settings_ack)) {
+                record_error("h2", "could not write the SETTINGS ACK at once");
+                return -1;
+            }
+        }
+        if (stream == 1 && (type == 0 || type == 1) && (flags & 1))
+            s->h2_stream_ended = true;
+    }
+    memmove(s->response, s->response + pos, s->response_len - pos);
+    s->response_len -= pos;
+    return s->h2_stream_ended && s->h2_settings_acked && s->h2_skip == 0;
 }
 
 /* keep_first_session is the new-session callback of resume mode: it keeps
@@ -238,6 +356,8 @@ static int build_client_ctx(void)
     SSL_CTX_set_session_cache_mode(client_ctx,
                                    SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
     SSL_CTX_sess_set_new_cb(client_ctx, keep_first_session);
+    if (opts.alpn_len > 0 && SSL_CTX_set_alpn_protos(client_ctx, opts.alpn, opts.alpn_len) != 0)
+        goto fail;
     return 0;
 fail:
     ERR_print_errors_fp(stderr);
@@ -388,6 +508,16 @@ static enum step_result slot_step(struct slot *s, uint32_t *out_idle_fd)
                 record_error("malloc", "out of memory");
                 return STEP_FAILED;
             }
+            if (opts.mode == MODE_HOLD && negotiated_h2(s->ssl)) {
+                s->state = SLOT_H2;
+                ERR_clear_error();
+                ret = SSL_write(s->ssl, h2_request, (int)h2_request_len);
+                if (ret != (int)h2_request_len) {
+                    record_ssl_error("write h2 request", s->ssl, ret);
+                    return STEP_FAILED;
+                }
+                goto h2_read;
+            }
         } else {
             begin_shutdown(s);
             goto shutdown_read;
@@ -440,6 +570,35 @@ static enum step_result slot_step(struct slot *s, uint32_t *out_idle_fd)
         *out_idle_fd = (uint32_t)s->fd;
         s->fd = -1;
         return STEP_DONE;
+    case SLOT_H2:
+    h2_read:
+        for (;;) {
+            int idle = h2_consume(s);
+            if (idle < 0)
+                return STEP_FAILED;
+            if (idle)
+                break;
+            if (s->response_len >= RESPONSE_BUF_LEN) {
+                record_error("h2", "frame headers beyond the buffer");
+                return STEP_FAILED;
+            }
+            ERR_clear_error();
+            ret = SSL_read(s->ssl, s->response + s->response_len,
+                           (int)(RESPONSE_BUF_LEN - s->response_len));
+            if (ret <= 0) {
+                int err = SSL_get_error(s->ssl, ret);
+                if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
+                    return STEP_BLOCKED;
+                record_ssl_error("read h2 response", s->ssl, ret);
+                return STEP_FAILED;
+            }
+            s->response_len += (uint32_t)ret;
+        }
+        stats.responses++;
+        epoll_ctl(epoll_fd, EPOLL_CTL_DEL, s->fd, NULL);
+        *out_idle_fd = (uint32_t)s->fd;
+        s->fd = -1;
+        return STEP_DONE;
     case SLOT_SHUTDOWN:
     shutdown_read:
         for (;;) {
@@ -481,6 +640,22 @@ static int parse_target(const char *text)
     return 0;
 }
 
+/* parse_alpn turns "h2,http/1.1" into ALPN wire format in opts.alpn. */
+static int parse_alpn(const char *text)
+{
+    opts.alpn_len = 0;
+    while (*text != '\0') {
+        size_t len = strcspn(text, ",");
+        if (len == 0 || len > 255 || opts.alpn_len + 1 + len > sizeof(opts.alpn))
+            return -1;
+        opts.alpn[opts.alpn_len++] = (uint8_t)len;
+        memcpy(opts.alpn + opts.alpn_len, text, len);
+        opts.alpn_len += (uint32_t)len;
+        text += len + (text[len] == ',');
+    }
+    return opts.alpn_len > 0 ? 0 : -1;
+}
+
 static void parse_options(int argc, char **argv)
 {
     if (argc < 2)
@@ -499,7 +674,7 @@ static void parse_options(int argc, char **argv)
     opts.path = "/";
     int opt;
     optind = 2;
-    while ((opt = getopt(argc, argv, "a:c:d:v:C:g:n:s:p:r")) != -1) {
+    while ((opt = getopt(argc, argv, "a:c:d:v:C:g:n:s:p:rA:")) != -1) {
         switch (opt) {
         case 'a':
             if (parse_target(optarg) != 0) {
@@ -516,6 +691,13 @@ static void parse_options(int argc, char **argv)
         case 's': opts.num_sources = (uint32_t)strtoul(optarg, NULL, 10); break;
         case 'p': opts.path = optarg; break;
         case 'r': opts.send_request = true; break;
+        case 'A':
+            if (parse_alpn(optarg) != 0) {
+                fprintf(stderr, "tlsload: -A %s: use a comma-separated list such as h2,http/1.1\n",
+                        optarg);
+                exit(2);
+            }
+            break;
         default: usage();
         }
     }
@@ -571,6 +753,7 @@ static void print_report(double seconds, double window_s)
     print_json_string("cipher", stats.cipher);
     print_json_string("group", stats.group);
     print_json_string("sigalg", stats.sigalg);
+    print_json_string("alpn", stats.alpn);
     print_json_string("first_error", stats.first_error);
     printf("}\n");
     fflush(stdout);
@@ -600,6 +783,7 @@ int main(int argc, char **argv)
     raise_nofile((opts.mode == MODE_HOLD ? opts.num_hold : opts.concurrency) + 64);
     request_len = (size_t)snprintf(request_text, sizeof(request_text),
                                    "GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n", opts.path);
+    build_h2_request();
 
     int status = 1;
     struct slot *slots = NULL;
@@ -665,7 +849,8 @@ int main(int argc, char **argv)
         }
         if (opts.mode == MODE_HOLD && !hold_reported &&
             num_active == 0 && next_index >= opts.num_hold) {
-            printf("ready %u %llu\n", num_idle, (unsigned long long)stats.errors);
+            printf("ready %u %llu %s\n", num_idle, (unsigned long long)stats.errors,
+               stats.alpn[0] ? stats.alpn : "-");
             fflush(stdout);
             hold_reported = true;
             wait_for_stop(end_ms);
@@ -718,7 +903,8 @@ int main(int argc, char **argv)
     double seconds = (double)(finish_ms - start_ms) / 1000.0;
     double window_s = (double)((finish_ms < end_ms ? finish_ms : end_ms) - start_ms) / 1000.0;
     if (opts.mode == MODE_HOLD && !hold_reported) {
-        printf("ready %u %llu\n", num_idle, (unsigned long long)stats.errors);
+        printf("ready %u %llu %s\n", num_idle, (unsigned long long)stats.errors,
+               stats.alpn[0] ? stats.alpn : "-");
         fflush(stdout);
     }
     print_report(seconds, window_s);

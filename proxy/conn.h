@@ -75,6 +75,7 @@ struct conn {
         struct sockaddr_in6 in6;
     } client_addr; /* TCP listeners only: no room for a sockaddr_storage */
     uint8_t client_addr_len;
+    uint16_t local_port; /* http mode: the port reached, once asked; 0 before */
 };
 
 /* conn_accept takes ownership of the accepted socket |fd| from |listener|

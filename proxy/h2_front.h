@@ -16,6 +16,7 @@
 
 #include "conn.h"
 #include "h2_limits.h"
+#include "h2_mem.h"
 #include "http.h"
 
 enum h2_state { H2_OPEN, H2_NOTICE, H2_GOAWAY };
@@ -55,6 +56,7 @@ struct h2_front {
     uint64_t last_activity_ms;
     struct h2_limits limits;
     uint64_t stream_stalled_ms; /* the earliest of the streams' stalled_ms */
+    struct h2_mem mem;          /* the session's allocator */
 };
 
 /* h2_front_ops are the operations an exchange's upstream calls

@@ -27,15 +27,26 @@ static int submit_head(struct h2_stream *st, bool final)
     if (final && http_hsts_add(x) != 0)
         return -1;
     const struct http_fields *fields = &x->resp.fields;
-    nghttp2_nv *nva = calloc(fields->num + 2, sizeof(*nva));
-    char *names = malloc(fields->text_len + 1);
+    /* nghttp2 copies the fields it is given: a common head needs no heap. */
+    nghttp2_nv nva_stack[32];
+    char names_stack[2048];
+    nghttp2_nv *nva = fields->num + 2 <= 32 ? nva_stack : calloc(fields->num + 2, sizeof(*nva));
+    char *names =
+        fields->text_len < sizeof(names_stack) ? names_stack : malloc(fields->text_len + 1);
     char status[8];
     size_t n = 0;
     int rc = -1;
 
     if (nva == NULL || names == NULL)
         goto out;
-    snprintf(status, sizeof(status), "%d", x->resp.status);
+    if (x->resp.status >= 100 && x->resp.status <= 999) {
+        status[0] = (char)('0' + x->resp.status / 100);
+        status[1] = (char)('0' + x->resp.status / 10 % 10);
+        status[2] = (char)('0' + x->resp.status % 10);
+        status[3] = '\0';
+    } else {
+        snprintf(status, sizeof(status), "%d", x->resp.status);
+    }
     nva[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, strlen(status),
                             NGHTTP2_NV_FLAG_NONE};
     for (uint32_t i = 0; i < fields->num; i++) {
@@ -63,8 +74,10 @@ static int submit_head(struct h2_stream *st, bool final)
         nghttp2_submit_response(st->front->session, st->id, nva, n, no_body ? NULL : &provider);
     st->head_sent = true;
 out:
-    free(nva);
-    free(names);
+    if (nva != nva_stack)
+        free(nva);
+    if (names != names_stack)
+        free(names);
     return rc;
 }
 

@@ -189,20 +189,66 @@ static int client_gone(struct conn *c, enum end_reason reason,
 
 static void add_status_line(struct evbuffer *out, int status)
 {
-    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, http_status_text(status));
+    char line[16] = "HTTP/1.1 ";
+    size_t len = 9;
+    if (status >= 100 && status <= 999) {
+        line[len++] = (char)('0' + status / 100);
+        line[len++] = (char)('0' + status / 10 % 10);
+        line[len++] = (char)('0' + status % 10);
+        line[len++] = ' ';
+        evbuffer_add(out, line, len);
+        evbuffer_add(out, http_status_text(status), strlen(http_status_text(status)));
+        evbuffer_add(out, "\r\n", 2);
+    } else {
+        evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, http_status_text(status));
+    }
 }
 
-/* add_fields writes |f| except Content-Length, which framing decides. */
+/* add_fields writes |f| except Content-Length, which framing decides. The
+ * lines are gathered on the stack first: one evbuffer_add per few fields,
+ * not four per field. */
 static void add_fields(struct evbuffer *out, const struct http_fields *f)
 {
+    char buf[2048];
+    size_t len = 0;
     for (uint32_t i = 0; i < f->num; i++) {
-        if (http_name_is(http_field_name(f, i), f->v[i].name_len, "content-length"))
+        size_t name_len = f->v[i].name_len, value_len = f->v[i].value_len;
+        if (http_name_is(http_field_name(f, i), name_len, "content-length"))
             continue;
-        evbuffer_add(out, http_field_name(f, i), f->v[i].name_len);
-        evbuffer_add(out, ": ", 2);
-        evbuffer_add(out, http_field_value(f, i), f->v[i].value_len);
-        evbuffer_add(out, "\r\n", 2);
+        if (len + name_len + value_len + 4 > sizeof(buf)) {
+            evbuffer_add(out, buf, len);
+            len = 0;
+        }
+        if (name_len + value_len + 4 > sizeof(buf)) {
+            evbuffer_add(out, http_field_name(f, i), name_len);
+            evbuffer_add(out, ": ", 2);
+            evbuffer_add(out, http_field_value(f, i), value_len);
+            evbuffer_add(out, "\r\n", 2);
+            continue;
+        }
+        memcpy(buf + len, http_field_name(f, i), name_len);
+        memcpy(buf + len + name_len, ": ", 2);
+        memcpy(buf + len + name_len + 2, http_field_value(f, i), value_len);
+        memcpy(buf + len + name_len + 2 + value_len, "\r\n", 2);
+        len += name_len + value_len + 4;
     }
+    if (len > 0)
+        evbuffer_add(out, buf, len);
+}
+
+static void add_content_length(struct evbuffer *out, int64_t length)
+{
+    char line[48];
+    size_t at = sizeof(line) - 2;
+    memcpy(line + at, "\r\n", 2);
+    uint64_t v = (uint64_t)length;
+    do {
+        line[--at] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    at -= 16;
+    memcpy(line + at, "Content-Length: ", 16);
+    evbuffer_add(out, line + at, sizeof(line) - at);
 }
 
 /* add_connection ends a final head: Connection, then the blank line. */
@@ -234,8 +280,7 @@ static void write_final_head(struct h1 *h)
     if (status == 204 || status == 304) {
         h->framing = FRAMING_NONE;
     } else if (x->resp.content_length >= 0) {
-        evbuffer_add_printf(h->out, "Content-Length: %lld\r\n",
-                            (long long)x->resp.content_length);
+        add_content_length(h->out, x->resp.content_length);
         h->framing = no_body ? FRAMING_NONE : FRAMING_LENGTH;
     } else if (no_body) {
         h->framing = FRAMING_NONE;

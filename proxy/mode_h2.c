@@ -51,6 +51,7 @@
 #include "conn.h"
 #include "h2_front.h"
 #include "h2_limits.h"
+#include "h2_mem.h"
 #include "http.h"
 #include "http_hsts.h"
 #include "metrics.h"
@@ -60,6 +61,10 @@
 #define H2_READ_LEN 16384
 /* Reads per turn before yielding to other connections. */
 #define H2_ROUNDS 16
+/* How long a connection is idle before nghttp2's frame buffer is given back:
+ * long enough that a client between requests does not pay page faults for
+ * each one, short enough that idle connections hold little. */
+#define H2_IDLE_RELEASE_MS 500
 /* The opaque data of the drain PING. */
 static const uint8_t drain_ping[8] = {'t', 'l', 's', 't', 'e', 'r', 'm', 'd'};
 
@@ -454,6 +459,7 @@ static int send_frames(struct h2_front *f)
                 return CONN_OK;
             f->pending = data;
             f->pending_len = (size_t)len;
+            h2_mem_note_output(&f->mem);
         }
         size_t n = 0;
         switch (transport_write(&c->client, f->pending, f->pending_len, &n, &failure)) {
@@ -671,6 +677,22 @@ static void take_detached(struct h2_front *f, struct h2_stream *st)
         http_upstream_response_taken(x);
 }
 
+/* release_idle_memory gives nghttp2's frame buffer back (h2_mem.h) once
+ * the connection has been idle for H2_IDLE_RELEASE_MS; before that it
+ * returns the earlier of |at| (the deadline, 0: none) and that moment. */
+static uint64_t release_idle_memory(struct h2_front *f, uint64_t at)
+{
+    if (!h2_mem_releasable(&f->mem) || f->num_streams != 0 || f->pending != NULL ||
+        nghttp2_session_want_write(f->session))
+        return at;
+    uint64_t release_at = f->last_activity_ms + H2_IDLE_RELEASE_MS;
+    if (clock_now_ms() >= release_at) {
+        h2_mem_release(&f->mem);
+        return at;
+    }
+    return at == 0 || release_at < at ? release_at : at;
+}
+
 /* run does what there is to do: read, send, let upstreams read again,
  * and decide the deadline and whether the connection is over. */
 static int run(struct conn *c)
@@ -712,7 +734,7 @@ static int run(struct conn *c)
         return conn_linger(c, END_DONE);
     conn_watch_client(c);
     update_stalls(f);
-    conn_set_deadline(c, deadline(f));
+    conn_set_deadline(c, release_idle_memory(f, deadline(f)));
     if (more)
         conn_resume_later(c);
     return CONN_OK;
@@ -743,7 +765,8 @@ static int h2_start(struct conn *c)
     nghttp2_session_callbacks_set_on_invalid_header_callback(callbacks, on_invalid_header);
     nghttp2_option_set_no_auto_window_update(option, 1);
     h2_limits_set_options(&cfg->http2, option);
-    if (nghttp2_session_server_new2(&f->session, callbacks, f, option) != 0)
+    h2_mem_init(&f->mem);
+    if (nghttp2_session_server_new3(&f->session, callbacks, f, option, &f->mem.mem) != 0)
         goto oom;
     nghttp2_session_callbacks_del(callbacks);
     nghttp2_option_del(option);

@@ -2,7 +2,10 @@
 that changes the listener's HTTP settings sends GOAWAY (one that does not
 leaves connections alone), an authority the certificate does not cover gets
 421, a connection that never sends a request is closed after
-timeouts.request_header, and the HTTP metrics count what happened."""
+timeouts.request_header, the HTTP metrics count what happened, and a
+connection idle past the release of nghttp2's frame buffer still works."""
+
+import time
 
 import pytest
 
@@ -106,3 +109,18 @@ def test_queued_requests_are_served_in_turn(tlsterm_factory, backend, certs):
     lines = proxy.requests(10, since=mark)
     assert all(line["reason"] is None for line in lines), lines
     assert len(backend.find("open")) == 1, backend.find("open")
+
+
+def test_connection_idle_past_the_frame_buffer_release_still_works(tlsterm_factory, backend,
+                                                                   certs):
+    # After 500 ms without activity the front gives nghttp2's frame buffer
+    # back to the kernel (proxy/h2_mem.h); the next frames must still be whole.
+    proxy = HttpProxy(tlsterm_factory, backend, certs)
+    with H2Conn(proxy.port, certs) as conn:
+        first = conn.request("GET", "/headers")
+        conn.wait(lambda: first.done, what="a first response")
+        time.sleep(0.8)
+        second = conn.request("GET", "/headers")
+        conn.wait(lambda: second.done, what="a response after the release")
+        assert first.status == 200 and second.status == 200
+        assert second.json()["target"] == "/headers"
