@@ -18,7 +18,7 @@
  * The parser pauses after each head (to start the upstream before body
  * bytes arrive) and after each request. Bytes of the next request
  * (pipelining) stay unparsed in |in| until the current response is written,
- * and the client is not read while any are held: at most IN_BUF_LEN bytes
+ * and the client is not read while any are held: at most H1_IO_READ_LEN bytes
  * wait. Responses tlsterm writes itself (http_error_body) always say
  * `Connection: close` when the request could not be read to its end.
  *
@@ -41,13 +41,12 @@
 #include "backend_conn.h"
 #include "clock.h"
 #include "conn.h"
+#include "h1_io.h"
 #include "h1_request.h"
 #include "http.h"
 #include "http_hsts.h"
 #include "metrics.h"
 
-/* One read from the client: at most this much of a next request waits. */
-#define IN_BUF_LEN 16384
 /* Plaintext per TLS write: one full record. */
 #define RECORD_LEN 16384
 /* Rounds of work per turn before yielding to other connections. */
@@ -71,13 +70,10 @@ struct h1 {
     enum resp_state resp;
     enum framing framing;
 
-    uint8_t *in;               /* unparsed client bytes; NULL while none */
-    uint32_t in_start, in_end; /* pending bytes are in[in_start, in_end) */
-    struct evbuffer *out;      /* response bytes not yet written */
+    struct h1_io io; /* unparsed client bytes, response bytes not yet written */
 
     uint64_t head_deadline_ms; /* timeouts.request_header; 0: not in a head */
     bool head_bytes_seen;      /* a byte of the next request arrived */
-    uint64_t last_activity_ms; /* of the client: for timeouts.idle */
 
     /* Set by the front ops, handled in h1_run. */
     bool head_news; /* x->resp holds a head not yet written */
@@ -87,7 +83,6 @@ struct h1 {
     bool released;    /* x's upstream was released */
     bool logged;      /* x's access log line was written */
     bool close_after; /* the connection ends after this response */
-    bool client_eof;
     bool draining;
     bool await_handshake; /* the request waits for the handshake (0-RTT) */
     bool handshake_news;  /* the handshake just completed */
@@ -96,22 +91,6 @@ struct h1 {
 static const struct http_front_ops h1_front_ops;
 
 static struct h1 *h1_of(const struct conn *c) { return c->mode_state; }
-
-static uint32_t in_pending(const struct h1 *h) { return h->in_end - h->in_start; }
-
-static void in_drop(struct h1 *h)
-{
-    free(h->in);
-    h->in = NULL;
-    h->in_start = h->in_end = 0;
-}
-
-static void in_consume(struct h1 *h, size_t n)
-{
-    h->in_start += (uint32_t)n;
-    if (h->in_start == h->in_end)
-        in_drop(h);
-}
 
 static bool is_head_request(const struct http_exchange *x)
 {
@@ -273,25 +252,25 @@ static void write_final_head(struct h1 *h)
      * upgrade: nothing more can be parsed on this connection. */
     if (x->req.close || h->draining || x->req.websocket)
         h->close_after = true;
-    add_status_line(h->out, status);
+    add_status_line(h->io.out, status);
     /* Out of memory only costs the response its HSTS field. */
     (void)http_hsts_add(x);
-    add_fields(h->out, &x->resp.fields);
+    add_fields(h->io.out, &x->resp.fields);
     if (status == 204 || status == 304) {
         h->framing = FRAMING_NONE;
     } else if (x->resp.content_length >= 0) {
-        add_content_length(h->out, x->resp.content_length);
+        add_content_length(h->io.out, x->resp.content_length);
         h->framing = no_body ? FRAMING_NONE : FRAMING_LENGTH;
     } else if (no_body) {
         h->framing = FRAMING_NONE;
     } else if (x->req.http_minor >= 1) {
-        evbuffer_add(h->out, "Transfer-Encoding: chunked\r\n", 28);
+        evbuffer_add(h->io.out, "Transfer-Encoding: chunked\r\n", 28);
         h->framing = FRAMING_CHUNKED;
     } else {
         h->framing = FRAMING_CLOSE; /* HTTP/1.0: the end is the close */
         h->close_after = true;
     }
-    add_connection(h, h->out);
+    add_connection(h, h->io.out);
     h->resp = RESP_BODY;
 }
 
@@ -329,7 +308,7 @@ static int respond_error(struct conn *c, enum http_reason reason)
     if (!x->req_done || h->rq.state == H1_REQ_HEAD || h->rq.state == H1_REQ_IDLE) {
         h->rq.state = H1_REQ_REFUSED;
         h->close_after = true;
-        in_drop(h);
+        h1_io_drop(&h->io);
     }
     if (x->req.close || h->draining)
         h->close_after = true;
@@ -338,14 +317,15 @@ static int respond_error(struct conn *c, enum http_reason reason)
     size_t body_len = http_error_body(status, body, sizeof(body));
     if (body_len > sizeof(body))
         body_len = sizeof(body);
-    add_status_line(h->out, status);
-    evbuffer_add_printf(
-        h->out, "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n", body_len);
+    add_status_line(h->io.out, status);
+    evbuffer_add_printf(h->io.out,
+                        "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n",
+                        body_len);
     if (http_hsts_value(c) != NULL)
-        evbuffer_add_printf(h->out, "Strict-Transport-Security: %s\r\n", http_hsts_value(c));
-    add_connection(h, h->out);
+        evbuffer_add_printf(h->io.out, "Strict-Transport-Security: %s\r\n", http_hsts_value(c));
+    add_connection(h, h->io.out);
     if (!is_head_request(x)) {
-        evbuffer_add(h->out, body, body_len);
+        evbuffer_add(h->io.out, body, body_len);
         x->resp_bytes += body_len;
     }
     h->framing = FRAMING_NONE;
@@ -364,7 +344,7 @@ static void take_body(struct h1 *h, bool *progress)
     struct http_exchange *x = h->rq.x;
     bool took = false;
 
-    while (x->resp_body != NULL && evbuffer_get_length(h->out) < RECORD_LEN) {
+    while (x->resp_body != NULL && evbuffer_get_length(h->io.out) < RECORD_LEN) {
         size_t n = evbuffer_get_length(x->resp_body);
         if (n == 0)
             break;
@@ -376,10 +356,10 @@ static void take_body(struct h1 *h, bool *progress)
             continue;
         }
         if (h->framing == FRAMING_CHUNKED)
-            evbuffer_add_printf(h->out, "%zx\r\n", n);
-        evbuffer_remove_buffer(x->resp_body, h->out, n);
+            evbuffer_add_printf(h->io.out, "%zx\r\n", n);
+        evbuffer_remove_buffer(x->resp_body, h->io.out, n);
         if (h->framing == FRAMING_CHUNKED)
-            evbuffer_add(h->out, "\r\n", 2);
+            evbuffer_add(h->io.out, "\r\n", 2);
         x->resp_bytes += n;
     }
     if (x->resp_body != NULL && evbuffer_get_length(x->resp_body) == 0) {
@@ -392,9 +372,9 @@ static void take_body(struct h1 *h, bool *progress)
     }
     if (x->resp_done && x->resp_body == NULL) {
         if (h->framing == FRAMING_CHUNKED) {
-            evbuffer_add(h->out, "0\r\n", 3);
-            add_fields(h->out, &x->resp.trailers);
-            evbuffer_add(h->out, "\r\n", 2);
+            evbuffer_add(h->io.out, "0\r\n", 3);
+            add_fields(h->io.out, &x->resp.trailers);
+            evbuffer_add(h->io.out, "\r\n", 2);
         }
         h->resp = RESP_DONE;
         *progress = true;
@@ -406,33 +386,18 @@ static void take_body(struct h1 *h, bool *progress)
 /* write_client writes up to a record of |out| to the client. */
 static int write_client(struct conn *c, bool *progress)
 {
-    struct h1 *h = h1_of(c);
     struct tls_io_failure failure;
-    size_t len = evbuffer_get_length(h->out), n = 0;
 
-    if (len == 0 || c->client.write_wait != TRANSPORT_WAIT_NONE)
-        return CONN_OK;
-    if (len > RECORD_LEN)
-        len = RECORD_LEN;
-    const uint8_t *data = evbuffer_pullup(h->out, (ssize_t)len);
-    if (data == NULL)
-        return client_gone(c, END_OUT_OF_MEMORY, NULL);
-    switch (transport_write(&c->client, data, len, &n, &failure)) {
-    case TLS_IO_OK:
-        evbuffer_drain(h->out, n);
-        c->bytes_out += n;
-        metrics_bytes_backend_to_client(c->listener->metrics, n);
-        h->last_activity_ms = clock_now_ms();
-        *progress = true;
-        return CONN_OK;
-    case TLS_IO_WANT_READ:
-    case TLS_IO_WANT_WRITE:
-        return CONN_OK;
-    case TLS_IO_EOF:
-    case TLS_IO_ERROR:
+    switch (h1_io_write(c, &h1_of(c)->io, &failure)) {
+    case H1_IO_IDLE:
         break;
+    case H1_IO_MOVED:
+        *progress = true;
+        break;
+    case H1_IO_FAILED:
+        return client_gone(c, failure.reason, &failure);
     }
-    return client_gone(c, failure.reason, &failure);
+    return CONN_OK;
 }
 
 /* can_read returns true when a read from the client may bring bytes this
@@ -441,7 +406,7 @@ static bool can_read(const struct conn *c)
 {
     const struct h1 *h = h1_of(c);
 
-    if (h->in != NULL || h->client_eof || c->client.read_wait != TRANSPORT_WAIT_NONE)
+    if (h->io.in != NULL || h->io.eof || c->client.read_wait != TRANSPORT_WAIT_NONE)
         return false;
     switch (h->rq.state) {
     case H1_REQ_IDLE:
@@ -464,56 +429,30 @@ static int read_client(struct conn *c, bool *progress)
 {
     struct h1 *h = h1_of(c);
     struct tls_io_failure failure;
-    size_t n = 0;
 
     /* While a 0-RTT handshake completes, the client is read whatever the
      * request stands at: its Finished is among the bytes, and a response
-     * may wait for it. What app data comes with it is kept (early data is
-     * bounded by the session's max_early_data). */
-    bool for_handshake =
-        c->handshake_completing && !h->client_eof && c->client.read_wait == TRANSPORT_WAIT_NONE;
-    if ((!can_read(c) && !for_handshake) || transport_wait_readable(&c->client))
+     * may wait for it. */
+    if (!can_read(c) && !c->handshake_completing)
         return CONN_OK;
-    uint32_t have = h->in != NULL ? h->in_end : 0;
-    uint8_t *grown = realloc(h->in, (size_t)have + IN_BUF_LEN);
-    if (grown == NULL)
-        return client_gone(c, END_OUT_OF_MEMORY, NULL);
-    if (h->in == NULL)
-        h->in_start = h->in_end = 0;
-    h->in = grown;
-    enum tls_io_result result =
-        transport_read(&c->client, h->in + h->in_end, IN_BUF_LEN, &n, &failure);
+    bool was_eof = h->io.eof;
+    enum h1_io_result result = h1_io_read(c, &h->io, &failure);
     if (c->handshake_completing) {
         conn_handshake_progress(c);
         if (!c->handshake_completing)
             h->handshake_news = *progress = true;
     }
-    switch (result) {
-    case TLS_IO_OK:
-        h->in_end += (uint32_t)n;
-        c->bytes_in += n;
-        metrics_bytes_client_to_backend(c->listener->metrics, n);
-        h->last_activity_ms = clock_now_ms();
-        if (h->rq.state == H1_REQ_IDLE && h->rq.x == NULL) {
+    if (result == H1_IO_FAILED)
+        return client_gone(c, failure.reason, &failure);
+    if (result == H1_IO_MOVED) {
+        *progress = true;
+        if (h->io.eof == was_eof && h->rq.state == H1_REQ_IDLE && h->rq.x == NULL) {
             h->head_bytes_seen = true;
             if (h->head_deadline_ms == 0)
-                h->head_deadline_ms = h->last_activity_ms + c->cfg->request_header_timeout_ms;
+                h->head_deadline_ms =
+                    h->io.last_activity_ms + c->cfg->request_header_timeout_ms;
         }
-        *progress = true;
-        return CONN_OK;
-    case TLS_IO_WANT_READ:
-    case TLS_IO_WANT_WRITE:
-        break;
-    case TLS_IO_EOF:
-        h->client_eof = true;
-        *progress = true;
-        break;
-    case TLS_IO_ERROR:
-        in_drop(h);
-        return client_gone(c, failure.reason, &failure);
     }
-    if (in_pending(h) == 0)
-        in_drop(h);
     return CONN_OK;
 }
 
@@ -575,19 +514,19 @@ static int after_handshake(struct conn *c)
 static int parse(struct conn *c, bool *progress)
 {
     struct h1 *h = h1_of(c);
-    size_t len = in_pending(h);
+    size_t len = h1_io_pending(&h->io);
 
     /* After a head's pause the parser goes on even without bytes: a
      * request without a body completes there. */
     if ((len == 0 && !h->rq.head_paused) || !can_parse(h))
         return CONN_OK;
     *progress = true;
-    const char *data = h->in != NULL ? (const char *)h->in + h->in_start : "";
+    const char *data = h->io.in != NULL ? (const char *)h->io.in + h->io.in_start : "";
     size_t used = 0;
     enum h1_parse_result result = h1_request_parse(&h->rq, data, len, &used);
     if (result == H1_PARSE_ERROR)
         return respond_error(c, h->rq.error);
-    in_consume(h, used);
+    h1_io_consume(&h->io, used);
     if (result == H1_PARSE_HEAD) {
         h->head_deadline_ms = 0;
         if (start_upstream(c) != CONN_OK)
@@ -616,10 +555,10 @@ static int finish_exchange(struct conn *c)
     if (h->close_after || !complete)
         return conn_linger(c, END_DONE);
     h->rq.state = H1_REQ_IDLE;
-    h->last_activity_ms = clock_now_ms();
-    h->head_bytes_seen = h->in != NULL;
+    h->io.last_activity_ms = clock_now_ms();
+    h->head_bytes_seen = h->io.in != NULL;
     h->head_deadline_ms =
-        h->in != NULL ? h->last_activity_ms + c->cfg->request_header_timeout_ms : 0;
+        h->io.in != NULL ? h->io.last_activity_ms + c->cfg->request_header_timeout_ms : 0;
     return CONN_OK;
 }
 
@@ -640,7 +579,7 @@ static int check_eof(struct conn *c)
 {
     struct h1 *h = h1_of(c);
 
-    if (!h->client_eof || h->in != NULL)
+    if (!h->io.eof || h->io.in != NULL)
         return CONN_OK;
     if (h->rq.x == NULL)
         return conn_linger(c, END_DONE);
@@ -679,7 +618,7 @@ static int step(struct conn *c, bool *progress)
         take_body(h, progress);
     if (write_client(c, progress) != CONN_OK)
         return CONN_CLOSED;
-    if (h->rq.x != NULL && h->resp == RESP_DONE && evbuffer_get_length(h->out) == 0) {
+    if (h->rq.x != NULL && h->resp == RESP_DONE && evbuffer_get_length(h->io.out) == 0) {
         *progress = true;
         if (finish_exchange(c) != CONN_OK)
             return CONN_CLOSED;
@@ -710,7 +649,7 @@ static void arm_deadline(struct conn *c)
     if (h->head_deadline_ms != 0)
         at = h->head_deadline_ms;
     else if (idle_applies(c))
-        at = h->last_activity_ms + c->cfg->idle_timeout_ms;
+        at = h->io.last_activity_ms + c->cfg->idle_timeout_ms;
     conn_set_deadline(c, at);
 }
 
@@ -757,11 +696,11 @@ static int upgrade(struct conn *c)
 {
     struct h1 *h = h1_of(c);
     struct http_exchange *x = h->rq.x;
-    struct evbuffer *to_client = h->out, *to_backend = evbuffer_new(), *leftover = NULL;
+    struct evbuffer *to_client = h->io.out, *to_backend = evbuffer_new(), *leftover = NULL;
 
-    h->out = NULL;
+    h->io.out = NULL;
     if (to_backend == NULL) {
-        h->out = to_client;
+        h->io.out = to_client;
         return client_gone(c, END_OUT_OF_MEMORY, NULL);
     }
     add_status_line(to_client, x->resp.status);
@@ -771,8 +710,8 @@ static int upgrade(struct conn *c)
     if (http_fields_find(&x->resp.fields, "connection", 0) < 0)
         evbuffer_add(to_client, "Connection: Upgrade\r\n", 21);
     evbuffer_add(to_client, "\r\n", 2);
-    if (h->in != NULL)
-        evbuffer_add(to_backend, h->in + h->in_start, in_pending(h));
+    if (h->io.in != NULL)
+        evbuffer_add(to_backend, h->io.in + h->io.in_start, h1_io_pending(&h->io));
     struct backend_conn *backend = http_upstream_take(x, &leftover);
     h->released = true;
     if (leftover != NULL) {
@@ -781,7 +720,7 @@ static int upgrade(struct conn *c)
     }
     int result;
     if (backend == NULL) {
-        h->out = to_client;
+        h->io.out = to_client;
         x->reason = HTTP_REASON_BACKEND_RESET;
         result = client_gone(c, END_BACKEND_RESET, NULL);
     } else {
@@ -804,9 +743,9 @@ static void front_response_head(struct http_exchange *x)
         /* A 1xx head is only there during this call (a final one may follow
          * in the same read): it is copied out now, to HTTP/1.1 clients. */
         if (x->req.http_minor >= 1 && h->resp == RESP_WAIT) {
-            add_status_line(h->out, x->resp.status);
-            add_fields(h->out, &x->resp.fields);
-            evbuffer_add(h->out, "\r\n", 2);
+            add_status_line(h->io.out, x->resp.status);
+            add_fields(h->io.out, &x->resp.fields);
+            evbuffer_add(h->io.out, "\r\n", 2);
         }
     } else {
         h->head_news = true;
@@ -847,16 +786,18 @@ static const struct http_front_ops h1_front_ops = {
 static int h1_start(struct conn *c)
 {
     struct h1 *h = calloc(1, sizeof(*h));
-    if (h == NULL || (h->out = evbuffer_new()) == NULL) {
+    if (h == NULL || h1_io_init(&h->io) != 0) {
+        if (h != NULL)
+            h1_io_cleanup(&h->io);
         free(h);
         return conn_close(c, END_OUT_OF_MEMORY, NULL);
     }
     c->mode_state = h;
     h1_request_init(&h->rq, c->cfg->http.max_request_header_bytes, begin_exchange, c);
     h->rq.host_must_match = true; /* the request goes on to a backend */
-    h->last_activity_ms = clock_now_ms();
+    h->io.last_activity_ms = clock_now_ms();
     /* A connection that sends nothing is closed at timeouts.request_header. */
-    h->head_deadline_ms = h->last_activity_ms + c->cfg->request_header_timeout_ms;
+    h->head_deadline_ms = h->io.last_activity_ms + c->cfg->request_header_timeout_ms;
     return h1_run(c);
 }
 
@@ -880,7 +821,7 @@ static int h1_on_deadline(struct conn *c)
             return CONN_CLOSED;
         return h1_run(c);
     }
-    if (!idle_applies(c) || now - h->last_activity_ms < c->cfg->idle_timeout_ms) {
+    if (!idle_applies(c) || now - h->io.last_activity_ms < c->cfg->idle_timeout_ms) {
         arm_deadline(c);
         return CONN_OK;
     }
@@ -894,7 +835,7 @@ static int h1_drain(struct conn *c)
     struct h1 *h = h1_of(c);
 
     h->draining = true;
-    if (h->rq.x == NULL && h->in == NULL)
+    if (h->rq.x == NULL && h->io.in == NULL)
         return conn_linger(c, END_DONE);
     /* The response in progress, or the next one, says Connection: close
      * if its head is not out yet; the connection ends after it either way. */
@@ -908,7 +849,7 @@ static const char *h1_state_name(const struct conn *c)
 
     switch (h->rq.state) {
     case H1_REQ_IDLE:
-        return h->rq.x == NULL && h->in == NULL ? "idle" : "request_head";
+        return h->rq.x == NULL && h->io.in == NULL ? "idle" : "request_head";
     case H1_REQ_HEAD:
         return "request_head";
     case H1_REQ_BODY:
@@ -934,9 +875,7 @@ static void h1_free(struct conn *c, bool abort)
         exchange_release(h, true);
         http_exchange_free(h->rq.x);
     }
-    in_drop(h);
-    if (h->out != NULL)
-        evbuffer_free(h->out);
+    h1_io_cleanup(&h->io);
     h1_request_cleanup(&h->rq);
     free(h);
     c->mode_state = NULL;

@@ -21,7 +21,7 @@
  *
  * Bytes of a next request (pipelining) wait unparsed in |in| until the
  * answer is written, and the client is not read meanwhile: at most
- * IN_BUF_LEN bytes wait. The answer is never larger than the head it
+ * H1_IO_READ_LEN bytes wait. The answer is never larger than the head it
  * answers plus a few hundred bytes.
  *
  * Ownership. The mode state (struct redirect) belongs to its conn from start
@@ -36,15 +36,12 @@
 
 #include "clock.h"
 #include "conn.h"
+#include "h1_io.h"
 #include "h1_request.h"
 #include "http.h"
 #include "metrics.h"
 #include "plain_http.h"
 
-/* One read from the client. */
-#define IN_BUF_LEN 16384
-/* Bytes per write to the client. */
-#define WRITE_LEN 16384
 /* Rounds of work per turn before yielding to other connections. */
 #define REDIRECT_ROUNDS 16
 /* Room for tlsterm's own short error bodies. */
@@ -53,34 +50,16 @@
 struct redirect {
     /* The parser; its |x| is the current exchange (NULL between requests). */
     struct h1_request rq;
-    uint8_t *in;               /* unparsed client bytes; NULL while none */
-    uint32_t in_start, in_end; /* pending bytes are in[in_start, in_end) */
-    struct evbuffer *out;      /* answer bytes not yet written */
+    struct h1_io io; /* unparsed client bytes, answer bytes not yet written */
 
     uint64_t head_deadline_ms; /* timeouts.request_header; 0: not in a head */
     bool head_bytes_seen;      /* a byte of the next request arrived */
-    uint64_t last_activity_ms; /* of the client: for timeouts.idle */
 
     bool answered;    /* the answer to x is in |out| */
     bool close_after; /* the connection ends after this answer */
-    bool client_eof;
 };
 
 static struct redirect *redirect_of(const struct conn *c) { return c->mode_state; }
-
-static void in_drop(struct redirect *r)
-{
-    free(r->in);
-    r->in = NULL;
-    r->in_start = r->in_end = 0;
-}
-
-static void in_consume(struct redirect *r, size_t n)
-{
-    r->in_start += (uint32_t)n;
-    if (r->in_start == r->in_end)
-        in_drop(r);
-}
 
 /* ---- the exchange ------------------------------------------------------------------- */
 
@@ -130,7 +109,7 @@ static bool is_head_request(const struct http_exchange *x)
 /* add_head writes the status line and the fields every answer has. */
 static void add_head(struct redirect *r, int status, size_t body_len)
 {
-    evbuffer_add_printf(r->out,
+    evbuffer_add_printf(r->io.out,
                         "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
                         "Content-Length: %zu\r\n",
                         status, http_status_text(status), body_len);
@@ -140,10 +119,10 @@ static void add_head(struct redirect *r, int status, size_t body_len)
 static void add_connection(struct redirect *r)
 {
     if (r->close_after)
-        evbuffer_add(r->out, "Connection: close\r\n", 19);
+        evbuffer_add(r->io.out, "Connection: close\r\n", 19);
     else if (r->rq.x->req.http_minor == 0)
-        evbuffer_add(r->out, "Connection: keep-alive\r\n", 24);
-    evbuffer_add(r->out, "\r\n", 2);
+        evbuffer_add(r->io.out, "Connection: keep-alive\r\n", 24);
+    evbuffer_add(r->io.out, "\r\n", 2);
 }
 
 /* answer_error answers the current request (or the one whose head could
@@ -162,12 +141,12 @@ static int answer_error(struct conn *c, enum http_reason reason)
     x->reason = reason;
     r->rq.state = H1_REQ_REFUSED;
     r->close_after = true;
-    in_drop(r);
+    h1_io_drop(&r->io);
     size_t body_len = http_error_body(http_reason_status(reason), body, sizeof(body));
     add_head(r, http_reason_status(reason), body_len);
     add_connection(r);
     if (!is_head_request(x)) {
-        evbuffer_add(r->out, body, body_len);
+        evbuffer_add(r->io.out, body, body_len);
         x->resp_bytes = body_len;
     }
     r->answered = true;
@@ -194,7 +173,7 @@ static int answer_redirect(struct conn *c)
         r->close_after = true;
     if (r->close_after) {
         r->rq.state = H1_REQ_REFUSED;
-        in_drop(r);
+        h1_io_drop(&r->io);
     }
 
     /* "OPTIONS *" asks about the server: its redirect names the root. */
@@ -214,14 +193,14 @@ static int answer_redirect(struct conn *c)
     x->resp.status = cfg->status;
     x->resp_final = x->resp_done = true;
     add_head(r, cfg->status, body_len);
-    evbuffer_add(r->out, "Location: ", 10);
-    evbuffer_add(r->out, location_text, location_len);
-    evbuffer_add(r->out, "\r\n", 2);
+    evbuffer_add(r->io.out, "Location: ", 10);
+    evbuffer_add(r->io.out, location_text, location_len);
+    evbuffer_add(r->io.out, "\r\n", 2);
     add_connection(r);
     if (!is_head_request(x)) {
-        evbuffer_add(r->out, body_start, sizeof(body_start) - 1);
-        evbuffer_add_buffer(r->out, location);
-        evbuffer_add(r->out, "\n", 1);
+        evbuffer_add(r->io.out, body_start, sizeof(body_start) - 1);
+        evbuffer_add_buffer(r->io.out, location);
+        evbuffer_add(r->io.out, "\n", 1);
         x->resp_bytes = body_len;
     }
     evbuffer_free(location);
@@ -233,72 +212,42 @@ static int answer_redirect(struct conn *c)
 
 static int write_client(struct conn *c, bool *progress)
 {
-    struct redirect *r = redirect_of(c);
     struct tls_io_failure failure;
-    size_t len = evbuffer_get_length(r->out), n = 0;
 
-    if (len == 0 || c->client.write_wait != TRANSPORT_WAIT_NONE)
-        return CONN_OK;
-    if (len > WRITE_LEN)
-        len = WRITE_LEN;
-    const uint8_t *data = evbuffer_pullup(r->out, (ssize_t)len);
-    if (data == NULL)
-        return client_gone(c, END_OUT_OF_MEMORY, NULL);
-    switch (transport_write(&c->client, data, len, &n, &failure)) {
-    case TLS_IO_OK:
-        evbuffer_drain(r->out, n);
-        c->bytes_out += n;
-        metrics_bytes_backend_to_client(c->listener->metrics, n);
-        r->last_activity_ms = clock_now_ms();
-        *progress = true;
-        return CONN_OK;
-    case TLS_IO_WANT_READ:
-    case TLS_IO_WANT_WRITE:
-        return CONN_OK;
-    case TLS_IO_EOF:
-    case TLS_IO_ERROR:
+    switch (h1_io_write(c, &redirect_of(c)->io, &failure)) {
+    case H1_IO_IDLE:
         break;
+    case H1_IO_MOVED:
+        *progress = true;
+        break;
+    case H1_IO_FAILED:
+        return client_gone(c, failure.reason, &failure);
     }
-    return client_gone(c, failure.reason, &failure);
+    return CONN_OK;
 }
 
 static int read_client(struct conn *c, bool *progress)
 {
     struct redirect *r = redirect_of(c);
     struct tls_io_failure failure;
-    size_t n = 0;
 
-    if (r->in != NULL || r->client_eof || r->answered || r->rq.state == H1_REQ_REFUSED ||
-        c->client.read_wait != TRANSPORT_WAIT_NONE || transport_wait_readable(&c->client))
+    if (r->io.in != NULL || r->answered || r->rq.state == H1_REQ_REFUSED)
         return CONN_OK;
-    if ((r->in = malloc(IN_BUF_LEN)) == NULL)
-        return client_gone(c, END_OUT_OF_MEMORY, NULL);
-    r->in_start = r->in_end = 0;
-    switch (transport_read(&c->client, r->in, IN_BUF_LEN, &n, &failure)) {
-    case TLS_IO_OK:
-        r->in_end = (uint32_t)n;
-        c->bytes_in += n;
-        metrics_bytes_client_to_backend(c->listener->metrics, n);
-        r->last_activity_ms = clock_now_ms();
-        if (r->rq.x == NULL) {
+    switch (h1_io_read(c, &r->io, &failure)) {
+    case H1_IO_IDLE:
+        break;
+    case H1_IO_MOVED:
+        *progress = true;
+        if (!r->io.eof && r->rq.x == NULL) {
             r->head_bytes_seen = true;
             if (r->head_deadline_ms == 0)
-                r->head_deadline_ms = r->last_activity_ms + c->cfg->request_header_timeout_ms;
+                r->head_deadline_ms =
+                    r->io.last_activity_ms + c->cfg->request_header_timeout_ms;
         }
-        *progress = true;
-        return CONN_OK;
-    case TLS_IO_WANT_READ:
-    case TLS_IO_WANT_WRITE:
         break;
-    case TLS_IO_EOF:
-        r->client_eof = true;
-        *progress = true;
-        break;
-    case TLS_IO_ERROR:
-        in_drop(r);
+    case H1_IO_FAILED:
         return client_gone(c, failure.reason, &failure);
     }
-    in_drop(r);
     return CONN_OK;
 }
 
@@ -307,16 +256,16 @@ static int read_client(struct conn *c, bool *progress)
 static int parse(struct conn *c, bool *progress)
 {
     struct redirect *r = redirect_of(c);
-    size_t len = r->in_end - r->in_start, used = 0;
+    size_t len = r->io.in_end - r->io.in_start, used = 0;
 
     if (len == 0 || r->answered || r->rq.state == H1_REQ_REFUSED)
         return CONN_OK;
     *progress = true;
     enum h1_parse_result result =
-        h1_request_parse(&r->rq, (const char *)r->in + r->in_start, len, &used);
+        h1_request_parse(&r->rq, (const char *)r->io.in + r->io.in_start, len, &used);
     if (result == H1_PARSE_ERROR)
         return answer_error(c, r->rq.error);
-    in_consume(r, used);
+    h1_io_consume(&r->io, used);
     if (result != H1_PARSE_HEAD)
         return CONN_OK;
     r->head_deadline_ms = 0;
@@ -340,10 +289,10 @@ static int finish(struct conn *c)
     if (r->close_after || r->rq.state != H1_REQ_DONE)
         return conn_linger(c, END_DONE);
     r->rq.state = H1_REQ_IDLE;
-    r->last_activity_ms = clock_now_ms();
-    r->head_bytes_seen = r->in != NULL;
+    r->io.last_activity_ms = clock_now_ms();
+    r->head_bytes_seen = r->io.in != NULL;
     r->head_deadline_ms =
-        r->in != NULL ? r->last_activity_ms + c->cfg->request_header_timeout_ms : 0;
+        r->io.in != NULL ? r->io.last_activity_ms + c->cfg->request_header_timeout_ms : 0;
     return CONN_OK;
 }
 
@@ -353,7 +302,7 @@ static int check_eof(struct conn *c)
 {
     struct redirect *r = redirect_of(c);
 
-    if (!r->client_eof || r->in != NULL)
+    if (!r->io.eof || r->io.in != NULL)
         return CONN_OK;
     if (r->rq.x == NULL)
         return conn_linger(c, END_DONE);
@@ -373,7 +322,7 @@ static int step(struct conn *c, bool *progress)
 
     if (write_client(c, progress) != CONN_OK)
         return CONN_CLOSED;
-    if (r->answered && evbuffer_get_length(r->out) == 0) {
+    if (r->answered && evbuffer_get_length(r->io.out) == 0) {
         *progress = true;
         if (finish(c) != CONN_OK)
             return CONN_CLOSED;
@@ -392,7 +341,7 @@ static void arm_deadline(struct conn *c)
 
     conn_set_deadline(c, r->head_deadline_ms != 0
                              ? r->head_deadline_ms
-                             : r->last_activity_ms + c->cfg->idle_timeout_ms);
+                             : r->io.last_activity_ms + c->cfg->idle_timeout_ms);
 }
 
 /* run does all there is to do until the client must be waited for. */
@@ -421,15 +370,17 @@ static int run(struct conn *c)
 static int redirect_start(struct conn *c)
 {
     struct redirect *r = calloc(1, sizeof(*r));
-    if (r == NULL || (r->out = evbuffer_new()) == NULL) {
+    if (r == NULL || h1_io_init(&r->io) != 0) {
+        if (r != NULL)
+            h1_io_cleanup(&r->io);
         free(r);
         return conn_close(c, END_OUT_OF_MEMORY, NULL);
     }
     c->mode_state = r;
     h1_request_init(&r->rq, c->cfg->http.max_request_header_bytes, begin_exchange, c);
-    r->last_activity_ms = clock_now_ms();
+    r->io.last_activity_ms = clock_now_ms();
     /* A connection that sends nothing is closed at timeouts.request_header. */
-    r->head_deadline_ms = r->last_activity_ms + c->cfg->request_header_timeout_ms;
+    r->head_deadline_ms = r->io.last_activity_ms + c->cfg->request_header_timeout_ms;
     /* The request has usually not arrived yet: wait for it. */
     c->client.read_wait = TRANSPORT_WAIT_READ;
     return run(c);
@@ -453,7 +404,7 @@ static int redirect_on_deadline(struct conn *c)
             return CONN_CLOSED;
         return run(c);
     }
-    if (now - r->last_activity_ms < c->cfg->idle_timeout_ms) {
+    if (now - r->io.last_activity_ms < c->cfg->idle_timeout_ms) {
         arm_deadline(c);
         return CONN_OK;
     }
@@ -466,7 +417,7 @@ static int redirect_drain(struct conn *c)
 {
     struct redirect *r = redirect_of(c);
 
-    if (r->rq.x == NULL && r->in == NULL)
+    if (r->rq.x == NULL && r->io.in == NULL)
         return conn_linger(c, END_DONE);
     /* The answer in progress says Connection: close if its head is not out
      * yet; the connection ends after it either way. */
@@ -480,7 +431,7 @@ static const char *redirect_state_name(const struct conn *c)
 
     if (r->answered)
         return "response";
-    return r->rq.x == NULL && r->in == NULL ? "idle" : "request_head";
+    return r->rq.x == NULL && r->io.in == NULL ? "idle" : "request_head";
 }
 
 static void redirect_free(struct conn *c, bool abort)
@@ -494,8 +445,7 @@ static void redirect_free(struct conn *c, bool abort)
             r->rq.x->reason = HTTP_REASON_CLIENT_ABORTED;
         exchange_end(r);
     }
-    in_drop(r);
-    evbuffer_free(r->out);
+    h1_io_cleanup(&r->io);
     h1_request_cleanup(&r->rq);
     free(r);
     c->mode_state = NULL;
