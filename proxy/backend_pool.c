@@ -195,6 +195,23 @@ void backend_pool_wait(struct pool_server *ps, struct pool_waiter *waiter)
     waiter->queued = true;
 }
 
+void backend_pool_wait_first(struct pool_server *ps, struct pool_waiter *waiter)
+{
+    waiter->prev = NULL;
+    waiter->next = ps->wait_head;
+    if (ps->wait_head != NULL)
+        ps->wait_head->prev = waiter;
+    else
+        ps->wait_tail = waiter;
+    ps->wait_head = waiter;
+    waiter->queued = true;
+}
+
+bool backend_pool_has_waiters(const struct pool_server *ps)
+{
+    return ps->wait_head != NULL || ps->reserved > 0;
+}
+
 void backend_pool_cancel(struct pool_server *ps, struct pool_waiter *waiter)
 {
     if (!waiter->queued)

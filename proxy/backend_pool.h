@@ -76,6 +76,14 @@ void backend_pool_closed(struct pool_server *ps);
 void backend_pool_wait(struct pool_server *ps, struct pool_waiter *waiter);
 void backend_pool_cancel(struct pool_server *ps, struct pool_waiter *waiter);
 
+/* backend_pool_wait_first queues |waiter| at the head: a woken waiter that
+ * found nothing keeps its turn. */
+void backend_pool_wait_first(struct pool_server *ps, struct pool_waiter *waiter);
+
+/* backend_pool_has_waiters says whether requests wait for |ps| (queued, or
+ * woken with a slot reserved): a newcomer queues behind them. */
+bool backend_pool_has_waiters(const struct pool_server *ps);
+
 /* backend_pool_claim turns a woken waiter's reserved slot back into a free
  * one, just before it tries again (backend_pool_take, _may_open). */
 void backend_pool_claim(struct pool_server *ps, struct pool_waiter *waiter);

@@ -180,11 +180,29 @@ static void attach(struct http_upstream *up, struct backend_conn *conn)
 
 static void on_conn_event(struct backend_conn *conn, short what, void *arg);
 
+/* queue puts |up| at the end of its server's queue, for timeouts.queue
+ * from its first wait. */
+static void queue(struct http_upstream *up)
+{
+    if (up->state != UP_QUEUED || up->queue_deadline_ms == 0)
+        up->queue_deadline_ms = clock_now_ms() + up->x->c->cfg->queue_timeout_ms;
+    up->state = UP_QUEUED;
+    backend_pool_wait(up->ps, &up->waiter);
+    timerq_set(&worker_of(up)->timers, &up->timer, up->queue_deadline_ms);
+}
+
 static void acquire(struct http_upstream *up)
 {
     struct http_exchange *x = up->x;
     const struct cfg_listener *cfg = x->c->cfg;
+    bool woken = up->waiter.woken;
     backend_pool_claim(up->ps, &up->waiter);
+    /* A newcomer does not overtake requests already waiting: it queues
+     * behind them, even for an idle connection. */
+    if (!woken && backend_pool_has_waiters(up->ps)) {
+        queue(up);
+        return;
+    }
     struct backend_conn *conn = backend_pool_take(up->ps);
 
     if (conn != NULL) {
@@ -199,11 +217,14 @@ static void acquire(struct http_upstream *up)
         open_new(up, false);
         return;
     }
-    if (up->state != UP_QUEUED || up->queue_deadline_ms == 0)
-        up->queue_deadline_ms = clock_now_ms() + cfg->queue_timeout_ms;
-    up->state = UP_QUEUED;
-    backend_pool_wait(up->ps, &up->waiter);
-    timerq_set(&worker_of(up)->timers, &up->timer, up->queue_deadline_ms);
+    /* A woken waiter that still finds nothing (its idle connection was
+     * closed meanwhile) keeps its place at the head. */
+    if (woken) {
+        backend_pool_wait_first(up->ps, &up->waiter);
+        timerq_set(&worker_of(up)->timers, &up->timer, up->queue_deadline_ms);
+        return;
+    }
+    queue(up);
 }
 
 /* on_slot runs inside whatever freed a slot (another request's teardown,
@@ -296,6 +317,10 @@ static void retry(struct http_upstream *up)
 {
     struct http_exchange *x = up->x;
 
+    /* From here retry owns the slot it keeps: on failure it gives it back
+     * itself, so teardown must not see UP_TOO_EARLY and give it again. */
+    up->state = UP_CONNECTING;
+    up->resp_started = false; /* only a swallowed 425 had set it */
     backend_conn_free(up->conn, !up->req_sent);
     up->conn = NULL;
     evbuffer_drain(up->out, evbuffer_get_length(up->out));

@@ -144,7 +144,7 @@ static void exchange_end(struct h1 *h)
     h->rq.x = NULL;
     h->resp = RESP_WAIT;
     h->framing = FRAMING_NONE;
-    h->head_news = h->failed = h->upgraded = false;
+    h->head_news = h->failed = h->upgraded = h->await_handshake = false;
 }
 
 /* client_gone ends the connection after the client left or failed
@@ -295,6 +295,7 @@ static int respond_error(struct conn *c, enum http_reason reason)
     if (x == NULL)
         return conn_close(c, END_OUT_OF_MEMORY, NULL);
     x->reason = reason;
+    h->await_handshake = false; /* answered here: never forwarded */
     if (h->resp != RESP_WAIT) {
         /* The client has part of a response: only a close can say it is
          * cut short. */
@@ -501,6 +502,8 @@ static int after_handshake(struct conn *c)
         return CONN_OK;
     if (h->await_handshake) {
         h->await_handshake = false;
+        if (h->rq.state == H1_REQ_REFUSED || h->resp != RESP_WAIT)
+            return CONN_OK; /* answered meanwhile (400...): never forwarded */
         if (http_upstream_start(h->rq.x) != 0)
             return respond_error(c, HTTP_REASON_OUT_OF_MEMORY);
         return CONN_OK;

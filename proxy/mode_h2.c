@@ -709,9 +709,14 @@ static int run(struct conn *c)
     }
     /* Streams whose buffers were drained let their upstreams read again;
      * what they add is sent on the next turn. */
-    while (f->taken != NULL) {
-        struct h2_stream *st = f->taken;
-        f->taken = st->taken_next;
+    /* The list is taken whole: a stream queued again while its upstream
+     * reads (a detached stream's bytes are dropped at once) waits for the
+     * next turn, so a fast backend cannot hold the worker here. */
+    struct h2_stream *taken = f->taken;
+    f->taken = NULL;
+    while (taken != NULL) {
+        struct h2_stream *st = taken;
+        taken = st->taken_next;
         st->taken_queued = false;
         if (st->detached)
             take_detached(f, st);
