@@ -64,8 +64,15 @@ def test_drain_with_several_workers(tlsterm_factory, backend_factory, certs):
     slow = backend_factory("slow-source", size, MIB)
     proxy = tlsterm_factory(with_top(tlsterm_config([listener_config("edge", slow, certs)]), workers=2))
     port = proxy.port("edge")
-    clients = [tls_connect(port, client_context(certs.ca)) for _ in range(8)]
-    proxy.wait_count("handshake_done", 8)
+    # SO_REUSEPORT hashes the 4-tuple: connections are opened until both
+    # workers have some (8 at least, 40 at most: all on one worker has a
+    # chance of 2^-39).
+    clients = []
+    while len(clients) < 40:
+        clients.append(tls_connect(port, client_context(certs.ca)))
+        done = proxy.wait_count("handshake_done", len(clients))
+        if len(clients) >= 8 and {e["worker"] for e in done} == {0, 1}:
+            break
     assert {e["worker"] for e in proxy.find("handshake_done")} == {0, 1}
     proxy.send_signal(signal.SIGTERM)
     proxy.wait_for("draining")
