@@ -199,7 +199,7 @@ static void acquire(struct http_upstream *up)
     backend_pool_claim(up->ps, &up->waiter);
     /* A newcomer does not overtake requests already waiting: it queues
      * behind them, even for an idle connection. */
-    if (!woken && backend_pool_has_waiters(up->ps)) {
+    if (!woken && cfg->backend_max_connections != 0 && backend_pool_has_waiters(up->ps)) {
         queue(up);
         return;
     }
