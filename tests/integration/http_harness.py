@@ -19,7 +19,6 @@ Every wait has a deadline.
 import hashlib
 import json
 import os
-import re
 import select
 import signal
 import socket
@@ -42,10 +41,10 @@ from backend import pattern
 from tlsterm_harness import (
     HERE,
     TIMEOUT,
+    Backend,
     LogReader,
     Tlsterm,
     _matches,
-    _readline_with_deadline,
     client_context,
     free_port,
     listener_config,
@@ -109,37 +108,18 @@ class EventLog:
 # ---- the backend ---------------------------------------------------------------
 
 
-class HttpBackend(EventLog):
+class HttpBackend(Backend, EventLog):
     """HttpBackend is http_backend.py as a child process (see its docstring
-    for the paths it serves and the events it prints)."""
+    for the paths it serves and the events it prints): a Backend whose
+    stdout, after the port, is an event log."""
 
     def __init__(self, *args):
-        self.argv = [sys.executable, str(HERE / "http_backend.py"), *map(str, args)]
-        self.proc = None
-        self.port = None
+        Backend.__init__(self, None, *args, script="http_backend.py")
 
     def start(self, timeout=TIMEOUT):
-        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
-        line = _readline_with_deadline(self.proc.stdout, timeout)
-        match = re.fullmatch(rb"PORT (\d+)\n", line or b"")
-        assert match, f"http_backend {self.argv[2:]} did not report its port: {line!r}"
-        self.port = int(match.group(1))
+        Backend.start(self, timeout)
         EventLog.__init__(self, LogReader(self.proc.stdout), "http_backend")
         return self
-
-    @property
-    def addr(self):
-        return f"127.0.0.1:{self.port}"
-
-    def stop(self, timeout=10):
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
     def conn_of(self, path, since=0, timeout=TIMEOUT):
         """conn_of waits for the request for |path| and returns its event

@@ -325,8 +325,9 @@ class Backend:
     """Backend is backend.py running in |mode| (see its docstring) as a child
     process. start() returns once it printed its port."""
 
-    def __init__(self, mode, *args):
-        self.argv = [sys.executable, str(HERE / "backend.py"), mode, *map(str, args)]
+    def __init__(self, mode, *args, script="backend.py"):
+        modes = [] if mode is None else [mode]
+        self.argv = [sys.executable, str(HERE / script), *modes, *map(str, args)]
         self.proc = None
         self.port = None
 
@@ -336,7 +337,7 @@ class Backend:
         )
         line = _readline_with_deadline(self.proc.stdout, timeout)
         match = re.fullmatch(rb"PORT (\d+)\n", line or b"")
-        assert match, f"backend {self.argv[2:]} did not report its port: {line!r}"
+        assert match, f"{Path(self.argv[1]).stem} {self.argv[2:]} did not report its port: {line!r}"
         self.port = int(match.group(1))
         return self
 
