@@ -18,74 +18,18 @@
 #include <cmocka.h>
 
 #include "config.h"
-
-static char test_dir[256];
-static int original_dir = -1;
-static char *errors_text;
-
-static void write_text(const char *path, const char *text)
-{
-    FILE *file = fopen(path, "w");
-    assert_non_null(file);
-    assert_int_equal(fputs(text, file) >= 0, 1);
-    assert_int_equal(fclose(file), 0);
-}
+#include "config_fixture.h"
 
 static int group_setup(void **state)
 {
-    const char *tmp = getenv("TMPDIR");
-
-    snprintf(test_dir, sizeof(test_dir), "%s/config_redirect_test.XXXXXX",
-             tmp && *tmp ? tmp : "/tmp");
-    original_dir = open(".", O_RDONLY | O_DIRECTORY);
-    if (original_dir < 0 || mkdtemp(test_dir) == NULL || chdir(test_dir) != 0)
-        return -1;
-    write_text("cert.pem", "dummy certificate\n");
-    write_text("key.pem", "dummy key\n");
-    return 0;
+    (void)state;
+    return config_fixture_setup("config_redirect_test");
 }
 
 static int group_teardown(void **state)
 {
-    unlink("cert.pem");
-    unlink("key.pem");
-    unlink("t.yaml");
-    if (fchdir(original_dir) != 0)
-        return -1;
-    close(original_dir);
-    return rmdir(test_dir);
-}
-
-static int test_teardown(void **state)
-{
-    free(errors_text);
-    errors_text = NULL;
-    return 0;
-}
-
-/* load writes |yaml| to t.yaml and loads it; what was reported is left in
- * errors_text. */
-static struct config *load(const char *yaml)
-{
-    size_t len = 0;
-    FILE *errors;
-    struct config *config;
-
-    free(errors_text);
-    errors_text = NULL;
-    errors = open_memstream(&errors_text, &len);
-    assert_non_null(errors);
-    write_text("t.yaml", yaml);
-    config = config_load("t.yaml", errors);
-    fclose(errors);
-    return config;
-}
-
-static void expect_errors(const char *yaml, const char *expected)
-{
-    struct config *config = load(yaml);
-    assert_null(config);
-    assert_string_equal(errors_text, expected);
+    (void)state;
+    return config_fixture_teardown();
 }
 
 #define REDIRECT_HEAD                                                                          \
@@ -103,11 +47,11 @@ static void expect_errors(const char *yaml, const char *expected)
 
 static void test_redirect_defaults(void **state)
 {
-    struct config *config = load(REDIRECT_HEAD);
+    struct config *config = config_fixture_load(REDIRECT_HEAD);
     const struct cfg_listener *l;
 
     assert_non_null(config);
-    assert_string_equal(errors_text, "");
+    assert_string_equal(config_fixture_errors, "");
     l = &config->listeners[0];
     assert_int_equal(l->mode, CFG_MODE_REDIRECT);
     assert_int_equal(l->redirect.status, 308);
@@ -124,18 +68,18 @@ static void test_redirect_defaults(void **state)
 static void test_redirect_all_keys(void **state)
 {
     /* "mode" may come last: it chooses the schema wherever it stands. */
-    struct config *config = load("listeners:\n"
-                                 "  - name: plain\n"
-                                 "    listen: [\"127.0.0.1:0\", \"[::1]:0\"]\n"
-                                 "    redirect: {status: 301, port: 8443}\n"
-                                 "    http: {max_request_header_bytes: 8KiB}\n"
-                                 "    timeouts: {request_header: 2s, idle: 1m}\n"
-                                 "    max_connections: 50\n"
-                                 "    mode: redirect\n");
+    struct config *config = config_fixture_load("listeners:\n"
+                                                "  - name: plain\n"
+                                                "    listen: [\"127.0.0.1:0\", \"[::1]:0\"]\n"
+                                                "    redirect: {status: 301, port: 8443}\n"
+                                                "    http: {max_request_header_bytes: 8KiB}\n"
+                                                "    timeouts: {request_header: 2s, idle: 1m}\n"
+                                                "    max_connections: 50\n"
+                                                "    mode: redirect\n");
     const struct cfg_listener *l;
 
     assert_non_null(config);
-    assert_string_equal(errors_text, "");
+    assert_string_equal(config_fixture_errors, "");
     l = &config->listeners[0];
     assert_int_equal(l->mode, CFG_MODE_REDIRECT);
     assert_int_equal(l->num_listen, 2);
@@ -151,7 +95,7 @@ static void test_redirect_all_keys(void **state)
     for (size_t i = 0; i < 4; i++) {
         char yaml[256];
         snprintf(yaml, sizeof(yaml), REDIRECT_HEAD "    redirect: {status: %s}\n", statuses[i]);
-        config = load(yaml);
+        config = config_fixture_load(yaml);
         assert_non_null(config);
         assert_int_equal(config->listeners[0].redirect.status, atoi(statuses[i]));
         config_free(config);
@@ -160,16 +104,17 @@ static void test_redirect_all_keys(void **state)
 
 static void test_redirect_refused_keys(void **state)
 {
-    expect_errors(REDIRECT_HEAD "    tls: {certificates: [{cert: cert.pem, key: key.pem}]}\n"
-                                "    backend: {servers: [\"127.0.0.1:8080\"]}\n"
-                                "    http2: {max_concurrent_streams: 10}\n",
-                  "t.yaml:5:5: a redirect listener speaks plain HTTP: 'tls' has no place here; "
-                  "remove it (HTTPS is served by a listener with mode http or tcp)\n"
-                  "t.yaml:6:5: a redirect listener answers every request itself: 'backend' has "
-                  "no place here; remove it\n"
-                  "t.yaml:7:5: 'http2' has no effect on a redirect listener, which answers "
-                  "every request itself; remove it\n");
-    expect_errors(
+    config_fixture_expect_errors(
+        REDIRECT_HEAD "    tls: {certificates: [{cert: cert.pem, key: key.pem}]}\n"
+                      "    backend: {servers: [\"127.0.0.1:8080\"]}\n"
+                      "    http2: {max_concurrent_streams: 10}\n",
+        "t.yaml:5:5: a redirect listener speaks plain HTTP: 'tls' has no place here; "
+        "remove it (HTTPS is served by a listener with mode http or tcp)\n"
+        "t.yaml:6:5: a redirect listener answers every request itself: 'backend' has "
+        "no place here; remove it\n"
+        "t.yaml:7:5: 'http2' has no effect on a redirect listener, which answers "
+        "every request itself; remove it\n");
+    config_fixture_expect_errors(
         REDIRECT_HEAD "    http:\n"
                       "      x_forwarded: true\n"
                       "      hsts: {max_age: 365d}\n"
@@ -184,19 +129,20 @@ static void test_redirect_refused_keys(void **state)
         "t.yaml:8:41: 'timeouts.queue' has no effect on a redirect listener, which "
         "answers every request itself; remove it\n");
     /* Still a schema: unknown keys and missing required ones are reported. */
-    expect_errors("listeners:\n"
-                  "  - name: plain\n"
-                  "    mode: redirect\n"
-                  "    redirct: {}\n",
-                  "t.yaml:4:5: unknown key 'redirct' in a redirect listener; did you mean "
-                  "'redirect'? allowed: name, mode, listen, redirect, http, timeouts, "
-                  "max_connections, tls, backend, http2\n"
-                  "t.yaml:2:5: listener is missing required key 'listen'\n");
+    config_fixture_expect_errors(
+        "listeners:\n"
+        "  - name: plain\n"
+        "    mode: redirect\n"
+        "    redirct: {}\n",
+        "t.yaml:4:5: unknown key 'redirct' in a redirect listener; did you mean "
+        "'redirect'? allowed: name, mode, listen, redirect, http, timeouts, "
+        "max_connections, tls, backend, http2\n"
+        "t.yaml:2:5: listener is missing required key 'listen'\n");
 }
 
 static void test_redirect_bad_values(void **state)
 {
-    expect_errors(
+    config_fixture_expect_errors(
         REDIRECT_HEAD "    redirect: {status: 303, port: 0}\n"
                       "    http: {max_request_header_bytes: 10}\n",
         "t.yaml:5:24: invalid redirect status '303'; allowed: 301, 302, 307, 308 (308 "
@@ -205,24 +151,26 @@ static void test_redirect_bad_values(void **state)
         "t.yaml:6:38: invalid max_request_header_bytes '10'; expected a size from "
         "1KiB to 1MiB: a number of bytes, or a whole number with KiB or MiB (e.g. "
         "64KiB)\n");
-    expect_errors(REDIRECT_HEAD "    redirect: {port: 70000, host: x}\n",
-                  "t.yaml:5:22: invalid port '70000'; expected an integer from 1 to 65535\n"
-                  "t.yaml:5:29: unknown key 'host' in redirect; allowed: status, port\n");
+    config_fixture_expect_errors(
+        REDIRECT_HEAD "    redirect: {port: 70000, host: x}\n",
+        "t.yaml:5:22: invalid port '70000'; expected an integer from 1 to 65535\n"
+        "t.yaml:5:29: unknown key 'host' in redirect; allowed: status, port\n");
 }
 
 static void test_redirect_keys_on_other_listeners(void **state)
 {
-    expect_errors(HTTP_LISTENER "    redirect: {status: 301}\n",
-                  "t.yaml:7:5: redirect settings need mode: redirect: this listener terminates "
-                  "TLS, where 'redirect' has no effect; remove it, or make a listener of its "
-                  "own with 'mode: redirect' (and no tls or backend)\n");
+    config_fixture_expect_errors(
+        HTTP_LISTENER "    redirect: {status: 301}\n",
+        "t.yaml:7:5: redirect settings need mode: redirect: this listener terminates "
+        "TLS, where 'redirect' has no effect; remove it, or make a listener of its "
+        "own with 'mode: redirect' (and no tls or backend)\n");
     /* tls and backend stay required in tcp and http mode. */
-    expect_errors("listeners:\n"
-                  "  - name: web\n"
-                  "    mode: http\n"
-                  "    listen: \"127.0.0.1:0\"\n",
-                  "t.yaml:2:5: listener is missing required key 'tls'\n"
-                  "t.yaml:2:5: listener is missing required key 'backend'\n");
+    config_fixture_expect_errors("listeners:\n"
+                                 "  - name: web\n"
+                                 "    mode: http\n"
+                                 "    listen: \"127.0.0.1:0\"\n",
+                                 "t.yaml:2:5: listener is missing required key 'tls'\n"
+                                 "t.yaml:2:5: listener is missing required key 'backend'\n");
 }
 
 static void test_hsts(void **state)
@@ -243,61 +191,63 @@ static void test_hsts(void **state)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char yaml[512];
         snprintf(yaml, sizeof(yaml), HTTP_LISTENER "    http: {hsts: %s}\n", cases[i].yaml);
-        struct config *config = load(yaml);
+        struct config *config = config_fixture_load(yaml);
         assert_non_null(config);
-        assert_string_equal(errors_text, "");
+        assert_string_equal(config_fixture_errors, "");
         assert_int_equal(config->listeners[0].http.hsts.max_age_s, cases[i].max_age_s);
         assert_string_equal(config->listeners[0].http.hsts.value, cases[i].value);
         config_free(config);
     }
-    expect_errors(HTTP_LISTENER "    http: {hsts: {max_age: 3651d}}\n"
-                                "  - name: web2\n"
-                                "    mode: http\n"
-                                "    listen: \"127.0.0.1:0\"\n"
-                                "    tls: {certificates: [{cert: cert.pem, key: key.pem}]}\n"
-                                "    backend: {servers: [\"127.0.0.1:8080\"]}\n"
-                                "    http: {hsts: {max_age: 1500ms, preload: yes}}\n"
-                                "  - name: web3\n"
-                                "    mode: http\n"
-                                "    listen: \"127.0.0.1:0\"\n"
-                                "    tls: {certificates: [{cert: cert.pem, key: key.pem}]}\n"
-                                "    backend: {servers: [\"127.0.0.1:8080\"]}\n"
-                                "    http: {hsts: {include_subdomains: true}}\n"
-                                "  - name: web4\n"
-                                "    mode: http\n"
-                                "    listen: \"127.0.0.1:0\"\n"
-                                "    tls: {certificates: [{cert: cert.pem, key: key.pem}]}\n"
-                                "    backend: {servers: [\"127.0.0.1:8080\"]}\n"
-                                "    http: {hsts: true}\n",
-                  "t.yaml:7:28: invalid duration '3651d' for 'max_age'; expected whole seconds "
-                  "with a unit s, m, h or d, at most 3650d (e.g. 365d), or 0 to make browsers "
-                  "forget the policy\n"
-                  "t.yaml:13:28: invalid duration '1500ms' for 'max_age'; expected whole "
-                  "seconds with a unit s, m, h or d, at most 3650d (e.g. 365d), or 0 to make "
-                  "browsers forget the policy\n"
-                  "t.yaml:13:45: invalid preload 'yes'; expected true or false\n"
-                  "t.yaml:19:18: hsts is missing required key 'max_age'\n"
-                  "t.yaml:25:18: expected a mapping for 'hsts', got 'true'\n");
+    config_fixture_expect_errors(
+        HTTP_LISTENER "    http: {hsts: {max_age: 3651d}}\n"
+                      "  - name: web2\n"
+                      "    mode: http\n"
+                      "    listen: \"127.0.0.1:0\"\n"
+                      "    tls: {certificates: [{cert: cert.pem, key: key.pem}]}\n"
+                      "    backend: {servers: [\"127.0.0.1:8080\"]}\n"
+                      "    http: {hsts: {max_age: 1500ms, preload: yes}}\n"
+                      "  - name: web3\n"
+                      "    mode: http\n"
+                      "    listen: \"127.0.0.1:0\"\n"
+                      "    tls: {certificates: [{cert: cert.pem, key: key.pem}]}\n"
+                      "    backend: {servers: [\"127.0.0.1:8080\"]}\n"
+                      "    http: {hsts: {include_subdomains: true}}\n"
+                      "  - name: web4\n"
+                      "    mode: http\n"
+                      "    listen: \"127.0.0.1:0\"\n"
+                      "    tls: {certificates: [{cert: cert.pem, key: key.pem}]}\n"
+                      "    backend: {servers: [\"127.0.0.1:8080\"]}\n"
+                      "    http: {hsts: true}\n",
+        "t.yaml:7:28: invalid duration '3651d' for 'max_age'; expected whole seconds "
+        "with a unit s, m, h or d, at most 3650d (e.g. 365d), or 0 to make browsers "
+        "forget the policy\n"
+        "t.yaml:13:28: invalid duration '1500ms' for 'max_age'; expected whole "
+        "seconds with a unit s, m, h or d, at most 3650d (e.g. 365d), or 0 to make "
+        "browsers forget the policy\n"
+        "t.yaml:13:45: invalid preload 'yes'; expected true or false\n"
+        "t.yaml:19:18: hsts is missing required key 'max_age'\n"
+        "t.yaml:25:18: expected a mapping for 'hsts', got 'true'\n");
     /* tcp mode has no http section at all. */
-    expect_errors("listeners:\n"
-                  "  - name: edge\n"
-                  "    listen: \"127.0.0.1:0\"\n"
-                  "    tls: {certificates: [{cert: cert.pem, key: key.pem}]}\n"
-                  "    backend: {servers: [\"127.0.0.1:8080\"]}\n"
-                  "    http: {hsts: {max_age: 1d}}\n",
-                  "t.yaml:6:5: http settings need mode: http: this listener is in tcp mode, "
-                  "where 'http' has no effect; add 'mode: http' or remove it\n");
+    config_fixture_expect_errors(
+        "listeners:\n"
+        "  - name: edge\n"
+        "    listen: \"127.0.0.1:0\"\n"
+        "    tls: {certificates: [{cert: cert.pem, key: key.pem}]}\n"
+        "    backend: {servers: [\"127.0.0.1:8080\"]}\n"
+        "    http: {hsts: {max_age: 1d}}\n",
+        "t.yaml:6:5: http settings need mode: http: this listener is in tcp mode, "
+        "where 'http' has no effect; add 'mode: http' or remove it\n");
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_redirect_defaults, test_teardown),
-        cmocka_unit_test_teardown(test_redirect_all_keys, test_teardown),
-        cmocka_unit_test_teardown(test_redirect_refused_keys, test_teardown),
-        cmocka_unit_test_teardown(test_redirect_bad_values, test_teardown),
-        cmocka_unit_test_teardown(test_redirect_keys_on_other_listeners, test_teardown),
-        cmocka_unit_test_teardown(test_hsts, test_teardown),
+        cmocka_unit_test_teardown(test_redirect_defaults, config_fixture_reset),
+        cmocka_unit_test_teardown(test_redirect_all_keys, config_fixture_reset),
+        cmocka_unit_test_teardown(test_redirect_refused_keys, config_fixture_reset),
+        cmocka_unit_test_teardown(test_redirect_bad_values, config_fixture_reset),
+        cmocka_unit_test_teardown(test_redirect_keys_on_other_listeners, config_fixture_reset),
+        cmocka_unit_test_teardown(test_hsts, config_fixture_reset),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

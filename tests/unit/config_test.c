@@ -21,33 +21,15 @@
 #include <openssl/ssl.h>
 
 #include "config.h"
-
-static char test_dir[256];
-static int original_dir = -1;
-static char *errors_text;
-
-static void write_text(const char *path, const char *text)
-{
-    FILE *file = fopen(path, "w");
-
-    assert_non_null(file);
-    assert_int_equal(fputs(text, file) >= 0, 1);
-    assert_int_equal(fclose(file), 0);
-}
+#include "config_fixture.h"
 
 static int group_setup(void **state)
 {
-    const char *tmp = getenv("TMPDIR");
-
     (void)state;
-    snprintf(test_dir, sizeof(test_dir), "%s/config_test.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    original_dir = open(".", O_RDONLY | O_DIRECTORY);
-    if (original_dir < 0 || mkdtemp(test_dir) == NULL || chdir(test_dir) != 0)
+    if (config_fixture_setup("config_test") != 0)
         return -1;
-    write_text("cert.pem", "dummy certificate\n");
-    write_text("key.pem", "dummy key\n");
-    write_text("cert2.pem", "dummy certificate\n");
-    write_text("key2.pem", "dummy key\n");
+    config_fixture_write("cert2.pem", "dummy certificate\n");
+    config_fixture_write("key2.pem", "dummy key\n");
     if (mkfifo("fifo", 0600) != 0)
         return -1;
     return mkdir("subdir", 0700);
@@ -56,52 +38,19 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    unlink("cert.pem");
-    unlink("key.pem");
     unlink("cert2.pem");
     unlink("key2.pem");
     unlink("fifo");
-    unlink("t.yaml");
     rmdir("subdir");
-    if (fchdir(original_dir) != 0)
-        return -1;
-    close(original_dir);
-    return rmdir(test_dir);
+    return config_fixture_teardown();
 }
 
-static int test_teardown(void **state)
-{
-    (void)state;
-    free(errors_text);
-    errors_text = NULL;
-    return 0;
-}
+/* Short names for the fixture (config_fixture.h) in the tests below. */
+static struct config *load(const char *yaml) { return config_fixture_load(yaml); }
 
-/* load writes |yaml| to t.yaml and loads it; what was reported is left in
- * errors_text. */
-static struct config *load(const char *yaml)
-{
-    size_t len = 0;
-    FILE *errors;
-    struct config *config;
-
-    free(errors_text);
-    errors_text = NULL;
-    errors = open_memstream(&errors_text, &len);
-    assert_non_null(errors);
-    write_text("t.yaml", yaml);
-    config = config_load("t.yaml", errors);
-    fclose(errors);
-    return config;
-}
-
-/* expect_errors checks that |yaml| fails to load with exactly |expected|. */
 static void expect_errors(const char *yaml, const char *expected)
 {
-    struct config *config = load(yaml);
-
-    assert_null(config);
-    assert_string_equal(errors_text, expected);
+    config_fixture_expect_errors(yaml, expected);
 }
 
 /* The end of the message for a CBC or non-forward-secret suite. */
@@ -133,7 +82,7 @@ static void test_minimal_config_and_defaults(void **state)
 
     (void)state;
     assert_non_null(config);
-    assert_string_equal(errors_text, "");
+    assert_string_equal(config_fixture_errors, "");
     assert_string_equal(config->file, "t.yaml");
     assert_int_equal(config->log_format, LOG_FORMAT_JSON);
     assert_int_equal(config->log_level, LOG_INFO);
@@ -598,10 +547,10 @@ static void expect_error_prefix(const char *yaml, const char *prefix)
     struct config *config = load(yaml);
 
     assert_null(config);
-    if (strncmp(errors_text, prefix, strlen(prefix)) != 0)
-        fail_msg("got \"%s\", expected a line starting with \"%s\"", errors_text, prefix);
-    assert_non_null(strchr(errors_text, '\n'));
-    assert_string_equal(strchr(errors_text, '\n'), "\n");
+    if (strncmp(config_fixture_errors, prefix, strlen(prefix)) != 0)
+        fail_msg("got \"%s\", expected a line starting with \"%s\"", config_fixture_errors, prefix);
+    assert_non_null(strchr(config_fixture_errors, '\n'));
+    assert_string_equal(strchr(config_fixture_errors, '\n'), "\n");
 }
 
 static void test_bad_addresses(void **state)
@@ -1026,11 +975,11 @@ static void test_admin_address_of_a_listener(void **state)
                      "  - name: edge\n"
                      "    listen: [\"[::]:9100\"]\n" TLS_OK BACKEND_OK "admin:\n"
                      "  listen: \"127.0.0.1:9100\"\n"));
-    assert_string_equal(errors_text, "");
+    assert_string_equal(config_fixture_errors, "");
     /* Port 0 is a fresh port each time: no collision. */
     config_free(load(LISTENER_HEAD TLS_OK BACKEND_OK "admin:\n"
                                                      "  listen: \"127.0.0.1:0\"\n"));
-    assert_string_equal(errors_text, "");
+    assert_string_equal(config_fixture_errors, "");
 }
 
 static void test_client_auth(void **state)
@@ -1196,7 +1145,7 @@ static void test_http_mode_defaults(void **state)
 
     (void)state;
     assert_non_null(config);
-    assert_string_equal(errors_text, "");
+    assert_string_equal(config_fixture_errors, "");
     assert_true(config->log_access);
     l = &config->listeners[0];
     assert_int_equal(l->mode, CFG_MODE_HTTP);
@@ -1268,7 +1217,7 @@ static void test_http_mode_all_keys(void **state)
 
     (void)state;
     assert_non_null(config);
-    assert_string_equal(errors_text, "");
+    assert_string_equal(config_fixture_errors, "");
     assert_false(config->log_access);
     l = &config->listeners[0];
     assert_int_equal(l->mode, CFG_MODE_HTTP);
@@ -1346,7 +1295,7 @@ static void test_http2_limits(void **state)
 
     (void)state;
     assert_non_null(config);
-    assert_string_equal(errors_text, "");
+    assert_string_equal(config_fixture_errors, "");
     h2 = &config->listeners[0].http2;
     assert_int_equal(h2->header_table_size, 0);
     assert_int_equal(h2->reset_burst, 10);
@@ -1591,47 +1540,47 @@ static void test_trusted_proxies(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_minimal_config_and_defaults, test_teardown),
-        cmocka_unit_test_teardown(test_full_config, test_teardown),
-        cmocka_unit_test_teardown(test_parse_duration, test_teardown),
-        cmocka_unit_test_teardown(test_cfg_error_format, test_teardown),
-        cmocka_unit_test_teardown(test_print_errors_capped, test_teardown),
-        cmocka_unit_test_teardown(test_empty_files, test_teardown),
-        cmocka_unit_test_teardown(test_missing_file, test_teardown),
-        cmocka_unit_test_teardown(test_yaml_errors_pass_through, test_teardown),
-        cmocka_unit_test_teardown(test_unknown_keys, test_teardown),
-        cmocka_unit_test_teardown(test_missing_required_keys, test_teardown),
-        cmocka_unit_test_teardown(test_wrong_types, test_teardown),
-        cmocka_unit_test_teardown(test_empty_sequences, test_teardown),
-        cmocka_unit_test_teardown(test_durations, test_teardown),
-        cmocka_unit_test_teardown(test_log_and_user, test_teardown),
-        cmocka_unit_test_teardown(test_listener_names, test_teardown),
-        cmocka_unit_test_teardown(test_listen_addresses, test_teardown),
-        cmocka_unit_test_teardown(test_bad_addresses, test_teardown),
-        cmocka_unit_test_teardown(test_certificate_files, test_teardown),
-        cmocka_unit_test_teardown(test_tls_versions, test_teardown),
-        cmocka_unit_test_teardown(test_ciphers, test_teardown),
-        cmocka_unit_test_teardown(test_groups, test_teardown),
-        cmocka_unit_test_teardown(test_max_connections, test_teardown),
-        cmocka_unit_test_teardown(test_policy_presets, test_teardown),
-        cmocka_unit_test_teardown(test_allow_legacy, test_teardown),
-        cmocka_unit_test_teardown(test_report_only, test_teardown),
-        cmocka_unit_test_teardown(test_alpn_and_switches, test_teardown),
-        cmocka_unit_test_teardown(test_h2_in_tcp_mode_needs_an_h2_backend, test_teardown),
-        cmocka_unit_test_teardown(test_fifo_refused, test_teardown),
-        cmocka_unit_test_teardown(test_admin_address_of_a_listener, test_teardown),
-        cmocka_unit_test_teardown(test_client_auth, test_teardown),
-        cmocka_unit_test_teardown(test_ocsp_files, test_teardown),
-        cmocka_unit_test_teardown(test_top_level_reload_and_tickets, test_teardown),
-        cmocka_unit_test_teardown(test_every_error_reported_once_in_order, test_teardown),
-        cmocka_unit_test_teardown(test_http_mode_defaults, test_teardown),
-        cmocka_unit_test_teardown(test_http_mode_all_keys, test_teardown),
-        cmocka_unit_test_teardown(test_http2_limits, test_teardown),
-        cmocka_unit_test_teardown(test_http_keys_refused_in_tcp_mode, test_teardown),
-        cmocka_unit_test_teardown(test_http_mode_errors, test_teardown),
-        cmocka_unit_test_teardown(test_http_mode_cross_checks, test_teardown),
-        cmocka_unit_test_teardown(test_http_mode_alpn, test_teardown),
-        cmocka_unit_test_teardown(test_trusted_proxies, test_teardown),
+        cmocka_unit_test_teardown(test_minimal_config_and_defaults, config_fixture_reset),
+        cmocka_unit_test_teardown(test_full_config, config_fixture_reset),
+        cmocka_unit_test_teardown(test_parse_duration, config_fixture_reset),
+        cmocka_unit_test_teardown(test_cfg_error_format, config_fixture_reset),
+        cmocka_unit_test_teardown(test_print_errors_capped, config_fixture_reset),
+        cmocka_unit_test_teardown(test_empty_files, config_fixture_reset),
+        cmocka_unit_test_teardown(test_missing_file, config_fixture_reset),
+        cmocka_unit_test_teardown(test_yaml_errors_pass_through, config_fixture_reset),
+        cmocka_unit_test_teardown(test_unknown_keys, config_fixture_reset),
+        cmocka_unit_test_teardown(test_missing_required_keys, config_fixture_reset),
+        cmocka_unit_test_teardown(test_wrong_types, config_fixture_reset),
+        cmocka_unit_test_teardown(test_empty_sequences, config_fixture_reset),
+        cmocka_unit_test_teardown(test_durations, config_fixture_reset),
+        cmocka_unit_test_teardown(test_log_and_user, config_fixture_reset),
+        cmocka_unit_test_teardown(test_listener_names, config_fixture_reset),
+        cmocka_unit_test_teardown(test_listen_addresses, config_fixture_reset),
+        cmocka_unit_test_teardown(test_bad_addresses, config_fixture_reset),
+        cmocka_unit_test_teardown(test_certificate_files, config_fixture_reset),
+        cmocka_unit_test_teardown(test_tls_versions, config_fixture_reset),
+        cmocka_unit_test_teardown(test_ciphers, config_fixture_reset),
+        cmocka_unit_test_teardown(test_groups, config_fixture_reset),
+        cmocka_unit_test_teardown(test_max_connections, config_fixture_reset),
+        cmocka_unit_test_teardown(test_policy_presets, config_fixture_reset),
+        cmocka_unit_test_teardown(test_allow_legacy, config_fixture_reset),
+        cmocka_unit_test_teardown(test_report_only, config_fixture_reset),
+        cmocka_unit_test_teardown(test_alpn_and_switches, config_fixture_reset),
+        cmocka_unit_test_teardown(test_h2_in_tcp_mode_needs_an_h2_backend, config_fixture_reset),
+        cmocka_unit_test_teardown(test_fifo_refused, config_fixture_reset),
+        cmocka_unit_test_teardown(test_admin_address_of_a_listener, config_fixture_reset),
+        cmocka_unit_test_teardown(test_client_auth, config_fixture_reset),
+        cmocka_unit_test_teardown(test_ocsp_files, config_fixture_reset),
+        cmocka_unit_test_teardown(test_top_level_reload_and_tickets, config_fixture_reset),
+        cmocka_unit_test_teardown(test_every_error_reported_once_in_order, config_fixture_reset),
+        cmocka_unit_test_teardown(test_http_mode_defaults, config_fixture_reset),
+        cmocka_unit_test_teardown(test_http_mode_all_keys, config_fixture_reset),
+        cmocka_unit_test_teardown(test_http2_limits, config_fixture_reset),
+        cmocka_unit_test_teardown(test_http_keys_refused_in_tcp_mode, config_fixture_reset),
+        cmocka_unit_test_teardown(test_http_mode_errors, config_fixture_reset),
+        cmocka_unit_test_teardown(test_http_mode_cross_checks, config_fixture_reset),
+        cmocka_unit_test_teardown(test_http_mode_alpn, config_fixture_reset),
+        cmocka_unit_test_teardown(test_trusted_proxies, config_fixture_reset),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
