@@ -494,7 +494,8 @@ enum endpoint {
     ENDPOINT_HEALTHZ,
     ENDPOINT_READYZ,
     ENDPOINT_METRICS,
-    ENDPOINT_REPORT
+    ENDPOINT_REPORT,
+    ENDPOINT_BACKENDS
 };
 
 /* route returns the endpoint the request's path names, ENDPOINT_NONE for an
@@ -511,6 +512,8 @@ static enum endpoint route(const struct admin_conn *c)
         return ENDPOINT_METRICS;
     if (path_is(c, "/report") && h->report != NULL)
         return ENDPOINT_REPORT;
+    if (path_is(c, "/backends") && h->backends != NULL)
+        return ENDPOINT_BACKENDS;
     return ENDPOINT_NONE;
 }
 
@@ -535,6 +538,8 @@ static int answer(struct admin_conn *c)
     case ENDPOINT_METRICS:
         return respond_generated(c, h->metrics, "text/plain; version=0.0.4; charset=utf-8",
                                  head);
+    case ENDPOINT_BACKENDS:
+        return respond_generated(c, h->backends, "application/json", head);
     default: /* ENDPOINT_REPORT; ENDPOINT_NONE was answered above */
         return respond_generated(c, h->report, "application/json", head);
     }

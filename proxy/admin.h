@@ -4,6 +4,7 @@
  *   GET /readyz   200 when the ready handler says so, else 503
  *   GET /metrics  the metrics handler's text (Prometheus format 0.0.4)
  *   GET /report   the report handler's JSON
+ *   GET /backends the backend groups' servers and their health, JSON
  *
  * HEAD works wherever GET does. An unknown path is 404; another method on a
  * known path is 405 with "Allow: GET, HEAD"; a request that is not HTTP/1.x
@@ -48,6 +49,9 @@ struct admin_handlers {
     /* report appends the current failure report, JSON, to |out|; it returns
      * 0, or -1 for a 500. */
     int (*report)(void *arg, struct evbuffer *out);
+    /* backends appends the backend groups' state, JSON, to |out| (GET
+     * /backends); it returns 0, or -1 for a 500. */
+    int (*backends)(void *arg, struct evbuffer *out);
 };
 
 /* struct admin_options tunes the endpoint; zero fields take the defaults. */

@@ -19,14 +19,6 @@
 static void on_socket_event(evutil_socket_t fd, short what, void *arg);
 static void on_retry(evutil_socket_t fd, short what, void *arg);
 
-const struct net_addr *backend_pick_server(const struct net_addr *servers, size_t num_servers,
-                                           uint32_t *cursor)
-{
-    const struct net_addr *server = &servers[*cursor % num_servers];
-    *cursor = (uint32_t)((*cursor + 1) % num_servers);
-    return server;
-}
-
 /* schedule_retry arms the retry timer for the next connect() attempt. It
  * returns 0, or -1 when out of memory. */
 static int schedule_retry(struct backend_conn *b)
@@ -80,7 +72,8 @@ struct backend_conn *backend_conn_open(struct event_base *base, const struct net
         goto fail;
     net_set_nodelay(b->fd);
     b->state = BACKEND_CONN_CONNECTING;
-    b->server = server;
+    b->server_addr = *server;
+    b->server = &b->server_addr;
     b->base = base;
     b->on_event = on_event;
     b->arg = arg;

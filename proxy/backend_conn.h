@@ -8,8 +8,8 @@
  * owns its socket, its event and its retry timer. It reports readiness to
  * its owner through the callback given to backend_conn_open, which the owner
  * may change with backend_conn_set_owner when it hands the connection on.
- * The server address belongs to the configuration generation the owner
- * holds a reference on. */
+ * It keeps a copy of the server's address (|server| points at it), so a
+ * pooled connection outlives the list that named its server. */
 #ifndef TLSTERM_BACKEND_CONN_H
 #define TLSTERM_BACKEND_CONN_H
 
@@ -45,7 +45,8 @@ enum backend_io {
 struct backend_conn {
     int fd;
     enum backend_conn_state state;
-    const struct net_addr *server;
+    const struct net_addr *server; /* &server_addr */
+    struct net_addr server_addr;
     struct event_base *base;
     struct event ev;
     short armed;        /* what |ev| is armed for; 0: not armed */
@@ -117,10 +118,5 @@ void backend_conn_watch(struct backend_conn *conn, short extra);
  * a RST instead of a FIN, so the server cannot take a cut-short request for
  * a complete one. NULL is allowed. */
 void backend_conn_free(struct backend_conn *conn, bool abort);
-
-/* backend_pick_server returns the next of |servers| in round-robin order,
- * advancing |*cursor|. */
-const struct net_addr *backend_pick_server(const struct net_addr *servers, size_t num_servers,
-                                           uint32_t *cursor);
 
 #endif

@@ -479,30 +479,6 @@ void cfg_apply_listen(struct loader *ld, const struct field *field, const struct
     }
 }
 
-static void apply_servers(struct loader *ld, const struct field *field,
-                          const struct ynode *value, void *out)
-{
-    struct cfg_listener *listener = out;
-    size_t num = cfg_list_len(ld, field->key, value, true);
-
-    if (num == 0 ||
-        (listener->servers = cfg_new_array(ld, value, num, sizeof(*listener->servers))) == NULL)
-        return;
-    for (size_t i = 0; i < num; i++) {
-        const struct ynode *item = cfg_list_item(value, i);
-        const char *text = cfg_expect_text(ld, field->key, item, "a string");
-        char reason[256];
-
-        if (text == NULL)
-            continue;
-        if (net_addr_parse(text, true, &listener->servers[listener->num_servers], reason,
-                           sizeof(reason)) != 0)
-            cfg_fail_at(ld, item, "invalid backend server address '%s': %s", text, reason);
-        else
-            listener->num_servers++;
-    }
-}
-
 int cfg_parse_uint(struct loader *ld, const char *key, const struct ynode *node,
                    const char *text, uint32_t min, uint32_t max, uint32_t *out)
 {
@@ -545,46 +521,6 @@ static void apply_workers(struct loader *ld, const struct field *field,
         cfg_parse_uint(ld, field->key, value, text, 1, WORKERS_MAX, out);
 }
 
-static void apply_backend_protocol(struct loader *ld, const struct field *field,
-                                   const struct ynode *value, void *out)
-{
-    static const char *const names[] = {
-        [CFG_BACKEND_HTTP1] = "http/1.1", [CFG_BACKEND_H2] = "h2", NULL};
-    int chosen = cfg_choose(ld, field->key, value, names);
-
-    if (chosen >= 0)
-        *(enum cfg_backend_protocol *)out = (enum cfg_backend_protocol)chosen;
-}
-
-/* apply_count is the handler for a count where 0 means "none" or
- * "unlimited", as the key says: 0 to 1000000. */
-static void apply_count(struct loader *ld, const struct field *field, const struct ynode *value,
-                        void *out)
-{
-    const char *text = cfg_expect_text(ld, field->key, value, "an integer");
-    if (text != NULL)
-        cfg_parse_uint(ld, field->key, value, text, 0, MAX_CONNECTIONS_LIMIT, out);
-}
-
-/* backend.pool (http mode): idle backend connections kept per worker and
- * server; max_idle 0 turns pooling off. */
-static const struct field pool_fields[] = {
-    {"idle_timeout", false, cfg_apply_duration,
-     offsetof(struct cfg_listener, pool_idle_timeout_ms), NULL},
-    {"max_idle", false, apply_count, offsetof(struct cfg_listener, pool_max_idle), NULL},
-};
-static const struct schema pool_schema = {"pool", "in pool", pool_fields, 2};
-
-static const struct field backend_fields[] = {
-    {"servers", true, apply_servers, 0, NULL},
-    {"protocol", false, apply_backend_protocol, offsetof(struct cfg_listener, backend_protocol),
-     NULL},
-    {"max_connections", false, apply_count,
-     offsetof(struct cfg_listener, backend_max_connections), NULL},
-    {"pool", false, cfg_apply_nested, 0, &pool_schema},
-};
-static const struct schema backend_schema = {"backend", "in backend", backend_fields, 4};
-
 /* check_alpn_h2 refuses a tcp-mode listener that offers h2 to clients while
  * its backend speaks HTTP/1.1: the bytes reach the backend unchanged, so a
  * client that picks h2 sends an HTTP/2 preface the backend answers with an
@@ -601,7 +537,7 @@ static void check_alpn_h2(struct loader *ld, const struct ynode *listener_node,
     if (mode != NULL &&
         (yamltree_kind(mode) != YNODE_SCALAR || strcmp(yamltree_scalar(mode), "tcp") != 0))
         return;
-    if (alpn == NULL || listener->backend_protocol == CFG_BACKEND_H2 ||
+    if (alpn == NULL || (listener->backend != NULL && listener->backend->protocol == CFG_BACKEND_H2) ||
         yamltree_kind(alpn) != YNODE_SEQUENCE)
         return;
     for (size_t i = 0; i < yamltree_num_items(alpn); i++) {
@@ -651,7 +587,7 @@ static const struct field listener_fields[] = {
     {"mode", false, apply_mode, offsetof(struct cfg_listener, mode), NULL},
     {"listen", true, cfg_apply_listen, 0, NULL},
     {"tls", true, cfg_apply_tls, 0, NULL},
-    {"backend", true, cfg_apply_nested, 0, &backend_schema},
+    {"backend", true, cfg_apply_listener_backend, 0, NULL},
     {"http", false, cfg_apply_http, offsetof(struct cfg_listener, http), NULL},
     {"http2", false, cfg_apply_http2, offsetof(struct cfg_listener, http2), NULL},
     {"timeouts", false, cfg_apply_nested, 0, &timeouts_schema},
@@ -673,8 +609,6 @@ static const struct cfg_listener listener_defaults = {
     .backend_response_timeout_ms = 60 * 1000,
     .queue_timeout_ms = 5 * 1000,
     .max_connections = 10000,
-    .pool_idle_timeout_ms = 2 * 1000,
-    .pool_max_idle = 64,
     .http = {.x_forwarded = true, .max_request_header_bytes = 64 * 1024},
     .http2 = {.max_concurrent_streams = 100,
               .initial_window = 256 * 1024,
@@ -722,6 +656,7 @@ static void apply_listeners(struct loader *ld, const struct field *field,
             continue;
         }
         cfg_apply_mapping(ld, &listener_schema, item, listener);
+        cfg_name_inline_backend(ld, item, listener);
         /* Checks that read several keys, which may come in any order. */
         cfg_check_mode(ld, item, listener);
         cfg_check_not_redirect(ld, item);
@@ -831,6 +766,7 @@ static const struct field top_fields[] = {
      offsetof(struct config, session_tickets), NULL},
     {"admin", false, cfg_apply_nested, 0, &admin_schema},
     {"report", false, cfg_apply_report, offsetof(struct config, report), NULL},
+    {"backends", false, cfg_skip_backends, 0, NULL},
 };
 static const struct schema top_schema = {"the configuration", "at the top level", top_fields,
                                          sizeof(top_fields) / sizeof(top_fields[0])};
@@ -876,6 +812,9 @@ struct config *config_load(const char *path, FILE *errors)
                     yamltree_kind_name(yamltree_kind(root)));
         goto fail;
     }
+    /* Groups first, wherever they stand: listeners name them. */
+    if (yamltree_get(root, "backends") != NULL)
+        cfg_apply_backends(&ld, yamltree_get(root, "backends"));
     cfg_apply_mapping(&ld, &top_schema, root, ld.config);
     check_admin(&ld);
     if (ld.num_errors == 0) {
@@ -937,12 +876,14 @@ void config_free(struct config *config)
         free(listener->name);
         free(listener->listen);
         cfg_tls_free(listener);
-        free(listener->servers);
         free(listener->http.trusted_proxies);
         free(listener->http.request_id);
         free(listener->http.hsts.value);
     }
     free(config->listeners);
+    for (size_t i = 0; i < config->num_backends; i++)
+        cfg_backend_free(config->backends[i]);
+    free(config->backends);
     free(config->user);
     free(config->session_tickets.key_file);
     cfg_report_free(&config->report);

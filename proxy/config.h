@@ -104,6 +104,80 @@ enum cfg_backend_protocol {
     CFG_BACKEND_H2,    /* h2: the backend speaks HTTP/2 itself over the tcp-mode stream */
 };
 
+/* enum cfg_balance is how a backend group picks a server. */
+enum cfg_balance {
+    CFG_BALANCE_ROUND_ROBIN, /* weighted, one cursor per group shared by all workers (default) */
+    CFG_BALANCE_LEAST_CONN,  /* fewest active connections per unit of weight */
+    CFG_BALANCE_RANDOM_TWO,  /* the less loaded of two picked at random */
+};
+
+/* enum cfg_resolve is what a host name in a server address becomes. */
+enum cfg_resolve {
+    CFG_RESOLVE_ALL,   /* one server per address (default) */
+    CFG_RESOLVE_FIRST, /* the first address only */
+};
+
+enum cfg_check_type {
+    CFG_CHECK_NONE, /* no active check (default) */
+    CFG_CHECK_TCP,  /* a connect that succeeds within the timeout */
+    CFG_CHECK_HTTP, /* GET |path| answered with a status in [expect_min, expect_max] */
+};
+
+/* struct cfg_health_check is a group's health.check. */
+struct cfg_health_check {
+    enum cfg_check_type type;
+    char *path;           /* http: the request target (default "/") */
+    uint32_t interval_ms; /* default 2s */
+    uint32_t timeout_ms;  /* default 1s */
+    uint32_t rise;        /* successes in a row that bring a down server up (default 2) */
+    uint32_t fall;        /* failures in a row that take an up server down (default 3) */
+    uint16_t expect_min;  /* http: default 200-399 */
+    uint16_t expect_max;
+};
+
+/* CFG_GROUP_MAX_SERVERS caps a group's servers, after resolution. */
+#define CFG_GROUP_MAX_SERVERS 64
+
+/* struct cfg_server is one entry of a group's servers: an address as
+ * written and what it resolved to when the configuration loaded. */
+struct cfg_server {
+    char *address; /* "host:port", "[v6]:port" or "unix:/path", as written */
+    struct cfg_pos pos;
+    uint32_t weight; /* 1 to 256 (default 1) */
+    bool backup;     /* used only while no primary server is up */
+    bool is_name;    /* |address| names a host: re-resolved every resolve_interval */
+    char *host;      /* is_name: the host and the port, for getaddrinfo */
+    char *port;
+    struct net_addr *addrs; /* resolved at load; one for a literal address */
+    size_t num_addrs;
+};
+
+/* struct cfg_backend is a backend group: a named entry of the top-level
+ * "backends", or a listener's inline "backend" mapping (named after its
+ * listener). Both have the same keys. The runtime state of its servers
+ * (health, connection counts) lives in backend_group.h, outside the
+ * configuration. */
+struct cfg_backend {
+    char *name;
+    bool is_inline;
+    size_t index; /* in config->backends */
+    struct cfg_pos pos;
+    struct cfg_server *servers;
+    size_t num_servers;
+    enum cfg_backend_protocol protocol;
+    uint32_t max_connections;      /* per server and worker; 0: unlimited */
+    uint32_t pool_idle_timeout_ms; /* pool.idle_timeout (default 2s) */
+    uint32_t pool_max_idle;        /* pool.max_idle per worker and server (64) */
+    enum cfg_balance balance;
+    uint32_t retries;             /* connects tried on another server (default 2) */
+    uint32_t resolve_interval_ms; /* default 30s */
+    enum cfg_resolve resolve;
+    struct cfg_health_check check;
+    uint32_t passive_failures;    /* consecutive connect failures; 0: off (default) */
+    uint32_t passive_cooldown_ms; /* out of rotation this long (default 10s) */
+    bool panic;                   /* all down by checks: use them all (default true) */
+};
+
 /* enum cfg_mode is what a listener does once a handshake is done. */
 enum cfg_mode {
     CFG_MODE_TCP,      /* bytes forwarded unchanged (default) */
@@ -190,13 +264,10 @@ struct cfg_listener {
     struct cfg_client_auth client_auth;
     struct cfg_candidate_policy report_only; /* tls.report_only; off unless set */
 
-    struct net_addr *servers;
-    size_t num_servers;
-    enum cfg_backend_protocol backend_protocol;
+    /* The backend group: a named one or the listener's inline one, owned
+     * by config->backends either way. Read it through cfg_listener_backend. */
+    struct cfg_backend *backend;
     enum cfg_mode mode;
-    uint32_t backend_max_connections; /* per server and worker; 0: unlimited */
-    uint32_t pool_idle_timeout_ms;    /* backend.pool.idle_timeout (default 2s) */
-    uint32_t pool_max_idle;           /* backend.pool.max_idle per worker and server (64) */
     struct cfg_http http;
     struct cfg_http2 http2;
     struct cfg_redirect redirect; /* mode redirect only */
@@ -251,7 +322,18 @@ struct config {
 
     struct cfg_listener *listeners;
     size_t num_listeners;
+
+    /* Every backend group: the named ones of "backends" in file order, then
+     * the listeners' inline ones. Each is owned here. */
+    struct cfg_backend **backends;
+    size_t num_backends;
 };
+
+/* cfg_listener_backend returns |listener|'s backend group. */
+static inline const struct cfg_backend *cfg_listener_backend(const struct cfg_listener *listener)
+{
+    return listener->backend;
+}
 
 /* Defaults, documented in conf/tlsterm.yaml. */
 #define CONFIG_DEFAULT_CIPHERS                                                                 \

@@ -456,8 +456,9 @@ void cfg_check_mode(struct loader *ld, const struct ynode *listener_node,
                     "timeouts.half_closed applies to mode tcp only (one direction of a byte "
                     "stream ended); http mode bounds a connection with timeouts.idle and "
                     "request_header; remove it");
-    if (listener->backend_protocol == CFG_BACKEND_H2 &&
-        (node = yamltree_get(backend, "protocol")) != NULL)
+    if (listener->backend != NULL && listener->backend->protocol == CFG_BACKEND_H2 &&
+        ((node = yamltree_get(backend, "protocol")) != NULL ||
+         (yamltree_kind(backend) == YNODE_SCALAR && (node = backend) != NULL)))
         cfg_fail_at(
             ld, node,
             "backend protocol h2 needs mode tcp: in mode http tlsterm speaks HTTP/1.1 "
@@ -502,18 +503,20 @@ void config_describe_listener(const struct cfg_listener *l, FILE *out)
     char a[24], b[24], c[24];
 
     fprintf(out, "  mode: %s\n", l->mode == CFG_MODE_HTTP ? "http" : "tcp");
-    fprintf(out, "  backend.protocol: %s\n", protocol_names[l->backend_protocol]);
+    const struct cfg_backend *group = cfg_listener_backend(l);
+    fprintf(out, "  backend: %s%s\n", group->name, group->is_inline ? " (inline)" : "");
+    fprintf(out, "  backend.protocol: %s\n", protocol_names[group->protocol]);
     if (l->mode != CFG_MODE_HTTP)
         return;
-    if (l->backend_max_connections == 0)
+    if (group->max_connections == 0)
         fprintf(out, "  backend.max_connections: unlimited\n");
     else
         fprintf(out, "  backend.max_connections: %" PRIu32 " per server and worker\n",
-                l->backend_max_connections);
+                group->max_connections);
     fprintf(out,
             "  backend.pool: max_idle %" PRIu32 " per server and worker%s, idle_timeout %s\n",
-            l->pool_max_idle, l->pool_max_idle == 0 ? " (no pooling)" : "",
-            cfg_format_duration(l->pool_idle_timeout_ms, a, sizeof(a)));
+            group->pool_max_idle, group->pool_max_idle == 0 ? " (no pooling)" : "",
+            cfg_format_duration(group->pool_idle_timeout_ms, a, sizeof(a)));
     fprintf(out, "  http.x_forwarded: %s\n", bool_text(http->x_forwarded));
     fprintf(out, "  http.forwarded: %s\n", bool_text(http->forwarded));
     fprintf(out, "  http.trusted_proxies:");

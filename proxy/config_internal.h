@@ -215,6 +215,31 @@ void cfg_check_not_redirect(struct loader *ld, const struct ynode *listener_node
 void cfg_apply_hsts(struct loader *ld, const struct field *field, const struct ynode *value,
                     void *out);
 
+/* ---- config_backend.c ---- */
+
+/* cfg_apply_backends reads the top-level "backends" mapping (group name ->
+ * group), before the listeners that name them; cfg_skip_backends is its
+ * entry in the top-level schema, which does nothing. */
+void cfg_apply_backends(struct loader *ld, const struct ynode *value);
+void cfg_skip_backends(struct loader *ld, const struct field *field, const struct ynode *value,
+                       void *out);
+
+/* cfg_apply_listener_backend is the handler for a listener's "backend": a
+ * group name of "backends" (unknown: an error) or an inline mapping of the
+ * same keys, which becomes a group of its own. |out| is the struct
+ * cfg_listener. */
+void cfg_apply_listener_backend(struct loader *ld, const struct field *field,
+                                const struct ynode *value, void *out);
+
+/* cfg_name_inline_backend names |listener|'s inline group after the
+ * listener, once its mapping |listener_node| is applied; a named group of
+ * that name is an error. */
+void cfg_name_inline_backend(struct loader *ld, const struct ynode *listener_node,
+                             struct cfg_listener *listener);
+
+/* cfg_backend_free releases |group|. NULL is allowed. */
+void cfg_backend_free(struct cfg_backend *group);
+
 /* ---- config_report.c ---- */
 
 /* cfg_apply_report is the handler for the top-level "report" mapping:

@@ -16,6 +16,7 @@
 #include <event2/event.h>
 
 #include "admin.h"
+#include "backend_group.h"
 #include "listener.h"
 #include "metrics.h"
 #include "report.h"
@@ -491,7 +492,15 @@ static bool admin_ready(void *arg)
 static int admin_metrics(void *arg, struct evbuffer *out)
 {
     struct daemon *d = arg;
-    return metrics_render(d->metrics, out);
+    if (metrics_render(d->metrics, out) != 0)
+        return -1;
+    return backend_group_render_metrics(out);
+}
+
+static int admin_backends(void *arg, struct evbuffer *out)
+{
+    (void)arg;
+    return backend_group_render_json(out);
 }
 
 static int admin_report(void *arg, struct evbuffer *out)
@@ -530,7 +539,10 @@ static int start_admin(struct daemon *d)
 {
     const struct cfg_admin *cfg = &d->gen->config->admin;
     const struct admin_handlers handlers = {
-        .ready = admin_ready, .metrics = admin_metrics, .report = admin_report};
+        .ready = admin_ready,
+        .metrics = admin_metrics,
+        .report = admin_report,
+        .backends = admin_backends};
     const struct admin_options options = {.allow_public = cfg->allow_public};
 
     if (!cfg->enabled)
@@ -575,6 +587,8 @@ int daemon_run(const char *config_path, struct generation *gen, struct tickets *
             goto fail;
         }
     }
+    if (backend_health_start() != 0)
+        goto fail;
     publish_certs(&d);
     atomic_store(&d.ready, true);
     if (start_admin(&d) != 0)
@@ -607,6 +621,7 @@ fail:
         worker_join(&d.workers[i]);
     /* The admin endpoint answers (503 on /readyz) until the drain is over. */
     admin_stop(d.admin);
+    backend_health_stop();
     for (unsigned i = 0; d.workers != NULL && i < d.num_workers; i++)
         worker_cleanup(&d.workers[i]);
     report_finish(d.report); /* the last, partial window */

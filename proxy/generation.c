@@ -4,6 +4,8 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
+#include "backend_group.h"
+
 static atomic_uint num_alive;
 static atomic_uint last_id;
 
@@ -34,6 +36,17 @@ struct generation *generation_new(struct config *config, struct tickets *tickets
         if (gen->tls[i] == NULL)
             failed = true;
     }
+    gen->groups = calloc(config->num_backends ? config->num_backends : 1, sizeof(*gen->groups));
+    if (gen->groups == NULL) {
+        fprintf(errors, "%s: out of memory\n", config->file);
+        goto fail;
+    }
+    for (size_t i = 0; i < config->num_backends && !failed; i++) {
+        if ((gen->groups[i] = backend_group_attach(config->backends[i])) == NULL) {
+            fprintf(errors, "%s: out of memory\n", config->file);
+            failed = true;
+        }
+    }
     if (failed)
         goto fail;
     gen->id = atomic_fetch_add(&last_id, 1) + 1;
@@ -57,9 +70,18 @@ void generation_unref(struct generation *gen)
     for (size_t i = 0; gen->tls != NULL && i < gen->config->num_listeners; i++)
         tls_ctx_free(gen->tls[i]);
     free(gen->tls);
+    for (size_t i = 0; gen->groups != NULL && i < gen->config->num_backends; i++)
+        backend_group_detach(gen->groups[i]);
+    free(gen->groups);
     config_free(gen->config);
     free(gen);
     atomic_fetch_sub(&num_alive, 1);
+}
+
+struct backend_group *generation_group(const struct generation *gen,
+                                       const struct cfg_listener *listener)
+{
+    return gen->groups[cfg_listener_backend(listener)->index];
 }
 
 void generation_describe(const struct generation *gen, FILE *out)

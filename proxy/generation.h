@@ -21,7 +21,15 @@ struct generation {
     struct config *config;
     struct tls_ctx **tls; /* one per listener, in config order; NULL for a
                              redirect listener (plain HTTP) */
+    /* One per config->backends entry: the runtime group (backend_group.h),
+     * attached here and detached when the generation is freed. */
+    struct backend_group **groups;
 };
+
+/* generation_group returns the runtime group of |listener| (a listener of
+ * |gen|). */
+struct backend_group *generation_group(const struct generation *gen,
+                                       const struct cfg_listener *listener);
 
 /* generation_new builds a generation from |config|, taking ownership of it.
  * It loads every listener's certificates and keys; session tickets use

@@ -68,6 +68,7 @@ enum http_reason {
     HTTP_REASON_BACKEND_TIMEOUT,          /* 504: timeouts.backend_response */
     HTTP_REASON_CLIENT_ABORTED,           /* the client reset or left mid-exchange */
     HTTP_REASON_OUT_OF_MEMORY,            /* 503 */
+    HTTP_REASON_BACKEND_UNAVAILABLE,      /* 503: no server of the group is up */
     HTTP_REASON_COUNT
 };
 
@@ -210,7 +211,8 @@ struct http_exchange {
 
     struct http_upstream *up;      /* from http_upstream_start until released */
     enum http_reason reason;       /* why tlsterm answered (failed) */
-    const struct net_addr *server; /* the backend address used, once chosen */
+    const struct net_addr *server; /* the backend address used, once chosen (&server_addr) */
+    struct net_addr server_addr;
     bool reused;                   /* its connection came from the pool */
     char *request_id;              /* the request id sent (or received); NULL: none */
     uint32_t stream_id;            /* h2 stream id; 0 for h1 */

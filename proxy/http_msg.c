@@ -31,6 +31,7 @@ static const struct {
     [HTTP_REASON_BACKEND_TIMEOUT] = {"backend_timeout", 504},
     [HTTP_REASON_CLIENT_ABORTED] = {"client_aborted", 499},
     [HTTP_REASON_OUT_OF_MEMORY] = {"out_of_memory", 503},
+    [HTTP_REASON_BACKEND_UNAVAILABLE] = {"backend_unavailable", 503},
 };
 
 const char *http_reason_name(enum http_reason reason)

@@ -4,8 +4,12 @@
  * States, in order:
  *   UP_QUEUED      no connection slot yet (backend.max_connections); bounded
  *                  by timeouts.queue, then 503 backend_busy.
- *   UP_CONNECTING  a new connection; bounded by timeouts.connect, then 502
- *                  backend_connect_failed.
+ *   UP_CONNECTING  a new connection; bounded by timeouts.connect. A connect
+ *                  that fails or times out is tried again on the next
+ *                  server of the group (backend.retries times; nothing of
+ *                  the request was written, so any method may be), then 502
+ *                  backend_connect_failed. No server up at all: 503
+ *                  backend_unavailable.
  *   UP_OPEN        the request is written (head, then body as the front
  *                  hands it over: Content-Length as given, chunked when the
  *                  client gave none) and the response read and parsed with
@@ -41,6 +45,7 @@
 #include <llhttp.h>
 
 #include "backend_conn.h"
+#include "backend_group.h"
 #include "backend_pool.h"
 #include "clock.h"
 #include "conn.h"
@@ -59,6 +64,10 @@ struct http_upstream {
     struct http_exchange *x;
     enum up_state state;
     struct pool_server *ps;
+    struct backend_server *server; /* picked, with a reference and counted active */
+    /* Servers whose connect failed, each with a reference, not tried again. */
+    struct backend_server *tried[11];
+    size_t num_tried;
     struct backend_conn *conn;
     struct pool_waiter waiter;
     struct timerq_entry timer;
@@ -95,11 +104,25 @@ struct http_upstream {
 static void pump(struct http_upstream *up);
 static void open_new(struct http_upstream *up, bool have_slot);
 static void on_timer(struct timerq_entry *timer);
+static void connect_failed(struct http_upstream *up, const char *error, bool timeout);
 static const llhttp_settings_t parser_settings;
 
 static _Thread_local uint8_t read_buf[UPSTREAM_READ_LEN];
 
 static struct worker *worker_of(const struct http_upstream *up) { return up->x->c->worker; }
+
+/* log_group_problem logs |event| about the group as a whole. */
+static void log_group_problem(const struct http_upstream *up, const char *event,
+                              const char *error)
+{
+    struct log_line line;
+    conn_log_begin(&line, up->x->c, LOG_WARN, event);
+    log_str(&line, "backend", cfg_listener_backend(up->x->c->cfg)->name);
+    if (up->x->stream_id != 0)
+        log_int(&line, "stream", up->x->stream_id);
+    log_str(&line, "error", error);
+    log_end(&line);
+}
 
 static void log_backend_problem(const struct http_upstream *up, const char *event,
                                 const char *error)
@@ -121,7 +144,7 @@ static void drop_conn(struct http_upstream *up, bool abort)
 {
     struct http_exchange *x = up->x;
     struct backend_conn *conn = up->conn;
-    const struct cfg_listener *cfg = x->c->cfg;
+    const struct cfg_backend *cfg = cfg_listener_backend(x->c->cfg);
 
     if (conn == NULL)
         return;
@@ -150,6 +173,9 @@ static void teardown(struct http_upstream *up, bool abort)
         evbuffer_free(up->leftover);
     if (up->sent_body != NULL)
         evbuffer_free(up->sent_body);
+    backend_server_release(up->server);
+    for (size_t i = 0; i < up->num_tried; i++)
+        backend_server_unref(up->tried[i]);
     up->x->up = NULL;
     free(up);
 }
@@ -194,12 +220,12 @@ static void queue(struct http_upstream *up)
 static void acquire(struct http_upstream *up)
 {
     struct http_exchange *x = up->x;
-    const struct cfg_listener *cfg = x->c->cfg;
+    const struct cfg_backend *cfg = cfg_listener_backend(x->c->cfg);
     bool woken = up->waiter.woken;
     backend_pool_claim(up->ps, &up->waiter);
     /* A newcomer does not overtake requests already waiting: it queues
      * behind them, even for an idle connection. */
-    if (!woken && cfg->backend_max_connections != 0 && backend_pool_has_waiters(up->ps)) {
+    if (!woken && cfg->max_connections != 0 && backend_pool_has_waiters(up->ps)) {
         queue(up);
         return;
     }
@@ -213,7 +239,7 @@ static void acquire(struct http_upstream *up)
         pump(up);
         return;
     }
-    if (backend_pool_may_open(up->ps, cfg->backend_max_connections)) {
+    if (backend_pool_may_open(up->ps, cfg->max_connections)) {
         open_new(up, false);
         return;
     }
@@ -237,6 +263,60 @@ static void on_slot(struct pool_waiter *waiter)
     timerq_set(&worker_of(up)->timers, &up->timer, clock_now_ms());
 }
 
+/* choose_server picks a server of the group not tried yet and its pool
+ * entry: HTTP_REASON_NONE, or why not (no server up: backend_unavailable;
+ * all tried: backend_connect_failed; out_of_memory, with up->ps NULL). */
+static enum http_reason choose_server(struct http_upstream *up)
+{
+    struct http_exchange *x = up->x;
+    struct conn *c = x->c;
+    enum backend_pick_result result;
+
+    up->ps = NULL;
+    up->server = backend_group_pick(generation_group(c->gen, c->cfg), cfg_listener_backend(c->cfg),
+                                    up->tried, up->num_tried, &result);
+    if (up->server == NULL) {
+        if (result == BACKEND_PICK_NONE_UP)
+            log_group_problem(up, "backend_unavailable", "no server of the group is up");
+        return result == BACKEND_PICK_NONE_UP ? HTTP_REASON_BACKEND_UNAVAILABLE
+                                              : HTTP_REASON_BACKEND_CONNECT_FAILED;
+    }
+    x->server_addr = up->server->addr;
+    x->server = &x->server_addr;
+    up->ps = backend_pool_server(c->worker, c->listener->metrics, x->server);
+    return up->ps != NULL ? HTTP_REASON_NONE : HTTP_REASON_OUT_OF_MEMORY;
+}
+
+/* connect_failed counts a failed connect (its connection and slot already
+ * given back) and tries the next server of the group, or answers 502. */
+static void connect_failed(struct http_upstream *up, const char *error, bool timeout)
+{
+    const struct cfg_backend *group = cfg_listener_backend(up->x->c->cfg);
+
+    log_backend_problem(up, "backend_connect_failed", error);
+    metrics_backend_connect_failed(up->x->c->listener->metrics,
+                                   timeout ? METRICS_CONNECT_TIMEOUT : METRICS_CONNECT_ERROR);
+    backend_server_connect_failed(up->server, group, error);
+    atomic_fetch_sub(&up->server->active, 1); /* the reference stays, in tried */
+    up->tried[up->num_tried++] = up->server;
+    up->server = NULL;
+    if (up->num_tried <= group->retries && !up->retried) {
+        enum http_reason unpicked = choose_server(up);
+        if (unpicked == HTTP_REASON_NONE) {
+            up->state = UP_QUEUED;
+            up->queue_deadline_ms = 0;
+            up->waiter.woken = up->waiter.queued = false;
+            acquire(up);
+            return;
+        }
+        if (unpicked == HTTP_REASON_OUT_OF_MEMORY) {
+            fail(up, unpicked);
+            return;
+        }
+    }
+    fail(up, HTTP_REASON_BACKEND_CONNECT_FAILED);
+}
+
 /* open_new connects a new connection; |have_slot| when the upstream still
  * counts one from its pool entry (a retry keeps the slot of the connection
  * that failed, so that no waiter takes it in between). */
@@ -252,9 +332,7 @@ static void open_new(struct http_upstream *up, bool have_slot)
         int err = errno;
         if (have_slot)
             backend_pool_closed(up->ps);
-        log_backend_problem(up, "backend_connect_failed", strerror(err));
-        metrics_backend_connect_failed(c->listener->metrics, METRICS_CONNECT_ERROR);
-        fail(up, HTTP_REASON_BACKEND_CONNECT_FAILED);
+        connect_failed(up, strerror(err), false);
         return;
     }
     if (!have_slot)
@@ -268,7 +346,6 @@ static void open_new(struct http_upstream *up, bool have_slot)
 
 int http_upstream_start(struct http_exchange *x)
 {
-    struct conn *c = x->c;
     struct http_upstream *up = calloc(1, sizeof(*up));
 
     if (up == NULL)
@@ -277,9 +354,11 @@ int http_upstream_start(struct http_exchange *x)
     x->up = up;
     up->timer.fire = on_timer;
     up->waiter.ready = on_slot;
-    x->server =
-        backend_pick_server(c->cfg->servers, c->cfg->num_servers, &c->listener->next_server);
-    up->ps = backend_pool_server(c->worker, c->listener->metrics, x->server);
+    enum http_reason unpicked = choose_server(up);
+    if (unpicked != HTTP_REASON_NONE && unpicked != HTTP_REASON_OUT_OF_MEMORY) {
+        fail(up, unpicked);
+        return 0;
+    }
     up->out = evbuffer_new();
     if (up->ps == NULL || up->out == NULL || http_request_write_head(x, up->out) != 0) {
         up->state = UP_QUEUED; /* nothing to undo but the allocations */
@@ -793,11 +872,11 @@ static void on_conn_event(struct backend_conn *conn, short what, void *arg)
         }
         timerq_cancel(&worker_of(up)->timers, &up->timer);
         if (result != 0) {
-            log_backend_problem(up, "backend_connect_failed", strerror(result));
-            metrics_backend_connect_failed(up->x->c->listener->metrics, METRICS_CONNECT_ERROR);
-            fail(up, HTTP_REASON_BACKEND_CONNECT_FAILED);
+            drop_conn(up, true); /* and its slot */
+            connect_failed(up, strerror(result), false);
             return;
         }
+        backend_server_connected(up->server);
         up->state = UP_OPEN;
         up->last_progress_ms = clock_now_ms();
         metrics_backend_connected(up->x->c->listener->metrics,
@@ -828,9 +907,8 @@ static void on_timer(struct timerq_entry *timer)
         fail(up, HTTP_REASON_BACKEND_BUSY);
         return;
     case UP_CONNECTING:
-        log_backend_problem(up, "backend_connect_failed", "timeout");
-        metrics_backend_connect_failed(up->x->c->listener->metrics, METRICS_CONNECT_TIMEOUT);
-        fail(up, HTTP_REASON_BACKEND_CONNECT_FAILED);
+        drop_conn(up, true); /* and its slot */
+        connect_failed(up, "timeout", true);
         return;
     case UP_TOO_EARLY:
         log_backend_problem(up, "backend_timeout",

@@ -45,7 +45,6 @@ struct listener {
     struct listen_socket *sockets; /* one per cfg->listen entry */
     size_t num_sockets;
 
-    uint32_t next_server; /* round-robin position in cfg->servers */
     bool accepting;       /* accept events are armed */
     bool paused_logged;   /* the current pause has been logged */
     bool closed;          /* draining: sockets closed for good */

@@ -39,6 +39,7 @@
 #include <event2/buffer.h>
 
 #include "backend_conn.h"
+#include "backend_group.h"
 #include "clock.h"
 #include "conn.h"
 #include "log.h"
@@ -75,7 +76,11 @@ struct flow {
 struct tcp_forward {
     enum tcp_state state;
     struct backend_conn *backend;
-    const struct net_addr *backend_server; /* owned by the conn's generation */
+    const struct net_addr *backend_server; /* |server|'s, or the adopted connection's */
+    struct backend_server *server;         /* picked (backend_group_pick); NULL: adopted */
+    /* Servers whose connect failed, each with a reference, not tried again. */
+    struct backend_server *tried[11];
+    size_t num_tried;
     struct flow up;                        /* client -> backend */
     struct flow down;                      /* backend -> client */
     /* Why the backend stopped taking bytes, while up discards: the reason
@@ -440,23 +445,84 @@ static int forward(struct conn *c)
 
 /* ---- connecting ------------------------------------------------------------------ */
 
-/* backend_failed logs why the backend could not be reached and ends the
- * connection gracefully (tcp mode has no error page: the client sees
- * close_notify). */
+static int connect_next(struct conn *c);
+
+/* backend_failed logs why the backend could not be reached and tries the
+ * next server of the group, up to backend.retries times; when none is left
+ * it ends the connection gracefully (tcp mode has no error page: the client
+ * sees close_notify). No client byte was read yet, so none is lost. */
 static int backend_failed(struct conn *c, enum end_reason reason, int err)
 {
     struct tcp_forward *t = tcp_of(c);
-    char server[NET_ADDR_TEXT_MAX];
+    const struct cfg_backend *group = cfg_listener_backend(c->cfg);
+    const char *error = reason == END_BACKEND_CONNECT_TIMEOUT ? "timeout" : strerror(err);
     struct log_line line;
 
     conn_log_begin(&line, c, LOG_WARN, "backend_connect_failed");
-    log_str(&line, "backend", net_addr_format(t->backend_server, server, sizeof(server)));
-    log_str(&line, "error", reason == END_BACKEND_CONNECT_TIMEOUT ? "timeout" : strerror(err));
+    log_str(&line, "backend", t->backend_server != NULL ? t->server->name : "?");
+    log_str(&line, "error", error);
     log_end(&line);
     metrics_backend_connect_failed(c->listener->metrics, reason == END_BACKEND_CONNECT_TIMEOUT
                                                              ? METRICS_CONNECT_TIMEOUT
                                                              : METRICS_CONNECT_ERROR);
+    backend_server_connect_failed(t->server, group, error);
+    backend_conn_free(t->backend, true);
+    t->backend = NULL;
+    atomic_fetch_sub(&t->server->active, 1); /* the reference stays, in tried */
+    t->tried[t->num_tried++] = t->server;
+    t->server = NULL;
+    t->backend_server = NULL;
+    if (t->num_tried <= group->retries && connect_next(c) == 0)
+        return CONN_OK;
     return conn_linger(c, reason);
+}
+
+/* unavailable refuses the client right after its handshake: no server of
+ * the group is up, so a connect timeout would only make it wait. */
+static int unavailable(struct conn *c)
+{
+    if (worker_log_failure(c->worker, END_BACKEND_UNAVAILABLE)) {
+        struct log_line line;
+        conn_log_begin(&line, c, LOG_WARN, "backend_unavailable");
+        log_str(&line, "backend", cfg_listener_backend(c->cfg)->name);
+        log_end(&line);
+    }
+    return conn_linger(c, END_BACKEND_UNAVAILABLE);
+}
+
+/* connect_next picks a server not tried yet and starts connecting to it:
+ * 0, or -1 when there is none (or no socket could be made for any). */
+static int connect_next(struct conn *c)
+{
+    struct tcp_forward *t = tcp_of(c);
+    const struct cfg_backend *group = cfg_listener_backend(c->cfg);
+    enum backend_pick_result result;
+
+    while ((t->server = backend_group_pick(generation_group(c->gen, c->cfg), group, t->tried,
+                                           t->num_tried, &result)) != NULL) {
+        t->backend_server = &t->server->addr;
+        t->connect_started_us = metrics_clock_us();
+        t->backend = backend_conn_open(c->worker->base, t->backend_server, on_backend_event, c);
+        if (t->backend != NULL) {
+            conn_set_deadline(c, clock_now_ms() + c->cfg->connect_timeout_ms);
+            return 0;
+        }
+        char server[NET_ADDR_TEXT_MAX];
+        struct log_line line;
+        conn_log_begin(&line, c, LOG_WARN, "backend_connect_failed");
+        log_str(&line, "backend", net_addr_format(t->backend_server, server, sizeof(server)));
+        log_str(&line, "error", strerror(errno));
+        log_end(&line);
+        metrics_backend_connect_failed(c->listener->metrics, METRICS_CONNECT_ERROR);
+        backend_server_connect_failed(t->server, group, strerror(errno));
+        atomic_fetch_sub(&t->server->active, 1);
+        t->tried[t->num_tried++] = t->server;
+        t->server = NULL;
+        t->backend_server = NULL;
+        if (t->num_tried > group->retries)
+            break;
+    }
+    return -1;
 }
 
 static int tcp_start(struct conn *c)
@@ -467,13 +533,9 @@ static int tcp_start(struct conn *c)
     c->mode_state = t;
     t->state = TCP_CONNECTING;
     t->backend_write_failure = END_DONE;
-    t->connect_started_us = metrics_clock_us();
-    t->backend_server =
-        backend_pick_server(c->cfg->servers, c->cfg->num_servers, &c->listener->next_server);
-    t->backend = backend_conn_open(c->worker->base, t->backend_server, on_backend_event, c);
-    if (t->backend == NULL)
-        return backend_failed(c, END_BACKEND_CONNECT_FAILED, errno);
-    conn_set_deadline(c, clock_now_ms() + c->cfg->connect_timeout_ms);
+    if (connect_next(c) != 0)
+        return t->num_tried == 0 ? unavailable(c)
+                                 : conn_linger(c, END_BACKEND_CONNECT_FAILED);
     /* The client is not read while connecting: its bytes wait in the
      * kernel, and a connect that fails has consumed none of them. */
     return CONN_OK;
@@ -489,6 +551,7 @@ static int finish_connect(struct conn *c)
     if (err != 0)
         return backend_failed(c, END_BACKEND_CONNECT_FAILED, err);
     t->state = TCP_FORWARDING;
+    backend_server_connected(t->server);
     metrics_backend_connected(c->listener->metrics, metrics_clock_us() - t->connect_started_us);
     t->last_activity_ms = clock_now_ms();
     return forward(c);
@@ -602,6 +665,9 @@ static void tcp_free(struct conn *c, bool abort)
      * stream, what the backend got may be a cut-short request, and a reset
      * says so where a FIN would pass it for complete. */
     backend_conn_free(t->backend, abort || t->up.state != FLOW_DONE);
+    backend_server_release(t->server);
+    for (size_t i = 0; i < t->num_tried; i++)
+        backend_server_unref(t->tried[i]);
     flow_drop_buffer(&t->up);
     flow_drop_buffer(&t->down);
     free(t);

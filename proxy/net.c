@@ -100,6 +100,116 @@ int net_addr_parse(const char *text, bool allow_unix, struct net_addr *out_addr,
     return 0;
 }
 
+int net_addr_parse_numeric(const char *text, struct net_addr *out_addr)
+{
+    char *host = NULL, *port = NULL;
+    char err[64];
+    int rc = -1;
+
+    if (strncmp(text, unix_prefix, sizeof(unix_prefix) - 1) == 0 ||
+        net_addr_split(text, &host, &port, err, sizeof(err)) != 0)
+        return -1;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICSERV | AI_NUMERICHOST};
+    struct addrinfo *res = NULL;
+    if (getaddrinfo(host, port, &hints, &res) == 0) {
+        memset(out_addr, 0, sizeof(*out_addr));
+        memcpy(&out_addr->ss, res->ai_addr, res->ai_addrlen);
+        out_addr->len = res->ai_addrlen;
+        freeaddrinfo(res);
+        rc = 0;
+    }
+    free(host);
+    free(port);
+    return rc;
+}
+
+int net_addr_split(const char *text, char **out_host, char **out_port, char *err,
+                   size_t err_len)
+{
+    const char *host = text, *colon, *port;
+    size_t host_len;
+
+    if (text[0] == '[') {
+        const char *close = strchr(text, ']');
+        if (close == NULL || close[1] != ':') {
+            snprintf(err, err_len, "expected \"[v6 address]:port\"");
+            return -1;
+        }
+        host = text + 1;
+        host_len = (size_t)(close - host);
+        port = close + 2;
+    } else {
+        colon = strrchr(text, ':');
+        if (colon == NULL || memchr(text, ':', (size_t)(colon - text)) != NULL) {
+            snprintf(err, err_len, "expected \"host:port\", \"[v6]:port\" or \"unix:/path\"");
+            return -1;
+        }
+        host_len = (size_t)(colon - text);
+        port = colon + 1;
+    }
+    char *end;
+    errno = 0;
+    long port_num = strtol(port, &end, 10);
+    if (host_len == 0 || host_len >= 256) {
+        snprintf(err, err_len, "missing or too long host");
+        return -1;
+    }
+    if (*port < '0' || *port > '9' || *end != '\0' || errno != 0 || port_num > 65535) {
+        snprintf(err, err_len, "port must be a number from 0 to 65535");
+        return -1;
+    }
+    *out_host = strndup(host, host_len);
+    *out_port = strdup(port);
+    if (*out_host == NULL || *out_port == NULL) {
+        free(*out_host);
+        free(*out_port);
+        *out_host = *out_port = NULL;
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+int net_resolve_all(const char *host, const char *port, size_t max,
+                    struct net_addr **out_addrs, size_t *out_num, char *err, size_t err_len)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    size_t num = 0;
+    int rc = getaddrinfo(host, port, &hints, &res);
+
+    if (rc != 0) {
+        snprintf(err, err_len, "cannot resolve '%s': %s", host, gai_strerror(rc));
+        return -1;
+    }
+    for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next)
+        num++;
+    struct net_addr *addrs = calloc(num, sizeof(*addrs));
+    if (addrs == NULL) {
+        freeaddrinfo(res);
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
+    num = 0;
+    for (struct addrinfo *ai = res; ai != NULL && num < max; ai = ai->ai_next) {
+        struct net_addr addr = {.len = ai->ai_addrlen};
+        bool seen = false;
+        if (ai->ai_addrlen > sizeof(addr.ss))
+            continue;
+        memcpy(&addr.ss, ai->ai_addr, ai->ai_addrlen);
+        for (size_t i = 0; i < num && !seen; i++)
+            seen = net_addr_equal(&addrs[i], &addr);
+        if (!seen)
+            addrs[num++] = addr;
+    }
+    freeaddrinfo(res);
+    *out_addrs = addrs;
+    *out_num = num;
+    return 0;
+}
+
 char *net_addr_format_sa(const struct sockaddr *sa, socklen_t len, char *out,
                          size_t out_len)
 {

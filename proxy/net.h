@@ -28,6 +28,24 @@ struct net_addr {
 int net_addr_parse(const char *text, bool allow_unix, struct net_addr *out_addr,
                    char *err, size_t err_len);
 
+/* net_addr_parse_numeric parses a "host:port" whose host is a numeric IPv4
+ * or IPv6 address (no name lookup) into |out_addr|; 0, or -1 when it is not
+ * one (a host name, a unix path, a malformed address). */
+int net_addr_parse_numeric(const char *text, struct net_addr *out_addr);
+
+/* net_addr_split splits "host:port" into new strings |*out_host| and
+ * |*out_port|, owned by the caller (free). It returns 0, or -1 with a short
+ * reason in |err|. */
+int net_addr_split(const char *text, char **out_host, char **out_port, char *err,
+                   size_t err_len);
+
+/* net_resolve_all resolves |host| and |port| with getaddrinfo (which may
+ * block) into a new array |*out_addrs| of |*out_num| distinct addresses, at
+ * most |max|, in getaddrinfo's order; the caller frees the array. It returns
+ * 0, or -1 with a short reason in |err|. */
+int net_resolve_all(const char *host, const char *port, size_t max,
+                    struct net_addr **out_addrs, size_t *out_num, char *err, size_t err_len);
+
 /* net_addr_format writes |addr| as "1.2.3.4:5", "[::1]:5" or "unix:/p" into
  * |out| of |out_len| bytes (NET_ADDR_TEXT_MAX is always enough) and returns
  * |out|. */

@@ -57,7 +57,7 @@ static void test_redirect_defaults(void **state)
     assert_int_equal(l->redirect.status, 308);
     assert_int_equal(l->redirect.port, 443);
     assert_int_equal(l->num_certs, 0);
-    assert_int_equal(l->num_servers, 0);
+    assert_null(l->backend);
     assert_int_equal(l->http.max_request_header_bytes, 64 * 1024);
     assert_int_equal(l->request_header_timeout_ms, 10000);
     assert_int_equal(l->idle_timeout_ms, 300000);

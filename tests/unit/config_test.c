@@ -109,7 +109,7 @@ static void test_minimal_config_and_defaults(void **state)
     assert_int_equal(l->max_version, TLS1_3_VERSION);
     assert_string_equal(l->ciphers, CONFIG_DEFAULT_CIPHERS);
     assert_string_equal(l->groups, CONFIG_DEFAULT_GROUPS);
-    assert_int_equal(l->num_servers, 1);
+    assert_int_equal(l->backend->num_servers, 1);
     assert_int_equal(l->handshake_timeout_ms, 10000);
     assert_int_equal(l->connect_timeout_ms, 5000);
     assert_int_equal(l->idle_timeout_ms, 300000);
@@ -185,8 +185,8 @@ static void test_full_config(void **state)
     assert_string_equal(l->ciphers,
                         "ECDHE-ECDSA-CHACHA20-POLY1305:TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256");
     assert_string_equal(l->groups, "P-521:X25519");
-    assert_int_equal(l->num_servers, 2);
-    assert_int_equal(l->servers[0].ss.ss_family, AF_UNIX);
+    assert_int_equal(l->backend->num_servers, 2);
+    assert_int_equal(l->backend->servers[0].addrs[0].ss.ss_family, AF_UNIX);
     assert_int_equal(l->handshake_timeout_ms, 2000);
     assert_int_equal(l->connect_timeout_ms, 60000);
     assert_int_equal(l->idle_timeout_ms, 7200000);
@@ -343,7 +343,7 @@ static void test_unknown_keys(void **state)
         "backend, http, http2, timeouts, max_connections, redirect\n"
         "t.yaml:11:1: unknown key 'logs' at the top level; allowed: log, drain_timeout, "
         "user, workers, max_connections, listeners, reload_on_change, session_tickets, admin, "
-        "report\n"
+        "report, backends\n"
         "t.yaml:12:7: unknown key 'levl' in log; did you mean 'level'? allowed: format, "
         "level, handshake_failures, access\n"
         "t.yaml:12:19: unknown key 'color' in log; allowed: format, level, "
@@ -354,12 +354,12 @@ static void test_unknown_keys(void **state)
     expect_errors("\"bad\\tkey\": 1\n" MINIMAL,
                   "t.yaml:1:1: unknown key 'bad?key' at the top level; allowed: log, "
                   "drain_timeout, user, workers, max_connections, listeners, reload_on_change, "
-                  "session_tickets, admin, report\n");
+                  "session_tickets, admin, report, backends\n");
     expect_errors(
         "logs: {}\n" MINIMAL,
         "t.yaml:1:1: unknown key 'logs' at the top level; did you mean 'log'? allowed: "
         "log, drain_timeout, user, workers, max_connections, listeners, reload_on_change, "
-        "session_tickets, admin, report\n");
+        "session_tickets, admin, report, backends\n");
     expect_errors(
         LISTENER_HEAD TLS_OK "      ciphres: []\n"
                              "      certificate: x\n" BACKEND_OK "    timeouts: {idel: 5s}\n",
@@ -420,7 +420,8 @@ static void test_wrong_types(void **state)
                   "t.yaml:3:13: expected a string or a sequence of strings for 'listen', got a "
                   "mapping\n"
                   "t.yaml:4:9: expected a mapping for 'tls', got an empty value\n"
-                  "t.yaml:6:17: expected a string for 'servers', got a sequence\n"
+                  "t.yaml:6:17: expected a string or a mapping with 'address' for 'servers', got a "
+                  "sequence\n"
                   "t.yaml:7:15: expected a mapping for 'timeouts', got '5s'\n"
                   "t.yaml:8:22: expected an integer for 'max_connections', got a sequence\n"
                   "t.yaml:9:5: expected a mapping for 'listeners', got 'just a string'\n");
@@ -872,7 +873,7 @@ static void test_alpn_and_switches(void **state)
                                          "      early_data: true\n") BACKEND_H2);
     assert_non_null(config);
     l = &config->listeners[0];
-    assert_int_equal(l->backend_protocol, CFG_BACKEND_H2);
+    assert_int_equal(l->backend->protocol, CFG_BACKEND_H2);
     assert_int_equal(l->alpn_len, 12);
     assert_memory_equal(l->alpn, "\x02h2\x08http/1.1", 12);
     assert_true(l->alpn_required);
@@ -915,7 +916,7 @@ static void test_h2_in_tcp_mode_needs_an_h2_backend(void **state)
     (void)state;
     config = load(MINIMAL);
     assert_non_null(config);
-    assert_int_equal(config->listeners[0].backend_protocol, CFG_BACKEND_HTTP1);
+    assert_int_equal(config->listeners[0].backend->protocol, CFG_BACKEND_HTTP1);
     config_free(config);
     config = load(LISTENER_HEAD TLS_WITH("      alpn: [http/1.1]\n") BACKEND_OK);
     assert_non_null(config);
@@ -1130,7 +1131,8 @@ static void test_every_error_reported_once_in_order(void **state)
         "4:13)\n"
         "t.yaml:11:68: unknown group 'P-999'; allowed: X25519, P-256, P-384, P-521\n"
         "t.yaml:12:15: unknown key 'severs' in backend; did you mean 'servers'? "
-        "allowed: servers, protocol, max_connections, pool\n"
+        "allowed: servers, protocol, max_connections, pool, balance, retries, "
+        "resolve_interval, resolve, health\n"
         "t.yaml:13:22: invalid max_connections '0'; expected an integer from 1 to "
         "1000000\n");
 }
@@ -1149,7 +1151,7 @@ static void test_http_mode_defaults(void **state)
     assert_true(config->log_access);
     l = &config->listeners[0];
     assert_int_equal(l->mode, CFG_MODE_HTTP);
-    assert_int_equal(l->backend_protocol, CFG_BACKEND_HTTP1);
+    assert_int_equal(l->backend->protocol, CFG_BACKEND_HTTP1);
     /* No tls.alpn: h2 first, then http/1.1. */
     assert_int_equal(l->alpn_len, 12);
     assert_memory_equal(l->alpn, "\x02h2\x08http/1.1", 12);
@@ -1175,9 +1177,9 @@ static void test_http_mode_defaults(void **state)
     assert_int_equal(l->http2.max_outbound_frames, 10000);
     assert_int_equal(l->http2.settings_timeout_ms, 10000);
     assert_int_equal(l->http2.write_timeout_ms, 30000);
-    assert_int_equal(l->backend_max_connections, 0);
-    assert_int_equal(l->pool_idle_timeout_ms, 2000);
-    assert_int_equal(l->pool_max_idle, 64);
+    assert_int_equal(l->backend->max_connections, 0);
+    assert_int_equal(l->backend->pool_idle_timeout_ms, 2000);
+    assert_int_equal(l->backend->pool_max_idle, 64);
     assert_int_equal(l->request_header_timeout_ms, 10000);
     assert_int_equal(l->backend_response_timeout_ms, 60000);
     assert_int_equal(l->queue_timeout_ms, 5000);
@@ -1221,9 +1223,9 @@ static void test_http_mode_all_keys(void **state)
     assert_false(config->log_access);
     l = &config->listeners[0];
     assert_int_equal(l->mode, CFG_MODE_HTTP);
-    assert_int_equal(l->backend_max_connections, 32);
-    assert_int_equal(l->pool_idle_timeout_ms, 1500);
-    assert_int_equal(l->pool_max_idle, 0);
+    assert_int_equal(l->backend->max_connections, 32);
+    assert_int_equal(l->backend->pool_idle_timeout_ms, 1500);
+    assert_int_equal(l->backend->pool_max_idle, 0);
     assert_false(l->http.x_forwarded);
     assert_true(l->http.forwarded);
     assert_int_equal(l->http.num_trusted_proxies, 5);

@@ -42,6 +42,7 @@ static const char *const expected_tokens[] = {
     "shutdown",
     "out_of_memory",
     "http2_abuse",
+    "backend_unavailable",
 };
 
 static void test_token_list_is_stable(void **state)

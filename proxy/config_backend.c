@@ -1,0 +1,492 @@
+/* config_backend: backend groups, the top-level "backends" mapping and a
+ * listener's "backend" (a group's name, or an inline mapping of the same
+ * keys), parsed by one schema into struct cfg_backend.
+ *
+ * Host names in server addresses are resolved here, when the configuration
+ * loads (at start, by --check and by a reload): an unresolvable name is a
+ * load error, as in HAProxy's default, so a typo is found before traffic
+ * is sent nowhere. From then on backend_group.c re-resolves them every
+ * resolve_interval on a thread of its own, keeping the last good addresses
+ * when a resolution fails.
+ *
+ * Ownership: config->backends owns every group; a listener borrows its. */
+#include <netdb.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "config_internal.h"
+#include "yamltree.h"
+
+#define GROUP_NAME_MAX 64
+#define RETRIES_MAX 10
+#define WEIGHT_MAX 256
+#define RISE_FALL_MAX 100
+#define COUNT_MAX 1000000
+
+static const struct cfg_backend backend_defaults = {
+    .pool_idle_timeout_ms = 2 * 1000,
+    .pool_max_idle = 64,
+    .retries = 2,
+    .resolve_interval_ms = 30 * 1000,
+    .check = {.interval_ms = 2 * 1000,
+              .timeout_ms = 1000,
+              .rise = 2,
+              .fall = 3,
+              .expect_min = 200,
+              .expect_max = 399},
+    .passive_cooldown_ms = 10 * 1000,
+    .panic = true,
+};
+
+static void apply_uint(struct loader *ld, const struct field *field, const struct ynode *value,
+                       uint32_t min, uint32_t max, void *out)
+{
+    const char *text = cfg_expect_text(ld, field->key, value, "an integer");
+    if (text != NULL)
+        cfg_parse_uint(ld, field->key, value, text, min, max, out);
+}
+
+/* apply_count: a count where 0 means "none" or "unlimited", as the key says. */
+static void apply_count(struct loader *ld, const struct field *field, const struct ynode *value,
+                        void *out)
+{
+    apply_uint(ld, field, value, 0, COUNT_MAX, out);
+}
+
+static void apply_retries(struct loader *ld, const struct field *field,
+                          const struct ynode *value, void *out)
+{
+    apply_uint(ld, field, value, 0, RETRIES_MAX, out);
+}
+
+static void apply_rise_fall(struct loader *ld, const struct field *field,
+                            const struct ynode *value, void *out)
+{
+    apply_uint(ld, field, value, 1, RISE_FALL_MAX, out);
+}
+
+static void apply_backend_protocol(struct loader *ld, const struct field *field,
+                                   const struct ynode *value, void *out)
+{
+    static const char *const names[] = {
+        [CFG_BACKEND_HTTP1] = "http/1.1", [CFG_BACKEND_H2] = "h2", NULL};
+    int chosen = cfg_choose(ld, field->key, value, names);
+
+    if (chosen >= 0)
+        *(enum cfg_backend_protocol *)out = (enum cfg_backend_protocol)chosen;
+}
+
+static void apply_balance(struct loader *ld, const struct field *field,
+                          const struct ynode *value, void *out)
+{
+    static const char *const names[] = {[CFG_BALANCE_ROUND_ROBIN] = "round_robin",
+                                        [CFG_BALANCE_LEAST_CONN] = "least_conn",
+                                        [CFG_BALANCE_RANDOM_TWO] = "random_two",
+                                        NULL};
+    int chosen = cfg_choose(ld, field->key, value, names);
+
+    if (chosen >= 0)
+        *(enum cfg_balance *)out = (enum cfg_balance)chosen;
+}
+
+static void apply_resolve(struct loader *ld, const struct field *field,
+                          const struct ynode *value, void *out)
+{
+    static const char *const names[] = {
+        [CFG_RESOLVE_ALL] = "all", [CFG_RESOLVE_FIRST] = "first", NULL};
+    int chosen = cfg_choose(ld, field->key, value, names);
+
+    if (chosen >= 0)
+        *(enum cfg_resolve *)out = (enum cfg_resolve)chosen;
+}
+
+static void apply_check_type(struct loader *ld, const struct field *field,
+                             const struct ynode *value, void *out)
+{
+    static const char *const names[] = {
+        [CFG_CHECK_NONE] = "none", [CFG_CHECK_TCP] = "tcp", [CFG_CHECK_HTTP] = "http", NULL};
+    int chosen = cfg_choose(ld, field->key, value, names);
+
+    if (chosen >= 0)
+        *(enum cfg_check_type *)out = (enum cfg_check_type)chosen;
+}
+
+static void apply_check_path(struct loader *ld, const struct field *field,
+                             const struct ynode *value, void *out)
+{
+    const char *path = cfg_expect_text(ld, field->key, value, "a string");
+
+    if (path == NULL)
+        return;
+    /* It goes on a request line: no blanks, no control bytes. */
+    for (const char *p = path; *p != '\0'; p++) {
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f) {
+            cfg_fail_at(ld, value, "invalid path '%s'; expected a request target without "
+                        "blanks or control characters, starting with '/'", path);
+            return;
+        }
+    }
+    if (path[0] != '/') {
+        cfg_fail_at(ld, value, "invalid path '%s'; it must start with '/'", path);
+        return;
+    }
+    free(*(char **)out);
+    *(char **)out = cfg_dup_string(ld, value, path);
+}
+
+/* apply_expect: a status "200" or a range "200-399", from 100 to 599. */
+static void apply_expect(struct loader *ld, const struct field *field,
+                         const struct ynode *value, void *out)
+{
+    struct cfg_health_check *check = out;
+    const char *text = cfg_expect_text(ld, field->key, value, "a status or a range");
+    unsigned lo = 0, hi = 0;
+    int used = 0;
+
+    if (text == NULL)
+        return;
+    if (!((sscanf(text, "%3u-%3u%n", &lo, &hi, &used) == 2 && text[used] == '\0') ||
+          (sscanf(text, "%3u%n", &lo, &used) == 1 && text[used] == '\0' && (hi = lo) != 0)) ||
+        lo < 100 || hi > 599 || lo > hi || text[0] < '0' || text[0] > '9') {
+        cfg_fail_at(ld, value,
+                    "invalid expect '%s'; expected a status or a range of statuses from 100 "
+                    "to 599 (e.g. 200 or \"200-399\")",
+                    text);
+        return;
+    }
+    check->expect_min = (uint16_t)lo;
+    check->expect_max = (uint16_t)hi;
+}
+
+#define CHECK_OFF(member) (offsetof(struct cfg_backend, check) + offsetof(struct cfg_health_check, member))
+
+static const struct field check_fields[] = {
+    {"type", true, apply_check_type, CHECK_OFF(type), NULL},
+    {"path", false, apply_check_path, CHECK_OFF(path), NULL},
+    {"interval", false, cfg_apply_duration, CHECK_OFF(interval_ms), NULL},
+    {"timeout", false, cfg_apply_duration, CHECK_OFF(timeout_ms), NULL},
+    {"rise", false, apply_rise_fall, CHECK_OFF(rise), NULL},
+    {"fall", false, apply_rise_fall, CHECK_OFF(fall), NULL},
+    {"expect", false, apply_expect, offsetof(struct cfg_backend, check), NULL},
+};
+static const struct schema check_schema = {"check", "in health.check", check_fields,
+                                           sizeof(check_fields) / sizeof(check_fields[0])};
+
+static const struct field passive_fields[] = {
+    {"failures", false, apply_count, offsetof(struct cfg_backend, passive_failures), NULL},
+    {"cooldown", false, cfg_apply_duration, offsetof(struct cfg_backend, passive_cooldown_ms),
+     NULL},
+};
+static const struct schema passive_schema = {"passive", "in health.passive", passive_fields, 2};
+
+static const struct field health_fields[] = {
+    {"check", false, cfg_apply_nested, 0, &check_schema},
+    {"passive", false, cfg_apply_nested, 0, &passive_schema},
+    {"panic", false, cfg_apply_bool, offsetof(struct cfg_backend, panic), NULL},
+};
+static const struct schema health_schema = {"health", "in health", health_fields, 3};
+
+/* backend.pool (http mode): idle backend connections kept per worker and
+ * server; max_idle 0 turns pooling off. */
+static const struct field pool_fields[] = {
+    {"idle_timeout", false, cfg_apply_duration,
+     offsetof(struct cfg_backend, pool_idle_timeout_ms), NULL},
+    {"max_idle", false, apply_count, offsetof(struct cfg_backend, pool_max_idle), NULL},
+};
+static const struct schema pool_schema = {"pool", "in pool", pool_fields, 2};
+
+/* resolve_server fills |server|'s addresses from its address text. */
+static void resolve_server(struct loader *ld, const struct ynode *node, struct cfg_server *server,
+                           enum cfg_resolve resolve)
+{
+    struct net_addr addr;
+    char reason[256];
+
+    if (strncmp(server->address, "unix:", 5) == 0 || server->address[0] == '[' ||
+        net_addr_parse_numeric(server->address, &addr) == 0) {
+        if (net_addr_parse(server->address, true, &addr, reason, sizeof(reason)) != 0) {
+            cfg_fail_at(ld, node, "invalid backend server address '%s': %s", server->address,
+                        reason);
+            return;
+        }
+        if ((server->addrs = cfg_new_array(ld, node, 1, sizeof(addr))) == NULL)
+            return;
+        server->addrs[0] = addr;
+        server->num_addrs = 1;
+        return;
+    }
+    /* A host name: split, then every address it resolves to. */
+    if (net_addr_split(server->address, &server->host, &server->port, reason,
+                       sizeof(reason)) != 0) {
+        cfg_fail_at(ld, node, "invalid backend server address '%s': %s", server->address,
+                    reason);
+        return;
+    }
+    server->is_name = true;
+    size_t num = 0;
+    if (net_resolve_all(server->host, server->port, resolve == CFG_RESOLVE_FIRST ? 1 : CFG_GROUP_MAX_SERVERS,
+                        &server->addrs, &num, reason, sizeof(reason)) != 0) {
+        cfg_fail_at(ld, node,
+                    "invalid backend server address '%s': %s (a host name must resolve when "
+                    "the configuration loads)",
+                    server->address, reason);
+        return;
+    }
+    server->num_addrs = num;
+}
+
+/* server_entry_fields: the mapping form of a server. */
+struct server_entry {
+    char *address;
+    uint32_t weight;
+    bool backup;
+};
+
+static void apply_address(struct loader *ld, const struct field *field,
+                          const struct ynode *value, void *out)
+{
+    const char *text = cfg_expect_text(ld, field->key, value, "a string");
+    if (text != NULL)
+        *(char **)out = cfg_dup_string(ld, value, text);
+}
+
+static void apply_weight(struct loader *ld, const struct field *field,
+                         const struct ynode *value, void *out)
+{
+    apply_uint(ld, field, value, 1, WEIGHT_MAX, out);
+}
+
+static const struct field server_fields[] = {
+    {"address", true, apply_address, offsetof(struct server_entry, address), NULL},
+    {"weight", false, apply_weight, offsetof(struct server_entry, weight), NULL},
+    {"backup", false, cfg_apply_bool, offsetof(struct server_entry, backup), NULL},
+};
+static const struct schema server_schema = {"server", "in server", server_fields, 3};
+
+/* apply_servers: each entry a string or {address, weight, backup}. */
+static void apply_servers(struct loader *ld, const struct field *field,
+                          const struct ynode *value, void *out)
+{
+    struct cfg_backend *group = out;
+    size_t num = cfg_list_len(ld, field->key, value, true);
+    size_t total = 0;
+
+    if (num == 0)
+        return;
+    if (num > CFG_GROUP_MAX_SERVERS) {
+        cfg_fail_at(ld, value, "too many servers (%zu); a group has at most %d", num,
+                    CFG_GROUP_MAX_SERVERS);
+        return;
+    }
+    if ((group->servers = cfg_new_array(ld, value, num, sizeof(*group->servers))) == NULL)
+        return;
+    for (size_t i = 0; i < num; i++) {
+        const struct ynode *item = cfg_list_item(value, i);
+        struct server_entry entry = {.weight = 1};
+        struct cfg_server *server = &group->servers[group->num_servers];
+
+        if (yamltree_kind(item) == YNODE_MAPPING) {
+            cfg_apply_mapping(ld, &server_schema, item, &entry);
+        } else {
+            const char *text =
+                cfg_expect_text(ld, field->key, item, "a string or a mapping with 'address'");
+            if (text != NULL)
+                entry.address = cfg_dup_string(ld, item, text);
+        }
+        if (entry.address == NULL)
+            continue;
+        const struct ynode *at =
+            yamltree_kind(item) == YNODE_MAPPING ? yamltree_get(item, "address") : item;
+        server->address = entry.address;
+        server->weight = entry.weight;
+        server->backup = entry.backup;
+        server->pos = cfg_pos_of(ld, at);
+        group->num_servers++;
+        resolve_server(ld, at, server, group->resolve);
+        total += server->num_addrs;
+        if (total > CFG_GROUP_MAX_SERVERS) {
+            cfg_fail_at(ld, at,
+                        "too many servers after resolving '%s' (%zu); a group has at most %d: "
+                        "use 'resolve: first'",
+                        server->address, total, CFG_GROUP_MAX_SERVERS);
+            return;
+        }
+    }
+}
+
+static const struct field backend_fields[] = {
+    {"servers", true, apply_servers, 0, NULL},
+    {"protocol", false, apply_backend_protocol, offsetof(struct cfg_backend, protocol), NULL},
+    {"max_connections", false, apply_count, offsetof(struct cfg_backend, max_connections),
+     NULL},
+    {"pool", false, cfg_apply_nested, 0, &pool_schema},
+    {"balance", false, apply_balance, offsetof(struct cfg_backend, balance), NULL},
+    {"retries", false, apply_retries, offsetof(struct cfg_backend, retries), NULL},
+    {"resolve_interval", false, cfg_apply_duration,
+     offsetof(struct cfg_backend, resolve_interval_ms), NULL},
+    {"resolve", false, apply_resolve, offsetof(struct cfg_backend, resolve), NULL},
+    {"health", false, cfg_apply_nested, 0, &health_schema},
+};
+static const struct schema backend_schema = {"backend", "in backend", backend_fields,
+                                             sizeof(backend_fields) / sizeof(backend_fields[0])};
+
+/* new_group appends a group with the defaults to config->backends. */
+static struct cfg_backend *new_group(struct loader *ld, const struct ynode *node)
+{
+    struct config *config = ld->config;
+    struct cfg_backend **grown =
+        realloc(config->backends, (config->num_backends + 1) * sizeof(*grown));
+    struct cfg_backend *group = malloc(sizeof(*group));
+
+    if (grown != NULL)
+        config->backends = grown;
+    if (grown == NULL || group == NULL) {
+        free(group);
+        cfg_fail_at(ld, node, "out of memory");
+        return NULL;
+    }
+    *group = backend_defaults;
+    group->index = config->num_backends;
+    group->pos = cfg_pos_of(ld, node);
+    config->backends[config->num_backends++] = group;
+    return group;
+}
+
+/* parse_group applies |mapping| to a new group. "resolve" is read first:
+ * the servers are resolved as it says, wherever it stands. */
+static struct cfg_backend *parse_group(struct loader *ld, const struct ynode *mapping)
+{
+    struct cfg_backend *group = new_group(ld, mapping);
+    const struct ynode *resolve = yamltree_get(mapping, "resolve");
+
+    if (group == NULL)
+        return NULL;
+    if (resolve != NULL && yamltree_kind(resolve) == YNODE_SCALAR &&
+        strcmp(yamltree_scalar(resolve), "first") == 0)
+        group->resolve = CFG_RESOLVE_FIRST; /* checked again, and reported, in its turn */
+    cfg_apply_mapping(ld, &backend_schema, mapping, group);
+    if (group->check.type == CFG_CHECK_HTTP && group->check.path == NULL)
+        group->check.path = cfg_dup_string(ld, mapping, "/");
+    if (group->check.timeout_ms > group->check.interval_ms &&
+        yamltree_get(yamltree_get(mapping, "health"), "check") != NULL)
+        cfg_fail_at(ld, yamltree_get(yamltree_get(mapping, "health"), "check"),
+                    "health.check.timeout (%ums) is longer than its interval (%ums); make it "
+                    "shorter",
+                    group->check.timeout_ms, group->check.interval_ms);
+    return group;
+}
+
+static const struct cfg_backend *find_group(const struct config *config, const char *name)
+{
+    for (size_t i = 0; i < config->num_backends; i++)
+        if (!config->backends[i]->is_inline && strcmp(config->backends[i]->name, name) == 0)
+            return config->backends[i];
+    return NULL;
+}
+
+void cfg_apply_backends(struct loader *ld, const struct ynode *value)
+{
+    if (!cfg_expect(ld, "backends", value, YNODE_MAPPING, "a mapping of group names"))
+        return;
+    for (size_t i = 0; i < yamltree_num_items(value); i++) {
+        const struct ynode *key = yamltree_key(value, i);
+        const struct ynode *mapping = yamltree_item(value, i);
+        const char *name = yamltree_scalar(key);
+        size_t len = strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-");
+        const struct cfg_backend *first;
+
+        if (len == 0 || len > GROUP_NAME_MAX || name[len] != '\0') {
+            cfg_fail_at(ld, key,
+                        "invalid backend group name '%s'; use 1 to %d characters from A-Z, "
+                        "a-z, 0-9, '_', '.' and '-'",
+                        name, GROUP_NAME_MAX);
+            continue;
+        }
+        if ((first = find_group(ld->config, name)) != NULL) {
+            cfg_fail_at(ld, key, "duplicate backend group '%s' (first defined at %d:%d)", name,
+                        first->pos.line, first->pos.col);
+            continue;
+        }
+        if (!cfg_expect(ld, name, mapping, YNODE_MAPPING, "a mapping"))
+            continue;
+        struct cfg_backend *group = parse_group(ld, mapping);
+        if (group != NULL)
+            group->name = cfg_dup_string(ld, key, name);
+    }
+}
+
+void cfg_skip_backends(struct loader *ld, const struct field *field, const struct ynode *value,
+                       void *out)
+{
+    (void)ld, (void)field, (void)value, (void)out; /* read first, by cfg_apply_backends */
+}
+
+void cfg_apply_listener_backend(struct loader *ld, const struct field *field,
+                                const struct ynode *value, void *out)
+{
+    struct cfg_listener *listener = out;
+
+    if (yamltree_kind(value) == YNODE_SCALAR) {
+        const char *name = yamltree_scalar(value);
+        const struct cfg_backend *group = find_group(ld->config, name);
+        char known[256] = "";
+
+        if (group != NULL) {
+            listener->backend = (struct cfg_backend *)group;
+            return;
+        }
+        for (size_t i = 0; i < ld->config->num_backends; i++) {
+            if (ld->config->backends[i]->is_inline || ld->config->backends[i]->name == NULL)
+                continue;
+            snprintf(known + strlen(known), sizeof(known) - strlen(known), "%s%s",
+                     known[0] != '\0' ? ", " : "", ld->config->backends[i]->name);
+        }
+        cfg_fail_at(ld, value, "unknown backend group '%s'; %s%s", name,
+                    known[0] != '\0' ? "defined in 'backends': " : "no group is defined in "
+                                                                   "'backends'",
+                    known);
+        return;
+    }
+    if (!cfg_expect(ld, field->key, value, YNODE_MAPPING,
+                    "a group name or a mapping with 'servers'"))
+        return;
+    struct cfg_backend *group = parse_group(ld, value);
+    if (group != NULL) {
+        group->is_inline = true;
+        listener->backend = group;
+    }
+}
+
+void cfg_name_inline_backend(struct loader *ld, const struct ynode *listener_node,
+                             struct cfg_listener *listener)
+{
+    struct cfg_backend *group = listener->backend;
+
+    if (group == NULL || !group->is_inline || listener->name == NULL || group->name != NULL)
+        return;
+    if (find_group(ld->config, listener->name) != NULL)
+        cfg_fail_at(ld, yamltree_get(listener_node, "backend"),
+                    "listener '%s' has an inline backend, and a group of 'backends' has its "
+                    "name: the two would share health state; rename one, or write 'backend: "
+                    "%s'",
+                    listener->name, listener->name);
+    group->name = cfg_dup_string(ld, listener_node, listener->name);
+}
+
+void cfg_backend_free(struct cfg_backend *group)
+{
+    if (group == NULL)
+        return;
+    for (size_t i = 0; i < group->num_servers; i++) {
+        free(group->servers[i].address);
+        free(group->servers[i].host);
+        free(group->servers[i].port);
+        free(group->servers[i].addrs);
+    }
+    free(group->servers);
+    free(group->check.path);
+    free(group->name);
+    free(group);
+}
