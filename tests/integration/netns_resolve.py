@@ -1,0 +1,79 @@
+"""Run by test_backend_groups.py under `ip netns exec NS`, where iproute2
+has bind-mounted /etc/netns/NS/hosts over /etc/hosts: the test controls
+what the host name app.test resolves to.
+
+    netns_resolve.py CERTS_DIR WORK_DIR HOSTS_FILE
+
+Loopback is brought up; two backends, "first" on 127.0.0.2 and "second"
+on 127.0.0.3, share one port. tlsterm's group names "app.test:PORT" with a
+resolve_interval of 200ms. The hosts file (rewritten in place, keeping its
+inode, so the bind mount sees it) first maps app.test to 127.0.0.2, then to
+127.0.0.3, then not at all (the resolution fails: the last addresses are
+kept). The script prints one JSON line: the backends that answered in each
+phase, and whether the failed resolution was logged.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tlsterm_harness import (Backend, Certs, Tlsterm, client_context, listener_config,
+                             tls_connect, tlsterm_config, free_port)
+
+REQUEST = b"GET / HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n"
+
+
+def ask(proxy, certs):
+    with tls_connect(proxy.port("edge"), client_context(certs.ca)) as tls:
+        tls.sendall(REQUEST)
+        data = b""
+        while chunk := tls.recv(4096):
+            data += chunk
+    return data.split(b"\r\n\r\n", 1)[1].decode().strip() if data.startswith(b"HTTP/1.1 200") else None
+
+
+def rewrite(path, text):
+    with open(path, "r+") as f:  # in place: the bind mount holds the inode
+        f.seek(0)
+        f.truncate()
+        f.write(text)
+
+
+def main(certs_dir, work_dir, hosts):
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    d = Path(certs_dir)
+    certs = Certs(d, d / "ca.pem", d / "ca.key", d / "ecdsa.pem", d / "ecdsa.key",
+                  d / "rsa.pem", d / "rsa.key")
+    port = free_port()
+    backends = [Backend(name, "--host", host, "--port", str(port), script="group_backend.py")
+                for name, host in (("first", "127.0.0.2"), ("second", "127.0.0.3"))]
+    proxy = None
+    verdict = {}
+    try:
+        for b in backends:
+            b.start()
+        listener = listener_config("edge", "127.0.0.1:1", certs)
+        listener["backend"] = {"servers": [f"app.test:{port}"], "resolve_interval": "200ms"}
+        proxy = Tlsterm(Path(work_dir), tlsterm_config([listener], level="info"))
+        proxy.start()
+        verdict["before"] = [ask(proxy, certs) for _ in range(3)]
+        mark = proxy.mark()
+        rewrite(hosts, "127.0.0.1 localhost\n127.0.0.3 app.test\n")
+        proxy.wait_for("backend_resolved", since=mark)
+        verdict["after"] = [ask(proxy, certs) for _ in range(3)]
+        mark = proxy.mark()
+        rewrite(hosts, "127.0.0.1 localhost\n")
+        failed = proxy.wait_for("backend_resolve_failed", since=mark)
+        verdict["resolve_failed"] = failed["host"] == "app.test"
+        verdict["kept"] = [ask(proxy, certs) for _ in range(3)]
+    finally:
+        if proxy is not None:
+            proxy.finish()
+        for b in backends:
+            b.stop()
+    print(json.dumps(verdict), flush=True)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

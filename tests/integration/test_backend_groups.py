@@ -1,0 +1,425 @@
+"""Backend groups: named groups, balancing across workers, connect retries
+on the next server, active and passive health, panic routing, the
+all-down refusal, /backends and the per-server metrics, state kept across
+a reload, a rolling restart under load, and re-resolution of host names.
+
+The backends are group_backend.py processes: each answers every request
+with its own name, so a response says which server took it, and
+GET /healthz answers the status written in a file the test controls.
+"""
+
+import json
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tlsterm_harness import (
+    HERE,
+    TIMEOUT,
+    Backend,
+    addr_text,
+    client_context,
+    free_port,
+    get,
+    listener_config,
+    parse_addr,
+    reload_and_wait,
+    samples,
+    tls_connect,
+    tlsterm_config,
+    total,
+    wait_until,
+)
+
+REQUEST = b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+
+
+class Group:
+    """Group starts group_backend.py servers and stops them at teardown."""
+
+    def __init__(self, tmp_path):
+        self.tmp_path = tmp_path
+        self.backends = []
+
+    def start(self, name, port=0, health=None, host="127.0.0.1", idle=2):
+        args = ["--port", str(port), "--host", host, "--idle", str(idle)]
+        if health is not None:
+            path = self.tmp_path / f"{name}.health"
+            path.write_text(f"{health}\n")
+            args += ["--health-file", str(path)]
+        backend = Backend(name, *args, script="group_backend.py")
+        self.backends.append(backend)
+        backend.start()
+        return backend
+
+    def set_health(self, name, status):
+        (self.tmp_path / f"{name}.health").write_text(f"{status}\n")
+
+    def close(self):
+        for backend in self.backends:
+            backend.stop()
+
+
+@pytest.fixture
+def group(tmp_path):
+    g = Group(tmp_path)
+    yield g
+    g.close()
+
+
+def dead_addr():
+    """dead_addr returns a loopback address where nothing listens."""
+    return f"127.0.0.1:{free_port()}"
+
+
+def config_with(listener, backends=None, workers=2, admin=True, level="info"):
+    config = tlsterm_config([listener], level=level)
+    config["workers"] = workers
+    if backends is not None:
+        config["backends"] = backends
+    if admin:
+        config["admin"] = {"listen": f"127.0.0.1:{free_port()}"}
+    return config
+
+
+def tcp_listener(certs, backend, connect="2s"):
+    listener = listener_config("edge", "127.0.0.1:1", certs, connect=connect)
+    listener["backend"] = backend
+    return listener
+
+
+def http_listener(certs, backend, connect="2s"):
+    listener = tcp_listener(certs, backend, connect)
+    listener["mode"] = "http"
+    return listener
+
+
+def tcp_request(proxy, certs, timeout=10):
+    """tcp_request sends one request over a new TLS connection through a
+    tcp-mode listener; it returns the backend's name, or None when the
+    connection ended without a whole response."""
+    data = b""
+    try:
+        with tls_connect(proxy.port("edge"), client_context(certs.ca), timeout=timeout) as tls:
+            tls.sendall(REQUEST)
+            while chunk := tls.recv(4096):
+                data += chunk
+    except (OSError, ssl.SSLError):
+        pass
+    if not data.startswith(b"HTTP/1.1 200") or b"\r\n\r\n" not in data:
+        return None
+    return data.split(b"\r\n\r\n", 1)[1].decode().strip() or None
+
+
+def curl_get(proxy, certs, path="/", timeout=15):
+    """curl_get fetches |path| through an http-mode listener on a new
+    connection; it returns (status, body)."""
+    port = proxy.port("edge")
+    result = subprocess.run(
+        ["curl", "-sS", "--http1.1", "--cacert", str(certs.ca), "--resolve",
+         f"localhost:{port}:127.0.0.1", "-o", "-", "-w", "\n%{http_code}",
+         f"https://localhost:{port}{path}"],
+        capture_output=True, timeout=timeout)
+    out = result.stdout.decode()
+    body, _, status = out.rpartition("\n")
+    return int(status or 0), body.strip()
+
+
+def admin(proxy):
+    return parse_addr(proxy.wait_for("admin_listening")["addr"])
+
+
+def backends_json(proxy):
+    status, body = get(admin(proxy), "/backends")
+    assert status == 200
+    return json.loads(body)
+
+
+def server_state(proxy, group_name, address):
+    for g in backends_json(proxy):
+        if g["name"] == group_name:
+            for s in g["servers"]:
+                if s["address"] == address:
+                    return s
+    raise AssertionError(f"{group_name}/{address} not in /backends")
+
+
+# ---- failover ---------------------------------------------------------------
+
+
+def test_dead_and_live_tcp_mode_all_succeed(tlsterm_factory, certs, group):
+    live = group.start("live")
+    dead = dead_addr()
+    proxy = tlsterm_factory(config_with(tcp_listener(certs, {"servers": [dead, live.addr]})))
+    mark = proxy.mark()
+    names = [tcp_request(proxy, certs) for _ in range(6)]
+    assert names == ["live"] * 6
+    # The dead server was tried (round robin reaches it) and counted.
+    failed = proxy.wait_for("backend_connect_failed", since=mark)
+    assert failed["backend"] == dead and failed["error"] == "Connection refused"
+    values = samples(admin(proxy))
+    assert total(values, "tlsterm_backend_server_connect_failures_total", server=dead) >= 1
+    assert not proxy.find("conn_closed", since=mark, reason="backend_connect_failed")
+
+
+def test_dead_and_live_http_mode_all_succeed(tlsterm_factory, certs, group):
+    live = group.start("live")
+    dead = dead_addr()
+    proxy = tlsterm_factory(config_with(http_listener(certs, {"servers": [dead, live.addr]})))
+    results = [curl_get(proxy, certs) for _ in range(6)]
+    assert results == [(200, "live")] * 6
+    assert proxy.find("backend_connect_failed", server=dead)
+
+
+def test_retries_zero_fails_over_nothing(tlsterm_factory, certs, group):
+    live = group.start("live")
+    dead = dead_addr()
+    proxy = tlsterm_factory(config_with(
+        http_listener(certs, {"servers": [dead, live.addr], "retries": 0}), workers=1))
+    statuses = [curl_get(proxy, certs)[0] for _ in range(4)]
+    # One cursor, no retry: dead, live, dead, live.
+    assert sorted(statuses) == [200, 200, 502, 502]
+
+
+# ---- balancing ---------------------------------------------------------------
+
+
+def test_weights_hold_across_workers(tlsterm_factory, certs, group):
+    a = group.start("a")
+    b = group.start("b")
+    backend = {"servers": [{"address": a.addr}, {"address": b.addr, "weight": 3}]}
+    proxy = tlsterm_factory(config_with(tcp_listener(certs, backend), workers=2))
+    names = [tcp_request(proxy, certs) for _ in range(40)]
+    assert names.count("a") == 10 and names.count("b") == 30, names
+
+
+def test_least_conn_avoids_the_busy_server(tlsterm_factory, certs, group):
+    a = group.start("a", idle=30)
+    b = group.start("b", idle=30)
+    backend = {"servers": [a.addr, b.addr], "balance": "least_conn"}
+    proxy = tlsterm_factory(config_with(tcp_listener(certs, backend)))
+    held = tls_connect(proxy.port("edge"), client_context(certs.ca))
+    held.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # keep-alive: stays open
+    busy = held.recv(4096).split(b"\r\n\r\n", 1)[1].decode().strip()
+    try:
+        names = [tcp_request(proxy, certs) for _ in range(5)]
+        other = "b" if busy == "a" else "a"
+        assert names == [other] * 5
+    finally:
+        held.close()
+
+
+def test_random_two_uses_both(tlsterm_factory, certs, group):
+    a = group.start("a")
+    b = group.start("b")
+    backend = {"servers": [a.addr, b.addr], "balance": "random_two"}
+    proxy = tlsterm_factory(config_with(tcp_listener(certs, backend)))
+    names = [tcp_request(proxy, certs) for _ in range(20)]
+    assert set(names) <= {"a", "b"} and None not in names
+
+
+def test_backup_only_when_primaries_are_down(tlsterm_factory, certs, group):
+    a = group.start("a")
+    spare = group.start("spare")
+    backend = {"servers": [{"address": a.addr}, {"address": spare.addr, "backup": True}]}
+    proxy = tlsterm_factory(config_with(tcp_listener(certs, backend)))
+    assert [tcp_request(proxy, certs) for _ in range(4)] == ["a"] * 4
+    a.stop()
+    assert [tcp_request(proxy, certs) for _ in range(4)] == ["spare"] * 4
+
+
+# ---- health ---------------------------------------------------------------------
+
+
+CHECK = {"type": "http", "path": "/healthz", "interval": "100ms", "timeout": "90ms", "rise": 2,
+         "fall": 2, "expect": "200-399"}
+
+
+def test_active_http_check_down_and_up(tlsterm_factory, certs, group):
+    a = group.start("a", health=200)
+    b = group.start("b", health=200)
+    backends = {"app": {"servers": [a.addr, b.addr], "health": {"check": CHECK}}}
+    proxy = tlsterm_factory(config_with(http_listener(certs, "app"), backends))
+    mark = proxy.mark()
+    group.set_health("a", 500)
+    down = proxy.wait_for("backend_server_down", since=mark, server=a.addr)
+    assert down["backend"] == "app"
+    assert down["cause"] == "check failed 2 times: http status 500"
+    state = server_state(proxy, "app", a.addr)
+    assert state["state"] == "down" and state["reason"].startswith("check failed")
+    assert isinstance(state["last_check"], float)
+    values = samples(admin(proxy))
+    assert total(values, "tlsterm_backend_server_up", backend="app", server=a.addr) == 0
+    assert total(values, "tlsterm_backend_server_up", backend="app", server=b.addr) == 1
+    assert [curl_get(proxy, certs)[1] for _ in range(4)] == ["b"] * 4
+    mark = proxy.mark()
+    group.set_health("a", 200)
+    up = proxy.wait_for("backend_server_up", since=mark, server=a.addr)
+    assert up["cause"] == "check passed 2 times: http status 200"
+    # Once per transition: no second line while it stays up.
+    time.sleep(0.5)
+    assert len(proxy.find("backend_server_up", since=mark, server=a.addr)) == 1
+    assert server_state(proxy, "app", a.addr)["state"] == "up"
+    assert sorted(curl_get(proxy, certs)[1] for _ in range(4)) == ["a", "a", "b", "b"]
+
+
+def test_tcp_check_marks_a_stopped_server_down(tlsterm_factory, certs, group):
+    a = group.start("a")
+    b = group.start("b")
+    check = {"type": "tcp", "interval": "100ms", "timeout": "90ms", "fall": 1, "rise": 1}
+    backends = {"app": {"servers": [a.addr, b.addr], "health": {"check": check}}}
+    proxy = tlsterm_factory(config_with(tcp_listener(certs, "app"), backends))
+    mark = proxy.mark()
+    a.stop()
+    down = proxy.wait_for("backend_server_down", since=mark, server=a.addr)
+    assert down["cause"].startswith("check failed 1 times: connect: Connection refused")
+    mark = proxy.mark()
+    assert [tcp_request(proxy, certs) for _ in range(4)] == ["b"] * 4
+    assert not proxy.find("backend_connect_failed", since=mark)
+
+
+def test_passive_failures_and_cooldown(tlsterm_factory, certs, group):
+    live = group.start("live")
+    dead = dead_addr()
+    backend = {"servers": [dead, live.addr],
+               "health": {"passive": {"failures": 2, "cooldown": "1s"}}}
+    proxy = tlsterm_factory(config_with(tcp_listener(certs, backend), workers=1))
+    mark = proxy.mark()
+    assert [tcp_request(proxy, certs) for _ in range(4)] == ["live"] * 4
+    down = proxy.wait_for("backend_server_down", since=mark, server=dead)
+    assert down["cause"].startswith("passive: 2 connect failures in a row")
+    # In its cooldown it is not tried at all.
+    tried = len(proxy.find("backend_connect_failed", since=mark))
+    assert tried == 2
+    assert [tcp_request(proxy, certs) for _ in range(4)] == ["live"] * 4
+    assert len(proxy.find("backend_connect_failed", since=mark)) == tried
+    assert server_state(proxy, backend_name(proxy), dead)["state"] == "cooldown"
+    up = proxy.wait_for("backend_server_up", since=mark, server=dead, timeout=10)
+    assert up["cause"] == "passive cooldown over"
+
+
+def backend_name(proxy):
+    return backends_json(proxy)[0]["name"]
+
+
+def test_panic_routing_when_checks_fail_everywhere(tlsterm_factory, certs, group):
+    a = group.start("a", health=500)
+    b = group.start("b", health=500)
+    backends = {"app": {"servers": [a.addr, b.addr], "health": {"check": CHECK}}}
+    proxy = tlsterm_factory(config_with(http_listener(certs, "app"), backends))
+    proxy.wait_for("backend_server_down", server=a.addr)
+    proxy.wait_for("backend_server_down", server=b.addr)
+    # A broken /healthz does not take the site down.
+    assert sorted(curl_get(proxy, certs)[1] for _ in range(4)) == ["a", "a", "b", "b"]
+
+
+def test_all_down_without_panic_tcp_refused_at_once(tlsterm_factory, certs, group):
+    a = group.start("a", health=500)
+    backends = {"app": {"servers": [a.addr],
+                        "health": {"check": CHECK, "panic": False}}}
+    proxy = tlsterm_factory(config_with(tcp_listener(certs, "app", connect="5s"), backends,
+                                        level="debug"))
+    proxy.wait_for("backend_server_down", server=a.addr)
+    mark = proxy.mark()
+    start = time.monotonic()
+    assert tcp_request(proxy, certs) is None
+    assert time.monotonic() - start < 2
+    closed = proxy.wait_for("conn_closed", since=mark)
+    assert closed["reason"] == "backend_unavailable"
+    assert proxy.find("backend_unavailable", since=mark)
+    assert not proxy.find("backend_connect_failed", since=mark)
+
+
+def test_all_down_without_panic_http_503(tlsterm_factory, certs, group):
+    a = group.start("a", health=500)
+    backends = {"app": {"servers": [a.addr],
+                        "health": {"check": CHECK, "panic": False}}}
+    proxy = tlsterm_factory(config_with(http_listener(certs, "app"), backends))
+    proxy.wait_for("backend_server_down", server=a.addr)
+    assert curl_get(proxy, certs)[0] == 503
+
+
+def test_down_state_survives_a_reload(tlsterm_factory, certs, group):
+    a = group.start("a", health=500)
+    b = group.start("b", health=200)
+    slow_check = dict(CHECK, interval="20s", timeout="1s", fall=1)
+    backends = {"app": {"servers": [a.addr, b.addr], "health": {"check": slow_check}}}
+    proxy = tlsterm_factory(config_with(http_listener(certs, "app"), backends))
+    proxy.wait_for("backend_server_down", server=a.addr)
+    before = server_state(proxy, "app", a.addr)["last_check"]
+    mark = proxy.mark()
+    reload_and_wait(proxy)
+    # No fresh check (the next is 20s away), and still down.
+    state = server_state(proxy, "app", a.addr)
+    assert state["state"] == "down" and state["last_check"] == before
+    assert [curl_get(proxy, certs)[1] for _ in range(3)] == ["b"] * 3
+    assert not proxy.find("backend_server_up", since=mark)
+
+
+# ---- rolling restart -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["tcp", "http"])
+def test_rolling_restart_under_load(tlsterm_factory, certs, group, mode):
+    a = group.start("a", health=200, idle=1)
+    b = group.start("b", health=200, idle=1)
+    check = dict(CHECK, fall=1, rise=1)
+    backends = {"app": {"servers": [a.addr, b.addr], "health": {"check": check}}}
+    listener = (tcp_listener if mode == "tcp" else http_listener)(certs, "app")
+    proxy = tlsterm_factory(config_with(listener, backends))
+    request = (lambda: tcp_request(proxy, certs)) if mode == "tcp" else \
+        (lambda: curl_get(proxy, certs)[1] or None)
+    failures, seen = 0, []
+    for server, name in ((a, "a"), (b, "b")):
+        port = server.port
+        server.stop()  # SIGTERM: graceful
+        for _ in range(15):  # bounded: N requests while it is away
+            got = request()
+            failures += got is None
+            seen.append(got)
+        restarted = group.start(name, port=port, health=200, idle=1)
+        wait_until(lambda: server_state(proxy, "app", restarted.addr)["state"] == "up",
+                   what=f"{name} back up")
+        for _ in range(10):
+            got = request()
+            failures += got is None
+            seen.append(got)
+    assert failures == 0, seen
+    assert "a" in seen and "b" in seen
+
+
+# ---- re-resolution ---------------------------------------------------------------
+
+NETNS_SCRIPT = HERE / "netns_resolve.py"
+
+
+def test_re_resolution_through_hosts_file(tmp_path, certs):
+    if shutil.which("ip") is None:
+        pytest.skip("iproute2 is needed")
+    ns = f"tlsterm-grp-{int(time.time() * 1000) % 1000000}"
+    hosts_dir = Path("/etc/netns") / ns
+    made = subprocess.run(["ip", "netns", "add", ns], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot make a network namespace: {made.stderr.decode().strip()}")
+    try:
+        hosts_dir.mkdir(parents=True, exist_ok=True)
+        (hosts_dir / "hosts").write_text("127.0.0.1 localhost\n127.0.0.2 app.test\n")
+        result = subprocess.run(
+            ["ip", "netns", "exec", ns, sys.executable, str(NETNS_SCRIPT), str(certs.ca.parent),
+             str(tmp_path), str(hosts_dir / "hosts")],
+            capture_output=True, timeout=120, env=None)
+        assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()[-4000:]
+        verdict = json.loads(result.stdout.decode().strip().splitlines()[-1])
+        assert verdict["before"] == ["first"] * 3
+        assert verdict["after"] == ["second"] * 3
+        assert verdict["kept"] == ["second"] * 3
+        assert verdict["resolve_failed"]
+    finally:
+        subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+        shutil.rmtree(hosts_dir, ignore_errors=True)
