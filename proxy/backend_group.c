@@ -531,6 +531,14 @@ void backend_resolve_stop(void)
 
 /* ---- /backends and metrics ----------------------------------------------------- */
 
+/* escaped writes |text| (a unix path may hold anything) as the body of a
+ * JSON string, which also suits a Prometheus label value, into |out|. */
+static const char *escaped(const char *text, char *out, size_t out_len)
+{
+    log_escape(out, out_len, text, strlen(text), LOG_ESCAPE_JSON, NULL);
+    return out;
+}
+
 int backend_group_render_json(struct evbuffer *out)
 {
     int rc = 0;
@@ -548,7 +556,7 @@ int backend_group_render_json(struct evbuffer *out)
             bool up = atomic_load(&s->up);
             bool cooling = atomic_load(&s->cooldown_until_ms) > clock_now_ms();
             uint64_t checked = atomic_load(&s->last_check_unix_ms);
-            char last[32] = "null";
+            char last[32] = "null", name[NET_ADDR_TEXT_MAX * 6];
             if (checked != 0)
                 snprintf(last, sizeof(last), "%" PRIu64 ".%03u", checked / 1000,
                          (unsigned)(checked % 1000));
@@ -557,7 +565,7 @@ int backend_group_render_json(struct evbuffer *out)
                       "%s{\"address\":\"%s\",\"state\":\"%s\",\"reason\":\"%s\","
                       "\"last_check\":%s,\"weight\":%u,\"backup\":%s,\"active\":%" PRId64
                       ",\"connect_failures\":%" PRIu64 "}",
-                      i == 0 ? "" : ",", s->name,
+                      i == 0 ? "" : ",", escaped(s->name, name, sizeof(name)),
                       !up ? "down" : cooling ? "cooldown" : "up", s->reason, last,
                       list->entries[i].weight, list->entries[i].backup ? "true" : "false",
                       (int64_t)atomic_load(&s->active), (uint64_t)atomic_load(&s->connect_failures)) <
@@ -592,6 +600,7 @@ int backend_group_render_metrics(struct evbuffer *out)
             const struct server_list *list = atomic_load(&g->list);
             for (size_t i = 0; list != NULL && i < list->num; i++) {
                 const struct backend_server *s = list->entries[i].server;
+                char name[NET_ADDR_TEXT_MAX * 6];
                 uint64_t value;
                 if (f == 0)
                     value = atomic_load(&s->up) &&
@@ -601,7 +610,8 @@ int backend_group_render_metrics(struct evbuffer *out)
                 else
                     value = atomic_load(&s->connect_failures);
                 rc |= evbuffer_add_printf(out, "%s{backend=\"%s\",server=\"%s\"} %" PRIu64 "\n",
-                                          families[f].name, g->name, s->name, value) < 0;
+                                          families[f].name, g->name,
+                                          escaped(s->name, name, sizeof(name)), value) < 0;
             }
         }
     }

@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 
 #include "config_internal.h"
+#include "log.h"
 
 #define KIB UINT64_C(1024)
 #define MIB (KIB * 1024)
@@ -504,7 +505,28 @@ void config_describe_listener(const struct cfg_listener *l, FILE *out)
 
     fprintf(out, "  mode: %s\n", l->mode == CFG_MODE_HTTP ? "http" : "tcp");
     const struct cfg_backend *group = cfg_listener_backend(l);
-    fprintf(out, "  backend: %s%s\n", group->name, group->is_inline ? " (inline)" : "");
+    static const char *const balance_names[] = {[CFG_BALANCE_ROUND_ROBIN] = "round_robin",
+                                                [CFG_BALANCE_LEAST_CONN] = "least_conn",
+                                                [CFG_BALANCE_RANDOM_TWO] = "random_two"};
+    static const char *const check_names[] = {
+        [CFG_CHECK_NONE] = "none", [CFG_CHECK_TCP] = "tcp", [CFG_CHECK_HTTP] = "http"};
+    fprintf(out, "  backend: %s%s, balance %s, retries %" PRIu32 ", health.check %s%s\n",
+            group->name, group->is_inline ? " (inline)" : "", balance_names[group->balance],
+            group->retries, check_names[group->check.type],
+            group->panic ? "" : ", panic off");
+    for (size_t i = 0; i < group->num_servers; i++) {
+        const struct cfg_server *server = &group->servers[i];
+        char *address = log_escape_dup(server->address, LOG_ESCAPE_TERMINAL, NULL);
+        fprintf(out, "  backend.server: %s weight %" PRIu32 "%s", address ? address : "?",
+                server->weight, server->backup ? " backup" : "");
+        free(address);
+        for (size_t k = 0; server->is_name && k < server->num_addrs; k++) {
+            char text[NET_ADDR_TEXT_MAX];
+            fprintf(out, "%s%s", k == 0 ? " -> " : ", ",
+                    net_addr_format(&server->addrs[k], text, sizeof(text)));
+        }
+        fprintf(out, "\n");
+    }
     fprintf(out, "  backend.protocol: %s\n", protocol_names[group->protocol]);
     if (l->mode != CFG_MODE_HTTP)
         return;
