@@ -379,6 +379,29 @@ void backend_group_detach(struct backend_group *group)
     free(group);
 }
 
+int backend_group_known_addrs(const char *host, const char *port, enum cfg_resolve resolve,
+                              struct net_addr **out_addrs, size_t *out_num)
+{
+    int rc = -1;
+
+    backend_registry_lock();
+    for (struct backend_group *g = registry.groups; g != NULL && rc != 0; g = g->next) {
+        for (size_t i = 0; i < g->num_sources && rc != 0; i++) {
+            const struct group_source *src = &g->sources[i];
+            if (src->host == NULL || g->resolve != resolve || src->num_addrs == 0 ||
+                strcmp(src->host, host) != 0 || strcmp(src->port, port) != 0)
+                continue;
+            if ((*out_addrs = calloc(src->num_addrs, sizeof(**out_addrs))) == NULL)
+                break;
+            memcpy(*out_addrs, src->addrs, src->num_addrs * sizeof(**out_addrs));
+            *out_num = src->num_addrs;
+            rc = 0;
+        }
+    }
+    backend_registry_unlock();
+    return rc;
+}
+
 void backend_registry_for_each_server(void (*fn)(struct backend_server *server,
                                                  const struct backend_check_settings *settings,
                                                  void *arg),

@@ -128,6 +128,11 @@ int backend_group_render_json(struct evbuffer *out);
  * _connect_failures_total) to |out|. 0, or -1 when out of memory. */
 int backend_group_render_metrics(struct evbuffer *out);
 
+/* backend_group_known_addrs is a config_known_addrs_fn: the addresses a
+ * group's source |host| and |port| (resolved for |resolve|) stand for now. */
+int backend_group_known_addrs(const char *host, const char *port, enum cfg_resolve resolve,
+                              struct net_addr **out_addrs, size_t *out_num);
+
 /* backend_health_start starts the health-check and resolver threads; 0 or
  * -1. backend_health_stop stops and joins them (allowed when not
  * started). */

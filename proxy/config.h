@@ -342,6 +342,20 @@ static inline const struct cfg_backend *cfg_listener_backend(const struct cfg_li
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 #define CONFIG_DEFAULT_GROUPS "X25519:P-256:P-384"
 
+/* config_known_addrs_fn looks up the addresses that |host| and |port| were
+ * last resolved to (for |resolve|) without asking a name server: 0 with a
+ * new array in |*out_addrs| (the caller frees it) of |*out_num| entries, or
+ * -1 when the name is not known. */
+typedef int (*config_known_addrs_fn)(const char *host, const char *port, enum cfg_resolve resolve,
+                                     struct net_addr **out_addrs, size_t *out_num);
+
+/* config_set_known_addrs makes later config_load calls take a host name's
+ * addresses from |fn| when it knows them, and resolve only names it does
+ * not: the daemon sets it so that a reload does not wait for a name server
+ * (backend_group.c keeps the names resolved on its own thread). NULL (the
+ * default, and what --check uses) resolves every name. */
+void config_set_known_addrs(config_known_addrs_fn fn);
+
 /* config_load parses and validates the file at |path|. It returns a new
  * config, owned by the caller and released with config_free, or NULL after
  * writing every error found to |errors|, one "FILE:LINE:COL: message" per

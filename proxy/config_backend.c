@@ -3,9 +3,11 @@
  * keys), parsed by one schema into struct cfg_backend.
  *
  * Host names in server addresses are resolved here, when the configuration
- * loads (at start, by --check and by a reload): an unresolvable name is a
- * load error, as in HAProxy's default, so a typo is found before traffic
- * is sent nowhere. From then on backend_group.c re-resolves them every
+ * loads (at start and by --check): an unresolvable name is a load error, as
+ * in HAProxy's default, so a typo is found before traffic is sent nowhere.
+ * A reload takes the addresses of names already known from backend_group.c
+ * (config_set_known_addrs) and resolves only new names, so a slow name
+ * server does not hold up the main loop for names it already has. From then on backend_group.c re-resolves them every
  * resolve_interval on a thread of its own, keeping the last good addresses
  * when a resolution fails.
  *
@@ -24,6 +26,10 @@
 #define WEIGHT_MAX 256
 #define RISE_FALL_MAX 100
 #define COUNT_MAX 1000000
+
+static _Atomic(config_known_addrs_fn) known_addrs;
+
+void config_set_known_addrs(config_known_addrs_fn fn) { known_addrs = fn; }
 
 static const struct cfg_backend backend_defaults = {
     .pool_idle_timeout_ms = 2 * 1000,
@@ -226,6 +232,10 @@ static void resolve_server(struct loader *ld, const struct ynode *node, struct c
     }
     server->is_name = true;
     size_t num = 0;
+    config_known_addrs_fn known = known_addrs;
+    if (known != NULL &&
+        known(server->host, server->port, resolve, &server->addrs, &server->num_addrs) == 0)
+        return;
     if (net_resolve_all(server->host, server->port, resolve == CFG_RESOLVE_FIRST ? 1 : CFG_GROUP_MAX_SERVERS,
                         &server->addrs, &num, reason, sizeof(reason)) != 0) {
         cfg_fail_at(ld, node,

@@ -589,6 +589,7 @@ int daemon_run(const char *config_path, struct generation *gen, struct tickets *
     }
     if (backend_health_start() != 0)
         goto fail;
+    config_set_known_addrs(backend_group_known_addrs);
     publish_certs(&d);
     atomic_store(&d.ready, true);
     if (start_admin(&d) != 0)
@@ -622,6 +623,7 @@ fail:
     /* The admin endpoint answers (503 on /readyz) until the drain is over. */
     admin_stop(d.admin);
     backend_health_stop();
+    config_set_known_addrs(NULL);
     for (unsigned i = 0; d.workers != NULL && i < d.num_workers; i++)
         worker_cleanup(&d.workers[i]);
     report_finish(d.report); /* the last, partial window */

@@ -9,11 +9,12 @@ on 127.0.0.3, share one port. tlsterm's group names "app.test:PORT" with a
 resolve_interval of 200ms. The hosts file (rewritten in place, keeping its
 inode, so the bind mount sees it) first maps app.test to 127.0.0.2, then to
 127.0.0.3, then not at all (the resolution fails: the last addresses are
-kept). The script prints one JSON line: the backends that answered in each
+kept, and a reload still loads). The script prints one JSON line: the backends that answered in each
 phase, and whether the failed resolution was logged.
 """
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -67,6 +68,12 @@ def main(certs_dir, work_dir, hosts):
         failed = proxy.wait_for("backend_resolve_failed", since=mark)
         verdict["resolve_failed"] = failed["host"] == "app.test"
         verdict["kept"] = [ask(proxy, certs) for _ in range(3)]
+        # A reload does not ask the name server for a name it knows: it
+        # loads although app.test no longer resolves, and keeps its address.
+        mark = proxy.mark()
+        proxy.send_signal(signal.SIGHUP)
+        verdict["reloaded"] = proxy.wait_for("reload_done", since=mark)["generation"] == 2
+        verdict["after_reload"] = [ask(proxy, certs) for _ in range(3)]
     finally:
         if proxy is not None:
             proxy.finish()

@@ -420,6 +420,8 @@ def test_re_resolution_through_hosts_file(tmp_path, certs):
         assert verdict["after"] == ["second"] * 3
         assert verdict["kept"] == ["second"] * 3
         assert verdict["resolve_failed"]
+        assert verdict["reloaded"]
+        assert verdict["after_reload"] == ["second"] * 3
     finally:
         subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
         shutil.rmtree(hosts_dir, ignore_errors=True)
