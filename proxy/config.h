@@ -135,8 +135,10 @@ struct cfg_health_check {
     uint16_t expect_max;
 };
 
-/* CFG_GROUP_MAX_SERVERS caps a group's servers, after resolution. */
+/* CFG_GROUP_MAX_SERVERS caps a group's servers, after resolution;
+ * CFG_BACKEND_RETRIES_MAX caps "retries". */
 #define CFG_GROUP_MAX_SERVERS 64
+#define CFG_BACKEND_RETRIES_MAX 10
 
 /* struct cfg_server is one entry of a group's servers: an address as
  * written and what it resolved to when the configuration loaded. */

@@ -22,7 +22,6 @@
 #include "yamltree.h"
 
 #define GROUP_NAME_MAX 64
-#define RETRIES_MAX 10
 #define WEIGHT_MAX 256
 #define RISE_FALL_MAX 100
 #define COUNT_MAX 1000000
@@ -64,7 +63,7 @@ static void apply_count(struct loader *ld, const struct field *field, const stru
 static void apply_retries(struct loader *ld, const struct field *field,
                           const struct ynode *value, void *out)
 {
-    apply_uint(ld, field, value, 0, RETRIES_MAX, out);
+    apply_uint(ld, field, value, 0, CFG_BACKEND_RETRIES_MAX, out);
 }
 
 static void apply_rise_fall(struct loader *ld, const struct field *field,

@@ -66,7 +66,7 @@ struct http_upstream {
     struct pool_server *ps;
     struct backend_server *server; /* picked, with a reference and counted active */
     /* Servers whose connect failed, each with a reference, not tried again. */
-    struct backend_server *tried[11];
+    struct backend_server *tried[CFG_BACKEND_RETRIES_MAX + 1];
     size_t num_tried;
     struct backend_conn *conn;
     struct pool_waiter waiter;

@@ -79,7 +79,7 @@ struct tcp_forward {
     const struct net_addr *backend_server; /* |server|'s, or the adopted connection's */
     struct backend_server *server;         /* picked (backend_group_pick); NULL: adopted */
     /* Servers whose connect failed, each with a reference, not tried again. */
-    struct backend_server *tried[11];
+    struct backend_server *tried[CFG_BACKEND_RETRIES_MAX + 1];
     size_t num_tried;
     struct flow up;                        /* client -> backend */
     struct flow down;                      /* backend -> client */
