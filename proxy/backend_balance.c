@@ -42,7 +42,8 @@ static int pick_in_tier(enum cfg_balance balance, const struct balance_server *s
         int best = -1;
         for (size_t k = 0; k < num; k++) {
             size_t i = (size_t)((ticket + k) % num);
-            if (candidate(&servers[i], tier) && (best < 0 || lighter(&servers[i], &servers[best])))
+            if (candidate(&servers[i], tier) &&
+                (best < 0 || lighter(&servers[i], &servers[best])))
                 best = (int)i;
         }
         return best;

@@ -67,10 +67,7 @@ void backend_registry_unlock(void) { pthread_mutex_unlock(&registry.lock); }
 
 /* ---- servers ------------------------------------------------------------------ */
 
-void backend_server_ref(struct backend_server *server)
-{
-    atomic_fetch_add(&server->refs, 1);
-}
+void backend_server_ref(struct backend_server *server) { atomic_fetch_add(&server->refs, 1); }
 
 void backend_server_unref(struct backend_server *server)
 {
@@ -103,7 +100,8 @@ void backend_server_log_change(struct backend_server *server, bool up, const cha
     backend_registry_lock();
     snprintf(server->reason, sizeof(server->reason), "%s", cause);
     backend_registry_unlock();
-    log_begin(&line, up ? LOG_INFO : LOG_WARN, up ? "backend_server_up" : "backend_server_down");
+    log_begin(&line, up ? LOG_INFO : LOG_WARN,
+              up ? "backend_server_up" : "backend_server_down");
     log_str(&line, "backend", server->group_name);
     log_str(&line, "server", server->name);
     log_str(&line, "cause", cause);
@@ -198,7 +196,7 @@ struct backend_server *backend_group_pick(struct backend_group *group,
         atomic_fetch_add(&chosen->active, 1);
     }
     atomic_fetch_sub(&group->readers, 1);
-    *out_result = chosen != NULL ? BACKEND_PICK_OK
+    *out_result = chosen != NULL  ? BACKEND_PICK_OK
                   : num_tried > 0 ? BACKEND_PICK_EXHAUSTED
                                   : BACKEND_PICK_NONE_UP;
     return chosen;
@@ -246,8 +244,8 @@ static int rebuild_list(struct backend_group *group)
                 backend_server_ref(server);
             else if ((server = server_new(group->name, &src->addrs[a])) == NULL)
                 goto fail;
-            list->entries[list->num++] =
-                (struct list_entry){.server = server, .weight = src->weight, .backup = src->backup};
+            list->entries[list->num++] = (struct list_entry){
+                .server = server, .weight = src->weight, .backup = src->backup};
         }
     }
     struct server_list *retired = atomic_exchange(&group->list, list);
@@ -276,8 +274,8 @@ static void sources_free(struct group_source *sources, size_t num)
  * the configuration names it again. 0 or -1. */
 static int copy_sources(struct group_source **out, const struct cfg_backend *cfg)
 {
-    struct group_source *sources = calloc(cfg->num_servers ? cfg->num_servers : 1,
-                                          sizeof(*sources));
+    struct group_source *sources =
+        calloc(cfg->num_servers ? cfg->num_servers : 1, sizeof(*sources));
     if (sources == NULL)
         return -1;
     for (size_t i = 0; i < cfg->num_servers; i++) {
@@ -409,8 +407,9 @@ void backend_registry_for_each_server(void (*fn)(struct backend_server *server,
 {
     for (struct backend_group *g = registry.groups; g != NULL; g = g->next) {
         const struct server_list *list = atomic_load(&g->list);
-        struct backend_check_settings settings = {
-            .group_name = g->name, .check = g->check, .checks_on = g->check.type != CFG_CHECK_NONE};
+        struct backend_check_settings settings = {.group_name = g->name,
+                                                  .check = g->check,
+                                                  .checks_on = g->check.type != CFG_CHECK_NONE};
         for (size_t i = 0; list != NULL && i < list->num; i++)
             fn(list->entries[i].server, &settings, arg);
     }
@@ -522,8 +521,10 @@ void *backend_resolve_run(void *arg)
         struct backend_group *group = due_source(now, &index, &next);
 
         if (group == NULL) {
+            /* The condition variable waits on CLOCK_REALTIME (its
+             * default); only the wait's length matters here. */
             struct timespec until;
-            clock_gettime(CLOCK_MONOTONIC, &until);
+            clock_gettime(CLOCK_REALTIME, &until);
             uint64_t wait_ms = next == UINT64_MAX ? 60 * 1000 : next - now;
             until.tv_sec += (time_t)(wait_ms / 1000);
             until.tv_nsec += (long)(wait_ms % 1000) * 1000000;
@@ -589,10 +590,13 @@ int backend_group_render_json(struct evbuffer *out)
                       "\"last_check\":%s,\"weight\":%u,\"backup\":%s,\"active\":%" PRId64
                       ",\"connect_failures\":%" PRIu64 "}",
                       i == 0 ? "" : ",", escaped(s->name, name, sizeof(name)),
-                      !up ? "down" : cooling ? "cooldown" : "up", s->reason, last,
-                      list->entries[i].weight, list->entries[i].backup ? "true" : "false",
-                      (int64_t)atomic_load(&s->active), (uint64_t)atomic_load(&s->connect_failures)) <
-                  0;
+                      !up       ? "down"
+                      : cooling ? "cooldown"
+                                : "up",
+                      s->reason, last, list->entries[i].weight,
+                      list->entries[i].backup ? "true" : "false",
+                      (int64_t)atomic_load(&s->active),
+                      (uint64_t)atomic_load(&s->connect_failures)) < 0;
         }
         rc |= evbuffer_add_printf(out, "]}") < 0;
     }

@@ -56,10 +56,10 @@ struct backend_group;
 struct backend_server {
     atomic_uint refs;
     struct net_addr addr;
-    char name[NET_ADDR_TEXT_MAX]; /* |addr| formatted, for logs and labels */
-    char *group_name;             /* owned copy */
-    atomic_bool up;               /* health checks hold it up (true until they say not) */
-    atomic_bool passive_down;     /* in a cooldown, logged as down */
+    char name[NET_ADDR_TEXT_MAX];       /* |addr| formatted, for logs and labels */
+    char *group_name;                   /* owned copy */
+    atomic_bool up;                     /* health checks hold it up (true until they say not) */
+    atomic_bool passive_down;           /* in a cooldown, logged as down */
     _Atomic uint64_t cooldown_until_ms; /* clock_now_ms time */
     atomic_uint consecutive_failures;   /* connect failures in a row */
     _Atomic int64_t active;             /* connections (tcp) or requests (http) on it */

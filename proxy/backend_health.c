@@ -153,8 +153,8 @@ static void on_check_event(evutil_socket_t fd, short what, void *arg)
     char text[96];
 
     if (what & EV_TIMEOUT) {
-        finish(check, false, check->phase == CHECK_CONNECTING ? "connect timeout"
-                                                              : "response timeout");
+        finish(check, false,
+               check->phase == CHECK_CONNECTING ? "connect timeout" : "response timeout");
         return;
     }
     if (check->phase == CHECK_CONNECTING) {
@@ -270,7 +270,7 @@ struct tick_state {
     uint64_t now;
     struct backend_server *up_again[TICK_BATCH]; /* references */
     size_t num_up_again;
-    struct backend_server *to_check[TICK_BATCH]; /* references */
+    struct backend_server *to_check[TICK_BATCH];        /* references */
     struct backend_check_settings settings[TICK_BATCH]; /* path: owned copy */
     size_t num_to_check;
 };
@@ -309,11 +309,11 @@ static void visit(struct backend_server *server, const struct backend_check_sett
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
-    struct tick_state *t = calloc(1, sizeof(*t));
+    static struct tick_state tick; /* the health thread's own */
+    struct tick_state *t = &tick;
     (void)fd, (void)what, (void)arg;
 
-    if (t == NULL)
-        return;
+    t->num_up_again = t->num_to_check = 0;
     t->now = clock_now_ms();
     backend_registry_lock();
     backend_registry_for_each_server(visit, t);
@@ -325,7 +325,6 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     for (size_t i = 0; i < t->num_to_check; i++) {
         start_check(t->to_check[i], &t->settings[i]); /* takes the reference and the path */
     }
-    free(t);
 }
 
 static void *health_run(void *arg)

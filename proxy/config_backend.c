@@ -7,9 +7,9 @@
  * in HAProxy's default, so a typo is found before traffic is sent nowhere.
  * A reload takes the addresses of names already known from backend_group.c
  * (config_set_known_addrs) and resolves only new names, so a slow name
- * server does not hold up the main loop for names it already has. From then on backend_group.c re-resolves them every
- * resolve_interval on a thread of its own, keeping the last good addresses
- * when a resolution fails.
+ * server does not hold up the main loop for names it already has. From then on backend_group.c
+ * re-resolves them every resolve_interval on a thread of its own, keeping the last good
+ * addresses when a resolution fails.
  *
  * Ownership: config->backends owns every group; a listener borrows its. */
 #include <netdb.h>
@@ -128,8 +128,10 @@ static void apply_check_path(struct loader *ld, const struct field *field,
     /* It goes on a request line: no blanks, no control bytes. */
     for (const char *p = path; *p != '\0'; p++) {
         if ((unsigned char)*p <= 0x20 || *p == 0x7f) {
-            cfg_fail_at(ld, value, "invalid path '%s'; expected a request target without "
-                        "blanks or control characters, starting with '/'", path);
+            cfg_fail_at(ld, value,
+                        "invalid path '%s'; expected a request target without "
+                        "blanks or control characters, starting with '/'",
+                        path);
             return;
         }
     }
@@ -165,7 +167,8 @@ static void apply_expect(struct loader *ld, const struct field *field,
     check->expect_max = (uint16_t)hi;
 }
 
-#define CHECK_OFF(member) (offsetof(struct cfg_backend, check) + offsetof(struct cfg_health_check, member))
+#define CHECK_OFF(member)                                                                      \
+    (offsetof(struct cfg_backend, check) + offsetof(struct cfg_health_check, member))
 
 static const struct field check_fields[] = {
     {"type", true, apply_check_type, CHECK_OFF(type), NULL},
@@ -203,8 +206,8 @@ static const struct field pool_fields[] = {
 static const struct schema pool_schema = {"pool", "in pool", pool_fields, 2};
 
 /* resolve_server fills |server|'s addresses from its address text. */
-static void resolve_server(struct loader *ld, const struct ynode *node, struct cfg_server *server,
-                           enum cfg_resolve resolve)
+static void resolve_server(struct loader *ld, const struct ynode *node,
+                           struct cfg_server *server, enum cfg_resolve resolve)
 {
     struct net_addr addr;
     char reason[256];
@@ -223,8 +226,8 @@ static void resolve_server(struct loader *ld, const struct ynode *node, struct c
         return;
     }
     /* A host name: split, then every address it resolves to. */
-    if (net_addr_split(server->address, &server->host, &server->port, reason,
-                       sizeof(reason)) != 0) {
+    if (net_addr_split(server->address, &server->host, &server->port, reason, sizeof(reason)) !=
+        0) {
         cfg_fail_at(ld, node, "invalid backend server address '%s': %s", server->address,
                     reason);
         return;
@@ -235,7 +238,8 @@ static void resolve_server(struct loader *ld, const struct ynode *node, struct c
     if (known != NULL &&
         known(server->host, server->port, resolve, &server->addrs, &server->num_addrs) == 0)
         return;
-    if (net_resolve_all(server->host, server->port, resolve == CFG_RESOLVE_FIRST ? 1 : CFG_GROUP_MAX_SERVERS,
+    if (net_resolve_all(server->host, server->port,
+                        resolve == CFG_RESOLVE_FIRST ? 1 : CFG_GROUP_MAX_SERVERS,
                         &server->addrs, &num, reason, sizeof(reason)) != 0) {
         cfg_fail_at(ld, node,
                     "invalid backend server address '%s': %s (a host name must resolve when "
@@ -339,7 +343,8 @@ static const struct field backend_fields[] = {
     {"health", false, cfg_apply_nested, 0, &health_schema},
 };
 static const struct schema backend_schema = {"backend", "in backend", backend_fields,
-                                             sizeof(backend_fields) / sizeof(backend_fields[0])};
+                                             sizeof(backend_fields) /
+                                                 sizeof(backend_fields[0])};
 
 /* new_group appends a group with the defaults to config->backends. */
 static struct cfg_backend *new_group(struct loader *ld, const struct ynode *node)
@@ -403,7 +408,8 @@ void cfg_apply_backends(struct loader *ld, const struct ynode *value)
         const struct ynode *key = yamltree_key(value, i);
         const struct ynode *mapping = yamltree_item(value, i);
         const char *name = yamltree_scalar(key);
-        size_t len = strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-");
+        size_t len =
+            strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-");
         const struct cfg_backend *first;
 
         if (len == 0 || len > GROUP_NAME_MAX || name[len] != '\0') {
@@ -453,8 +459,9 @@ void cfg_apply_listener_backend(struct loader *ld, const struct field *field,
                      known[0] != '\0' ? ", " : "", ld->config->backends[i]->name);
         }
         cfg_fail_at(ld, value, "unknown backend group '%s'; %s%s", name,
-                    known[0] != '\0' ? "defined in 'backends': " : "no group is defined in "
-                                                                   "'backends'",
+                    known[0] != '\0' ? "defined in 'backends': "
+                                     : "no group is defined in "
+                                       "'backends'",
                     known);
         return;
     }

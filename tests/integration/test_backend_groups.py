@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_backend import fill_accept_queue
 
 from tlsterm_harness import (
     HERE,
@@ -150,6 +151,18 @@ def server_state(proxy, group_name, address):
     raise AssertionError(f"{group_name}/{address} not in /backends")
 
 
+def wait_checks(proxy, group_name, address, count):
+    """wait_checks waits until |count| more checks of a server ended."""
+    seen = [server_state(proxy, group_name, address)["last_check"]]
+
+    def advanced():
+        last = server_state(proxy, group_name, address)["last_check"]
+        if last != seen[-1]:
+            seen.append(last)
+        return len(seen) > count
+    wait_until(advanced, what=f"{count} checks of {address}")
+
+
 # ---- failover ---------------------------------------------------------------
 
 
@@ -175,6 +188,35 @@ def test_dead_and_live_http_mode_all_succeed(tlsterm_factory, certs, group):
     results = [curl_get(proxy, certs) for _ in range(6)]
     assert results == [(200, "live")] * 6
     assert proxy.find("backend_connect_failed", server=dead)
+
+
+@pytest.mark.parametrize("mode", ["tcp", "http"])
+def test_connect_timeout_goes_on_to_the_next_server(tlsterm_factory, certs, group, mode):
+    full = fill_accept_queue()
+    if full is None:
+        pytest.skip("could not make a loopback listener that drops SYNs")
+    listener_sock, fillers = full
+    try:
+        live = group.start("live")
+        black_hole = addr_text(listener_sock.getsockname())
+        make = tcp_listener if mode == "tcp" else http_listener
+        proxy = tlsterm_factory(config_with(
+            make(certs, {"servers": [black_hole, live.addr]}, connect="300ms"), workers=1))
+        mark = proxy.mark()
+        if mode == "tcp":
+            assert [tcp_request(proxy, certs) for _ in range(4)] == ["live"] * 4
+        else:
+            assert [curl_get(proxy, certs) for _ in range(4)] == [(200, "live")] * 4
+        # One cursor: each request starts at the black hole (even tickets),
+        # waits out timeouts.connect, and goes on to the live server.
+        timeouts = proxy.find("backend_connect_failed", since=mark)
+        assert len(timeouts) == 4 and all(e["error"] == "timeout" for e in timeouts)
+        values = samples(admin(proxy))
+        assert total(values, "tlsterm_backend_server_connect_failures_total",
+                     server=black_hole) == 4
+    finally:
+        for s in fillers + [listener_sock]:
+            s.close()
 
 
 def test_retries_zero_fails_over_nothing(tlsterm_factory, certs, group):
@@ -262,8 +304,9 @@ def test_active_http_check_down_and_up(tlsterm_factory, certs, group):
     group.set_health("a", 200)
     up = proxy.wait_for("backend_server_up", since=mark, server=a.addr)
     assert up["cause"] == "check passed 2 times: http status 200"
-    # Once per transition: no second line while it stays up.
-    time.sleep(0.5)
+    # Once per transition: no second line while it stays up, over three
+    # more checks.
+    wait_checks(proxy, "app", a.addr, 3)
     assert len(proxy.find("backend_server_up", since=mark, server=a.addr)) == 1
     assert server_state(proxy, "app", a.addr)["state"] == "up"
     assert sorted(curl_get(proxy, certs)[1] for _ in range(4)) == ["a", "a", "b", "b"]

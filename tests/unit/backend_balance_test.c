@@ -8,7 +8,10 @@
 
 #include "backend_balance.h"
 
-#define UP(w) {.weight = (w), .up = true}
+#define UP(w)                                                                                  \
+    {                                                                                          \
+        .weight = (w), .up = true                                                              \
+    }
 
 static int pick(enum cfg_balance balance, bool panic, const struct balance_server *s, size_t n,
                 uint64_t ticket, enum balance_outcome *outcome)

@@ -154,7 +154,7 @@ static void test_group_errors(void **state)
         "make it shorter\n");
     config_fixture_expect_errors(
         LISTENER("{servers: \"127.0.0.1:1\"}") "backends:\n"
-                                                "  edge: {servers: \"127.0.0.1:1\"}\n",
+                                               "  edge: {servers: \"127.0.0.1:1\"}\n",
         "t.yaml:8:14: listener 'edge' has an inline backend, and a group of 'backends' has "
         "its name: the two would share health state; rename one, or write 'backend: edge'\n");
 }
@@ -165,9 +165,10 @@ static void test_unresolvable_name_fails_the_load(void **state)
     /* getaddrinfo's own words vary with the resolver (no such name, or no
      * name server reachable); the rest is ours. */
     assert_null(config_fixture_load(LISTENER("{servers: \"no-such-host.invalid:80\"}")));
-    assert_non_null(strstr(config_fixture_errors,
-                           "t.yaml:8:24: invalid backend server address "
-                           "'no-such-host.invalid:80': cannot resolve 'no-such-host.invalid': "));
+    assert_non_null(
+        strstr(config_fixture_errors,
+               "t.yaml:8:24: invalid backend server address "
+               "'no-such-host.invalid:80': cannot resolve 'no-such-host.invalid': "));
     assert_non_null(strstr(config_fixture_errors,
                            "(a host name must resolve when the configuration loads)\n"));
 }
