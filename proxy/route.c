@@ -63,7 +63,8 @@ struct cfg_backend *route_for_request(const struct cfg_route *routes, size_t num
             continue;
         if (r->host != NULL && (host == NULL || !route_name_matches(r->host, host, host_len)))
             continue;
-        if (r->path_prefix != NULL && (target == NULL || !path_has_prefix(target, r->path_prefix)))
+        if (r->path_prefix != NULL &&
+            (target == NULL || !path_has_prefix(target, r->path_prefix)))
             continue;
         return r->backend;
     }

@@ -72,19 +72,24 @@ static void test_authority_host(void **state)
 static void test_for_request(void **state)
 {
     const struct cfg_route routes[] = {
-        {.kind = ROUTE_HTTP, .host = "admin.example.com", .path_prefix = "/ops/", .backend = OPS},
+        {.kind = ROUTE_HTTP,
+         .host = "admin.example.com",
+         .path_prefix = "/ops/",
+         .backend = OPS},
         {.kind = ROUTE_HTTP, .path_prefix = "/static/", .backend = STATIC},
         {.kind = ROUTE_HTTP, .host = "*.example.com", .backend = WEB},
     };
     const size_t n = 3;
     assert_ptr_equal(route_for_request(routes, n, "admin.example.com", "/ops/x", DEFAULT), OPS);
-    assert_ptr_equal(route_for_request(routes, n, "ADMIN.example.com:443", "/ops/?q=1", DEFAULT),
-                     OPS);
+    assert_ptr_equal(
+        route_for_request(routes, n, "ADMIN.example.com:443", "/ops/?q=1", DEFAULT), OPS);
     /* The prefix is bytes of the path: "/ops" is not under "/ops/", and the
      * query does not count. */
     assert_ptr_equal(route_for_request(routes, n, "admin.example.com", "/ops", DEFAULT), WEB);
-    assert_ptr_equal(route_for_request(routes, n, "admin.example.com", "/x?/ops/", DEFAULT), WEB);
-    assert_ptr_equal(route_for_request(routes, n, "other.org", "/static/a.css", DEFAULT), STATIC);
+    assert_ptr_equal(route_for_request(routes, n, "admin.example.com", "/x?/ops/", DEFAULT),
+                     WEB);
+    assert_ptr_equal(route_for_request(routes, n, "other.org", "/static/a.css", DEFAULT),
+                     STATIC);
     assert_ptr_equal(route_for_request(routes, n, NULL, "/static/a.css", DEFAULT), STATIC);
     assert_ptr_equal(route_for_request(routes, n, "www.example.com", "/", DEFAULT), WEB);
     assert_ptr_equal(route_for_request(routes, n, NULL, "/", DEFAULT), DEFAULT);
