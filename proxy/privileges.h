@@ -7,9 +7,10 @@
  * every backend socket of such a listener is made transparent
  * (IP_TRANSPARENT) when it is created, which needs that capability for as
  * long as the process runs. Capabilities belong to each thread, and threads
- * copy their creator's: both functions here run on the main thread before
- * the workers start, or (privileges_have_net_admin) whenever the main
- * thread checks a reload. */
+ * copy their creator's: privileges_drop runs on the main thread before the
+ * workers start, so they inherit what it kept. The log writer, started
+ * earlier, keeps nothing: glibc applies setuid to every thread, and that
+ * empties the sets of a thread that did not ask to keep them. */
 #ifndef TLSTERM_PRIVILEGES_H
 #define TLSTERM_PRIVILEGES_H
 
