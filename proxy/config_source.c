@@ -51,7 +51,8 @@ static bool serves(const struct cfg_listener *listener, int family)
 void cfg_check_source(struct loader *ld, const struct ynode *listener_node,
                       const struct cfg_listener *listener)
 {
-    const struct ynode *servers = yamltree_get(yamltree_get(listener_node, "backend"), "servers");
+    const struct ynode *servers =
+        yamltree_get(yamltree_get(listener_node, "backend"), "servers");
     char text[NET_ADDR_TEXT_MAX];
     bool unix_server = false;
 

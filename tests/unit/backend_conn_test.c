@@ -69,12 +69,12 @@ static void test_other_family_fails(void **state)
     struct sockaddr_in source = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000009)};
 
     errno = 0;
-    assert_null(backend_conn_open_from(base, &v6_server, (struct sockaddr *)&source, on_event,
-                                       NULL));
+    assert_null(
+        backend_conn_open_from(base, &v6_server, (struct sockaddr *)&source, on_event, NULL));
     assert_int_equal(errno, EAFNOSUPPORT);
     errno = 0;
-    assert_null(backend_conn_open_from(base, &unix_server, (struct sockaddr *)&source,
-                                       on_event, NULL));
+    assert_null(
+        backend_conn_open_from(base, &unix_server, (struct sockaddr *)&source, on_event, NULL));
     assert_int_equal(errno, EAFNOSUPPORT);
     event_base_free(base);
 }
@@ -105,9 +105,8 @@ static void test_connects_from_source(void **state)
     struct net_addr server;
     int listen_fd = listen_loopback(&server);
     /* The port is ignored: the kernel chooses one at connect time. */
-    struct sockaddr_in source = {.sin_family = AF_INET,
-                                 .sin_port = htons(1),
-                                 .sin_addr.s_addr = htonl(0x7f000009)};
+    struct sockaddr_in source = {
+        .sin_family = AF_INET, .sin_port = htons(1), .sin_addr.s_addr = htonl(0x7f000009)};
 
     struct backend_conn *conn =
         backend_conn_open_from(base, &server, (struct sockaddr *)&source, on_event, NULL);
