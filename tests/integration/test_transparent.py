@@ -228,6 +228,49 @@ def test_http_connections_not_shared_between_clients(topology, backends, certs, 
     assert first["peer"] != second["peer"]  # each its own port
 
 
+@pytest.mark.parametrize("mode", ["tcp", "http"])
+def test_no_port_left_is_a_connect_failure(topology, backends, certs, start_proxy, mode):
+    """A backend socket the kernel refuses at open time (here: connect()
+    finds no free port for the client's address, as the proxy's namespace
+    has a single ephemeral port and a first connection holds it) fails like
+    any connect: logged with its error, the client told (tcp: closed
+    without a byte; http: 502), and tlsterm goes on."""
+    listener = transparent_listener(certs, [f"{BACKEND4}:{backends['4'].port}"], mode=mode,
+                                    listen=(f"{PROXY4_FRONT}:0",))
+    proxy = start_proxy(tlsterm_config([listener]))
+    port = proxy.port("edge", host=PROXY4_FRONT)
+    # Set once the listening port is chosen (from the same range), and not
+    # to that port, nor to one an earlier case left in TIME_WAIT.
+    sysctl = [*topology.exec_in(topology.proxy), "sysctl", "-n"]
+    saved = run([*sysctl, "net.ipv4.ip_local_port_range"]).stdout.decode().split()
+    only = {"tcp": 41000, "http": 42000}[mode]
+    only += only == port
+    run([*sysctl, "-w", f"net.ipv4.ip_local_port_range={only} {only}"])
+    try:
+        curl = [*topology.exec_in(topology.client), "curl", "-sS", "--max-time", "20",
+                "--http1.1", "--cacert", str(certs.ca), "--resolve",
+                f"localhost:{port}:{PROXY4_FRONT}", "-o", "/dev/null", "-w", "%{http_code}"]
+        since = backends["4"].mark()
+        holder = subprocess.Popen([*curl, f"https://localhost:{port}/slow/3"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            backends["4"].wait_for("request", since=since, path="/slow/3")
+            done = run([*curl, f"https://localhost:{port}/headers"])
+            failed = proxy.wait_for("backend_connect_failed")
+            assert failed["error"] == "Cannot assign requested address", failed
+            if mode == "http":
+                assert done.stdout == b"502", text(done)
+            else:
+                assert done.returncode != 0 and done.stdout == b"000", text(done)
+            out, _ = holder.communicate(timeout=TIMEOUT)
+            assert out == b"200"
+        finally:
+            holder.kill()
+            holder.wait()
+    finally:
+        run([*sysctl, "-w", f"net.ipv4.ip_local_port_range={saved[0]} {saved[1]}"])
+
+
 def test_kept_capability_with_user(topology, backends, certs, start_proxy):
     """With user: and a listener that uses source: client, the running
     process keeps CAP_NET_ADMIN and nothing else, on every thread, and
