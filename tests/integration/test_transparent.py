@@ -159,11 +159,12 @@ def transparent_listener(certs, servers, mode="tcp", listen=None):
 
 @pytest.fixture
 def start_proxy(tmp_path, topology):
-    """start_proxy(config, user=None) runs tlsterm in the proxy's namespace."""
+    """start_proxy(config, workdir=None) runs tlsterm in the proxy's
+    namespace, its configuration in |workdir| (default: tmp_path)."""
     started = []
 
-    def start(config, prefix=()):
-        proxy = Tlsterm(tmp_path, config, prefix=[*topology.exec_in(topology.proxy), *prefix])
+    def start(config, workdir=None):
+        proxy = Tlsterm(workdir or tmp_path, config, prefix=topology.exec_in(topology.proxy))
         started.append(proxy)
         return proxy.start()
 
@@ -271,14 +272,20 @@ def test_no_port_left_is_a_connect_failure(topology, backends, certs, start_prox
         run([*sysctl, "-w", f"net.ipv4.ip_local_port_range={saved[0]} {saved[1]}"])
 
 
-def test_kept_capability_with_user(topology, backends, certs, start_proxy):
+def test_kept_capability_with_user(topology, backends, certs, start_proxy, nobody_dir):
     """With user: and a listener that uses source: client, the running
-    process keeps CAP_NET_ADMIN and nothing else, on every thread, and
-    its worker threads can still open transparent sockets."""
-    config = tlsterm_config([transparent_listener(certs, server_addrs(backends))])
+    process keeps CAP_NET_ADMIN and nothing else, on every thread; its
+    worker threads can still open transparent sockets, and a reload that
+    keeps source: client goes through."""
+    listener = transparent_listener(certs, server_addrs(backends))
+    listener["tls"]["certificates"] = [
+        {"cert": str(nobody_dir / "ecdsa.pem"), "key": str(nobody_dir / "ecdsa.key")}]
+    config = tlsterm_config([listener])
     config["user"] = "nobody"
     config["workers"] = 2
-    proxy = start_proxy(config)
+    config_path = write_yaml(nobody_dir, config)
+    os.chown(config_path, pwd.getpwnam("nobody").pw_uid, -1)
+    proxy = start_proxy(config_path.read_text(), workdir=nobody_dir)
     proxy.wait_for("privileges", predicate=lambda e: "keeping CAP_NET_ADMIN" in e.get("msg", ""))
     tasks = {task.name: capabilities(task / "status")
              for task in Path(f"/proc/{proxy.pid}/task").iterdir()}
@@ -295,6 +302,11 @@ def test_kept_capability_with_user(topology, backends, certs, start_proxy):
     for family, client in (("4", CLIENT4), ("6", CLIENT6)):
         answer = client_get(topology, certs, proxy, family, "/headers")
         assert peer_host(answer["peer"]) == client
+    since = proxy.mark()
+    proxy.send_signal(signal.SIGHUP)
+    proxy.wait_for("reload_done", since=since)
+    answer = client_get(topology, certs, proxy, "4", "/headers")
+    assert peer_host(answer["peer"]) == CLIENT4
 
 
 def capabilities(status_path):
