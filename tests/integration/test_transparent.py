@@ -450,6 +450,7 @@ def test_unix_server_refused(tmp_path, certs):
     # Line 11 is the second server; column 11 its value.
     assert f"{path}:11:11: backend server 'unix:/run/app.sock' is a unix socket, but " \
            "backend.source: client connects from the client's IP address" in err, err
+    assert err.count(f"{path}:") == 1, err
 
 
 def test_server_of_a_family_no_listen_address_has(tmp_path, certs):
