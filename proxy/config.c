@@ -582,8 +582,10 @@ static const struct field backend_fields[] = {
     {"max_connections", false, apply_count,
      offsetof(struct cfg_listener, backend_max_connections), NULL},
     {"pool", false, cfg_apply_nested, 0, &pool_schema},
+    {"source", false, cfg_apply_backend_source, offsetof(struct cfg_listener, backend_source),
+     NULL},
 };
-static const struct schema backend_schema = {"backend", "in backend", backend_fields, 4};
+static const struct schema backend_schema = {"backend", "in backend", backend_fields, 5};
 
 /* check_alpn_h2 refuses a tcp-mode listener that offers h2 to clients while
  * its backend speaks HTTP/1.1: the bytes reach the backend unchanged, so a
@@ -725,6 +727,7 @@ static void apply_listeners(struct loader *ld, const struct field *field,
         /* Checks that read several keys, which may come in any order. */
         cfg_check_mode(ld, item, listener);
         cfg_check_not_redirect(ld, item);
+        cfg_check_source(ld, item, listener);
         if (listener->mode == CFG_MODE_TCP)
             check_alpn_h2(ld, item, listener);
     }

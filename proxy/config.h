@@ -10,6 +10,7 @@
 #define TLSTERM_CONFIG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
@@ -104,6 +105,12 @@ enum cfg_backend_protocol {
     CFG_BACKEND_H2,    /* h2: the backend speaks HTTP/2 itself over the tcp-mode stream */
 };
 
+/* enum cfg_backend_source is the address backend connections come from. */
+enum cfg_backend_source {
+    CFG_BACKEND_SOURCE_PROXY,  /* the proxy's own address, as routing picks it (default) */
+    CFG_BACKEND_SOURCE_CLIENT, /* the client's address (IP_TRANSPARENT; CAP_NET_ADMIN) */
+};
+
 /* enum cfg_mode is what a listener does once a handshake is done. */
 enum cfg_mode {
     CFG_MODE_TCP,      /* bytes forwarded unchanged (default) */
@@ -193,6 +200,7 @@ struct cfg_listener {
     struct net_addr *servers;
     size_t num_servers;
     enum cfg_backend_protocol backend_protocol;
+    enum cfg_backend_source backend_source; /* backend.source (config_source.c) */
     enum cfg_mode mode;
     uint32_t backend_max_connections; /* per server and worker; 0: unlimited */
     uint32_t pool_idle_timeout_ms;    /* backend.pool.idle_timeout (default 2s) */
@@ -272,6 +280,20 @@ struct config *config_load(const char *path, FILE *errors);
  * gracefully (h2 GOAWAY, h1 Connection: close) so clients reconnect under
  * the new ones. */
 bool cfg_listener_same_http(const struct cfg_listener *a, const struct cfg_listener *b);
+
+/* cfg_backend_per_client says whether |listener|'s backend connections
+ * belong to one client connection: an idle one is never handed to another
+ * client (in http mode, never put in the shared pool). True with
+ * backend.source: client, whose connections carry the client's address. */
+static inline bool cfg_backend_per_client(const struct cfg_listener *listener)
+{
+    return listener->backend_source == CFG_BACKEND_SOURCE_CLIENT;
+}
+
+/* config_needs_net_admin says whether some listener of |config| uses
+ * backend.source: client, whose sockets need CAP_NET_ADMIN (IP_TRANSPARENT).
+ * It returns that listener, or NULL. */
+const struct cfg_listener *config_needs_net_admin(const struct config *config);
 
 /* config_free releases |config| and everything it owns. NULL is allowed. */
 void config_free(struct config *config);

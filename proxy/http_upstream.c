@@ -25,7 +25,9 @@
  *
  * A connection goes back to the pool only when the whole request went out,
  * the whole response came in, and the response allows keep-alive; any other
- * end closes it (with a RST when the request was cut short).
+ * end closes it (with a RST when the request was cut short). A connection
+ * from the client's own address (backend.source: client) is never pooled:
+ * another client must not get it.
  *
  * Ownership. The upstream belongs to its exchange (x->up) from
  * http_upstream_start to its release. It owns its connection (counted out of
@@ -126,7 +128,11 @@ static void drop_conn(struct http_upstream *up, bool abort)
     if (conn == NULL)
         return;
     up->conn = NULL;
-    if (!abort && up->state == UP_OPEN && x->resp_done && up->req_sent && up->reusable) {
+    /* A connection that carries its client's address (backend.source:
+     * client) never goes to the shared pool, where another client could
+     * take it: it closes when its exchange ends. */
+    if (!abort && up->state == UP_OPEN && x->resp_done && up->req_sent && up->reusable &&
+        !cfg_backend_per_client(cfg)) {
         struct worker *w = worker_of(up);
         bool keep = x->c->gen == w->gen && !w->draining;
         backend_pool_put(up->ps, conn, keep, cfg->pool_idle_timeout_ms, cfg->pool_max_idle);
@@ -203,7 +209,7 @@ static void acquire(struct http_upstream *up)
         queue(up);
         return;
     }
-    struct backend_conn *conn = backend_pool_take(up->ps);
+    struct backend_conn *conn = cfg_backend_per_client(cfg) ? NULL : backend_pool_take(up->ps);
 
     if (conn != NULL) {
         x->reused = true;
@@ -244,8 +250,8 @@ static void open_new(struct http_upstream *up, bool have_slot)
 {
     struct http_exchange *x = up->x;
     struct conn *c = x->c;
-    struct backend_conn *conn =
-        backend_conn_open(c->worker->base, x->server, on_conn_event, up);
+    struct backend_conn *conn = backend_conn_open_from(c->worker->base, x->server,
+                                                       conn_backend_source(c), on_conn_event, up);
 
     x->reused = false;
     if (conn == NULL) {
@@ -277,8 +283,10 @@ int http_upstream_start(struct http_exchange *x)
     x->up = up;
     up->timer.fire = on_timer;
     up->waiter.ready = on_slot;
+    const struct sockaddr *source = conn_backend_source(c);
     x->server =
-        backend_pick_server(c->cfg->servers, c->cfg->num_servers, &c->listener->next_server);
+        backend_pick_server_of(c->cfg->servers, c->cfg->num_servers, &c->listener->next_server,
+                               source != NULL ? source->sa_family : AF_UNSPEC);
     up->ps = backend_pool_server(c->worker, c->listener->metrics, x->server);
     up->out = evbuffer_new();
     if (up->ps == NULL || up->out == NULL || http_request_write_head(x, up->out) != 0) {
