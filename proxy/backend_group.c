@@ -158,7 +158,7 @@ static uint64_t next_random(void)
 }
 
 struct backend_server *backend_group_pick(struct backend_group *group,
-                                          const struct cfg_backend *cfg,
+                                          const struct cfg_backend *cfg, int family,
                                           struct backend_server *const *tried, size_t num_tried,
                                           enum backend_pick_result *out_result)
 {
@@ -172,7 +172,8 @@ struct backend_server *backend_group_pick(struct backend_group *group,
     size_t num = list->num < CFG_GROUP_MAX_SERVERS ? list->num : CFG_GROUP_MAX_SERVERS;
     for (size_t i = 0; i < num; i++) {
         struct backend_server *s = list->entries[i].server;
-        bool tried_it = false;
+        /* A server of another family is left out as if tried. */
+        bool tried_it = family != AF_UNSPEC && s->addr.ss.ss_family != family;
         for (size_t t = 0; t < num_tried && !tried_it; t++)
             tried_it = tried[t] == s;
         view[i] = (struct balance_server){

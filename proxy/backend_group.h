@@ -90,12 +90,14 @@ enum backend_pick_result {
 };
 
 /* backend_group_pick chooses a server of |group| by |cfg|'s balance and
- * health settings, skipping the |num_tried| servers of |tried|. It returns
+ * health settings, among those of address |family| (AF_UNSPEC: any; a
+ * connection from the client's own address needs its family), skipping the
+ * |num_tried| servers of |tried|. It returns
  * the server with a reference and one more active connection, to be given
  * back with backend_server_release; or NULL and why in |*out_result|. Worker
  * threads; no locks. */
 struct backend_server *backend_group_pick(struct backend_group *group,
-                                          const struct cfg_backend *cfg,
+                                          const struct cfg_backend *cfg, int family,
                                           struct backend_server *const *tried, size_t num_tried,
                                           enum backend_pick_result *out_result);
 

@@ -660,6 +660,7 @@ static void apply_listeners(struct loader *ld, const struct field *field,
         /* Checks that read several keys, which may come in any order. */
         cfg_check_mode(ld, item, listener);
         cfg_check_not_redirect(ld, item);
+        cfg_check_source(ld, item, listener);
         if (listener->mode == CFG_MODE_TCP)
             check_alpn_h2(ld, item, listener);
     }

@@ -10,6 +10,7 @@
 #define TLSTERM_CONFIG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
@@ -104,6 +105,12 @@ enum cfg_backend_protocol {
     CFG_BACKEND_H2,    /* h2: the backend speaks HTTP/2 itself over the tcp-mode stream */
 };
 
+/* enum cfg_backend_source is the address backend connections come from. */
+enum cfg_backend_source {
+    CFG_BACKEND_SOURCE_PROXY,  /* the proxy's own address, as routing picks it (default) */
+    CFG_BACKEND_SOURCE_CLIENT, /* the client's address (IP_TRANSPARENT; CAP_NET_ADMIN) */
+};
+
 /* enum cfg_balance is how a backend group picks a server. */
 enum cfg_balance {
     CFG_BALANCE_ROUND_ROBIN, /* weighted, one cursor per group shared by all workers (default) */
@@ -178,6 +185,7 @@ struct cfg_backend {
     uint32_t passive_failures;    /* consecutive connect failures; 0: off (default) */
     uint32_t passive_cooldown_ms; /* out of rotation this long (default 10s) */
     bool panic;                   /* all down by checks: use them all (default true) */
+    enum cfg_backend_source source; /* source (config_source.c) */
 };
 
 /* enum cfg_mode is what a listener does once a handshake is done. */
@@ -370,6 +378,20 @@ struct config *config_load(const char *path, FILE *errors);
  * gracefully (h2 GOAWAY, h1 Connection: close) so clients reconnect under
  * the new ones. */
 bool cfg_listener_same_http(const struct cfg_listener *a, const struct cfg_listener *b);
+
+/* cfg_backend_per_client says whether |listener|'s backend connections
+ * belong to one client connection: an idle one is never handed to another
+ * client (in http mode, never put in the shared pool). True with
+ * backend.source: client, whose connections carry the client's address. */
+static inline bool cfg_backend_per_client(const struct cfg_listener *listener)
+{
+    return listener->backend != NULL && listener->backend->source == CFG_BACKEND_SOURCE_CLIENT;
+}
+
+/* config_needs_net_admin says whether some listener of |config| uses
+ * backend.source: client, whose sockets need CAP_NET_ADMIN (IP_TRANSPARENT).
+ * It returns that listener, or NULL. */
+const struct cfg_listener *config_needs_net_admin(const struct config *config);
 
 /* config_free releases |config| and everything it owns. NULL is allowed. */
 void config_free(struct config *config);

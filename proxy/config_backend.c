@@ -335,6 +335,7 @@ static const struct field backend_fields[] = {
     {"max_connections", false, apply_count, offsetof(struct cfg_backend, max_connections),
      NULL},
     {"pool", false, cfg_apply_nested, 0, &pool_schema},
+    {"source", false, cfg_apply_backend_source, offsetof(struct cfg_backend, source), NULL},
     {"balance", false, apply_balance, offsetof(struct cfg_backend, balance), NULL},
     {"retries", false, apply_retries, offsetof(struct cfg_backend, retries), NULL},
     {"resolve_interval", false, cfg_apply_duration,

@@ -528,6 +528,10 @@ void config_describe_listener(const struct cfg_listener *l, FILE *out)
         fprintf(out, "\n");
     }
     fprintf(out, "  backend.protocol: %s\n", protocol_names[group->protocol]);
+    fprintf(out, "  backend.source: %s\n",
+            group->source == CFG_BACKEND_SOURCE_CLIENT
+                ? "client (the client's address; needs CAP_NET_ADMIN)"
+                : "proxy");
     if (l->mode != CFG_MODE_HTTP)
         return;
     if (group->max_connections == 0)

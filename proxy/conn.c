@@ -91,6 +91,13 @@ void conn_log_begin(struct log_line *line, const struct conn *c, enum log_level 
     log_int(line, "worker", c->worker->id);
 }
 
+const struct sockaddr *conn_backend_source(const struct conn *c)
+{
+    return cfg_backend_per_client(c->cfg) && c->client_addr_len > 0
+               ? &c->client_addr.sa
+               : NULL;
+}
+
 /* ---- teardown ------------------------------------------------------------ */
 
 /* state_name says where |c| was, for the conn_closed line: the mode's own

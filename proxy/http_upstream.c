@@ -29,7 +29,9 @@
  *
  * A connection goes back to the pool only when the whole request went out,
  * the whole response came in, and the response allows keep-alive; any other
- * end closes it (with a RST when the request was cut short).
+ * end closes it (with a RST when the request was cut short). A connection
+ * from the client's own address (backend.source: client) is never pooled:
+ * another client must not get it.
  *
  * Ownership. The upstream belongs to its exchange (x->up) from
  * http_upstream_start to its release. It owns its connection (counted out of
@@ -149,7 +151,11 @@ static void drop_conn(struct http_upstream *up, bool abort)
     if (conn == NULL)
         return;
     up->conn = NULL;
-    if (!abort && up->state == UP_OPEN && x->resp_done && up->req_sent && up->reusable) {
+    /* A connection that carries its client's address (backend.source:
+     * client) never goes to the shared pool, where another client could
+     * take it: it closes when its exchange ends. */
+    if (!abort && up->state == UP_OPEN && x->resp_done && up->req_sent && up->reusable &&
+        cfg->source != CFG_BACKEND_SOURCE_CLIENT) {
         struct worker *w = worker_of(up);
         bool keep = x->c->gen == w->gen && !w->draining;
         backend_pool_put(up->ps, conn, keep, cfg->pool_idle_timeout_ms, cfg->pool_max_idle);
@@ -229,7 +235,8 @@ static void acquire(struct http_upstream *up)
         queue(up);
         return;
     }
-    struct backend_conn *conn = backend_pool_take(up->ps);
+    struct backend_conn *conn =
+        cfg->source == CFG_BACKEND_SOURCE_CLIENT ? NULL : backend_pool_take(up->ps);
 
     if (conn != NULL) {
         x->reused = true;
@@ -273,8 +280,10 @@ static enum http_reason choose_server(struct http_upstream *up)
     enum backend_pick_result result;
 
     up->ps = NULL;
+    const struct sockaddr *source = conn_backend_source(c);
     up->server = backend_group_pick(generation_group(c->gen, c->cfg), cfg_listener_backend(c->cfg),
-                                    up->tried, up->num_tried, &result);
+                                    source != NULL ? source->sa_family : AF_UNSPEC, up->tried,
+                                    up->num_tried, &result);
     if (up->server == NULL) {
         if (result == BACKEND_PICK_NONE_UP)
             log_group_problem(up, "backend_unavailable", "no server of the group is up");
@@ -324,8 +333,8 @@ static void open_new(struct http_upstream *up, bool have_slot)
 {
     struct http_exchange *x = up->x;
     struct conn *c = x->c;
-    struct backend_conn *conn =
-        backend_conn_open(c->worker->base, x->server, on_conn_event, up);
+    struct backend_conn *conn = backend_conn_open_from(c->worker->base, x->server,
+                                                       conn_backend_source(c), on_conn_event, up);
 
     x->reused = false;
     if (conn == NULL) {

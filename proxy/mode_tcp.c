@@ -498,11 +498,17 @@ static int connect_next(struct conn *c)
     const struct cfg_backend *group = cfg_listener_backend(c->cfg);
     enum backend_pick_result result;
 
-    while ((t->server = backend_group_pick(generation_group(c->gen, c->cfg), group, t->tried,
-                                           t->num_tried, &result)) != NULL) {
+    /* backend.source: client connects from the client's address, so only to
+     * servers of its family. */
+    const struct sockaddr *source = conn_backend_source(c);
+    int family = source != NULL ? source->sa_family : AF_UNSPEC;
+
+    while ((t->server = backend_group_pick(generation_group(c->gen, c->cfg), group, family,
+                                           t->tried, t->num_tried, &result)) != NULL) {
         t->backend_server = &t->server->addr;
         t->connect_started_us = metrics_clock_us();
-        t->backend = backend_conn_open(c->worker->base, t->backend_server, on_backend_event, c);
+        t->backend = backend_conn_open_from(c->worker->base, t->backend_server, source,
+                                            on_backend_event, c);
         if (t->backend != NULL) {
             conn_set_deadline(c, clock_now_ms() + c->cfg->connect_timeout_ms);
             return 0;
