@@ -583,6 +583,10 @@ int daemon_run(const char *config_path, struct generation *gen, struct tickets *
     if (check_net_admin(gen->config) != 0 || bind_all(&d) != 0 || daemon_watch_init(&d) != 0 ||
         report_start(d.report, d.watch->base) != 0)
         goto fail;
+    /* Before the user switch, which empties the health and resolver
+     * threads' capabilities: they need none (privileges.h). */
+    if (backend_health_start() != 0)
+        goto fail;
     /* Counted while /proc/self is still ours to read, before privileges go;
      * the admin endpoint, started last, lives on the reserve. */
     d.fds_at_start = count_open_fds();
@@ -596,8 +600,6 @@ int daemon_run(const char *config_path, struct generation *gen, struct tickets *
             goto fail;
         }
     }
-    if (backend_health_start() != 0)
-        goto fail;
     config_set_known_addrs(backend_group_known_addrs);
     publish_certs(&d);
     atomic_store(&d.ready, true);

@@ -8,8 +8,8 @@
  * (IP_TRANSPARENT) when it is created, which needs that capability for as
  * long as the process runs. Capabilities belong to each thread, and threads
  * copy their creator's: privileges_drop runs on the main thread before the
- * workers start, so they inherit what it kept. The log writer, started
- * earlier, keeps nothing: glibc applies setuid to every thread, and that
+ * workers start, so they inherit what it kept. The log writer and the
+ * backend health and resolver threads, started earlier, keep nothing: glibc applies setuid to every thread, and that
  * empties the sets of a thread that did not ask to keep them. */
 #ifndef TLSTERM_PRIVILEGES_H
 #define TLSTERM_PRIVILEGES_H
