@@ -8,7 +8,7 @@ Loopback is brought up; two backends, "first" on 127.0.0.2 and "second"
 on 127.0.0.3, share one port. tlsterm's group names "app.test:PORT" with a
 resolve_interval of 200ms. The hosts file (rewritten in place, keeping its
 inode, so the bind mount sees it) first maps app.test to 127.0.0.2, then to
-127.0.0.3, then not at all (the resolution fails: the last addresses are
+127.0.0.3, then to both (two servers), then not at all (the resolution fails: the last addresses are
 kept, and a reload still loads). The script prints one JSON line: the backends that answered in each
 phase, and whether the failed resolution was logged.
 """
@@ -63,17 +63,22 @@ def main(certs_dir, work_dir, hosts):
         rewrite(hosts, "127.0.0.1 localhost\n127.0.0.3 app.test\n")
         proxy.wait_for("backend_resolved", since=mark)
         verdict["after"] = [ask(proxy, certs) for _ in range(3)]
+        # Two addresses for the name: two servers (resolve: all).
+        mark = proxy.mark()
+        rewrite(hosts, "127.0.0.1 localhost\n127.0.0.2 app.test\n127.0.0.3 app.test\n")
+        verdict["both_servers"] = proxy.wait_for("backend_resolved", since=mark)["servers"]
+        verdict["both"] = sorted(ask(proxy, certs) for _ in range(4))
         mark = proxy.mark()
         rewrite(hosts, "127.0.0.1 localhost\n")
         failed = proxy.wait_for("backend_resolve_failed", since=mark)
         verdict["resolve_failed"] = failed["host"] == "app.test"
-        verdict["kept"] = [ask(proxy, certs) for _ in range(3)]
+        verdict["kept"] = sorted(ask(proxy, certs) for _ in range(4))
         # A reload does not ask the name server for a name it knows: it
         # loads although app.test no longer resolves, and keeps its address.
         mark = proxy.mark()
         proxy.send_signal(signal.SIGHUP)
         verdict["reloaded"] = proxy.wait_for("reload_done", since=mark)["generation"] == 2
-        verdict["after_reload"] = [ask(proxy, certs) for _ in range(3)]
+        verdict["after_reload"] = sorted(ask(proxy, certs) for _ in range(4))
     finally:
         if proxy is not None:
             proxy.finish()

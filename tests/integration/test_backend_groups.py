@@ -461,10 +461,13 @@ def test_re_resolution_through_hosts_file(tmp_path, certs):
         verdict = json.loads(result.stdout.decode().strip().splitlines()[-1])
         assert verdict["before"] == ["first"] * 3
         assert verdict["after"] == ["second"] * 3
-        assert verdict["kept"] == ["second"] * 3
+        assert verdict["both_servers"] == 2
+        assert verdict["both"] == ["first", "first", "second", "second"]
+        # A failed resolution keeps the last addresses; so does a reload.
         assert verdict["resolve_failed"]
+        assert verdict["kept"] == ["first", "first", "second", "second"]
         assert verdict["reloaded"]
-        assert verdict["after_reload"] == ["second"] * 3
+        assert verdict["after_reload"] == ["first", "first", "second", "second"]
     finally:
         subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
         shutil.rmtree(hosts_dir, ignore_errors=True)
