@@ -594,6 +594,7 @@ static const struct field listener_fields[] = {
     {"max_connections", false, cfg_apply_max_connections,
      offsetof(struct cfg_listener, max_connections), NULL},
     {"redirect", false, cfg_refuse_redirect, 0, NULL},
+    {"routes", false, cfg_apply_routes, 0, NULL},
 };
 static const struct schema listener_schema = {"listener", "in listener", listener_fields,
                                               sizeof(listener_fields) /
@@ -659,6 +660,7 @@ static void apply_listeners(struct loader *ld, const struct field *field,
         cfg_name_inline_backend(ld, item, listener);
         /* Checks that read several keys, which may come in any order. */
         cfg_check_mode(ld, item, listener);
+        cfg_check_routes(ld, item, listener);
         cfg_check_not_redirect(ld, item);
         cfg_check_source(ld, item, listener);
         if (listener->mode == CFG_MODE_TCP)
@@ -877,6 +879,7 @@ void config_free(struct config *config)
         free(listener->name);
         free(listener->listen);
         cfg_tls_free(listener);
+        cfg_routes_free(listener);
         free(listener->http.trusted_proxies);
         free(listener->http.request_id);
         free(listener->http.hsts.value);

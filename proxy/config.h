@@ -17,6 +17,7 @@
 
 #include "log.h"
 #include "net.h"
+#include "route.h"
 
 /* struct cfg_pos is where a value stands in a file, for error messages. |file|
  * points at the owning config's |file| string. Lines and columns count from
@@ -277,6 +278,10 @@ struct cfg_listener {
     /* The backend group: a named one or the listener's inline one, owned
      * by config->backends either way. Read it through cfg_listener_backend. */
     struct cfg_backend *backend;
+    /* Routes, tried in order before |backend| (the default): the first
+     * that matches chooses the group (route.h; config_backend.c reads them). */
+    struct cfg_route *routes;
+    size_t num_routes;
     enum cfg_mode mode;
     struct cfg_http http;
     struct cfg_http2 http2;

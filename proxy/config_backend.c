@@ -439,10 +439,10 @@ void cfg_skip_backends(struct loader *ld, const struct field *field, const struc
     (void)ld, (void)field, (void)value, (void)out; /* read first, by cfg_apply_backends */
 }
 
-void cfg_apply_listener_backend(struct loader *ld, const struct field *field,
-                                const struct ynode *value, void *out)
+/* apply_group_ref: a group's name, or an inline group, into |*out|. */
+static void apply_group_ref(struct loader *ld, const struct field *field,
+                            const struct ynode *value, struct cfg_backend **out)
 {
-    struct cfg_listener *listener = out;
 
     if (yamltree_kind(value) == YNODE_SCALAR) {
         const char *name = yamltree_scalar(value);
@@ -450,7 +450,7 @@ void cfg_apply_listener_backend(struct loader *ld, const struct field *field,
         char known[256] = "";
 
         if (group != NULL) {
-            listener->backend = (struct cfg_backend *)group;
+            *out = (struct cfg_backend *)group;
             return;
         }
         for (size_t i = 0; i < ld->config->num_backends; i++) {
@@ -472,14 +472,170 @@ void cfg_apply_listener_backend(struct loader *ld, const struct field *field,
     struct cfg_backend *group = parse_group(ld, value);
     if (group != NULL) {
         group->is_inline = true;
-        listener->backend = group;
+        *out = group;
     }
+}
+
+void cfg_apply_listener_backend(struct loader *ld, const struct field *field,
+                                const struct ynode *value, void *out)
+{
+    apply_group_ref(ld, field, value, &((struct cfg_listener *)out)->backend);
+}
+
+/* ---- routes ---------------------------------------------------------------------- */
+
+static void apply_route_backend(struct loader *ld, const struct field *field,
+                                const struct ynode *value, void *out)
+{
+    apply_group_ref(ld, field, value, out);
+}
+
+static void apply_route_text(struct loader *ld, const struct field *field,
+                             const struct ynode *value, void *out)
+{
+    const char *text = cfg_expect_text(ld, field->key, value, "a string");
+
+    if (text == NULL)
+        return;
+    for (const char *p = text; *p != '\0'; p++) {
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f) {
+            cfg_fail_at(ld, value, "invalid %s '%s'; no blanks or control characters",
+                        field->key, text);
+            return;
+        }
+    }
+    if (text[0] == '\0' || (strcmp(field->key, "path_prefix") == 0 && text[0] != '/')) {
+        cfg_fail_at(ld, value, "invalid %s '%s'; %s", field->key, text,
+                    strcmp(field->key, "path_prefix") == 0 ? "it must start with '/'"
+                                                           : "it must not be empty");
+        return;
+    }
+    if (strcmp(field->key, "sni") == 0 &&
+        strchr(text + (text[0] == '*' ? 1 : 0), '*') != NULL) {
+        cfg_fail_at(ld, value,
+                    "invalid sni '%s'; expected a name, or '*.suffix' for any name under it",
+                    text);
+        return;
+    }
+    if (strcmp(field->key, "sni") == 0 && text[0] == '*' &&
+        (text[1] != '.' || text[2] == '\0')) {
+        cfg_fail_at(ld, value,
+                    "invalid sni '%s'; expected a name, or '*.suffix' for any name under it",
+                    text);
+        return;
+    }
+    char *copy = cfg_dup_string(ld, value, text);
+    /* route.h matches names against lower-case patterns. */
+    for (char *p = copy; p != NULL && *p != '\0' && strcmp(field->key, "path_prefix") != 0; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+    *(char **)out = copy;
+}
+
+static const struct field route_fields[] = {
+    {"sni", false, apply_route_text, offsetof(struct cfg_route, sni), NULL},
+    {"host", false, apply_route_text, offsetof(struct cfg_route, host), NULL},
+    {"path_prefix", false, apply_route_text, offsetof(struct cfg_route, path_prefix), NULL},
+    {"backend", true, apply_route_backend, offsetof(struct cfg_route, backend), NULL},
+};
+static const struct schema route_schema = {"route", "in route", route_fields, 4};
+
+void cfg_apply_routes(struct loader *ld, const struct field *field, const struct ynode *value,
+                      void *out)
+{
+    struct cfg_listener *listener = out;
+    size_t num = cfg_list_len(ld, field->key, value, false);
+
+    if (num == 0 ||
+        (listener->routes = cfg_new_array(ld, value, num, sizeof(*listener->routes))) == NULL)
+        return;
+    for (size_t i = 0; i < num; i++) {
+        const struct ynode *item = yamltree_item(value, i);
+        struct cfg_route *route = &listener->routes[listener->num_routes++];
+
+        if (cfg_expect(ld, field->key, item, YNODE_MAPPING, "a mapping"))
+            cfg_apply_mapping(ld, &route_schema, item, route);
+        route->kind = route->sni != NULL ? ROUTE_SNI : ROUTE_HTTP;
+        if (route->backend != NULL)
+            route->backend_name = cfg_dup_string(ld, item, route->backend->is_inline
+                                                               ? "(inline)"
+                                                               : route->backend->name);
+    }
+}
+
+void cfg_check_routes(struct loader *ld, const struct ynode *listener_node,
+                      const struct cfg_listener *listener)
+{
+    const struct ynode *routes = yamltree_get(listener_node, "routes");
+    const struct ynode *first_sni = NULL, *first_http = NULL;
+
+    for (size_t i = 0; i < listener->num_routes; i++) {
+        const struct cfg_route *route = &listener->routes[i];
+        const struct ynode *node = yamltree_item(routes, i);
+        bool http_kind = route->host != NULL || route->path_prefix != NULL;
+
+        if (route->sni == NULL && !http_kind) {
+            /* A match that was written but refused is reported already. */
+            if (yamltree_get(node, "sni") != NULL || yamltree_get(node, "host") != NULL ||
+                yamltree_get(node, "path_prefix") != NULL)
+                continue;
+            cfg_fail_at(ld, node,
+                        "route matches nothing; give it 'sni' (mode tcp), or 'host' "
+                        "and/or 'path_prefix' (mode http)");
+            continue;
+        }
+        if (route->sni != NULL && http_kind) {
+            cfg_fail_at(ld, node,
+                        "route mixes 'sni' with 'host' or 'path_prefix'; a tcp-mode "
+                        "listener routes by sni, an http-mode one by host and path");
+            continue;
+        }
+        if (route->sni != NULL && first_sni == NULL)
+            first_sni = node;
+        if (http_kind && first_http == NULL)
+            first_http = node;
+        if (route->sni != NULL && listener->mode != CFG_MODE_TCP)
+            cfg_fail_at(ld, yamltree_get(node, "sni"),
+                        "sni routes are for mode tcp (decided once per connection); in mode "
+                        "http route each request by 'host' and 'path_prefix'");
+        else if (http_kind && listener->mode != CFG_MODE_HTTP)
+            cfg_fail_at(ld, node,
+                        "host and path_prefix routes are for mode http (decided per request); "
+                        "in mode tcp route by 'sni'");
+        else if (first_sni != NULL && first_http != NULL)
+            cfg_fail_at(ld, node,
+                        "routes mix sni routes (first at %d:%d) with host and path "
+                        "routes; use one kind per listener",
+                        yamltree_line(first_sni == node ? first_http : first_sni),
+                        yamltree_col(first_sni == node ? first_http : first_sni));
+    }
+}
+
+void cfg_routes_free(struct cfg_listener *listener)
+{
+    for (size_t i = 0; i < listener->num_routes; i++) {
+        free(listener->routes[i].sni);
+        free(listener->routes[i].host);
+        free(listener->routes[i].path_prefix);
+        free(listener->routes[i].backend_name);
+    }
+    free(listener->routes);
 }
 
 void cfg_name_inline_backend(struct loader *ld, const struct ynode *listener_node,
                              struct cfg_listener *listener)
 {
     struct cfg_backend *group = listener->backend;
+
+    /* A route's inline group is named "LISTENER.routeN" (N from 1). */
+    for (size_t i = 0; listener->name != NULL && i < listener->num_routes; i++) {
+        struct cfg_backend *route_group = listener->routes[i].backend;
+        char name[128];
+        if (route_group == NULL || !route_group->is_inline || route_group->name != NULL)
+            continue;
+        snprintf(name, sizeof(name), "%s.route%zu", listener->name, i + 1);
+        route_group->name = cfg_dup_string(ld, listener_node, name);
+    }
 
     if (group == NULL || !group->is_inline || listener->name == NULL || group->name != NULL)
         return;

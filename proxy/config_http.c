@@ -527,6 +527,23 @@ void config_describe_listener(const struct cfg_listener *l, FILE *out)
         }
         fprintf(out, "\n");
     }
+    for (size_t i = 0; i < l->num_routes; i++) {
+        const struct cfg_route *route = &l->routes[i];
+        const char *parts[3][2] = {
+            {"sni", route->sni}, {"host", route->host}, {"path_prefix", route->path_prefix}};
+        fprintf(out, "  route %zu:", i + 1);
+        for (size_t k = 0; k < 3; k++) {
+            char *text = parts[k][1] != NULL
+                             ? log_escape_dup(parts[k][1], LOG_ESCAPE_TERMINAL, " ")
+                             : NULL;
+            if (parts[k][1] != NULL)
+                fprintf(out, " %s %s", parts[k][0], text != NULL ? text : "?");
+            free(text);
+        }
+        fprintf(out, " -> %s\n", route->backend != NULL ? route->backend->name : "?");
+    }
+    if (l->num_routes > 0)
+        fprintf(out, "  route default: -> %s\n", group->name);
     fprintf(out, "  backend.protocol: %s\n", protocol_names[group->protocol]);
     fprintf(out, "  backend.source: %s\n",
             group->source == CFG_BACKEND_SOURCE_CLIENT

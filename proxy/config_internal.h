@@ -248,10 +248,23 @@ void cfg_apply_listener_backend(struct loader *ld, const struct field *field,
                                 const struct ynode *value, void *out);
 
 /* cfg_name_inline_backend names |listener|'s inline group after the
- * listener, once its mapping |listener_node| is applied; a named group of
- * that name is an error. */
+ * listener (and its routes' inline groups "LISTENER.routeN"), once its
+ * mapping |listener_node| is applied; a named group of the listener's name
+ * beside an inline group is an error. */
 void cfg_name_inline_backend(struct loader *ld, const struct ynode *listener_node,
                              struct cfg_listener *listener);
+
+/* cfg_apply_routes is the handler for a listener's "routes": a sequence of
+ * {sni | host and/or path_prefix, backend}; cfg_check_routes, run once the
+ * listener's mode is known, refuses a route that matches nothing, one that
+ * mixes kinds, sni routes outside mode tcp, host and path routes outside
+ * mode http, and both kinds in one listener. cfg_routes_free releases
+ * them. */
+void cfg_apply_routes(struct loader *ld, const struct field *field, const struct ynode *value,
+                      void *out);
+void cfg_check_routes(struct loader *ld, const struct ynode *listener_node,
+                      const struct cfg_listener *listener);
+void cfg_routes_free(struct cfg_listener *listener);
 
 /* cfg_backend_free releases |group|. NULL is allowed. */
 void cfg_backend_free(struct cfg_backend *group);

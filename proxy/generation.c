@@ -79,9 +79,9 @@ void generation_unref(struct generation *gen)
 }
 
 struct backend_group *generation_group(const struct generation *gen,
-                                       const struct cfg_listener *listener)
+                                       const struct cfg_backend *group)
 {
-    return gen->groups[cfg_listener_backend(listener)->index];
+    return gen->groups[group->index];
 }
 
 void generation_describe(const struct generation *gen, FILE *out)

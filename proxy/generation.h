@@ -26,10 +26,10 @@ struct generation {
     struct backend_group **groups;
 };
 
-/* generation_group returns the runtime group of |listener| (a listener of
- * |gen|). */
+/* generation_group returns the runtime group of |group| (a group of
+ * |gen|'s configuration). */
 struct backend_group *generation_group(const struct generation *gen,
-                                       const struct cfg_listener *listener);
+                                       const struct cfg_backend *group);
 
 /* generation_new builds a generation from |config|, taking ownership of it.
  * It loads every listener's certificates and keys; session tickets use

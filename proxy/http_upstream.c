@@ -54,6 +54,7 @@
 #include "http_metrics.h"
 #include "log.h"
 #include "metrics.h"
+#include "route.h"
 #include "worker.h"
 
 /* Reads of the backend per turn before yielding to other connections. */
@@ -66,7 +67,8 @@ struct http_upstream {
     struct http_exchange *x;
     enum up_state state;
     struct pool_server *ps;
-    struct backend_server *server; /* picked, with a reference and counted active */
+    const struct cfg_backend *group; /* chosen by the routes from the request */
+    struct backend_server *server;   /* picked, with a reference and counted active */
     /* Servers whose connect failed, each with a reference, not tried again. */
     struct backend_server *tried[CFG_BACKEND_RETRIES_MAX + 1];
     size_t num_tried;
@@ -119,7 +121,7 @@ static void log_group_problem(const struct http_upstream *up, const char *event,
 {
     struct log_line line;
     conn_log_begin(&line, up->x->c, LOG_WARN, event);
-    log_str(&line, "backend", cfg_listener_backend(up->x->c->cfg)->name);
+    log_str(&line, "backend", up->group->name);
     if (up->x->stream_id != 0)
         log_int(&line, "stream", up->x->stream_id);
     log_str(&line, "error", error);
@@ -146,7 +148,7 @@ static void drop_conn(struct http_upstream *up, bool abort)
 {
     struct http_exchange *x = up->x;
     struct backend_conn *conn = up->conn;
-    const struct cfg_backend *cfg = cfg_listener_backend(x->c->cfg);
+    const struct cfg_backend *cfg = up->group;
 
     if (conn == NULL)
         return;
@@ -226,7 +228,7 @@ static void queue(struct http_upstream *up)
 static void acquire(struct http_upstream *up)
 {
     struct http_exchange *x = up->x;
-    const struct cfg_backend *cfg = cfg_listener_backend(x->c->cfg);
+    const struct cfg_backend *cfg = up->group;
     bool woken = up->waiter.woken;
     backend_pool_claim(up->ps, &up->waiter);
     /* A newcomer does not overtake requests already waiting: it queues
@@ -281,7 +283,7 @@ static enum http_reason choose_server(struct http_upstream *up)
 
     up->ps = NULL;
     const struct sockaddr *source = conn_backend_source(c);
-    up->server = backend_group_pick(generation_group(c->gen, c->cfg), cfg_listener_backend(c->cfg),
+    up->server = backend_group_pick(generation_group(c->gen, up->group), up->group,
                                     source != NULL ? source->sa_family : AF_UNSPEC, up->tried,
                                     up->num_tried, &result);
     if (up->server == NULL) {
@@ -300,7 +302,7 @@ static enum http_reason choose_server(struct http_upstream *up)
  * given back) and tries the next server of the group, or answers 502. */
 static void connect_failed(struct http_upstream *up, const char *error, bool timeout)
 {
-    const struct cfg_backend *group = cfg_listener_backend(up->x->c->cfg);
+    const struct cfg_backend *group = up->group;
 
     log_backend_problem(up, "backend_connect_failed", error);
     metrics_backend_connect_failed(up->x->c->listener->metrics,
@@ -361,6 +363,8 @@ int http_upstream_start(struct http_exchange *x)
         return -1;
     up->x = x;
     x->up = up;
+    up->group = route_for_request(x->c->cfg->routes, x->c->cfg->num_routes, x->req.authority,
+                                  x->req.target, x->c->cfg->backend);
     up->timer.fire = on_timer;
     up->waiter.ready = on_slot;
     enum http_reason unpicked = choose_server(up);

@@ -44,6 +44,7 @@
 #include "conn.h"
 #include "log.h"
 #include "metrics.h"
+#include "route.h"
 #include "worker.h"
 
 /* One TLS record of plaintext: a full buffer becomes one full record. */
@@ -77,6 +78,7 @@ struct tcp_forward {
     enum tcp_state state;
     struct backend_conn *backend;
     const struct net_addr *backend_server; /* |server|'s, or the adopted connection's */
+    const struct cfg_backend *group;       /* chosen by the routes from the SNI */
     struct backend_server *server;         /* picked (backend_group_pick); NULL: adopted */
     /* Servers whose connect failed, each with a reference, not tried again. */
     struct backend_server *tried[CFG_BACKEND_RETRIES_MAX + 1];
@@ -454,7 +456,7 @@ static int connect_next(struct conn *c);
 static int backend_failed(struct conn *c, enum end_reason reason, int err)
 {
     struct tcp_forward *t = tcp_of(c);
-    const struct cfg_backend *group = cfg_listener_backend(c->cfg);
+    const struct cfg_backend *group = t->group;
     const char *error = reason == END_BACKEND_CONNECT_TIMEOUT ? "timeout" : strerror(err);
     struct log_line line;
 
@@ -484,7 +486,7 @@ static int unavailable(struct conn *c)
     if (worker_log_failure(c->worker, END_BACKEND_UNAVAILABLE)) {
         struct log_line line;
         conn_log_begin(&line, c, LOG_WARN, "backend_unavailable");
-        log_str(&line, "backend", cfg_listener_backend(c->cfg)->name);
+        log_str(&line, "backend", tcp_of(c)->group->name);
         log_end(&line);
     }
     return conn_linger(c, END_BACKEND_UNAVAILABLE);
@@ -495,7 +497,7 @@ static int unavailable(struct conn *c)
 static int connect_next(struct conn *c)
 {
     struct tcp_forward *t = tcp_of(c);
-    const struct cfg_backend *group = cfg_listener_backend(c->cfg);
+    const struct cfg_backend *group = t->group;
     enum backend_pick_result result;
 
     /* backend.source: client connects from the client's address, so only to
@@ -503,7 +505,7 @@ static int connect_next(struct conn *c)
     const struct sockaddr *source = conn_backend_source(c);
     int family = source != NULL ? source->sa_family : AF_UNSPEC;
 
-    while ((t->server = backend_group_pick(generation_group(c->gen, c->cfg), group, family,
+    while ((t->server = backend_group_pick(generation_group(c->gen, group), group, family,
                                            t->tried, t->num_tried, &result)) != NULL) {
         t->backend_server = &t->server->addr;
         t->connect_started_us = metrics_clock_us();
@@ -539,6 +541,11 @@ static int tcp_start(struct conn *c)
     c->mode_state = t;
     t->state = TCP_CONNECTING;
     t->backend_write_failure = END_DONE;
+    /* The SNI is the ClientHello's, fixed for the connection: one route
+     * decision per connection. */
+    t->group = route_for_sni(c->cfg->routes, c->cfg->num_routes,
+                             SSL_get_servername(c->client.ssl, TLSEXT_NAMETYPE_host_name),
+                             c->cfg->backend);
     if (connect_next(c) != 0)
         return t->num_tried == 0 ? unavailable(c)
                                  : conn_linger(c, END_BACKEND_CONNECT_FAILED);

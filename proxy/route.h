@@ -4,7 +4,7 @@
  * backend of a connection is chosen once, from its ClientHello. In HTTP mode
  * each route names a host (the request's authority, port removed) and/or a
  * path prefix, and the backend is chosen per request; there SNI only picks
- * the certificate. Mixing the kinds is a load error (config_routes.c).
+ * the certificate. Mixing the kinds is a load error (config_backend.c reads the table).
  *
  * Names match without regard to case, a trailing dot ignored. A pattern
  * "*.example.com" matches any name that ends in ".example.com" with at least

@@ -23,6 +23,8 @@ from test_backend import fill_accept_queue
 from tlsterm_harness import (
     HERE,
     TIMEOUT,
+    TLSTERM_BIN,
+    to_yaml,
     Backend,
     addr_text,
     client_context,
@@ -118,14 +120,14 @@ def tcp_request(proxy, certs, timeout=10):
     return data.split(b"\r\n\r\n", 1)[1].decode().strip() or None
 
 
-def curl_get(proxy, certs, path="/", timeout=15):
+def curl_get(proxy, certs, path="/", timeout=15, host="localhost"):
     """curl_get fetches |path| through an http-mode listener on a new
-    connection; it returns (status, body)."""
+    connection (to https://|host|); it returns (status, body)."""
     port = proxy.port("edge")
     result = subprocess.run(
         ["curl", "-sS", "--http1.1", "--cacert", str(certs.ca), "--resolve",
          f"localhost:{port}:127.0.0.1", "-o", "-", "-w", "\n%{http_code}",
-         f"https://localhost:{port}{path}"],
+         f"https://{host}:{port}{path}"],
         capture_output=True, timeout=timeout)
     out = result.stdout.decode()
     body, _, status = out.rpartition("\n")
@@ -435,6 +437,61 @@ def test_rolling_restart_under_load(tlsterm_factory, certs, group, mode):
             seen.append(got)
     assert failures == 0, seen
     assert "a" in seen and "b" in seen
+
+
+# ---- routes -------------------------------------------------------------------------
+
+
+def test_routes_by_sni_in_tcp_mode(tlsterm_factory, certs, group):
+    a, b, c = group.start("a"), group.start("b"), group.start("c")
+    listener = tcp_listener(certs, "c")
+    listener["routes"] = [{"sni": "*.b.test", "backend": "b"},
+                          {"sni": "a.test", "backend": {"servers": [a.addr]}}]
+    backends = {"b": {"servers": [b.addr]}, "c": {"servers": [c.addr]}}
+    proxy = tlsterm_factory(config_with(listener, backends))
+
+    def via(sni):
+        ctx = client_context(certs.ca)
+        ctx.check_hostname = False  # the certificate is localhost's
+        with tls_connect(proxy.port("edge"), ctx, server_hostname=sni) as tls:
+            tls.sendall(REQUEST)
+            data = b""
+            while chunk := tls.recv(4096):
+                data += chunk
+        return data.split(b"\r\n\r\n", 1)[1].decode().strip()
+
+    assert [via("a.test"), via("x.b.test"), via("y.x.b.test"), via("b.test"), via("other")] == \
+        ["a", "b", "b", "c", "c"]
+    names = {g["name"] for g in backends_json(proxy)}
+    assert {"b", "c", "edge.route2"} <= names
+
+
+def test_routes_by_host_and_path_in_http_mode(tlsterm_factory, certs, group):
+    site, api, ip = group.start("site"), group.start("api"), group.start("ip")
+    listener = http_listener(certs, "site")
+    listener["routes"] = [{"host": "127.0.0.1", "backend": {"servers": [ip.addr]}},
+                          {"path_prefix": "/api/", "backend": "api"}]
+    backends = {"site": {"servers": [site.addr]}, "api": {"servers": [api.addr]}}
+    proxy = tlsterm_factory(config_with(listener, backends))
+    assert curl_get(proxy, certs, "/") == (200, "site")
+    assert curl_get(proxy, certs, "/api/v1") == (200, "api")
+    assert curl_get(proxy, certs, "/api/v1", host="127.0.0.1") == (200, "ip")
+    assert curl_get(proxy, certs, "/apiv1") == (200, "site")
+
+
+def test_check_prints_the_route_table(tmp_path, certs):
+    listener = tcp_listener(certs, "c")
+    listener["routes"] = [{"sni": "*.b.test", "backend": "b"}]
+    config = config_with(listener, {"b": {"servers": ["127.0.0.1:2"]},
+                                    "c": {"servers": ["127.0.0.1:3"]}}, admin=False)
+    path = tmp_path / "routes.yaml"
+    path.write_text(to_yaml(config))
+    result = subprocess.run([TLSTERM_BIN, "--check", "-c", str(path)], capture_output=True,
+                            timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr.decode()
+    out = result.stdout.decode()
+    assert "  route 1: sni *.b.test -> b\n" in out
+    assert "  route default: -> c\n" in out
 
 
 # ---- re-resolution ---------------------------------------------------------------

@@ -173,6 +173,44 @@ static void test_unresolvable_name_fails_the_load(void **state)
                            "(a host name must resolve when the configuration loads)\n"));
 }
 
+static void test_routes(void **state)
+{
+    (void)state;
+    struct config *config = config_fixture_load(
+        LISTENER("app") "    routes:\n"
+                        "      - {sni: \"*.b.test\", backend: b}\n"
+                        "      - {sni: a.test, backend: {servers: \"127.0.0.1:3\"}}\n"
+                        "backends:\n"
+                        "  app: {servers: \"127.0.0.1:1\"}\n"
+                        "  b: {servers: \"127.0.0.1:2\"}\n");
+    assert_non_null(config);
+    const struct cfg_listener *l = &config->listeners[0];
+    assert_int_equal(l->num_routes, 2);
+    assert_string_equal(l->routes[0].sni, "*.b.test");
+    assert_string_equal(l->routes[0].backend->name, "b");
+    assert_string_equal(l->routes[1].backend->name, "edge.route2");
+    assert_int_equal(config->num_backends, 3);
+    config_free(config);
+
+    config_fixture_expect_errors(
+        LISTENER("app") "    routes:\n"
+                        "      - {host: a.test, backend: app}\n"
+                        "      - {sni: \"x.*\", backend: app}\n"
+                        "      - {backend: nope}\n"
+                        "      - {sni: a.test, path_prefix: /x, backend: app}\n"
+                        "backends:\n"
+                        "  app: {servers: \"127.0.0.1:1\"}\n",
+        "t.yaml:11:15: invalid sni 'x.*'; expected a name, or '*.suffix' for any name under "
+        "it\n"
+        "t.yaml:12:19: unknown backend group 'nope'; defined in 'backends': app\n"
+        "t.yaml:10:9: host and path_prefix routes are for mode http (decided per request); in "
+        "mode tcp route by 'sni'\n"
+        "t.yaml:12:9: route matches nothing; give it 'sni' (mode tcp), or 'host' and/or "
+        "'path_prefix' (mode http)\n"
+        "t.yaml:13:9: route mixes 'sni' with 'host' or 'path_prefix'; a tcp-mode listener "
+        "routes by sni, an http-mode one by host and path\n");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -181,6 +219,7 @@ int main(void)
         cmocka_unit_test_teardown(test_backends_may_follow_listeners, config_fixture_reset),
         cmocka_unit_test_teardown(test_group_errors, config_fixture_reset),
         cmocka_unit_test_teardown(test_unresolvable_name_fails_the_load, config_fixture_reset),
+        cmocka_unit_test_teardown(test_routes, config_fixture_reset),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
