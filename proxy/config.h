@@ -132,6 +132,19 @@ struct cfg_cidr {
     uint8_t prefix;   /* 0..32 or 0..128 */
 };
 
+/* cfg_cidr_contains says whether |cidr| holds the address |addr| (network
+ * byte order) of |family|. */
+bool cfg_cidr_contains(const struct cfg_cidr *cidr, int family, const uint8_t *addr);
+
+/* struct cfg_accept_proxy is a listener's "accept_proxy": connections from
+ * |from| must start with a PROXY protocol header (v1 or v2), whose source
+ * address replaces the peer's; all others are refused. */
+struct cfg_accept_proxy {
+    struct cfg_cidr *from; /* NULL: off (default) */
+    size_t num_from;
+    uint32_t timeout_ms; /* until the header is complete (default 3s) */
+};
+
 /* struct cfg_http is a listener's "http" section (http mode only). */
 struct cfg_http {
     bool x_forwarded;                 /* X-Forwarded-For/-Proto/-Host/-Port (default true) */
@@ -193,6 +206,10 @@ struct cfg_listener {
     struct net_addr *servers;
     size_t num_servers;
     enum cfg_backend_protocol backend_protocol;
+    uint8_t proxy_protocol;         /* backend.proxy_protocol: 0 off (default), 1 or 2 */
+    bool proxy_protocol_unique_id;  /* v2 UNIQUE_ID TLV: the client connection's id */
+    bool proxy_protocol_crc32c;     /* v2 CRC32C TLV */
+    struct cfg_accept_proxy accept_proxy;
     enum cfg_mode mode;
     uint32_t backend_max_connections; /* per server and worker; 0: unlimited */
     uint32_t pool_idle_timeout_ms;    /* backend.pool.idle_timeout (default 2s) */
@@ -272,6 +289,15 @@ struct config *config_load(const char *path, FILE *errors);
  * gracefully (h2 GOAWAY, h1 Connection: close) so clients reconnect under
  * the new ones. */
 bool cfg_listener_same_http(const struct cfg_listener *a, const struct cfg_listener *b);
+
+/* cfg_backend_per_client says whether |listener|'s HTTP-mode backend
+ * connections belong to one client connection each (never pooled across
+ * clients): a PROXY protocol header speaks for one client, for the whole
+ * life of the backend connection that carries it. */
+static inline bool cfg_backend_per_client(const struct cfg_listener *listener)
+{
+    return listener->proxy_protocol != 0;
+}
 
 /* config_free releases |config| and everything it owns. NULL is allowed. */
 void config_free(struct config *config);
