@@ -58,17 +58,9 @@ static void apply_from(struct loader *ld, const struct field *field, const struc
     }
 }
 
-static void apply_timeout(struct loader *ld, const struct field *field,
-                          const struct ynode *value, void *out)
-{
-    cfg_apply_duration(ld, field, value, out);
-    if (*(uint32_t *)out == 0)
-        cfg_fail_at(ld, value, "accept_proxy.timeout must be more than 0");
-}
-
 static const struct field accept_proxy_fields[] = {
     {"from", true, apply_from, 0, NULL},
-    {"timeout", false, apply_timeout, offsetof(struct cfg_accept_proxy, timeout_ms), NULL},
+    {"timeout", false, cfg_apply_duration, offsetof(struct cfg_accept_proxy, timeout_ms), NULL},
 };
 static const struct schema accept_proxy_schema = {"accept_proxy", "in accept_proxy",
                                                   accept_proxy_fields, 2};
