@@ -181,8 +181,8 @@ static int take(struct conn *c, size_t len)
             continue;
         if (n <= 0)
             return -1;
+        /* Not in sock.bytes_read: that counts what TLS got (tls_io.h). */
         c->proxy_len = (uint16_t)(c->proxy_len + n);
-        c->client.sock.bytes_read += (uint64_t)n;
         len -= (size_t)n;
     }
     return 0;

@@ -23,6 +23,7 @@ import struct
 import subprocess
 import threading
 import time
+import warnings
 
 import pytest
 
@@ -31,6 +32,7 @@ from tlsterm_harness import (
     TIMEOUT,
     Pki,
     admin_addr,
+    get,
     client_context,
     free_port,
     listener_config,
@@ -792,3 +794,54 @@ def test_haproxy_send_proxy_v2_in_front(tlsterm_factory, certs, tmp_path):
             stop_process(proc)
     finally:
         backend.stop()
+
+
+def test_accept_proxy_failures_name_the_real_client(balanced, certs):
+    """After the header, a failed handshake is the real client's: the
+    handshake_failed line (with its JA4) and the failure report's networks
+    name the header's source, and plain HTTP still gets its 400."""
+    proxy, _ = balanced
+    port = proxy.port("lb")
+    # Plain HTTP behind the balancer: the answer that names https://.
+    sock = connect_from("127.0.0.1", port)
+    sock.sendall(v2_header("PROXY", ("203.0.113.50", 5050), ("198.51.100.1", 443))
+                 + b"GET /x HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    sock.settimeout(TIMEOUT)
+    response = b""
+    while chunk := sock.recv(65536):
+        response += chunk
+    sock.close()
+    assert response.startswith(b"HTTP/1.1 400"), response
+    assert b"https://localhost" in response
+    failed = proxy.wait_for("handshake_failed", client="203.0.113.50:5050")
+    assert failed["reason"] == "http_request_on_tls_port"
+
+    # A TLS 1.1-only ClientHello behind the balancer: refused, with its JA4.
+    sock = connect_from("127.0.0.1", port)
+    sock.sendall(b"PROXY TCP6 2001:db8::50 2001:db8::1 6060 443\r\n")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    with warnings.catch_warnings():  # TLS 1.1 is deprecated: that is the point
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+    ctx.set_ciphers("ALL:@SECLEVEL=0")
+    with pytest.raises((ssl.SSLError, OSError)):
+        ctx.wrap_socket(sock, server_hostname="localhost")
+    sock.close()
+    failed = proxy.wait_for("handshake_failed", client="[2001:db8::50]:6060")
+    assert failed["reason"] == "protocol_version" and failed["ja4"].startswith("t11")
+
+    def networks():
+        status, body = get(admin_addr(proxy), "/report")
+        assert status == 200
+        found = {}
+        for policy in json.loads(body)["policies"]:
+            for detail in policy["failure-details"]:
+                for entry in detail["top-client-networks"]:
+                    found[entry["network"]] = found.get(entry["network"], 0) + entry["count"]
+        return found
+
+    found = wait_until(lambda: (n := networks()) and len(n) >= 2 and n, what="both in /report")
+    assert found.get("203.0.113.0/24") == 1
+    assert any(k.startswith("2001:db8:") for k in found), found
+    assert not any(k.startswith("127.") for k in found), found
