@@ -845,3 +845,34 @@ def test_accept_proxy_failures_name_the_real_client(balanced, certs):
     assert found.get("203.0.113.0/24") == 1
     assert any(k.startswith("2001:db8:") for k in found), found
     assert not any(k.startswith("127.") for k in found), found
+
+
+def test_http2_streams_use_the_clients_own_connections(tlsterm_factory, receivers, certs):
+    """An HTTP/2 client's streams: one after the other they reuse the
+    client's backend connection; at once they open more, each starting
+    with the header of the same client connection (same UNIQUE_ID); none
+    is given to another client."""
+    from http_harness import H2Conn
+
+    receiver = receivers("http")
+    listener = http_listener("pp", receiver.addr, certs,
+                             backend_opts={"proxy_protocol": "v2",
+                                           "proxy_protocol_unique_id": True})
+    proxy = tlsterm_factory(http_config([listener]))
+    port = proxy.port("pp")
+    with H2Conn(port, certs) as h2c:
+        first = h2c.get("/a").json()
+        second = h2c.get("/b").json()
+        assert first["conn"] == second["conn"] and second["n"] == 2
+        streams = [h2c.request("GET", f"/c{i}") for i in range(3)]
+        h2c.wait(lambda: all(s.done for s in streams), what="three streams at once")
+        used = {s.json()["conn"] for s in streams}
+        assert first["conn"] in used
+        ids = {receiver.conns[i]["header"]["tlvs"][0x05] for i in used | {first["conn"]}}
+        assert len(ids) == 1, ids
+        count = len(receiver.conns)
+        with H2Conn(port, certs) as other:
+            theirs = other.get("/d").json()
+        assert theirs["conn"] == count  # a new connection, not one of the first client's
+        assert receiver.conns[theirs["conn"]]["header"]["tlvs"][0x05] not in ids
+    receiver.wait(lambda cs: all(c["closed"] for c in cs), "every backend connection to close")
