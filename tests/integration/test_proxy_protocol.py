@@ -876,3 +876,53 @@ def test_http2_streams_use_the_clients_own_connections(tlsterm_factory, receiver
         assert theirs["conn"] == count  # a new connection, not one of the first client's
         assert receiver.conns[theirs["conn"]]["header"]["tlvs"][0x05] not in ids
     receiver.wait(lambda cs: all(c["closed"] for c in cs), "every backend connection to close")
+
+
+def test_accept_proxy_source_reaches_the_backend_header(tlsterm_factory, receivers, certs):
+    """Both ways at once: the balancer's client is the one the backend's own
+    PROXY header names."""
+    receiver = receivers("echo")
+    listener = listener_config("pp", receiver.addr, certs)
+    listener["accept_proxy"] = {"from": ["127.0.0.0/8"]}
+    listener["backend"]["proxy_protocol"] = "v1"
+    proxy = tlsterm_factory(tlsterm_config([listener]))
+    port = proxy.port("pp")
+    sock = connect_from("127.0.0.1", port)
+    sock.sendall(v2_header("PROXY", ("198.51.100.77", 7777), ("192.0.2.1", 443)))
+    tls = client_context(certs.ca).wrap_socket(sock, server_hostname="localhost")
+    tls.sendall(b"hi")
+    assert recv_exactly(tls, 2) == b"hi"
+    tls.close()
+    conn = receiver.wait(lambda cs: cs and cs[0]["raw"], "a header")[0]
+    assert conn["raw"] == f"PROXY TCP4 198.51.100.77 127.0.0.1 7777 {port}\r\n".encode()
+
+
+def test_accept_proxy_lines_are_rate_limited(tlsterm_factory, certs):
+    """proxy_header_rejected lines take the handshake_failures limits (a
+    bucket of their own): a burst of 2 and 1/s, the rest counted in a
+    summary line; the counter counts every refusal."""
+    listener = listener_config("strict", "127.0.0.1:9", certs)
+    listener["accept_proxy"] = {"from": ["192.0.2.0/24"]}
+    config = tlsterm_config([listener])
+    config["log"]["handshake_failures"] = {"rate": 1, "burst": 2, "summary_interval": "1s"}
+    config["workers"] = 1  # the buckets are per worker
+    config["admin"] = {"listen": "127.0.0.1:0"}
+    proxy = tlsterm_factory(config)
+    port = proxy.port("strict")
+    started = time.monotonic()
+    for _ in range(10):
+        expect_closed(connect_from("127.0.0.1", port))
+    elapsed = time.monotonic() - started
+    wait_until(lambda: rejected_count(proxy, "strict", "untrusted_source") == 10,
+               what="ten refusals counted")
+    summary = proxy.wait_for("proxy_header_rejected_suppressed")
+    assert summary["reason"] == "proxy_header_rejected"
+
+    def accounted():
+        shown = len(proxy.find("proxy_header_rejected"))
+        dropped = sum(e["count"] for e in proxy.find("proxy_header_rejected_suppressed"))
+        return shown + dropped == 10 and shown
+
+    shown = wait_until(accounted, what="every refusal shown or summed up")
+    # The burst, and one token per second refilled meanwhile.
+    assert 2 <= shown <= 2 + int(elapsed) + 1 < 10, (shown, elapsed)
