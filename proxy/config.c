@@ -582,6 +582,8 @@ static const struct field backend_fields[] = {
     {"max_connections", false, apply_count,
      offsetof(struct cfg_listener, backend_max_connections), NULL},
     {"pool", false, cfg_apply_nested, 0, &pool_schema},
+    {"source", false, cfg_apply_backend_source, offsetof(struct cfg_listener, backend_source),
+     NULL},
     /* config_proxy.c */
     {"proxy_protocol", false, cfg_apply_proxy_protocol,
      offsetof(struct cfg_listener, proxy_protocol), NULL},
@@ -735,6 +737,7 @@ static void apply_listeners(struct loader *ld, const struct field *field,
         /* Checks that read several keys, which may come in any order. */
         cfg_check_mode(ld, item, listener);
         cfg_check_not_redirect(ld, item);
+        cfg_check_source(ld, item, listener);
         cfg_check_proxy_protocol(ld, item, listener);
         if (listener->mode == CFG_MODE_TCP)
             check_alpn_h2(ld, item, listener);

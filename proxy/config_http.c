@@ -547,6 +547,10 @@ void config_describe_listener(const struct cfg_listener *l, FILE *out)
 
     fprintf(out, "  mode: %s\n", l->mode == CFG_MODE_HTTP ? "http" : "tcp");
     fprintf(out, "  backend.protocol: %s\n", protocol_names[l->backend_protocol]);
+    fprintf(out, "  backend.source: %s\n",
+            l->backend_source == CFG_BACKEND_SOURCE_CLIENT
+                ? "client (the client's address; needs CAP_NET_ADMIN)"
+                : "proxy");
     describe_proxy_protocol(l, out);
     if (l->mode != CFG_MODE_HTTP)
         return;

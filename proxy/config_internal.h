@@ -201,6 +201,22 @@ const char *cfg_format_duration(uint32_t ms, char *out, size_t out_len);
 void cfg_check_mode(struct loader *ld, const struct ynode *listener_node,
                     struct cfg_listener *listener);
 
+/* ---- config_source.c ---- */
+
+/* cfg_apply_backend_source is the handler for backend.source: "proxy"
+ * (default) or "client". |out| is the enum cfg_backend_source. */
+void cfg_apply_backend_source(struct loader *ld, const struct field *field,
+                              const struct ynode *value, void *out);
+
+/* cfg_check_source runs after |listener|'s mapping |listener_node| is
+ * applied. With backend.source: client it refuses, at the server, a unix
+ * backend server (it has no IP address to come from) and a server of a
+ * family none of the listen addresses has (no client could reach it), and,
+ * at the listen address, a listen address of a family no server has (its
+ * clients could reach no server). */
+void cfg_check_source(struct loader *ld, const struct ynode *listener_node,
+                      const struct cfg_listener *listener);
+
 /* ---- config_redirect.c ---- */
 
 /* cfg_is_redirect says whether the listener mapping |listener_node| says

@@ -113,6 +113,13 @@ char *conn_id_text(const struct conn *c, char out[CONN_ID_TEXT_LEN + 1])
     return out;
 }
 
+const struct sockaddr *conn_backend_source(const struct conn *c)
+{
+    return c->cfg->backend_source == CFG_BACKEND_SOURCE_CLIENT && c->client_addr_len > 0
+               ? &c->client_addr.sa
+               : NULL;
+}
+
 /* ---- teardown ------------------------------------------------------------ */
 
 /* state_name says where |c| was, for the conn_closed line: the mode's own

@@ -115,6 +115,11 @@ int conn_linger(struct conn *c, enum end_reason reason);
  * reads). */
 void conn_handshake_progress(struct conn *c);
 
+/* conn_backend_source returns the address |c|'s backend connections come
+ * from (backend_conn_open_from): the client's with backend.source: client,
+ * or NULL (the proxy's own, as routing picks it). It points into |c|. */
+const struct sockaddr *conn_backend_source(const struct conn *c);
+
 /* conn_set_deadline makes the mode's on_deadline run at |at_ms|
  * (clock_now_ms() time; 0: no deadline). */
 void conn_set_deadline(struct conn *c, uint64_t at_ms);

@@ -27,11 +27,12 @@
  * the whole response came in, and the response allows keep-alive; any other
  * end closes it (with a RST when the request was cut short).
  *
- * backend.proxy_protocol: each new connection starts with the PROXY header
- * of the client connection, so it serves that client connection alone
- * (cfg_backend_per_client): it goes back to the pool as the conn's own,
- * is taken again only by the conn's later requests, and is closed with
- * the conn.
+ * A connection that speaks for one client connection (cfg_backend_per_client:
+ * backend.proxy_protocol, whose header goes out at its start, or
+ * backend.source: client, which carries the client's address) serves that
+ * client connection alone: it goes back to the pool as the conn's own, is
+ * taken again only by the conn's later requests, and is closed with the
+ * conn.
  *
  * Ownership. The upstream belongs to its exchange (x->up) from
  * http_upstream_start to its release. It owns its connection (counted out of
@@ -261,8 +262,8 @@ static void open_new(struct http_upstream *up, bool have_slot)
 {
     struct http_exchange *x = up->x;
     struct conn *c = x->c;
-    struct backend_conn *conn =
-        backend_conn_open(c->worker->base, x->server, on_conn_event, up);
+    struct backend_conn *conn = backend_conn_open_from(c->worker->base, x->server,
+                                                       conn_backend_source(c), on_conn_event, up);
 
     x->reused = false;
     if (conn != NULL && c->cfg->proxy_protocol != 0) {
@@ -306,8 +307,10 @@ int http_upstream_start(struct http_exchange *x)
     x->up = up;
     up->timer.fire = on_timer;
     up->waiter.ready = on_slot;
+    const struct sockaddr *source = conn_backend_source(c);
     x->server =
-        backend_pick_server(c->cfg->servers, c->cfg->num_servers, &c->listener->next_server);
+        backend_pick_server_of(c->cfg->servers, c->cfg->num_servers, &c->listener->next_server,
+                               source != NULL ? source->sa_family : AF_UNSPEC);
     up->ps = backend_pool_server(c->worker, c->listener->metrics, x->server);
     up->out = evbuffer_new();
     if (up->ps == NULL || up->out == NULL || http_request_write_head(x, up->out) != 0) {

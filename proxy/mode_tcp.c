@@ -473,9 +473,12 @@ static int tcp_start(struct conn *c)
     t->state = TCP_CONNECTING;
     t->backend_write_failure = END_DONE;
     t->connect_started_us = metrics_clock_us();
+    const struct sockaddr *source = conn_backend_source(c);
     t->backend_server =
-        backend_pick_server(c->cfg->servers, c->cfg->num_servers, &c->listener->next_server);
-    t->backend = backend_conn_open(c->worker->base, t->backend_server, on_backend_event, c);
+        backend_pick_server_of(c->cfg->servers, c->cfg->num_servers, &c->listener->next_server,
+                               source != NULL ? source->sa_family : AF_UNSPEC);
+    t->backend =
+        backend_conn_open_from(c->worker->base, t->backend_server, source, on_backend_event, c);
     if (t->backend == NULL)
         return backend_failed(c, END_BACKEND_CONNECT_FAILED, errno);
     if (c->cfg->proxy_protocol != 0) {

@@ -1133,7 +1133,7 @@ static void test_every_error_reported_once_in_order(void **state)
         "4:13)\n"
         "t.yaml:11:68: unknown group 'P-999'; allowed: X25519, P-256, P-384, P-521\n"
         "t.yaml:12:15: unknown key 'severs' in backend; did you mean 'servers'? "
-        "allowed: servers, protocol, max_connections, pool, proxy_protocol, "
+        "allowed: servers, protocol, max_connections, pool, source, proxy_protocol, "
         "proxy_protocol_unique_id, proxy_protocol_crc32c\n"
         "t.yaml:13:22: invalid max_connections '0'; expected an integer from 1 to "
         "1000000\n");
