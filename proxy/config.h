@@ -139,6 +139,19 @@ struct cfg_cidr {
     uint8_t prefix;   /* 0..32 or 0..128 */
 };
 
+/* cfg_cidr_contains says whether |cidr| holds the address |addr| (network
+ * byte order) of |family|. */
+bool cfg_cidr_contains(const struct cfg_cidr *cidr, int family, const uint8_t *addr);
+
+/* struct cfg_accept_proxy is a listener's "accept_proxy": connections from
+ * |from| must start with a PROXY protocol header (v1 or v2), whose source
+ * address replaces the peer's; all others are refused. */
+struct cfg_accept_proxy {
+    struct cfg_cidr *from; /* NULL: off (default) */
+    size_t num_from;
+    uint32_t timeout_ms; /* until the header is complete (default 3s) */
+};
+
 /* struct cfg_http is a listener's "http" section (http mode only). */
 struct cfg_http {
     bool x_forwarded;                 /* X-Forwarded-For/-Proto/-Host/-Port (default true) */
@@ -201,6 +214,10 @@ struct cfg_listener {
     size_t num_servers;
     enum cfg_backend_protocol backend_protocol;
     enum cfg_backend_source backend_source; /* backend.source (config_source.c) */
+    uint8_t proxy_protocol;         /* backend.proxy_protocol: 0 off (default), 1 or 2 */
+    bool proxy_protocol_unique_id;  /* v2 UNIQUE_ID TLV: the client connection's id */
+    bool proxy_protocol_crc32c;     /* v2 CRC32C TLV */
+    struct cfg_accept_proxy accept_proxy;
     enum cfg_mode mode;
     uint32_t backend_max_connections; /* per server and worker; 0: unlimited */
     uint32_t pool_idle_timeout_ms;    /* backend.pool.idle_timeout (default 2s) */
@@ -282,12 +299,16 @@ struct config *config_load(const char *path, FILE *errors);
 bool cfg_listener_same_http(const struct cfg_listener *a, const struct cfg_listener *b);
 
 /* cfg_backend_per_client says whether |listener|'s backend connections
- * belong to one client connection: an idle one is never handed to another
- * client (in http mode, never put in the shared pool). True with
- * backend.source: client, whose connections carry the client's address. */
+ * belong to one client connection: in http mode an idle one is kept for
+ * that client connection's later requests only, never handed to another
+ * client, and closed with it (backend_pool.h). True with backend.source:
+ * client, whose connections carry the client's address, and with
+ * backend.proxy_protocol, whose header speaks for one client for the whole
+ * life of the connection. */
 static inline bool cfg_backend_per_client(const struct cfg_listener *listener)
 {
-    return listener->backend_source == CFG_BACKEND_SOURCE_CLIENT;
+    return listener->backend_source == CFG_BACKEND_SOURCE_CLIENT ||
+           listener->proxy_protocol != 0;
 }
 
 /* config_needs_net_admin says whether some listener of |config| uses
