@@ -14,6 +14,7 @@ struct pool_idle {
     struct pool_idle *prev, *next;
     struct pool_server *ps;
     struct backend_conn *conn;
+    const void *owner;         /* the client conn of a private one; NULL: shared */
     struct timerq_entry timer; /* backend.pool.idle_timeout */
 };
 
@@ -123,10 +124,14 @@ static void on_idle_timer(struct timerq_entry *timer)
     close_idle((struct pool_idle *)((char *)timer - offsetof(struct pool_idle, timer)));
 }
 
-struct backend_conn *backend_pool_take(struct pool_server *ps)
+struct backend_conn *backend_pool_take(struct pool_server *ps, const void *owner)
 {
-    while (ps->idle != NULL) {
-        struct backend_conn *conn = unlink_idle(ps->idle);
+    struct pool_idle *next;
+    for (struct pool_idle *idle = ps->idle; idle != NULL; idle = next) {
+        next = idle->next;
+        if (idle->owner != owner)
+            continue;
+        struct backend_conn *conn = unlink_idle(idle);
         if (backend_conn_is_idle_ok(conn)) {
             ps->out++;
             return conn;
@@ -136,6 +141,18 @@ struct backend_conn *backend_pool_take(struct pool_server *ps)
     return NULL;
 }
 
+bool backend_pool_evict_idle(struct pool_server *ps)
+{
+    struct pool_idle *oldest = ps->idle;
+    if (oldest == NULL)
+        return false;
+    while (oldest->next != NULL)
+        oldest = oldest->next;
+    /* Not close_idle: the slot goes to the caller, not to a waiter. */
+    backend_conn_free(unlink_idle(oldest), false);
+    return true;
+}
+
 bool backend_pool_may_open(const struct pool_server *ps, uint32_t limit)
 {
     return limit == 0 || ps->out + ps->num_idle + ps->reserved < limit;
@@ -143,8 +160,8 @@ bool backend_pool_may_open(const struct pool_server *ps, uint32_t limit)
 
 void backend_pool_opened(struct pool_server *ps) { ps->out++; }
 
-void backend_pool_put(struct pool_server *ps, struct backend_conn *conn, bool keep,
-                      uint32_t idle_timeout_ms, uint32_t max_idle)
+void backend_pool_put(struct pool_server *ps, struct backend_conn *conn, const void *owner,
+                      bool keep, uint32_t idle_timeout_ms, uint32_t max_idle)
 {
     struct pool_idle *idle = NULL;
 
@@ -152,6 +169,7 @@ void backend_pool_put(struct pool_server *ps, struct backend_conn *conn, bool ke
     if (keep && ps->num_idle < max_idle && (idle = calloc(1, sizeof(*idle))) != NULL) {
         idle->ps = ps;
         idle->conn = conn;
+        idle->owner = owner;
         idle->timer.fire = on_idle_timer;
         if (timerq_set(&ps->worker->timers, &idle->timer, clock_now_ms() + idle_timeout_ms) !=
             0) {
@@ -235,6 +253,20 @@ void backend_pool_close_idle(struct worker *w)
     for (struct pool_server *ps = w->pool->servers; ps != NULL; ps = ps->next)
         while (ps->idle != NULL)
             backend_conn_free(unlink_idle(ps->idle), false);
+}
+
+void backend_pool_close_owned(struct worker *w, const void *owner)
+{
+    if (w->pool == NULL)
+        return;
+    for (struct pool_server *ps = w->pool->servers; ps != NULL; ps = ps->next) {
+        struct pool_idle *next;
+        for (struct pool_idle *idle = ps->idle; idle != NULL; idle = next) {
+            next = idle->next;
+            if (idle->owner == owner)
+                close_idle(idle);
+        }
+    }
 }
 
 void backend_pool_free(struct worker *w)

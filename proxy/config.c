@@ -594,6 +594,8 @@ static const struct field listener_fields[] = {
     {"max_connections", false, cfg_apply_max_connections,
      offsetof(struct cfg_listener, max_connections), NULL},
     {"redirect", false, cfg_refuse_redirect, 0, NULL},
+    {"accept_proxy", false, cfg_apply_accept_proxy, offsetof(struct cfg_listener, accept_proxy),
+     NULL},
     {"routes", false, cfg_apply_routes, 0, NULL},
 };
 static const struct schema listener_schema = {"listener", "in listener", listener_fields,
@@ -881,6 +883,7 @@ void config_free(struct config *config)
         cfg_tls_free(listener);
         cfg_routes_free(listener);
         free(listener->http.trusted_proxies);
+        free(listener->accept_proxy.from);
         free(listener->http.request_id);
         free(listener->http.hsts.value);
     }

@@ -187,6 +187,9 @@ struct cfg_backend {
     uint32_t passive_cooldown_ms; /* out of rotation this long (default 10s) */
     bool panic;                   /* all down by checks: use them all (default true) */
     enum cfg_backend_source source; /* source (config_source.c) */
+    uint8_t proxy_protocol;         /* proxy_protocol: 0 off (default), 1 or 2 (config_proxy.c) */
+    bool proxy_protocol_unique_id;  /* v2 UNIQUE_ID TLV: the client connection's id */
+    bool proxy_protocol_crc32c;     /* v2 CRC32C TLV */
 };
 
 /* enum cfg_mode is what a listener does once a handshake is done. */
@@ -215,6 +218,19 @@ struct cfg_cidr {
     int family;       /* AF_INET or AF_INET6 */
     uint8_t addr[16]; /* network byte order; 4 bytes used for AF_INET */
     uint8_t prefix;   /* 0..32 or 0..128 */
+};
+
+/* cfg_cidr_contains says whether |cidr| holds the address |addr| (network
+ * byte order) of |family|. */
+bool cfg_cidr_contains(const struct cfg_cidr *cidr, int family, const uint8_t *addr);
+
+/* struct cfg_accept_proxy is a listener's "accept_proxy": connections from
+ * |from| must start with a PROXY protocol header (v1 or v2), whose source
+ * address replaces the peer's; all others are refused. */
+struct cfg_accept_proxy {
+    struct cfg_cidr *from; /* NULL: off (default) */
+    size_t num_from;
+    uint32_t timeout_ms; /* until the header is complete (default 3s) */
 };
 
 /* struct cfg_http is a listener's "http" section (http mode only). */
@@ -282,6 +298,7 @@ struct cfg_listener {
      * that matches chooses the group (route.h; config_backend.c reads them). */
     struct cfg_route *routes;
     size_t num_routes;
+    struct cfg_accept_proxy accept_proxy;
     enum cfg_mode mode;
     struct cfg_http http;
     struct cfg_http2 http2;
@@ -385,12 +402,17 @@ struct config *config_load(const char *path, FILE *errors);
 bool cfg_listener_same_http(const struct cfg_listener *a, const struct cfg_listener *b);
 
 /* cfg_backend_per_client says whether |listener|'s backend connections
- * belong to one client connection: an idle one is never handed to another
- * client (in http mode, never put in the shared pool). True with
- * backend.source: client, whose connections carry the client's address. */
+ * belong to one client connection: in http mode an idle one is kept for
+ * that client connection's later requests only, never handed to another
+ * client, and closed with it (backend_pool.h). True with backend.source:
+ * client, whose connections carry the client's address, and with
+ * backend.proxy_protocol, whose header speaks for one client for the whole
+ * life of the connection. */
 static inline bool cfg_backend_per_client(const struct cfg_listener *listener)
 {
-    return listener->backend != NULL && listener->backend->source == CFG_BACKEND_SOURCE_CLIENT;
+    const struct cfg_backend *group = listener->backend;
+    return group != NULL &&
+           (group->source == CFG_BACKEND_SOURCE_CLIENT || group->proxy_protocol != 0);
 }
 
 /* config_needs_net_admin says whether some listener of |config| uses

@@ -336,6 +336,13 @@ static const struct field backend_fields[] = {
      NULL},
     {"pool", false, cfg_apply_nested, 0, &pool_schema},
     {"source", false, cfg_apply_backend_source, offsetof(struct cfg_backend, source), NULL},
+    /* config_proxy.c */
+    {"proxy_protocol", false, cfg_apply_proxy_protocol,
+     offsetof(struct cfg_backend, proxy_protocol), NULL},
+    {"proxy_protocol_unique_id", false, cfg_apply_bool,
+     offsetof(struct cfg_backend, proxy_protocol_unique_id), NULL},
+    {"proxy_protocol_crc32c", false, cfg_apply_bool,
+     offsetof(struct cfg_backend, proxy_protocol_crc32c), NULL},
     {"balance", false, apply_balance, offsetof(struct cfg_backend, balance), NULL},
     {"retries", false, apply_retries, offsetof(struct cfg_backend, retries), NULL},
     {"resolve_interval", false, cfg_apply_duration,
@@ -382,6 +389,7 @@ static struct cfg_backend *parse_group(struct loader *ld, const struct ynode *ma
         strcmp(yamltree_scalar(resolve), "first") == 0)
         group->resolve = CFG_RESOLVE_FIRST; /* checked again, and reported, in its turn */
     cfg_apply_mapping(ld, &backend_schema, mapping, group);
+    cfg_check_proxy_protocol(ld, mapping, group);
     if (group->check.type == CFG_CHECK_HTTP && group->check.path == NULL)
         group->check.path = cfg_dup_string(ld, mapping, "/");
     if (group->check.timeout_ms > group->check.interval_ms &&
@@ -602,6 +610,19 @@ void cfg_check_routes(struct loader *ld, const struct ynode *listener_node,
             cfg_fail_at(ld, node,
                         "host and path_prefix routes are for mode http (decided per request); "
                         "in mode tcp route by 'sni'");
+        else if (route->backend != NULL && listener->backend != NULL &&
+                 (route->backend->source != listener->backend->source ||
+                  route->backend->proxy_protocol != listener->backend->proxy_protocol ||
+                  route->backend->proxy_protocol_unique_id !=
+                      listener->backend->proxy_protocol_unique_id ||
+                  route->backend->proxy_protocol_crc32c !=
+                      listener->backend->proxy_protocol_crc32c))
+            cfg_fail_at(ld, yamltree_get(node, "backend"),
+                        "group '%s' differs from the listener's backend '%s' in source or "
+                        "proxy_protocol; a listener's groups must agree on them (they decide "
+                        "how its client connections are kept and what they carry)",
+                        route->backend->name != NULL ? route->backend->name : "(inline)",
+                        listener->backend->name != NULL ? listener->backend->name : "(inline)");
         else if (first_sni != NULL && first_http != NULL)
             cfg_fail_at(ld, node,
                         "routes mix sni routes (first at %d:%d) with host and path "

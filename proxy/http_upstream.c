@@ -29,9 +29,14 @@
  *
  * A connection goes back to the pool only when the whole request went out,
  * the whole response came in, and the response allows keep-alive; any other
- * end closes it (with a RST when the request was cut short). A connection
- * from the client's own address (backend.source: client) is never pooled:
- * another client must not get it.
+ * end closes it (with a RST when the request was cut short).
+ *
+ * A connection that speaks for one client connection (cfg_backend_per_client:
+ * backend.proxy_protocol, whose header goes out at its start, or
+ * backend.source: client, which carries the client's address) serves that
+ * client connection alone: it goes back to the pool as the conn's own, is
+ * taken again only by the conn's later requests, and is closed with the
+ * conn.
  *
  * Ownership. The upstream belongs to its exchange (x->up) from
  * http_upstream_start to its release. It owns its connection (counted out of
@@ -55,6 +60,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "route.h"
+#include "proxy_header.h"
 #include "worker.h"
 
 /* Reads of the backend per turn before yielding to other connections. */
@@ -128,6 +134,13 @@ static void log_group_problem(const struct http_upstream *up, const char *event,
     log_end(&line);
 }
 
+/* pool_owner is the owner |up|'s connections are pooled for: its client
+ * conn when they carry a PROXY header, else NULL (shared). */
+static const void *pool_owner(const struct http_upstream *up)
+{
+    return cfg_backend_per_client(up->x->c->cfg) ? up->x->c : NULL;
+}
+
 static void log_backend_problem(const struct http_upstream *up, const char *event,
                                 const char *error)
 {
@@ -153,14 +166,11 @@ static void drop_conn(struct http_upstream *up, bool abort)
     if (conn == NULL)
         return;
     up->conn = NULL;
-    /* A connection that carries its client's address (backend.source:
-     * client) never goes to the shared pool, where another client could
-     * take it: it closes when its exchange ends. */
-    if (!abort && up->state == UP_OPEN && x->resp_done && up->req_sent && up->reusable &&
-        cfg->source != CFG_BACKEND_SOURCE_CLIENT) {
+    if (!abort && up->state == UP_OPEN && x->resp_done && up->req_sent && up->reusable) {
         struct worker *w = worker_of(up);
         bool keep = x->c->gen == w->gen && !w->draining;
-        backend_pool_put(up->ps, conn, keep, cfg->pool_idle_timeout_ms, cfg->pool_max_idle);
+        backend_pool_put(up->ps, conn, pool_owner(up), keep, cfg->pool_idle_timeout_ms,
+                         cfg->pool_max_idle);
         return;
     }
     backend_conn_free(conn, abort || !up->req_sent);
@@ -237,8 +247,7 @@ static void acquire(struct http_upstream *up)
         queue(up);
         return;
     }
-    struct backend_conn *conn =
-        cfg->source == CFG_BACKEND_SOURCE_CLIENT ? NULL : backend_pool_take(up->ps);
+    struct backend_conn *conn = backend_pool_take(up->ps, pool_owner(up));
 
     if (conn != NULL) {
         x->reused = true;
@@ -248,7 +257,9 @@ static void acquire(struct http_upstream *up)
         pump(up);
         return;
     }
-    if (backend_pool_may_open(up->ps, cfg->max_connections)) {
+    /* Another client's idle private connection gives way to this one. */
+    if (backend_pool_may_open(up->ps, cfg->max_connections) ||
+        (pool_owner(up) != NULL && backend_pool_evict_idle(up->ps))) {
         open_new(up, false);
         return;
     }
@@ -339,6 +350,18 @@ static void open_new(struct http_upstream *up, bool have_slot)
                                                        conn_backend_source(c), on_conn_event, up);
 
     x->reused = false;
+    if (conn != NULL && up->group->proxy_protocol != 0) {
+        /* The header goes first, ahead of the request head in |out|. */
+        uint8_t header[PROXY_HEADER_OUT_MAX];
+        size_t len = proxy_header_for_backend(c, header, sizeof(header));
+        if (len == 0 || evbuffer_prepend(up->out, header, len) != 0) {
+            backend_conn_free(conn, true);
+            if (have_slot)
+                backend_pool_closed(up->ps);
+            fail(up, HTTP_REASON_OUT_OF_MEMORY);
+            return;
+        }
+    }
     if (conn == NULL) {
         int err = errno;
         if (have_slot)

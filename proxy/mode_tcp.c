@@ -28,6 +28,10 @@
  * bytes, so an idle connection holds none. The connection ends when both
  * flows are done.
  *
+ * backend.proxy_protocol: the PROXY header is the first thing in up's
+ * buffer, so it reaches the backend before any client byte; it is not
+ * client data and is not counted in bytes_in.
+ *
  * Ownership. The mode state (struct tcp_forward) belongs to its conn from
  * start until free; it owns the backend connection and both buffers. */
 #include "mode.h"
@@ -45,6 +49,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "route.h"
+#include "proxy_header.h"
 #include "worker.h"
 
 /* One TLS record of plaintext: a full buffer becomes one full record. */
@@ -546,6 +551,15 @@ static int tcp_start(struct conn *c)
     t->group = route_for_sni(c->cfg->routes, c->cfg->num_routes,
                              SSL_get_servername(c->client.ssl, TLSEXT_NAMETYPE_host_name),
                              c->cfg->backend);
+    /* The PROXY header goes first in up's buffer, whichever server the
+     * connect reaches: nothing is written before a connect succeeds. */
+    if (t->group->proxy_protocol != 0) {
+        if (take_buffer(&t->up) != 0)
+            return conn_close(c, END_OUT_OF_MEMORY, NULL);
+        t->up.end = (uint32_t)proxy_header_for_backend(c, t->up.buf, FORWARD_BUF_LEN);
+        if (t->up.end == 0)
+            return conn_close(c, END_OUT_OF_MEMORY, NULL);
+    }
     if (connect_next(c) != 0)
         return t->num_tried == 0 ? unavailable(c)
                                  : conn_linger(c, END_BACKEND_CONNECT_FAILED);

@@ -210,21 +210,33 @@ def test_backend_sees_client_address(topology, backends, certs, start_proxy, mod
 def test_http_connections_not_shared_between_clients(topology, backends, certs, start_proxy):
     """Two client connections, one after the other: with source: proxy the
     second would reuse the first one's idle backend connection; here the
-    first one's is closed once its exchange ends, and the second gets its
-    own, from its own address."""
+    first one's serves only its own client connection's requests and is
+    closed when that ends, and the second gets its own, from its own
+    address."""
     listener = transparent_listener(certs, server_addrs(backends), mode="http")
     # A pooled connection would stay open for a minute: long past the wait.
     listener["backend"]["pool"] = {"idle_timeout": "60s"}
     proxy = start_proxy(tlsterm_config([listener]))
     backend = backends["4"]
     since = backend.mark()
-    first = client_get(topology, certs, proxy, "4", "/headers", "--http2")
-    # Closed by tlsterm, idle, after its one request: not kept for anyone.
-    backend.wait_for("close", timeout=10, since=since, conn=first["conn"], requests=1,
+    # Two requests on one client connection: the second reuses the backend
+    # connection its own client connection opened (kept for it alone).
+    port = proxy.port("edge", host=PROXY4_FRONT)
+    url = f"https://localhost:{port}/headers"
+    done = run([*topology.exec_in(topology.client), "curl", "-sS", "--http2", "--max-time",
+                str(int(TIMEOUT)), "--cacert", certs.ca, "--resolve",
+                f"localhost:{port}:{PROXY4_FRONT}", "-w", "\n@@\n", url, url],
+               timeout=TIMEOUT + 5)
+    assert done.returncode == 0, text(done) + "\n" + proxy.dump()
+    first, again = [json.loads(b) for b in done.stdout.split(b"\n@@\n") if b.strip()]
+    assert again["conn"] == first["conn"] and (first["n"], again["n"]) == (1, 2)
+    # Closed by tlsterm once its client connection ended, idle after its two
+    # requests: not kept for anyone else.
+    backend.wait_for("close", timeout=10, since=since, conn=first["conn"], requests=2,
                      state="idle")
     second = client_get(topology, certs, proxy, "4", "/headers", "--http1.1")
     assert second["conn"] != first["conn"]
-    assert second["n"] == first["n"] == 1
+    assert second["n"] == 1
     assert peer_host(first["peer"]) == peer_host(second["peer"]) == CLIENT4
     assert first["peer"] != second["peer"]  # each its own port
 

@@ -547,6 +547,7 @@ LOG_SCHEMA = {
         "debug",
         ["listener", "client", "reason", "bytes_in", "bytes_out", "duration_ms"],
     ),
+    "proxy_header_rejected": ("warn", ["listener", "client", "worker", "reason"]),
     "draining": ("info", ["connections"]),
     "stopped": ("info", []),
 }
