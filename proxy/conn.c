@@ -115,7 +115,8 @@ char *conn_id_text(const struct conn *c, char out[CONN_ID_TEXT_LEN + 1])
 
 const struct sockaddr *conn_backend_source(const struct conn *c)
 {
-    return cfg_backend_per_client(c->cfg) && c->client_addr_len > 0
+    const struct cfg_backend *group = cfg_listener_backend(c->cfg);
+    return group != NULL && group->source == CFG_BACKEND_SOURCE_CLIENT && c->client_addr_len > 0
                ? &c->client_addr.sa
                : NULL;
 }

@@ -8,8 +8,9 @@ port lets a test start it again where it was) and prints "PORT <n>" once it
 accepts connections. Every request is answered 200 with the body "NAME\\n",
 except GET /healthz when --health-file is given: its status is the number
 in that file (the test writes 500 to fail the check, 200 to pass it).
-Keep-alive is honoured; a connection idle for --idle seconds (default 2) is
-closed.
+With --echo-head the body also holds the first line of the request as received
+(a PROXY protocol header, when one came first). Keep-alive is honoured; a
+connection idle for --idle seconds (default 2) is closed.
 
 SIGTERM stops it gracefully: the listening socket is closed first (new
 connections are refused from then on), then the requests in progress are
@@ -28,6 +29,7 @@ parser.add_argument("--host", default="127.0.0.1")
 parser.add_argument("--port", type=int, default=0)
 parser.add_argument("--health-file")
 parser.add_argument("--idle", type=float, default=2.0)
+parser.add_argument("--echo-head", action="store_true")
 args = parser.parse_args()
 stopping = threading.Event()
 
@@ -55,6 +57,8 @@ def serve(conn):
             close = any(line.lower() == "connection: close" for line in lines[1:])
             close = close or lines[0].endswith("HTTP/1.0")
             body = f"{args.name}\n".encode()
+            if args.echo_head:  # the first line as received (a PROXY header, say)
+                body += lines[0].encode("latin-1") + b"\n"
             status = status_of(path)
             conn.sendall(
                 f"HTTP/1.1 {status} X\r\nContent-Length: {len(body)}\r\n"

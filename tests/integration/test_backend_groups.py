@@ -50,8 +50,8 @@ class Group:
         self.tmp_path = tmp_path
         self.backends = []
 
-    def start(self, name, port=0, health=None, host="127.0.0.1", idle=2):
-        args = ["--port", str(port), "--host", host, "--idle", str(idle)]
+    def start(self, name, port=0, health=None, host="127.0.0.1", idle=2, extra=()):
+        args = ["--port", str(port), "--host", host, "--idle", str(idle), *extra]
         if health is not None:
             path = self.tmp_path / f"{name}.health"
             path.write_text(f"{health}\n")
@@ -219,6 +219,36 @@ def test_connect_timeout_goes_on_to_the_next_server(tlsterm_factory, certs, grou
     finally:
         for s in fillers + [listener_sock]:
             s.close()
+
+
+def test_proxy_header_goes_to_the_server_a_retry_reaches(tlsterm_factory, certs, group):
+    live = group.start("live", extra=["--echo-head"])
+    dead = dead_addr()
+    backend = {"servers": [dead, live.addr], "proxy_protocol": "v1"}
+    proxy = tlsterm_factory(config_with(tcp_listener(certs, backend), workers=1))
+    mark = proxy.mark()
+    for _ in range(2):  # the first starts at the dead server
+        with tls_connect(proxy.port("edge"), client_context(certs.ca)) as tls:
+            tls.sendall(REQUEST)
+            data = b""
+            while chunk := tls.recv(4096):
+                data += chunk
+        body = data.split(b"\r\n\r\n", 1)[1].decode()
+        assert body.startswith("live\nPROXY TCP4 127.0.0.1 127.0.0.1 "), body
+    assert proxy.find("backend_connect_failed", since=mark, backend=dead)
+
+
+def test_routes_must_agree_on_proxy_protocol(tmp_path, certs):
+    listener = tcp_listener(certs, {"servers": ["127.0.0.1:1"]})
+    listener["routes"] = [{"sni": "a.test",
+                           "backend": {"servers": ["127.0.0.1:2"], "proxy_protocol": "v2"}}]
+    path = tmp_path / "bad.yaml"
+    path.write_text(to_yaml(config_with(listener, admin=False)))
+    result = subprocess.run([TLSTERM_BIN, "--check", "-c", str(path)], capture_output=True,
+                            timeout=TIMEOUT)
+    assert result.returncode == 1
+    assert "group 'edge.route1' differs from the listener's backend 'edge' in source or " \
+        "proxy_protocol" in result.stderr.decode()
 
 
 def test_retries_zero_fails_over_nothing(tlsterm_factory, certs, group):
