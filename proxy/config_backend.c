@@ -565,9 +565,8 @@ void cfg_apply_routes(struct loader *ld, const struct field *field, const struct
             cfg_apply_mapping(ld, &route_schema, item, route);
         route->kind = route->sni != NULL ? ROUTE_SNI : ROUTE_HTTP;
         if (route->backend != NULL)
-            route->backend_name = cfg_dup_string(ld, item, route->backend->is_inline
-                                                               ? "(inline)"
-                                                               : route->backend->name);
+            route->backend_name = cfg_dup_string(
+                ld, item, route->backend->is_inline ? "(inline)" : route->backend->name);
     }
 }
 

@@ -26,10 +26,9 @@ static struct net_addr parse(const char *text)
 static void test_family_and_state_across_attach(void **state)
 {
     struct net_addr addrs[] = {parse("127.0.0.1:1"), parse("[::1]:2")};
-    struct cfg_server servers[] = {{.address = "127.0.0.1:1", .weight = 1, .addrs = &addrs[0],
-                                    .num_addrs = 1},
-                                   {.address = "[::1]:2", .weight = 1, .addrs = &addrs[1],
-                                    .num_addrs = 1}};
+    struct cfg_server servers[] = {
+        {.address = "127.0.0.1:1", .weight = 1, .addrs = &addrs[0], .num_addrs = 1},
+        {.address = "[::1]:2", .weight = 1, .addrs = &addrs[1], .num_addrs = 1}};
     struct cfg_backend cfg = {.name = "unit",
                               .servers = servers,
                               .num_servers = 2,
