@@ -453,9 +453,14 @@ static int fail_tls(struct conn *c, const struct tls_io_failure *failure)
     return conn_close(c, failure->reason, failure);
 }
 
-/* write_out writes up to |len| bytes at |data| to the client; |*out_n| is
- * what went. CONN_OK, or CONN_CLOSED after a TLS failure. */
-static int write_out(struct h2_front *f, const uint8_t *data, size_t len, size_t *out_n)
+enum out_result { OUT_MOVED, OUT_BLOCKED, OUT_CLOSED };
+
+/* write_out writes up to |len| bytes at |data| to the client: OUT_MOVED
+ * with |*out_n| the bytes that went (maybe fewer: partial writes are on),
+ * OUT_BLOCKED when the transport must wait, or OUT_CLOSED after a TLS
+ * failure closed the connection. */
+static enum out_result write_out(struct h2_front *f, const uint8_t *data, size_t len,
+                                 size_t *out_n)
 {
     struct conn *c = f->c;
     struct tls_io_failure failure;
@@ -467,15 +472,16 @@ static int write_out(struct h2_front *f, const uint8_t *data, size_t len, size_t
         metrics_bytes_backend_to_client(c->listener->metrics, *out_n);
         f->last_activity_ms = clock_now_ms();
         h2_limits_set_stalled(&f->limits, false, 0);
-        return CONN_OK;
+        return OUT_MOVED;
     case TLS_IO_WANT_READ:
     case TLS_IO_WANT_WRITE:
-        return CONN_OK;
+        return OUT_BLOCKED;
     case TLS_IO_EOF:
     case TLS_IO_ERROR:
         break;
     }
-    return fail_tls(c, &failure);
+    fail_tls(c, &failure);
+    return OUT_CLOSED;
 }
 
 /* gather_frames asks nghttp2 for frames while they fit in gather_buf,
@@ -513,13 +519,16 @@ static int send_frames(struct h2_front *f)
 
     for (;;) {
         size_t n = 0;
+        enum out_result out;
         if (f->pending != NULL) {
-            if (write_out(f, f->pending, f->pending_len, &n) != CONN_OK)
+            if ((out = write_out(f, f->pending, f->pending_len, &n)) == OUT_CLOSED)
                 return CONN_CLOSED;
+            if (out == OUT_BLOCKED)
+                return CONN_OK;
             f->pending += n;
             f->pending_len -= n;
             if (f->pending_len > 0)
-                return CONN_OK; /* the socket is full */
+                continue;
             f->pending = NULL;
             free(f->spill);
             f->spill = NULL;
@@ -529,7 +538,10 @@ static int send_frames(struct h2_front *f)
         ssize_t used = gather_frames(f, &held, &held_len);
         if (used < 0)
             return conn_close(c, END_OUT_OF_MEMORY, NULL);
-        if (used > 0 && write_out(f, gather_buf, (size_t)used, &n) != CONN_OK)
+        if (held == NULL && used == 0)
+            return CONN_OK;
+        out = OUT_MOVED;
+        if (used > 0 && (out = write_out(f, gather_buf, (size_t)used, &n)) == OUT_CLOSED)
             return CONN_CLOSED;
         if (n < (size_t)used) {
             /* The socket took only part: the rest (and the frame held in
@@ -542,12 +554,12 @@ static int send_frames(struct h2_front *f)
                 memcpy(f->spill + rest, held, held_len);
             f->pending = f->spill;
             f->pending_len = rest + held_len;
-            return CONN_OK;
+        } else {
+            f->pending = held; /* NULL when nothing was held back */
+            f->pending_len = held_len;
         }
-        if (held == NULL && used == 0)
+        if (out == OUT_BLOCKED)
             return CONN_OK;
-        f->pending = held; /* NULL when nothing was held back */
-        f->pending_len = held_len;
     }
 }
 
