@@ -18,8 +18,11 @@
  * announced with Connection: close, and such a connection is not pooled),
  * and a close the event loop already reported has closed it here (the idle
  * watcher). What is left is a close that arrives during the current turn of
- * the loop, which the peek would only have narrowed: the upstream's retry
- * covers it for what is safe to send again (http_upstream.c). */
+ * the loop, or that the loop reported in this turn but whose idle watcher has
+ * not run yet: a server that closes right after a response without saying
+ * Connection: close (RFC 9112 9.6 says it should) is the one case the peek
+ * caught more often. The upstream's retry covers it for what is safe to send
+ * again (http_upstream.c); a POST there gets 502 backend_reset. */
 #define POOL_FRESH_MS 100
 
 /* Up to POOL_SPARE_MAX entries of a server's idle list are kept for reuse
