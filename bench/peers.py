@@ -10,7 +10,10 @@ from common import (GROUPS, LOAD_CPU, PROXY_CPU, SMALL_PAGE, BIG_FILE_BYTES, STR
 from procs import Proc, free_port, run, wait_listening
 
 
-def start_backend(tmp, num_ports):
+def start_backend(tmp, num_ports, num_pp_ports=0):
+    """start_backend starts the nginx backend with |num_ports| plain ports
+    and |num_pp_ports| that expect a PROXY protocol header (the costs
+    scenario); it returns (proc, ports, pp_ports)."""
     root = os.path.join(tmp, "backend")
     os.makedirs(os.path.join(root, "www"), exist_ok=True)
     os.chmod(root, 0o755)
@@ -21,7 +24,10 @@ def start_backend(tmp, num_ports):
         for _ in range(BIG_FILE_BYTES >> 20):
             f.write(os.urandom(1 << 20))
     ports = [free_port() for _ in range(num_ports)]
-    listens = "\n".join(f"    listen 127.0.0.1:{p} backlog=4096;" for p in ports)
+    pp_ports = [free_port() for _ in range(num_pp_ports)]
+    listens = "\n".join([f"    listen 127.0.0.1:{p} backlog=4096;" for p in ports]
+                        + [f"    listen 127.0.0.1:{p} proxy_protocol backlog=4096;"
+                           for p in pp_ports])
     conf = f"""# The plain HTTP backend of bench/run: one worker, no logs, keep-alive.
 worker_processes 1;
 daemon off;
@@ -54,10 +60,10 @@ http {{
         f.write(conf)
     proc = Proc("backend", ["nginx", "-c", path, "-p", root, "-e", os.path.join(root, "error.log")],
                 LOAD_CPU, os.path.join(root, "stderr.log"))
-    for p in ports:
+    for p in ports + pp_ports:
         if not wait_listening(proc, p):
             raise BenchError(f"the nginx backend did not start: {proc.log_tail()}")
-    return proc, ports
+    return proc, ports, pp_ports
 
 
 # ---- the proxies ----------------------------------------------------------------

@@ -4,6 +4,7 @@ tlsterm's ratio to the best peer, and the markdown written to bench/results."""
 import statistics
 
 from common import LOAD_CPU, PROXY_CPU
+from cost_scenario import costs_markdown
 
 
 def summarize(values):
@@ -166,36 +167,38 @@ def markdown(results):
         for name, why in results["start_failures"].items():
             out.append(f"- **{name} did not start**: {why}")
     out.append("")
-    out.append("## Summary: tlsterm against the best peer (medians)")
-    out.append("")
-    out.append("| figure | tlsterm | best peer | tlsterm ÷ best | per proxy core: tlsterm | best peer | tlsterm ÷ best | tlsterm vs ceiling |")
-    out.append("|---|---|---|---|---|---|---|---|")
-    for key, fig in results["figures"].items():
-        rows = fig.get("summary", {})
-        tl = rows.get("tlsterm")
-        best = fig.get("best_peer")
-        tl_v = fmt(tl["value"]["median"]) if tl else "failed"
-        if not tl and key in HTTP_FIGURE_KEYS and "http_unavailable" in results:
-            tl_v = "http mode unavailable"
-        best_v = f"{best} {fmt(rows[best]['value']['median'])}" if best else "–"
-        core_tl = fmt(tl.get("per_core")) if tl and tl.get("per_core") else "–"
-        bc = fig.get("best_peer_per_core")
-        core_best = f"{bc} {fmt(rows[bc]['per_core'])}" if bc else "–"
-        ceil_key = CEILING_FOR.get(key)
-        frac = "–"
-        if tl and ceil_key and c.get(ceil_key):
-            measure = tl.get("per_core")  # for bulk: MB per CPU-second
-            if measure:
-                frac = f"{measure / c[ceil_key]:.0%} of {fmt(c[ceil_key])}"
-        out.append(f"| {fig['title']} [{fig['unit']}] | {tl_v} | {best_v} | {fig.get('ratio', '–')} "
-                   f"| {core_tl} | {core_best} | {fig.get('ratio_per_core', '–')} | {frac} |")
-    out.append("")
-    out.append("Per proxy core = operations per second of proxy CPU time (utime+stime of all its "
-               "processes and threads), i.e. the rate the proxy would reach if it had the whole "
-               "core; robust when the load generator saturates first. For RSS and latency, "
-               "lower is better and the ratio is best ÷ tlsterm (above 1: tlsterm better).")
-    out.append("")
+    if results["figures"]:  # a costs-only run has none
+        out.append("## Summary: tlsterm against the best peer (medians)")
+        out.append("")
+        out.append("| figure | tlsterm | best peer | tlsterm ÷ best | per proxy core: tlsterm | best peer | tlsterm ÷ best | tlsterm vs ceiling |")
+        out.append("|---|---|---|---|---|---|---|---|")
+        for key, fig in results["figures"].items():
+            rows = fig.get("summary", {})
+            tl = rows.get("tlsterm")
+            best = fig.get("best_peer")
+            tl_v = fmt(tl["value"]["median"]) if tl else "failed"
+            if not tl and key in HTTP_FIGURE_KEYS and "http_unavailable" in results:
+                tl_v = "http mode unavailable"
+            best_v = f"{best} {fmt(rows[best]['value']['median'])}" if best else "–"
+            core_tl = fmt(tl.get("per_core")) if tl and tl.get("per_core") else "–"
+            bc = fig.get("best_peer_per_core")
+            core_best = f"{bc} {fmt(rows[bc]['per_core'])}" if bc else "–"
+            ceil_key = CEILING_FOR.get(key)
+            frac = "–"
+            if tl and ceil_key and c.get(ceil_key):
+                measure = tl.get("per_core")  # for bulk: MB per CPU-second
+                if measure:
+                    frac = f"{measure / c[ceil_key]:.0%} of {fmt(c[ceil_key])}"
+            out.append(f"| {fig['title']} [{fig['unit']}] | {tl_v} | {best_v} | {fig.get('ratio', '–')} "
+                       f"| {core_tl} | {core_best} | {fig.get('ratio_per_core', '–')} | {frac} |")
+        out.append("")
+        out.append("Per proxy core = operations per second of proxy CPU time (utime+stime of all its "
+                   "processes and threads), i.e. the rate the proxy would reach if it had the whole "
+                   "core; robust when the load generator saturates first. For RSS and latency, "
+                   "lower is better and the ratio is best ÷ tlsterm (above 1: tlsterm better).")
+        out.append("")
     out.extend(http_targets(results))
+    out.extend(costs_markdown(results))
     for key, fig in results["figures"].items():
         out.append(f"## {fig['title']}")
         out.append("")

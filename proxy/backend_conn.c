@@ -2,7 +2,9 @@
 #include "backend_conn.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -25,6 +27,48 @@ const struct net_addr *backend_pick_server(const struct net_addr *servers, size_
     const struct net_addr *server = &servers[*cursor % num_servers];
     *cursor = (uint32_t)((*cursor + 1) % num_servers);
     return server;
+}
+
+const struct net_addr *backend_pick_server_of(const struct net_addr *servers,
+                                              size_t num_servers, uint32_t *cursor, int family)
+{
+    for (size_t i = 0; family != AF_UNSPEC && i < num_servers; i++) {
+        const struct net_addr *server = backend_pick_server(servers, num_servers, cursor);
+        if (server->ss.ss_family == family)
+            return server;
+    }
+    return backend_pick_server(servers, num_servers, cursor);
+}
+
+/* bind_source makes |fd| transparent and binds it to |source|'s address
+ * with the port left to connect(). It returns 0, or -1 with errno set. */
+static int bind_source(int fd, int family, const struct sockaddr *source)
+{
+    struct sockaddr_storage local;
+    socklen_t local_len;
+    int on = 1;
+
+    if (source->sa_family != family) {
+        errno = EAFNOSUPPORT;
+        return -1;
+    }
+    if (family == AF_INET) {
+        local_len = sizeof(struct sockaddr_in);
+        memcpy(&local, source, local_len);
+        ((struct sockaddr_in *)&local)->sin_port = 0;
+        if (setsockopt(fd, IPPROTO_IP, IP_TRANSPARENT, &on, sizeof(on)) != 0)
+            return -1;
+    } else {
+        local_len = sizeof(struct sockaddr_in6);
+        memcpy(&local, source, local_len);
+        ((struct sockaddr_in6 *)&local)->sin6_port = 0;
+        if (setsockopt(fd, IPPROTO_IPV6, IPV6_TRANSPARENT, &on, sizeof(on)) != 0)
+            return -1;
+    }
+    /* IPPROTO_IP level on IPv6 sockets too: it is an inet socket option. */
+    if (setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &on, sizeof(on)) != 0)
+        return -1;
+    return bind(fd, (const struct sockaddr *)&local, local_len);
 }
 
 /* schedule_retry arms the retry timer for the next connect() attempt. It
@@ -72,11 +116,21 @@ static int try_connect(struct backend_conn *b)
 struct backend_conn *backend_conn_open(struct event_base *base, const struct net_addr *server,
                                        backend_conn_event_fn on_event, void *arg)
 {
+    return backend_conn_open_from(base, server, NULL, on_event, arg);
+}
+
+struct backend_conn *backend_conn_open_from(struct event_base *base,
+                                            const struct net_addr *server,
+                                            const struct sockaddr *source,
+                                            backend_conn_event_fn on_event, void *arg)
+{
     struct backend_conn *b = calloc(1, sizeof(*b));
     if (b == NULL)
         return NULL;
     b->fd = socket(server->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (b->fd < 0)
+        goto fail;
+    if (source != NULL && bind_source(b->fd, server->ss.ss_family, source) != 0)
         goto fail;
     net_set_nodelay(b->fd);
     b->state = BACKEND_CONN_CONNECTING;

@@ -69,6 +69,20 @@ struct backend_conn {
 struct backend_conn *backend_conn_open(struct event_base *base, const struct net_addr *server,
                                        backend_conn_event_fn on_event, void *arg);
 
+/* backend_conn_open_from is backend_conn_open with the connection coming
+ * from |source| (backend.source: client): the socket is made transparent
+ * (IP_TRANSPARENT or IPV6_TRANSPARENT, which need CAP_NET_ADMIN), told to
+ * leave the port to connect() (IP_BIND_ADDRESS_NO_PORT, so the 4-tuple, not
+ * the port alone, has to be unique) and bound to |source|'s address with
+ * port 0 before it connects. |source| must be of |server|'s family
+ * (EAFNOSUPPORT otherwise); its port is ignored. A failed option or bind
+ * fails the open as a failed connect does, with errno set. NULL |source| is
+ * backend_conn_open. */
+struct backend_conn *backend_conn_open_from(struct event_base *base,
+                                            const struct net_addr *server,
+                                            const struct sockaddr *source,
+                                            backend_conn_event_fn on_event, void *arg);
+
 /* backend_conn_set_owner makes |on_event| with |arg| receive |conn|'s
  * events from now on. */
 void backend_conn_set_owner(struct backend_conn *conn, backend_conn_event_fn on_event,
@@ -122,5 +136,14 @@ void backend_conn_free(struct backend_conn *conn, bool abort);
  * advancing |*cursor|. */
 const struct net_addr *backend_pick_server(const struct net_addr *servers, size_t num_servers,
                                            uint32_t *cursor);
+
+/* backend_pick_server_of is backend_pick_server among the servers of
+ * |family| only (AF_UNSPEC: any), for connections from the client's address.
+ * When none is of |family| it returns the next server all the same, and
+ * backend_conn_open_from fails it (config_source.c refuses such a
+ * configuration, so that does not happen). */
+const struct net_addr *backend_pick_server_of(const struct net_addr *servers,
+                                              size_t num_servers, uint32_t *cursor,
+                                              int family);
 
 #endif

@@ -34,6 +34,7 @@ struct pool_idle {
     struct pool_idle *prev, *next;
     struct pool_server *ps;
     struct backend_conn *conn;
+    const void *owner;         /* the client conn of a private one; NULL: shared */
     struct timerq_entry timer; /* backend.pool.idle_timeout */
     uint64_t since_ms;         /* when it came back */
 };
@@ -152,11 +153,15 @@ static void on_idle_timer(struct timerq_entry *timer)
     close_idle((struct pool_idle *)((char *)timer - offsetof(struct pool_idle, timer)));
 }
 
-struct backend_conn *backend_pool_take(struct pool_server *ps)
+struct backend_conn *backend_pool_take(struct pool_server *ps, const void *owner)
 {
-    while (ps->idle != NULL) {
-        bool fresh = clock_now_ms() - ps->idle->since_ms < POOL_FRESH_MS;
-        struct backend_conn *conn = unlink_idle(ps->idle);
+    struct pool_idle *next;
+    for (struct pool_idle *idle = ps->idle; idle != NULL; idle = next) {
+        next = idle->next; /* read first: unlink_idle reuses the entry */
+        if (idle->owner != owner)
+            continue;
+        bool fresh = clock_now_ms() - idle->since_ms < POOL_FRESH_MS;
+        struct backend_conn *conn = unlink_idle(idle);
         if (fresh || backend_conn_is_idle_ok(conn)) {
             ps->out++;
             return conn;
@@ -164,6 +169,18 @@ struct backend_conn *backend_pool_take(struct pool_server *ps)
         backend_conn_free(conn, false);
     }
     return NULL;
+}
+
+bool backend_pool_evict_idle(struct pool_server *ps)
+{
+    struct pool_idle *oldest = ps->idle;
+    if (oldest == NULL)
+        return false;
+    while (oldest->next != NULL)
+        oldest = oldest->next;
+    /* Not close_idle: the slot goes to the caller, not to a waiter. */
+    backend_conn_free(unlink_idle(oldest), false);
+    return true;
 }
 
 bool backend_pool_may_open(const struct pool_server *ps, uint32_t limit)
@@ -186,8 +203,8 @@ static struct pool_idle *new_idle(struct pool_server *ps)
     return idle;
 }
 
-void backend_pool_put(struct pool_server *ps, struct backend_conn *conn, bool keep,
-                      uint32_t idle_timeout_ms, uint32_t max_idle)
+void backend_pool_put(struct pool_server *ps, struct backend_conn *conn, const void *owner,
+                      bool keep, uint32_t idle_timeout_ms, uint32_t max_idle)
 {
     struct pool_idle *idle = NULL;
 
@@ -195,6 +212,7 @@ void backend_pool_put(struct pool_server *ps, struct backend_conn *conn, bool ke
     if (keep && ps->num_idle < max_idle && (idle = new_idle(ps)) != NULL) {
         idle->ps = ps;
         idle->conn = conn;
+        idle->owner = owner;
         idle->timer.fire = on_idle_timer;
         idle->since_ms = clock_now_ms();
         if (timerq_set(&ps->worker->timers, &idle->timer, idle->since_ms + idle_timeout_ms) !=
@@ -279,6 +297,20 @@ void backend_pool_close_idle(struct worker *w)
     for (struct pool_server *ps = w->pool->servers; ps != NULL; ps = ps->next)
         while (ps->idle != NULL)
             backend_conn_free(unlink_idle(ps->idle), false);
+}
+
+void backend_pool_close_owned(struct worker *w, const void *owner)
+{
+    if (w->pool == NULL)
+        return;
+    for (struct pool_server *ps = w->pool->servers; ps != NULL; ps = ps->next) {
+        struct pool_idle *next;
+        for (struct pool_idle *idle = ps->idle; idle != NULL; idle = next) {
+            next = idle->next;
+            if (idle->owner == owner)
+                close_idle(idle);
+        }
+    }
 }
 
 void backend_pool_free(struct worker *w)

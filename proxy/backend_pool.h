@@ -14,6 +14,13 @@
  * trip of the request itself; the upstream retries what is safe to retry in
  * what is left of it.
  *
+ * Backend connections of a listener with cfg_backend_per_client (a PROXY
+ * header speaks for one client) are private: an idle one is kept with its
+ * owner, the client conn, and given only to that conn's later requests;
+ * the conn closes its own when it ends (backend_pool_close_owned). Slots
+ * and the queue stay shared per server. Shared connections have owner
+ * NULL.
+ *
  * Ownership. The pool belongs to its worker (worker->pool) and owns its
  * entries, the idle connections and a few spare idle-list entries kept for
  * reuse (freed with the pool). A connection taken out belongs to the
@@ -51,9 +58,17 @@ struct pool_waiter {
 struct pool_server *backend_pool_server(struct worker *worker, struct metrics_listener *metrics,
                                         const struct net_addr *server);
 
-/* backend_pool_take returns an idle connection of |ps| that passed its
- * check, now owned by the caller and counted out, or NULL. */
-struct backend_conn *backend_pool_take(struct pool_server *ps);
+/* backend_pool_take returns an idle connection of |ps| kept for |owner|
+ * (NULL: shared) that passed its check, now owned by the caller and
+ * counted out, or NULL. */
+struct backend_conn *backend_pool_take(struct pool_server *ps, const void *owner);
+
+/* backend_pool_evict_idle closes the least recently used idle connection
+ * of |ps|, keeping its slot for the caller, who opens one in its place
+ * (backend_pool_opened): a private connection that no other client could
+ * use must not hold a slot of backend.max_connections. It returns false
+ * when |ps| has none. */
+bool backend_pool_evict_idle(struct pool_server *ps);
 
 /* backend_pool_may_open says whether a new connection fits |limit|
  * (backend.max_connections; 0: no limit); the caller then counts it with
@@ -66,8 +81,8 @@ void backend_pool_opened(struct pool_server *ps);
  * |idle_timeout_ms| unless |max_idle| are already kept, or |keep| is false
  * (the worker's configuration changed or it is draining), when it is
  * closed. */
-void backend_pool_put(struct pool_server *ps, struct backend_conn *conn, bool keep,
-                      uint32_t idle_timeout_ms, uint32_t max_idle);
+void backend_pool_put(struct pool_server *ps, struct backend_conn *conn, const void *owner,
+                      bool keep, uint32_t idle_timeout_ms, uint32_t max_idle);
 
 /* backend_pool_closed reports that a connection taken out (or opened) was
  * closed by its owner: its slot is free. */
@@ -97,6 +112,10 @@ void backend_pool_give_up(struct pool_server *ps, struct pool_waiter *waiter);
 /* backend_pool_close_idle closes every idle connection of |worker| (a
  * reload: connections of the old configuration are not reused). */
 void backend_pool_close_idle(struct worker *worker);
+
+/* backend_pool_close_owned closes every idle connection of |worker| kept
+ * for |owner| (a client conn that ends). */
+void backend_pool_close_owned(struct worker *worker, const void *owner);
 
 /* backend_pool_free closes everything |worker|'s pool still holds and
  * frees it. */

@@ -582,8 +582,18 @@ static const struct field backend_fields[] = {
     {"max_connections", false, apply_count,
      offsetof(struct cfg_listener, backend_max_connections), NULL},
     {"pool", false, cfg_apply_nested, 0, &pool_schema},
+    {"source", false, cfg_apply_backend_source, offsetof(struct cfg_listener, backend_source),
+     NULL},
+    /* config_proxy.c */
+    {"proxy_protocol", false, cfg_apply_proxy_protocol,
+     offsetof(struct cfg_listener, proxy_protocol), NULL},
+    {"proxy_protocol_unique_id", false, cfg_apply_bool,
+     offsetof(struct cfg_listener, proxy_protocol_unique_id), NULL},
+    {"proxy_protocol_crc32c", false, cfg_apply_bool,
+     offsetof(struct cfg_listener, proxy_protocol_crc32c), NULL},
 };
-static const struct schema backend_schema = {"backend", "in backend", backend_fields, 4};
+static const struct schema backend_schema = {"backend", "in backend", backend_fields,
+                                             sizeof(backend_fields) / sizeof(backend_fields[0])};
 
 /* check_alpn_h2 refuses a tcp-mode listener that offers h2 to clients while
  * its backend speaks HTTP/1.1: the bytes reach the backend unchanged, so a
@@ -658,6 +668,8 @@ static const struct field listener_fields[] = {
     {"max_connections", false, cfg_apply_max_connections,
      offsetof(struct cfg_listener, max_connections), NULL},
     {"redirect", false, cfg_refuse_redirect, 0, NULL},
+    {"accept_proxy", false, cfg_apply_accept_proxy, offsetof(struct cfg_listener, accept_proxy),
+     NULL},
 };
 static const struct schema listener_schema = {"listener", "in listener", listener_fields,
                                               sizeof(listener_fields) /
@@ -725,6 +737,8 @@ static void apply_listeners(struct loader *ld, const struct field *field,
         /* Checks that read several keys, which may come in any order. */
         cfg_check_mode(ld, item, listener);
         cfg_check_not_redirect(ld, item);
+        cfg_check_source(ld, item, listener);
+        cfg_check_proxy_protocol(ld, item, listener);
         if (listener->mode == CFG_MODE_TCP)
             check_alpn_h2(ld, item, listener);
     }
@@ -939,6 +953,7 @@ void config_free(struct config *config)
         cfg_tls_free(listener);
         free(listener->servers);
         free(listener->http.trusted_proxies);
+        free(listener->accept_proxy.from);
         free(listener->http.request_id);
         free(listener->http.hsts.value);
     }

@@ -10,6 +10,7 @@
 #define TLSTERM_CONFIG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
@@ -104,6 +105,12 @@ enum cfg_backend_protocol {
     CFG_BACKEND_H2,    /* h2: the backend speaks HTTP/2 itself over the tcp-mode stream */
 };
 
+/* enum cfg_backend_source is the address backend connections come from. */
+enum cfg_backend_source {
+    CFG_BACKEND_SOURCE_PROXY,  /* the proxy's own address, as routing picks it (default) */
+    CFG_BACKEND_SOURCE_CLIENT, /* the client's address (IP_TRANSPARENT; CAP_NET_ADMIN) */
+};
+
 /* enum cfg_mode is what a listener does once a handshake is done. */
 enum cfg_mode {
     CFG_MODE_TCP,      /* bytes forwarded unchanged (default) */
@@ -130,6 +137,19 @@ struct cfg_cidr {
     int family;       /* AF_INET or AF_INET6 */
     uint8_t addr[16]; /* network byte order; 4 bytes used for AF_INET */
     uint8_t prefix;   /* 0..32 or 0..128 */
+};
+
+/* cfg_cidr_contains says whether |cidr| holds the address |addr| (network
+ * byte order) of |family|. */
+bool cfg_cidr_contains(const struct cfg_cidr *cidr, int family, const uint8_t *addr);
+
+/* struct cfg_accept_proxy is a listener's "accept_proxy": connections from
+ * |from| must start with a PROXY protocol header (v1 or v2), whose source
+ * address replaces the peer's; all others are refused. */
+struct cfg_accept_proxy {
+    struct cfg_cidr *from; /* NULL: off (default) */
+    size_t num_from;
+    uint32_t timeout_ms; /* until the header is complete (default 3s) */
 };
 
 /* struct cfg_http is a listener's "http" section (http mode only). */
@@ -193,6 +213,11 @@ struct cfg_listener {
     struct net_addr *servers;
     size_t num_servers;
     enum cfg_backend_protocol backend_protocol;
+    enum cfg_backend_source backend_source; /* backend.source (config_source.c) */
+    uint8_t proxy_protocol;         /* backend.proxy_protocol: 0 off (default), 1 or 2 */
+    bool proxy_protocol_unique_id;  /* v2 UNIQUE_ID TLV: the client connection's id */
+    bool proxy_protocol_crc32c;     /* v2 CRC32C TLV */
+    struct cfg_accept_proxy accept_proxy;
     enum cfg_mode mode;
     uint32_t backend_max_connections; /* per server and worker; 0: unlimited */
     uint32_t pool_idle_timeout_ms;    /* backend.pool.idle_timeout (default 2s) */
@@ -272,6 +297,24 @@ struct config *config_load(const char *path, FILE *errors);
  * gracefully (h2 GOAWAY, h1 Connection: close) so clients reconnect under
  * the new ones. */
 bool cfg_listener_same_http(const struct cfg_listener *a, const struct cfg_listener *b);
+
+/* cfg_backend_per_client says whether |listener|'s backend connections
+ * belong to one client connection: in http mode an idle one is kept for
+ * that client connection's later requests only, never handed to another
+ * client, and closed with it (backend_pool.h). True with backend.source:
+ * client, whose connections carry the client's address, and with
+ * backend.proxy_protocol, whose header speaks for one client for the whole
+ * life of the connection. */
+static inline bool cfg_backend_per_client(const struct cfg_listener *listener)
+{
+    return listener->backend_source == CFG_BACKEND_SOURCE_CLIENT ||
+           listener->proxy_protocol != 0;
+}
+
+/* config_needs_net_admin says whether some listener of |config| uses
+ * backend.source: client, whose sockets need CAP_NET_ADMIN (IP_TRANSPARENT).
+ * It returns that listener, or NULL. */
+const struct cfg_listener *config_needs_net_admin(const struct config *config);
 
 /* config_free releases |config| and everything it owns. NULL is allowed. */
 void config_free(struct config *config);

@@ -156,11 +156,11 @@ static void apply_header_table_size(struct loader *ld, const struct field *field
     apply_size(ld, field->key, value, 0, 64 * KIB, out);
 }
 
-/* parse_cidr reads "10.0.0.0/8", "2001:db8::/32" or a bare address (a /32
+/* cfg_parse_cidr reads "10.0.0.0/8", "2001:db8::/32" or a bare address (a /32
  * or /128) into |out|. It returns 0, or -1 with what is wrong in |reason|.
  * Bits past the prefix must be zero: "10.1.2.3/8" is more likely a typo than
  * a way to write 10.0.0.0/8, so it is refused with that suggestion. */
-static int parse_cidr(const char *text, struct cfg_cidr *out, char *reason, size_t reason_len)
+int cfg_parse_cidr(const char *text, struct cfg_cidr *out, char *reason, size_t reason_len)
 {
     const char *slash = strchr(text, '/');
     size_t address_len = slash != NULL ? (size_t)(slash - text) : strlen(text);
@@ -211,7 +211,21 @@ static int parse_cidr(const char *text, struct cfg_cidr *out, char *reason, size
     return 0;
 }
 
-static bool cidr_equal(const struct cfg_cidr *a, const struct cfg_cidr *b)
+bool cfg_cidr_contains(const struct cfg_cidr *cidr, int family, const uint8_t *addr)
+{
+    if (cidr->family != family)
+        return false;
+    unsigned bits = cidr->prefix;
+    size_t whole = bits / 8;
+    if (memcmp(cidr->addr, addr, whole) != 0)
+        return false;
+    if (bits % 8 == 0)
+        return true;
+    uint8_t mask = (uint8_t)(0xff << (8 - bits % 8));
+    return (cidr->addr[whole] & mask) == (addr[whole] & mask);
+}
+
+bool cfg_cidr_equal(const struct cfg_cidr *a, const struct cfg_cidr *b)
 {
     return a->family == b->family && a->prefix == b->prefix &&
            memcmp(a->addr, b->addr, sizeof(a->addr)) == 0;
@@ -239,7 +253,7 @@ static void apply_trusted_proxies(struct loader *ld, const struct field *field,
 
         if (text == NULL)
             continue;
-        if (parse_cidr(text, cidr, reason, sizeof(reason)) != 0) {
+        if (cfg_parse_cidr(text, cidr, reason, sizeof(reason)) != 0) {
             cfg_fail_at(ld, item, "invalid trusted_proxies entry '%s': %s", text, reason);
             continue;
         }
@@ -249,8 +263,8 @@ static void apply_trusted_proxies(struct loader *ld, const struct field *field,
             struct cfg_cidr parsed;
 
             if (earlier_text != NULL &&
-                parse_cidr(earlier_text, &parsed, reason, sizeof(reason)) == 0 &&
-                cidr_equal(&parsed, cidr)) {
+                cfg_parse_cidr(earlier_text, &parsed, reason, sizeof(reason)) == 0 &&
+                cfg_cidr_equal(&parsed, cidr)) {
                 cfg_fail_at(ld, item,
                             "duplicate '%s' in 'trusted_proxies' (first listed at %d:%d)", text,
                             yamltree_line(earlier), yamltree_col(earlier));
@@ -494,6 +508,36 @@ const char *cfg_format_duration(uint32_t ms, char *out, size_t out_len)
 
 static const char *bool_text(bool value) { return value ? "true" : "false"; }
 
+static void describe_cidrs(const struct cfg_cidr *cidrs, size_t num, FILE *out)
+{
+    for (size_t i = 0; i < num; i++) {
+        char address[INET6_ADDRSTRLEN];
+        inet_ntop(cidrs[i].family, cidrs[i].addr, address, sizeof(address));
+        fprintf(out, "%s%s/%u", i > 0 ? ", " : " ", address, cidrs[i].prefix);
+    }
+}
+
+/* describe_proxy_protocol writes the PROXY protocol settings (both ways). */
+static void describe_proxy_protocol(const struct cfg_listener *l, FILE *out)
+{
+    char a[24];
+
+    if (l->proxy_protocol == 0)
+        fprintf(out, "  backend.proxy_protocol: off\n");
+    else
+        fprintf(out, "  backend.proxy_protocol: v%u%s%s%s\n", l->proxy_protocol,
+                l->proxy_protocol_unique_id ? ", unique_id" : "",
+                l->proxy_protocol_crc32c ? ", crc32c" : "",
+                l->mode == CFG_MODE_HTTP ? " (backend connections per client connection)" : "");
+    if (l->accept_proxy.from == NULL) {
+        fprintf(out, "  accept_proxy: off\n");
+        return;
+    }
+    fprintf(out, "  accept_proxy: from");
+    describe_cidrs(l->accept_proxy.from, l->accept_proxy.num_from, out);
+    fprintf(out, "; timeout %s\n", cfg_format_duration(l->accept_proxy.timeout_ms, a, sizeof(a)));
+}
+
 void config_describe_listener(const struct cfg_listener *l, FILE *out)
 {
     static const char *const protocol_names[] = {
@@ -503,6 +547,11 @@ void config_describe_listener(const struct cfg_listener *l, FILE *out)
 
     fprintf(out, "  mode: %s\n", l->mode == CFG_MODE_HTTP ? "http" : "tcp");
     fprintf(out, "  backend.protocol: %s\n", protocol_names[l->backend_protocol]);
+    fprintf(out, "  backend.source: %s\n",
+            l->backend_source == CFG_BACKEND_SOURCE_CLIENT
+                ? "client (the client's address; needs CAP_NET_ADMIN)"
+                : "proxy");
+    describe_proxy_protocol(l, out);
     if (l->mode != CFG_MODE_HTTP)
         return;
     if (l->backend_max_connections == 0)
@@ -517,12 +566,7 @@ void config_describe_listener(const struct cfg_listener *l, FILE *out)
     fprintf(out, "  http.x_forwarded: %s\n", bool_text(http->x_forwarded));
     fprintf(out, "  http.forwarded: %s\n", bool_text(http->forwarded));
     fprintf(out, "  http.trusted_proxies:");
-    for (size_t i = 0; i < http->num_trusted_proxies; i++) {
-        const struct cfg_cidr *cidr = &http->trusted_proxies[i];
-        char address[INET6_ADDRSTRLEN];
-        inet_ntop(cidr->family, cidr->addr, address, sizeof(address));
-        fprintf(out, "%s%s/%u", i > 0 ? ", " : " ", address, cidr->prefix);
-    }
+    describe_cidrs(http->trusted_proxies, http->num_trusted_proxies, out);
     fprintf(out, "%s\n", http->num_trusted_proxies == 0 ? " (none)" : "");
     fprintf(out, "  http.request_id: %s\n",
             http->request_id != NULL ? http->request_id : "(none)");

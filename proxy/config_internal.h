@@ -130,6 +130,24 @@ int cfg_parse_duration_max(const char *text, uint64_t max_ms, uint64_t *out_ms);
 int cfg_choose(struct loader *ld, const char *key, const struct ynode *value,
                const char *const *names);
 
+/* cfg_parse_cidr reads "10.0.0.0/8", "2001:db8::/32" or a bare address
+ * into |out|. It returns 0, or -1 with what is wrong in |reason|.
+ * cfg_cidr_equal compares two parsed entries. */
+int cfg_parse_cidr(const char *text, struct cfg_cidr *out, char *reason, size_t reason_len);
+bool cfg_cidr_equal(const struct cfg_cidr *a, const struct cfg_cidr *b);
+
+/* ---- config_proxy.c ---- */
+
+/* The handlers of backend.proxy_protocol (v1 or v2) and of a listener's
+ * accept_proxy ({from: [CIDR...], timeout: 3s}); cfg_check_proxy_protocol
+ * checks what needs several keys once the listener's mapping is applied. */
+void cfg_apply_proxy_protocol(struct loader *ld, const struct field *field,
+                              const struct ynode *value, void *out);
+void cfg_apply_accept_proxy(struct loader *ld, const struct field *field,
+                            const struct ynode *value, void *out);
+void cfg_check_proxy_protocol(struct loader *ld, const struct ynode *listener_node,
+                              const struct cfg_listener *listener);
+
 /* ---- config_tls.c ---- */
 
 /* cfg_apply_tls is the handler for a listener's "tls" mapping: policy,
@@ -182,6 +200,22 @@ const char *cfg_format_duration(uint32_t ms, char *out, size_t out_len);
  * nothing. */
 void cfg_check_mode(struct loader *ld, const struct ynode *listener_node,
                     struct cfg_listener *listener);
+
+/* ---- config_source.c ---- */
+
+/* cfg_apply_backend_source is the handler for backend.source: "proxy"
+ * (default) or "client". |out| is the enum cfg_backend_source. */
+void cfg_apply_backend_source(struct loader *ld, const struct field *field,
+                              const struct ynode *value, void *out);
+
+/* cfg_check_source runs after |listener|'s mapping |listener_node| is
+ * applied. With backend.source: client it refuses, at the server, a unix
+ * backend server (it has no IP address to come from) and a server of a
+ * family none of the listen addresses has (no client could reach it), and,
+ * at the listen address, a listen address of a family no server has (its
+ * clients could reach no server). */
+void cfg_check_source(struct loader *ld, const struct ynode *listener_node,
+                      const struct cfg_listener *listener);
 
 /* ---- config_redirect.c ---- */
 

@@ -2,6 +2,10 @@
  *
  * States, in the only order they can come (conn.h):
  *
+ *   CONN_PROXY_HEADER  accept_proxy only: the load balancer's PROXY
+ *                   header, read before any TLS byte (proxy_header.h),
+ *                   bounded by accept_proxy.timeout. A peer outside
+ *                   accept_proxy.from is refused at accept.
  *   CONN_HANDSHAKE  TLS handshake with the client, bounded by
  *                   timeouts.handshake; driven by the client socket. A
  *                   redirect listener speaks plain HTTP: its conns skip
@@ -39,17 +43,23 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/rand.h>
+
+#include "backend_pool.h"
 #include "clienthello.h"
 #include "clock.h"
 #include "metrics.h"
 #include "mode.h"
 #include "plain_http.h"
+#include "proxy_header.h"
 #include "report.h"
 #include "report_only.h"
 #include "tls_ctx.h"
@@ -61,6 +71,7 @@
 #define LINGER_MAX_BYTES (1024 * 1024)
 
 static const char *const conn_state_names[] = {
+    [CONN_PROXY_HEADER] = "proxy_header",
     [CONN_HANDSHAKE] = "handshake",
     [CONN_ACTIVE] = "active",
     [CONN_CLOSING] = "closing",
@@ -71,7 +82,8 @@ static void on_client_event(evutil_socket_t fd, short what, void *arg);
 /* conn_set_state moves |c| to |next|, which must follow its current state. */
 static void conn_set_state(struct conn *c, enum conn_state next)
 {
-    assert((c->state == CONN_HANDSHAKE && next == CONN_ACTIVE) ||
+    assert((c->state == CONN_PROXY_HEADER && next == CONN_HANDSHAKE) ||
+           (c->state == CONN_HANDSHAKE && next == CONN_ACTIVE) ||
            (c->state == CONN_ACTIVE && next == CONN_CLOSING));
     c->state = next;
 }
@@ -89,6 +101,23 @@ void conn_log_begin(struct log_line *line, const struct conn *c, enum log_level 
     log_str(line, "listener", c->cfg->name);
     log_str(line, "client", client_text(c, client, sizeof(client)));
     log_int(line, "worker", c->worker->id);
+    if (c->cfg->proxy_protocol_unique_id) {
+        char id[CONN_ID_TEXT_LEN + 1];
+        log_str(line, "conn_id", conn_id_text(c, id));
+    }
+}
+
+char *conn_id_text(const struct conn *c, char out[CONN_ID_TEXT_LEN + 1])
+{
+    snprintf(out, CONN_ID_TEXT_LEN + 1, "%016" PRIx64, c->id);
+    return out;
+}
+
+const struct sockaddr *conn_backend_source(const struct conn *c)
+{
+    return c->cfg->backend_source == CFG_BACKEND_SOURCE_CLIENT && c->client_addr_len > 0
+               ? &c->client_addr.sa
+               : NULL;
 }
 
 /* ---- teardown ------------------------------------------------------------ */
@@ -187,7 +216,10 @@ int conn_close(struct conn *c, enum end_reason reason, const struct tls_io_failu
      * so it cannot take a partial request for a complete one. */
     if (c->mode_state != NULL)
         c->mode->free(c, reason != END_DONE);
+    if (cfg_backend_per_client(c->cfg))
+        backend_pool_close_owned(worker, c);
     timerq_cancel(&c->worker->timers, &c->timer);
+    free(c->proxy_buf);
     transport_cleanup(&c->client, false);
     conn_unlink(c);
     generation_unref(c->gen);
@@ -203,7 +235,7 @@ int conn_close(struct conn *c, enum end_reason reason, const struct tls_io_failu
 static uint64_t next_deadline(const struct conn *c)
 {
     uint64_t at = c->deadline_ms;
-    if ((c->state == CONN_HANDSHAKE || c->handshake_completing) &&
+    if ((c->state <= CONN_HANDSHAKE || c->handshake_completing) &&
         (at == 0 || c->handshake_deadline_ms < at))
         at = c->handshake_deadline_ms;
     return at;
@@ -306,6 +338,8 @@ int conn_linger(struct conn *c, enum end_reason reason)
     c->closing_state = state_name(c);
     if (c->mode_state != NULL)
         c->mode->free(c, false);
+    if (cfg_backend_per_client(c->cfg))
+        backend_pool_close_owned(c->worker, c);
     conn_set_state(c, CONN_CLOSING);
     c->closing_reason = reason;
     c->linger_budget = LINGER_MAX_BYTES;
@@ -447,6 +481,49 @@ static int do_handshake(struct conn *c)
     return start_mode(c);
 }
 
+/* ---- the load balancer's PROXY header ---------------------------------------------- */
+
+/* start_handshake waits for the ClientHello, within timeouts.handshake. */
+static void start_handshake(struct conn *c)
+{
+    c->handshake_deadline_ms = clock_now_ms() + c->cfg->handshake_timeout_ms;
+    rearm(c);
+    /* The ClientHello has usually not arrived yet: wait for it rather than
+     * spend a read that would find nothing. */
+    c->client.read_wait = TRANSPORT_WAIT_READ;
+    conn_watch_client(c);
+}
+
+static int reject_proxy_header(struct conn *c, const struct proxy_header_failure *failure)
+{
+    proxy_header_reject(c, failure);
+    return conn_close(c, END_PROXY_HEADER_REJECTED, NULL);
+}
+
+static int read_proxy_header(struct conn *c)
+{
+    struct proxy_header_failure failure;
+
+    switch (proxy_header_read(c, &failure)) {
+    case PROXY_HEADER_WAIT:
+        c->client.read_wait = TRANSPORT_WAIT_READ;
+        conn_watch_client(c);
+        return CONN_OK;
+    case PROXY_HEADER_REJECTED:
+        return reject_proxy_header(c, &failure);
+    case PROXY_HEADER_CLOSED:
+        return conn_close(c, failure.reason, NULL);
+    case PROXY_HEADER_DONE:
+        break;
+    }
+    /* timeouts.handshake counts from here; the TLS bytes may be in
+     * already, so the handshake is tried at once. */
+    conn_set_state(c, CONN_HANDSHAKE);
+    c->handshake_deadline_ms = clock_now_ms() + c->cfg->handshake_timeout_ms;
+    rearm(c);
+    return do_handshake(c);
+}
+
 /* ---- event callbacks ------------------------------------------------------------- */
 
 static void on_client_event(evutil_socket_t fd, short what, void *arg)
@@ -455,6 +532,9 @@ static void on_client_event(evutil_socket_t fd, short what, void *arg)
 
     transport_ready(&c->client, what);
     switch (c->state) {
+    case CONN_PROXY_HEADER:
+        read_proxy_header(c);
+        return;
     case CONN_HANDSHAKE:
         do_handshake(c);
         return;
@@ -476,6 +556,11 @@ void conn_timer_fired(struct timerq_entry *timer)
         c->resume_queued = false;
         if (c->state == CONN_ACTIVE && c->mode->on_resume(c) != CONN_OK)
             return;
+    }
+    if (c->state == CONN_PROXY_HEADER && now >= c->handshake_deadline_ms) {
+        struct proxy_header_failure failure = {.reject = METRICS_PROXY_TIMEOUT};
+        reject_proxy_header(c, &failure);
+        return;
     }
     if ((c->state == CONN_HANDSHAKE || c->handshake_completing) &&
         now >= c->handshake_deadline_ms) {
@@ -504,7 +589,7 @@ void conn_close_all(struct worker *worker, enum end_reason reason)
         struct conn *c = worker->conns;
         /* One try, without waiting: the client learns that the stream
          * ended rather than being cut. */
-        if (c->state != CONN_HANDSHAKE && transport_close_notify(&c->client) == TLS_IO_OK)
+        if (c->state >= CONN_ACTIVE && transport_close_notify(&c->client) == TLS_IO_OK)
             transport_flush(&c->client);
         conn_close(c, reason, NULL);
     }
@@ -551,6 +636,7 @@ void conn_accept(struct listener *listener, int fd, const struct sockaddr *peer,
     c->cfg = listener->cfg;
     c->state = CONN_HANDSHAKE;
     c->accepted_us = metrics_clock_us();
+    RAND_bytes((uint8_t *)&c->id, sizeof(c->id));
     if (peer_len > sizeof(c->client_addr))
         peer_len = sizeof(c->client_addr);
     memcpy(&c->client_addr, peer, peer_len);
@@ -569,12 +655,21 @@ void conn_accept(struct listener *listener, int fd, const struct sockaddr *peer,
         start_mode(c);
         return;
     }
-    c->handshake_deadline_ms = clock_now_ms() + c->cfg->handshake_timeout_ms;
-    rearm(c);
-    /* The ClientHello has usually not arrived yet: wait for it rather than
-     * spend a read that would find nothing. */
-    c->client.read_wait = TRANSPORT_WAIT_READ;
-    conn_watch_client(c);
+    if (c->cfg->accept_proxy.from != NULL) {
+        c->state = CONN_PROXY_HEADER;
+        if (!proxy_header_trusted(c)) {
+            struct proxy_header_failure failure = {.reject = METRICS_PROXY_UNTRUSTED_SOURCE};
+            reject_proxy_header(c, &failure);
+            return;
+        }
+        /* The handshake deadline field bounds the header until it is read. */
+        c->handshake_deadline_ms = clock_now_ms() + c->cfg->accept_proxy.timeout_ms;
+        rearm(c);
+        c->client.read_wait = TRANSPORT_WAIT_READ;
+        conn_watch_client(c);
+        return;
+    }
+    start_handshake(c);
     return;
 
 fail:

@@ -30,6 +30,8 @@ struct worker;
 enum { CONN_OK = 0, CONN_CLOSED = -1 };
 
 enum conn_state {
+    CONN_PROXY_HEADER, /* accept_proxy: the load balancer's PROXY header is
+                          read before the handshake; accept_proxy.timeout */
     CONN_HANDSHAKE, /* TLS handshake with the client; timeouts.handshake */
     CONN_ACTIVE,    /* the mode runs, with deadlines of its own */
     CONN_CLOSING,   /* our close_notify is out: the client's input is read and
@@ -75,8 +77,20 @@ struct conn {
         struct sockaddr_in6 in6;
     } client_addr; /* TCP listeners only: no room for a sockaddr_storage */
     uint8_t client_addr_len;
+    uint16_t proxy_len; /* CONN_PROXY_HEADER: bytes of the header read so far */
+    uint8_t *proxy_buf; /* CONN_PROXY_HEADER: those bytes; NULL otherwise */
+    /* A random id of this client connection: the PROXY header's UNIQUE_ID
+     * and the conn_id of its log lines (backend.proxy_protocol_unique_id). */
+    uint64_t id;
     uint16_t local_port; /* http mode: the port reached, once asked; 0 before */
 };
+
+/* CONN_ID_TEXT_LEN is the length of conn_id_text's hex text. */
+#define CONN_ID_TEXT_LEN 16
+
+/* conn_id_text writes |c|'s id as CONN_ID_TEXT_LEN lower-case hex digits
+ * and a NUL into |out| and returns |out|. */
+char *conn_id_text(const struct conn *c, char out[CONN_ID_TEXT_LEN + 1]);
 
 /* conn_accept takes ownership of the accepted socket |fd| from |listener|
  * and starts its handshake. On failure (out of memory) it closes |fd| and
@@ -101,6 +115,11 @@ int conn_linger(struct conn *c, enum end_reason reason);
  * reads). */
 void conn_handshake_progress(struct conn *c);
 
+/* conn_backend_source returns the address |c|'s backend connections come
+ * from (backend_conn_open_from): the client's with backend.source: client,
+ * or NULL (the proxy's own, as routing picks it). It points into |c|. */
+const struct sockaddr *conn_backend_source(const struct conn *c);
+
 /* conn_set_deadline makes the mode's on_deadline run at |at_ms|
  * (clock_now_ms() time; 0: no deadline). */
 void conn_set_deadline(struct conn *c, uint64_t at_ms);
@@ -114,7 +133,8 @@ void conn_resume_later(struct conn *c);
 void conn_watch_client(struct conn *c);
 
 /* conn_log_begin begins a log line with the fields every connection event
- * carries (listener, client, worker). */
+ * carries (listener, client, worker, and conn_id where the listener sends
+ * it to its backend as the PROXY header's UNIQUE_ID). */
 void conn_log_begin(struct log_line *line, const struct conn *c, enum log_level level,
                     const char *event);
 

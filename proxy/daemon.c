@@ -4,9 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <stdbool.h>
-#include <grp.h>
 #include <libgen.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +16,7 @@
 #include "admin.h"
 #include "listener.h"
 #include "metrics.h"
+#include "privileges.h"
 #include "report.h"
 #include "tls_cert.h"
 #include "tls_ctx.h"
@@ -106,24 +105,21 @@ static int bind_all(struct daemon *d)
     return 0;
 }
 
-/* drop_privileges switches to the configured user once the sockets, which
- * may need privileged ports, are bound, and before any thread starts. */
-static int drop_privileges(const char *user)
+/* check_net_admin refuses to start when a listener uses backend.source:
+ * client and the process lacks CAP_NET_ADMIN: every connection would fail
+ * at its first backend socket otherwise. */
+static int check_net_admin(const struct config *config)
 {
-    struct passwd *pw = getpwnam(user);
-    if (pw == NULL) {
-        log_msg(LOG_ERROR, "privileges", "user '%s' does not exist", user);
-        return -1;
-    }
-    if (initgroups(pw->pw_name, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
-        setuid(pw->pw_uid) != 0) {
-        log_msg(LOG_ERROR, "privileges", "cannot switch to user '%s': %s", user,
-                strerror(errno));
-        return -1;
-    }
-    log_msg(LOG_INFO, "privileges", "running as user '%s' (uid %u)", user,
-            (unsigned)pw->pw_uid);
-    return 0;
+    const struct cfg_listener *listener = config_needs_net_admin(config);
+
+    if (listener == NULL || privileges_have_net_admin())
+        return 0;
+    log_msg(LOG_ERROR, "privileges",
+            "backend.source: client needs CAP_NET_ADMIN (listener %s), which this process "
+            "does not have: run tlsterm as root, or give it the capability (systemd: "
+            "AmbientCapabilities=CAP_NET_ADMIN), or use source: proxy",
+            listener->name);
+    return -1;
 }
 
 static unsigned resolve_num_workers(const struct config *config)
@@ -268,6 +264,18 @@ static struct generation *build_next(struct daemon *d, FILE *errors)
     if (difference != NULL) {
         fprintf(errors, "%s:1:1: %s; that needs a restart, not a reload\n", d->config_path,
                 difference);
+        config_free(config);
+        return NULL;
+    }
+    /* The capability cannot be had back once dropped at start. */
+    const struct cfg_listener *transparent = config_needs_net_admin(config);
+    if (transparent != NULL && !privileges_have_net_admin()) {
+        fprintf(errors,
+                "%s:%d:%d: listener %s: backend.source: client needs CAP_NET_ADMIN, which the "
+                "running process does not have (it started without a listener that uses it, "
+                "or without the capability); that needs a restart with the capability\n",
+                d->config_path, transparent->pos.line, transparent->pos.col,
+                transparent->name);
         config_free(config);
         return NULL;
     }
@@ -560,14 +568,15 @@ int daemon_run(const char *config_path, struct generation *gen, struct tickets *
     for (unsigned i = 0; i < d.num_workers; i++)
         if (worker_init(&d.workers[i], i, &d, gen) != 0)
             goto fail;
-    if (bind_all(&d) != 0 || daemon_watch_init(&d) != 0 ||
+    if (check_net_admin(gen->config) != 0 || bind_all(&d) != 0 || daemon_watch_init(&d) != 0 ||
         report_start(d.report, d.watch->base) != 0)
         goto fail;
     /* Counted while /proc/self is still ours to read, before privileges go;
      * the admin endpoint, started last, lives on the reserve. */
     d.fds_at_start = count_open_fds();
     set_conn_fd_budget(&d);
-    if (gen->config->user != NULL && drop_privileges(gen->config->user) != 0)
+    if (gen->config->user != NULL &&
+        privileges_drop(gen->config->user, config_needs_net_admin(gen->config) != NULL) != 0)
         goto fail;
     for (unsigned i = 0; i < d.num_workers; i++) {
         if (worker_start(&d.workers[i]) != 0) {

@@ -33,20 +33,6 @@ static bool is_forwarding_field(const char *name, size_t len)
            http_name_is(name, len, "forwarded") || http_name_is(name, len, "x-real-ip");
 }
 
-static bool cidr_contains(const struct cfg_cidr *cidr, int family, const uint8_t *addr)
-{
-    if (cidr->family != family)
-        return false;
-    unsigned bits = cidr->prefix;
-    size_t whole = bits / 8;
-    if (memcmp(cidr->addr, addr, whole) != 0)
-        return false;
-    if (bits % 8 == 0)
-        return true;
-    uint8_t mask = (uint8_t)(0xff << (8 - bits % 8));
-    return (cidr->addr[whole] & mask) == (addr[whole] & mask);
-}
-
 /* ---- the head's text ------------------------------------------------------------ */
 
 /* struct head_text collects the request head in a buffer on the stack, so
@@ -153,9 +139,9 @@ static bool client_ip(const struct conn *c, char *out, size_t out_len, bool *out
         *out_v6 = false;
     }
     for (size_t i = 0; i < http->num_trusted_proxies; i++)
-        if (cidr_contains(&http->trusted_proxies[i], family, addr) ||
+        if (cfg_cidr_contains(&http->trusted_proxies[i], family, addr) ||
             (family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&c->client_addr.in6.sin6_addr) &&
-             cidr_contains(&http->trusted_proxies[i], AF_INET, mapped)))
+             cfg_cidr_contains(&http->trusted_proxies[i], AF_INET, mapped)))
             return true;
     return false;
 }

@@ -27,6 +27,13 @@
  * the whole response came in, and the response allows keep-alive; any other
  * end closes it (with a RST when the request was cut short).
  *
+ * A connection that speaks for one client connection (cfg_backend_per_client:
+ * backend.proxy_protocol, whose header goes out at its start, or
+ * backend.source: client, which carries the client's address) serves that
+ * client connection alone: it goes back to the pool as the conn's own, is
+ * taken again only by the conn's later requests, and is closed with the
+ * conn.
+ *
  * Ownership. The upstream belongs to its exchange (x->up) from
  * http_upstream_start to its release. It owns its connection (counted out of
  * its pool entry), its output buffer and its timer entry. */
@@ -47,6 +54,7 @@
 #include "http_metrics.h"
 #include "log.h"
 #include "metrics.h"
+#include "proxy_header.h"
 #include "worker.h"
 
 /* Reads of the backend per turn before yielding to other connections. */
@@ -101,6 +109,13 @@ static _Thread_local uint8_t read_buf[UPSTREAM_READ_LEN];
 
 static struct worker *worker_of(const struct http_upstream *up) { return up->x->c->worker; }
 
+/* pool_owner is the owner |up|'s connections are pooled for: its client
+ * conn when they carry a PROXY header, else NULL (shared). */
+static const void *pool_owner(const struct http_upstream *up)
+{
+    return cfg_backend_per_client(up->x->c->cfg) ? up->x->c : NULL;
+}
+
 static void log_backend_problem(const struct http_upstream *up, const char *event,
                                 const char *error)
 {
@@ -129,7 +144,8 @@ static void drop_conn(struct http_upstream *up, bool abort)
     if (!abort && up->state == UP_OPEN && x->resp_done && up->req_sent && up->reusable) {
         struct worker *w = worker_of(up);
         bool keep = x->c->gen == w->gen && !w->draining;
-        backend_pool_put(up->ps, conn, keep, cfg->pool_idle_timeout_ms, cfg->pool_max_idle);
+        backend_pool_put(up->ps, conn, pool_owner(up), keep, cfg->pool_idle_timeout_ms,
+                         cfg->pool_max_idle);
         return;
     }
     backend_conn_free(conn, abort || !up->req_sent);
@@ -203,7 +219,7 @@ static void acquire(struct http_upstream *up)
         queue(up);
         return;
     }
-    struct backend_conn *conn = backend_pool_take(up->ps);
+    struct backend_conn *conn = backend_pool_take(up->ps, pool_owner(up));
 
     if (conn != NULL) {
         x->reused = true;
@@ -213,7 +229,9 @@ static void acquire(struct http_upstream *up)
         pump(up);
         return;
     }
-    if (backend_pool_may_open(up->ps, cfg->backend_max_connections)) {
+    /* Another client's idle private connection gives way to this one. */
+    if (backend_pool_may_open(up->ps, cfg->backend_max_connections) ||
+        (pool_owner(up) != NULL && backend_pool_evict_idle(up->ps))) {
         open_new(up, false);
         return;
     }
@@ -244,10 +262,22 @@ static void open_new(struct http_upstream *up, bool have_slot)
 {
     struct http_exchange *x = up->x;
     struct conn *c = x->c;
-    struct backend_conn *conn =
-        backend_conn_open(c->worker->base, x->server, on_conn_event, up);
+    struct backend_conn *conn = backend_conn_open_from(c->worker->base, x->server,
+                                                       conn_backend_source(c), on_conn_event, up);
 
     x->reused = false;
+    if (conn != NULL && c->cfg->proxy_protocol != 0) {
+        /* The header goes first, ahead of the request head in |out|. */
+        uint8_t header[PROXY_HEADER_OUT_MAX];
+        size_t len = proxy_header_for_backend(c, header, sizeof(header));
+        if (len == 0 || evbuffer_prepend(up->out, header, len) != 0) {
+            backend_conn_free(conn, true);
+            if (have_slot)
+                backend_pool_closed(up->ps);
+            fail(up, HTTP_REASON_OUT_OF_MEMORY);
+            return;
+        }
+    }
     if (conn == NULL) {
         int err = errno;
         if (have_slot)
@@ -277,8 +307,10 @@ int http_upstream_start(struct http_exchange *x)
     x->up = up;
     up->timer.fire = on_timer;
     up->waiter.ready = on_slot;
+    const struct sockaddr *source = conn_backend_source(c);
     x->server =
-        backend_pick_server(c->cfg->servers, c->cfg->num_servers, &c->listener->next_server);
+        backend_pick_server_of(c->cfg->servers, c->cfg->num_servers, &c->listener->next_server,
+                               source != NULL ? source->sa_family : AF_UNSPEC);
     up->ps = backend_pool_server(c->worker, c->listener->metrics, x->server);
     up->out = evbuffer_new();
     if (up->ps == NULL || up->out == NULL || http_request_write_head(x, up->out) != 0) {

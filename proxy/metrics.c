@@ -42,6 +42,7 @@ struct listener_totals {
     struct histogram_totals backend_connect_duration;
     uint64_t bytes_client_to_backend;
     uint64_t bytes_backend_to_client;
+    uint64_t proxy_header_rejected[METRICS_PROXY_REJECT_COUNT];
     uint64_t http_requests[METRICS_HTTP_PROTOCOL_COUNT][METRICS_HTTP_STATUS_CLASSES];
     struct histogram_totals http_request_duration;
     uint64_t http_errors[HTTP_REASON_COUNT];
@@ -130,6 +131,17 @@ static const char *const connect_failure_labels[METRICS_CONNECT_FAILURE_COUNT] =
     [METRICS_CONNECT_ERROR] = "error",
     [METRICS_CONNECT_TIMEOUT] = "timeout",
 };
+
+static const char *const proxy_reject_labels[METRICS_PROXY_REJECT_COUNT] = {
+    [METRICS_PROXY_UNTRUSTED_SOURCE] = "untrusted_source",
+    [METRICS_PROXY_MALFORMED] = "malformed",
+    [METRICS_PROXY_TIMEOUT] = "timeout",
+};
+
+const char *metrics_proxy_reject_name(enum metrics_proxy_reject reject)
+{
+    return proxy_reject_labels[reject];
+}
 
 static const char *const http_protocol_labels[METRICS_HTTP_PROTOCOL_COUNT] = {
     [METRICS_HTTP_2] = "h2",
@@ -295,6 +307,8 @@ static void add_listener(struct listener_totals *t, const struct metrics_listene
     add_histogram(&t->backend_connect_duration, &l->backend_connect_duration);
     t->bytes_client_to_backend += load(&l->bytes_client_to_backend);
     t->bytes_backend_to_client += load(&l->bytes_backend_to_client);
+    for (int p = 0; p < METRICS_PROXY_REJECT_COUNT; p++)
+        t->proxy_header_rejected[p] += load(&l->proxy_header_rejected[p]);
     for (int p = 0; p < METRICS_HTTP_PROTOCOL_COUNT; p++)
         for (int k = 0; k < METRICS_HTTP_STATUS_CLASSES; k++)
             t->http_requests[p][k] += load(&l->http_requests[p][k]);
@@ -554,6 +568,7 @@ static void render_listeners(struct render *r, char *const *names,
     static const char connect_failures[] = "tlsterm_backend_connect_failures_total";
     static const char connect_duration[] = "tlsterm_backend_connect_duration_seconds";
     static const char bytes[] = "tlsterm_forwarded_bytes_total";
+    static const char proxy_rejected[] = "tlsterm_proxy_header_rejected_total";
     char reason[48], alert[8];
     size_t i;
 
@@ -643,6 +658,17 @@ static void render_listeners(struct render *r, char *const *names,
                 {"listener", names[i]},
                 {"reason", reason_label((enum end_reason)e, reason, sizeof(reason))}};
             sample_u64(r, would_fail, labels, 2, totals[i].would_fail[e]);
+        }
+
+    family(r, proxy_rejected, "counter",
+           "Connections refused for their PROXY protocol header (accept_proxy), by reason "
+           "(written once seen).");
+    for (i = 0; i < num_listeners; i++)
+        for (int p = 0; p < METRICS_PROXY_REJECT_COUNT; p++) {
+            if (totals[i].proxy_header_rejected[p] == 0)
+                continue;
+            struct label labels[] = {{"listener", names[i]}, {"reason", proxy_reject_labels[p]}};
+            sample_u64(r, proxy_rejected, labels, 2, totals[i].proxy_header_rejected[p]);
         }
 
     family(r, connect_failures, "counter", "Backend connects that failed, by cause.");

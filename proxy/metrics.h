@@ -94,6 +94,19 @@ enum metrics_connect_failure {
     METRICS_CONNECT_FAILURE_COUNT
 };
 
+/* enum metrics_proxy_reject is why a connection was refused before its
+ * handshake for its PROXY protocol header (listeners[].accept_proxy). */
+enum metrics_proxy_reject {
+    METRICS_PROXY_UNTRUSTED_SOURCE, /* not from accept_proxy.from */
+    METRICS_PROXY_MALFORMED,        /* no header, or a broken one */
+    METRICS_PROXY_TIMEOUT,          /* no whole header within accept_proxy.timeout */
+    METRICS_PROXY_REJECT_COUNT
+};
+
+/* metrics_proxy_reject_name returns the label of |reject| ("untrusted_source",
+ * "malformed", "timeout"), also the reason of the proxy_header_rejected line. */
+const char *metrics_proxy_reject_name(enum metrics_proxy_reject reject);
+
 /* enum metrics_http_protocol is the protocol a request came over. */
 enum metrics_http_protocol {
     METRICS_HTTP_2,   /* "h2" */
@@ -154,6 +167,7 @@ struct metrics_listener {
     struct metrics_histogram backend_connect_duration;
     struct metrics_counter bytes_client_to_backend;
     struct metrics_counter bytes_backend_to_client;
+    struct metrics_counter proxy_header_rejected[METRICS_PROXY_REJECT_COUNT];
 
     /* HTTP mode, written through http_metrics.h. */
     struct metrics_counter http_requests[METRICS_HTTP_PROTOCOL_COUNT]
@@ -324,6 +338,13 @@ static inline void metrics_handshake_done(struct metrics_listener *listener,
 static inline void metrics_early_data_accepted(struct metrics_listener *listener)
 {
     metrics_counter_add(&listener->early_data_accepted, 1);
+}
+
+/* metrics_proxy_header_rejected counts a connection refused for |reject|. */
+static inline void metrics_proxy_header_rejected(struct metrics_listener *listener,
+                                                 enum metrics_proxy_reject reject)
+{
+    metrics_counter_add(&listener->proxy_header_rejected[reject], 1);
 }
 
 /* metrics_would_fail counts a ClientHello that the listener's report-only

@@ -57,6 +57,7 @@
 #include "http.h"
 #include "http_hsts.h"
 #include "metrics.h"
+#include "route.h"
 #include "tls_ctx.h"
 #include "worker.h"
 
@@ -230,30 +231,17 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
     return 0;
 }
 
-/* authority_host writes the host part of |authority| (no port, no
- * brackets) into |out|. */
-static void authority_host(const char *authority, char *out, size_t out_len)
-{
-    const char *end;
-    if (authority[0] == '[') {
-        authority++;
-        end = strchr(authority, ']');
-    } else {
-        end = strrchr(authority, ':');
-    }
-    size_t len = end != NULL ? (size_t)(end - authority) : strlen(authority);
-    snprintf(out, out_len, "%.*s", (int)len, authority);
-}
-
 /* covered says whether the certificate served on this connection covers
  * |authority|: a client reuses an HTTP/2 connection for every name the
  * certificate lists, and any other is misdirected (RFC 9110 15.5.20). */
 static bool covered(struct h2_front *f, const char *authority)
 {
     char host[256];
+    size_t host_len;
     if (f->authority_ok != NULL && strcmp(f->authority_ok, authority) == 0)
         return true;
-    authority_host(authority, host, sizeof(host));
+    const char *start = route_authority_host(authority, &host_len);
+    snprintf(host, sizeof(host), "%.*s", (int)host_len, start);
     const char *sni = SSL_get_servername(f->c->client.ssl, TLSEXT_NAMETYPE_host_name);
     bool ok =
         (sni != NULL && strcasecmp(sni, host) == 0) || tls_ctx_covers(f->c->client.ssl, host);

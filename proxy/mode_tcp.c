@@ -28,6 +28,10 @@
  * bytes, so an idle connection holds none. The connection ends when both
  * flows are done.
  *
+ * backend.proxy_protocol: the PROXY header is the first thing in up's
+ * buffer, so it reaches the backend before any client byte; it is not
+ * client data and is not counted in bytes_in.
+ *
  * Ownership. The mode state (struct tcp_forward) belongs to its conn from
  * start until free; it owns the backend connection and both buffers. */
 #include "mode.h"
@@ -43,6 +47,7 @@
 #include "conn.h"
 #include "log.h"
 #include "metrics.h"
+#include "proxy_header.h"
 #include "worker.h"
 
 /* One TLS record of plaintext: a full buffer becomes one full record. */
@@ -468,11 +473,21 @@ static int tcp_start(struct conn *c)
     t->state = TCP_CONNECTING;
     t->backend_write_failure = END_DONE;
     t->connect_started_us = metrics_clock_us();
+    const struct sockaddr *source = conn_backend_source(c);
     t->backend_server =
-        backend_pick_server(c->cfg->servers, c->cfg->num_servers, &c->listener->next_server);
-    t->backend = backend_conn_open(c->worker->base, t->backend_server, on_backend_event, c);
+        backend_pick_server_of(c->cfg->servers, c->cfg->num_servers, &c->listener->next_server,
+                               source != NULL ? source->sa_family : AF_UNSPEC);
+    t->backend =
+        backend_conn_open_from(c->worker->base, t->backend_server, source, on_backend_event, c);
     if (t->backend == NULL)
         return backend_failed(c, END_BACKEND_CONNECT_FAILED, errno);
+    if (c->cfg->proxy_protocol != 0) {
+        if (take_buffer(&t->up) != 0)
+            return conn_close(c, END_OUT_OF_MEMORY, NULL);
+        t->up.end = (uint32_t)proxy_header_for_backend(c, t->up.buf, FORWARD_BUF_LEN);
+        if (t->up.end == 0)
+            return conn_close(c, END_OUT_OF_MEMORY, NULL);
+    }
     conn_set_deadline(c, clock_now_ms() + c->cfg->connect_timeout_ms);
     /* The client is not read while connecting: its bytes wait in the
      * kernel, and a connect that fails has consumed none of them. */

@@ -31,6 +31,7 @@ static const char *const reason_names[END_REASON_COUNT] = {
     [END_SHUTDOWN] = "shutdown",
     [END_OUT_OF_MEMORY] = "out_of_memory",
     [END_HTTP2_ABUSE] = "http2_abuse",
+    [END_PROXY_HEADER_REJECTED] = "proxy_header_rejected",
 };
 
 /* Alert names as RFC 8446 section 6 (and RFC 5246 for the older ones)

@@ -40,6 +40,7 @@ enum end_reason {
     END_SHUTDOWN,               /* closed at the end of the drain deadline */
     END_OUT_OF_MEMORY,
     END_HTTP2_ABUSE,            /* an HTTP/2 attack limit (http2_abuse line) */
+    END_PROXY_HEADER_REJECTED,  /* accept_proxy refused it (proxy_header_rejected line) */
     END_REASON_COUNT
 };
 

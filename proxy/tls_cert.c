@@ -323,6 +323,28 @@ fail:
     return result;
 }
 
+/* describe_algorithms fills |cert|'s sig_alg and key_alg from |leaf| and
+ * its key. */
+static void describe_algorithms(struct tls_cert *cert, X509 *leaf)
+{
+    const char *sig = OBJ_nid2sn(X509_get_signature_nid(leaf));
+    snprintf(cert->sig_alg, sizeof(cert->sig_alg), "%s", sig != NULL ? sig : "UNKNOWN");
+    switch (EVP_PKEY_id(cert->key)) {
+    case EVP_PKEY_RSA:
+        snprintf(cert->key_alg, sizeof(cert->key_alg), "RSA%d", EVP_PKEY_bits(cert->key));
+        break;
+    case EVP_PKEY_EC:
+        snprintf(cert->key_alg, sizeof(cert->key_alg), "EC%d", EVP_PKEY_bits(cert->key));
+        break;
+    case EVP_PKEY_ED25519:
+        snprintf(cert->key_alg, sizeof(cert->key_alg), "ED25519");
+        break;
+    default:
+        snprintf(cert->key_alg, sizeof(cert->key_alg), "UNKNOWN");
+        break;
+    }
+}
+
 int tls_cert_load(struct tls_cert *cert, const struct cfg_cert *cfg,
                   const struct cfg_listener *listener, int64_t now, FILE *errors)
 {
@@ -343,6 +365,7 @@ int tls_cert_load(struct tls_cert *cert, const struct cfg_cert *cfg,
     }
     tls_cert_format_subject(leaf, cert->subject, sizeof(cert->subject));
     format_serial(leaf, cert->serial, sizeof(cert->serial));
+    describe_algorithms(cert, leaf);
     if (cert->num_dns_names == 0 && num_ips == 0) {
         cfg_error(errors, &cfg->cert_pos,
                   "certificate '%s' (%s) has no subjectAltName DNS or IP names: clients "

@@ -40,6 +40,11 @@ struct tls_cert {
     char not_before_text[TLS_CERT_TIME_TEXT_MAX];
     char subject[TLS_CERT_SUBJECT_MAX]; /* RFC 2253 */
     char serial[TLS_CERT_SERIAL_MAX];   /* upper-case hex, for metrics labels */
+    /* For the PROXY protocol's SSL TLV (proxy_header.c): how the leaf is
+     * signed ("RSA-SHA256", OpenSSL's short name) and its key ("RSA2048",
+     * "EC256", "ED25519"). */
+    char sig_alg[32];
+    char key_alg[16];
     uint8_t *ocsp;                      /* DER OCSP response; NULL: none */
     size_t ocsp_len;
     bool ocsp_has_next_update;

@@ -59,6 +59,11 @@ static void tls_ctx_ex_init(void)
     tls_cert_ex_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 }
 
+const struct tls_cert *tls_ctx_served_cert(const SSL *ssl)
+{
+    return SSL_get_ex_data(ssl, tls_cert_ex_index);
+}
+
 bool tls_ctx_covers(const SSL *ssl, const char *host)
 {
     const struct tls_cert *cert = SSL_get_ex_data(ssl, tls_cert_ex_index);
@@ -268,6 +273,25 @@ static bool sni_is_valid(const SSL_CLIENT_HELLO *hello)
            !CBS_contains_zero_byte(&host_name);
 }
 
+/* note_signature_scheme records the signature scheme of our handshake
+ * signature, which BoringSSL has no getter for, from the message |msg| of
+ * |len| bytes we send: a TLS 1.3 CertificateVerify starts with it, and a TLS
+ * 1.2 ECDHE ServerKeyExchange has it after the curve and the public key.
+ * For the PROXY protocol's SIG_SCHEME (proxy_header.c). */
+static void note_signature_scheme(SSL *ssl, const uint8_t *msg, size_t len)
+{
+    if (len < 4)
+        return;
+    if (msg[0] == SSL3_MT_CERTIFICATE_VERIFY && len >= 6) {
+        tls_io_record_server_sigalg(ssl, (uint16_t)(msg[4] << 8 | msg[5]));
+    } else if (msg[0] == SSL3_MT_SERVER_KEY_EXCHANGE && SSL_version(ssl) == TLS1_2_VERSION &&
+               len >= 8 && msg[4] == 3 /* named_curve */) {
+        size_t at = 8 + (size_t)msg[7]; /* past the public key */
+        if (len >= at + 2)
+            tls_io_record_server_sigalg(ssl, (uint16_t)(msg[at] << 8 | msg[at + 1]));
+    }
+}
+
 /* read_client_hello is the message callback: BoringSSL shows it each
  * handshake message as it arrives, before looking into it. It is the first
  * to see a ClientHello, ahead of BoringSSL's own SNI check, which runs even
@@ -284,6 +308,11 @@ static void read_client_hello(int is_write, int version, int content_type, const
 {
     const uint8_t *msg = buf;
     SSL_CLIENT_HELLO hello;
+
+    if (is_write && content_type == SSL3_RT_HANDSHAKE) {
+        note_signature_scheme(ssl, msg, len);
+        return;
+    }
 
     /* A handshake message: type, 24-bit length, body. */
     if (is_write || content_type != SSL3_RT_HANDSHAKE || len < 4 ||

@@ -92,6 +92,10 @@ const struct tls_cert *tls_ctx_cert(const struct tls_ctx *tls, size_t i);
  * |host| (a DNS name; IP literals are not checked). */
 bool tls_ctx_covers(const SSL *ssl, const char *host);
 
+/* tls_ctx_served_cert returns the certificate |ssl| was served (owned by
+ * its tls_ctx), or NULL before one was chosen. */
+const struct tls_cert *tls_ctx_served_cert(const SSL *ssl);
+
 /* tls_version_name returns "TLSv1.2" style names for a protocol version. */
 const char *tls_version_name(uint16_t version);
 

@@ -476,6 +476,15 @@ void tls_io_record_hello(const SSL_CLIENT_HELLO *hello)
         tls_io_forget_hello(sock);
 }
 
+void tls_io_record_server_sigalg(const SSL *ssl, uint16_t sigalg)
+{
+    BIO *bio = SSL_get_rbio(ssl);
+    struct tls_io_socket *sock = bio != NULL ? BIO_get_data(bio) : NULL;
+
+    if (sock != NULL)
+        sock->server_sigalg = sigalg;
+}
+
 void tls_io_record_would_fail(const SSL *ssl, enum end_reason reason)
 {
     BIO *bio = SSL_get_rbio(ssl);

@@ -87,6 +87,7 @@ struct tls_io_socket {
      * ClientHello by tls_io_record_would_fail. */
     bool would_fail;
     uint8_t would_fail_reason;
+    uint16_t server_sigalg; /* the scheme of our handshake signature; 0: none */
 };
 
 /* tls_io_readable tells |sock| that its socket is readable again (see
@@ -136,6 +137,10 @@ void tls_io_record_hello(const SSL_CLIENT_HELLO *hello);
  * set up) as failing the report-only policy for |reason|. Call it from the
  * early ClientHello callback; the first verdict stays. */
 void tls_io_record_would_fail(const SSL *ssl, enum end_reason reason);
+
+/* tls_io_record_server_sigalg notes on the socket of |ssl| the signature
+ * scheme |sigalg| that our handshake signature used. */
+void tls_io_record_server_sigalg(const SSL *ssl, uint16_t sigalg);
 
 /* tls_io_forget_hello frees |sock|'s ClientHello summary, if any. */
 void tls_io_forget_hello(struct tls_io_socket *sock);

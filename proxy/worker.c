@@ -40,6 +40,8 @@ static void log_suppressed(struct worker *w)
     log_limiter_suppressed(w, &w->failure_log, LOG_WARN, "handshake_failures_suppressed");
     log_limiter_suppressed(w, &w->would_fail_log, LOG_INFO, "policy_would_fail_suppressed");
     log_limiter_suppressed(w, &w->http2_abuse_log, LOG_WARN, "http2_abuse_suppressed");
+    log_limiter_suppressed(w, &w->proxy_header_log, LOG_WARN,
+                           "proxy_header_rejected_suppressed");
 }
 
 static void on_summary_timer(evutil_socket_t fd, short what, void *arg) { log_suppressed(arg); }
@@ -59,12 +61,18 @@ bool worker_log_http2_abuse(struct worker *w)
     return ratelimit_allow(&w->http2_abuse_log, END_HTTP2_ABUSE, clock_now_ms());
 }
 
+bool worker_log_proxy_rejected(struct worker *w)
+{
+    return ratelimit_allow(&w->proxy_header_log, END_PROXY_HEADER_REJECTED, clock_now_ms());
+}
+
 /* apply_log_limits takes the limits of |config|; the buckets' state (tokens,
  * suppressed counts) carries over a reload. */
 static void apply_log_limits(struct worker *w, const struct config *config)
 {
-    struct ratelimit *limiters[] = {&w->failure_log, &w->would_fail_log, &w->http2_abuse_log};
-    for (size_t i = 0; i < 3; i++) {
+    struct ratelimit *limiters[] = {&w->failure_log, &w->would_fail_log, &w->http2_abuse_log,
+                                    &w->proxy_header_log};
+    for (size_t i = 0; i < sizeof(limiters) / sizeof(limiters[0]); i++) {
         limiters[i]->rate = config->failure_log_rate;
         limiters[i]->burst = config->failure_log_burst;
     }
@@ -160,6 +168,7 @@ int worker_init(struct worker *w, unsigned id, struct daemon *daemon, struct gen
     ratelimit_init(&w->failure_log, config->failure_log_rate, config->failure_log_burst);
     ratelimit_init(&w->would_fail_log, config->failure_log_rate, config->failure_log_burst);
     ratelimit_init(&w->http2_abuse_log, config->failure_log_rate, config->failure_log_burst);
+    ratelimit_init(&w->proxy_header_log, config->failure_log_rate, config->failure_log_burst);
     struct timeval every = {.tv_sec = config->failure_log_summary_ms / 1000,
                             .tv_usec = (config->failure_log_summary_ms % 1000) * 1000};
     event_add(w->summary_timer, &every);

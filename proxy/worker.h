@@ -54,6 +54,7 @@ struct worker {
     struct ratelimit failure_log;     /* handshake_failed lines per reason */
     struct ratelimit would_fail_log;  /* policy_would_fail lines per reason */
     struct ratelimit http2_abuse_log; /* http2_abuse lines (key END_HTTP2_ABUSE) */
+    struct ratelimit proxy_header_log; /* proxy_header_rejected lines (one key) */
     struct event *summary_timer;      /* logs what failure_log suppressed */
 
     pthread_mutex_t reload_lock;
@@ -96,6 +97,10 @@ bool worker_log_would_fail(struct worker *worker, enum end_reason reason);
 /* worker_log_http2_abuse is worker_log_failure for http2_abuse lines, with
  * a bucket of their own and the same limits. */
 bool worker_log_http2_abuse(struct worker *worker);
+
+/* worker_log_proxy_rejected is worker_log_failure for proxy_header_rejected
+ * lines, with a bucket of their own and the same limits. */
+bool worker_log_proxy_rejected(struct worker *worker);
 
 /* worker_conn_closed tells the worker one of its connections has ended;
  * while draining, the last one ends the worker's loop. */

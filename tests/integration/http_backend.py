@@ -22,6 +22,9 @@ clean place for a proxy to close), "head", "body" (reading a request) or
 without answering it, as a server whose idle timeout fired just as the
 request arrived: the keep-alive race, on demand.
 
+--host ADDRESS listens on ADDRESS (an IPv4 or IPv6 literal) instead of
+127.0.0.1.
+
 --idle-close SECONDS closes a keep-alive connection that stays idle that
 long after a response (FIN, not reset), as many servers do: a proxy that
 reuses it at that moment meets the keep-alive race.
@@ -543,13 +546,15 @@ async def main(argv):
     parser = argparse.ArgumentParser(description="HTTP/1.1 test backend")
     parser.add_argument("--idle-close", type=float, default=0.0)
     parser.add_argument("--race-every", type=int, default=0)
+    parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args(argv)
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
 
     async def handle(reader, writer):
         await Conn(reader, writer, args.idle_close, args.race_every).run()
 
     server = await asyncio.start_server(
-        handle, "127.0.0.1", 0, family=socket.AF_INET, backlog=4096, limit=_MAX_HEAD
+        handle, args.host, 0, family=family, backlog=4096, limit=_MAX_HEAD
     )
     print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
     stop = asyncio.Event()

@@ -547,6 +547,7 @@ LOG_SCHEMA = {
         "debug",
         ["listener", "client", "reason", "bytes_in", "bytes_out", "duration_ms"],
     ),
+    "proxy_header_rejected": ("warn", ["listener", "client", "worker", "reason"]),
     "draining": ("info", ["connections"]),
     "stopped": ("info", []),
 }
@@ -604,11 +605,14 @@ class Tlsterm:
     written to |workdir|/|name|.yaml. |nofile|, when set, is its
     RLIMIT_NOFILE, soft and hard (tlsterm raises the soft one to the hard
     one). The fixture's teardown calls finish(), which requires exit code 0:
-    a sanitizer finding (86) fails the test."""
+    a sanitizer finding (86) fails the test. |prefix| is argv put before
+    tlsterm's, each word of which execs the next, so the pid stays tlsterm's
+    (["ip", "netns", "exec", NS], setpriv ...)."""
 
-    def __init__(self, workdir, config, name="tlsterm", nofile=None):
+    def __init__(self, workdir, config, name="tlsterm", nofile=None, prefix=()):
         self.name = name
         self.nofile = nofile
+        self.prefix = list(prefix)
         self.config_path = Path(workdir) / f"{name}.yaml"
         self.config_path.write_text(to_yaml(config) if isinstance(config, dict) else config)
         self.proc = None
@@ -621,7 +625,7 @@ class Tlsterm:
         """start spawns tlsterm and returns once it logged "started"
         (failing if it exits first)."""
         self.proc = subprocess.Popen(
-            with_nofile(self.nofile, [TLSTERM_BIN, "-c", str(self.config_path)]),
+            [*self.prefix, *with_nofile(self.nofile, [TLSTERM_BIN, "-c", str(self.config_path)])],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

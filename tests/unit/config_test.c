@@ -334,13 +334,15 @@ static void test_unknown_keys(void **state)
         "logs: {}\n"
         "log: {levl: info, color: x}\n",
         "t.yaml:3:5: unknown key 'lsiten' in listener; did you mean 'listen'? allowed: "
-        "name, mode, listen, tls, backend, http, http2, timeouts, max_connections, redirect\n"
+        "name, mode, listen, tls, backend, http, http2, timeouts, max_connections, redirect, "
+        "accept_proxy\n"
         "t.yaml:8:5: unknown key 'backends' in listener; did you mean 'backend'? "
-        "allowed: name, mode, listen, tls, backend, http, http2, timeouts, max_connections, redirect\n"
+        "allowed: name, mode, listen, tls, backend, http, http2, timeouts, max_connections, "
+        "redirect, accept_proxy\n"
         "t.yaml:9:5: unknown key 'zzz' in listener; allowed: name, mode, listen, tls, backend, "
-        "http, http2, timeouts, max_connections, redirect\n"
+        "http, http2, timeouts, max_connections, redirect, accept_proxy\n"
         "t.yaml:10:5: unknown key 'nmae' in listener; allowed: name, mode, listen, tls, "
-        "backend, http, http2, timeouts, max_connections, redirect\n"
+        "backend, http, http2, timeouts, max_connections, redirect, accept_proxy\n"
         "t.yaml:11:1: unknown key 'logs' at the top level; allowed: log, drain_timeout, "
         "user, workers, max_connections, listeners, reload_on_change, session_tickets, admin, "
         "report\n"
@@ -350,7 +352,8 @@ static void test_unknown_keys(void **state)
         "handshake_failures, access\n");
     expect_errors(LISTENER_HEAD TLS_OK "    listn: x\n" BACKEND_OK,
                   "t.yaml:8:5: unknown key 'listn' in listener; allowed: "
-                  "name, mode, listen, tls, backend, http, http2, timeouts, max_connections, redirect\n");
+                  "name, mode, listen, tls, backend, http, http2, timeouts, max_connections, redirect, "
+                  "accept_proxy\n");
     expect_errors("\"bad\\tkey\": 1\n" MINIMAL,
                   "t.yaml:1:1: unknown key 'bad?key' at the top level; allowed: log, "
                   "drain_timeout, user, workers, max_connections, listeners, reload_on_change, "
@@ -1130,7 +1133,8 @@ static void test_every_error_reported_once_in_order(void **state)
         "4:13)\n"
         "t.yaml:11:68: unknown group 'P-999'; allowed: X25519, P-256, P-384, P-521\n"
         "t.yaml:12:15: unknown key 'severs' in backend; did you mean 'servers'? "
-        "allowed: servers, protocol, max_connections, pool\n"
+        "allowed: servers, protocol, max_connections, pool, source, proxy_protocol, "
+        "proxy_protocol_unique_id, proxy_protocol_crc32c\n"
         "t.yaml:13:22: invalid max_connections '0'; expected an integer from 1 to "
         "1000000\n");
 }

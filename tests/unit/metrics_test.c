@@ -790,7 +790,7 @@ static void test_empty_metrics_render(void **state)
     render_parse(m, &e);
     check_exactly(&e, expected);
     /* Every family is declared, even with no series. */
-    assert_int_equal(e.num_families, 20);
+    assert_int_equal(e.num_families, 21);
     assert_int_equal(e.num_samples, 2); /* the two reload results */
     exposition_free(&e);
     free(expected);

@@ -42,6 +42,7 @@ static const char *const expected_tokens[] = {
     "shutdown",
     "out_of_memory",
     "http2_abuse",
+    "proxy_header_rejected",
 };
 
 static void test_token_list_is_stable(void **state)
