@@ -3,6 +3,7 @@
 
 #include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend_conn.h"
 #include "clock.h"
@@ -10,12 +11,32 @@
 #include "timerq.h"
 #include "worker.h"
 
+/* A connection back in the pool for less than POOL_FRESH_MS is reused
+ * without the peek (backend_conn_is_idle_ok), a system call per request
+ * under load. Nothing a server does on its own closes a connection it
+ * answered this recently (idle timeouts are seconds; a last request is
+ * announced with Connection: close, and such a connection is not pooled),
+ * and a close the event loop already reported has closed it here (the idle
+ * watcher). What is left is a close that arrives during the current turn of
+ * the loop, or that the loop reported in this turn but whose idle watcher has
+ * not run yet: a server that closes right after a response without saying
+ * Connection: close (RFC 9112 9.6 says it should) is the one case the peek
+ * caught more often. The upstream's retry covers it for what is safe to send
+ * again (http_upstream.c); a POST there gets 502 backend_reset. */
+#define POOL_FRESH_MS 100
+
+/* Up to POOL_SPARE_MAX entries of a server's idle list are kept for reuse
+ * when their connection leaves it, so that a connection going back and
+ * forth between requests costs no allocation. */
+#define POOL_SPARE_MAX 64
+
 struct pool_idle {
     struct pool_idle *prev, *next;
     struct pool_server *ps;
     struct backend_conn *conn;
     const void *owner;         /* the client conn of a private one; NULL: shared */
     struct timerq_entry timer; /* backend.pool.idle_timeout */
+    uint64_t since_ms;         /* when it came back */
 };
 
 struct pool_server {
@@ -27,6 +48,8 @@ struct pool_server {
     uint32_t reserved; /* slots promised to woken waiters, not yet claimed */
     uint32_t num_idle;
     struct pool_idle *idle; /* most recently used first */
+    struct pool_idle *spare; /* unused entries, linked by |next| */
+    uint32_t num_spare;
     struct pool_waiter *wait_head, *wait_tail;
 };
 
@@ -53,8 +76,8 @@ struct pool_server *backend_pool_server(struct worker *w, struct metrics_listene
     return ps;
 }
 
-/* unlink_idle takes |idle| off its list and frees it, returning its
- * connection. */
+/* unlink_idle takes |idle| off its list and frees it (or keeps it as a
+ * spare), returning its connection. */
 static struct backend_conn *unlink_idle(struct pool_idle *idle)
 {
     struct pool_server *ps = idle->ps;
@@ -70,7 +93,13 @@ static struct backend_conn *unlink_idle(struct pool_idle *idle)
     timerq_cancel(&ps->worker->timers, &idle->timer);
     if (ps->metrics != NULL)
         http_metrics_pool_idle(ps->metrics, &ps->addr, -1);
-    free(idle);
+    if (ps->num_spare < POOL_SPARE_MAX) {
+        idle->next = ps->spare;
+        ps->spare = idle;
+        ps->num_spare++;
+    } else {
+        free(idle);
+    }
     return conn;
 }
 
@@ -128,11 +157,12 @@ struct backend_conn *backend_pool_take(struct pool_server *ps, const void *owner
 {
     struct pool_idle *next;
     for (struct pool_idle *idle = ps->idle; idle != NULL; idle = next) {
-        next = idle->next;
+        next = idle->next; /* read first: unlink_idle reuses the entry */
         if (idle->owner != owner)
             continue;
+        bool fresh = clock_now_ms() - idle->since_ms < POOL_FRESH_MS;
         struct backend_conn *conn = unlink_idle(idle);
-        if (backend_conn_is_idle_ok(conn)) {
+        if (fresh || backend_conn_is_idle_ok(conn)) {
             ps->out++;
             return conn;
         }
@@ -160,18 +190,32 @@ bool backend_pool_may_open(const struct pool_server *ps, uint32_t limit)
 
 void backend_pool_opened(struct pool_server *ps) { ps->out++; }
 
+/* new_idle returns a zeroed entry for |ps|'s idle list, a spare one when
+ * there is one; NULL when out of memory. */
+static struct pool_idle *new_idle(struct pool_server *ps)
+{
+    struct pool_idle *idle = ps->spare;
+    if (idle == NULL)
+        return calloc(1, sizeof(*idle));
+    ps->spare = idle->next;
+    ps->num_spare--;
+    memset(idle, 0, sizeof(*idle));
+    return idle;
+}
+
 void backend_pool_put(struct pool_server *ps, struct backend_conn *conn, const void *owner,
                       bool keep, uint32_t idle_timeout_ms, uint32_t max_idle)
 {
     struct pool_idle *idle = NULL;
 
     ps->out--;
-    if (keep && ps->num_idle < max_idle && (idle = calloc(1, sizeof(*idle))) != NULL) {
+    if (keep && ps->num_idle < max_idle && (idle = new_idle(ps)) != NULL) {
         idle->ps = ps;
         idle->conn = conn;
         idle->owner = owner;
         idle->timer.fire = on_idle_timer;
-        if (timerq_set(&ps->worker->timers, &idle->timer, clock_now_ms() + idle_timeout_ms) !=
+        idle->since_ms = clock_now_ms();
+        if (timerq_set(&ps->worker->timers, &idle->timer, idle->since_ms + idle_timeout_ms) !=
             0) {
             free(idle);
             idle = NULL;
@@ -280,6 +324,11 @@ void backend_pool_free(struct worker *w)
     while (w->pool->servers != NULL) {
         struct pool_server *ps = w->pool->servers;
         w->pool->servers = ps->next;
+        while (ps->spare != NULL) {
+            struct pool_idle *idle = ps->spare;
+            ps->spare = idle->next;
+            free(idle);
+        }
         free(ps);
     }
     free(w->pool);

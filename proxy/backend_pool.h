@@ -8,10 +8,11 @@
  * in arrival order.
  *
  * An idle connection is watched for readability: a server that closes it
- * (or sends anything unasked) gets it closed at once, and a connection is
- * peeked at again just before it is reused (backend_conn_is_idle_ok), which
- * narrows the keep-alive race to the round trip of the request itself; the
- * upstream retries what is safe to retry in what is left of it.
+ * (or sends anything unasked) gets it closed at once, and a connection idle
+ * for more than a moment is peeked at again just before it is reused
+ * (backend_conn_is_idle_ok), which narrows the keep-alive race to the round
+ * trip of the request itself; the upstream retries what is safe to retry in
+ * what is left of it.
  *
  * Backend connections of a listener with cfg_backend_per_client (a PROXY
  * header speaks for one client) are private: an idle one is kept with its
@@ -21,7 +22,8 @@
  * NULL.
  *
  * Ownership. The pool belongs to its worker (worker->pool) and owns its
- * entries and the idle connections. A connection taken out belongs to the
+ * entries, the idle connections and a few spare idle-list entries kept for
+ * reuse (freed with the pool). A connection taken out belongs to the
  * taker, who gives it back with backend_pool_put or reports it closed with
  * backend_pool_closed. Waiters are owned by whoever queued them. */
 #ifndef TLSTERM_BACKEND_POOL_H

@@ -44,8 +44,10 @@ struct h2_front {
     struct conn *c;
     nghttp2_session *session;
     enum h2_state state;
-    const uint8_t *pending; /* a frame not yet written whole */
+    const uint8_t *pending; /* frames not yet written whole: in nghttp2's
+                               buffer, or in |spill| */
     size_t pending_len;
+    uint8_t *spill; /* owned: gathered frames the socket did not take */
     struct h2_stream *streams;
     uint32_t num_streams;
     struct h2_stream *taken; /* streams whose upstream may read again */

@@ -85,19 +85,30 @@ const char *http_status_text(int status);
 
 /* struct http_fields is a list of header fields. Names and values live in
  * one growing text buffer, each followed by a NUL; fields refer to them by
- * offset so the buffer may move. */
+ * offset so the buffer may move. Its owner may lend it storage for the first
+ * fields (http_fields_lend), used before the heap: the exchange does, so
+ * that a usual head costs no allocation. */
 struct http_field {
     uint32_t name, value; /* offsets into |text| */
     uint32_t name_len, value_len;
 };
 
 struct http_fields {
-    struct http_field *v;
+    struct http_field *v; /* |lent_v|, or the heap once it outgrew it */
     uint32_t num, cap;
-    char *text;
+    char *text; /* |lent_text|, or the heap */
     uint32_t text_len, text_cap;
     uint32_t bytes; /* sum of name and value lengths, for the size limit */
+    struct http_field *lent_v; /* lent storage (http_fields_lend); NULL: none */
+    char *lent_text;
+    uint32_t lent_cap, lent_text_cap;
 };
+
+/* http_fields_lend gives the empty |f| |cap| fields at |v| and |text_cap|
+ * bytes at |text| for its first fields. The caller keeps them as long as
+ * |f|; http_fields_free leaves them lent. */
+void http_fields_lend(struct http_fields *f, struct http_field *v, uint32_t cap, char *text,
+                      uint32_t text_cap);
 
 /* http_fields_add appends a field; 0, or -1 when out of memory. */
 int http_fields_add(struct http_fields *f, const char *name, size_t name_len, const char *value,
@@ -169,6 +180,12 @@ bool http_is_hop_by_hop(const char *name, size_t len);
  * name |name|: such a field is hop-by-hop too. */
 bool http_connection_names(const struct http_fields *f, const char *name, size_t len);
 
+/* http_connection_names_others returns true when the Connection fields of
+ * |f| name anything that is not hop-by-hop already (http_is_hop_by_hop):
+ * when false, http_connection_names is false for every other field, and
+ * a caller need not ask field by field ("Connection: keep-alive"). */
+bool http_connection_names_others(const struct http_fields *f);
+
 /* ---- the exchange ---------------------------------------------------------------- */
 
 /* struct http_front_ops is how an upstream tells its front what changed;
@@ -192,6 +209,12 @@ struct http_front_ops {
      * sends the head and takes the connection (http_upstream_take). */
     void (*upgraded)(struct http_exchange *x);
 };
+
+/* An exchange holds the first HTTP_EXCHANGE_FIELDS fields of its request and
+ * of its response, and HTTP_EXCHANGE_FIELD_TEXT bytes of their names and
+ * values, in its own storage: enough for most heads. */
+#define HTTP_EXCHANGE_FIELDS 16
+#define HTTP_EXCHANGE_FIELD_TEXT 512
 
 struct http_exchange {
     struct conn *c;
@@ -218,6 +241,14 @@ struct http_exchange {
     uint32_t stream_id;            /* h2 stream id; 0 for h1 */
     bool early_data;               /* the request arrived as TLS 1.3 0-RTT data */
     uint64_t started_us;           /* metrics_clock_us() at the request's start */
+
+    /* Storage lent to req.fields and resp.fields (http_fields_lend). Last,
+     * and not zeroed by http_exchange_new: it is written before it is
+     * read. */
+    struct http_field req_first_fields[HTTP_EXCHANGE_FIELDS];
+    struct http_field resp_first_fields[HTTP_EXCHANGE_FIELDS];
+    char req_first_text[HTTP_EXCHANGE_FIELD_TEXT];
+    char resp_first_text[HTTP_EXCHANGE_FIELD_TEXT];
 };
 
 /* http_exchange_new returns a new exchange of |c| for |front|, or NULL when

@@ -292,8 +292,8 @@ int http_request_write_head(struct http_exchange *x, struct evbuffer *out)
     bool v6;
     bool trusted = client_ip(c, ip, sizeof(ip), &v6);
     bool cookie_done = false;
-    /* Most requests have no Connection field: then no field is named in one. */
-    bool has_connection = http_fields_find(f, "connection", 0) >= 0;
+    /* Most requests name no field in Connection (or have none). */
+    bool has_connection = http_connection_names_others(f);
     struct head_text h;
 
     h.out = out;

@@ -2,6 +2,7 @@
  * (http.h). */
 #include "http.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -127,14 +128,22 @@ static int text_reserve(struct http_fields *f, size_t len)
 {
     if ((size_t)f->text_len + len <= f->text_cap)
         return 0;
+    if (f->text_cap == 0 && len <= f->lent_text_cap) {
+        f->text = f->lent_text;
+        f->text_cap = f->lent_text_cap;
+        return 0;
+    }
     size_t cap = f->text_cap ? f->text_cap : 256;
     while (cap < (size_t)f->text_len + len)
         cap *= 2;
     if (cap > UINT32_MAX)
         return -1;
-    char *text = realloc(f->text, cap);
+    bool was_lent = f->text != NULL && f->text == f->lent_text;
+    char *text = realloc(was_lent ? NULL : f->text, cap);
     if (text == NULL)
         return -1;
+    if (was_lent)
+        memcpy(text, f->lent_text, f->text_len);
     f->text = text;
     f->text_cap = (uint32_t)cap;
     return 0;
@@ -143,11 +152,17 @@ static int text_reserve(struct http_fields *f, size_t len)
 int http_fields_add(struct http_fields *f, const char *name, size_t name_len, const char *value,
                     size_t value_len)
 {
-    if (f->num == f->cap) {
+    if (f->num == f->cap && f->cap == 0 && f->lent_cap > 0) {
+        f->v = f->lent_v;
+        f->cap = f->lent_cap;
+    } else if (f->num == f->cap) {
         uint32_t cap = f->cap ? f->cap * 2 : 16;
-        struct http_field *v = realloc(f->v, cap * sizeof(*v));
+        bool was_lent = f->v != NULL && f->v == f->lent_v;
+        struct http_field *v = realloc(was_lent ? NULL : f->v, cap * sizeof(*v));
         if (v == NULL)
             return -1;
+        if (was_lent)
+            memcpy(v, f->lent_v, f->num * sizeof(*v));
         f->v = v;
         f->cap = cap;
     }
@@ -207,11 +222,24 @@ int http_fields_find(const struct http_fields *f, const char *name, uint32_t fro
     return -1;
 }
 
+void http_fields_lend(struct http_fields *f, struct http_field *v, uint32_t cap, char *text,
+                      uint32_t text_cap)
+{
+    f->lent_v = v;
+    f->lent_cap = cap;
+    f->lent_text = text;
+    f->lent_text_cap = text_cap;
+}
+
 void http_fields_free(struct http_fields *f)
 {
-    free(f->v);
-    free(f->text);
-    memset(f, 0, sizeof(*f));
+    if (f->v != f->lent_v)
+        free(f->v);
+    if (f->text != f->lent_text)
+        free(f->text);
+    f->v = NULL;
+    f->text = NULL;
+    f->num = f->cap = f->text_len = f->text_cap = f->bytes = 0;
 }
 
 bool http_name_is(const char *name, size_t len, const char *lit)
@@ -219,22 +247,36 @@ bool http_name_is(const char *name, size_t len, const char *lit)
     return strlen(lit) == len && strncasecmp(name, lit, len) == 0;
 }
 
+/* next_token finds the next element of the comma-separated |list| at or
+ * after |*at|: false when there is none; else its bytes are |*out_start| to
+ * |*out_end| (without the spaces around it) and |*at| is past it. */
+static bool next_token(const char *list, size_t len, size_t *at, size_t *out_start,
+                       size_t *out_end)
+{
+    size_t i = *at;
+    while (i < len && (list[i] == ' ' || list[i] == '\t' || list[i] == ','))
+        i++;
+    if (i == len)
+        return false;
+    size_t start = i;
+    while (i < len && list[i] != ',')
+        i++;
+    size_t end = i;
+    while (end > start && (list[end - 1] == ' ' || list[end - 1] == '\t'))
+        end--;
+    *at = i;
+    *out_start = start;
+    *out_end = end;
+    return true;
+}
+
 /* token_list_has is http_token_has for a token of |token_len| bytes. */
 static bool token_list_has(const char *list, size_t len, const char *token, size_t token_len)
 {
-    size_t i = 0;
-    while (i < len) {
-        while (i < len && (list[i] == ' ' || list[i] == '\t' || list[i] == ','))
-            i++;
-        size_t start = i;
-        while (i < len && list[i] != ',')
-            i++;
-        size_t end = i;
-        while (end > start && (list[end - 1] == ' ' || list[end - 1] == '\t'))
-            end--;
+    size_t at = 0, start, end;
+    while (next_token(list, len, &at, &start, &end))
         if (end - start == token_len && strncasecmp(list + start, token, token_len) == 0)
             return true;
-    }
     return false;
 }
 
@@ -245,12 +287,36 @@ bool http_token_has(const char *list, size_t len, const char *token)
 
 bool http_is_hop_by_hop(const char *name, size_t len)
 {
-    static const char *const hop[] = {"connection", "keep-alive",     "proxy-connection",
-                                      "upgrade",    "http2-settings", "transfer-encoding",
-                                      "te"};
-    for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
-        if (http_name_is(name, len, hop[i]))
-            return true;
+    /* By length first: most fields are judged by one comparison or none. */
+    switch (len) {
+    case 2:
+        return strncasecmp(name, "te", 2) == 0;
+    case 7:
+        return strncasecmp(name, "upgrade", 7) == 0;
+    case 10:
+        return strncasecmp(name, "connection", 10) == 0 ||
+               strncasecmp(name, "keep-alive", 10) == 0;
+    case 14:
+        return strncasecmp(name, "http2-settings", 14) == 0;
+    case 16:
+        return strncasecmp(name, "proxy-connection", 16) == 0;
+    case 17:
+        return strncasecmp(name, "transfer-encoding", 17) == 0;
+    default:
+        return false;
+    }
+}
+
+bool http_connection_names_others(const struct http_fields *f)
+{
+    for (int i = http_fields_find(f, "connection", 0); i >= 0;
+         i = http_fields_find(f, "connection", (uint32_t)i + 1)) {
+        const char *list = http_field_value(f, (uint32_t)i);
+        size_t at = 0, start, end;
+        while (next_token(list, f->v[i].value_len, &at, &start, &end))
+            if (!http_is_hop_by_hop(list + start, end - start))
+                return true;
+    }
     return false;
 }
 
@@ -282,9 +348,15 @@ void http_response_free(struct http_response *resp)
 struct http_exchange *http_exchange_new(struct conn *c, const struct http_front_ops *front,
                                         void *front_data)
 {
-    struct http_exchange *x = calloc(1, sizeof(*x));
+    struct http_exchange *x = malloc(sizeof(*x));
     if (x == NULL)
         return NULL;
+    /* The lent field storage at the end is written before it is read. */
+    memset(x, 0, offsetof(struct http_exchange, req_first_fields));
+    http_fields_lend(&x->req.fields, x->req_first_fields, HTTP_EXCHANGE_FIELDS,
+                     x->req_first_text, HTTP_EXCHANGE_FIELD_TEXT);
+    http_fields_lend(&x->resp.fields, x->resp_first_fields, HTTP_EXCHANGE_FIELDS,
+                     x->resp_first_text, HTTP_EXCHANGE_FIELD_TEXT);
     x->c = c;
     x->front = front;
     x->front_data = front_data;

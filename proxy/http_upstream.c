@@ -636,7 +636,9 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
  * any is removed. 0, or -1 when out of memory. */
 static int drop_hop_by_hop(struct http_fields *f)
 {
-    bool *drop = calloc(f->num ? f->num : 1, sizeof(*drop));
+    bool on_stack[HTTP_EXCHANGE_FIELDS];
+    bool *drop = f->num <= HTTP_EXCHANGE_FIELDS ? on_stack : calloc(f->num, sizeof(*drop));
+    bool named = http_connection_names_others(f);
     uint32_t kept = 0;
 
     if (drop == NULL)
@@ -644,13 +646,14 @@ static int drop_hop_by_hop(struct http_fields *f)
     for (uint32_t i = 0; i < f->num; i++) {
         const char *name = http_field_name(f, i);
         drop[i] = http_is_hop_by_hop(name, f->v[i].name_len) ||
-                  http_connection_names(f, name, f->v[i].name_len);
+                  (named && http_connection_names(f, name, f->v[i].name_len));
     }
     for (uint32_t i = 0; i < f->num; i++)
         if (!drop[i])
             f->v[kept++] = f->v[i];
     f->num = kept;
-    free(drop);
+    if (drop != on_stack)
+        free(drop);
     return 0;
 }
 

@@ -5,10 +5,12 @@
  * Input: plaintext is read into a per-thread buffer and handed to
  * nghttp2_session_mem_recv at once; nothing of the client's is kept between
  * reads except what nghttp2 itself holds. Output: nghttp2_session_mem_send
- * hands out frames, which are written through the transport; a frame the
- * socket does not take whole stays where nghttp2 put it (valid until the
- * next mem_send) and nothing more is asked for, and nothing is read, until
- * it has gone: a client that does not read is not fed.
+ * hands out frames, which are gathered into a per-thread buffer up to one
+ * TLS record and written through the transport together; bytes the socket
+ * does not take stay pending (a frame too large to gather where nghttp2 put
+ * it, valid until the next mem_send; gathered bytes in a copy the front
+ * owns) and nothing more is asked for, and nothing is read, until they
+ * have gone: a client that does not read is not fed.
  *
  * Flow control, in two layers (automatic WINDOW_UPDATE is off): the
  * connection window is given back as soon as DATA lands in a stream's
@@ -60,6 +62,8 @@
 #include "worker.h"
 
 #define H2_READ_LEN 16384
+/* One full TLS record of plaintext. */
+#define H2_GATHER_LEN 16384
 /* Reads per turn before yielding to other connections. */
 #define H2_ROUNDS 16
 /* How long a connection is idle before nghttp2's frame buffer is given back:
@@ -70,6 +74,12 @@
 static const uint8_t drain_ping[8] = {'t', 'l', 's', 't', 'e', 'r', 'm', 'd'};
 
 static _Thread_local uint8_t read_buf[H2_READ_LEN];
+
+/* Frames nghttp2 hands out one by one are gathered here and written
+ * together: the HEADERS and DATA of a turn's responses share a TLS record
+ * (one SSL_write, one seal) instead of taking one each. Nothing stays in it
+ * between calls (see send_frames). */
+static _Thread_local uint8_t gather_buf[H2_GATHER_LEN];
 
 static struct h2_front *front_of(const struct conn *c) { return c->mode_state; }
 
@@ -431,43 +441,113 @@ static int fail_tls(struct conn *c, const struct tls_io_failure *failure)
     return conn_close(c, failure->reason, failure);
 }
 
-/* send_frames writes what nghttp2 has to send; CONN_OK or CONN_CLOSED. */
-static int send_frames(struct h2_front *f)
+enum out_result { OUT_MOVED, OUT_BLOCKED, OUT_CLOSED };
+
+/* write_out writes up to |len| bytes at |data| to the client: OUT_MOVED
+ * with |*out_n| the bytes that went (maybe fewer: partial writes are on),
+ * OUT_BLOCKED when the transport must wait, or OUT_CLOSED after a TLS
+ * failure closed the connection. */
+static enum out_result write_out(struct h2_front *f, const uint8_t *data, size_t len,
+                                 size_t *out_n)
 {
     struct conn *c = f->c;
     struct tls_io_failure failure;
 
+    *out_n = 0;
+    switch (transport_write(&c->client, data, len, out_n, &failure)) {
+    case TLS_IO_OK:
+        c->bytes_out += *out_n;
+        metrics_bytes_backend_to_client(c->listener->metrics, *out_n);
+        f->last_activity_ms = clock_now_ms();
+        h2_limits_set_stalled(&f->limits, false, 0);
+        return OUT_MOVED;
+    case TLS_IO_WANT_READ:
+    case TLS_IO_WANT_WRITE:
+        return OUT_BLOCKED;
+    case TLS_IO_EOF:
+    case TLS_IO_ERROR:
+        break;
+    }
+    fail_tls(c, &failure);
+    return OUT_CLOSED;
+}
+
+/* gather_frames asks nghttp2 for frames while they fit in gather_buf,
+ * copying them there; a frame that does not fit is left in nghttp2's
+ * buffer as |*out_held| (valid until the next mem_send). It returns the
+ * bytes gathered, or -1 when nghttp2 is out of memory. */
+static ssize_t gather_frames(struct h2_front *f, const uint8_t **out_held, size_t *out_held_len)
+{
+    size_t used = 0;
+
+    *out_held = NULL;
+    *out_held_len = 0;
     for (;;) {
-        if (f->pending == NULL) {
-            const uint8_t *data;
-            ssize_t len = nghttp2_session_mem_send(f->session, &data);
-            if (len < 0)
-                return conn_close(c, END_OUT_OF_MEMORY, NULL);
-            if (len == 0)
-                return CONN_OK;
-            f->pending = data;
-            f->pending_len = (size_t)len;
-            h2_mem_note_output(&f->mem);
+        const uint8_t *data;
+        ssize_t len = nghttp2_session_mem_send(f->session, &data);
+        if (len < 0)
+            return -1;
+        if (len == 0)
+            return (ssize_t)used;
+        h2_mem_note_output(&f->mem);
+        if ((size_t)len > sizeof(gather_buf) - used) {
+            *out_held = data;
+            *out_held_len = (size_t)len;
+            return (ssize_t)used;
         }
+        memcpy(gather_buf + used, data, (size_t)len);
+        used += (size_t)len;
+    }
+}
+
+/* send_frames writes what nghttp2 has to send; CONN_OK or CONN_CLOSED. */
+static int send_frames(struct h2_front *f)
+{
+    struct conn *c = f->c;
+
+    for (;;) {
         size_t n = 0;
-        switch (transport_write(&c->client, f->pending, f->pending_len, &n, &failure)) {
-        case TLS_IO_OK:
-            c->bytes_out += n;
-            metrics_bytes_backend_to_client(c->listener->metrics, n);
-            f->last_activity_ms = clock_now_ms();
-            h2_limits_set_stalled(&f->limits, false, 0);
+        enum out_result out;
+        if (f->pending != NULL) {
+            if ((out = write_out(f, f->pending, f->pending_len, &n)) == OUT_CLOSED)
+                return CONN_CLOSED;
+            if (out == OUT_BLOCKED)
+                return CONN_OK;
             f->pending += n;
             f->pending_len -= n;
-            if (f->pending_len == 0)
-                f->pending = NULL;
-            break;
-        case TLS_IO_WANT_READ:
-        case TLS_IO_WANT_WRITE:
-            return CONN_OK;
-        case TLS_IO_EOF:
-        case TLS_IO_ERROR:
-            return fail_tls(c, &failure);
+            if (f->pending_len > 0)
+                continue;
+            f->pending = NULL;
+            free(f->spill);
+            f->spill = NULL;
         }
+        const uint8_t *held;
+        size_t held_len;
+        ssize_t used = gather_frames(f, &held, &held_len);
+        if (used < 0)
+            return conn_close(c, END_OUT_OF_MEMORY, NULL);
+        if (held == NULL && used == 0)
+            return CONN_OK;
+        out = OUT_MOVED;
+        if (used > 0 && (out = write_out(f, gather_buf, (size_t)used, &n)) == OUT_CLOSED)
+            return CONN_CLOSED;
+        if (n < (size_t)used) {
+            /* The socket took only part: the rest (and the frame held in
+             * nghttp2's buffer) must outlive gather_buf. */
+            size_t rest = (size_t)used - n;
+            if ((f->spill = malloc(rest + held_len)) == NULL)
+                return conn_close(c, END_OUT_OF_MEMORY, NULL);
+            memcpy(f->spill, gather_buf + n, rest);
+            if (held_len > 0)
+                memcpy(f->spill + rest, held, held_len);
+            f->pending = f->spill;
+            f->pending_len = rest + held_len;
+        } else {
+            f->pending = held; /* NULL when nothing was held back */
+            f->pending_len = held_len;
+        }
+        if (out == OUT_BLOCKED)
+            return CONN_OK;
     }
 }
 
@@ -840,6 +920,7 @@ static void h2_free(struct conn *c, bool abort)
         free_stream(f, f->streams);
     nghttp2_session_del(f->session);
     free(f->authority_ok);
+    free(f->spill);
     free(f);
     c->mode_state = NULL;
 }

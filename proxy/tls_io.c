@@ -283,6 +283,41 @@ static int socket_bio_read(BIO *bio, char *out, int len)
     return len;
 }
 
+/* Records gathered while corked go to this buffer first, so that a cork
+ * whose records the socket takes at once (nearly all) costs no allocation.
+ * One socket of the thread at a time uses it (|out_scratch_user|); another
+ * corked meanwhile gets a buffer of its own. Bytes still in it when the
+ * cork ends move to a buffer of the socket's own (keep_out). */
+static _Thread_local uint8_t out_scratch[TLS_IO_OUT_MAX];
+static _Thread_local const struct tls_io_socket *out_scratch_user;
+
+/* drop_out frees the out buffer, or gives the scratch back. */
+static void drop_out(struct tls_io_socket *sock)
+{
+    if (sock->out == out_scratch)
+        out_scratch_user = NULL;
+    else
+        free(sock->out);
+    sock->out = NULL;
+}
+
+/* keep_out moves what the scratch buffer holds for |sock| to a buffer of
+ * its own; 0, or -1 when out of memory. */
+static int keep_out(struct tls_io_socket *sock)
+{
+    if (sock->out != out_scratch)
+        return 0;
+    uint8_t *out = malloc(TLS_IO_OUT_MAX);
+    if (out == NULL)
+        return -1;
+    sock->out_end -= sock->out_start;
+    memcpy(out, out_scratch + sock->out_start, sock->out_end);
+    sock->out_start = 0;
+    sock->out = out;
+    out_scratch_user = NULL;
+    return 0;
+}
+
 /* send_out sends what the out buffer holds; 0 once empty (and freed), -1
  * with errno otherwise (EAGAIN: the socket is full). */
 static int send_out(struct tls_io_socket *sock)
@@ -298,8 +333,7 @@ static int send_out(struct tls_io_socket *sock)
         }
         sock->out_start += (uint32_t)n;
     }
-    free(sock->out);
-    sock->out = NULL;
+    drop_out(sock);
     return 0;
 }
 
@@ -307,8 +341,12 @@ static int send_out(struct tls_io_socket *sock)
 static int gather(struct tls_io_socket *sock, const char *in, int len)
 {
     if (sock->out == NULL) {
-        if ((sock->out = malloc(TLS_IO_OUT_MAX)) == NULL)
+        if (out_scratch_user == NULL) {
+            sock->out = out_scratch;
+            out_scratch_user = sock;
+        } else if ((sock->out = malloc(TLS_IO_OUT_MAX)) == NULL) {
             return -1;
+        }
         sock->out_start = sock->out_end = 0;
     } else if (sock->out_start > 0) {
         memmove(sock->out, sock->out + sock->out_start, sock->out_end - sock->out_start);
@@ -354,7 +392,13 @@ enum tls_io_result tls_io_flush(struct tls_io_socket *sock)
     sock->corked = false;
     if (sock->out == NULL || send_out(sock) == 0)
         return TLS_IO_OK;
-    return errno == EAGAIN || errno == EWOULDBLOCK ? TLS_IO_WANT_WRITE : TLS_IO_ERROR;
+    if (errno != EAGAIN && errno != EWOULDBLOCK)
+        return TLS_IO_ERROR;
+    if (keep_out(sock) != 0) {
+        sock->last_errno = ENOMEM;
+        return TLS_IO_ERROR;
+    }
+    return TLS_IO_WANT_WRITE;
 }
 
 size_t tls_io_received(const struct tls_io_socket *sock, uint8_t *out, size_t out_len)
@@ -377,8 +421,7 @@ void tls_io_socket_cleanup(struct tls_io_socket *sock)
 {
     free(sock->readahead);
     sock->readahead = NULL;
-    free(sock->out);
-    sock->out = NULL;
+    drop_out(sock);
     tls_io_forget_hello(sock);
 }
 

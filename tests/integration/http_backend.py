@@ -63,6 +63,8 @@ Behaviour by path (the query string is ignored unless named):
                  Sec-WebSocket-Accept, then echoes each frame (text, binary,
                  ping as pong) unmasked until a close frame, which it
                  answers with a close frame.
+  /fields/N      answers 200 "fields\\n" with N fields X-Field-<i>: <i
+                 times "v">, i = 1..N: a response head of any size.
   anything else  200 "hello from http_backend\\n".
 HEAD gets the headers GET would get, without a body.
 
@@ -527,6 +529,17 @@ ROUTES = {
     "drop": route_drop, "drop-mid": route_drop_mid, "invalid": route_invalid,
     "hop": route_hop, "ws": route_ws, "hsts": route_hsts,
 }
+
+
+
+async def route_fields(conn, req):
+    await req.drain()
+    n = int(req.path.split("/")[2])
+    await conn.respond(req, 200, b"fields\n",
+                       headers=[(f"X-Field-{i}", "v" * i) for i in range(1, n + 1)])
+
+
+ROUTES["fields"] = route_fields
 
 
 async def main(argv):
