@@ -292,7 +292,8 @@ static int copy_sources(struct group_source **out, const struct cfg_backend *cfg
             sources_free(sources, i + 1);
             return -1;
         }
-        memcpy(src->addrs, server->addrs, server->num_addrs * sizeof(*src->addrs));
+        if (server->num_addrs > 0) /* a name new at a reload has none yet */
+            memcpy(src->addrs, server->addrs, server->num_addrs * sizeof(*src->addrs));
     }
     *out = sources;
     return 0;
@@ -331,6 +332,10 @@ struct backend_group *backend_group_attach(const struct cfg_backend *cfg)
     group->resolve = cfg->resolve;
     group->resolve_interval_ms = cfg->resolve_interval_ms;
     group->next_resolve_ms = clock_now_ms() + cfg->resolve_interval_ms;
+    /* A name new at a reload has no address yet: resolve it now. */
+    for (size_t i = 0; i < group->num_sources; i++)
+        if (group->sources[i].host != NULL && group->sources[i].num_addrs == 0)
+            group->next_resolve_ms = 0;
     if (rebuild_list(group) != 0 && made)
         goto fail;
     if (made) {
@@ -464,6 +469,7 @@ static void resolve_group(struct backend_group *group)
         size_t num = 0;
         char reason[256] = "out of memory";
         int rc = -1;
+        bool had_addrs = group->sources[i].num_addrs > 0;
 
         backend_registry_unlock();
         if (host != NULL && port != NULL)
@@ -476,7 +482,7 @@ static void resolve_group(struct backend_group *group)
             log_str(&line, "backend", group->name);
             log_str(&line, "host", host != NULL ? host : "?");
             log_str(&line, "error", reason);
-            log_str(&line, "kept", "the last good addresses");
+            log_str(&line, "kept", had_addrs ? "the last good addresses" : "none yet");
             log_end(&line);
         }
         backend_registry_lock();

@@ -2,14 +2,15 @@
  * listener's "backend" (a group's name, or an inline mapping of the same
  * keys), parsed by one schema into struct cfg_backend.
  *
- * Host names in server addresses are resolved here, when the configuration
- * loads (at start and by --check): an unresolvable name is a load error, as
+ * Host names in server addresses are resolved here when the configuration
+ * loads at start and by --check: an unresolvable name is a load error, as
  * in HAProxy's default, so a typo is found before traffic is sent nowhere.
- * A reload takes the addresses of names already known from backend_group.c
- * (config_set_known_addrs) and resolves only new names, so a slow name
- * server does not hold up the main loop for names it already has. From then on backend_group.c
- * re-resolves them every resolve_interval on a thread of its own, keeping the last good
- * addresses when a resolution fails.
+ * A reload runs on the main loop, which must not wait for a name server: it
+ * takes the addresses of names already known from backend_group.c
+ * (config_set_known_addrs), and a new name gets none here; the resolver
+ * thread resolves it right after (backend_group_attach). From then on that
+ * thread re-resolves every name each resolve_interval, keeping the last
+ * good addresses when a resolution fails.
  *
  * Ownership: config->backends owns every group; a listener borrows its. */
 #include <netdb.h>
@@ -235,9 +236,14 @@ static void resolve_server(struct loader *ld, const struct ynode *node,
     server->is_name = true;
     size_t num = 0;
     config_known_addrs_fn known = known_addrs;
-    if (known != NULL &&
-        known(server->host, server->port, resolve, &server->addrs, &server->num_addrs) == 0)
+    if (known != NULL) {
+        /* A reload: the main loop must not wait for a name server. A name
+         * the resolver thread knows keeps its addresses; a new one has none
+         * until that thread resolves it, at once (backend_group_attach). */
+        if (known(server->host, server->port, resolve, &server->addrs, &server->num_addrs) != 0)
+            server->num_addrs = 0;
         return;
+    }
     if (net_resolve_all(server->host, server->port,
                         resolve == CFG_RESOLVE_FIRST ? 1 : CFG_GROUP_MAX_SERVERS,
                         &server->addrs, &num, reason, sizeof(reason)) != 0) {

@@ -8,9 +8,12 @@ Loopback is brought up; two backends, "first" on 127.0.0.2 and "second"
 on 127.0.0.3, share one port. tlsterm's group names "app.test:PORT" with a
 resolve_interval of 200ms. The hosts file (rewritten in place, keeping its
 inode, so the bind mount sees it) first maps app.test to 127.0.0.2, then to
-127.0.0.3, then to both (two servers), then not at all (the resolution fails: the last addresses are
-kept, and a reload still loads). The script prints one JSON line: the backends that answered in each
-phase, and whether the failed resolution was logged.
+127.0.0.3, then to both (two servers), then not at all (the resolution
+fails: the last addresses are kept, and a reload still loads). Last, a
+reload names a new host, new.test: the reload does not wait for it, and it
+has no server until the resolver thread resolves it. The script prints one
+JSON line: the backends that answered in each phase, and whether the failed
+resolution was logged.
 """
 
 import json
@@ -20,7 +23,7 @@ import sys
 from pathlib import Path
 
 from tlsterm_harness import (Backend, Certs, Tlsterm, client_context, listener_config,
-                             tls_connect, tlsterm_config, free_port)
+                             tls_connect, tlsterm_config, free_port, to_yaml)
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n"
 
@@ -79,6 +82,23 @@ def main(certs_dir, work_dir, hosts):
         proxy.send_signal(signal.SIGHUP)
         verdict["reloaded"] = proxy.wait_for("reload_done", since=mark)["generation"] == 2
         verdict["after_reload"] = sorted(ask(proxy, certs) for _ in range(4))
+        # A reload that names a new host: the main loop does not resolve it
+        # (the reload is done whatever the name server does); the resolver
+        # thread does right after. First a name that does not resolve: no
+        # server until it does, the client refused at once.
+        listener["backend"] = {"servers": [f"new.test:{port}"], "resolve_interval": "200ms"}
+        proxy.config_path.write_text(to_yaml(tlsterm_config([listener], level="info")))
+        mark = proxy.mark()
+        proxy.send_signal(signal.SIGHUP)
+        verdict["new_reloaded"] = proxy.wait_for("reload_done", since=mark)["generation"] == 3
+        failed = proxy.wait_for("backend_resolve_failed", since=mark, host="new.test")
+        verdict["new_kept"] = failed["kept"]
+        verdict["new_unresolved"] = ask(proxy, certs)
+        # Then the name appears: the resolver publishes it.
+        mark = proxy.mark()
+        rewrite(hosts, "127.0.0.1 localhost\n127.0.0.3 new.test\n")
+        verdict["new_servers"] = proxy.wait_for("backend_resolved", since=mark)["servers"]
+        verdict["new_resolved"] = [ask(proxy, certs) for _ in range(2)]
     finally:
         if proxy is not None:
             proxy.finish()

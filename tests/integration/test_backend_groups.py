@@ -555,6 +555,14 @@ def test_re_resolution_through_hosts_file(tmp_path, certs):
         assert verdict["kept"] == ["first", "first", "second", "second"]
         assert verdict["reloaded"]
         assert verdict["after_reload"] == ["first", "first", "second", "second"]
+        # A name new at a reload is resolved by the resolver thread, not by
+        # the reload: none yet while it does not resolve (tcp mode refuses
+        # the client), then its server once it does.
+        assert verdict["new_reloaded"]
+        assert verdict["new_kept"] == "none yet"
+        assert verdict["new_unresolved"] is None
+        assert verdict["new_servers"] == 1
+        assert verdict["new_resolved"] == ["second", "second"]
     finally:
         subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
         shutil.rmtree(hosts_dir, ignore_errors=True)
