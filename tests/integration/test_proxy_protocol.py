@@ -16,6 +16,7 @@ other loopback addresses (127.0.0.2 and up): the PROXY header must carry
 theirs, not 127.0.0.1."""
 
 import json
+import os
 import shutil
 import socket
 import ssl
@@ -895,6 +896,66 @@ def test_accept_proxy_source_reaches_the_backend_header(tlsterm_factory, receive
     tls.close()
     conn = receiver.wait(lambda cs: cs and cs[0]["raw"], "a header")[0]
     assert conn["raw"] == f"PROXY TCP4 198.51.100.77 127.0.0.1 7777 {port}\r\n".encode()
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_accept_proxy_ipv6_client_behind_ipv4_balancer(tlsterm_factory, receivers, certs,
+                                                       version):
+    """An IPv6 client behind a balancer that reaches tlsterm over IPv4: the
+    backend's header keeps the client's address and port and the
+    destination the balancer's client reached (TCP6, as HAProxy does),
+    not UNKNOWN or UNSPEC for the mixed families."""
+    receiver = receivers("echo")
+    listener = listener_config("pp", receiver.addr, certs)
+    listener["accept_proxy"] = {"from": ["127.0.0.0/8"]}
+    listener["backend"]["proxy_protocol"] = version
+    proxy = tlsterm_factory(tlsterm_config([listener]))
+    sock = connect_from("127.0.0.1", proxy.port("pp"))
+    sock.sendall(v2_header("PROXY", ("2001:db8::77", 7777), ("2001:db8::1", 8443)))
+    tls = client_context(certs.ca).wrap_socket(sock, server_hostname="localhost")
+    tls.sendall(b"hi")
+    assert recv_exactly(tls, 2) == b"hi"
+    tls.close()
+    conn = receiver.wait(lambda cs: cs and cs[0]["raw"], "a header")[0]
+    if version == "v1":
+        assert conn["raw"] == b"PROXY TCP6 2001:db8::77 2001:db8::1 7777 8443\r\n"
+    h = conn["header"]
+    if version == "v2":
+        assert h["command"] == "PROXY"
+    assert h["family"] == "TCP6", h
+    assert (h["src"], h["sport"]) == ("2001:db8::77", 7777)
+    assert (h["dst"], h["dport"]) == ("2001:db8::1", 8443)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="source: client needs CAP_NET_ADMIN")
+def test_accept_proxy_client_family_without_server_is_logged(tlsterm_factory, certs):
+    """backend.source: client behind a balancer: a header naming an IPv6
+    client when every server is IPv4 ends the connection before the
+    handshake with backend_family_unserved (and conn_closed's reason
+    backend_unavailable), not a silent failure later; an IPv4 client
+    passes that check."""
+    listener = listener_config("pp", "127.0.0.1:9", certs)
+    listener["accept_proxy"] = {"from": ["127.0.0.0/8"]}
+    listener["backend"]["source"] = "client"
+    proxy = tlsterm_factory(tlsterm_config([listener]))
+    port = proxy.port("pp")
+    sock = connect_from("127.0.0.1", port)
+    sock.sendall(v2_header("PROXY", ("2001:db8::78", 7878), ("2001:db8::1", 443)))
+    expect_closed(sock)
+    unserved = proxy.wait_for("backend_family_unserved", client="[2001:db8::78]:7878")
+    assert unserved["family"] == "IPv6" and "backend.source: client" in unserved["msg"]
+    closed = proxy.wait_for("conn_closed", client="[2001:db8::78]:7878")
+    assert closed["reason"] == "backend_unavailable"
+    # An IPv4 client passes on to the handshake and the connect (which
+    # fails here: nothing listens on port 9).
+    sock = connect_from("127.0.0.1", port)
+    sock.sendall(v2_header("PROXY", ("127.0.0.3", 7879), ("127.0.0.1", port)))
+    try:
+        client_context(certs.ca).wrap_socket(sock, server_hostname="localhost").close()
+    except (ssl.SSLError, OSError):
+        sock.close()
+    proxy.wait_for("conn_closed", client="127.0.0.3:7879")
+    assert not proxy.find("backend_family_unserved", client="127.0.0.3:7879")
 
 
 def test_accept_proxy_lines_are_rate_limited(tlsterm_factory, certs):
