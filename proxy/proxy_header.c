@@ -19,8 +19,9 @@
 
 /* How many of the first bytes a proxy_header_rejected line shows. */
 #define REJECT_SHOWN_BYTES 32
-/* RFC 5280's upper bound of a common name (ub-common-name). */
-#define CN_MAX 64
+/* RFC 5280's upper bound of a common name (ub-common-name) is 64
+ * characters, 4 bytes each at most in UTF-8. */
+#define CN_MAX (64 * 4)
 
 /* ---- toward the backend ---------------------------------------------------------- */
 
@@ -43,7 +44,8 @@ static void addr_of(const struct sockaddr *sa, struct proxy_proto_addr *out)
 
 /* peer_cn copies the subject CN of |ssl|'s client certificate into |out|
  * (at most CN_MAX bytes and a NUL) and returns it, or NULL when there is
- * none. */
+ * none, or it holds a NUL or is longer: cut short, it could name another
+ * client ("admin\0x" is not "admin"). */
 static const char *peer_cn(SSL *ssl, char out[CN_MAX + 1])
 {
     X509 *peer = SSL_get_peer_certificate(ssl);
@@ -56,12 +58,8 @@ static const char *peer_cn(SSL *ssl, char out[CN_MAX + 1])
     int i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
     X509_NAME_ENTRY *entry = i >= 0 ? X509_NAME_get_entry(name, i) : NULL;
     int len = entry != NULL ? ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(entry)) : -1;
-    if (len > 0) {
-        size_t n = (size_t)len > CN_MAX ? CN_MAX : (size_t)len;
-        memcpy(out, utf8, n);
-        out[n] = '\0';
-        result = out;
-    }
+    if (len > 0)
+        result = proxy_proto_whole_text(utf8, (size_t)len, out, CN_MAX + 1);
     OPENSSL_free(utf8);
     X509_free(peer);
     return result;

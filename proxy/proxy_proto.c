@@ -129,6 +129,15 @@ static bool same_known_family(const struct proxy_proto_info *info)
            (info->src.family == AF_INET || info->src.family == AF_INET6);
 }
 
+const char *proxy_proto_whole_text(const uint8_t *text, size_t len, char *out, size_t out_size)
+{
+    if (len >= out_size || memchr(text, 0, len) != NULL)
+        return NULL;
+    memcpy(out, text, len);
+    out[len] = '\0';
+    return out;
+}
+
 static bool known(const struct proxy_proto_addr *end)
 {
     return end->family == AF_INET || end->family == AF_INET6;

@@ -383,6 +383,64 @@ def test_tcp_v2_every_tlv_with_mtls(tlsterm_factory, receivers, certs, clients):
     assert closed["bytes_in"] == 4 and closed["bytes_out"] == 4
 
 
+def issue_raw_cn(pki, name, cn):
+    """issue_raw_cn makes a client certificate signed by |pki|'s CA whose
+    subject CN is |cn| as given, past what openssl's CLI allows (a NUL, more
+    than 64 characters), with python3-cryptography; returns (cert, key)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), None)
+    ca_cert = x509.load_pem_x509_certificate(pki.ca.read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn, _validate=False)])
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_cert.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    cert_path, key_path = pki.dir / f"{name}.pem", pki.dir / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+@pytest.mark.parametrize("cn, sent", [
+    ("admin\0x", None),              # a NUL: not "admin"
+    ("a" * 257, None),                # longer than 256 bytes: not cut to another name
+    ("é" * 64, "é" * 64),             # 128 bytes of UTF-8, 64 characters: whole
+], ids=["nul", "too_long", "utf8_64"])
+def test_tcp_v2_client_cn_whole_or_absent(tlsterm_factory, receivers, certs, clients, cn, sent):
+    """The CN sub-TLV carries the certificate's CN whole, or is left out:
+    never cut at an embedded NUL or at a length, where it could name
+    another client or split a UTF-8 character."""
+    receiver = receivers("echo")
+    listener = listener_config("pp", receiver.addr, certs,
+                               tls={"client_auth": {"mode": "required", "ca": str(clients.ca)}})
+    listener["backend"]["proxy_protocol"] = "v2"
+    proxy = tlsterm_factory(tlsterm_config([listener]))
+    ctx = client_context(certs.ca)
+    ctx.load_cert_chain(*issue_raw_cn(clients, f"cn-{len(cn)}-{cn[:5].encode().hex()}", cn))
+    tls = tls_from("127.0.0.6", proxy.port("pp"), ctx)
+    tls.sendall(b"x")
+    assert recv_exactly(tls, 1) == b"x"
+    tls.close()
+    h = receiver.wait(lambda cs: cs and cs[0]["header"], "a header")[0]["header"]
+    s = h["ssl"]
+    assert s["client"] & 0x02 and s["verify"] == 0, s  # a certificate, verified
+    assert s["subs"].get(0x22) == sent, s["subs"]
+
+
 def test_tcp_v2_tls12_rsa_without_client_cert(tlsterm_factory, receivers, certs):
     """TLS 1.2 with the RSA certificate and no client certificate: no CN,
     verify non-zero, only the SSL bit; the signature scheme comes from the
