@@ -407,7 +407,6 @@ def test_panic_takes_a_cooling_server_back(tlsterm_factory, certs, group, mode):
     group.start("a", port=port)
     assert server_state(proxy, backend_name(proxy), a.addr)["state"] == "cooldown"
     assert request() == "a"
-    assert server_state(proxy, backend_name(proxy), a.addr)["state"] == "cooldown"
 
 
 def backend_name(proxy):
