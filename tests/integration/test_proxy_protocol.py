@@ -938,8 +938,8 @@ def test_http2_streams_use_the_clients_own_connections(tlsterm_factory, receiver
 
 
 def test_accept_proxy_source_reaches_the_backend_header(tlsterm_factory, receivers, certs):
-    """Both ways at once: the balancer's client is the one the backend's own
-    PROXY header names."""
+    """Both ways at once: the balancer's client, and the address it
+    reached, are the ones the backend's own PROXY header names."""
     receiver = receivers("echo")
     listener = listener_config("pp", receiver.addr, certs)
     listener["accept_proxy"] = {"from": ["127.0.0.0/8"]}
@@ -953,7 +953,9 @@ def test_accept_proxy_source_reaches_the_backend_header(tlsterm_factory, receive
     assert recv_exactly(tls, 2) == b"hi"
     tls.close()
     conn = receiver.wait(lambda cs: cs and cs[0]["raw"], "a header")[0]
-    assert conn["raw"] == f"PROXY TCP4 198.51.100.77 127.0.0.1 7777 {port}\r\n".encode()
+    # The destination is the one the balancer's client reached, as HAProxy
+    # sends it, not tlsterm's listen address.
+    assert conn["raw"] == b"PROXY TCP4 198.51.100.77 192.0.2.1 7777 443\r\n"
 
 
 @pytest.mark.parametrize("version", ["v1", "v2"])

@@ -221,7 +221,9 @@ static void test_inline_names_never_clash(void **state)
                         "backends:\n"
                         "  app: {servers: \"127.0.0.1:1\"}\n"
                         "  edge.route1: {servers: \"127.0.0.1:2\"}\n",
-        "@1@");
+        "t.yaml:10:32: this inline backend is named 'edge.route1' (a route's inline group is "
+        "named LISTENER.routeN), which the 'backends' group at 13:16 has too: the two would "
+        "share one set of servers and health state; rename the listener or that group\n");
     /* A listener named like another listener's route group, both inline. */
     config_fixture_expect_errors(
         LISTENER("{servers: \"127.0.0.1:1\"}") "    routes:\n"
@@ -230,7 +232,9 @@ static void test_inline_names_never_clash(void **state)
         "    listen: \"127.0.0.1:0\"\n"
         "    tls: {certificates: [{cert: cert.pem, key: key.pem}]}\n"
         "    backend: {servers: \"127.0.0.1:4\"}\n",
-        "@2@");
+        "t.yaml:14:14: this inline backend is named 'edge.route1' (a listener's inline group "
+        "takes the listener's name), which the inline group at 10:32 has too: the two would "
+        "share one set of servers and health state; rename the listener or that group\n");
     /* Inline groups of distinct names, beside named ones: no error. */
     struct config *config = config_fixture_load(
         LISTENER("{servers: \"127.0.0.1:1\"}") "    routes:\n"
