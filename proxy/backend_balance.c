@@ -1,7 +1,12 @@
 /* backend_balance: see backend_balance.h. */
 #include "backend_balance.h"
 
-enum tier { TIER_PRIMARY, TIER_BACKUP, TIER_PANIC };
+/* The panic tiers: first the servers not in a passive cooldown, whatever
+ * their checks say; then, when every server is cooling, all of them: a
+ * cooldown is proof that connects failed, not that they still fail (a
+ * server restarted meanwhile would otherwise go unused for the whole
+ * cooldown, the group refusing every client). */
+enum tier { TIER_PRIMARY, TIER_BACKUP, TIER_PANIC, TIER_PANIC_COOLING };
 
 static bool candidate(const struct balance_server *s, enum tier tier)
 {
@@ -12,8 +17,10 @@ static bool candidate(const struct balance_server *s, enum tier tier)
         return !s->backup && s->up && !s->cooling;
     case TIER_BACKUP:
         return s->backup && s->up && !s->cooling;
-    default:
+    case TIER_PANIC:
         return !s->cooling;
+    default:
+        return true;
     }
 }
 
@@ -96,6 +103,8 @@ int backend_balance_pick(enum cfg_balance balance, bool panic,
      * all been tried by this connection. */
     if (chosen < 0 && panic && !any_up) {
         chosen = pick_in_tier(balance, servers, num, TIER_PANIC, ticket, random);
+        if (chosen < 0)
+            chosen = pick_in_tier(balance, servers, num, TIER_PANIC_COOLING, ticket, random);
         *out_outcome = BALANCE_PANIC;
     }
     if (chosen < 0)

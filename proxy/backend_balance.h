@@ -10,7 +10,10 @@
  *    every server not yet tried and
  *    not in a passive cooldown is a candidate, whatever its checks say (a
  *    broken health check must not take a site down by itself; a cooldown
- *    is proof from real traffic that connects fail, so it is honoured);
+ *    is proof from real traffic that connects failed, so it is honoured
+ *    while another server is left); when every server not yet tried is
+ *    cooling, they all are candidates (a server back before its cooldown
+ *    ends is used rather than every client refused);
  *  - among the candidates, |balance| picks: round_robin walks the total
  *    weight with |ticket| (one shared counter per group, so the order holds
  *    across workers), least_conn takes the fewest active connections per

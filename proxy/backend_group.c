@@ -260,8 +260,13 @@ fail:
     return -1;
 }
 
+/* sources_free frees |num| sources and the array. NULL is allowed (with any
+ * |num|): the unwind paths of backend_group_attach pass the array after it
+ * was handed to the group, or when copy_sources made none. */
 static void sources_free(struct group_source *sources, size_t num)
 {
+    if (sources == NULL)
+        return;
     for (size_t i = 0; i < num; i++) {
         free(sources[i].host);
         free(sources[i].port);

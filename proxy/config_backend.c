@@ -648,30 +648,60 @@ void cfg_routes_free(struct cfg_listener *listener)
     free(listener->routes);
 }
 
+/* name_inline gives the inline |group| (written at |at|) the name |name|,
+ * unless a group of 'backends' or another inline group has it already:
+ * groups are found by name at run time (backend_group.c's registry), so
+ * the two would share one entry and overwrite each other's servers. A
+ * name from 'backends' may hold '.' ("edge.route1") or be a listener's, and
+ * listener names may hold '.' too, so such clashes can be written. */
+static void name_inline(struct loader *ld, const struct ynode *at, struct cfg_backend *group,
+                        const char *name, const char *made_how)
+{
+    for (size_t i = 0; i < ld->config->num_backends; i++) {
+        const struct cfg_backend *other = ld->config->backends[i];
+        if (other == group || other->name == NULL || strcmp(other->name, name) != 0)
+            continue;
+        cfg_fail_at(ld, at,
+                    "this inline backend is named '%s' (%s), which the %s group at %d:%d "
+                    "has too: the two would share one set of servers and health state; rename "
+                    "the listener or that group",
+                    name, made_how, other->is_inline ? "inline" : "'backends'", other->pos.line,
+                    other->pos.col);
+        return;
+    }
+    group->name = cfg_dup_string(ld, at, name);
+}
+
 void cfg_name_inline_backend(struct loader *ld, const struct ynode *listener_node,
                              struct cfg_listener *listener)
 {
     struct cfg_backend *group = listener->backend;
+    const struct ynode *routes = yamltree_get(listener_node, "routes");
 
     /* A route's inline group is named "LISTENER.routeN" (N from 1). */
     for (size_t i = 0; listener->name != NULL && i < listener->num_routes; i++) {
         struct cfg_backend *route_group = listener->routes[i].backend;
+        /* LISTENER_NAME_MAX (64) and the suffix fit: nothing is cut. */
         char name[128];
         if (route_group == NULL || !route_group->is_inline || route_group->name != NULL)
             continue;
         snprintf(name, sizeof(name), "%s.route%zu", listener->name, i + 1);
-        route_group->name = cfg_dup_string(ld, listener_node, name);
+        name_inline(ld, yamltree_get(yamltree_item(routes, i), "backend"), route_group, name,
+                    "a route's inline group is named LISTENER.routeN");
     }
 
     if (group == NULL || !group->is_inline || listener->name == NULL || group->name != NULL)
         return;
-    if (find_group(ld->config, listener->name) != NULL)
+    if (find_group(ld->config, listener->name) != NULL) {
         cfg_fail_at(ld, yamltree_get(listener_node, "backend"),
                     "listener '%s' has an inline backend, and a group of 'backends' has its "
                     "name: the two would share health state; rename one, or write 'backend: "
                     "%s'",
                     listener->name, listener->name);
-    group->name = cfg_dup_string(ld, listener_node, listener->name);
+        return;
+    }
+    name_inline(ld, yamltree_get(listener_node, "backend"), group, listener->name,
+                "a listener's inline group takes the listener's name");
 }
 
 void cfg_backend_free(struct cfg_backend *group)

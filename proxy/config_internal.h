@@ -268,8 +268,9 @@ void cfg_apply_listener_backend(struct loader *ld, const struct field *field,
 
 /* cfg_name_inline_backend names |listener|'s inline group after the
  * listener (and its routes' inline groups "LISTENER.routeN"), once its
- * mapping |listener_node| is applied; a named group of the listener's name
- * beside an inline group is an error. */
+ * mapping |listener_node| is applied; a name that another group has
+ * already (one of 'backends', or another listener's inline group) is an
+ * error at the inline group's FILE:LINE:COL. */
 void cfg_name_inline_backend(struct loader *ld, const struct ynode *listener_node,
                              struct cfg_listener *listener);
 

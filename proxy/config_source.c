@@ -110,10 +110,24 @@ void cfg_check_source(struct loader *ld, const struct ynode *listener_node,
     }
 }
 
+static bool from_client(const struct cfg_backend *group)
+{
+    return group != NULL && group->source == CFG_BACKEND_SOURCE_CLIENT;
+}
+
+/* Only source: client binds to the client's address. A group that sends a
+ * PROXY header keeps its connections per client too (cfg_backend_per_client)
+ * but connects from the proxy's own address: no capability for it. */
 const struct cfg_listener *config_needs_net_admin(const struct config *config)
 {
-    for (size_t i = 0; i < config->num_listeners; i++)
-        if (cfg_backend_per_client(&config->listeners[i]))
-            return &config->listeners[i];
+    for (size_t i = 0; i < config->num_listeners; i++) {
+        const struct cfg_listener *listener = &config->listeners[i];
+
+        if (from_client(listener->backend))
+            return listener;
+        for (size_t k = 0; k < listener->num_routes; k++)
+            if (from_client(listener->routes[k].backend))
+                return listener;
+    }
     return NULL;
 }

@@ -18,6 +18,7 @@
 
 #include "listener.h"
 #include "log.h"
+#include "proxy_proto.h"
 #include "reason.h"
 #include "timerq.h"
 #include "transport.h"
@@ -77,6 +78,11 @@ struct conn {
         struct sockaddr_in6 in6;
     } client_addr; /* TCP listeners only: no room for a sockaddr_storage */
     uint8_t client_addr_len;
+    /* accept_proxy: the address the balancer's client reached (the header's
+     * destination, of the header's family), which the backend's own PROXY
+     * header repeats; family 0: none was given, the listen socket's own
+     * address is used. */
+    struct proxy_proto_addr proxied_dst;
     uint16_t proxy_len; /* CONN_PROXY_HEADER: bytes of the header read so far */
     uint8_t *proxy_buf; /* CONN_PROXY_HEADER: those bytes; NULL otherwise */
     /* A random id of this client connection: the PROXY header's UNIQUE_ID

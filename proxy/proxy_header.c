@@ -19,8 +19,9 @@
 
 /* How many of the first bytes a proxy_header_rejected line shows. */
 #define REJECT_SHOWN_BYTES 32
-/* RFC 5280's upper bound of a common name (ub-common-name). */
-#define CN_MAX 64
+/* RFC 5280's upper bound of a common name (ub-common-name) is 64
+ * characters, 4 bytes each at most in UTF-8. */
+#define CN_MAX (64 * 4)
 
 /* ---- toward the backend ---------------------------------------------------------- */
 
@@ -43,7 +44,8 @@ static void addr_of(const struct sockaddr *sa, struct proxy_proto_addr *out)
 
 /* peer_cn copies the subject CN of |ssl|'s client certificate into |out|
  * (at most CN_MAX bytes and a NUL) and returns it, or NULL when there is
- * none. */
+ * none, or it holds a NUL or is longer: cut short, it could name another
+ * client ("admin\0x" is not "admin"). */
 static const char *peer_cn(SSL *ssl, char out[CN_MAX + 1])
 {
     X509 *peer = SSL_get_peer_certificate(ssl);
@@ -56,12 +58,8 @@ static const char *peer_cn(SSL *ssl, char out[CN_MAX + 1])
     int i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
     X509_NAME_ENTRY *entry = i >= 0 ? X509_NAME_get_entry(name, i) : NULL;
     int len = entry != NULL ? ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(entry)) : -1;
-    if (len > 0) {
-        size_t n = (size_t)len > CN_MAX ? CN_MAX : (size_t)len;
-        memcpy(out, utf8, n);
-        out[n] = '\0';
-        result = out;
-    }
+    if (len > 0)
+        result = proxy_proto_whole_text(utf8, (size_t)len, out, CN_MAX + 1);
     OPENSSL_free(utf8);
     X509_free(peer);
     return result;
@@ -81,8 +79,14 @@ size_t proxy_header_for_backend(const struct conn *c, uint8_t *out, size_t out_l
     if (cfg->proxy_protocol == 0)
         return 0;
     addr_of(&c->client_addr.sa, &info.src);
-    if (getsockname(c->client.sock.fd, (struct sockaddr *)&local, &local_len) == 0)
+    /* Behind a balancer the destination is the one its client reached, as
+     * HAProxy does: of the source's family, where the listen socket may be
+     * of the other. */
+    if (c->proxied_dst.family != 0)
+        info.dst = c->proxied_dst;
+    else if (getsockname(c->client.sock.fd, (struct sockaddr *)&local, &local_len) == 0)
         addr_of((struct sockaddr *)&local, &info.dst);
+    proxy_proto_unify_families(&info);
     if (cfg->proxy_protocol_unique_id) {
         info.unique_id = (const uint8_t *)conn_id_text(c, id);
         info.unique_id_len = CONN_ID_TEXT_LEN;
@@ -172,6 +176,45 @@ static void use_source(struct conn *c, const struct proxy_proto_addr *src)
     }
 }
 
+static bool group_serves(const struct cfg_backend *group, int family)
+{
+    for (size_t i = 0; group != NULL && i < group->num_servers; i++)
+        for (size_t k = 0; k < group->servers[i].num_addrs; k++)
+            if (group->servers[i].addrs[k].ss.ss_family == family)
+                return true;
+    return false;
+}
+
+/* family_served says whether a backend can take |c| now that its client
+ * is the header's. With backend.source: client a connection comes from the
+ * client's address, so it goes to a server of the client's family only;
+ * the load checks match servers to the listen addresses, but the header
+ * may name a client of the other family (an IPv6 client behind an IPv4
+ * balancer). When no group of the listener has a server of that family,
+ * the connection is ended here, saying so, rather than failing later as
+ * an unexplained backend_unavailable. */
+static bool family_served(const struct conn *c)
+{
+    const struct cfg_listener *cfg = c->cfg;
+    int family = c->client_addr.sa.sa_family;
+    struct log_line line;
+
+    if (cfg->backend == NULL || cfg->backend->source != CFG_BACKEND_SOURCE_CLIENT ||
+        group_serves(cfg->backend, family))
+        return true;
+    for (size_t i = 0; i < cfg->num_routes; i++)
+        if (group_serves(cfg->routes[i].backend, family))
+            return true;
+    conn_log_begin(&line, c, LOG_WARN, "backend_family_unserved");
+    log_str(&line, "family", family == AF_INET ? "IPv4" : "IPv6");
+    log_str(&line, "msg",
+            "the PROXY header's client is of a family no backend server is, and "
+            "backend.source: client connects from the client's address: add a server of "
+            "that family, or use source: proxy");
+    log_end(&line);
+    return false;
+}
+
 /* take reads |len| bytes the socket was seen to hold into the buffer. */
 static int take(struct conn *c, size_t len)
 {
@@ -242,11 +285,15 @@ enum proxy_header_step proxy_header_read(struct conn *c, struct proxy_header_fai
                 return closed(out, END_TCP_RESET);
             break;
         }
-        if (header.has_addr)
+        if (header.has_addr) {
             use_source(c, &header.src);
+            c->proxied_dst = header.dst;
+        }
         free(c->proxy_buf);
         c->proxy_buf = NULL;
         c->proxy_len = 0;
+        if (header.has_addr && !family_served(c))
+            return closed(out, END_BACKEND_UNAVAILABLE);
         return PROXY_HEADER_DONE;
     }
 }

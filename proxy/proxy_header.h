@@ -13,7 +13,11 @@
  * of the header are read. Its source address replaces the connection's
  * peer address (conn->client_addr), so every later user (logs,
  * X-Forwarded-For, the failure report, the outgoing PROXY header) sees the
- * real client. A LOCAL header keeps the peer's address. The bytes read so
+ * real client; its destination (conn->proxied_dst) is the outgoing header's
+ * destination, so both ends keep one family. A LOCAL header keeps the
+ * peer's address. With backend.source: client, a header whose client is of
+ * a family no server of the listener is ends the connection
+ * (backend_family_unserved). The bytes read so
  * far are kept in conn->proxy_buf, owned by the conn and freed here once
  * the header is whole, or by conn_close. */
 #ifndef TLSTERM_PROXY_HEADER_H
@@ -46,14 +50,16 @@ enum proxy_header_step {
     PROXY_HEADER_WAIT,     /* more bytes are needed: wait for readability */
     PROXY_HEADER_DONE,     /* the header is read; the handshake may start */
     PROXY_HEADER_REJECTED, /* see |*out_reject|: the conn is to be refused */
-    PROXY_HEADER_CLOSED,   /* the client closed or reset the connection first */
+    PROXY_HEADER_CLOSED,   /* the client closed or reset the connection first, or (logged:
+                              backend_family_unserved) no server can take its client */
 };
 
 /* struct proxy_header_failure says why proxy_header_read did not finish. */
 struct proxy_header_failure {
     enum metrics_proxy_reject reject; /* PROXY_HEADER_REJECTED */
     const char *detail;               /* ... what was wrong (static text), or NULL */
-    enum end_reason reason;           /* PROXY_HEADER_CLOSED: client_closed or tcp_reset */
+    enum end_reason reason;           /* PROXY_HEADER_CLOSED: client_closed, tcp_reset or
+                                         backend_unavailable */
 };
 
 /* proxy_header_read reads what the socket of |c| has of the header; when

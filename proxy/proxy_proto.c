@@ -129,6 +129,42 @@ static bool same_known_family(const struct proxy_proto_info *info)
            (info->src.family == AF_INET || info->src.family == AF_INET6);
 }
 
+const char *proxy_proto_whole_text(const uint8_t *text, size_t len, char *out, size_t out_size)
+{
+    if (len >= out_size || memchr(text, 0, len) != NULL)
+        return NULL;
+    memcpy(out, text, len);
+    out[len] = '\0';
+    return out;
+}
+
+static bool known(const struct proxy_proto_addr *end)
+{
+    return end->family == AF_INET || end->family == AF_INET6;
+}
+
+static void map_to_v6(struct proxy_proto_addr *end)
+{
+    uint8_t v4[4];
+
+    if (end->family != AF_INET)
+        return;
+    memcpy(v4, end->addr, 4);
+    memset(end->addr, 0, 10);
+    end->addr[10] = 0xff;
+    end->addr[11] = 0xff;
+    memcpy(end->addr + 12, v4, 4);
+    end->family = AF_INET6;
+}
+
+void proxy_proto_unify_families(struct proxy_proto_info *info)
+{
+    if (!known(&info->src) || !known(&info->dst) || info->src.family == info->dst.family)
+        return;
+    map_to_v6(&info->src);
+    map_to_v6(&info->dst);
+}
+
 static size_t encode_v1(const struct proxy_proto_info *info, uint8_t *out, size_t out_len)
 {
     char src[INET6_ADDRSTRLEN], dst[INET6_ADDRSTRLEN];

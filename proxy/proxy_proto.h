@@ -88,6 +88,20 @@ struct proxy_proto_info {
     bool crc32c; /* add a CRC32C TLV over the whole header */
 };
 
+/* proxy_proto_whole_text copies the |len| bytes at |text| and a NUL into
+ * |out| of |out_size| bytes and returns |out|; or returns NULL, |out| left
+ * as it was, when they hold a NUL or do not fit. A text TLV (the client
+ * certificate's CN) is sent whole or not at all: cut at a NUL or at the
+ * buffer's end it could equal another one, or split a UTF-8 character. */
+const char *proxy_proto_whole_text(const uint8_t *text, size_t len, char *out, size_t out_size);
+
+/* proxy_proto_unify_families makes |info|'s two ends one family when both
+ * are known and they differ (a client of one family behind a balancer
+ * reached over the other): the IPv4 end becomes an IPv4-mapped IPv6
+ * address (::ffff:a.b.c.d), so the header keeps both addresses instead of
+ * saying UNKNOWN. */
+void proxy_proto_unify_families(struct proxy_proto_info *info);
+
 /* proxy_proto_encode writes the version |version| (1 or 2) header for
  * |info| into |out| of |out_len| bytes and returns its length, or 0 when
  * it does not fit (or |info| cannot be written: a unique id too long, a

@@ -379,6 +379,36 @@ def test_passive_failures_and_cooldown(tlsterm_factory, certs, group):
     assert up["cause"] == "passive cooldown over"
 
 
+@pytest.mark.parametrize("mode", ["tcp", "http"])
+def test_panic_takes_a_cooling_server_back(tlsterm_factory, certs, group, mode):
+    """A group of one with passive checks: a failed connect puts the server
+    in a 30s cooldown; restarted at once, it serves the next request (panic
+    routing takes a cooling server when no other is left) instead of every
+    client failing until the cooldown ends."""
+    a = group.start("a")
+    port = a.port
+    backend = {"servers": [a.addr], "health": {"passive": {"failures": 1, "cooldown": "30s"}}}
+    listener = (tcp_listener if mode == "tcp" else http_listener)(certs, backend)
+    proxy = tlsterm_factory(config_with(listener, workers=1))
+
+    def request():
+        """The server's name, or None (tcp) or the status (http) on failure."""
+        if mode == "tcp":
+            return tcp_request(proxy, certs)
+        status, body = curl_get(proxy, certs)
+        return body if status == 200 else status
+
+    assert request() == "a"
+    a.stop()
+    mark = proxy.mark()
+    assert request() == (None if mode == "tcp" else 502)
+    down = proxy.wait_for("backend_server_down", since=mark, server=a.addr)
+    assert down["cause"].startswith("passive: 1 connect failures in a row")
+    group.start("a", port=port)
+    assert server_state(proxy, backend_name(proxy), a.addr)["state"] == "cooldown"
+    assert request() == "a"
+
+
 def backend_name(proxy):
     return backends_json(proxy)[0]["name"]
 

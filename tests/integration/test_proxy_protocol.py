@@ -16,6 +16,7 @@ other loopback addresses (127.0.0.2 and up): the PROXY header must carry
 theirs, not 127.0.0.1."""
 
 import json
+import os
 import shutil
 import socket
 import ssl
@@ -380,6 +381,64 @@ def test_tcp_v2_every_tlv_with_mtls(tlsterm_factory, receivers, certs, clients):
     # The header went out before the client's bytes, and only they count.
     assert conn["data"] == b"ping"
     assert closed["bytes_in"] == 4 and closed["bytes_out"] == 4
+
+
+def issue_raw_cn(pki, name, cn):
+    """issue_raw_cn makes a client certificate signed by |pki|'s CA whose
+    subject CN is |cn| as given, past what openssl's CLI allows (a NUL, more
+    than 64 characters), with python3-cryptography; returns (cert, key)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), None)
+    ca_cert = x509.load_pem_x509_certificate(pki.ca.read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn, _validate=False)])
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_cert.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    cert_path, key_path = pki.dir / f"{name}.pem", pki.dir / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+@pytest.mark.parametrize("cn, sent", [
+    ("admin\0x", None),              # a NUL: not "admin"
+    ("a" * 257, None),                # longer than 256 bytes: not cut to another name
+    ("é" * 64, "é" * 64),             # 128 bytes of UTF-8, 64 characters: whole
+], ids=["nul", "too_long", "utf8_64"])
+def test_tcp_v2_client_cn_whole_or_absent(tlsterm_factory, receivers, certs, clients, cn, sent):
+    """The CN sub-TLV carries the certificate's CN whole, or is left out:
+    never cut at an embedded NUL or at a length, where it could name
+    another client or split a UTF-8 character."""
+    receiver = receivers("echo")
+    listener = listener_config("pp", receiver.addr, certs,
+                               tls={"client_auth": {"mode": "required", "ca": str(clients.ca)}})
+    listener["backend"]["proxy_protocol"] = "v2"
+    proxy = tlsterm_factory(tlsterm_config([listener]))
+    ctx = client_context(certs.ca)
+    ctx.load_cert_chain(*issue_raw_cn(clients, f"cn-{len(cn)}-{cn[:5].encode().hex()}", cn))
+    tls = tls_from("127.0.0.6", proxy.port("pp"), ctx)
+    tls.sendall(b"x")
+    assert recv_exactly(tls, 1) == b"x"
+    tls.close()
+    h = receiver.wait(lambda cs: cs and cs[0]["header"], "a header")[0]["header"]
+    s = h["ssl"]
+    assert s["client"] & 0x02 and s["verify"] == 0, s  # a certificate, verified
+    assert s["subs"].get(0x22) == sent, s["subs"]
 
 
 def test_tcp_v2_tls12_rsa_without_client_cert(tlsterm_factory, receivers, certs):
@@ -879,8 +938,8 @@ def test_http2_streams_use_the_clients_own_connections(tlsterm_factory, receiver
 
 
 def test_accept_proxy_source_reaches_the_backend_header(tlsterm_factory, receivers, certs):
-    """Both ways at once: the balancer's client is the one the backend's own
-    PROXY header names."""
+    """Both ways at once: the balancer's client, and the address it
+    reached, are the ones the backend's own PROXY header names."""
     receiver = receivers("echo")
     listener = listener_config("pp", receiver.addr, certs)
     listener["accept_proxy"] = {"from": ["127.0.0.0/8"]}
@@ -894,7 +953,69 @@ def test_accept_proxy_source_reaches_the_backend_header(tlsterm_factory, receive
     assert recv_exactly(tls, 2) == b"hi"
     tls.close()
     conn = receiver.wait(lambda cs: cs and cs[0]["raw"], "a header")[0]
-    assert conn["raw"] == f"PROXY TCP4 198.51.100.77 127.0.0.1 7777 {port}\r\n".encode()
+    # The destination is the one the balancer's client reached, as HAProxy
+    # sends it, not tlsterm's listen address.
+    assert conn["raw"] == b"PROXY TCP4 198.51.100.77 192.0.2.1 7777 443\r\n"
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_accept_proxy_ipv6_client_behind_ipv4_balancer(tlsterm_factory, receivers, certs,
+                                                       version):
+    """An IPv6 client behind a balancer that reaches tlsterm over IPv4: the
+    backend's header keeps the client's address and port and the
+    destination the balancer's client reached (TCP6, as HAProxy does),
+    not UNKNOWN or UNSPEC for the mixed families."""
+    receiver = receivers("echo")
+    listener = listener_config("pp", receiver.addr, certs)
+    listener["accept_proxy"] = {"from": ["127.0.0.0/8"]}
+    listener["backend"]["proxy_protocol"] = version
+    proxy = tlsterm_factory(tlsterm_config([listener]))
+    sock = connect_from("127.0.0.1", proxy.port("pp"))
+    sock.sendall(v2_header("PROXY", ("2001:db8::77", 7777), ("2001:db8::1", 8443)))
+    tls = client_context(certs.ca).wrap_socket(sock, server_hostname="localhost")
+    tls.sendall(b"hi")
+    assert recv_exactly(tls, 2) == b"hi"
+    tls.close()
+    conn = receiver.wait(lambda cs: cs and cs[0]["raw"], "a header")[0]
+    if version == "v1":
+        assert conn["raw"] == b"PROXY TCP6 2001:db8::77 2001:db8::1 7777 8443\r\n"
+    h = conn["header"]
+    if version == "v2":
+        assert h["command"] == "PROXY"
+    assert h["family"] == "TCP6", h
+    assert (h["src"], h["sport"]) == ("2001:db8::77", 7777)
+    assert (h["dst"], h["dport"]) == ("2001:db8::1", 8443)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="source: client needs CAP_NET_ADMIN")
+def test_accept_proxy_client_family_without_server_is_logged(tlsterm_factory, certs):
+    """backend.source: client behind a balancer: a header naming an IPv6
+    client when every server is IPv4 ends the connection before the
+    handshake with backend_family_unserved (and conn_closed's reason
+    backend_unavailable), not a silent failure later; an IPv4 client
+    passes that check."""
+    listener = listener_config("pp", "127.0.0.1:9", certs)
+    listener["accept_proxy"] = {"from": ["127.0.0.0/8"]}
+    listener["backend"]["source"] = "client"
+    proxy = tlsterm_factory(tlsterm_config([listener]))
+    port = proxy.port("pp")
+    sock = connect_from("127.0.0.1", port)
+    sock.sendall(v2_header("PROXY", ("2001:db8::78", 7878), ("2001:db8::1", 443)))
+    expect_closed(sock)
+    unserved = proxy.wait_for("backend_family_unserved", client="[2001:db8::78]:7878")
+    assert unserved["family"] == "IPv6" and "backend.source: client" in unserved["msg"]
+    closed = proxy.wait_for("conn_closed", client="[2001:db8::78]:7878")
+    assert closed["reason"] == "backend_unavailable"
+    # An IPv4 client passes on to the handshake and the connect (which
+    # fails here: nothing listens on port 9).
+    sock = connect_from("127.0.0.1", port)
+    sock.sendall(v2_header("PROXY", ("127.0.0.3", 7879), ("127.0.0.1", port)))
+    try:
+        client_context(certs.ca).wrap_socket(sock, server_hostname="localhost").close()
+    except (ssl.SSLError, OSError):
+        sock.close()
+    proxy.wait_for("conn_closed", client="127.0.0.3:7879")
+    assert not proxy.find("backend_family_unserved", client="127.0.0.3:7879")
 
 
 def test_accept_proxy_lines_are_rate_limited(tlsterm_factory, certs):

@@ -426,6 +426,61 @@ def test_missing_capability_refused_at_reload(tmp_path, certs):
         proxy.finish()
 
 
+def test_proxy_protocol_alone_needs_no_capability(tmp_path, certs):
+    """backend.proxy_protocol keeps backend connections per client, but
+    they come from the proxy's own address: started without CAP_NET_ADMIN,
+    a listener with only proxy_protocol runs and forwards, and a reload
+    that keeps it (v2 to v1) goes through."""
+    from test_proxy_protocol import ProxyReceiver, tls_from, recv_exactly
+    from tlsterm_harness import client_context
+
+    receiver = ProxyReceiver("echo")
+    listener = listener_config("edge", receiver.addr, certs)
+    listener["backend"]["proxy_protocol"] = "v2"
+    config = tlsterm_config([listener])
+    proxy = Tlsterm(tmp_path, config, prefix=WITHOUT_NET_ADMIN)
+    try:
+        proxy.start()
+        assert capabilities(f"/proc/{proxy.pid}/status")["CapEff"] & NET_ADMIN_MASK == 0
+        assert not proxy.find("privileges")
+        tls = tls_from("127.0.0.5", proxy.port("edge"), client_context(certs.ca))
+        tls.sendall(b"pp")
+        assert recv_exactly(tls, 2) == b"pp"
+        tls.close()
+        header = receiver.wait(lambda cs: cs and cs[0]["header"], "a header")[0]["header"]
+        assert header["version"] == 2 and header["src"] == "127.0.0.5"
+        config["listeners"][0]["backend"]["proxy_protocol"] = "v1"
+        write_yaml(tmp_path, config)
+        since = proxy.mark()
+        proxy.send_signal(signal.SIGHUP)
+        proxy.wait_for("reload_done", since=since)
+        assert not proxy.find("reload_failed", since=since)
+    finally:
+        proxy.finish()
+        receiver.stop()
+    receiver.check()
+
+
+def test_proxy_protocol_with_user_drops_every_capability(nobody_dir, certs):
+    """With user:, a listener with only proxy_protocol keeps no capability
+    (CAP_NET_ADMIN is for source: client alone)."""
+    listener = loopback_listener(certs)
+    listener["backend"]["proxy_protocol"] = "v2"
+    listener["tls"]["certificates"] = [
+        {"cert": str(nobody_dir / "ecdsa.pem"), "key": str(nobody_dir / "ecdsa.key")}]
+    config = tlsterm_config([listener])
+    config["user"] = "nobody"
+    proxy = Tlsterm(nobody_dir, config)
+    try:
+        proxy.start()
+        for task in Path(f"/proc/{proxy.pid}/task").iterdir():
+            caps = capabilities(task / "status")
+            assert caps["CapEff"] == caps["CapPrm"] == 0, (task, caps)
+        assert "keeping" not in proxy.wait_for("privileges")["msg"]
+    finally:
+        proxy.finish()
+
+
 # ---- configuration errors ------------------------------------------------------
 
 CONFIG_HEAD = """\

@@ -80,6 +80,38 @@ static void test_panic_when_every_server_is_down(void **state)
     assert_int_equal(outcome, BALANCE_NONE);
 }
 
+static void test_panic_takes_cooling_servers_when_nothing_else_is_left(void **state)
+{
+    struct balance_server s[] = {UP(1), UP(1)};
+    enum balance_outcome outcome;
+    (void)state;
+
+    /* One server, in a passive cooldown (its checks still hold it up): a
+     * panic tries it rather than refuse the client. */
+    s[0].cooling = true;
+    assert_int_equal(pick(CFG_BALANCE_ROUND_ROBIN, true, s, 1, 0, &outcome), 0);
+    assert_int_equal(outcome, BALANCE_PANIC);
+    assert_int_equal(pick(CFG_BALANCE_ROUND_ROBIN, false, s, 1, 0, &outcome), -1);
+    assert_int_equal(outcome, BALANCE_NONE);
+    /* Tried already: not again. */
+    s[0].tried = true;
+    assert_int_equal(pick(CFG_BALANCE_LEAST_CONN, true, s, 1, 0, &outcome), -1);
+    assert_int_equal(outcome, BALANCE_NONE);
+    /* Both cooling, one down too: either may be taken, by each balance. */
+    s[0].tried = false;
+    s[1].cooling = true;
+    s[1].up = false;
+    for (uint64_t ticket = 0; ticket < 4; ticket++)
+        assert_int_equal(pick(CFG_BALANCE_ROUND_ROBIN, true, s, 2, ticket, &outcome),
+                         (int)(ticket % 2));
+    assert_true(pick(CFG_BALANCE_RANDOM_TWO, true, s, 2, 0, &outcome) >= 0);
+    assert_int_equal(outcome, BALANCE_PANIC);
+    /* A server down but not cooling is preferred to a cooling one. */
+    s[1].cooling = false;
+    for (uint64_t ticket = 0; ticket < 4; ticket++)
+        assert_int_equal(pick(CFG_BALANCE_LEAST_CONN, true, s, 2, ticket, &outcome), 1);
+}
+
 static void test_least_conn_per_weight(void **state)
 {
     struct balance_server s[] = {UP(1), UP(4), UP(1)};
@@ -116,6 +148,7 @@ int main(void)
         cmocka_unit_test(test_down_cooling_and_tried_are_skipped),
         cmocka_unit_test(test_backups_only_without_primaries),
         cmocka_unit_test(test_panic_when_every_server_is_down),
+        cmocka_unit_test(test_panic_takes_cooling_servers_when_nothing_else_is_left),
         cmocka_unit_test(test_least_conn_per_weight),
         cmocka_unit_test(test_random_two_takes_the_lighter),
     };

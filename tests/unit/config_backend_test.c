@@ -211,6 +211,45 @@ static void test_routes(void **state)
         "routes by sni, an http-mode one by host and path\n");
 }
 
+static void test_inline_names_never_clash(void **state)
+{
+    (void)state;
+    /* A group of 'backends' named like a route's inline group. */
+    config_fixture_expect_errors(
+        LISTENER("app") "    routes:\n"
+                        "      - {sni: a.test, backend: {servers: \"127.0.0.1:3\"}}\n"
+                        "backends:\n"
+                        "  app: {servers: \"127.0.0.1:1\"}\n"
+                        "  edge.route1: {servers: \"127.0.0.1:2\"}\n",
+        "t.yaml:10:32: this inline backend is named 'edge.route1' (a route's inline group is "
+        "named LISTENER.routeN), which the 'backends' group at 13:16 has too: the two would "
+        "share one set of servers and health state; rename the listener or that group\n");
+    /* A listener named like another listener's route group, both inline. */
+    config_fixture_expect_errors(
+        LISTENER("{servers: \"127.0.0.1:1\"}") "    routes:\n"
+        "      - {sni: a.test, backend: {servers: \"127.0.0.1:3\"}}\n"
+        "  - name: edge.route1\n"
+        "    listen: \"127.0.0.1:0\"\n"
+        "    tls: {certificates: [{cert: cert.pem, key: key.pem}]}\n"
+        "    backend: {servers: \"127.0.0.1:4\"}\n",
+        "t.yaml:14:14: this inline backend is named 'edge.route1' (a listener's inline group "
+        "takes the listener's name), which the inline group at 10:32 has too: the two would "
+        "share one set of servers and health state; rename the listener or that group\n");
+    /* Inline groups of distinct names, beside named ones: no error. */
+    struct config *config = config_fixture_load(
+        LISTENER("{servers: \"127.0.0.1:1\"}") "    routes:\n"
+        "      - {sni: a.test, backend: {servers: \"127.0.0.1:3\"}}\n"
+        "  - name: edge.route2\n"
+        "    listen: \"127.0.0.1:0\"\n"
+        "    tls: {certificates: [{cert: cert.pem, key: key.pem}]}\n"
+        "    backend: {servers: \"127.0.0.1:4\"}\n"
+        "backends:\n"
+        "  edge.route3: {servers: \"127.0.0.1:5\"}\n");
+    assert_non_null(config);
+    assert_int_equal(config->num_backends, 4);
+    config_free(config);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -220,6 +259,7 @@ int main(void)
         cmocka_unit_test_teardown(test_group_errors, config_fixture_reset),
         cmocka_unit_test_teardown(test_unresolvable_name_fails_the_load, config_fixture_reset),
         cmocka_unit_test_teardown(test_routes, config_fixture_reset),
+        cmocka_unit_test_teardown(test_inline_names_never_clash, config_fixture_reset),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -1,5 +1,6 @@
 /* config_source_test: backend.source (config_source.c): the default, the
- * values, config_needs_net_admin and cfg_backend_per_client, and the load
+ * values, config_needs_net_admin (source: client only, not proxy_protocol)
+ * and cfg_backend_per_client, and the load
  * errors of source: client with their exact "FILE:LINE:COL: message" lines
  * (unix servers, a server's family without a listen address, a listen
  * address's family without a server). */
@@ -59,6 +60,26 @@ static void test_default_and_values(void **state)
     config_free(config);
 }
 
+static void test_proxy_protocol_needs_no_net_admin(void **state)
+{
+    /* A PROXY header keeps connections per client, but they come from the
+     * proxy's own address: no IP_TRANSPARENT, no CAP_NET_ADMIN. */
+    struct config *config = config_fixture_load(
+        LISTENER("\"127.0.0.1:0\"", "servers: \"127.0.0.1:8080\", proxy_protocol: v2"));
+    assert_non_null(config);
+    assert_string_equal(config_fixture_errors, "");
+    assert_true(cfg_backend_per_client(&config->listeners[0]));
+    assert_null(config_needs_net_admin(config));
+    config_free(config);
+
+    /* source: client with a PROXY header still needs it. */
+    config = config_fixture_load(LISTENER(
+        "\"127.0.0.1:0\"", "servers: \"127.0.0.1:8080\", source: client, proxy_protocol: v1"));
+    assert_non_null(config);
+    assert_ptr_equal(config_needs_net_admin(config), &config->listeners[0]);
+    config_free(config);
+}
+
 static void test_bad_value(void **state)
 {
     config_fixture_expect_errors(
@@ -105,6 +126,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_default_and_values, config_fixture_reset),
+        cmocka_unit_test_teardown(test_proxy_protocol_needs_no_net_admin, config_fixture_reset),
         cmocka_unit_test_teardown(test_bad_value, config_fixture_reset),
         cmocka_unit_test_teardown(test_unix_server, config_fixture_reset),
         cmocka_unit_test_teardown(test_families, config_fixture_reset),

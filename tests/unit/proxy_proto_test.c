@@ -78,6 +78,47 @@ static void test_v1_unknown(void **state)
     check_v1(&local, "PROXY UNKNOWN\r\n");
 }
 
+static void test_whole_text(void **state)
+{
+    char out[8];
+
+    memset(out, 'z', sizeof(out));
+    assert_ptr_equal(proxy_proto_whole_text((const uint8_t *)"alice", 5, out, sizeof(out)), out);
+    assert_string_equal(out, "alice");
+    /* Seven bytes and the NUL fill it exactly. */
+    assert_non_null(proxy_proto_whole_text((const uint8_t *)"1234567", 7, out, sizeof(out)));
+    assert_string_equal(out, "1234567");
+    /* An embedded NUL: not "admin". */
+    memset(out, 'z', sizeof(out));
+    assert_null(proxy_proto_whole_text((const uint8_t *)"admin\0x", 7, out, sizeof(out)));
+    assert_null(proxy_proto_whole_text((const uint8_t *)"\0", 1, out, sizeof(out)));
+    /* Too long: not cut (which could split "\xc3\xa9" or make two names equal). */
+    assert_null(proxy_proto_whole_text((const uint8_t *)"1234567\xc3\xa9", 9, out, sizeof(out)));
+    assert_null(proxy_proto_whole_text((const uint8_t *)"12345678", 8, out, sizeof(out)));
+    assert_int_equal(out[0], 'z');
+}
+
+static void test_unify_families(void **state)
+{
+    /* An IPv6 client, an IPv4 destination: the IPv4 end becomes mapped. */
+    struct proxy_proto_info mixed = {.src = addr6("2001:db8::7", 4343),
+                                     .dst = addr4("127.0.0.1", 443)};
+    proxy_proto_unify_families(&mixed);
+    check_v1(&mixed, "PROXY TCP6 2001:db8::7 ::ffff:127.0.0.1 4343 443\r\n");
+    /* The other way round. */
+    struct proxy_proto_info other = {.src = addr4("192.0.2.1", 1), .dst = addr6("::1", 2)};
+    proxy_proto_unify_families(&other);
+    check_v1(&other, "PROXY TCP6 ::ffff:192.0.2.1 ::1 1 2\r\n");
+    /* One family already, or an end unknown: unchanged. */
+    struct proxy_proto_info same = {.src = addr4("192.0.2.1", 1), .dst = addr4("192.0.2.2", 2)};
+    proxy_proto_unify_families(&same);
+    check_v1(&same, "PROXY TCP4 192.0.2.1 192.0.2.2 1 2\r\n");
+    struct proxy_proto_info half = {.src = addr4("192.0.2.1", 1)};
+    proxy_proto_unify_families(&half);
+    assert_int_equal(half.src.family, AF_INET);
+    check_v1(&half, "PROXY UNKNOWN\r\n");
+}
+
 static void test_v1_longest_fits_107(void **state)
 {
     struct proxy_proto_info info = {
@@ -397,6 +438,8 @@ int main(void)
         cmocka_unit_test(test_v1_ipv4),
         cmocka_unit_test(test_v1_ipv6),
         cmocka_unit_test(test_v1_unknown),
+        cmocka_unit_test(test_whole_text),
+        cmocka_unit_test(test_unify_families),
         cmocka_unit_test(test_v1_longest_fits_107),
         cmocka_unit_test(test_v2_ipv4_no_tlvs),
         cmocka_unit_test(test_v2_ipv6_and_local),
