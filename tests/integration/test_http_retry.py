@@ -69,4 +69,4 @@ def test_post_is_not_given_a_connection_closed_a_moment_ago(tlsterm_factory,
     lines = quiet.requests(2, since=mark)
     assert [(l["method"], l["status"], l["reused"]) for l in lines] == \
         [("GET", 200, False), ("POST", 200, False)], lines
-    assert quiet.backend.find("close", how="server", requests=1)
+    quiet.backend.wait_for("close", how="server", requests=1)
