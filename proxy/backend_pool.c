@@ -22,7 +22,9 @@
  * not run yet: a server that closes right after a response without saying
  * Connection: close (RFC 9112 9.6 says it should) is the one case the peek
  * caught more often. The upstream's retry covers it for what is safe to send
- * again (http_upstream.c); a POST there gets 502 backend_reset. */
+ * again (http_upstream.c); for anything else (a POST) the caller says so
+ * (backend_pool_take's |retry_covers| false) and the peek is made whatever
+ * the connection's age, so that the request is not lost to the race. */
 #define POOL_FRESH_MS 100
 
 /* Up to POOL_SPARE_MAX entries of a server's idle list are kept for reuse
@@ -153,14 +155,15 @@ static void on_idle_timer(struct timerq_entry *timer)
     close_idle((struct pool_idle *)((char *)timer - offsetof(struct pool_idle, timer)));
 }
 
-struct backend_conn *backend_pool_take(struct pool_server *ps, const void *owner)
+struct backend_conn *backend_pool_take(struct pool_server *ps, const void *owner,
+                                       bool retry_covers)
 {
     struct pool_idle *next;
     for (struct pool_idle *idle = ps->idle; idle != NULL; idle = next) {
         next = idle->next; /* read first: unlink_idle reuses the entry */
         if (idle->owner != owner)
             continue;
-        bool fresh = clock_now_ms() - idle->since_ms < POOL_FRESH_MS;
+        bool fresh = retry_covers && clock_now_ms() - idle->since_ms < POOL_FRESH_MS;
         struct backend_conn *conn = unlink_idle(idle);
         if (fresh || backend_conn_is_idle_ok(conn)) {
             ps->out++;

@@ -9,10 +9,10 @@
  *
  * An idle connection is watched for readability: a server that closes it
  * (or sends anything unasked) gets it closed at once, and a connection idle
- * for more than a moment is peeked at again just before it is reused
- * (backend_conn_is_idle_ok), which narrows the keep-alive race to the round
- * trip of the request itself; the upstream retries what is safe to retry in
- * what is left of it.
+ * for more than a moment (any, for a request that could not be sent again)
+ * is peeked at again just before it is reused (backend_conn_is_idle_ok),
+ * which narrows the keep-alive race to the round trip of the request
+ * itself; the upstream retries what is safe to retry in what is left of it.
  *
  * Backend connections of a listener with cfg_backend_per_client (a PROXY
  * header speaks for one client) are private: an idle one is kept with its
@@ -60,8 +60,12 @@ struct pool_server *backend_pool_server(struct worker *worker, struct metrics_li
 
 /* backend_pool_take returns an idle connection of |ps| kept for |owner|
  * (NULL: shared) that passed its check, now owned by the caller and
- * counted out, or NULL. */
-struct backend_conn *backend_pool_take(struct pool_server *ps, const void *owner);
+ * counted out, or NULL. |retry_covers| says that the caller's request can
+ * be sent again should the connection turn out closed: a connection back
+ * for only a moment is then taken without the check (a system call); a
+ * request that could not be sent again always gets the check. */
+struct backend_conn *backend_pool_take(struct pool_server *ps, const void *owner,
+                                       bool retry_covers);
 
 /* backend_pool_evict_idle closes the least recently used idle connection
  * of |ps|, keeping its slot for the caller, who opens one in its place

@@ -41,6 +41,7 @@
 
 #include "net.h"
 
+struct backend_server;
 struct conn;
 struct evbuffer;
 struct http_exchange;
@@ -305,9 +306,13 @@ void http_upstream_release(struct http_exchange *x, bool abort);
 
 /* http_upstream_take hands over x's backend connection after a 101: the
  * caller owns the returned connection, and the bytes the backend sent after
- * the 101 head are moved to |leftover| (created if NULL). The upstream is
- * released. */
-struct backend_conn *http_upstream_take(struct http_exchange *x, struct evbuffer **leftover);
+ * the 101 head are moved to |leftover| (created if NULL). With it goes the
+ * server it leads to, in |*server|: a reference, still counted active
+ * (least_conn, tlsterm_backend_server_connections_active) while the tunnel
+ * lasts, which the caller gives back with backend_server_release; NULL when
+ * no connection is returned. The upstream is released. */
+struct backend_conn *http_upstream_take(struct http_exchange *x, struct evbuffer **leftover,
+                                        struct backend_server **server);
 
 /* ---- client address headers ---------------------------------------------------- */
 

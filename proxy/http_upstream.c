@@ -24,15 +24,18 @@
  * once, on a new connection, when that is safe: its method is idempotent and
  * the body written so far is still held whole (sent_body: up to
  * HTTP_BODY_BUF_MAX bytes, kept until the first response byte), so the
- * whole request can be written again.
- * Otherwise the client gets 502.
+ * whole request can be written again. It goes to the same server; a
+ * connect there that fails (a server restarting: its idle connection went
+ * stale, and it refuses new ones) goes on to the next server like any
+ * failed connect. Otherwise the client gets 502.
  *
  * A connection goes back to the pool only when the whole request went out,
  * the whole response came in, and the response allows keep-alive; any other
  * end closes it (with a RST when the request was cut short).
  *
  * A connection that speaks for one client connection (cfg_backend_per_client:
- * backend.proxy_protocol, whose header goes out at its start, or
+ * backend.proxy_protocol, whose header goes out at its start, laid in
+ * |out| once the connect succeeded (put_proxy_header), or
  * backend.source: client, which carries the client's address) serves that
  * client connection alone: it goes back to the pool as the conn's own, is
  * taken again only by the conn's later requests, and is closed with the
@@ -115,6 +118,7 @@ static void pump(struct http_upstream *up);
 static void open_new(struct http_upstream *up, bool have_slot);
 static void on_timer(struct timerq_entry *timer);
 static void connect_failed(struct http_upstream *up, const char *error, bool timeout);
+static bool could_retry(const struct http_upstream *up);
 static const llhttp_settings_t parser_settings;
 
 static _Thread_local uint8_t read_buf[UPSTREAM_READ_LEN];
@@ -247,7 +251,9 @@ static void acquire(struct http_upstream *up)
         queue(up);
         return;
     }
-    struct backend_conn *conn = backend_pool_take(up->ps, pool_owner(up));
+    /* A connection back in the pool a moment ago is taken unchecked only
+     * when a retry would cover it turning out closed. */
+    struct backend_conn *conn = backend_pool_take(up->ps, pool_owner(up), could_retry(up));
 
     if (conn != NULL) {
         x->reused = true;
@@ -298,7 +304,11 @@ static enum http_reason choose_server(struct http_upstream *up)
                                     source != NULL ? source->sa_family : AF_UNSPEC, up->tried,
                                     up->num_tried, &result);
     if (up->server == NULL) {
-        if (result == BACKEND_PICK_NONE_UP)
+        /* Every request meets it while the group is down: the lines take
+         * the worker's limiter, as tcp mode's do (a summary counts the
+         * rest). */
+        if (result == BACKEND_PICK_NONE_UP &&
+            worker_log_failure(c->worker, END_BACKEND_UNAVAILABLE))
             log_group_problem(up, "backend_unavailable", "no server of the group is up");
         return result == BACKEND_PICK_NONE_UP ? HTTP_REASON_BACKEND_UNAVAILABLE
                                               : HTTP_REASON_BACKEND_CONNECT_FAILED;
@@ -322,7 +332,9 @@ static void connect_failed(struct http_upstream *up, const char *error, bool tim
     atomic_fetch_sub(&up->server->active, 1); /* the reference stays, in tried */
     up->tried[up->num_tried++] = up->server;
     up->server = NULL;
-    if (up->num_tried <= group->retries && !up->retried) {
+    /* Nothing of the request went out on this connection, a retry's
+     * (retry) included: it goes on to the next server like any other. */
+    if (up->num_tried <= group->retries) {
         enum http_reason unpicked = choose_server(up);
         if (unpicked == HTTP_REASON_NONE) {
             up->state = UP_QUEUED;
@@ -350,18 +362,6 @@ static void open_new(struct http_upstream *up, bool have_slot)
                                                        conn_backend_source(c), on_conn_event, up);
 
     x->reused = false;
-    if (conn != NULL && up->group->proxy_protocol != 0) {
-        /* The header goes first, ahead of the request head in |out|. */
-        uint8_t header[PROXY_HEADER_OUT_MAX];
-        size_t len = proxy_header_for_backend(c, header, sizeof(header));
-        if (len == 0 || evbuffer_prepend(up->out, header, len) != 0) {
-            backend_conn_free(conn, true);
-            if (have_slot)
-                backend_pool_closed(up->ps);
-            fail(up, HTTP_REASON_OUT_OF_MEMORY);
-            return;
-        }
-    }
     if (conn == NULL) {
         int err = errno;
         if (have_slot)
@@ -412,18 +412,35 @@ int http_upstream_start(struct http_exchange *x)
     return 0;
 }
 
+static bool is_idempotent(const char *method)
+{
+    static const char *const idempotent[] = {"GET", "HEAD",   "OPTIONS",
+                                             "PUT", "DELETE", "TRACE"};
+    for (size_t i = 0; i < sizeof(idempotent) / sizeof(idempotent[0]); i++)
+        if (strcmp(method, idempotent[i]) == 0)
+            return true;
+    return false;
+}
+
 /* retry_is_safe says whether a request that failed with no response byte
  * may be sent again on a new connection (see the top of the file). */
 static bool retry_is_safe(const struct http_upstream *up)
 {
-    static const char *const idempotent[] = {"GET", "HEAD",   "OPTIONS",
-                                             "PUT", "DELETE", "TRACE"};
     if (!up->x->reused || up->retried || up->resp_started || up->body_not_held)
         return false;
-    for (size_t i = 0; i < sizeof(idempotent) / sizeof(idempotent[0]); i++)
-        if (strcmp(up->x->req.method, idempotent[i]) == 0)
-            return true;
-    return false;
+    return is_idempotent(up->x->req.method);
+}
+
+/* could_retry says, before a pooled connection is taken, whether the
+ * request could be sent again (retry_is_safe) should that connection turn
+ * out closed: an idempotent method, no retry yet, and a body that will be
+ * held whole (sent_body: a known length of up to HTTP_BODY_BUF_MAX). */
+static bool could_retry(const struct http_upstream *up)
+{
+    const struct http_request *req = &up->x->req;
+    bool body_held = !req->has_body ||
+                     (req->content_length >= 0 && req->content_length <= HTTP_BODY_BUF_MAX);
+    return !up->retried && body_held && is_idempotent(req->method);
 }
 
 /* retry sends the request again on a new connection, in the slot of the
@@ -899,6 +916,22 @@ static void pump(struct http_upstream *up)
     backend_conn_watch(up->conn, client_is_behind(up->x) ? 0 : EV_READ);
 }
 
+/* put_proxy_header puts the PROXY header (backend.proxy_protocol) ahead of
+ * the request in |out| once a new connection is up: nothing was written on
+ * it yet, so the header goes out first, and once. It is not laid before the
+ * connect succeeds: a connect that fails goes on to another server, or to
+ * the client's own idle connection there, which carries its header
+ * already. 0, or -1 when out of memory. */
+static int put_proxy_header(struct http_upstream *up)
+{
+    uint8_t header[PROXY_HEADER_OUT_MAX];
+
+    if (up->group->proxy_protocol == 0)
+        return 0;
+    size_t len = proxy_header_for_backend(up->x->c, header, sizeof(header));
+    return len != 0 && evbuffer_prepend(up->out, header, len) == 0 ? 0 : -1;
+}
+
 static void on_conn_event(struct backend_conn *conn, short what, void *arg)
 {
     struct http_upstream *up = arg;
@@ -916,6 +949,10 @@ static void on_conn_event(struct backend_conn *conn, short what, void *arg)
             return;
         }
         backend_server_connected(up->server);
+        if (put_proxy_header(up) != 0) {
+            fail(up, HTTP_REASON_OUT_OF_MEMORY); /* closes it, and gives its slot back */
+            return;
+        }
         up->state = UP_OPEN;
         up->last_progress_ms = clock_now_ms();
         metrics_backend_connected(up->x->c->listener->metrics,
@@ -962,10 +999,18 @@ static void on_timer(struct timerq_entry *timer)
     }
 }
 
-struct backend_conn *http_upstream_take(struct http_exchange *x, struct evbuffer **leftover)
+struct backend_conn *http_upstream_take(struct http_exchange *x, struct evbuffer **leftover,
+                                        struct backend_server **server)
 {
     struct http_upstream *up = x->up;
     struct backend_conn *conn = up->conn;
+
+    /* The tunnel is a connection to the server as long as it lasts. */
+    *server = NULL;
+    if (conn != NULL) {
+        *server = up->server;
+        up->server = NULL;
+    }
 
     if (up->leftover != NULL && evbuffer_get_length(up->leftover) > 0) {
         if (*leftover == NULL)

@@ -51,14 +51,17 @@ extern const struct mode_ops mode_redirect;
 const struct mode_ops *mode_for(const struct conn *c);
 
 struct backend_conn;
+struct backend_server;
 struct evbuffer;
 
 /* mode_tcp_adopt switches |c| (whose previous mode state is already freed)
  * to tcp mode over the connected backend connection |backend|, which it
- * takes over, after a WebSocket upgrade: |to_client| and |to_backend| hold
- * bytes already read from one side for the other (either may be NULL; they
- * are drained and stay the caller's). Returns CONN_OK or CONN_CLOSED. */
-int mode_tcp_adopt(struct conn *c, struct backend_conn *backend, struct evbuffer *to_client,
-                   struct evbuffer *to_backend);
+ * takes over, after a WebSocket upgrade, with |server| (the server it leads
+ * to, a reference counted active, given back when the tunnel ends; may be
+ * NULL): |to_client| and |to_backend| hold bytes already read from one side
+ * for the other (either may be NULL; they are drained and stay the
+ * caller's). Returns CONN_OK or CONN_CLOSED. */
+int mode_tcp_adopt(struct conn *c, struct backend_conn *backend, struct backend_server *server,
+                   struct evbuffer *to_client, struct evbuffer *to_backend);
 
 #endif

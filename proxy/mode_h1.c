@@ -715,7 +715,8 @@ static int upgrade(struct conn *c)
     evbuffer_add(to_client, "\r\n", 2);
     if (h->io.in != NULL)
         evbuffer_add(to_backend, h->io.in + h->io.in_start, h1_io_pending(&h->io));
-    struct backend_conn *backend = http_upstream_take(x, &leftover);
+    struct backend_server *server = NULL;
+    struct backend_conn *backend = http_upstream_take(x, &leftover, &server);
     h->released = true;
     if (leftover != NULL) {
         evbuffer_add_buffer(to_client, leftover);
@@ -729,7 +730,7 @@ static int upgrade(struct conn *c)
     } else {
         exchange_end(h);
         mode_h1.free(c, false);
-        result = mode_tcp_adopt(c, backend, to_client, to_backend);
+        result = mode_tcp_adopt(c, backend, server, to_client, to_backend);
         evbuffer_free(to_client);
     }
     evbuffer_free(to_backend);

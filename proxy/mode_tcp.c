@@ -84,7 +84,9 @@ struct tcp_forward {
     struct backend_conn *backend;
     const struct net_addr *backend_server; /* |server|'s, or the adopted connection's */
     const struct cfg_backend *group;       /* chosen by the routes from the SNI */
-    struct backend_server *server;         /* picked (backend_group_pick); NULL: adopted */
+    /* Picked (backend_group_pick), or handed over with an adopted
+     * connection; counted active until tcp_free. */
+    struct backend_server *server;
     /* Servers whose connect failed, each with a reference, not tried again. */
     struct backend_server *tried[CFG_BACKEND_RETRIES_MAX + 1];
     size_t num_tried;
@@ -603,12 +605,13 @@ static int flow_fill(struct flow *f, struct evbuffer *from)
     return 0;
 }
 
-int mode_tcp_adopt(struct conn *c, struct backend_conn *backend, struct evbuffer *to_client,
-                   struct evbuffer *to_backend)
+int mode_tcp_adopt(struct conn *c, struct backend_conn *backend, struct backend_server *server,
+                   struct evbuffer *to_client, struct evbuffer *to_backend)
 {
     struct tcp_forward *t = calloc(1, sizeof(*t));
     if (t == NULL) {
         backend_conn_free(backend, true);
+        backend_server_release(server);
         return conn_close(c, END_OUT_OF_MEMORY, NULL);
     }
     c->mode = &mode_tcp;
@@ -617,6 +620,7 @@ int mode_tcp_adopt(struct conn *c, struct backend_conn *backend, struct evbuffer
     t->backend_write_failure = END_DONE;
     t->backend = backend;
     t->backend_server = backend->server;
+    t->server = server; /* released in tcp_free, when the tunnel ends */
     backend_conn_set_owner(backend, on_backend_event, c);
     if (flow_fill(&t->up, to_backend) != 0 || flow_fill(&t->down, to_client) != 0)
         return conn_close(c, END_OUT_OF_MEMORY, NULL);

@@ -50,6 +50,11 @@ Behaviour by path (the query string is ignored unless named):
   /continue      with Expect: 100-continue sends "100 Continue" before it
                  reads the body; JSON {"continue_sent", "length", "sha256"}.
   /close         answers with Connection: close and closes.
+  /close-quiet   answers 200 "closing quietly\n" without Connection: close
+                 and closes: the response's last segment carries the FIN
+                 (TCP_CORK, then shutdown), so a proxy that reads the response
+                 finds the connection closed at once - a server that breaks
+                 RFC 9112 9.6, the keep-alive race in one turn of the proxy.
   /drop          reads the request and closes without answering.
   /drop-mid      sends headers (Content-Length 1 MiB) and 1000 body bytes,
                  then closes: a response that fails half way.
@@ -436,6 +441,15 @@ async def route_close(conn, req):
     await conn.respond(req, 200, b"closing\n")
 
 
+async def route_close_quiet(conn, req):
+    await req.drain()
+    sock = conn.writer.get_extra_info("socket")
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+    await conn.respond(req, 200, b"closing quietly\n")  # held back by the cork
+    sock.shutdown(socket.SHUT_WR)  # the FIN rides on the response's segment
+    conn.close_after = True
+
+
 async def route_drop(conn, req):
     await req.drain()
     conn.close_after = True
@@ -526,6 +540,7 @@ ROUTES = {
     "echo": route_echo, "headers": route_headers, "bytes": route_bytes, "sha": route_sha,
     "status": route_status, "trailers": route_trailers, "slow": route_slow,
     "silent": route_silent, "continue": route_continue, "close": route_close,
+    "close-quiet": route_close_quiet,
     "drop": route_drop, "drop-mid": route_drop_mid, "invalid": route_invalid,
     "hop": route_hop, "ws": route_ws, "hsts": route_hsts,
 }

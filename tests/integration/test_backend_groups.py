@@ -11,13 +11,16 @@ GET /healthz answers the status written in a file the test controls.
 import json
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
+from http_harness import H1Conn
 from test_backend import fill_accept_queue
 
 from tlsterm_harness import (
@@ -238,6 +241,88 @@ def test_proxy_header_goes_to_the_server_a_retry_reaches(tlsterm_factory, certs,
     assert proxy.find("backend_connect_failed", since=mark, backend=dead)
 
 
+class RestartingServer:
+    """RestartingServer is a server in the middle of a restart, on cue:
+    it answers "a" (keep-alive) until stop_listening(), which closes its
+    listener, so that connects to it are refused, while the connections it
+    has stay open; a request that then arrives on one of those is read and
+    its connection closed unanswered, as a server going away does."""
+
+    def __init__(self):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.addr = addr_text(self.listener.getsockname())
+        self.listening = True
+        self.dropped = threading.Event()
+        self.socks = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            self.socks.append(sock)
+            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
+
+    def _serve(self, sock):
+        buf = b""
+        try:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        return
+                    buf += chunk
+                _, _, buf = buf.partition(b"\r\n\r\n")
+                if not self.listening:
+                    self.dropped.set()
+                    return
+                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\na\n")
+        except OSError:
+            return
+        finally:
+            sock.close()
+
+    def stop_listening(self):
+        self.listening = False
+        # shutdown, not just close: it wakes the blocked accept and stops
+        # the listening at once (a close alone leaves it to the accept).
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.listener.close()
+
+    def close(self):
+        self.stop_listening()
+        for sock in self.socks:
+            sock.close()
+
+
+def test_retry_after_a_stale_connection_goes_on_to_the_next_server(tlsterm_factory, certs,
+                                                                    group):
+    """A rolling restart in http mode: a request takes a pooled connection
+    to a that a has given up on; sent again (GET), its connect to a is
+    refused, and it goes on to b instead of failing with 502."""
+    a = RestartingServer()
+    try:
+        b = group.start("b", idle=30)
+        proxy = tlsterm_factory(config_with(http_listener(certs, {"servers": [a.addr, b.addr]}),
+                                            workers=1))
+        # One cursor: a, b, a. The first leaves its connection to a pooled.
+        assert curl_get(proxy, certs) == (200, "a")
+        a.stop_listening()
+        assert curl_get(proxy, certs) == (200, "b")
+        mark = proxy.mark()
+        assert curl_get(proxy, certs) == (200, "b")
+        assert a.dropped.is_set()
+        failed = proxy.wait_for("backend_connect_failed", since=mark, server=a.addr)
+        assert failed["error"] == "Connection refused", failed
+    finally:
+        a.close()
+
+
 def test_routes_must_agree_on_proxy_protocol(tmp_path, certs):
     listener = tcp_listener(certs, {"servers": ["127.0.0.1:1"]})
     listener["routes"] = [{"sni": "a.test",
@@ -448,6 +533,45 @@ def test_all_down_without_panic_http_503(tlsterm_factory, certs, group):
     proxy = tlsterm_factory(config_with(http_listener(certs, "app"), backends))
     proxy.wait_for("backend_server_down", server=a.addr)
     assert curl_get(proxy, certs)[0] == 503
+
+
+def test_all_down_http_lines_are_rate_limited(tlsterm_factory, certs, group):
+    """Every request meets backend_unavailable while the group is down: its
+    lines take the worker's handshake_failures limits (a burst of 2 and 1/s,
+    the rest counted in a summary line), as tcp mode's do; every request is
+    answered 503."""
+    a = group.start("a", health=500)
+    backends = {"app": {"servers": [a.addr], "health": {"check": CHECK, "panic": False}}}
+    config = config_with(http_listener(certs, "app"), backends, workers=1)
+    config["log"]["handshake_failures"] = {"rate": 1, "burst": 2, "summary_interval": "1s"}
+    proxy = tlsterm_factory(config)
+    proxy.wait_for("backend_server_down", server=a.addr)
+    mark = proxy.mark()
+    started = time.monotonic()
+    statuses = []
+    conn = None
+    try:
+        for _ in range(50):  # keep-alive, with a new connection if one is closed
+            conn = conn or H1Conn(proxy.port("edge"), certs)
+            response = conn.request("GET", "/")
+            statuses.append(response.status)
+            if (response.header("connection") or "").lower() == "close":
+                conn.close()
+                conn = None
+    finally:
+        if conn is not None:
+            conn.close()
+    elapsed = time.monotonic() - started
+    assert statuses == [503] * 50, statuses
+
+    def accounted():
+        shown = len(proxy.find("backend_unavailable", since=mark))
+        dropped = sum(e["count"] for e in proxy.find("handshake_failures_suppressed", since=mark,
+                                                     reason="backend_unavailable"))
+        return shown + dropped == 50 and shown
+
+    shown = wait_until(accounted, what="every refusal shown or summed up")
+    assert 2 <= shown <= 2 + int(elapsed) + 1 < 50, (shown, elapsed)
 
 
 def test_down_state_survives_a_reload(tlsterm_factory, certs, group):

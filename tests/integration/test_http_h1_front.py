@@ -21,13 +21,17 @@ import time
 import pytest
 
 from tlsterm_harness import (
+    admin_addr,
     client_context,
     curl,
     listener_config,
+    samples,
     text,
     tls_connect,
     tls_recv_all,
     tlsterm_config,
+    total,
+    wait_until,
 )
 
 # ---- the backend ---------------------------------------------------------------
@@ -389,6 +393,46 @@ def test_websocket_upgrade_becomes_a_byte_stream(proxy, certs):
     tls.close()
     (line,) = access_lines(proxy, mark, 1, path="/ws")
     assert line["status"] == 101
+
+
+def test_websocket_tunnel_counts_as_an_active_connection(tlsterm_factory, backend, certs):
+    """The tunnel after a 101 is a connection to the server for as long as
+    it lasts: tlsterm_backend_server_connections_active (what least_conn
+    balances on) stays 1 while it is open and goes back to 0 when it ends."""
+    listener = listener_config("web", backend, certs)
+    listener["mode"] = "http"
+    config = tlsterm_config([listener])
+    config["admin"] = {"listen": "127.0.0.1:0"}
+    proxy = tlsterm_factory(config)
+    admin = admin_addr(proxy)
+
+    def active():
+        return total(samples(admin), "tlsterm_backend_server_connections_active",
+                     server=backend)
+
+    assert active() == 0
+    tls = h1_connect(proxy, certs)
+    tls.sendall(
+        b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    buf = b""
+    while b"ready\n" not in buf:
+        data = tls.recv(65536)
+        assert data, buf
+        buf += data
+    assert buf.startswith(b"HTTP/1.1 101 "), buf
+    # Bytes both ways: the tunnel is the byte pump's now.
+    tls.sendall(b"ping\n")
+    got = b""
+    while got != b"ping\n":
+        data = tls.recv(65536)
+        assert data, got
+        got += data
+    assert active() == 1
+    tls.close()
+    wait_until(lambda: active() == 0, what="the tunnel's server released")
+    proxy.wait_for("conn_closed")
 
 
 # ---- failures and drain ------------------------------------------------------------------------

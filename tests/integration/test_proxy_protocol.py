@@ -547,6 +547,44 @@ def test_http_backend_connections_per_client(tlsterm_factory, receivers, certs):
     assert len(receiver.conns) == 2
 
 
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_http_failover_sends_the_header_once(tlsterm_factory, receivers, certs, version):
+    """http mode, servers [dead, live]: a request whose connect to the dead
+    server is refused goes on to the live one, whose connection starts with
+    one header and then the request; the client connection's later
+    requests, failing over again or not, reuse that backend connection with
+    no header in between."""
+    receiver = receivers("http")
+    dead = socket.socket()  # bound, never listening: connects are refused
+    dead.bind(("127.0.0.1", 0))
+    dead_addr = f"127.0.0.1:{dead.getsockname()[1]}"
+    try:
+        listener = http_listener("pp", [dead_addr, receiver.addr], certs,
+                                 tls={"alpn": ["http/1.1"]},
+                                 backend_opts={"proxy_protocol": version})
+        proxy = tlsterm_factory(http_config([listener]))  # one worker: one cursor
+        ctx = client_context(certs.ca)
+        ctx.set_alpn_protocols(["http/1.1"])
+        mark = proxy.mark()
+        tls = tls_from("127.0.0.8", proxy.port("pp"), ctx)
+        # Round robin from the dead server: /r0 and /r2 fail over.
+        answers = [h1_get(tls, f"/r{i}") for i in range(4)]
+        assert [a["n"] for a in answers] == [1, 2, 3, 4], answers
+        assert {a["conn"] for a in answers} == {0}, answers
+        failed = proxy.find("backend_connect_failed", since=mark, server=dead_addr)
+        assert failed and failed[0]["error"] == "Connection refused", failed
+        conns = receiver.wait(lambda cs: len(cs) == 1 and cs[0]["header"], "the header")
+        assert len(conns) == 1, conns
+        header = conns[0]["header"]
+        assert header["src"] == "127.0.0.8" and header["sport"] == tls.getsockname()[1], header
+        assert conns[0]["requests"] == [f"GET /r{i} HTTP/1.1" for i in range(4)], conns[0]
+        tls.close()
+        receiver.wait(lambda cs: cs[0]["closed"], "the backend connection to close")
+        assert len(receiver.conns) == 1
+    finally:
+        dead.close()
+
+
 def test_check_describes_proxy_settings(tmp_path, certs):
     """--check shows both directions' settings."""
     listener = http_listener("pp", "127.0.0.1:9", certs,
