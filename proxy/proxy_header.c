@@ -176,12 +176,18 @@ static void use_source(struct conn *c, const struct proxy_proto_addr *src)
     }
 }
 
+/* group_serves says whether |group| may have a server of |family|: a host
+ * name new at a reload has no address in the configuration (the resolver
+ * thread finds them), so it may. */
 static bool group_serves(const struct cfg_backend *group, int family)
 {
-    for (size_t i = 0; group != NULL && i < group->num_servers; i++)
+    for (size_t i = 0; group != NULL && i < group->num_servers; i++) {
+        if (group->servers[i].is_name && group->servers[i].num_addrs == 0)
+            return true;
         for (size_t k = 0; k < group->servers[i].num_addrs; k++)
             if (group->servers[i].addrs[k].ss.ss_family == family)
                 return true;
+    }
     return false;
 }
 
