@@ -211,6 +211,9 @@ static bool family_served(const struct conn *c)
     for (size_t i = 0; i < cfg->num_routes; i++)
         if (group_serves(cfg->routes[i].backend, family))
             return true;
+    /* Every such client hits it: rate-limited as backend_unavailable. */
+    if (!worker_log_failure(c->worker, END_BACKEND_UNAVAILABLE))
+        return false;
     conn_log_begin(&line, c, LOG_WARN, "backend_family_unserved");
     log_str(&line, "family", family == AF_INET ? "IPv4" : "IPv6");
     log_str(&line, "msg",
