@@ -33,6 +33,10 @@ def refuses(port):
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
     except ConnectionRefusedError:
         return True
+    except ConnectionResetError:
+        # This connect met the listening socket while it was being closed
+        # (its handshake was queued there): not refused yet; ask again.
+        return False
     return False
 
 
