@@ -8,10 +8,17 @@
  * The builder keeps the open containers on a fixed stack of
  * YAMLTREE_MAX_DEPTH entries; nesting deeper than that stops the parse. Other
  * problems that are not syntax errors (anchors, aliases, tags, duplicate keys,
- * non-scalar keys, NUL bytes) are reported and the parse goes on, so one run
- * shows all of them. */
+ * non-scalar keys, NUL bytes, environment references that cannot be
+ * expanded) are reported and the parse goes on, so one run shows all of
+ * them.
+ *
+ * Environment references in values are expanded as each scalar arrives, so
+ * the tree holds only final text and every later check (addresses, files,
+ * durations) sees the value the operator meant. Keys are never expanded: the
+ * schema must stay readable from the file alone. */
 #include "yamltree.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -266,6 +273,160 @@ static void syntax_error(struct builder *b, const yaml_parser_t *parser)
         report(b, line, col, "%s", problem);
 }
 
+/* is_key says whether the next node attached is a mapping key. */
+static bool is_key(const struct builder *b)
+{
+    const struct ynode *parent = b->depth > 0 ? b->open[b->depth - 1] : NULL;
+
+    return parent != NULL && parent->kind == YNODE_MAPPING && parent->num_children % 2 == 0;
+}
+
+/* next_reference returns the offset of the next "${" in |text| at or after
+ * |from|, skipping "$$" escapes, or |len| when there is none. */
+static size_t next_reference(const char *text, size_t len, size_t from)
+{
+    for (size_t i = from; i + 1 < len; i++) {
+        if (text[i] != '$')
+            continue;
+        if (text[i + 1] == '{')
+            return i;
+        if (text[i + 1] == '$')
+            i++;
+    }
+    return len;
+}
+
+/* reference_mark returns where the |nth| (from 0) reference of a scalar
+ * stands in the file: the |nth| "${" in its source text from |start| to
+ * |end|. When the source holds a different number of references than the
+ * value (a quoted scalar spelled one with escapes), the scalar's own start
+ * is the best position there is. */
+static void reference_mark(const struct builder *b, const yaml_mark_t *start,
+                           const yaml_mark_t *end, size_t nth, size_t num_in_value,
+                           int *out_line, int *out_col)
+{
+    const char *source = (const char *)b->input + start->index;
+    size_t source_len = end->index > start->index && end->index <= b->input_len
+                            ? end->index - start->index
+                            : 0;
+    size_t found = 0, offset = 0, at = source_len;
+
+    for (size_t i = next_reference(source, source_len, 0); i < source_len;
+         i = next_reference(source, source_len, i + 2), found++) {
+        if (found == nth)
+            at = i;
+    }
+    *out_line = (int)start->line + 1;
+    *out_col = (int)start->column + 1;
+    if (found != num_in_value || at == source_len)
+        return;
+    for (; offset < at; offset++) {
+        if (source[offset] == '\n') {
+            (*out_line)++;
+            *out_col = 1;
+        } else if (((unsigned char)source[offset] & 0xC0) != 0x80) {
+            (*out_col)++;
+        }
+    }
+}
+
+/* expand_env returns a new string (the caller frees it) with |text|'s
+ * environment references replaced: "${NAME}" by the variable's value,
+ * "${NAME:-default}" by the value or, when it is unset or empty, by the
+ * default, and "$$" by "$"; any other '$' stays as written. A variable that
+ * is not set and has no default, and a reference that is not one of those
+ * two forms, are reported at the "${" (|start| and |end| bound the scalar in
+ * the file). It returns NULL after reporting, or when out of memory. */
+static char *expand_env(struct builder *b, const char *text, size_t len,
+                        const yaml_mark_t *start, const yaml_mark_t *end)
+{
+    char *expanded = NULL;
+    size_t expanded_len = 0, num_references = 0, nth = 0;
+    FILE *out;
+    bool failed = false;
+
+    for (size_t i = next_reference(text, len, 0); i < len; i = next_reference(text, len, i + 2))
+        num_references++;
+    out = open_memstream(&expanded, &expanded_len);
+    if (out == NULL) {
+        report(b, (int)start->line + 1, (int)start->column + 1, "out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < len;) {
+        const char *name, *close, *value;
+        size_t name_len;
+        int line, col;
+
+        if (text[i] != '$' || i + 1 == len || (text[i + 1] != '$' && text[i + 1] != '{')) {
+            fputc(text[i++], out);
+            continue;
+        }
+        if (text[i + 1] == '$') {
+            fputc('$', out);
+            i += 2;
+            continue;
+        }
+        reference_mark(b, start, end, nth++, num_references, &line, &col);
+        name = text + i + 2;
+        close = memchr(name, '}', len - (size_t)(name - text));
+        if (close == NULL) {
+            report(b, line, col,
+                   "unterminated '${' in '%.*s'; write ${NAME} or ${NAME:-default}, or $$ for "
+                   "a literal '$'",
+                   (int)len, text);
+            failed = true;
+            break;
+        }
+        name_len = 0;
+        if (isalpha((unsigned char)name[0]) || name[0] == '_') {
+            while (name + name_len < close &&
+                   (isalnum((unsigned char)name[name_len]) || name[name_len] == '_'))
+                name_len++;
+        }
+        if (name_len == 0 ||
+            (name + name_len != close &&
+             (close - (name + name_len) < 2 || name[name_len] != ':' ||
+              name[name_len + 1] != '-'))) {
+            report(b, line, col,
+                   "malformed environment reference '%.*s'; write ${NAME} or ${NAME:-default} "
+                   "with NAME made of A-Z, a-z, 0-9 and '_', not starting with a digit, or $$ "
+                   "for a literal '$'",
+                   (int)(close + 1 - (text + i)), text + i);
+            failed = true;
+        } else {
+            char *var = strndup(name, name_len);
+            if (var == NULL) {
+                report(b, line, col, "out of memory");
+                failed = true;
+                break;
+            }
+            value = getenv(var);
+            if (name + name_len != close && (value == NULL || value[0] == '\0')) {
+                fwrite(name + name_len + 2, 1, (size_t)(close - (name + name_len + 2)), out);
+            } else if (value != NULL) {
+                fputs(value, out);
+            } else {
+                report(b, line, col,
+                       "environment variable '%s' is not set; set it, or give a default: "
+                       "${%s:-default}",
+                       var, var);
+                failed = true;
+            }
+            free(var);
+        }
+        i = (size_t)(close + 1 - text);
+    }
+    if (fclose(out) != 0 && !failed) {
+        report(b, (int)start->line + 1, (int)start->column + 1, "out of memory");
+        failed = true;
+    }
+    if (failed) {
+        free(expanded);
+        return NULL;
+    }
+    return expanded;
+}
+
 /* handle_event applies one event to the tree. It returns -1 when the parse
  * cannot go on (out of memory, too deep, a second document). */
 static int handle_event(struct builder *b, const yaml_event_t *event)
@@ -292,6 +453,17 @@ static int handle_event(struct builder *b, const yaml_event_t *event)
         if (memchr(event->data.scalar.value, '\0', event->data.scalar.length) != NULL)
             report(b, (int)mark->line + 1, (int)mark->column + 1,
                    "NUL characters are not allowed in values");
+        if (!is_key(b) && memchr(event->data.scalar.value, '$', event->data.scalar.length)) {
+            char *expanded = expand_env(b, (const char *)event->data.scalar.value,
+                                        event->data.scalar.length, mark, &event->end_mark);
+            /* After a reported problem the text as written keeps the
+             * tree's shape, so later problems are found too. */
+            if (expanded != NULL) {
+                node = add_node(b, YNODE_SCALAR, mark, expanded, strlen(expanded));
+                free(expanded);
+                return node != NULL ? 0 : -1;
+            }
+        }
         node = add_node(b, YNODE_SCALAR, mark, (const char *)event->data.scalar.value,
                         event->data.scalar.length);
         return node != NULL ? 0 : -1;

@@ -6,7 +6,14 @@
  * configuration file needs is accepted: one document, no anchors or aliases
  * (an alias bomb expands a small file into gigabytes), no tags, no duplicate
  * keys, no NUL bytes in scalars, at most YAMLTREE_MAX_DEPTH levels of nesting
- * and YAMLTREE_MAX_FILE_SIZE bytes. Mappings keep their keys in file order. */
+ * and YAMLTREE_MAX_FILE_SIZE bytes. Mappings keep their keys in file order.
+ *
+ * Scalar values (never keys) may take text from the environment: "${NAME}" is
+ * replaced by the variable's value, "${NAME:-default}" by the value or, when
+ * it is unset or empty, by the default, and "$$" by a literal "$" (a '$'
+ * followed by anything else stays as written). A variable that is not set
+ * and has no default, or a reference of another form ("${", "${}",
+ * "${1X}"), is an error at the "${". The tree holds the expanded text. */
 #ifndef TLSTERM_YAMLTREE_H
 #define TLSTERM_YAMLTREE_H
 

@@ -362,6 +362,76 @@ static void test_directory_is_not_a_file(void **state)
     (void)state;
 }
 
+/* Environment references in values are expanded; keys never are. */
+static void test_environment_expansion(void **state)
+{
+    struct fixture *f = *state;
+    struct yamltree *tree;
+    const struct ynode *root, *list;
+
+    assert_int_equal(setenv("YT_PORT", "8443", 1), 0);
+    assert_int_equal(setenv("YT_EMPTY", "", 1), 0);
+    assert_int_equal(setenv("YT_DOLLAR", "a${YT_PORT}b", 1), 0);
+    unsetenv("YT_UNSET");
+    tree = load(f, "listen: \"127.0.0.1:${YT_PORT}\"\n"
+                   "${YT_PORT}: key\n"
+                   "defaulted: ${YT_UNSET:-x y}\n"
+                   "empty: ${YT_EMPTY:-fallback}\n"
+                   "set_empty: ${YT_EMPTY}\n"
+                   "escaped: $${YT_PORT} $$ $x a$\n"
+                   "once: ${YT_DOLLAR}\n"
+                   "list: [\"${YT_PORT}\", '${YT_UNSET:-}']\n");
+    assert_non_null(tree);
+    assert_string_equal(f->errors, "");
+    root = yamltree_root(tree);
+    assert_string_equal(yamltree_scalar(yamltree_get(root, "listen")), "127.0.0.1:8443");
+    /* Positions stay those of the value as written. */
+    assert_int_equal(yamltree_col(yamltree_get(root, "listen")), 9);
+    assert_string_equal(yamltree_scalar(yamltree_key(root, 1)), "${YT_PORT}");
+    assert_string_equal(yamltree_scalar(yamltree_get(root, "defaulted")), "x y");
+    assert_string_equal(yamltree_scalar(yamltree_get(root, "empty")), "fallback");
+    assert_string_equal(yamltree_scalar(yamltree_get(root, "set_empty")), "");
+    assert_string_equal(yamltree_scalar(yamltree_get(root, "escaped")), "${YT_PORT} $ $x a$");
+    /* A value is expanded once: references it holds stay as they are. */
+    assert_string_equal(yamltree_scalar(yamltree_get(root, "once")), "a${YT_PORT}b");
+    list = yamltree_get(root, "list");
+    assert_string_equal(yamltree_scalar(yamltree_item(list, 0)), "8443");
+    assert_string_equal(yamltree_scalar(yamltree_item(list, 1)), "");
+    yamltree_free(tree);
+    unsetenv("YT_PORT");
+    unsetenv("YT_EMPTY");
+    unsetenv("YT_DOLLAR");
+}
+
+/* Each reference that cannot be expanded is reported at its "${", and the
+ * parse goes on to the next. */
+static void test_environment_errors(void **state)
+{
+    unsetenv("YT_UNSET");
+    assert_int_equal(setenv("YT_SET", "v", 1), 0);
+    expect_failure(state,
+                   "a: \"x ${YT_SET} ${YT_UNSET}\"\n"
+                   "b: ${}\n"
+                   "c:\n"
+                   "  - pre ${1X} post\n"
+                   "d: ${YT_SET-x}\n"
+                   "e: ab${\n",
+                   "F:1:17: environment variable 'YT_UNSET' is not set; set it, or give a "
+                   "default: ${YT_UNSET:-default}\n"
+                   "F:2:4: malformed environment reference '${}'; write ${NAME} or "
+                   "${NAME:-default} with NAME made of A-Z, a-z, 0-9 and '_', not starting "
+                   "with a digit, or $$ for a literal '$'\n"
+                   "F:4:9: malformed environment reference '${1X}'; write ${NAME} or "
+                   "${NAME:-default} with NAME made of A-Z, a-z, 0-9 and '_', not starting "
+                   "with a digit, or $$ for a literal '$'\n"
+                   "F:5:4: malformed environment reference '${YT_SET-x}'; write ${NAME} or "
+                   "${NAME:-default} with NAME made of A-Z, a-z, 0-9 and '_', not starting "
+                   "with a digit, or $$ for a literal '$'\n"
+                   "F:6:6: unterminated '${' in 'ab${'; write ${NAME} or ${NAME:-default}, or "
+                   "$$ for a literal '$'\n");
+    unsetenv("YT_SET");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -387,6 +457,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_size_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_directory_is_not_a_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_environment_expansion, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_environment_errors, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
