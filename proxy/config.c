@@ -450,32 +450,41 @@ void cfg_apply_listen(struct loader *ld, const struct field *field, const struct
     struct cfg_listener *listener = out;
     size_t num = cfg_list_len(ld, field->key, value, true);
 
+    /* Room for two per entry: "*:443" is 0.0.0.0:443 and [::]:443. */
     if (num == 0 ||
-        (listener->listen = cfg_new_array(ld, value, num, sizeof(*listener->listen))) == NULL)
+        (listener->listen = cfg_new_array(ld, value, 2 * num, sizeof(*listener->listen))) == NULL)
         return;
     for (size_t i = 0; i < num; i++) {
         const struct ynode *item = cfg_list_item(value, i);
         const char *text = cfg_expect_text(ld, field->key, item, "a string");
-        const struct cfg_listen_addr *first;
-        const struct cfg_listener *owner;
-        struct net_addr addr;
+        struct net_addr addrs[2];
+        size_t num_addrs;
         char reason[256];
 
         if (text == NULL)
             continue;
-        if (net_addr_parse(text, false, &addr, reason, sizeof(reason)) != 0) {
+        if (net_listen_parse(text, addrs, &num_addrs, reason, sizeof(reason)) != 0) {
             cfg_fail_at(ld, item, "invalid listen address '%s': %s", text, reason);
             continue;
         }
-        first = find_listen_addr(ld->config, listener, &addr, false, &owner);
-        if (first != NULL) {
-            cfg_fail_at(ld, item, "duplicate listen address '%s' (first defined at %d:%d)",
-                        text, first->pos.line, first->pos.col);
-            continue;
+        for (size_t a = 0; a < num_addrs; a++) {
+            const struct cfg_listener *owner;
+            const struct cfg_listen_addr *first =
+                find_listen_addr(ld->config, listener, &addrs[a], false, &owner);
+            char addr_text[NET_ADDR_TEXT_MAX];
+
+            if (first != NULL) {
+                /* "*:443" names the one of its two addresses taken. */
+                if (num_addrs > 1)
+                    net_addr_format(&addrs[a], addr_text, sizeof(addr_text));
+                cfg_fail_at(ld, item, "duplicate listen address '%s' (first defined at %d:%d)",
+                            num_addrs > 1 ? addr_text : text, first->pos.line, first->pos.col);
+                continue;
+            }
+            listener->listen[listener->num_listen].addr = addrs[a];
+            listener->listen[listener->num_listen].pos = cfg_pos_of(ld, item);
+            listener->num_listen++;
         }
-        listener->listen[listener->num_listen].addr = addr;
-        listener->listen[listener->num_listen].pos = cfg_pos_of(ld, item);
-        listener->num_listen++;
     }
 }
 

@@ -541,6 +541,17 @@ static void describe_proxy_protocol(const struct cfg_listener *l, FILE *out)
     fprintf(out, "; timeout %s\n", cfg_format_duration(l->accept_proxy.timeout_ms, a, sizeof(a)));
 }
 
+void config_describe_listen(const struct cfg_listener *l, FILE *out)
+{
+    fprintf(out, "  listen:");
+    for (size_t i = 0; i < l->num_listen; i++) {
+        char text[NET_ADDR_TEXT_MAX];
+        fprintf(out, "%s %s", i > 0 ? "," : "",
+                net_addr_format(&l->listen[i].addr, text, sizeof(text)));
+    }
+    fprintf(out, "\n");
+}
+
 void config_describe_listener(const struct cfg_listener *l, FILE *out)
 {
     static const char *const protocol_names[] = {
@@ -549,6 +560,7 @@ void config_describe_listener(const struct cfg_listener *l, FILE *out)
     char a[24], b[24], c[24];
 
     fprintf(out, "  mode: %s\n", l->mode == CFG_MODE_HTTP ? "http" : "tcp");
+    config_describe_listen(l, out);
     const struct cfg_backend *group = cfg_listener_backend(l);
     static const char *const balance_names[] = {[CFG_BALANCE_ROUND_ROBIN] = "round_robin",
                                                 [CFG_BALANCE_LEAST_CONN] = "least_conn",

@@ -191,6 +191,11 @@ void cfg_apply_max_request_header_bytes(struct loader *ld, const struct field *f
 const char *cfg_format_size(uint64_t bytes, char *out, size_t out_len);
 const char *cfg_format_duration(uint32_t ms, char *out, size_t out_len);
 
+/* config_describe_listen writes |listener|'s listen addresses, as bound
+ * ("*:443" shows as its two addresses), as one "  listen: ..." line for
+ * --check. */
+void config_describe_listen(const struct cfg_listener *listener, FILE *out);
+
 /* cfg_check_mode runs after |listener|'s mapping |listener_node| is applied,
  * since "mode" may follow the keys it governs. In tcp mode it refuses the
  * http-mode keys (http, http2, backend.max_connections, backend.pool and the

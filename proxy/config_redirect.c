@@ -213,6 +213,7 @@ void config_describe_redirect(const struct cfg_listener *l, FILE *out)
 
     fprintf(out, "listener %s:\n", l->name);
     fprintf(out, "  mode: redirect\n");
+    config_describe_listen(l, out);
     if (l->redirect.port == 443)
         fprintf(out, "  redirect: %u to https://HOST/PATH\n", l->redirect.status);
     else

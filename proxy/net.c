@@ -60,7 +60,9 @@ int net_addr_parse(const char *text, bool allow_unix, struct net_addr *out_addr,
     } else {
         const char *colon = strrchr(text, ':');
         if (colon == NULL) {
-            snprintf(err, err_len, "expected \"host:port\", \"[v6]:port\" or \"unix:/path\"");
+            snprintf(err, err_len, "expected %s",
+                     allow_unix ? "\"host:port\", \"[v6]:port\" or \"unix:/path\""
+                                : "\"host:port\" or \"[v6]:port\"");
             return -1;
         }
         if (memchr(text, ':', (size_t)(colon - text)) != NULL) {
@@ -97,6 +99,59 @@ int net_addr_parse(const char *text, bool allow_unix, struct net_addr *out_addr,
     memcpy(&out_addr->ss, res->ai_addr, res->ai_addrlen);
     out_addr->len = res->ai_addrlen;
     freeaddrinfo(res);
+    return 0;
+}
+
+bool net_have_ipv6(void)
+{
+    struct sockaddr_in6 any = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_ANY_INIT};
+    int one = 1;
+    bool have = true;
+    int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return errno != EAFNOSUPPORT;
+    /* Port 0: a port of its own, so nothing listening is disturbed. */
+    if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) == 0 &&
+        bind(fd, (struct sockaddr *)&any, sizeof(any)) != 0 && errno == EADDRNOTAVAIL)
+        have = false;
+    close(fd);
+    return have;
+}
+
+int net_listen_parse(const char *text, struct net_addr out_addrs[2], size_t *out_num,
+                     char *err, size_t err_len)
+{
+    static const char *const any_hosts[] = {"*:", "[*]:", ":"};
+    char every[16];
+
+    *out_num = 0;
+    for (size_t i = 0; i < sizeof(any_hosts) / sizeof(any_hosts[0]); i++) {
+        size_t prefix_len = strlen(any_hosts[i]);
+        const char *port = text + prefix_len;
+        if (strncmp(text, any_hosts[i], prefix_len) != 0)
+            continue;
+        if (strlen(port) > 5) {
+            snprintf(err, err_len, "port must be a number from 0 to 65535");
+            return -1;
+        }
+        snprintf(every, sizeof(every), "0.0.0.0:%s", port);
+        if (net_addr_parse(every, false, &out_addrs[0], err, err_len) != 0)
+            return -1;
+        *out_num = 1;
+        snprintf(every, sizeof(every), "[::]:%s", port);
+        if (net_have_ipv6() && net_addr_parse(every, false, &out_addrs[1], err, err_len) == 0)
+            *out_num = 2;
+        return 0;
+    }
+    if (strchr(text, ':') == NULL) {
+        snprintf(err, err_len, "expected \"host:port\", \"[v6]:port\" or \"*:port\" (every "
+                               "address)");
+        return -1;
+    }
+    if (net_addr_parse(text, false, &out_addrs[0], err, err_len) != 0)
+        return -1;
+    *out_num = 1;
     return 0;
 }
 

@@ -28,6 +28,21 @@ struct net_addr {
 int net_addr_parse(const char *text, bool allow_unix, struct net_addr *out_addr,
                    char *err, size_t err_len);
 
+/* net_listen_parse parses a listen address: "host:port" or "[v6]:port" as
+ * net_addr_parse does (no unix path: listeners are TCP), or "*:port",
+ * "[*]:port" or ":port", which mean every address: 0.0.0.0:port and
+ * [::]:port (IPv6 listen sockets are IPV6_V6ONLY, so the two coexist), or
+ * 0.0.0.0:port alone when the host has no IPv6 (net_have_ipv6). It writes
+ * the addresses into |out_addrs| and their number, 1 or 2, into |*out_num|,
+ * and returns 0, or -1 with a short reason in |err|. */
+int net_listen_parse(const char *text, struct net_addr out_addrs[2], size_t *out_num,
+                     char *err, size_t err_len);
+
+/* net_have_ipv6 says whether this host can listen on IPv6: false when
+ * socket(AF_INET6) fails with EAFNOSUPPORT (IPv6 is off in the kernel) or
+ * binding [::] fails with EADDRNOTAVAIL. */
+bool net_have_ipv6(void);
+
 /* net_addr_parse_numeric parses a "host:port" whose host is a numeric IPv4
  * or IPv6 address (no name lookup) into |out_addr|; 0, or -1 when it is not
  * one (a host name, a unix path, a malformed address). */

@@ -544,6 +544,37 @@ static void test_listen_addresses(void **state)
         "3:14)\n");
 }
 
+/* "*:PORT" is two listen entries at the same position, and a duplicate of
+ * either half is named by its address. */
+static void test_listen_every_address(void **state)
+{
+    struct config *config = load("listeners:\n"
+                                 "  - name: a\n"
+                                 "    listen: \"*:8443\"\n" TLS_OK BACKEND_OK);
+    char text[NET_ADDR_TEXT_MAX];
+    size_t num_expected = net_have_ipv6() ? 2 : 1;
+    (void)state;
+
+    assert_non_null(config);
+    assert_int_equal(config->listeners[0].num_listen, num_expected);
+    assert_string_equal(net_addr_format(&config->listeners[0].listen[0].addr, text, sizeof(text)),
+                        "0.0.0.0:8443");
+    assert_int_equal(config->listeners[0].listen[0].pos.line, 3);
+    assert_int_equal(config->listeners[0].listen[0].pos.col, 13);
+    if (num_expected == 2) {
+        assert_string_equal(
+            net_addr_format(&config->listeners[0].listen[1].addr, text, sizeof(text)),
+            "[::]:8443");
+        assert_int_equal(config->listeners[0].listen[1].pos.col, 13);
+    }
+    config_free(config);
+    expect_errors("listeners:\n"
+                  "  - name: a\n"
+                  "    listen: [\"0.0.0.0:8443\", \":8443\"]\n" TLS_OK BACKEND_OK,
+                  "t.yaml:3:30: duplicate listen address '0.0.0.0:8443' (first defined at "
+                  "3:14)\n");
+}
+
 /* expect_error_prefix checks for one error line that starts with |prefix|:
  * the reason after it comes from net.c and is not this module's wording. */
 static void expect_error_prefix(const char *yaml, const char *prefix)
@@ -1562,6 +1593,7 @@ int main(void)
         cmocka_unit_test_teardown(test_log_and_user, config_fixture_reset),
         cmocka_unit_test_teardown(test_listener_names, config_fixture_reset),
         cmocka_unit_test_teardown(test_listen_addresses, config_fixture_reset),
+        cmocka_unit_test_teardown(test_listen_every_address, config_fixture_reset),
         cmocka_unit_test_teardown(test_bad_addresses, config_fixture_reset),
         cmocka_unit_test_teardown(test_certificate_files, config_fixture_reset),
         cmocka_unit_test_teardown(test_tls_versions, config_fixture_reset),

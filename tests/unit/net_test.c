@@ -213,6 +213,40 @@ static void test_parse_errors(void **state)
         parse_err(cases[i].text, true, cases[i].want);
 }
 
+/* "*:port", "[*]:port" and ":port" mean every address; other listen
+ * addresses parse as net_addr_parse does, without unix paths. */
+static void test_listen_parse(void **state)
+{
+    static const char *const every[] = {"*:8443", "[*]:8443", ":8443"};
+    struct net_addr addrs[2];
+    size_t num;
+    char err[ERR_MAX];
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(every) / sizeof(every[0]); i++) {
+        assert_int_equal(net_listen_parse(every[i], addrs, &num, err, sizeof(err)), 0);
+        assert_int_equal(num, net_have_ipv6() ? 2 : 1);
+        assert_string_equal(format(&addrs[0]), "0.0.0.0:8443");
+        if (num == 2)
+            assert_string_equal(format(&addrs[1]), "[::]:8443");
+    }
+    assert_int_equal(net_listen_parse("127.0.0.1:0", addrs, &num, err, sizeof(err)), 0);
+    assert_int_equal(num, 1);
+    assert_string_equal(format(&addrs[0]), "127.0.0.1:0");
+    assert_int_equal(net_listen_parse("*:65536", addrs, &num, err, sizeof(err)), -1);
+    assert_string_equal(err, "port must be a number from 0 to 65535");
+    assert_int_equal(net_listen_parse("*:1234567", addrs, &num, err, sizeof(err)), -1);
+    assert_string_equal(err, "port must be a number from 0 to 65535");
+    assert_int_equal(net_listen_parse("*:", addrs, &num, err, sizeof(err)), -1);
+    assert_string_equal(err, "port must be a number from 0 to 65535");
+    /* Listeners are TCP only: the error suggests no unix path. */
+    assert_int_equal(net_listen_parse("localhost", addrs, &num, err, sizeof(err)), -1);
+    assert_string_equal(err, "expected \"host:port\", \"[v6]:port\" or \"*:port\" (every address)");
+    assert_int_equal(net_listen_parse("unix:/tmp/x", addrs, &num, err, sizeof(err)), -1);
+    assert_string_equal(err, "unix sockets are not allowed here");
+    parse_err("localhost", false, "expected \"host:port\" or \"[v6]:port\"");
+}
+
 static void test_parse_host_too_long(void **state)
 {
     char text[300];
@@ -652,6 +686,7 @@ int main(void)
         cmocka_unit_test(test_parse_unix),
         cmocka_unit_test(test_parse_unix_path_length),
         cmocka_unit_test(test_parse_errors),
+        cmocka_unit_test(test_listen_parse),
         cmocka_unit_test(test_parse_host_too_long),
         cmocka_unit_test(test_parse_unresolvable),
         cmocka_unit_test(test_parse_small_error_buffer),
