@@ -116,7 +116,7 @@ static size_t escape_one(const unsigned char *s, size_t len, enum log_escape_sty
     size_t seq;
 
     *out_used = 1;
-    if (ch == '\\' || (ch == '"' && style == LOG_ESCAPE_JSON)) {
+    if (ch == '\\' || (ch == '"' && style != LOG_ESCAPE_TERMINAL)) {
         esc[0] = '\\';
         esc[1] = (char)ch;
         return 2;
@@ -189,13 +189,15 @@ char *log_escape_dup(const char *value, enum log_escape_style style, const char 
 }
 
 /* put_escaped writes |value| so that it cannot break the line: in JSON as a
- * string body, in text for a terminal with the characters of |separators|
- * escaped too. When it does not fit, the field is dropped whole. */
+ * string body, in text for a terminal (inside double quotes when |quoted|)
+ * with the characters of |separators| escaped too. When it does not fit,
+ * the field is dropped whole. */
 static void put_escaped(struct log_line *line, const char *value, size_t len,
-                        const char *separators)
+                        const char *separators, bool quoted)
 {
-    enum log_escape_style style =
-        line->format == LOG_FORMAT_JSON ? LOG_ESCAPE_JSON : LOG_ESCAPE_TERMINAL;
+    enum log_escape_style style = line->format == LOG_FORMAT_JSON ? LOG_ESCAPE_JSON
+                                  : quoted                        ? LOG_ESCAPE_QUOTED
+                                                                  : LOG_ESCAPE_TERMINAL;
 
     if (line->truncated)
         return;
@@ -205,6 +207,17 @@ static void put_escaped(struct log_line *line, const char *value, size_t len,
         line->len += n;
     else
         drop_field(line);
+}
+
+/* needs_quotes says whether a text log value must be written in double
+ * quotes: a space would end it, and '"' or '=' would make it read as the
+ * start of a quoted value or of another field. */
+static bool needs_quotes(const char *value, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (value[i] == ' ' || value[i] == '"' || value[i] == '=')
+            return true;
+    return false;
 }
 
 static void put_key(struct log_line *line, const char *key)
@@ -260,10 +273,11 @@ void log_strn(struct log_line *line, const char *key, const char *value, size_t 
         put_str(line, line->format == LOG_FORMAT_JSON ? "null" : "-");
         return;
     }
-    if (line->format == LOG_FORMAT_JSON)
+    bool quoted = line->format == LOG_FORMAT_JSON || needs_quotes(value, value_len);
+    if (quoted)
         put_str(line, "\"");
-    put_escaped(line, value, value_len, " ");
-    if (line->format == LOG_FORMAT_JSON)
+    put_escaped(line, value, value_len, NULL, quoted);
+    if (quoted)
         put_str(line, "\"");
 }
 
@@ -281,14 +295,17 @@ void log_strs(struct log_line *line, const char *key, const char *const *items, 
         put_str(line, json ? "null" : "-");
         return;
     }
-    put_str(line, json ? "[" : "");
+    bool quoted = false;
+    for (size_t i = 0; !json && i < num; i++)
+        quoted = quoted || needs_quotes(items[i], strlen(items[i]));
+    put_str(line, json ? "[" : quoted ? "\"" : "");
     for (size_t i = 0; i < num; i++) {
         put_str(line, i == 0 ? "" : ",");
         put_str(line, json ? "\"" : "");
-        put_escaped(line, items[i], strlen(items[i]), " ,");
+        put_escaped(line, items[i], strlen(items[i]), json ? NULL : ",", quoted && !json);
         put_str(line, json ? "\"" : "");
     }
-    put_str(line, json ? "]" : "");
+    put_str(line, json ? "]" : quoted ? "\"" : "");
 }
 
 void log_int(struct log_line *line, const char *key, long long value)

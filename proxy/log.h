@@ -54,10 +54,13 @@ enum log_escape_style {
      * each byte that is not part of well-formed UTF-8 as \xNN (ESC is
      * \x1b). Well-formed UTF-8 is kept. */
     LOG_ESCAPE_TERMINAL,
+    /* LOG_ESCAPE_TERMINAL inside a double-quoted text log value: '"' is
+     * written \" as well. */
+    LOG_ESCAPE_QUOTED,
 };
 
 /* log_escape writes the |value_len| bytes of |value| escaped in |style|
- * into |out|, and with LOG_ESCAPE_TERMINAL also each ASCII character of
+ * into |out|, and with LOG_ESCAPE_TERMINAL (or _QUOTED) also each ASCII character of
  * |also| (NULL: none) as \xNN, for a separator that must stay unambiguous
  * (" " between fields, "," between list items). It NUL-terminates |out|
  * when |out_len| > 0 and returns the length of the whole escaped text, as
@@ -77,8 +80,11 @@ char *log_escape_dup(const char *value, enum log_escape_style style, const char 
 size_t log_utf8_sequence_len(const unsigned char *s, size_t len);
 
 /* log_str adds a string field; a NULL |value| is written as null. Bytes are
- * escaped (JSON: LOG_ESCAPE_JSON; text: LOG_ESCAPE_TERMINAL with spaces
- * escaped too), so untrusted input (an SNI) is safe to pass. */
+ * escaped (JSON: LOG_ESCAPE_JSON; text: LOG_ESCAPE_TERMINAL), so untrusted
+ * input (an SNI) is safe to pass: no value can end a line or forge a field.
+ * In text a value that holds a space, '"' or '=' is written in double quotes
+ * (LOG_ESCAPE_QUOTED: spaces as they are, '"' and '\\' after a backslash):
+ * msg="address in use". */
 void log_str(struct log_line *line, const char *key, const char *value);
 
 /* log_strn is log_str for |value_len| bytes that need not end in NUL. */
@@ -87,7 +93,8 @@ void log_strn(struct log_line *line, const char *key, const char *value, size_t 
 /* log_strs adds a field holding the |num| strings of |items| (the caller
  * keeps them): a JSON array of strings, or in text the items separated by
  * ",", each escaped as log_str does and its commas too, so the list stays
- * unambiguous (an empty list writes nothing after "="). A NULL |items| is
+ * unambiguous (an empty list writes nothing after "="); the whole list is
+ * quoted when an item needs it, as log_str does. A NULL |items| is
  * written as null. A list too long for the line is dropped whole. */
 void log_strs(struct log_line *line, const char *key, const char *const *items, size_t num);
 

@@ -3,16 +3,26 @@ ${NAME:-default}, $$), "*:PORT" listening on every address, and the text log
 format, whose values are readable and still safe from forged lines."""
 
 import re
+import select
+import signal
 import socket
+import struct
+import subprocess
+import time
 
 import pytest
 
 from tlsterm_harness import (
+    TIMEOUT,
+    TLSTERM_BIN,
     client_context,
+    client_hello,
     free_port,
     run_tlsterm,
+    sanitizer_env,
     text,
     tls_connect,
+    with_extension,
 )
 
 
@@ -144,3 +154,64 @@ def test_bad_listen_address_suggests_no_unix(tmp_path, certs):
         re.escape(f"{path}:5:13: invalid listen address 'localhost': expected \"host:port\", "
                   "\"[v6]:port\" or \"*:port\" (every address)"), err), err
     assert "unix" not in err, err
+
+
+# ---- text log format --------------------------------------------------------
+
+
+def server_name(name):
+    """server_name returns a server_name extension body holding |name|."""
+    entry = b"\x00" + struct.pack(">H", len(name)) + name
+    return struct.pack(">H", len(entry)) + entry
+
+
+def read_line_until(stream, pattern, deadline):
+    """read_line_until returns the first line of |stream| matching
+    |pattern| (bytes regex), and the lines before it, failing at
+    |deadline|."""
+    seen = []
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([stream], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        line = stream.readline()
+        if not line:
+            break
+        seen.append(line)
+        if re.search(pattern, line):
+            return line, seen
+    raise AssertionError(f"no line matching {pattern!r} in {seen!r}")
+
+
+def test_text_log_quotes_values_and_stays_safe(tmp_path, backend_factory, certs):
+    """log.format text writes "msg" with its spaces, quotes what needs it,
+    and a client's SNI with a newline and quotes stays inside its field."""
+    echo = backend_factory("echo")
+    port = free_port()
+    path = tmp_path / "text.yaml"
+    path.write_text(config_text(certs, f'"127.0.0.1:{port}"', f'"{echo.addr}"')
+                    .replace("format: json", "format: text"))
+    proc = subprocess.Popen([TLSTERM_BIN, "-c", str(path)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=sanitizer_env())
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        line, _ = read_line_until(proc.stderr, rb" info started ", deadline)
+        # The first word is the timestamp; the rest is exact.
+        assert re.fullmatch(rb"\S+ info started .*\n", line), line
+        forged = b'evil host\n2026-12-02T00:00:00.000Z error forged x="y"'
+        hello = with_extension(client_hello(certs.ca), 0, server_name(forged))
+        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+            sock.sendall(hello)
+            sock.recv(1)  # the server's first answer: the hello was read
+        line, seen = read_line_until(proc.stderr, rb" handshake_failed ", deadline)
+        assert b' sni="evil host\\n2026-12-02T00:00:00.000Z error forged x=\\"y\\"" ' in line, line
+        assert not any(b"forged" in other for other in seen if other is not line), seen
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.communicate(timeout=TIMEOUT)[1]
+        assert proc.returncode == 0, rest
+        stopped = [l for l in rest.splitlines() if b" stopped " in l]
+        assert stopped, rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -493,7 +493,7 @@ static void test_string_lists(void **state)
     out = log_lists(LOG_FORMAT_TEXT, NULL);
     normalize(out);
     assert_string_equal(out, "TS info handshake_done "
-                             "client_san=DNS:a.example,URI:x:/a\\x2cb\\x20c,DNS:e\\x1b\\n "
+                             "client_san=\"DNS:a.example,URI:x:/a\\x2cb c,DNS:e\\x1b\\n\" "
                              "none= null=-\n");
     free(out);
 }
@@ -546,8 +546,39 @@ static void test_text_format(void **state)
 
     assert_ptr_equal(strchr(out, '\n'), out + strlen(out) - 1);
     normalize(out);
-    assert_string_equal(out, "TS warn listen_failed addr=[::1]:443 msg=address\\x20in\\x20use "
-                             "n=-3 detail=- odd=a\"b\\\\c\\nd\\xe9 cut=abc\n");
+    assert_string_equal(out, "TS warn listen_failed addr=[::1]:443 msg=\"address in use\" "
+                             "n=-3 detail=- odd=\"a\\\"b\\\\c\\nd\\xe9\" cut=abc\n");
+    free(out);
+}
+
+/* Text values are quoted only when they must be, and a client's bytes
+ * cannot end the line or forge a field, quoted or not. */
+static void test_text_quoting_is_safe(void **state)
+{
+    struct capture cap;
+    struct log_line line;
+    char *out;
+    (void)state;
+
+    log_configure(LOG_FORMAT_TEXT, LOG_INFO);
+    capture_start(&cap);
+    log_begin(&line, LOG_INFO, "request");
+    log_str(&line, "plain", "GET");
+    log_str(&line, "empty", "");
+    log_str(&line, "eq", "a=b");
+    log_str(&line, "sni", "x.example\n2026-01-01T00:00:00.000Z error forged msg=\"owned\"");
+    log_str(&line, "path", "/a\"\\ b\r\x1b[31m");
+    log_str(&line, "trailing", "a\\");
+    log_end(&line);
+    out = capture_stop(&cap, NULL);
+    log_configure(LOG_FORMAT_JSON, LOG_INFO);
+
+    assert_ptr_equal(strchr(out, '\n'), out + strlen(out) - 1);
+    normalize(out);
+    assert_string_equal(out, "TS info request plain=GET empty= eq=\"a=b\" "
+                             "sni=\"x.example\\n2026-01-01T00:00:00.000Z error forged "
+                             "msg=\\\"owned\\\"\" "
+                             "path=\"/a\\\"\\\\ b\\r\\x1b[31m\" trailing=a\\\\\n");
     free(out);
 }
 
@@ -606,7 +637,7 @@ static void test_log_msg(void **state)
     out = capture_stop(&cap, NULL);
     log_configure(LOG_FORMAT_JSON, LOG_INFO);
     normalize(out);
-    assert_string_equal(out, "TS info started msg=listening\\x20on\\x202\\x20sockets\n");
+    assert_string_equal(out, "TS info started msg=\"listening on 2 sockets\"\n");
     free(out);
 }
 
@@ -835,6 +866,7 @@ int main(void)
         cmocka_unit_test(test_string_lists),
         cmocka_unit_test(test_string_list_too_long_is_dropped),
         cmocka_unit_test(test_text_format),
+        cmocka_unit_test(test_text_quoting_is_safe),
         cmocka_unit_test(test_format_is_fixed_at_begin),
         cmocka_unit_test(test_log_msg),
         cmocka_unit_test(test_longest_line_is_not_truncated),
