@@ -434,6 +434,12 @@ void config_free(struct config *config);
  * value" line each, to follow tls_ctx_describe's lines. */
 void config_describe_listener(const struct cfg_listener *listener, FILE *out);
 
+/* config_describe_process writes the process-wide settings of |config|
+ * (workers, max_connections, drain_timeout, user, reload_on_change, log,
+ * admin and report) to |out| for --check, one "key: value" line each, after
+ * the listeners' lines. */
+void config_describe_process(const struct config *config, FILE *out);
+
 /* config_print_errors writes the first CONFIG_ERRORS_SHOWN lines of |text|
  * (error lines, each ending in '\n') to |out|, then, if more are left, one
  * line "... and N more errors". */

@@ -607,6 +607,14 @@ void config_describe_listener(const struct cfg_listener *l, FILE *out)
                 ? "client (the client's address; needs CAP_NET_ADMIN)"
                 : "proxy");
     describe_proxy_protocol(l, out);
+    fprintf(out, "  connection timeouts: handshake %s, connect %s, idle %s",
+            cfg_format_duration(l->handshake_timeout_ms, a, sizeof(a)),
+            cfg_format_duration(l->connect_timeout_ms, b, sizeof(b)),
+            cfg_format_duration(l->idle_timeout_ms, c, sizeof(c)));
+    if (l->mode != CFG_MODE_HTTP)
+        fprintf(out, ", half_closed %s",
+                cfg_format_duration(l->half_closed_timeout_ms, a, sizeof(a)));
+    fprintf(out, "\n  max_connections: %" PRIu32 "\n", l->max_connections);
     if (l->mode != CFG_MODE_HTTP)
         return;
     if (group->max_connections == 0)

@@ -94,4 +94,5 @@ void generation_describe(const struct generation *gen, FILE *out)
         tls_ctx_describe(gen->tls[i], out);
         config_describe_listener(&gen->config->listeners[i], out);
     }
+    config_describe_process(gen->config, out);
 }

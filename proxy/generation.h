@@ -51,7 +51,8 @@ struct generation *generation_ref(struct generation *gen);
 void generation_unref(struct generation *gen);
 
 /* generation_describe writes each listener's effective TLS policy, mode and
- * HTTP settings to |out|. */
+ * HTTP settings, then the process-wide settings (config_describe_process),
+ * to |out|. */
 void generation_describe(const struct generation *gen, FILE *out);
 
 #endif

@@ -676,6 +676,88 @@ static void describe_alpn(const struct cfg_listener *l, FILE *out)
     fprintf(out, "%s\n", l->alpn_required ? " (required)" : "");
 }
 
+/* suite_has_certificate says whether the TLS 1.2 suite |cipher| can be
+ * negotiated with one of |tls|'s certificates: an ECDHE-RSA suite needs an
+ * RSA key, an ECDHE-ECDSA one an ECDSA (or Ed25519) key. */
+static bool suite_has_certificate(const struct tls_ctx *tls, const SSL_CIPHER *cipher)
+{
+    int auth = SSL_CIPHER_get_auth_nid(cipher);
+
+    for (size_t i = 0; i < tls->num_certs; i++) {
+        int key = EVP_PKEY_id(tls->certs[i].key);
+        if (auth == NID_auth_any || (auth == NID_auth_rsa && key == EVP_PKEY_RSA) ||
+            (auth == NID_auth_ecdsa && (key == EVP_PKEY_EC || key == EVP_PKEY_ED25519)))
+            return true;
+    }
+    return false;
+}
+
+/* describe_tls12_suites writes the |num| TLS 1.2 suites of |suites| (IANA
+ * code points, in preference order) that |tls|'s certificates can serve
+ * after |label|, and says which kind was left out for want of a
+ * certificate: a suite no handshake can pick only misleads. */
+static void describe_tls12_suites(const struct tls_ctx *tls, const char *label,
+                                  const uint16_t *suites, size_t num, FILE *out)
+{
+    bool left_rsa = false, left_ecdsa = false, any = false;
+
+    fprintf(out, "  %s:", label);
+    for (size_t i = 0; i < num; i++) {
+        const SSL_CIPHER *cipher = SSL_get_cipher_by_value(suites[i]);
+        if (cipher == NULL || SSL_CIPHER_get_min_version(cipher) > TLS1_2_VERSION)
+            continue;
+        if (!suite_has_certificate(tls, cipher)) {
+            left_rsa = left_rsa || SSL_CIPHER_get_auth_nid(cipher) == NID_auth_rsa;
+            left_ecdsa = left_ecdsa || SSL_CIPHER_get_auth_nid(cipher) == NID_auth_ecdsa;
+            continue;
+        }
+        fprintf(out, "%s%s", any ? ":" : " ", SSL_CIPHER_get_name(cipher));
+        any = true;
+    }
+    fprintf(out, "%s%s%s\n", any ? "" : " (none)",
+            left_rsa ? " (RSA suites left out: no RSA certificate)" : "",
+            left_ecdsa ? " (ECDSA suites left out: no ECDSA certificate)" : "");
+}
+
+/* describe_suites writes the listener's TLS 1.2 suites, as its SSL_CTX
+ * holds them. */
+static void describe_suites(const struct tls_ctx *tls, FILE *out)
+{
+    STACK_OF(SSL_CIPHER) *ciphers = SSL_CTX_get_ciphers(tls->ssl_ctx);
+    uint16_t suites[64];
+    size_t num = 0;
+
+    if (tls->listener->min_version > TLS1_2_VERSION) {
+        fprintf(out, "  tls1.2 suites: (none: TLS 1.2 disabled)\n");
+        return;
+    }
+    for (size_t i = 0; i < sk_SSL_CIPHER_num(ciphers) && num < 64; i++)
+        suites[num++] = SSL_CIPHER_get_protocol_id(sk_SSL_CIPHER_value(ciphers, i));
+    describe_tls12_suites(tls, "tls1.2 suites", suites, num, out);
+}
+
+/* describe_candidate writes the report-only policy's versions, suites and
+ * groups. */
+static void describe_candidate(const struct tls_ctx *tls, FILE *out)
+{
+    const struct cfg_candidate_policy *candidate = &tls->listener->report_only;
+
+    fprintf(out, "  report only: %s, %s to %s (evaluated, not enforced)\n",
+            report_only_policy_name(candidate), tls_version_name(candidate->min_version),
+            tls_version_name(candidate->max_version));
+    if (candidate->min_version > TLS1_2_VERSION)
+        fprintf(out, "  report only tls1.2 suites: (none: TLS 1.2 disabled)\n");
+    else
+        describe_tls12_suites(tls, "report only tls1.2 suites", candidate->suites,
+                              candidate->num_suites, out);
+    fprintf(out, "  report only groups:");
+    for (size_t i = 0; i < candidate->num_groups; i++) {
+        const char *name = SSL_get_curve_name(candidate->groups[i]);
+        fprintf(out, "%s%s", i ? ":" : " ", name != NULL ? name : "?");
+    }
+    fprintf(out, "%s\n", candidate->num_groups ? "" : " (none)");
+}
+
 void tls_ctx_describe(const struct tls_ctx *tls, FILE *out)
 {
     static const char *const policy_names[] = {[CFG_POLICY_INTERMEDIATE] = "intermediate",
@@ -693,16 +775,12 @@ void tls_ctx_describe(const struct tls_ctx *tls, FILE *out)
             l->allow_legacy ? " (allow_legacy)" : "");
     fprintf(out, "  versions: %s to %s\n", tls_version_name(l->min_version),
             tls_version_name(l->max_version));
-    fprintf(out, "  tls1.2 suites: %s\n",
-            l->min_version > TLS1_2_VERSION ? "(none: TLS 1.2 disabled)" : l->ciphers);
+    describe_suites(tls, out);
     fprintf(out, "  tls1.3 suites: TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
                  "TLS_CHACHA20_POLY1305_SHA256\n");
     fprintf(out, "  groups: %s\n", l->groups);
     if (l->report_only.enabled)
-        fprintf(out, "  report only: %s, %s to %s (evaluated, not enforced)\n",
-                report_only_policy_name(&l->report_only),
-                tls_version_name(l->report_only.min_version),
-                tls_version_name(l->report_only.max_version));
+        describe_candidate(tls, out);
     describe_alpn(l, out);
     fprintf(out, "  sni: %s\n", l->sni_strict ? "strict" : "default certificate for others");
     fprintf(out, "  client auth: %s", auth_names[auth->mode]);
