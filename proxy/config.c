@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config_internal.h"
 #include "admin.h"
@@ -162,6 +163,19 @@ char *cfg_dup_string(struct loader *ld, const struct ynode *node, const char *te
     if (copy == NULL)
         cfg_fail_at(ld, node, "out of memory");
     return copy;
+}
+
+const char *cfg_relative_note(const char *path, char *out, size_t out_len)
+{
+    char cwd[4096];
+
+    if (path[0] == '/' || out_len == 0)
+        snprintf(out, out_len, "%s", "");
+    else if (getcwd(cwd, sizeof(cwd)) == NULL)
+        snprintf(out, out_len, " (relative to the working directory, which cannot be read)");
+    else
+        snprintf(out, out_len, " (relative to the working directory %s)", cwd);
+    return out;
 }
 
 /* edit_distance is the optimal string alignment distance (Levenshtein plus
@@ -526,6 +540,9 @@ static void apply_workers(struct loader *ld, const struct field *field,
         return;
     if (strcmp(text, "auto") == 0) /* one per CPU */
         *(uint32_t *)out = 0;
+    else if (strspn(text, "0123456789") != strlen(text) || text[0] == '\0')
+        cfg_fail_at(ld, value, "invalid workers '%s'; expected \"auto\" (one per CPU) or an "
+                    "integer from 1 to %d", text, WORKERS_MAX);
     else
         cfg_parse_uint(ld, field->key, value, text, 1, WORKERS_MAX, out);
 }
@@ -547,10 +564,11 @@ static void check_alpn_h2(struct loader *ld, const struct ynode *listener_node,
         (yamltree_kind(mode) != YNODE_SCALAR || strcmp(yamltree_scalar(mode), "tcp") != 0))
         return;
     if (alpn == NULL || (listener->backend != NULL && listener->backend->protocol == CFG_BACKEND_H2) ||
-        yamltree_kind(alpn) != YNODE_SEQUENCE)
+        yamltree_kind(alpn) == YNODE_MAPPING)
         return;
-    for (size_t i = 0; i < yamltree_num_items(alpn); i++) {
-        const struct ynode *item = yamltree_item(alpn, i);
+    for (size_t i = 0; i < (yamltree_kind(alpn) == YNODE_SCALAR ? 1 : yamltree_num_items(alpn));
+         i++) {
+        const struct ynode *item = cfg_list_item(alpn, i);
         const char *name = yamltree_kind(item) == YNODE_SCALAR ? yamltree_scalar(item) : NULL;
         if (name != NULL && strcmp(name, "h2") == 0)
             cfg_fail_at(ld, item,

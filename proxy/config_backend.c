@@ -212,7 +212,18 @@ static void resolve_server(struct loader *ld, const struct ynode *node,
 {
     struct net_addr addr;
     char reason[256];
+    const char *port = strrchr(server->address, ':');
 
+    /* Port 0 asks the kernel for any port when listening; a connect to it
+     * always fails, so the server could never be reached. */
+    if (strncmp(server->address, "unix:", 5) != 0 && port != NULL && port[1] != '\0' &&
+        strspn(port + 1, "0") == strlen(port + 1)) {
+        cfg_fail_at(ld, node,
+                    "invalid backend server address '%s': port 0 cannot be connected to; give "
+                    "the port the server listens on (1 to 65535)",
+                    server->address);
+        return;
+    }
     if (strncmp(server->address, "unix:", 5) == 0 || server->address[0] == '[' ||
         net_addr_parse_numeric(server->address, &addr) == 0) {
         if (net_addr_parse(server->address, true, &addr, reason, sizeof(reason)) != 0) {

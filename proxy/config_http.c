@@ -430,9 +430,12 @@ static void check_http_alpn(struct loader *ld, const struct ynode *tls,
         listener->alpn_len = sizeof(default_alpn) - 1;
         return;
     }
-    for (size_t i = 0; yamltree_kind(alpn) == YNODE_SEQUENCE && i < yamltree_num_items(alpn);
-         i++) {
-        const struct ynode *item = yamltree_item(alpn, i);
+    /* "alpn: h2" is a list of one, as apply_alpn reads it. */
+    size_t num = yamltree_kind(alpn) == YNODE_SCALAR ? 1
+                 : yamltree_kind(alpn) == YNODE_SEQUENCE ? yamltree_num_items(alpn)
+                                                          : 0;
+    for (size_t i = 0; i < num; i++) {
+        const struct ynode *item = cfg_list_item(alpn, i);
         const char *name = yamltree_scalar(item);
         if (name != NULL && name[0] != '\0' && strcmp(name, "h2") != 0 &&
             strcmp(name, "http/1.1") != 0)

@@ -92,6 +92,13 @@ void *cfg_new_array(struct loader *ld, const struct ynode *node, size_t num, siz
 /* cfg_dup_string returns a copy of |text|, or NULL after reporting. */
 char *cfg_dup_string(struct loader *ld, const struct ynode *node, const char *text);
 
+/* cfg_relative_note writes into |out| where the relative |path| was looked
+ * for, " (relative to the working directory DIR)", or "" for an absolute
+ * path, and returns |out|: tlsterm resolves relative paths against the
+ * directory it was started in, not the configuration file's, and a "no
+ * such file" error means little without it. */
+const char *cfg_relative_note(const char *path, char *out, size_t out_len);
+
 /* cfg_apply_mapping fills |target| from |mapping| (already checked to be one)
  * with |schema|'s handlers; absent optional keys leave |target| alone. */
 void cfg_apply_mapping(struct loader *ld, const struct schema *schema,

@@ -43,11 +43,13 @@ static void apply_dir(struct loader *ld, const struct field *field, const struct
     struct cfg_report *report = out;
     const char *path = cfg_expect_text(ld, field->key, value, "a directory path");
     struct stat st;
+    char relative[4200];
 
     if (path == NULL)
         return;
     if (path[0] == '\0' || stat(path, &st) != 0) {
-        cfg_fail_at(ld, value, "report dir '%s' does not exist (%s); create it first", path,
+        cfg_fail_at(ld, value, "report dir '%s'%s does not exist (%s); create it first", path,
+                    path[0] == '\0' ? "" : cfg_relative_note(path, relative, sizeof(relative)),
                     path[0] == '\0' ? "empty path" : strerror(errno));
         return;
     }

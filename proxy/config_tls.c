@@ -19,6 +19,8 @@
  * Ownership is config.c's: config_free calls cfg_tls_free. */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
 
 #include <openssl/err.h>
 
@@ -61,12 +63,13 @@ static void apply_file(struct loader *ld, const char *key, const char *what,
                        const struct ynode *value, char **out_path, struct cfg_pos *out_pos)
 {
     const char *path = cfg_expect_text(ld, key, value, "a file name");
-    char problem[FILE_PROBLEM_MAX];
+    char problem[FILE_PROBLEM_MAX], relative[4200];
 
     if (path == NULL)
         return;
     if (file_check_regular(path, problem, sizeof(problem)) != 0) {
-        cfg_fail_at(ld, value, "cannot read %s file '%s': %s", what, path, problem);
+        cfg_fail_at(ld, value, "cannot read %s file '%s'%s: %s", what, path,
+                    cfg_relative_note(path, relative, sizeof(relative)), problem);
         return;
     }
     *out_path = cfg_dup_string(ld, value, path);
@@ -96,6 +99,49 @@ static const struct field cert_fields[] = {
 static const struct schema cert_schema = {"certificates entry", "in certificates entry",
                                           cert_fields, 3};
 
+/* same_file says whether paths |a| and |b| name one file (a link, or the
+ * same file spelled two ways, counts). */
+static bool same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+
+    if (strcmp(a, b) == 0)
+        return true;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
+/* warn_duplicate_certs logs a "duplicate_certificate" warning for each
+ * entry of |listener| whose certificate file an earlier entry already
+ * names: a mistake (one meant to list another file), not an error, since
+ * the listener still serves the certificate. */
+static void warn_duplicate_certs(const struct cfg_listener *listener)
+{
+    for (size_t i = 1; i < listener->num_certs && log_enabled(LOG_WARN); i++) {
+        const struct cfg_cert *cert = &listener->certs[i];
+        for (size_t j = 0; cert->cert_path != NULL && j < i; j++) {
+            const struct cfg_cert *first = &listener->certs[j];
+            struct log_line line;
+            char where[512], msg[256];
+
+            if (first->cert_path == NULL || !same_file(first->cert_path, cert->cert_path))
+                continue;
+            snprintf(where, sizeof(where), "%s:%d:%d", cert->cert_pos.file, cert->cert_pos.line,
+                     cert->cert_pos.col);
+            snprintf(msg, sizeof(msg),
+                     "the certificate file of entry %zu is that of entry %zu (at %d:%d): one of "
+                     "them is never served; remove it or name the file meant",
+                     i + 1, j + 1, first->cert_pos.line, first->cert_pos.col);
+            log_begin(&line, LOG_WARN, "duplicate_certificate");
+            log_str(&line, "where", where);
+            log_str(&line, "file", cert->cert_path);
+            log_str(&line, "msg", msg);
+            log_end(&line);
+            break;
+        }
+    }
+}
+
 static void apply_certificates(struct loader *ld, const struct field *field,
                                const struct ynode *value, void *out)
 {
@@ -111,6 +157,7 @@ static void apply_certificates(struct loader *ld, const struct field *field,
         if (cfg_expect(ld, field->key, item, YNODE_MAPPING, "a mapping with 'cert' and 'key'"))
             cfg_apply_mapping(ld, &cert_schema, item, &listener->certs[i]);
     }
+    warn_duplicate_certs(listener);
 }
 
 /* ---- policy, versions, suites, groups --------------------------------------- */
@@ -213,21 +260,49 @@ static int check_cipher(struct loader *ld, const struct ynode *item, bool legacy
     return 0;
 }
 
-/* check_group accepts our four groups, as this BoringSSL knows them. */
+/* group_known says whether this BoringSSL takes the group |name|. */
+static bool group_known(struct loader *ld, const char *name)
+{
+    bool known;
+
+    ERR_clear_error();
+    known = SSL_CTX_set1_curves_list(ld->scratch, name) == 1;
+    ERR_clear_error();
+    return known;
+}
+
+/* check_group accepts our four groups, as this BoringSSL knows them. The
+ * names OpenSSL and the RFCs use for the same curves, and our names in
+ * another case, get a "did you mean". */
 static int check_group(struct loader *ld, const struct ynode *item, bool legacy)
 {
     static const char *const allowed[] = {"X25519", "P-256", "P-384", "P-521"};
+    static const struct {
+        const char *alias;
+        const char *name;
+    } aliases[] = {{"secp256r1", "P-256"}, {"prime256v1", "P-256"}, {"secp384r1", "P-384"},
+                   {"secp521r1", "P-521"}, {"x25519", "X25519"},    {"p256", "P-256"},
+                   {"p384", "P-384"},      {"p521", "P-521"}};
     const char *name = yamltree_scalar(item);
+    const char *meant = NULL;
 
+    (void)legacy;
     for (size_t i = 0; i < 4; i++) {
-        if (strcmp(name, allowed[i]) == 0) {
-            ERR_clear_error();
-            if (SSL_CTX_set1_curves_list(ld->scratch, name) == 1)
-                return 0;
-            ERR_clear_error();
-        }
+        if (strcmp(name, allowed[i]) == 0 && group_known(ld, name))
+            return 0;
+        if (strcasecmp(name, allowed[i]) == 0)
+            meant = allowed[i];
     }
-    cfg_fail_at(ld, item, "unknown group '%s'; allowed: X25519, P-256, P-384, P-521", name);
+    for (size_t i = 0; meant == NULL && i < sizeof(aliases) / sizeof(aliases[0]); i++)
+        if (strcasecmp(name, aliases[i].alias) == 0)
+            meant = aliases[i].name;
+    if (meant != NULL && group_known(ld, meant))
+        cfg_fail_at(ld, item,
+                    "unknown group '%s'; did you mean '%s'? allowed: X25519, P-256, P-384, "
+                    "P-521",
+                    name, meant);
+    else
+        cfg_fail_at(ld, item, "unknown group '%s'; allowed: X25519, P-256, P-384, P-521", name);
     return -1;
 }
 
@@ -235,13 +310,13 @@ static int check_group(struct loader *ld, const struct ynode *item, bool legacy)
  * text, and returns -1 then. */
 static int check_unique(struct loader *ld, const char *key, const struct ynode *list, size_t i)
 {
-    const char *text = yamltree_scalar(yamltree_item(list, i));
+    const char *text = yamltree_scalar(cfg_list_item(list, i));
 
     for (size_t j = 0; j < i; j++) {
-        const struct ynode *earlier = yamltree_item(list, j);
+        const struct ynode *earlier = cfg_list_item(list, j);
         const char *earlier_text = yamltree_scalar(earlier);
         if (earlier_text != NULL && strcmp(earlier_text, text) == 0) {
-            cfg_fail_at(ld, yamltree_item(list, i),
+            cfg_fail_at(ld, cfg_list_item(list, i),
                         "duplicate '%s' in '%s' (first listed at %d:%d)", text, key,
                         yamltree_line(earlier), yamltree_col(earlier));
             return -1;
@@ -296,13 +371,13 @@ static void apply_alpn(struct loader *ld, const struct field *field, const struc
                        void *out)
 {
     struct cfg_listener *listener = out;
-    size_t num = cfg_list_len(ld, field->key, value, false);
+    size_t num = cfg_list_len(ld, field->key, value, true); /* "alpn: h2" is a list of one */
     size_t wire_len = 0;
     uint8_t *wire;
     bool ok = true;
 
     for (size_t i = 0; i < num; i++) {
-        const struct ynode *item = yamltree_item(value, i);
+        const struct ynode *item = cfg_list_item(value, i);
         const char *name = cfg_expect_text(ld, field->key, item, "a protocol name");
         size_t len = name ? strlen(name) : 0;
         bool printable = true;
@@ -333,7 +408,7 @@ static void apply_alpn(struct loader *ld, const struct field *field, const struc
     if ((wire = cfg_new_array(ld, value, wire_len, 1)) == NULL)
         return;
     for (size_t i = 0, at = 0; i < num; i++) {
-        const char *name = yamltree_scalar(yamltree_item(value, i));
+        const char *name = yamltree_scalar(cfg_list_item(value, i));
         wire[at++] = (uint8_t)strlen(name);
         memcpy(wire + at, name, strlen(name));
         at += strlen(name);
