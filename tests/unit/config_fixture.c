@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -57,6 +58,23 @@ int config_fixture_reset(void **state)
     return 0;
 }
 
+/* replace_cwd replaces, in place, each occurrence of the working directory
+ * (a fresh temporary one per run) in |text| with "DIR", so expectations can
+ * spell out the messages that name it. */
+static void replace_cwd(char *text)
+{
+    char cwd[4096];
+    size_t cwd_len;
+    char *at;
+
+    if (text == NULL || getcwd(cwd, sizeof(cwd)) == NULL || (cwd_len = strlen(cwd)) < 3)
+        return;
+    while ((at = strstr(text, cwd)) != NULL) {
+        memcpy(at, "DIR", 3);
+        memmove(at + 3, at + cwd_len, strlen(at + cwd_len) + 1);
+    }
+}
+
 struct config *config_fixture_load(const char *yaml)
 {
     size_t len = 0;
@@ -69,6 +87,7 @@ struct config *config_fixture_load(const char *yaml)
     config_fixture_write("t.yaml", yaml);
     config = config_load("t.yaml", errors);
     fclose(errors);
+    replace_cwd(config_fixture_errors);
     return config;
 }
 

@@ -613,9 +613,9 @@ static void test_certificate_files(void **state)
                                 "        - cert: missing.pem\n"
                                 "          key: subdir\n"
                                 "        - {cert: cert.pem, key: key.pem}\n" BACKEND_OK,
-                  "t.yaml:6:17: cannot read certificate file 'missing.pem': No such file or "
+                  "t.yaml:6:17: cannot read certificate file 'missing.pem' (relative to the working directory DIR): No such file or "
                   "directory\n"
-                  "t.yaml:7:16: cannot read private key file 'subdir': Is a directory\n");
+                  "t.yaml:7:16: cannot read private key file 'subdir' (relative to the working directory DIR): Is a directory\n");
 }
 
 static void test_tls_versions(void **state)
@@ -972,10 +972,10 @@ static void test_fifo_refused(void **state)
                                 "      certificates:\n"
                                 "        - cert: fifo\n"
                                 "          key: key.pem\n" BACKEND_OK,
-                  "t.yaml:6:17: cannot read certificate file 'fifo': not a regular file (a "
+                  "t.yaml:6:17: cannot read certificate file 'fifo' (relative to the working directory DIR): not a regular file (a "
                   "FIFO)\n");
     expect_errors("session_tickets: {key_file: fifo}\n" LISTENER_HEAD TLS_OK BACKEND_OK,
-                  "t.yaml:1:29: cannot read session ticket key file 'fifo': not a regular file "
+                  "t.yaml:1:29: cannot read session ticket key file 'fifo' (relative to the working directory DIR): not a regular file "
                   "(a FIFO)\n");
 }
 
@@ -1059,7 +1059,7 @@ static void test_client_auth(void **state)
                                          "        depth: 17\n"
                                          "        dept: 1\n") BACKEND_OK,
                   "t.yaml:9:15: invalid mode 'always'; allowed: none, optional, required\n"
-                  "t.yaml:10:13: cannot read CA file 'missing.pem': No such file or "
+                  "t.yaml:10:13: cannot read CA file 'missing.pem' (relative to the working directory DIR): No such file or "
                   "directory\n"
                   "t.yaml:11:16: invalid depth '17'; expected an integer from 1 to 16\n"
                   "t.yaml:12:9: unknown key 'dept' in client_auth; allowed: mode, ca, crl, "
@@ -1085,7 +1085,7 @@ static void test_ocsp_files(void **state)
                   "    tls:\n"
                   "      certificates:\n"
                   "        - {cert: cert.pem, key: key.pem, ocsp: nope.der}\n" BACKEND_OK,
-                  "t.yaml:6:48: cannot read OCSP response file 'nope.der': No such file or "
+                  "t.yaml:6:48: cannot read OCSP response file 'nope.der' (relative to the working directory DIR): No such file or "
                   "directory\n");
 }
 
@@ -1129,7 +1129,7 @@ static void test_top_level_reload_and_tickets(void **state)
                   "reload_on_change: maybe\n" MINIMAL,
                   "t.yaml:2:11: invalid duration '8d' for 'rotate'; expected a whole number "
                   "above 0 with a unit ms, s, m, h or d, at most 7d (e.g. 1h, 12h)\n"
-                  "t.yaml:4:13: cannot read session ticket key file 'nope.key': No such file "
+                  "t.yaml:4:13: cannot read session ticket key file 'nope.key' (relative to the working directory DIR): No such file "
                   "or directory\n"
                   "t.yaml:5:19: invalid reload_on_change 'maybe'; expected true or false\n");
     expect_errors("session_tickets: {rotate: 2h, lifetime: 1h}\n" MINIMAL,
@@ -1156,7 +1156,7 @@ static void test_every_error_reported_once_in_order(void **state)
         "    max_connections: 0\n",
         "t.yaml:1:16: invalid duration 'soon' for 'drain_timeout'; expected a whole "
         "number above 0 with a unit ms, s, m, h or d, at most 24h (e.g. 500ms, 30s, 5m)\n"
-        "t.yaml:6:29: cannot read certificate file 'nope.pem': No such file or "
+        "t.yaml:6:29: cannot read certificate file 'nope.pem' (relative to the working directory DIR): No such file or "
         "directory\n"
         "t.yaml:7:17: cipher suite 'AES256-SHA' is not allowed: tlsterm only "
         "offers " LEGACY_HINT
