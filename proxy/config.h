@@ -420,6 +420,19 @@ static inline bool cfg_backend_per_client(const struct cfg_listener *listener)
  * It returns that listener, or NULL. */
 const struct cfg_listener *config_needs_net_admin(const struct config *config);
 
+/* config_reload_check decides whether |next|, loaded by a reload, can
+ * replace |running|, the configuration of the running generation. Listen
+ * sockets are bound at start, so |next| must have the same listeners, in
+ * the same order, with the same addresses: otherwise it returns -1 after
+ * writing "FILE:LINE:COL: message" to |errors| at what differs in |next|'s
+ * file (the listen value, or the listener). Workers and the user are set up
+ * at start too: it logs a "reload_partial" warning when |next| changes them
+ * (fields workers_running/workers_in_file, user_running/user_in_file, msg)
+ * and puts the running values into |next|, so the running generation's
+ * configuration always says what runs and the next reload compares with
+ * that, not with the file before it. It returns 0 then. */
+int config_reload_check(const struct config *running, struct config *next, FILE *errors);
+
 /* config_free releases |config| and everything it owns. NULL is allowed. */
 void config_free(struct config *config);
 

@@ -156,25 +156,6 @@ static void set_conn_fd_budget(struct daemon *d)
 
 /* ---- reload -------------------------------------------------------------------- */
 
-/* same_listeners returns NULL if |next| has the listeners of |current| with
- * the same addresses, which a reload needs, or what differs. */
-static const char *same_listeners(const struct config *current, const struct config *next)
-{
-    if (current->num_listeners != next->num_listeners)
-        return "the number of listeners changed";
-    for (size_t i = 0; i < current->num_listeners; i++) {
-        const struct cfg_listener *a = &current->listeners[i], *b = &next->listeners[i];
-        if (strcmp(a->name, b->name) != 0)
-            return "listener names or their order changed";
-        if (a->num_listen != b->num_listen)
-            return "listen addresses changed";
-        for (size_t j = 0; j < a->num_listen; j++)
-            if (!net_addr_equal(&a->listen[j].addr, &b->listen[j].addr))
-                return "listen addresses changed";
-    }
-    return NULL;
-}
-
 /* log_reload_errors logs each "FILE:LINE:COL: message" line of |errors|. */
 static void log_reload_errors(const char *errors)
 {
@@ -261,10 +242,8 @@ static struct generation *build_next(struct daemon *d, FILE *errors)
     struct config *config = config_load(d->config_path, errors);
     if (config == NULL)
         return NULL;
-    const char *difference = same_listeners(d->gen->config, config);
-    if (difference != NULL) {
-        fprintf(errors, "%s:1:1: %s; that needs a restart, not a reload\n", d->config_path,
-                difference);
+    /* Same listeners; workers and user kept as they run (reload_partial). */
+    if (config_reload_check(d->gen->config, config, errors) != 0) {
         config_free(config);
         return NULL;
     }
@@ -280,12 +259,6 @@ static struct generation *build_next(struct daemon *d, FILE *errors)
         config_free(config);
         return NULL;
     }
-    if (config->num_workers != d->gen->config->num_workers ||
-        (config->user == NULL) != (d->gen->config->user == NULL) ||
-        (config->user != NULL && strcmp(config->user, d->gen->config->user) != 0))
-        log_msg(LOG_WARN, "reload_partial",
-                "'workers' and 'user' take effect only at the next restart");
-
     /* The generation owns |config| from here on, and the settings with it. */
     const struct cfg_session_tickets *tickets_cfg = &config->session_tickets;
     bool tickets_on = tickets_cfg->enabled;

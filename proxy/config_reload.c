@@ -1,0 +1,131 @@
+/* config_reload: what a reload may change, judged against what runs.
+ *
+ * Listen sockets are bound once, at start, and workers and the user are set
+ * up once too, so a reload takes a configuration only when its listeners
+ * are those that run, and carries the start-only settings over from the
+ * running configuration. That keeps the running generation's configuration
+ * equal to what actually runs, so each reload compares with the process,
+ * not with whatever file came before it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+
+/* report_at writes "FILE:LINE:COL: listener 'NAME': |what|; that needs a
+ * restart, not a reload" at |pos|. */
+static void report_at(FILE *errors, const struct cfg_pos *pos, const char *name,
+                      const char *what)
+{
+    cfg_error(errors, pos, "listener '%s': %s; that needs a restart, not a reload", name, what);
+}
+
+/* listen_differs reports the first listen address of |next| that is not
+ * the one |running| has at the same place, at that address in the new
+ * file, and returns true; false when they are all the same. */
+static bool listen_differs(const struct cfg_listener *running, const struct cfg_listener *next,
+                           FILE *errors)
+{
+    char now[NET_ADDR_TEXT_MAX], then[NET_ADDR_TEXT_MAX], what[512];
+
+    for (size_t j = 0; j < next->num_listen || j < running->num_listen; j++) {
+        if (j < next->num_listen && j < running->num_listen &&
+            net_addr_equal(&running->listen[j].addr, &next->listen[j].addr))
+            continue;
+        if (j >= next->num_listen) {
+            snprintf(what, sizeof(what),
+                     "listen no longer has address %s, which the running process listens on",
+                     net_addr_format(&running->listen[j].addr, now, sizeof(now)));
+            report_at(errors, &next->listen[next->num_listen - 1].pos, next->name, what);
+        } else if (j >= running->num_listen) {
+            snprintf(what, sizeof(what),
+                     "listen adds address %s, which the running process does not listen on",
+                     net_addr_format(&next->listen[j].addr, now, sizeof(now)));
+            report_at(errors, &next->listen[j].pos, next->name, what);
+        } else {
+            snprintf(what, sizeof(what), "listen address %s differs from the running %s",
+                     net_addr_format(&next->listen[j].addr, now, sizeof(now)),
+                     net_addr_format(&running->listen[j].addr, then, sizeof(then)));
+            report_at(errors, &next->listen[j].pos, next->name, what);
+        }
+        return true;
+    }
+    return false;
+}
+
+/* same_listeners reports the first way the listeners of |next| differ
+ * from those of |running| and returns false, or returns true. */
+static bool same_listeners(const struct config *running, const struct config *next,
+                           FILE *errors)
+{
+    char what[256];
+
+    for (size_t i = 0; i < next->num_listeners || i < running->num_listeners; i++) {
+        const struct cfg_listener *a = i < running->num_listeners ? &running->listeners[i] : NULL;
+        const struct cfg_listener *b = i < next->num_listeners ? &next->listeners[i] : NULL;
+
+        if (b == NULL) {
+            snprintf(what, sizeof(what), "listener '%s' of the running process is gone",
+                     a->name);
+            cfg_error(errors, &next->listeners[next->num_listeners - 1].pos,
+                      "%s (the number of listeners changed); that needs a restart, not a "
+                      "reload",
+                      what);
+            return false;
+        }
+        if (a == NULL) {
+            report_at(errors, &b->pos, b->name,
+                      "a new listener (the number of listeners changed)");
+            return false;
+        }
+        if (strcmp(a->name, b->name) != 0) {
+            snprintf(what, sizeof(what),
+                     "the running process has listener '%s' here (listener names or their "
+                     "order changed)",
+                     a->name);
+            report_at(errors, &b->pos, b->name, what);
+            return false;
+        }
+        if (listen_differs(a, b, errors))
+            return false;
+    }
+    return true;
+}
+
+int config_reload_check(const struct config *running, struct config *next, FILE *errors)
+{
+    bool workers_changed, user_changed;
+    char *running_user = NULL;
+
+    if (!same_listeners(running, next, errors))
+        return -1;
+    workers_changed = next->num_workers != running->num_workers;
+    user_changed = (next->user == NULL) != (running->user == NULL) ||
+                   (next->user != NULL && strcmp(next->user, running->user) != 0);
+    if (running->user != NULL && (running_user = strdup(running->user)) == NULL) {
+        cfg_error(errors, &(struct cfg_pos){next->file, 1, 1}, "out of memory");
+        return -1;
+    }
+    if (workers_changed || user_changed) {
+        struct log_line line;
+        log_begin(&line, LOG_WARN, "reload_partial");
+        if (workers_changed)
+            log_int(&line, "workers_running", running->num_workers);
+        if (workers_changed)
+            log_int(&line, "workers_in_file", next->num_workers);
+        if (user_changed)
+            log_str(&line, "user_running", running->user);
+        if (user_changed)
+            log_str(&line, "user_in_file", next->user);
+        log_str(&line, "msg",
+                workers_changed && user_changed
+                    ? "'workers' and 'user' take effect only at the next restart"
+                : workers_changed ? "'workers' takes effect only at the next restart"
+                                  : "'user' takes effect only at the next restart");
+        log_end(&line);
+    }
+    next->num_workers = running->num_workers;
+    free(next->user);
+    next->user = running_user;
+    return 0;
+}
