@@ -213,12 +213,12 @@ void config_describe_redirect(const struct cfg_listener *l, FILE *out)
 
     fprintf(out, "listener %s:\n", l->name);
     fprintf(out, "  mode: redirect\n");
-    config_describe_listen(l, out);
     if (l->redirect.port == 443)
         fprintf(out, "  redirect: %u to https://HOST/PATH\n", l->redirect.status);
     else
         fprintf(out, "  redirect: %u to https://HOST:%u/PATH\n", l->redirect.status,
                 l->redirect.port);
+    config_describe_listen(l, out);
     fprintf(out, "  http.max_request_header_bytes: %s\n",
             cfg_format_size(l->http.max_request_header_bytes, a, sizeof(a)));
     fprintf(out, "  timeouts: request_header %s, idle %s\n",

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <event2/thread.h>
@@ -69,16 +70,17 @@ static void raise_fd_limit(void)
 
 /* load_generation loads |config_path| and builds its first generation and
  * ticket keys into |*out_tickets| (NULL when tickets are off), writing every
- * error to |errors|; it returns NULL after an error. */
+ * error to |errors|; it returns NULL after an error. With |human_log|, the
+ * log (warnings) stays in the text format whatever the file says. */
 static struct generation *load_generation(const char *config_path, struct tickets **out_tickets,
-                                          FILE *errors)
+                                          bool human_log, FILE *errors)
 {
     struct config *config = config_load(config_path, errors);
     struct generation *gen;
 
     if (config == NULL)
         return NULL;
-    log_configure(config->log_format, config->log_level);
+    log_configure(human_log ? LOG_FORMAT_TEXT : config->log_format, config->log_level);
     if (config->session_tickets.enabled &&
         (*out_tickets = tickets_new(&config->session_tickets, errors)) == NULL) {
         config_free(config);
@@ -94,7 +96,8 @@ static struct generation *load_generation(const char *config_path, struct ticket
 
 /* load is load_generation with its errors collected, then printed to stderr
  * with config_print_errors, so a file with thousands stays readable. */
-static struct generation *load(const char *config_path, struct tickets **out_tickets)
+static struct generation *load(const char *config_path, struct tickets **out_tickets,
+                               bool human_log)
 {
     char *error_text = NULL;
     size_t error_len = 0;
@@ -105,7 +108,7 @@ static struct generation *load(const char *config_path, struct tickets **out_tic
         fprintf(stderr, "%s: out of memory\n", config_path);
         return NULL;
     }
-    gen = load_generation(config_path, out_tickets, errors);
+    gen = load_generation(config_path, out_tickets, human_log, errors);
     fclose(errors);
     config_print_errors(error_text, stderr);
     free(error_text);
@@ -155,8 +158,14 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
 
+    /* --check at a terminal is read by a person: its warnings are text
+     * lines, not JSON, from the first (they come before the file says
+     * which format it wants). A pipe keeps the configured format. */
+    bool human_log = check_only && isatty(STDERR_FILENO);
+    if (human_log)
+        log_configure(LOG_FORMAT_TEXT, LOG_INFO);
     struct tickets *tickets = NULL;
-    struct generation *gen = load(config_path, &tickets);
+    struct generation *gen = load(config_path, &tickets, human_log);
     if (gen == NULL)
         return EXIT_CONFIG;
     /* The limit the daemon would run with, --check included. */

@@ -5,11 +5,17 @@ process, not the previous file."""
 
 import json
 import os
+import pty
+import re
+import subprocess
 
 from tlsterm_harness import (
+    TIMEOUT,
+    TLSTERM_BIN,
     listener_config,
     reload_and_wait,
     run_tlsterm,
+    sanitizer_env,
     text,
     tlsterm_config,
     to_yaml,
@@ -263,3 +269,40 @@ def test_reload_partial_compares_with_what_runs(tlsterm_factory, backend_factory
     # The process still runs one worker.
     [started] = proxy.find("started")
     assert started["workers"] == 1, started
+
+
+def test_check_at_a_terminal_warns_in_text(tmp_path, certs):
+    """Read by a person at a terminal, --check writes its warnings as text
+    log lines, even before the file said which format it wants, and even
+    when it says json; stdout is the report alone."""
+    pair = certs.pair("ecdsa")
+    config = tlsterm_config([listener_config("edge", "127.0.0.1:9", certs, cert=[pair, pair])])
+    path = write_yaml(tmp_path, config)
+    controller, terminal = pty.openpty()
+    try:
+        result = subprocess.run([TLSTERM_BIN, "--check", "-c", str(path)], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=terminal, env=sanitizer_env(),
+                                timeout=TIMEOUT)
+        os.close(terminal)
+        terminal = None
+        err = b""
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO: the terminal's other side is closed
+                break
+            if not chunk:
+                break
+            err += chunk
+    finally:
+        if terminal is not None:
+            os.close(terminal)
+        os.close(controller)
+    assert result.returncode == 0, (result.stdout, err)
+    assert result.stdout.decode().splitlines()[-1] == f"{path}: ok"
+    lines = err.decode().replace("\r\n", "\n").splitlines()
+    assert lines and not [l for l in lines if l.startswith("{")], lines
+    [dup] = [l for l in lines if " warn duplicate_certificate " in l]
+    assert re.fullmatch(r"\S+ warn duplicate_certificate where=\S+ file=\S+ msg=\"the certificate "
+                        r"file of entry 2 is that of entry 1 \(at \d+:\d+\): one of them is never "
+                        r"served; remove it or name the file meant\"", dup), dup
