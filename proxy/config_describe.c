@@ -36,8 +36,8 @@ void config_describe_process(const struct config *config, FILE *out)
     fprintf(out, "drain_timeout: %s\n",
             cfg_format_duration(config->drain_timeout_ms, a, sizeof(a)));
     fprintf(out, "user: ");
-    put_escaped(config->user != NULL ? config->user : "(unchanged: the user that starts tlsterm)",
-                out);
+    put_escaped(
+        config->user != NULL ? config->user : "(unchanged: the user that starts tlsterm)", out);
     fprintf(out, "\nreload_on_change: %s\n", config->reload_on_change ? "true" : "false");
     fprintf(out,
             "log: format %s, level %s, access %s, handshake_failures rate %" PRIu32
@@ -54,7 +54,8 @@ void config_describe_process(const struct config *config, FILE *out)
     } else {
         fprintf(out, "admin: off\n");
     }
-    fprintf(out, "report: interval %s, ", cfg_format_duration(report->interval_ms, a, sizeof(a)));
+    fprintf(out, "report: interval %s, ",
+            cfg_format_duration(report->interval_ms, a, sizeof(a)));
     if (report->dir != NULL) {
         fprintf(out, "dir ");
         put_escaped(report->dir, out);

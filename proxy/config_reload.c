@@ -61,7 +61,8 @@ static bool same_listeners(const struct config *running, const struct config *ne
     char what[256];
 
     for (size_t i = 0; i < next->num_listeners || i < running->num_listeners; i++) {
-        const struct cfg_listener *a = i < running->num_listeners ? &running->listeners[i] : NULL;
+        const struct cfg_listener *a =
+            i < running->num_listeners ? &running->listeners[i] : NULL;
         const struct cfg_listener *b = i < next->num_listeners ? &next->listeners[i] : NULL;
 
         if (b == NULL) {
