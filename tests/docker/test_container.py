@@ -29,6 +29,7 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 IMAGE = os.environ.get("TLSTERM_IMAGE", "localhost/tlsterm:test")
 APP_IMAGE = "localhost/tlsterm-demo-app:test"
 DEADLINE = 60  # seconds for a container to come up or a change to show
+BIG_SIZE = 32 << 20  # a response larger than every buffer on its way
 
 
 def _docker_works():
@@ -144,6 +145,18 @@ def curl(port, ca, version_flag):
     return int(status), version, body
 
 
+def admin_status(app, path):
+    """admin_status asks tlsterm's admin endpoint for |path| from inside the
+    application container (python3 there; the admin address is loopback of
+    the shared network namespace) and returns the HTTP status."""
+    code = ("import urllib.request, urllib.error\n"
+            "try:\n"
+            f"    print(urllib.request.urlopen('http://127.0.0.1:9100{path}', timeout=5).status)\n"
+            "except urllib.error.HTTPError as e:\n"
+            "    print(e.code)\n")
+    return int(engine("exec", app, "python3", "-c", code).stdout.strip())
+
+
 def install_pair(certdir, pem, key):
     """install_pair puts |pem| and |key| in |certdir| as tls.crt and tls.key
     the way a rotation does: written beside, then renamed into place (the
@@ -173,6 +186,10 @@ def pki():
     directory = tempfile.mkdtemp(prefix="tlsterm-docker-certs.")
     subprocess.run(["sh", os.path.join(REPO, "certs", "gen-dev-certs.sh"), directory], check=True,
                    capture_output=True, timeout=60)
+    big = os.urandom(BIG_SIZE)
+    with open(os.path.join(directory, "big.bin"), "wb") as f:
+        f.write(big)
+    os.chmod(os.path.join(directory, "big.bin"), 0o644)
     yield directory
     shutil.rmtree(directory, ignore_errors=True)
 
@@ -182,8 +199,9 @@ def sidecar(images, pki):
     """sidecar starts the demo application with its port published and
     tlsterm (the image's own CMD and configuration) in its network
     namespace, root filesystem read-only, certificates mounted read-only.
-    It yields a dict with the names, the port and the certificate folder,
-    and removes both containers afterwards."""
+    The application also serves a 32 MiB file, /big.bin. It yields a dict
+    with the names, the port and the certificate folder, and removes both
+    containers afterwards."""
     suffix = uuid.uuid4().hex[:8]
     app, proxy = f"tlsterm-test-app-{suffix}", f"tlsterm-test-sidecar-{suffix}"
     certdir = tempfile.mkdtemp(prefix="tlsterm-docker-mount.")
@@ -192,11 +210,14 @@ def sidecar(images, pki):
     port = free_port()
     try:
         engine("run", "-d", "--name", app, *LIMITS, *app_network(port), *READ_ONLY,
-               APP_IMAGE)
+               "-v", f"{os.path.join(pki, 'big.bin')}:/srv/demo/big.bin:ro", APP_IMAGE)
         engine("run", "-d", "--name", proxy, *LIMITS, f"--network=container:{app}",
                *READ_ONLY, "-v", f"{certdir}:/etc/tlsterm/certs:ro", IMAGE)
         wait_until(lambda: has_event(proxy, "listening"), "tlsterm's listening line")
-        yield {"app": app, "proxy": proxy, "port": port, "certdir": certdir, "pki": pki}
+        with open(os.path.join(pki, "big.bin"), "rb") as f:
+            big_sha256 = hashlib.sha256(f.read()).hexdigest()
+        yield {"app": app, "proxy": proxy, "port": port, "certdir": certdir, "pki": pki,
+               "big_sha256": big_sha256}
     finally:
         for name in (proxy, app):
             engine("rm", "-f", "-t", "0", name, check=False, timeout=120)
@@ -264,21 +285,44 @@ def test_rotated_certificate_is_served(sidecar):
 
 
 def test_stop_drains_and_exits_zero(sidecar):
+    """`stop` while a 32 MiB response is on its way: tlsterm stops being
+    ready, lets the response finish byte for byte, logs stopped and exits
+    0, before the engine's timeout."""
     proxy, port = sidecar["proxy"], sidecar["port"]
     ctx = ssl.create_default_context(cafile=os.path.join(sidecar["pki"], "ca.pem"))
-    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
-    tls = ctx.wrap_socket(raw, server_hostname="localhost")
+    tls = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=30),
+                          server_hostname="localhost")
+    tls.sendall(b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = tls.recv(65536)
+        assert chunk, received
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    length = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head).group(1))
+    assert length == BIG_SIZE
+    # The client reads no more for now: the response is in flight, held by
+    # flow control, when the stop begins.
     started = time.monotonic()
     stopper = subprocess.Popen([*ENGINE, "stop", "-t", "30", proxy], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     try:
         wait_until(lambda: has_event(proxy, "draining"), "the draining line")
-        # Draining: alive, not ready.
-        result = engine("exec", proxy, "tlsterm", "healthcheck", "--ready", check=False)
-        assert result.returncode == 1
-        assert "GET /readyz: 503" in result.stderr, result.stderr
-        assert engine("exec", proxy, "tlsterm", "healthcheck", check=False).returncode == 0
-        tls.close()
+        # Draining: alive, not ready. The engine refuses exec into a
+        # stopping container, so ask from the application's side of the
+        # shared namespace, as a probe in the pod would.
+        assert admin_status(sidecar["app"], "/readyz") == 503
+        assert admin_status(sidecar["app"], "/healthz") == 200
+        digest = hashlib.sha256(body)
+        got = len(body)
+        while got < length:
+            chunk = tls.recv(1 << 20)
+            assert chunk, f"connection closed after {got} of {length} bytes"
+            digest.update(chunk)
+            got += len(chunk)
+        assert digest.hexdigest() == sidecar["big_sha256"]
+        assert tls.recv(1) == b""  # Connection: close after it, as the drain asks
         _, err = stopper.communicate(timeout=60)
         assert stopper.returncode == 0, err
     finally:
