@@ -17,7 +17,7 @@ set -eu
 image=docker.io/library/debian:bookworm-slim
 if [ -n "${ENGINE:-}" ]; then
     engine=$ENGINE
-elif command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+elif command -v docker >/dev/null 2>&1 && timeout 20 docker info >/dev/null 2>&1; then
     engine=docker
 else
     engine=podman
