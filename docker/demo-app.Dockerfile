@@ -9,4 +9,6 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 COPY demo/ /srv/demo/
 USER 10002:10002
+# As PID 1, python ignores SIGTERM (no handler); SIGINT ends it at once.
+STOPSIGNAL SIGINT
 ENTRYPOINT ["python3", "/srv/demo/backend.py", "127.0.0.1", "8080"]

@@ -19,7 +19,6 @@ import socket
 import ssl
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
 
@@ -214,8 +213,8 @@ def sidecar(images, pki):
     try:
         engine("run", "-d", "--name", app, *LIMITS, *app_network(port), *READ_ONLY,
                "-v", f"{os.path.join(pki, 'big.bin')}:/srv/demo/big.bin:ro", APP_IMAGE)
-        engine("run", "-d", "--name", proxy, *LIMITS, f"--network=container:{app}",
-               *READ_ONLY, "-v", f"{certdir}:/etc/tlsterm/certs:ro", IMAGE)
+        engine("run", "-d", "--name", proxy, *LIMITS,
+               f"--network=container:{app}", *READ_ONLY, "-v", f"{certdir}:/etc/tlsterm/certs:ro", IMAGE)
         wait_until(lambda: has_event(proxy, "listening"), "tlsterm's listening line")
         with open(os.path.join(pki, "big.bin"), "rb") as f:
             big_sha256 = hashlib.sha256(f.read()).hexdigest()
