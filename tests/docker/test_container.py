@@ -179,7 +179,11 @@ def images():
     build("docker/Dockerfile", IMAGE)
     build("docker/demo-app.Dockerfile", APP_IMAGE)
     size = int(engine("image", "inspect", "--format", "{{.Size}}", IMAGE).stdout.strip())
-    print(f"\n{IMAGE}: {size / 1e6:.1f} MB")
+    base = int(engine("image", "inspect", "--format", "{{.Size}}",
+                      "docker.io/library/debian:bookworm-slim").stdout.strip())
+    # The runtime stage adds the binary and its libraries (4.3 MB when
+    # measured), not a toolchain.
+    assert size - base < 20e6, (size, base)
     return size
 
 
@@ -247,7 +251,6 @@ def test_runs_as_non_root_on_a_read_only_root(sidecar):
     assert fields["Uid"].split() == ["10001"] * 4, fields["Uid"]
     assert fields["Gid"].split() == ["10001"] * 4, fields["Gid"]
     assert int(fields["CapEff"], 16) == 0, fields["CapEff"]
-    assert fields["NoNewPrivs"].strip() in ("0", "1")
     inspect = json.loads(engine("inspect", proxy).stdout)[0]
     assert inspect["HostConfig"]["ReadonlyRootfs"] is True
     for path in ("/tmp/probe", "/etc/tlsterm/probe", "/etc/tlsterm/certs/probe"):
