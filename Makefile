@@ -1,6 +1,6 @@
 # A thin layer over CMake: the two set-up commands of README and a few
 # conveniences. CMake stays the build system.
-.PHONY: run test build release asan certs deps-run deps-test bench clean format
+.PHONY: run test test-docker build release asan certs deps-run deps-test deps-docker bench clean format
 
 JOBS ?= $(shell nproc)
 
@@ -9,6 +9,12 @@ run: deps-run release certs
 
 test: deps-test asan
 	cd build/asan && ctest --output-on-failure --timeout 900
+
+# The image in real containers (docker/README.md): docker when its engine
+# answers, else podman as root; the base image is made locally when missing.
+test-docker: deps-docker
+	sh scripts/make-base-image.sh
+	/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/docker
 
 release:
 	cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DTLSTERM_TESTS=OFF >/dev/null
@@ -28,6 +34,9 @@ deps-run:
 
 deps-test:
 	sh scripts/install-deps.sh test
+
+deps-docker:
+	sh scripts/install-deps.sh docker
 
 clean:
 	rm -rf build

@@ -20,6 +20,7 @@
 #include "report.h"
 #include "daemon.h"
 #include "generation.h"
+#include "healthcheck.h"
 #include "listener.h"
 #include "tickets.h"
 
@@ -39,6 +40,9 @@ static void print_usage(FILE *out)
             "                                print the effective settings; exit 0 or 1\n"
             "       tlsterm report [--json] FILE\n"
             "                                print a TLS failure report as a table (or JSON)\n"
+            "       tlsterm healthcheck [-c FILE | --admin HOST:PORT] [--ready]\n"
+            "                                GET /healthz (/readyz) from the admin endpoint;\n"
+            "                                exit 0 on 200, else 1\n"
             "       tlsterm --version        versions of tlsterm and its libraries\n"
             "       tlsterm --help           this text\n"
             "exit codes: 0 ok, 1 configuration error, 2 usage error, 3 failed to start\n");
@@ -131,6 +135,8 @@ int main(int argc, char **argv)
     /* A subcommand of its own, with its own arguments. */
     if (argc >= 2 && strcmp(argv[1], "report") == 0)
         return report_cli_main(argc - 2, argv + 2);
+    if (argc >= 2 && strcmp(argv[1], "healthcheck") == 0)
+        return healthcheck_main(argc - 1, argv + 1);
 
     while ((opt = getopt_long(argc, argv, "c:tVh", options, NULL)) != -1) {
         switch (opt) {

@@ -1,5 +1,5 @@
 #!/bin/sh
-# install-deps.sh run|test|bench: install the Debian 12 packages that tlsterm
+# install-deps.sh run|test|bench|docker: install the Debian 12 packages that tlsterm
 # needs for that purpose, if any are missing. Idempotent: when everything is
 # installed it changes nothing and needs no network.
 set -eu
@@ -8,12 +8,17 @@ run_pkgs="cmake make gcc libc6-dev android-libboringssl-dev libevent-dev libyaml
   libnghttp2-dev node-llhttp libcap-dev openssl python3 curl"
 test_pkgs="$run_pkgs libcmocka-dev python3-pytest python3-h2 python3-prometheus-client python3-jsonschema python3-cryptography nghttp2-client sslscan iproute2 util-linux haproxy"
 bench_pkgs="$test_pkgs android-boringssl wrk nginx-light hitch haproxy stunnel4 nghttp2-proxy strace"
+# make test-docker: podman as root (with runc; slirp4netns publishes ports),
+# debootstrap for the base image when no registry is reachable, and the
+# test's clients.
+docker_pkgs="podman runc slirp4netns debootstrap python3 python3-pytest curl openssl"
 
 case "${1:-}" in
 run) wanted=$run_pkgs ;;
 test) wanted=$test_pkgs ;;
 bench) wanted=$bench_pkgs ;;
-*) echo "usage: $0 run|test|bench" >&2; exit 2 ;;
+docker) wanted=$docker_pkgs ;;
+*) echo "usage: $0 run|test|bench|docker" >&2; exit 2 ;;
 esac
 
 missing=""
