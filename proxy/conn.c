@@ -401,8 +401,9 @@ static void count_handshake_done(const struct conn *c)
     report_block_success(c->worker->report, c->cfg);
 }
 
-/* report_would_fail counts and logs a client that completed the handshake
- * but would fail the listener's report-only policy (see report_only.h). A
+/* report_would_fail counts a client that completed the handshake in the
+ * failure report's entry for the listener's report-only policy (see
+ * report_only.h), and counts and logs it when it would fail that policy. A
  * handshake that really fails is logged as handshake_failed only. */
 static void report_would_fail(const struct conn *c)
 {
@@ -411,6 +412,10 @@ static void report_would_fail(const struct conn *c)
     struct log_line line;
     SSL *ssl = c->client.ssl;
 
+    if (!c->cfg->report_only.enabled)
+        return;
+    report_block_candidate(c->worker->report, c->cfg, c->client.sock.would_fail, reason,
+                           &c->client_addr.sa, c->client.sock.hello);
     if (!c->client.sock.would_fail)
         return;
     metrics_would_fail(c->listener->metrics, reason);
