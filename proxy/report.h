@@ -26,7 +26,8 @@
  * for it; this needs no round trip.
  *
  * Memory is bounded whatever the clients send: at most REPORT_MAX_POLICIES
- * listener+policy entries (beyond: one entry with listener "*"), at most
+ * listener+policy entries, report-only ones included (beyond: one entry with
+ * listener "*" for each kind, real and report-only), at most
  * REPORT_MAX_RESULT_TYPES result-types each (beyond: "other"), and top
  * tables of REPORT_TOP_K entries kept with the space-saving algorithm:
  * counts are exact while a table has seen at most REPORT_TOP_K distinct
