@@ -62,6 +62,7 @@
 #include "proxy_header.h"
 #include "report.h"
 #include "report_only.h"
+#include "tls_cert.h"
 #include "tls_ctx.h"
 #include "worker.h"
 
@@ -370,9 +371,15 @@ static void log_handshake_done(const struct conn *c)
     log_str(&line, "version", SSL_get_version(ssl));
     log_str(&line, "cipher", SSL_CIPHER_standard_name(SSL_get_current_cipher(ssl)));
     log_str(&line, "group", SSL_get_curve_name(SSL_get_curve_id(ssl)));
-    log_int(&line, "resumed", SSL_session_reused(ssl));
+    /* A bool, as the metrics' resumed label is "true" or "false". */
+    log_bool(&line, "resumed", SSL_session_reused(ssl));
     log_int(&line, "early_data", SSL_early_data_accepted(ssl));
     log_strn(&line, "alpn", alpn_len ? (const char *)alpn : NULL, alpn_len);
+    /* With several certificates (SNI), which one this client got: its
+     * file as configured, the name an operator edits and rotates. */
+    const struct tls_cert *served = tls_ctx_served_cert(ssl);
+    if (served != NULL)
+        log_str(&line, "cert", served->cfg->cert_path);
     if (tls_ctx_peer_subject(ssl, subject, sizeof(subject)) != NULL) {
         log_str(&line, "client_subject", subject);
         if (tls_ctx_peer_san(ssl, &san) == 0)

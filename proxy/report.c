@@ -783,15 +783,13 @@ static void prune(const char *dir, uint32_t keep)
     free(names);
 }
 
-/* write_file writes |report_json| to DIR/tlsterm-report-START-END.json
- * atomically: a temporary file in the same directory, fsync, rename, and an
- * fsync of the directory. It returns 0 or -1 after logging why. */
-static int write_file(const char *dir, time_t start, time_t end, struct evbuffer *report_json,
-                      char *out_path, size_t out_path_len)
+/* file_path writes DIR/tlsterm-report-START-END.json, the name of the
+ * window from |start| to |end|, to |out_path|. */
+static void file_path(const char *dir, time_t start, time_t end, char *out_path,
+                      size_t out_path_len)
 {
-    char tmp_path[4096], start_text[32], end_text[32];
+    char start_text[32], end_text[32];
     struct tm tm;
-    int fd;
 
     gmtime_r(&start, &tm);
     strftime(start_text, sizeof(start_text), "%Y%m%dT%H%M%SZ", &tm);
@@ -799,6 +797,29 @@ static int write_file(const char *dir, time_t start, time_t end, struct evbuffer
     strftime(end_text, sizeof(end_text), "%Y%m%dT%H%M%SZ", &tm);
     snprintf(out_path, out_path_len, "%s/" REPORT_FILE_PREFIX "%s-%s" REPORT_FILE_SUFFIX, dir,
              start_text, end_text);
+}
+
+/* log_write_failed logs report_write_failed for |path| (NULL: no file was
+ * due) with |problem|. */
+static void log_write_failed(const char *path, const char *problem)
+{
+    struct log_line line;
+
+    log_begin(&line, LOG_ERROR, "report_write_failed");
+    if (path != NULL)
+        log_str(&line, "file", path);
+    log_str(&line, "error", problem);
+    log_end(&line);
+}
+
+/* write_file writes |report_json| to |path| (in |dir|) atomically: a
+ * temporary file in the same directory, fsync, rename, and an fsync of the
+ * directory. It returns 0 or -1 after logging why. */
+static int write_file(const char *dir, const char *path, struct evbuffer *report_json)
+{
+    char tmp_path[4096];
+    int fd;
+
     snprintf(tmp_path, sizeof(tmp_path), "%s/.tlsterm-report-XXXXXX", dir);
     fd = mkostemp(tmp_path, O_CLOEXEC);
     if (fd < 0)
@@ -813,7 +834,7 @@ static int write_file(const char *dir, time_t start, time_t end, struct evbuffer
         goto fail_unlink;
     }
     fd = -1;
-    if (rename(tmp_path, out_path) != 0)
+    if (rename(tmp_path, path) != 0)
         goto fail_unlink;
     int dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dir_fd >= 0) {
@@ -829,7 +850,7 @@ fail_unlink : {
     errno = saved;
 }
 fail:
-    log_msg(LOG_ERROR, "report_write_failed", "cannot write %s: %s", out_path, strerror(errno));
+    log_write_failed(path, strerror(errno));
     return -1;
 }
 
@@ -855,9 +876,11 @@ static void end_window(struct report *report)
     uint32_t keep = report->cfg.keep;
     pthread_mutex_unlock(&report->lock);
 
+    if (dir != NULL)
+        file_path(dir, start, end, path, sizeof(path));
     if (!rendered)
-        log_msg(LOG_ERROR, "report_write_failed", "out of memory for the report");
-    else if (dir != NULL && write_file(dir, start, end, json, path, sizeof(path)) == 0) {
+        log_write_failed(dir != NULL ? path : NULL, "out of memory for the report");
+    else if (dir != NULL && write_file(dir, path, json) == 0) {
         prune(dir, keep);
         struct log_line line;
         log_begin(&line, LOG_INFO, "report_written");
