@@ -19,6 +19,7 @@
 #include "metrics.h"
 #include "privileges.h"
 #include "report.h"
+#include "seccomp_filter.h"
 #include "tls_cert.h"
 #include "tls_ctx.h"
 #include "log.h"
@@ -604,6 +605,12 @@ int daemon_run(const char *config_path, struct generation *gen, struct tickets *
     publish_certs(&d);
     atomic_store(&d.ready, true);
     if (start_admin(&d) != 0)
+        goto fail;
+    /* Last: every thread of the start exists (log writer, health and
+     * resolver, workers, admin), the sockets are bound and the user is
+     * switched, so the filter, synced to all threads, need not allow any
+     * of that. */
+    if (seccomp_filter_install(gen->config->security.seccomp) != 0)
         goto fail;
 
     struct log_line line;
