@@ -18,8 +18,13 @@ import time
 
 import pytest
 
+from backend import HTTP_BODY
 from tlsterm_harness import (
     SECCOMP_TEST,
+    admin_addr,
+    curl,
+    get,
+    reload_and_wait,
     TIMEOUT,
     TLSTERM_BIN,
     Tlsterm,
@@ -170,3 +175,35 @@ def test_log_mode_lets_the_call_through(backend_factory, certs, tmp_path):
             pytest.skip("the kernel log cannot be read here")
     finally:
         assert proxy.stop() == 0
+
+
+def test_reload_resolver_and_checks_under_the_filter(tlsterm_factory, backend_factory, certs):
+    """The paths that start does not take run under the filter: a reload
+    reads the files again and resolves a host name new to it (getaddrinfo
+    on the main thread, then on the resolver thread every resolve_interval,
+    with /etc/hosts and nsswitch), and the health thread checks over HTTP."""
+    port = backend_factory("http").addr.rsplit(":", 1)[1]
+    config = tlsterm_config([listener_config("edge", f"127.0.0.1:{port}", certs)])
+    config["admin"] = {"listen": "127.0.0.1:0"}
+    config["security"] = {"seccomp": True}
+    proxy = tlsterm_factory(config)
+
+    def fetch():
+        result = curl(f"https://localhost:{proxy.port('edge')}/", proxy.port("edge"), certs.ca)
+        assert result.returncode == 0 and result.stdout == HTTP_BODY, text(result)
+
+    fetch()
+
+    config["listeners"][0]["backend"] = {
+        "servers": [f"localhost:{port}"], "resolve_interval": "1s",
+        "health": {"check": {"type": "http", "path": "/", "interval": "200ms",
+                             "timeout": "100ms"}}}
+    proxy.config_path.write_text(to_yaml(config))
+    reload_and_wait(proxy)
+    # Resolved again by the resolver thread, twice, and checked.
+    started = time.monotonic()
+    while time.monotonic() - started < 2.5:
+        fetch()
+        time.sleep(0.25)
+    assert proxy.running()
+    assert get(admin_addr(proxy), "/backends")[0] == 200
