@@ -358,6 +358,10 @@ static void reload(struct daemon *d, const char *why)
     arm_rotation(d);
     if (report_configure(d->report, &next->config->report) != 0)
         log_msg(LOG_ERROR, "reload_partial", "out of memory: the report settings stay as they were");
+    if (next->config->security.seccomp != seccomp_filter_mode())
+        log_msg(LOG_WARN, "reload_partial",
+                "'security.seccomp' takes effect only at the next restart: the filter in force "
+                "stays as it is");
 
     struct log_line line;
     log_begin(&line, LOG_INFO, "reload_done");

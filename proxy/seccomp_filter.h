@@ -31,6 +31,12 @@
  * of the start has been created. */
 int seccomp_filter_install(enum cfg_seccomp mode);
 
+/* seccomp_filter_mode returns the mode of the filter in force: what
+ * seccomp_filter_install installed, CFG_SECCOMP_OFF before or without it.
+ * A filter cannot be removed or loosened, so a reload compares with this,
+ * not with the configuration it replaces. Main thread only. */
+enum cfg_seccomp seccomp_filter_mode(void);
+
 /* seccomp_filter_describe writes the "security" line of --check for
  * |security| to |out|. */
 void seccomp_filter_describe(const struct cfg_security *security, FILE *out);
