@@ -53,7 +53,6 @@ static const char *const allowed_calls[] = {
     "sigaltstack",
     "rt_sigtimedwait",
     "tgkill",
-    "kill",
     "restart_syscall",
     /* time (usually the vDSO, but not always) and sleeps */
     "clock_gettime",
@@ -148,8 +147,8 @@ static const char *const allowed_calls[] = {
     "shutdown",
     /* BoringSSL's entropy */
     "getrandom",
-    /* identity and limits, read only: /readyz, reload's capability check,
-     * the descriptor budget */
+    /* identity and limits, read only: reload's capability check, the
+     * descriptor budget (prlimit64 below, without a new limit) */
     "getuid",
     "geteuid",
     "getgid",
@@ -159,11 +158,9 @@ static const char *const allowed_calls[] = {
     "getresgid",
     "capget",
     "getrlimit",
-    "prlimit64",
     "getrusage",
     "sysinfo",
     "uname",
-    "prctl",
 };
 
 #ifdef TLSTERM_SANITIZED
@@ -172,8 +169,8 @@ static const char *const allowed_calls[] = {
  * ptrace and waitpid); reports read /proc/self/maps and symbolize in
  * process (GCC's libbacktrace). Never in a release build. */
 static const char *const sanitizer_calls[] = {
-    "clone",       "ptrace",  "wait4",   "waitid",    "sched_getparam",
-    "personality", "mincore", "getppid", "setrlimit",
+    "clone",          "ptrace",      "wait4",   "waitid",  "kill",      "prctl",
+    "sched_getparam", "personality", "mincore", "getppid", "setrlimit", "prlimit64",
 };
 #endif
 
@@ -223,6 +220,10 @@ static int add_rules(scmp_filter_ctx ctx, unsigned *num_rules)
         if (add_rule(ctx, SCMP_ACT_ALLOW, "ioctl", num_rules, 1, &request) != 0)
             return -1;
     }
+    /* getrlimit is prlimit64 without a new limit in glibc: reading only. */
+    const struct scmp_arg_cmp no_new_limit = SCMP_A2(SCMP_CMP_EQ, 0);
+    if (add_rule(ctx, SCMP_ACT_ALLOW, "prlimit64", num_rules, 1, &no_new_limit) != 0)
+        return -1;
     /* glibc tries clone3 first and falls back to clone on ENOSYS; clone3's
      * flags are in memory, out of a filter's reach, while clone's are an
      * argument: threads only. */
