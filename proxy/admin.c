@@ -11,7 +11,15 @@
  * client's EOF) -> closed. The lingering matters: closing a socket that
  * still has unread client bytes sends an RST, and an RST can destroy the
  * response in flight before the client reads it, which is exactly the
- * response that explains an oversize or garbage request. */
+ * response that explains an oversize or garbage request.
+ *
+ * Slots. Probes must get in even when slow clients hold every slot: when a
+ * connection arrives with all max_conns taken, the oldest connection still
+ * READING is closed to make room (it has not even asked yet, so nothing it
+ * waits for is lost), and every connection still READING then has
+ * BUSY_REQUEST_MS at most to finish its request. Connections past READING
+ * are never closed for room: each ends within its response's write and
+ * LINGER_MS. Only when every slot is past READING does accepting pause. */
 #include "admin.h"
 
 #include <errno.h>
@@ -28,6 +36,7 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define ADMIN_BACKLOG 64
@@ -40,6 +49,8 @@
 /* Reads per readiness event while lingering, so a client that floods bytes
  * cannot hold the thread. */
 #define LINGER_READS 16
+/* What a partial request has left once every slot has been taken. */
+#define BUSY_REQUEST_MS 2000
 
 enum conn_state { CONN_READING, CONN_WRITING, CONN_LINGERING };
 enum { CONN_OK = 0, CONN_CLOSED = -1 };
@@ -60,6 +71,7 @@ struct admin_conn {
     struct event io_ev;
     short io_events; /* what io_ev is armed for; 0: not armed */
     struct event timer_ev;
+    uint64_t deadline_ms;      /* when timer_ev fires, clock_now_ms() time */
     struct evbuffer *response; /* NULL until the request is answered */
 
     /* The parser's position: bytes before |line_start| are whole,
@@ -90,7 +102,7 @@ struct admin {
     bool accepting;            /* accept_ev is armed */
     bool full_logged;          /* the current pause at max_conns has been logged */
 
-    struct admin_conn *conns;
+    struct admin_conn *conns; /* newest first */
     uint32_t num_conns;
 
     pthread_t thread;
@@ -181,7 +193,45 @@ static void arm_timer(struct admin_conn *c, uint32_t ms)
 {
     struct timeval tv;
     timeval_from_ms(&tv, ms);
+    c->deadline_ms = clock_now_ms() + ms;
     event_add(&c->timer_ev, &tv);
+}
+
+static void advance(struct admin_conn *c);
+
+/* oldest_reading returns the connection accepted first among those still
+ * READING, or NULL. */
+static struct admin_conn *oldest_reading(const struct admin *a)
+{
+    struct admin_conn *oldest = NULL;
+    for (struct admin_conn *c = a->conns; c != NULL; c = c->next)
+        if (c->state == CONN_READING)
+            oldest = c;
+    return oldest;
+}
+
+/* catch_up_readers reads what the connections still READING have been
+ * sent, before one of them is judged incomplete: a request that arrived
+ * but whose readiness event has not run yet is complete, and is answered
+ * rather than closed. A connection may end here. */
+static void catch_up_readers(struct admin *a)
+{
+    struct admin_conn *next;
+    for (struct admin_conn *c = a->conns; c != NULL; c = next) {
+        next = c->next; /* advance may free |c|, never another */
+        if (c->state == CONN_READING)
+            advance(c);
+    }
+}
+
+/* hurry_readers gives every connection still READING BUSY_REQUEST_MS at
+ * most from now to finish its request. */
+static void hurry_readers(struct admin *a)
+{
+    uint64_t busy_deadline = clock_now_ms() + BUSY_REQUEST_MS;
+    for (struct admin_conn *c = a->conns; c != NULL; c = c->next)
+        if (c->state == CONN_READING && c->deadline_ms > busy_deadline)
+            arm_timer(c, BUSY_REQUEST_MS);
 }
 
 static void on_conn_timer(evutil_socket_t fd, short what, void *arg);
@@ -215,23 +265,47 @@ static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
         set_accepting(a, true);
 }
 
+/* log_busy logs, once per burst, that every slot is taken and what is done
+ * about it. */
+static void log_busy(struct admin *a, bool making_room)
+{
+    if (a->full_logged)
+        return;
+    a->full_logged = true;
+    if (making_room)
+        log_msg(LOG_WARN, "admin_busy",
+                "%u admin connections open; the oldest incomplete request is closed to make "
+                "room, and the others have %d ms to finish",
+                a->max_conns, BUSY_REQUEST_MS);
+    else
+        log_msg(LOG_WARN, "admin_busy", "%u admin connections open; accept paused until one ends",
+                a->max_conns);
+}
+
 static void on_accept(evutil_socket_t listen_fd, short what, void *arg)
 {
     struct admin *a = arg;
 
     for (int i = 0; i < ACCEPT_BATCH; i++) {
-        if (a->num_conns >= a->max_conns) {
-            if (!a->full_logged)
-                log_msg(LOG_WARN, "admin_busy",
-                        "%u admin connections open; accept paused until one ends",
-                        a->max_conns);
-            a->full_logged = true;
+        if (a->num_conns >= a->max_conns)
+            catch_up_readers(a);
+        bool full = a->num_conns >= a->max_conns;
+        if (full && oldest_reading(a) == NULL) {
+            log_busy(a, false);
             set_accepting(a, false);
             return;
         }
         int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
+            /* Made only for a connection really there, and after the
+             * accept, so the new one is never the one closed. */
+            if (full) {
+                log_busy(a, true);
+                conn_close(oldest_reading(a));
+            }
             conn_new(a, fd);
+            if (full)
+                hurry_readers(a);
             continue;
         }
         switch (errno) {

@@ -17,10 +17,15 @@
  * worker, and the handlers run there, one at a time. A connection has
  * timeout_ms in all to send its request and take its response (a client
  * that trickles bytes gains nothing); past that it gets 408 or is closed.
- * At most max_conns connections are open at once: beyond that, accepting
- * pauses and the kernel's backlog holds the next ones. The endpoint binds
- * only its configured address, and only a local one (loopback or unix)
- * unless allow_public says otherwise: it has no authentication. */
+ * At most max_conns connections are open at once. When one more arrives,
+ * the oldest connection that has not completed its request is closed to
+ * make room, and the others still reading get 2 s at most from then, so
+ * that slow or idle clients cannot keep a probe out; when every slot holds
+ * a completed request (each ends within its response and a 1 s linger),
+ * accepting pauses and the kernel's backlog holds the next ones. The
+ * endpoint binds only its configured address, and only a local one
+ * (loopback or unix) unless allow_public says otherwise: it has no
+ * authentication. */
 #ifndef TLSTERM_ADMIN_H
 #define TLSTERM_ADMIN_H
 

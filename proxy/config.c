@@ -783,6 +783,34 @@ static void check_admin(struct loader *ld)
     }
 }
 
+/* apply_seccomp reads security.seccomp: true, false or log. */
+static void apply_seccomp(struct loader *ld, const struct field *field, const struct ynode *value,
+                          void *out)
+{
+    const char *text = cfg_expect_text(ld, field->key, value, "true, false or log");
+    enum cfg_seccomp *mode = out;
+
+    if (text == NULL)
+        return;
+    if (strcmp(text, "true") == 0)
+        *mode = CFG_SECCOMP_KILL;
+    else if (strcmp(text, "false") == 0)
+        *mode = CFG_SECCOMP_OFF;
+    else if (strcmp(text, "log") == 0)
+        *mode = CFG_SECCOMP_LOG;
+    else
+        cfg_fail_at(ld, value,
+                    "invalid seccomp '%s'; expected true (a system call outside the allow-list "
+                    "kills the process), false or log (allowed, and logged by the kernel)",
+                    text);
+}
+
+static const struct field security_fields[] = {
+    {"seccomp", false, apply_seccomp,
+     offsetof(struct config, security) + offsetof(struct cfg_security, seccomp), NULL},
+};
+static const struct schema security_schema = {"security", "in security", security_fields, 1};
+
 static const struct field top_fields[] = {
     {"log", false, cfg_apply_nested, 0, &log_schema},
     {"drain_timeout", false, cfg_apply_duration, offsetof(struct config, drain_timeout_ms),
@@ -798,6 +826,7 @@ static const struct field top_fields[] = {
      offsetof(struct config, session_tickets), NULL},
     {"admin", false, cfg_apply_nested, 0, &admin_schema},
     {"report", false, cfg_apply_report, offsetof(struct config, report), NULL},
+    {"security", false, cfg_apply_nested, 0, &security_schema},
     {"backends", false, cfg_skip_backends, 0, NULL},
 };
 static const struct schema top_schema = {"the configuration", "at the top level", top_fields,

@@ -323,6 +323,18 @@ struct cfg_admin {
     struct cfg_pos listen_pos;
 };
 
+/* enum cfg_seccomp is "security.seccomp" (seccomp_filter.h). */
+enum cfg_seccomp {
+    CFG_SECCOMP_OFF,  /* false (default): no filter */
+    CFG_SECCOMP_KILL, /* true: a call outside the allow-list kills the process */
+    CFG_SECCOMP_LOG,  /* log: such a call is allowed and logged by the kernel */
+};
+
+/* struct cfg_security is the top-level "security" map. */
+struct cfg_security {
+    enum cfg_seccomp seccomp;
+};
+
 /* struct cfg_report is the TLS failure report (report.h). */
 struct cfg_report {
     uint32_t interval_ms; /* one window; default 1h, at least 1s */
@@ -344,6 +356,7 @@ struct config {
     bool log_access;          /* log.access: one "request" line per HTTP request */
     struct cfg_admin admin;
     struct cfg_report report;
+    struct cfg_security security;
     /* handshake_failed lines: per reason and worker, a token bucket of
      * |failure_log_burst| lines refilled at |failure_log_rate| per second;
      * what it drops is summed up every |failure_log_summary_ms|. */

@@ -62,6 +62,7 @@
 #include "proxy_header.h"
 #include "report.h"
 #include "report_only.h"
+#include "tls_cert.h"
 #include "tls_ctx.h"
 #include "worker.h"
 
@@ -370,9 +371,15 @@ static void log_handshake_done(const struct conn *c)
     log_str(&line, "version", SSL_get_version(ssl));
     log_str(&line, "cipher", SSL_CIPHER_standard_name(SSL_get_current_cipher(ssl)));
     log_str(&line, "group", SSL_get_curve_name(SSL_get_curve_id(ssl)));
-    log_int(&line, "resumed", SSL_session_reused(ssl));
+    /* A bool, as the metrics' resumed label is "true" or "false". */
+    log_bool(&line, "resumed", SSL_session_reused(ssl));
     log_int(&line, "early_data", SSL_early_data_accepted(ssl));
     log_strn(&line, "alpn", alpn_len ? (const char *)alpn : NULL, alpn_len);
+    /* With several certificates (SNI), which one this client got: its
+     * file as configured, the name an operator edits and rotates. */
+    const struct tls_cert *served = tls_ctx_served_cert(ssl);
+    if (served != NULL)
+        log_str(&line, "cert", served->cfg->cert_path);
     if (tls_ctx_peer_subject(ssl, subject, sizeof(subject)) != NULL) {
         log_str(&line, "client_subject", subject);
         if (tls_ctx_peer_san(ssl, &san) == 0)
@@ -401,8 +408,9 @@ static void count_handshake_done(const struct conn *c)
     report_block_success(c->worker->report, c->cfg);
 }
 
-/* report_would_fail counts and logs a client that completed the handshake
- * but would fail the listener's report-only policy (see report_only.h). A
+/* report_would_fail counts a client that completed the handshake in the
+ * failure report's entry for the listener's report-only policy (see
+ * report_only.h), and counts and logs it when it would fail that policy. A
  * handshake that really fails is logged as handshake_failed only. */
 static void report_would_fail(const struct conn *c)
 {
@@ -411,6 +419,10 @@ static void report_would_fail(const struct conn *c)
     struct log_line line;
     SSL *ssl = c->client.ssl;
 
+    if (!c->cfg->report_only.enabled)
+        return;
+    report_block_candidate(c->worker->report, c->cfg, c->client.sock.would_fail, reason,
+                           &c->client_addr.sa, c->client.sock.hello);
     if (!c->client.sock.would_fail)
         return;
     metrics_would_fail(c->listener->metrics, reason);

@@ -19,6 +19,7 @@
 #include "metrics.h"
 #include "privileges.h"
 #include "report.h"
+#include "seccomp_filter.h"
 #include "tls_cert.h"
 #include "tls_ctx.h"
 #include "log.h"
@@ -330,6 +331,10 @@ static void reload(struct daemon *d, const char *why)
     arm_rotation(d);
     if (report_configure(d->report, &next->config->report) != 0)
         log_msg(LOG_ERROR, "reload_partial", "out of memory: the report settings stay as they were");
+    if (next->config->security.seccomp != seccomp_filter_mode())
+        log_msg(LOG_WARN, "reload_partial",
+                "'security.seccomp' takes effect only at the next restart: the filter in force "
+                "stays as it is");
 
     struct log_line line;
     log_begin(&line, LOG_INFO, "reload_done");
@@ -577,6 +582,12 @@ int daemon_run(const char *config_path, struct generation *gen, struct tickets *
     publish_certs(&d);
     atomic_store(&d.ready, true);
     if (start_admin(&d) != 0)
+        goto fail;
+    /* Last: every thread of the start exists (log writer, health and
+     * resolver, workers, admin), the sockets are bound and the user is
+     * switched, so the filter, synced to all threads, need not allow any
+     * of that. */
+    if (seccomp_filter_install(gen->config->security.seccomp) != 0)
         goto fail;
 
     struct log_line line;

@@ -18,6 +18,7 @@
 #include "config.h"
 #include "log.h"
 #include "report.h"
+#include "seccomp_filter.h"
 #include "daemon.h"
 #include "generation.h"
 #include "healthcheck.h"
@@ -180,6 +181,7 @@ int main(int argc, char **argv)
     if (check_only) {
         generation_describe(gen, stdout);
         tickets_describe(tickets, stdout);
+        seccomp_filter_describe(&gen->config->security, stdout);
         printf("%s: ok\n", config_path);
         generation_unref(gen);
         tickets_free(tickets);

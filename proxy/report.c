@@ -152,6 +152,7 @@ struct report_policy {
     enum cfg_policy policy;
     uint16_t min_version;
     uint16_t max_version;
+    bool report_only;
     uint64_t successes;
     uint64_t failures;
     struct report_result *results; /* grown as needed, up to the cap */
@@ -178,24 +179,28 @@ void report_data_free(struct report_data *data)
 static bool same_key(const struct report_policy *p, const struct report_policy_key *key)
 {
     return p->policy == key->policy && p->min_version == key->min_version &&
-           p->max_version == key->max_version && strcmp(p->listener, key->listener) == 0;
+           p->max_version == key->max_version && p->report_only == key->report_only &&
+           strcmp(p->listener, key->listener) == 0;
 }
 
 /* find_policy returns the entry for |key|, made if new; past the cap, the
- * overflow entry. NULL when out of memory. */
+ * overflow entry of its kind (real or report-only). NULL when out of
+ * memory. */
 static struct report_policy *find_policy(struct report_data *data,
                                          const struct report_policy_key *key)
 {
-    static const struct report_policy_key overflow = {.listener = REPORT_OTHER_LISTENER};
+    bool is_overflow = strcmp(key->listener, REPORT_OTHER_LISTENER) == 0;
 
     for (size_t i = 0; i < data->num_policies; i++)
         if (same_key(&data->policies[i], key))
             return &data->policies[i];
-    if (data->num_policies == REPORT_MAX_POLICIES)
+    /* The two overflow entries take the last two slots, so they can always
+     * be made. */
+    if (!is_overflow && data->num_policies >= REPORT_MAX_POLICIES - 2) {
+        const struct report_policy_key overflow = {.listener = REPORT_OTHER_LISTENER,
+                                                   .report_only = key->report_only};
         return find_policy(data, &overflow);
-    /* The overflow entry takes the last slot, so it can always be made. */
-    if (data->num_policies == REPORT_MAX_POLICIES - 1 && key != &overflow)
-        return find_policy(data, &overflow);
+    }
     struct report_policy *grown =
         realloc(data->policies, (data->num_policies + 1) * sizeof(*grown));
     if (grown == NULL)
@@ -207,6 +212,7 @@ static struct report_policy *find_policy(struct report_data *data,
     p->policy = key->policy;
     p->min_version = key->min_version;
     p->max_version = key->max_version;
+    p->report_only = key->report_only;
     return p;
 }
 
@@ -266,7 +272,7 @@ int report_data_merge(struct report_data *dst, const struct report_data *src)
     for (size_t i = 0; i < src->num_policies; i++) {
         const struct report_policy *from = &src->policies[i];
         const struct report_policy_key key = {from->listener, from->policy, from->min_version,
-                                              from->max_version};
+                                              from->max_version, from->report_only};
         struct report_policy *to = find_policy(dst, &key);
         if (to == NULL)
             return -1;
@@ -406,19 +412,35 @@ static void jpolicy(struct json *j, const struct report_policy *p, bool last)
     free(results);
 }
 
+/* jpolicies writes the list |name| of |data|'s entries whose report_only
+ * is |report_only|, sorted, and a comma after it unless |last|. */
+static void jpolicies(struct json *j, const struct report_data *data, const char *name,
+                      bool report_only, bool last)
+{
+    const struct report_policy **policies =
+        calloc(data->num_policies > 0 ? data->num_policies : 1, sizeof(*policies));
+    size_t num = 0;
+
+    if (policies == NULL) {
+        j->failed = true;
+        return;
+    }
+    for (size_t i = 0; i < data->num_policies; i++)
+        if (data->policies[i].report_only == report_only)
+            policies[num++] = &data->policies[i];
+    qsort(policies, num, sizeof(*policies), compare_policies);
+    jprintf(j, "  \"%s\": [%s", name, num > 0 ? "\n" : "");
+    for (size_t i = 0; i < num; i++)
+        jpolicy(j, policies[i], i + 1 == num);
+    jprintf(j, "%s]%s\n", num > 0 ? "  " : "", last ? "" : ",");
+    free(policies);
+}
+
 int report_write_json(const struct report_data *data, const struct report_meta *meta,
                       struct evbuffer *out)
 {
     struct json j = {.out = out};
     char start[32], end[32];
-    const struct report_policy **policies =
-        calloc(data->num_policies > 0 ? data->num_policies : 1, sizeof(*policies));
-
-    if (policies == NULL)
-        return -1;
-    for (size_t i = 0; i < data->num_policies; i++)
-        policies[i] = &data->policies[i];
-    qsort(policies, data->num_policies, sizeof(*policies), compare_policies);
 
     format_time(meta->start, start);
     format_time(meta->end, end);
@@ -435,13 +457,10 @@ int report_write_json(const struct report_data *data, const struct report_meta *
     }
     jprintf(&j, "  \"report-id\": ");
     jstring(&j, meta->report_id);
-    jprintf(&j, ",\n  \"policies\": [");
-    if (data->num_policies > 0)
-        jprintf(&j, "\n");
-    for (size_t i = 0; i < data->num_policies; i++)
-        jpolicy(&j, policies[i], i + 1 == data->num_policies);
-    jprintf(&j, "%s]\n}\n", data->num_policies > 0 ? "  " : "");
-    free(policies);
+    jprintf(&j, ",\n");
+    jpolicies(&j, data, "policies", false, false);
+    jpolicies(&j, data, "report-only-policies", true, true);
+    jprintf(&j, "}\n");
     return j.failed ? -1 : 0;
 }
 
@@ -454,6 +473,7 @@ struct report_event {
     enum cfg_policy policy;
     uint16_t min_version;
     uint16_t max_version;
+    bool report_only; /* counted for the listener's candidate policy */
     bool failed;
     char result_type[REPORT_RESULT_TYPE_MAX];
     char network[REPORT_KEY_MAX];
@@ -490,7 +510,7 @@ struct report {
 static void apply_event(struct report_data *data, const struct report_event *ev)
 {
     const struct report_policy_key key = {ev->listener, ev->policy, ev->min_version,
-                                          ev->max_version};
+                                          ev->max_version, ev->report_only};
     if (!ev->failed)
         (void)report_data_add_success(data, &key, 1);
     else
@@ -558,27 +578,55 @@ void report_block_success(struct report_block *b, const struct cfg_listener *cfg
     block_record(b, &ev);
 }
 
+/* event_failure fills in the failure fields of |ev|. */
+static void event_failure(struct report_event *ev, enum end_reason reason, uint8_t alert,
+                          const struct sockaddr *client, const struct clienthello_summary *hello)
+{
+    char version[8];
+
+    ev->failed = true;
+    reason_name(reason, alert, ev->result_type, sizeof(ev->result_type));
+    report_network_of(client, ev->network);
+    if (hello != NULL) {
+        char ja4[CLIENTHELLO_JA4_LEN + 1];
+        clienthello_ja4(hello, ja4);
+        snprintf(ev->ja4, sizeof(ev->ja4), "%s", ja4);
+        snprintf(ev->version, sizeof(ev->version), "%s",
+                 report_version_name(hello->max_version, version));
+    }
+}
+
 void report_block_failure(struct report_block *b, const struct cfg_listener *cfg,
                           enum end_reason reason, uint8_t alert, const struct sockaddr *client,
                           const struct clienthello_summary *hello)
 {
     struct report_event ev;
-    char version[8];
 
     if (b == NULL)
         return;
     memset(&ev, 0, sizeof(ev));
     event_key(&ev, cfg);
-    ev.failed = true;
-    reason_name(reason, alert, ev.result_type, sizeof(ev.result_type));
-    report_network_of(client, ev.network);
-    if (hello != NULL) {
-        char ja4[CLIENTHELLO_JA4_LEN + 1];
-        clienthello_ja4(hello, ja4);
-        snprintf(ev.ja4, sizeof(ev.ja4), "%s", ja4);
-        snprintf(ev.version, sizeof(ev.version), "%s",
-                 report_version_name(hello->max_version, version));
-    }
+    event_failure(&ev, reason, alert, client, hello);
+    block_record(b, &ev);
+}
+
+void report_block_candidate(struct report_block *b, const struct cfg_listener *cfg,
+                            bool would_fail, enum end_reason reason,
+                            const struct sockaddr *client,
+                            const struct clienthello_summary *hello)
+{
+    struct report_event ev;
+
+    if (b == NULL)
+        return;
+    memset(&ev, 0, sizeof(ev));
+    snprintf(ev.listener, sizeof(ev.listener), "%s", cfg->name);
+    ev.policy = cfg->report_only.policy;
+    ev.min_version = cfg->report_only.min_version;
+    ev.max_version = cfg->report_only.max_version;
+    ev.report_only = true;
+    if (would_fail)
+        event_failure(&ev, reason, 0, client, hello);
     block_record(b, &ev);
 }
 
@@ -735,15 +783,13 @@ static void prune(const char *dir, uint32_t keep)
     free(names);
 }
 
-/* write_file writes |report_json| to DIR/tlsterm-report-START-END.json
- * atomically: a temporary file in the same directory, fsync, rename, and an
- * fsync of the directory. It returns 0 or -1 after logging why. */
-static int write_file(const char *dir, time_t start, time_t end, struct evbuffer *report_json,
-                      char *out_path, size_t out_path_len)
+/* file_path writes DIR/tlsterm-report-START-END.json, the name of the
+ * window from |start| to |end|, to |out_path|. */
+static void file_path(const char *dir, time_t start, time_t end, char *out_path,
+                      size_t out_path_len)
 {
-    char tmp_path[4096], start_text[32], end_text[32];
+    char start_text[32], end_text[32];
     struct tm tm;
-    int fd;
 
     gmtime_r(&start, &tm);
     strftime(start_text, sizeof(start_text), "%Y%m%dT%H%M%SZ", &tm);
@@ -751,6 +797,29 @@ static int write_file(const char *dir, time_t start, time_t end, struct evbuffer
     strftime(end_text, sizeof(end_text), "%Y%m%dT%H%M%SZ", &tm);
     snprintf(out_path, out_path_len, "%s/" REPORT_FILE_PREFIX "%s-%s" REPORT_FILE_SUFFIX, dir,
              start_text, end_text);
+}
+
+/* log_write_failed logs report_write_failed for |path| (NULL: no file was
+ * due) with |problem|. */
+static void log_write_failed(const char *path, const char *problem)
+{
+    struct log_line line;
+
+    log_begin(&line, LOG_ERROR, "report_write_failed");
+    if (path != NULL)
+        log_str(&line, "file", path);
+    log_str(&line, "error", problem);
+    log_end(&line);
+}
+
+/* write_file writes |report_json| to |path| (in |dir|) atomically: a
+ * temporary file in the same directory, fsync, rename, and an fsync of the
+ * directory. It returns 0 or -1 after logging why. */
+static int write_file(const char *dir, const char *path, struct evbuffer *report_json)
+{
+    char tmp_path[4096];
+    int fd;
+
     snprintf(tmp_path, sizeof(tmp_path), "%s/.tlsterm-report-XXXXXX", dir);
     fd = mkostemp(tmp_path, O_CLOEXEC);
     if (fd < 0)
@@ -765,7 +834,7 @@ static int write_file(const char *dir, time_t start, time_t end, struct evbuffer
         goto fail_unlink;
     }
     fd = -1;
-    if (rename(tmp_path, out_path) != 0)
+    if (rename(tmp_path, path) != 0)
         goto fail_unlink;
     int dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dir_fd >= 0) {
@@ -781,7 +850,7 @@ fail_unlink : {
     errno = saved;
 }
 fail:
-    log_msg(LOG_ERROR, "report_write_failed", "cannot write %s: %s", out_path, strerror(errno));
+    log_write_failed(path, strerror(errno));
     return -1;
 }
 
@@ -807,9 +876,11 @@ static void end_window(struct report *report)
     uint32_t keep = report->cfg.keep;
     pthread_mutex_unlock(&report->lock);
 
+    if (dir != NULL)
+        file_path(dir, start, end, path, sizeof(path));
     if (!rendered)
-        log_msg(LOG_ERROR, "report_write_failed", "out of memory for the report");
-    else if (dir != NULL && write_file(dir, start, end, json, path, sizeof(path)) == 0) {
+        log_write_failed(dir != NULL ? path : NULL, "out of memory for the report");
+    else if (dir != NULL && write_file(dir, path, json) == 0) {
         prune(dir, keep);
         struct log_line line;
         log_begin(&line, LOG_INFO, "report_written");

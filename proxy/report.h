@@ -4,6 +4,14 @@
  * (our reason token) with their top client networks, JA4 fingerprints and
  * offered maximum versions.
  *
+ * A listener with a report-only policy (tls.report_only) also has an entry
+ * for that candidate, counted with the same tables, in a separate list
+ * ("report-only-policies"): of the clients that completed the real
+ * handshake, those that would pass the candidate are its successes and
+ * those that would fail it its failures, by the reason the candidate would
+ * give. They are kept apart so that a reader adding up "policies" counts
+ * only what really happened.
+ *
  * Threads. Each worker owns a struct report_block and records into it from
  * the connection path without waiting on anyone: it applies an event to
  * its block's "published" data under the block's mutex only when
@@ -18,7 +26,8 @@
  * for it; this needs no round trip.
  *
  * Memory is bounded whatever the clients send: at most REPORT_MAX_POLICIES
- * listener+policy entries (beyond: one entry with listener "*"), at most
+ * listener+policy entries, report-only ones included (beyond: one entry with
+ * listener "*" for each kind, real and report-only), at most
  * REPORT_MAX_RESULT_TYPES result-types each (beyond: "other"), and top
  * tables of REPORT_TOP_K entries kept with the space-saving algorithm:
  * counts are exact while a table has seen at most REPORT_TOP_K distinct
@@ -82,12 +91,14 @@ const char *report_network_of(const struct sockaddr *addr, char out[REPORT_KEY_M
  * number, or writes "0x0305" style text to |buf| and returns it. */
 const char *report_version_name(uint16_t version, char buf[8]);
 
-/* struct report_policy_key identifies a listener+policy entry. */
+/* struct report_policy_key identifies a listener+policy entry; |report_only|
+ * marks a candidate policy's entry (see the top of this file). */
 struct report_policy_key {
     const char *listener;
     enum cfg_policy policy;
     uint16_t min_version;
     uint16_t max_version;
+    bool report_only;
 };
 
 /* struct report_data is the counts of some handshakes; opaque. */
@@ -129,7 +140,8 @@ struct report_meta {
 /* report_write_json appends the report of |data| described by |meta| to
  * |out|: one JSON object, two-space indented, ending in a newline; policies
  * sorted by listener then policy, result-types by count (largest first)
- * then name. It returns 0, or -1 when out of memory. */
+ * then name; the report-only entries in "report-only-policies", sorted the
+ * same way. It returns 0, or -1 when out of memory. */
 int report_write_json(const struct report_data *data, const struct report_meta *meta,
                       struct evbuffer *out);
 
@@ -191,6 +203,17 @@ void report_block_success(struct report_block *block, const struct cfg_listener 
 void report_block_failure(struct report_block *block, const struct cfg_listener *cfg,
                           enum end_reason reason, uint8_t alert, const struct sockaddr *client,
                           const struct clienthello_summary *hello);
+
+/* report_block_candidate counts a handshake on listener |cfg|, which has a
+ * report-only policy, that really completed: as a success of the candidate
+ * when |would_fail| is false, else as a failure with |reason| (what
+ * report_only_evaluate said), from |client|, which offered |hello| (NULL
+ * once forgotten). Only the block's worker calls it; it never waits for a
+ * lock. NULL |block| is allowed. */
+void report_block_candidate(struct report_block *block, const struct cfg_listener *cfg,
+                            bool would_fail, enum end_reason reason,
+                            const struct sockaddr *client,
+                            const struct clienthello_summary *hello);
 
 /* report_cli_main runs "tlsterm report [--json] FILE" with the arguments
  * after "report" and returns the exit code: 0, 1 for a missing or invalid

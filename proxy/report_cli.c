@@ -525,6 +525,8 @@ static const struct rule report_fields[] = {
     {.key = "contact-info", .kind = JSON_STRING, .optional = true},
     {.key = "report-id", .kind = JSON_STRING},
     {.key = "policies", .kind = JSON_ARRAY, .items = &a_policy},
+    /* Optional: files written before report-only entries lack it. */
+    {.key = "report-only-policies", .kind = JSON_ARRAY, .items = &a_policy, .optional = true},
     {.key = NULL}};
 static const struct rule report_rule = {.kind = JSON_OBJECT, .fields = report_fields};
 
@@ -706,19 +708,10 @@ static void print_failures(const struct jnode *details)
     }
 }
 
-/* print_table prints |doc|, a checked report with its strings escaped. */
-static void print_table(const struct jnode *doc)
+/* print_policies prints the table of |policies|, a checked list with its
+ * strings escaped. */
+static void print_policies(const struct jnode *policies)
 {
-    const struct jnode *range = get(doc, "date-range");
-    const struct jnode *policies = get(doc, "policies");
-
-    printf("TLS failure report %s\n", get(doc, "report-id")->text);
-    printf("organization %s, from %s to %s\n\n", get(doc, "organization-name")->text,
-           get(range, "start-datetime")->text, get(range, "end-datetime")->text);
-    if (policies->num == 0) {
-        printf("no handshakes in this window\n");
-        return;
-    }
     printf("%-24s %-14s %12s %10s\n", "LISTENER", "POLICY", "SUCCESSES", "FAILURES");
     for (size_t i = 0; i < policies->num; i++) {
         const struct jnode *p = &policies->items[i];
@@ -741,6 +734,28 @@ static void print_table(const struct jnode *doc)
             printf("\n");
         }
     }
+}
+
+/* print_table prints |doc|, a checked report with its strings escaped. */
+static void print_table(const struct jnode *doc)
+{
+    const struct jnode *range = get(doc, "date-range");
+    const struct jnode *policies = get(doc, "policies");
+    const struct jnode *candidates = get(doc, "report-only-policies");
+
+    printf("TLS failure report %s\n", get(doc, "report-id")->text);
+    printf("organization %s, from %s to %s\n\n", get(doc, "organization-name")->text,
+           get(range, "start-datetime")->text, get(range, "end-datetime")->text);
+    if (policies->num == 0)
+        printf("no handshakes in this window\n");
+    else
+        print_policies(policies);
+    if (candidates == NULL || candidates->num == 0)
+        return;
+    printf("%sreport-only policies: of the completed handshakes, those that would pass "
+           "(successes)\nand those that would fail (failures) each listener's candidate\n",
+           policies->num == 0 ? "\n" : "");
+    print_policies(candidates);
 }
 
 /* read_file reads the report at |path| into |out|: a regular file only, as

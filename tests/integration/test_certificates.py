@@ -96,11 +96,13 @@ def served(result):
         (None, "default"),
     ],
 )
-def test_sni_selection(proxy, sni, cn):
+def test_sni_selection(proxy, pki, sni, cn):
     result, client = connect(proxy, "sni", sni=sni)
     assert served(result) == cn
     done = proxy.wait_for("handshake_done", client=client)
     assert done["sni"] == sni, done
+    # The line names the certificate served by its configured file.
+    assert done["cert"] == str(pki.dir / f"{cn}.pem"), done
 
 
 @pytest.mark.parametrize(
@@ -113,9 +115,11 @@ def test_sni_selection(proxy, sni, cn):
         (["-tls1_3"], "both-ecdsa"),
     ],
 )
-def test_key_type_selection(proxy, args, cn):
-    result, _ = connect(proxy, "sni", *args, sni="both.example")
+def test_key_type_selection(proxy, pki, args, cn):
+    result, client = connect(proxy, "sni", *args, sni="both.example")
     assert served(result) == cn
+    done = proxy.wait_for("handshake_done", client=client)
+    assert done["cert"] == str(pki.dir / f"{cn}.pem"), done
 
 
 @pytest.mark.parametrize("sni", ["a.example", "x.wild.example", "a.example.", "x.wild.example."])

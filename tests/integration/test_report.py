@@ -224,6 +224,26 @@ def test_windows_are_written_and_pruned(tlsterm_factory, backend_factory, certs,
     assert json.loads(result.stdout) == json.loads(kept.read_text())
 
 
+def test_write_failure_names_the_file(tlsterm_factory, backend_factory, certs, tmp_path):
+    """A window that cannot be written (its directory removed under the
+    running process) logs report_write_failed with the file it meant and
+    why, and the next windows are tried again."""
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    proxy = tlsterm_factory(report_config(backend_factory("echo"), certs, interval="1s",
+                                          dir=str(reports)))
+    proxy.wait_for("report_written")
+    shutil.rmtree(reports)
+    event = proxy.wait_for("report_write_failed")
+    path = Path(event["file"])
+    assert path.parent == reports and FILE_NAME.fullmatch(path.name), event
+    assert event["error"] == "No such file or directory", event
+    # Back again: the next window is written.
+    reports.mkdir()
+    seen = len(proxy.find("report_written"))
+    assert Path(proxy.wait_count("report_written", seen + 1)[seen]["file"]).parent == reports
+
+
 def test_report_cli_table_with_top_lists(tmp_path):
     report = {
         "organization-name": "example.net",

@@ -7,14 +7,22 @@ candidate's reason, and counted in tlsterm_policy_would_fail_total.
 Clients are matched to log lines by their ip:port: s_client and curl bind a
 known source port, Python sockets report theirs."""
 
+import json
+import re
 import ssl
 import threading
 import time
+from pathlib import Path
+
+import jsonschema
 
 from backend import HTTP_BODY
 from tlsterm_harness import (
     write_yaml,
     admin_addr,
+    get,
+    wait_until,
+    REPO,
     samples,
     total,
     HTTP_REQUEST,
@@ -31,6 +39,8 @@ from tlsterm_harness import (
 )
 
 METRIC = "tlsterm_policy_would_fail_total"
+VALIDATOR = jsonschema.Draft202012Validator(
+    json.loads((REPO / "tests/report.schema.json").read_text()))
 ECDSA_AES128 = "ECDHE-ECDSA-AES128-GCM-SHA256"
 ECDSA_AES256 = "ECDHE-ECDSA-AES256-GCM-SHA384"
 
@@ -126,6 +136,100 @@ def test_modern_candidate_flags_exactly_the_tls12_clients(tlsterm_factory, backe
         done = {e["client"] for e in proxy.find("handshake_done", listener=listener)}
         assert set(tls13[listener]) <= done
         assert not proxy.find("handshake_failed", listener=listener)
+
+
+def candidate_entries(report, listener):
+    """candidate_entries returns |report|'s report-only entries of
+    |listener|, after checking the report against the schema."""
+    errors = sorted(VALIDATOR.iter_errors(report), key=str)
+    assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors)
+    return [p for p in report.get("report-only-policies", [])
+            if p["policy"]["policy-domain"] == listener]
+
+
+def check_candidate_entry(report, tls12_ja4s, num_tls12, num_tls13):
+    """check_candidate_entry checks that |report| has one report-only entry
+    for edge's "modern" candidate that counts exactly the TLS 1.2 clients as
+    failures (protocol_version, with their JA4 and version) and the TLS 1.3
+    clients as successes, and that the real entry counts all of them as
+    successes."""
+    [entry] = candidate_entries(report, "edge")
+    assert entry["policy"]["policy-string"] == ["policy: modern", "min_version: TLSv1.3",
+                                                "max_version: TLSv1.3"]
+    assert entry["summary"] == {"total-successful-session-count": num_tls13,
+                                "total-failure-session-count": num_tls12}
+    [detail] = entry["failure-details"]
+    assert detail["result-type"] == "protocol_version"
+    assert detail["failed-session-count"] == num_tls12
+    assert detail["top-client-networks"] == [{"network": "127.0.0.0/24", "count": num_tls12}]
+    assert {j["ja4"] for j in detail["top-ja4"]} == tls12_ja4s
+    assert sum(j["count"] for j in detail["top-ja4"]) == num_tls12
+    assert detail["top-offered-max-versions"] == [{"version": "TLSv1.2", "count": num_tls12}]
+    # The enforced policy let every client in: the real entry has no failure.
+    [real] = [p for p in report["policies"] if p["policy"]["policy-domain"] == "edge"]
+    assert real["summary"] == {"total-successful-session-count": num_tls12 + num_tls13,
+                               "total-failure-session-count": 0}
+
+
+def test_candidate_failures_reach_the_report(tlsterm_factory, backend_factory, certs, tmp_path):
+    """Who breaks if edge switches to TLS 1.3 only: /report, the written file
+    and `tlsterm report` name the TLS 1.2 clients under the candidate, with
+    their JA4 and version; the TLS 1.3 clients are only its successes."""
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    echo = backend_factory("echo")
+    config = tlsterm_config([preset_listener("edge", echo, certs, {"policy": "modern"}),
+                             listener_config("plain", echo, certs, min_version=None,
+                                             max_version=None)])
+    config["workers"] = 2  # each worker's counts are merged
+    config["admin"] = {"listen": "127.0.0.1:0"}
+    config["report"] = {"interval": "1h", "dir": str(reports)}
+    proxy = tlsterm_factory(config)
+    edge, plain = proxy.port("edge"), proxy.port("plain")
+
+    num_tls12, num_tls13 = 3, 2
+    for _ in range(num_tls12):
+        assert python_echo(edge, certs, max_version=ssl.TLSVersion.TLSv1_2)[1] == "TLSv1.2"
+    for _ in range(num_tls13):
+        assert python_echo(edge, certs)[1] == "TLSv1.3"
+    # A listener without a candidate has no report-only entry.
+    assert python_echo(plain, certs, max_version=ssl.TLSVersion.TLSv1_2)[1] == "TLSv1.2"
+    proxy.wait_count("policy_would_fail", num_tls12)
+    tls12_ja4s = {e["ja4"] for e in proxy.find("policy_would_fail", listener="edge")}
+    assert all(j.startswith("t12") for j in tls12_ja4s), tls12_ja4s
+
+    addr = admin_addr(proxy)
+
+    def fetched():
+        status, body = get(addr, "/report")
+        assert status == 200, (status, body)
+        return json.loads(body)
+
+    report = wait_until(lambda: (r := fetched()) and candidate_entries(r, "edge") and
+                        candidate_entries(r, "edge")[0]["summary"][
+                            "total-failure-session-count"] == num_tls12 and r,
+                        what="the candidate's failures in /report")
+    check_candidate_entry(report, tls12_ja4s, num_tls12, num_tls13)
+    assert not candidate_entries(report, "plain")
+
+    # At the end the window is written, with the same entry.
+    assert proxy.stop() == 0
+    [event] = proxy.find("report_written")
+    written = json.loads(Path(event["file"]).read_text())
+    check_candidate_entry(written, tls12_ja4s, num_tls12, num_tls13)
+    assert not candidate_entries(written, "plain")
+
+    # The table shows the candidate in a section of its own.
+    result = run_tlsterm("report", event["file"])
+    out = result.stdout.decode()
+    assert result.returncode == 0, out + result.stderr.decode()
+    real, candidates = out.split("report-only policies:")
+    assert re.search(rf"^edge\s+intermediate\s+{num_tls12 + num_tls13}\s+0$", real, re.M), out
+    assert re.search(rf"^edge\s+modern\s+{num_tls13}\s+{num_tls12}$", candidates, re.M), out
+    assert re.search(rf"^\s+protocol_version\s+{num_tls12}\s+127\.0\.0\.0/24 \({num_tls12}\)\s+"
+                     r"t12\S+ \(\d+\)\s+TLSv1\.2 \(" + str(num_tls12) + r"\)$",
+                     candidates, re.M), out
+    assert "plain" not in candidates
 
 
 def test_custom_candidate_reasons(tlsterm_factory, backend_factory, certs):

@@ -11,7 +11,10 @@ import subprocess
 import pytest
 
 from tlsterm_harness import (
+    admin_addr,
     reload_and_wait,
+    samples,
+    total,
     run_tlsterm,
     write_yaml,
     client_context,
@@ -41,7 +44,9 @@ def write_key_file(path, num_keys=1):
 
 @pytest.mark.parametrize("version", VERSIONS, ids=["tls12", "tls13"])
 def test_resumption(tlsterm_factory, backend_factory, certs, version):
-    proxy = tlsterm_factory(tlsterm_config([listener_config("edge", backend_factory("echo"), certs)]))
+    config = tlsterm_config([listener_config("edge", backend_factory("echo"), certs)])
+    config["admin"] = {"listen": "127.0.0.1:0"}
+    proxy = tlsterm_factory(config)
     port = proxy.port("edge")
     ctx = client_context(certs.ca, version=version)
     session, reused = fetch_session(port, ctx)
@@ -49,7 +54,13 @@ def test_resumption(tlsterm_factory, backend_factory, certs, version):
     _, reused = fetch_session(port, ctx, session)
     assert reused
     done = proxy.wait_count("handshake_done", 2)
-    assert [e["resumed"] for e in done] == [0, 1], done
+    # A JSON bool in the log (Python's 1 == True, hence the type check), as
+    # the metrics' label is "true" or "false".
+    assert [e["resumed"] for e in done] == [False, True], done
+    assert all(type(e["resumed"]) is bool for e in done), done
+    values = samples(admin_addr(proxy))
+    assert total(values, "tlsterm_handshakes_total", listener="edge", resumed="true") == 1
+    assert total(values, "tlsterm_handshakes_total", listener="edge", resumed="false") == 1
 
 
 def test_tickets_off(tlsterm_factory, backend_factory, certs):
@@ -147,7 +158,7 @@ def test_early_data(tlsterm_factory, backend_factory, certs, tmp_path, enabled):
     assert sess.exists(), out
     out = s_client_early(port, certs, sess, early)
     done = proxy.wait_count("handshake_done", 2)
-    assert done[1]["resumed"] == 1, done
+    assert done[1]["resumed"] is True, done
     if enabled:
         assert "Early data was accepted" in out, out
         assert done[1]["early_data"] == 1

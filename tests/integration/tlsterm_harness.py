@@ -463,11 +463,32 @@ def write_yaml(directory, config, name="tlsterm.yaml"):
     return path
 
 
+# TLSTERM_TEST_SECCOMP=1 runs the tests with the seccomp filter on: every
+# whole configuration written here gets "security: {seccomp: true}" (at its
+# end, so that no line of what a test wrote moves), unless it has a
+# security key of its own. ctest's integration_seccomp entry sets it.
+SECCOMP_TEST = os.environ.get("TLSTERM_TEST_SECCOMP") == "1"
+
+
+def with_test_security(config):
+    """with_test_security returns |config| (a whole configuration, dict or
+    YAML text) with the seccomp filter on when SECCOMP_TEST says so."""
+    if not SECCOMP_TEST:
+        return config
+    if isinstance(config, dict):
+        if "listeners" not in config or "security" in config:
+            return config
+        return {**config, "security": {"seccomp": True}}
+    if re.search(r"^listeners:", config, re.M) and not re.search(r"^security:", config, re.M):
+        return config + ("" if config.endswith("\n") else "\n") + "security:\n  seccomp: true\n"
+    return config
+
+
 def to_yaml(config):
     """to_yaml writes a configuration dict as block-style YAML, the way an
     operator would (plain scalars where YAML allows them)."""
     lines = []
-    _yaml_lines(config, 0, lines)
+    _yaml_lines(with_test_security(config), 0, lines)
     return "\n".join(lines) + "\n"
 
 
@@ -614,7 +635,8 @@ class Tlsterm:
         self.nofile = nofile
         self.prefix = list(prefix)
         self.config_path = Path(workdir) / f"{name}.yaml"
-        self.config_path.write_text(to_yaml(config) if isinstance(config, dict) else config)
+        self.config_path.write_text(to_yaml(config) if isinstance(config, dict)
+                                    else with_test_security(config))
         self.proc = None
         self.log = None
         self.stdout = None
@@ -634,6 +656,9 @@ class Tlsterm:
         self.log = LogReader(self.proc.stderr)
         self.stdout = LogReader(self.proc.stdout)
         self.wait_for("started", timeout=timeout)
+        if SECCOMP_TEST and re.search(r"^  seccomp: true$", self.config_path.read_text(), re.M):
+            # The filter is really on, for every thread.
+            self.wait_for("seccomp", mode="kill")
         return self
 
     @property

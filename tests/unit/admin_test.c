@@ -573,14 +573,14 @@ static void test_many_connections_at_once(void **state)
     int fds[NUM_CLIENTS];
     struct fixture f;
     /* Fewer slots than clients: the rest wait in the backlog, then are
-     * served as slots free. */
+     * served as slots free. Each sends its whole request at once, so none
+     * is an incomplete one to close for room. */
     fixture_start(&f, 0, 8);
 
-    for (int i = 0; i < NUM_CLIENTS; i++)
-        fds[i] = client_connect(&f.addr);
     for (int i = 0; i < NUM_CLIENTS; i++) {
         const char *request =
             i % 2 ? "GET /metrics HTTP/1.1\r\n\r\n" : "GET /healthz HTTP/1.1\r\n\r\n";
+        fds[i] = client_connect(&f.addr);
         client_send(fds[i], request, strlen(request));
     }
     for (int i = 0; i < NUM_CLIENTS; i++) {
@@ -595,25 +595,76 @@ static void test_many_connections_at_once(void **state)
 static void test_connection_limit_pauses_accept(void **state)
 {
     enum { MAX_CONNS = 4 };
-    int idle[MAX_CONNS];
+    int answered[MAX_CONNS];
     struct fixture f;
     fixture_start(&f, 60000, MAX_CONNS);
 
-    /* The kernel queues connections in order, so these take every slot. */
-    for (int i = 0; i < MAX_CONNS; i++)
-        idle[i] = client_connect(&f.addr);
+    /* Every slot holds a completed request whose client keeps its side
+     * open: nothing to close for room, so accepting pauses. */
+    for (int i = 0; i < MAX_CONNS; i++) {
+        answered[i] = client_connect(&f.addr);
+        client_send(answered[i], "GET /healthz HTTP/1.1\r\n\r\n", 25);
+        assert_true(client_wait_readable(answered[i], DEADLINE_MS));
+    }
+    int64_t start = now_ms();
     int waiting = client_connect(&f.addr);
     client_send(waiting, "GET /healthz HTTP/1.1\r\n\r\n", 25);
     /* Not served while every slot is taken... */
     assert_false(client_wait_readable(waiting, 300));
     /* ...and served as soon as one frees. */
-    close(idle[0]);
+    close(answered[0]);
     char *text = client_read_all(waiting, NULL);
     expect_response(text, 200, "ok\n");
     free(text);
+    assert_true(now_ms() - start < DEADLINE_MS);
     close(waiting);
-    for (int i = 1; i < MAX_CONNS; i++)
-        close(idle[i]);
+    /* The others got their whole answer: completed requests are never
+     * closed for room. */
+    for (int i = 1; i < MAX_CONNS; i++) {
+        text = client_read_all(answered[i], NULL);
+        expect_response(text, 200, "ok\n");
+        free(text);
+        close(answered[i]);
+    }
+    fixture_stop(&f);
+}
+
+static void test_slow_clients_make_room_for_a_probe(void **state)
+{
+    enum { MAX_CONNS = 4 };
+    int slow[MAX_CONNS];
+    struct fixture f;
+    fixture_start(&f, 60000, MAX_CONNS);
+
+    /* Slow clients take every slot: one sends nothing, the others part of
+     * a request. */
+    slow[0] = client_connect(&f.addr);
+    for (int i = 1; i < MAX_CONNS; i++) {
+        slow[i] = client_connect(&f.addr);
+        client_send(slow[i], "GET /metrics HTTP/1.1\r\nHo", 25);
+    }
+    /* Accepted in order (the kernel's queue is FIFO): the probe is taken
+     * once every slow one holds a slot. */
+    int64_t start = now_ms();
+    char *text = exchange_str(&f.addr, "GET /healthz HTTP/1.1\r\n\r\n");
+    expect_response(text, 200, "ok\n");
+    free(text);
+    assert_true(now_ms() - start < 1000);
+    /* The oldest was closed to make room, without an answer. */
+    text = client_read_all(slow[0], NULL);
+    assert_string_equal(text, "");
+    free(text);
+    /* The others have 2 s from the probe's arrival, not the minute
+     * configured: a 408 then. */
+    for (int i = 1; i < MAX_CONNS; i++) {
+        text = client_read_all(slow[i], NULL);
+        expect_response(text, 408, "request timeout\n");
+        free(text);
+        int64_t elapsed = now_ms() - start;
+        assert_true(elapsed >= 2000 - 5 && elapsed < 2000 + 1500);
+    }
+    for (int i = 0; i < MAX_CONNS; i++)
+        close(slow[i]);
     fixture_stop(&f);
 }
 
@@ -771,6 +822,7 @@ int main(void)
         cmocka_unit_test(test_silent_client_is_cut_at_timeout),
         cmocka_unit_test(test_many_connections_at_once),
         cmocka_unit_test(test_connection_limit_pauses_accept),
+        cmocka_unit_test(test_slow_clients_make_room_for_a_probe),
         cmocka_unit_test(test_stop_with_clients_connected),
         cmocka_unit_test(test_local_addresses),
         cmocka_unit_test(test_public_address_refused),

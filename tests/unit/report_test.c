@@ -96,8 +96,12 @@ static void test_network_of(void **state)
     assert_string_equal(report_network_of(&other, out), "unknown");
 }
 
-static const struct report_policy_key edge = {"edge", CFG_POLICY_INTERMEDIATE, 0x0303, 0x0304};
-static const struct report_policy_key api = {"api", CFG_POLICY_MODERN, 0x0304, 0x0304};
+static const struct report_policy_key edge = {"edge", CFG_POLICY_INTERMEDIATE, 0x0303, 0x0304,
+                                              false};
+static const struct report_policy_key api = {"api", CFG_POLICY_MODERN, 0x0304, 0x0304, false};
+/* edge's candidate: the same listener, counted apart. */
+static const struct report_policy_key edge_modern = {"edge", CFG_POLICY_MODERN, 0x0304, 0x0304,
+                                                     true};
 
 static const char expected_json[] =
     "{\n"
@@ -159,8 +163,39 @@ static const char expected_json[] =
     "        }\n"
     "      ]\n"
     "    }\n"
+    "  ],\n"
+    "  \"report-only-policies\": [\n"
+    "    {\n"
+    "      \"policy\": {\n"
+    "        \"policy-type\": \"tlsterm\",\n"
+    "        \"policy-string\": [\"policy: modern\", \"min_version: TLSv1.3\", \"max_version: "
+    "TLSv1.3\"],\n"
+    "        \"policy-domain\": \"edge\"\n"
+    "      },\n"
+    "      \"summary\": {\n"
+    "        \"total-successful-session-count\": 1,\n"
+    "        \"total-failure-session-count\": 1\n"
+    "      },\n"
+    "      \"failure-details\": [\n"
+    "        {\n"
+    "          \"result-type\": \"protocol_version\",\n"
+    "          \"failed-session-count\": 1,\n"
+    "          \"top-client-networks\": [\n"
+    "            {\"network\": \"198.51.100.0/24\", \"count\": 1}\n"
+    "          ],\n"
+    "          \"top-ja4\": [\n"
+    "            {\"ja4\": \"t12d1311h2_8b80da21ef18_77989cba1f4a\", \"count\": 1}\n"
+    "          ],\n"
+    "          \"top-offered-max-versions\": [\n"
+    "            {\"version\": \"TLSv1.2\", \"count\": 1}\n"
+    "          ]\n"
+    "        }\n"
+    "      ]\n"
+    "    }\n"
     "  ]\n"
     "}\n";
+
+static const char tls12_ja4[] = "t12d1311h2_8b80da21ef18_77989cba1f4a";
 
 static void fill_fixed(struct report_data *data)
 {
@@ -175,6 +210,10 @@ static void fill_fixed(struct report_data *data)
                                              ja4, "TLSv1.1"),
                      0);
     assert_int_equal(report_data_add_success(data, &api, 5), 0);
+    assert_int_equal(report_data_add_success(data, &edge_modern, 1), 0);
+    assert_int_equal(report_data_add_failure(data, &edge_modern, "protocol_version",
+                                             "198.51.100.0/24", tls12_ja4, "TLSv1.2"),
+                     0);
 }
 
 static void check_json(const struct report_data *data)
@@ -222,6 +261,10 @@ static void test_merge_equals_direct(void **state)
                                              ja4, "TLSv1.1"),
                      0);
     assert_int_equal(report_data_add_success(b, &api, 5), 0);
+    assert_int_equal(report_data_add_success(a, &edge_modern, 1), 0);
+    assert_int_equal(report_data_add_failure(b, &edge_modern, "protocol_version",
+                                             "198.51.100.0/24", tls12_ja4, "TLSv1.2"),
+                     0);
     assert_int_equal(report_data_merge(sum, a), 0);
     assert_int_equal(report_data_merge(sum, b), 0);
     check_json(sum);
@@ -239,8 +282,12 @@ static void test_caps(void **state)
 
     for (int i = 0; i < 3 * REPORT_MAX_POLICIES; i++) {
         snprintf(name, sizeof(name), "l%03d", i);
-        const struct report_policy_key key = {name, CFG_POLICY_INTERMEDIATE, 0x0303, 0x0304};
+        const struct report_policy_key key = {name, CFG_POLICY_INTERMEDIATE, 0x0303, 0x0304,
+                                              false};
+        const struct report_policy_key candidate = {name, CFG_POLICY_MODERN, 0x0304, 0x0304,
+                                                    true};
         assert_int_equal(report_data_add_success(data, &key, 1), 0);
+        assert_int_equal(report_data_add_success(data, &candidate, 1), 0);
     }
     for (int i = 0; i < 3 * REPORT_MAX_RESULT_TYPES; i++) {
         snprintf(name, sizeof(name), "client_alert:%d", i);
@@ -253,9 +300,15 @@ static void test_caps(void **state)
         domains++;
     for (const char *p = text; (p = strstr(p, "\"result-type\"")) != NULL; p++)
         results++;
+    /* Real entries up to the cap less the two overflow slots, then one
+     * overflow entry of each kind. */
     assert_int_equal(domains, REPORT_MAX_POLICIES);
     assert_int_equal(results, REPORT_MAX_RESULT_TYPES);
-    assert_non_null(strstr(text, "\"policy-domain\": \"*\""));
+    const char *candidates = strstr(text, "\"report-only-policies\"");
+    assert_non_null(candidates);
+    const char *real_overflow = strstr(text, "\"policy-domain\": \"*\"");
+    assert_true(real_overflow != NULL && real_overflow < candidates);
+    assert_non_null(strstr(candidates, "\"policy-domain\": \"*\""));
     assert_non_null(strstr(text, "\"result-type\": \"other\""));
     free(text);
     evbuffer_free(out);
