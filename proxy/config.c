@@ -372,6 +372,25 @@ static void apply_log_level(struct loader *ld, const struct field *field,
         *(enum log_level *)out = (enum log_level)chosen;
 }
 
+/* apply_reload_poll reads reload_poll_interval: a duration, or "0" or "off"
+ * for no poll. */
+static void apply_reload_poll(struct loader *ld, const struct field *field,
+                              const struct ynode *value, void *out)
+{
+    const char *text = cfg_expect_text(ld, field->key, value, "a duration or off");
+
+    if (text == NULL)
+        return;
+    if (strcmp(text, "0") == 0 || strcmp(text, "off") == 0)
+        *(uint32_t *)out = 0;
+    else if (config_parse_duration(text, out) != 0)
+        cfg_fail_at(ld, value,
+                    "invalid duration '%s' for '%s'; expected a whole number above 0 with a "
+                    "unit ms, s, m, h or d, at most 24h (e.g. 500ms, 60s), or 0 or off for no "
+                    "poll",
+                    text, field->key);
+}
+
 static void apply_user(struct loader *ld, const struct field *field, const struct ynode *value,
                        void *out)
 {
@@ -767,6 +786,8 @@ static const struct field top_fields[] = {
     {"listeners", true, apply_listeners, 0, NULL},
     {"reload_on_change", false, cfg_apply_bool, offsetof(struct config, reload_on_change),
      NULL},
+    {"reload_poll_interval", false, apply_reload_poll, offsetof(struct config, reload_poll_ms),
+     NULL},
     {"session_tickets", false, cfg_apply_session_tickets,
      offsetof(struct config, session_tickets), NULL},
     {"admin", false, cfg_apply_nested, 0, &admin_schema},
@@ -791,6 +812,7 @@ struct config *config_load(const char *path, FILE *errors)
     ld.config->log_format = LOG_FORMAT_JSON;
     ld.config->log_level = LOG_INFO;
     ld.config->drain_timeout_ms = 30 * 1000;
+    ld.config->reload_poll_ms = 60 * 1000;
     ld.config->num_workers = 0;
     ld.config->max_connections = 100000;
     ld.config->log_access = true;

@@ -341,6 +341,7 @@ struct config {
     uint32_t num_workers;     /* worker threads; 0 means "auto": one per CPU */
     uint32_t max_connections; /* over all listeners and workers */
     bool reload_on_change;    /* reload when a certificate, key or OCSP file changes */
+    uint32_t reload_poll_ms;  /* with reload_on_change, also poll the files; 0: off */
     bool log_access;          /* log.access: one "request" line per HTTP request */
     struct cfg_admin admin;
     struct cfg_report report;

@@ -4,17 +4,16 @@
 #include <dirent.h>
 #include <errno.h>
 #include <stdbool.h>
-#include <libgen.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/inotify.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 
 #include "admin.h"
 #include "backend_group.h"
+#include "file_watch.h"
 #include "listener.h"
 #include "metrics.h"
 #include "privileges.h"
@@ -25,20 +24,8 @@
 #include "worker.h"
 
 #define LISTEN_BACKLOG 1024
-/* Files are often replaced in several steps (key, then certificate; or
- * write, then rename): wait this long after the last change before
- * reloading. */
-#define RELOAD_DEBOUNCE_MS 500
 /* Certificates close to expiry are warned about at start and this often. */
 #define EXPIRY_WARNING_EVERY_MS (24u * 60 * 60 * 1000)
-
-/* struct watched_file is one file whose change triggers a reload. Its
- * directory is watched rather than the file, because certificates are
- * usually replaced by renaming a new file over the old one. */
-struct watched_file {
-    int wd; /* the inotify watch of its directory */
-    char *name;
-};
 
 /* struct daemon_watch is the main thread's loop and its events. It is set
  * up before the workers start, so that it cannot fail for want of
@@ -50,11 +37,7 @@ struct daemon_watch {
     struct event *sighup_ev;
     struct event *rotate_timer;
     struct event *expiry_timer; /* certificate expiry warnings, daily */
-    int inotify_fd;
-    struct event *inotify_ev;
-    struct event *debounce_timer;
-    struct watched_file *files; /* what reload_on_change watches */
-    size_t num_files;
+    struct file_watch *files; /* what reload_on_change watches */
 };
 
 static void publish_certs(struct daemon *d);
@@ -190,67 +173,6 @@ static void log_reload_errors(const char *errors)
     }
 }
 
-static void unwatch_files(struct daemon_watch *watch)
-{
-    for (size_t i = 0; i < watch->num_files; i++) {
-        /* Several files may share a directory's watch: remove it once. */
-        bool first = true;
-        for (size_t j = 0; j < i; j++)
-            first = first && watch->files[j].wd != watch->files[i].wd;
-        if (first)
-            inotify_rm_watch(watch->inotify_fd, watch->files[i].wd);
-        free(watch->files[i].name);
-    }
-    free(watch->files);
-    watch->files = NULL;
-    watch->num_files = 0;
-}
-
-/* watch_file watches |path| for reload_on_change; |arg| is the daemon_watch. */
-static void watch_file(const char *path, void *arg)
-{
-    struct daemon_watch *watch = arg;
-    char *dir_copy = strdup(path), *base_copy = strdup(path);
-    struct watched_file *grown = realloc(watch->files, (watch->num_files + 1) * sizeof(*grown));
-
-    if (dir_copy == NULL || base_copy == NULL || grown == NULL)
-        goto done;
-    watch->files = grown;
-    int wd = inotify_add_watch(watch->inotify_fd, dirname(dir_copy),
-                               IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_ATTRIB);
-    if (wd < 0) {
-        log_msg(LOG_WARN, "watch_failed", "cannot watch %s: %s", path, strerror(errno));
-        goto done;
-    }
-    char *name = strdup(basename(base_copy));
-    if (name == NULL)
-        goto done;
-    watch->files[watch->num_files++] = (struct watched_file){.wd = wd, .name = name};
-done:
-    free(dir_copy);
-    free(base_copy);
-}
-
-/* watch_files watches every certificate, key, OCSP, CA, CRL and ticket key
- * file of the current configuration when it asks for reload_on_change. */
-static void watch_files(struct daemon *d)
-{
-    struct daemon_watch *watch = d->watch;
-    const struct config *config = d->gen->config;
-
-    unwatch_files(watch);
-    if (config->reload_on_change)
-        config_for_each_file(config, watch_file, watch);
-}
-
-static bool watch_names_file(const struct daemon_watch *watch, int wd, const char *name)
-{
-    for (size_t i = 0; i < watch->num_files; i++)
-        if (watch->files[i].wd == wd && strcmp(watch->files[i].name, name) == 0)
-            return true;
-    return false;
-}
-
 /* reload builds a new generation from the configuration file and hands it
  * to the workers, or logs why not and keeps the current one. */
 /* build_next loads the configuration file into a new generation, or
@@ -352,7 +274,7 @@ static void reload(struct daemon *d, const char *why)
     d->gen = next;
     listener_warn_fd_limit(next->config);
     set_conn_fd_budget(d);
-    watch_files(d);
+    file_watch_set(d->watch->files, next->config);
     publish_certs(d);
     arm_rotation(d);
     if (report_configure(d->report, &next->config->report) != 0)
@@ -371,32 +293,9 @@ static void on_sighup(evutil_socket_t signum, short what, void *arg)
     reload(arg, "SIGHUP");
 }
 
-static void on_debounce(evutil_socket_t fd, short what, void *arg)
+static void on_files_changed(void *arg, const char *trigger)
 {
-    reload(arg, "file_changed");
-}
-
-/* on_inotify drains the change events and (re)starts the debounce timer. */
-static void on_inotify(evutil_socket_t fd, short what, void *arg)
-{
-    struct daemon *d = arg;
-    char events[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-    bool relevant = false;
-    ssize_t n;
-
-    while ((n = read(fd, events, sizeof(events))) > 0) {
-        for (char *p = events; p < events + n;) {
-            const struct inotify_event *event = (const struct inotify_event *)p;
-            /* A directory watch reports every file in it; only ours count. */
-            if (event->len > 0 && watch_names_file(d->watch, event->wd, event->name))
-                relevant = true;
-            p += sizeof(*event) + event->len;
-        }
-    }
-    if (relevant) {
-        struct timeval delay = ms_to_timeval(RELOAD_DEBOUNCE_MS);
-        evtimer_add(d->watch->debounce_timer, &delay);
-    }
+    reload(arg, trigger);
 }
 
 /* ---- signals and timers ------------------------------------------------------ */
@@ -437,15 +336,12 @@ static void daemon_watch_free(struct daemon_watch *watch)
 {
     if (watch == NULL)
         return;
-    struct event *events[] = {watch->sigterm_ev,    watch->sigint_ev,    watch->sighup_ev,
-                              watch->rotate_timer, watch->expiry_timer, watch->inotify_ev,
-                              watch->debounce_timer};
+    struct event *events[] = {watch->sigterm_ev, watch->sigint_ev, watch->sighup_ev,
+                              watch->rotate_timer, watch->expiry_timer};
     for (size_t i = 0; i < sizeof(events) / sizeof(events[0]); i++)
         if (events[i] != NULL)
             event_free(events[i]);
-    unwatch_files(watch);
-    if (watch->inotify_fd >= 0)
-        close(watch->inotify_fd);
+    file_watch_free(watch->files);
     if (watch->base != NULL)
         event_base_free(watch->base);
     free(watch);
@@ -457,7 +353,6 @@ static int daemon_watch_init(struct daemon *d)
     if (watch == NULL)
         goto fail;
     d->watch = watch;
-    watch->inotify_fd = -1;
     watch->base = event_base_new();
     if (watch->base == NULL)
         goto fail;
@@ -465,24 +360,18 @@ static int daemon_watch_init(struct daemon *d)
     watch->sigint_ev = evsignal_new(watch->base, SIGINT, on_stop_signal, d);
     watch->sighup_ev = event_new(watch->base, SIGHUP, EV_SIGNAL | EV_PERSIST, on_sighup, d);
     watch->rotate_timer = event_new(watch->base, -1, EV_PERSIST, on_rotate_timer, d);
-    watch->debounce_timer = evtimer_new(watch->base, on_debounce, d);
     watch->expiry_timer = event_new(watch->base, -1, EV_PERSIST, on_expiry_timer, d);
     struct timeval daily = ms_to_timeval(EXPIRY_WARNING_EVERY_MS);
     if (watch->sigterm_ev == NULL || watch->sigint_ev == NULL || watch->sighup_ev == NULL ||
-        watch->rotate_timer == NULL || watch->debounce_timer == NULL ||
-        watch->expiry_timer == NULL || event_add(watch->expiry_timer, &daily) != 0 ||
+        watch->rotate_timer == NULL || watch->expiry_timer == NULL || event_add(watch->expiry_timer, &daily) != 0 ||
         event_add(watch->sigterm_ev, NULL) != 0 || event_add(watch->sigint_ev, NULL) != 0 ||
         event_add(watch->sighup_ev, NULL) != 0)
         goto fail;
     arm_rotation(d);
-    watch->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (watch->inotify_fd < 0)
+    watch->files = file_watch_new(watch->base, on_files_changed, d);
+    if (watch->files == NULL)
         goto fail;
-    watch->inotify_ev =
-        event_new(watch->base, watch->inotify_fd, EV_READ | EV_PERSIST, on_inotify, d);
-    if (watch->inotify_ev == NULL || event_add(watch->inotify_ev, NULL) != 0)
-        goto fail;
-    watch_files(d);
+    file_watch_set(watch->files, d->gen->config);
     return 0;
 fail:
     log_msg(LOG_ERROR, "start_failed", "cannot set up signal handling and file watching");
