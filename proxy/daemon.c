@@ -18,6 +18,7 @@
 #include "metrics.h"
 #include "privileges.h"
 #include "report.h"
+#include "sd_notify.h"
 #include "tls_cert.h"
 #include "tls_ctx.h"
 #include "log.h"
@@ -245,7 +246,10 @@ static void arm_rotation(struct daemon *d)
     }
 }
 
-static void reload(struct daemon *d, const char *why)
+/* swap_generation builds the next generation and puts it in force, or logs
+ * why not; it returns the generation now in force's id, or 0 when the
+ * reload failed. */
+static unsigned swap_generation(struct daemon *d, const char *why)
 {
     char *error_text = NULL;
     size_t error_len = 0;
@@ -255,7 +259,7 @@ static void reload(struct daemon *d, const char *why)
     if (errors == NULL) {
         log_msg(LOG_ERROR, "reload_failed", "out of memory");
         metrics_config_reloaded(d->metrics, false);
-        return;
+        return 0;
     }
     next = build_next(d, errors);
     fclose(errors);
@@ -263,7 +267,7 @@ static void reload(struct daemon *d, const char *why)
     if (next == NULL) {
         log_reload_errors(error_text);
         free(error_text);
-        return;
+        return 0;
     }
     free(error_text);
 
@@ -286,6 +290,23 @@ static void reload(struct daemon *d, const char *why)
     log_int(&line, "generation", next->id);
     log_int(&line, "generations_alive", generation_num_alive());
     log_end(&line);
+    return next->id;
+}
+
+/* reload is swap_generation told to systemd: reloading at the start, and
+ * ready again at the end, whatever the outcome (which STATUS= says). */
+static void reload(struct daemon *d, const char *why)
+{
+    sd_notify_reloading(d->notify, why);
+    unsigned generation = swap_generation(d, why);
+    if (generation > 0)
+        sd_notify_send(d->notify, "READY=1\nSTATUS=reloaded (%s): generation %u in force", why,
+                       generation);
+    else
+        sd_notify_send(d->notify,
+                       "READY=1\nSTATUS=reload (%s) failed, see the log: the running "
+                       "configuration stays in force",
+                       why);
 }
 
 static void on_sighup(evutil_socket_t signum, short what, void *arg)
@@ -313,6 +334,8 @@ static void on_stop_signal(evutil_socket_t signum, short what, void *arg)
     log_int(&line, "connections", (long long)atomic_load(&d->num_conns));
     log_int(&line, "deadline_ms", d->gen->config->drain_timeout_ms);
     log_end(&line);
+    sd_notify_send(d->notify, "STOPPING=1\nSTATUS=draining %u connections",
+                   atomic_load(&d->num_conns));
     for (unsigned i = 0; i < d->num_workers; i++)
         worker_drain(&d->workers[i]);
     event_base_loopbreak(d->watch->base);
@@ -459,6 +482,7 @@ int daemon_run(const char *config_path, struct generation *gen, struct tickets *
     atomic_init(&d.conn_fds, 0);
     atomic_init(&d.conn_fd_budget, 0);
     atomic_init(&d.ready, false);
+    d.notify = sd_notify_open();
     d.metrics = metrics_new();
     d.report = report_new(&gen->config->report);
     d.num_workers = resolve_num_workers(gen->config);
@@ -503,6 +527,8 @@ int daemon_run(const char *config_path, struct generation *gen, struct tickets *
     log_int(&line, "listeners", (long long)gen->config->num_listeners);
     log_int(&line, "connection_fds", atomic_load(&d.conn_fd_budget));
     log_end(&line);
+    sd_notify_send(d.notify, "READY=1\nSTATUS=serving %zu listeners with %u workers",
+                   gen->config->num_listeners, d.num_workers);
 
     /* Runs until a stop signal: its handler asks every worker to drain and
      * breaks the loop. Freeing the signal events below gives the signals
@@ -533,6 +559,7 @@ fail:
     metrics_free(d.metrics);
     generation_unref(d.gen);
     tickets_free(d.tickets);
+    sd_notify_close(d.notify);
     if (status == 0)
         log_msg(LOG_INFO, "stopped", "all connections closed");
     return status;

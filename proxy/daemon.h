@@ -20,6 +20,7 @@
 
 struct worker;
 struct daemon_watch;
+struct sd_notifier;
 
 struct daemon {
     const char *config_path;
@@ -40,6 +41,7 @@ struct daemon {
     struct metrics *metrics;    /* every worker's counters */
     struct report *report;      /* the TLS failure report, over all workers */
     struct admin *admin;        /* the admin endpoint, when configured */
+    struct sd_notifier *notify; /* systemd's notify socket; NULL: none */
     atomic_bool ready;          /* serving: bound, loaded, not draining */
 };
 
