@@ -874,24 +874,43 @@ void config_print_errors(const char *text, FILE *out)
         fprintf(out, "... and %zu more error%s\n", num_left, num_left == 1 ? "" : "s");
 }
 
-void config_for_each_file(const struct config *config, void (*fn)(const char *path, void *arg),
-                          void *arg)
+void config_for_each_file_at(const struct config *config,
+                             void (*fn)(const char *path, const struct cfg_pos *pos, void *arg),
+                             void *arg)
 {
     for (size_t i = 0; i < config->num_listeners; i++) {
         const struct cfg_listener *l = &config->listeners[i];
         for (size_t j = 0; j < l->num_certs; j++) {
-            fn(l->certs[j].cert_path, arg);
-            fn(l->certs[j].key_path, arg);
+            fn(l->certs[j].cert_path, &l->certs[j].cert_pos, arg);
+            fn(l->certs[j].key_path, &l->certs[j].key_pos, arg);
             if (l->certs[j].ocsp_path != NULL)
-                fn(l->certs[j].ocsp_path, arg);
+                fn(l->certs[j].ocsp_path, &l->certs[j].ocsp_pos, arg);
         }
         if (l->client_auth.ca_path != NULL)
-            fn(l->client_auth.ca_path, arg);
+            fn(l->client_auth.ca_path, &l->client_auth.ca_pos, arg);
         if (l->client_auth.crl_path != NULL)
-            fn(l->client_auth.crl_path, arg);
+            fn(l->client_auth.crl_path, &l->client_auth.crl_pos, arg);
     }
     if (config->session_tickets.key_file != NULL)
-        fn(config->session_tickets.key_file, arg);
+        fn(config->session_tickets.key_file, &config->session_tickets.key_file_pos, arg);
+}
+
+struct each_file {
+    void (*fn)(const char *path, void *arg);
+    void *arg;
+};
+
+static void call_without_pos(const char *path, const struct cfg_pos *pos, void *arg)
+{
+    const struct each_file *each = arg;
+    each->fn(path, each->arg);
+}
+
+void config_for_each_file(const struct config *config, void (*fn)(const char *path, void *arg),
+                          void *arg)
+{
+    struct each_file each = {fn, arg};
+    config_for_each_file_at(config, call_without_pos, &each);
 }
 
 void config_free(struct config *config)

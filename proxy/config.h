@@ -446,6 +446,12 @@ void config_print_errors(const char *text, FILE *out);
 void config_for_each_file(const struct config *config, void (*fn)(const char *path, void *arg),
                           void *arg);
 
+/* config_for_each_file_at is config_for_each_file with where each file is
+ * named in the configuration, for messages about it. */
+void config_for_each_file_at(const struct config *config,
+                             void (*fn)(const char *path, const struct cfg_pos *pos, void *arg),
+                             void *arg);
+
 /* config_describe_redirect writes a redirect listener's header line and
  * settings (target, status, request limits and timeouts) to |out| for
  * --check, as tls_ctx_describe and config_describe_listener do for the
