@@ -10,10 +10,11 @@ import signal
 import socket
 import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
-from tlsterm_harness import listener_config, tlsterm_config
+from tlsterm_harness import Tlsterm, listener_config, tlsterm_config
 
 RECV_TIMEOUT = 10
 
@@ -115,3 +116,90 @@ def test_bad_notify_socket_is_one_warning(
     assert proxy.stop() == 0
     warnings = proxy.find("sd_notify")
     assert len(warnings) == 1 and expected in warnings[0]["msg"], warnings
+
+
+def unit_settings():
+    """unit_settings returns conf/tlsterm.service's [Service] assignments."""
+    unit = os.path.join(os.path.dirname(__file__), "..", "..", "conf", "tlsterm.service")
+    settings = {}
+    for line in open(unit):
+        line = line.strip()
+        if line and not line.startswith(("#", "[")):
+            key, value = line.split("=", 1)
+            settings[key] = value
+    return settings
+
+
+def free_low_port():
+    for port in range(1000, 600, -1):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    pytest.skip("no free port below 1024")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="setpriv to another user needs root")
+def test_runs_as_the_unit_runs_it(backend_factory, certs, notify_dir, monkeypatch):
+    """What conf/tlsterm.service sets up, without systemd: another user
+    (nobody for tlsterm), CAP_NET_BIND_SERVICE as the one ambient
+    capability, no new privileges. tlsterm binds a port below 1024, says
+    READY=1, and keeps only that capability."""
+    settings = unit_settings()
+    assert settings["Type"] == "notify"
+    assert settings["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    assert settings["AmbientCapabilities"] == "CAP_NET_BIND_SERVICE"
+    assert settings["CapabilityBoundingSet"] == "CAP_NET_BIND_SERVICE"
+    assert settings["NoNewPrivileges"] == "yes"
+    assert int(settings["TimeoutStopSec"].rstrip("s")) > 30  # the default drain_timeout
+
+    # Configuration and certificates where nobody can read them.
+    workdir = Path(notify_dir)
+    os.chmod(workdir, 0o755)
+    for name in ("ecdsa.pem", "ecdsa.key"):
+        shutil.copy(certs.dir / name, workdir / name)
+        os.chmod(workdir / name, 0o644)
+    path = os.path.join(notify_dir, "notify")
+    echo = backend_factory("echo")
+    port = free_low_port()
+    pair = {"cert": str(workdir / "ecdsa.pem"), "key": str(workdir / "ecdsa.key")}
+    listener = listener_config("edge", echo, certs, listen=(f"127.0.0.1:{port}",), cert=[pair])
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        os.chmod(path, 0o777)
+        monkeypatch.setenv("NOTIFY_SOCKET", path)
+        cap = settings["AmbientCapabilities"].lower().removeprefix("cap_")
+        proxy = Tlsterm(
+            workdir,
+            tlsterm_config([listener]),
+            prefix=[
+                "setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                f"--inh-caps=-all,+{cap}", f"--ambient-caps=-all,+{cap}",
+                f"--bounding-set=-all,+{cap}", "--no-new-privs",
+            ],
+        )
+        try:
+            proxy.start()
+            check_unit_process(proxy, sock, port)
+        finally:
+            proxy.finish()
+
+
+def check_unit_process(proxy, sock, port):
+    """check_unit_process checks what tlsterm does and holds under the unit's
+    settings: READY=1, the low port, nobody's uid, the one capability, a
+    reload and a stop told to systemd."""
+    assert receive(sock)["READY"] == "1"
+    assert proxy.port("edge") == port
+    status = open(f"/proc/{proxy.pid}/status").read()
+    assert "\nUid:\t65534\t" in status, status
+    # CAP_NET_BIND_SERVICE is bit 10: permitted, effective, ambient.
+    for field in ("CapPrm", "CapEff", "CapAmb"):
+        assert f"\n{field}:\t{1 << 10:016x}\n" in status, status
+    proxy.send_signal(signal.SIGHUP)
+    assert receive(sock)["RELOADING"] == "1"
+    assert receive(sock)["READY"] == "1"
+    assert proxy.stop() == 0
+    assert receive(sock)["STOPPING"] == "1"
