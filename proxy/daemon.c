@@ -174,8 +174,6 @@ static void log_reload_errors(const char *errors)
     }
 }
 
-/* reload builds a new generation from the configuration file and hands it
- * to the workers, or logs why not and keeps the current one. */
 /* build_next loads the configuration file into a new generation, or
  * returns NULL after writing why to |errors|, having changed nothing in
  * force. */

@@ -21,7 +21,7 @@
 #define DEBOUNCE_MS 500
 /* What an event in a watched directory may mean for a file in it. */
 #define DIR_EVENTS                                                                             \
-    (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_ATTRIB |      \
+    (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_ATTRIB |        \
      IN_DELETE_SELF | IN_MOVE_SELF)
 
 /* struct fingerprint is what a check compares: the file the path resolves
@@ -119,8 +119,9 @@ static bool refresh_fingerprint(struct watched_file *file)
             return false;
         take_fingerprint(file->path, &now);
     }
-    bool changed = now.readable != file->seen.readable ||
-                   (now.readable && memcmp(now.digest, file->seen.digest, sizeof(now.digest)) != 0);
+    bool changed =
+        now.readable != file->seen.readable ||
+        (now.readable && memcmp(now.digest, file->seen.digest, sizeof(now.digest)) != 0);
     file->seen = now;
     return changed;
 }
@@ -258,11 +259,12 @@ struct file_watch *file_watch_new(struct event_base *base, file_watch_changed_fn
     watch->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (watch->inotify_fd < 0)
         goto fail;
-    watch->inotify_ev = event_new(base, watch->inotify_fd, EV_READ | EV_PERSIST, on_inotify, watch);
+    watch->inotify_ev =
+        event_new(base, watch->inotify_fd, EV_READ | EV_PERSIST, on_inotify, watch);
     watch->debounce_timer = evtimer_new(base, on_debounce, watch);
     watch->poll_timer = event_new(base, -1, EV_PERSIST, on_poll, watch);
-    if (watch->inotify_ev == NULL || watch->debounce_timer == NULL || watch->poll_timer == NULL ||
-        event_add(watch->inotify_ev, NULL) != 0)
+    if (watch->inotify_ev == NULL || watch->debounce_timer == NULL ||
+        watch->poll_timer == NULL || event_add(watch->inotify_ev, NULL) != 0)
         goto fail;
     return watch;
 fail:
