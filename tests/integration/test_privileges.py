@@ -16,10 +16,13 @@ from pathlib import Path
 import pytest
 
 from tlsterm_harness import (
+    TLSTERM_BIN,
     Tlsterm,
     listener_config,
     reload_and_wait,
+    run,
     run_tlsterm,
+    sanitizer_env,
     text,
     tlsterm_config,
     write_yaml,
@@ -154,3 +157,23 @@ def test_no_new_privs_without_user(shared_dir, certs):
         proxy.wait_for("reload_done")
     finally:
         proxy.finish()
+
+
+def test_check_without_root_warns_that_it_cannot_switch(shared_dir, certs):
+    """--check run by someone who cannot switch to user: (here nobody, for
+    user: daemon) says that the check as that user was skipped, and goes on:
+    the start, as root, will run it."""
+    os.chmod(shared_dir / "ecdsa.key", 0o644)
+    config = nobody_config(shared_dir, certs)
+    config["user"] = "daemon"
+    config_path = write_yaml(shared_dir, config)
+    check = run(
+        ["setpriv", "--reuid=nobody", f"--regid={NOBODY.pw_gid}", "--clear-groups",
+         TLSTERM_BIN, "--check", "-c", config_path],
+        env=sanitizer_env(),
+    )
+    assert check.returncode == 0, text(check)
+    assert (
+        "cannot check file access as user 'daemon' (Operation not permitted): start tlsterm as root"
+        in check.stderr.decode()
+    ), text(check)
