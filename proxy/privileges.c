@@ -196,6 +196,8 @@ int privileges_check_files(const struct config *config, FILE *errors)
     int num_groups = (int)(sizeof(groups) / sizeof(groups[0]));
     int pipe_fds[2] = {-1, -1};
     int result = 0;
+    bool checked = false;
+    char *group = NULL;
     pid_t child;
 
     struct passwd *pw = getpwnam(config->user);
@@ -203,26 +205,27 @@ int privileges_check_files(const struct config *config, FILE *errors)
         return 0; /* config_load said so already */
     const char *user = config->user;
     struct group *gr = getgrgid(pw->pw_gid);
-    char *group = strdup(gr != NULL ? gr->gr_name : user);
+    group = strdup(gr != NULL ? gr->gr_name : user);
     if (group == NULL || getgrouplist(pw->pw_name, pw->pw_gid, groups, &num_groups) < 0)
-        goto no_check;
+        goto done;
 
     add_need(&needs, config->file, &config_pos, false);
     config_for_each_file_at(config, add_read_need, &needs);
     if (config->report.dir != NULL)
         add_need(&needs, config->report.dir, &config->report.dir_pos, true);
     if (needs.out_of_memory || pipe2(pipe_fds, O_CLOEXEC) != 0)
-        goto no_check;
+        goto done;
     fflush(NULL); /* nothing buffered is written twice */
     child = fork();
     if (child < 0)
-        goto no_check;
+        goto done;
     if (child == 0) {
         close(pipe_fds[0]);
         check_as_user(pw, groups, num_groups, &needs, pipe_fds[1]);
     }
     close(pipe_fds[1]);
     pipe_fds[1] = -1;
+    checked = true;
 
     struct access_failure failure;
     ssize_t n;
@@ -244,12 +247,11 @@ int privileges_check_files(const struct config *config, FILE *errors)
     }
     while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
         ;
-    goto done;
 
-no_check:
-    log_msg(LOG_WARN, "privileges", "cannot check file access as user '%s': %s", user,
-            strerror(errno));
 done:
+    if (!checked)
+        log_msg(LOG_WARN, "privileges", "cannot check file access as user '%s': %s", user,
+                strerror(errno));
     for (size_t i = 0; i < 2; i++)
         if (pipe_fds[i] >= 0)
             close(pipe_fds[i]);
