@@ -386,6 +386,25 @@ static void apply_log_level(struct loader *ld, const struct field *field,
         *(enum log_level *)out = (enum log_level)chosen;
 }
 
+/* apply_reload_poll reads reload_poll_interval: a duration, or "0" or "off"
+ * for no poll. */
+static void apply_reload_poll(struct loader *ld, const struct field *field,
+                              const struct ynode *value, void *out)
+{
+    const char *text = cfg_expect_text(ld, field->key, value, "a duration or off");
+
+    if (text == NULL)
+        return;
+    if (strcmp(text, "0") == 0 || strcmp(text, "off") == 0)
+        *(uint32_t *)out = 0;
+    else if (config_parse_duration(text, out) != 0)
+        cfg_fail_at(ld, value,
+                    "invalid duration '%s' for '%s'; expected a whole number above 0 with a "
+                    "unit ms, s, m, h or d, at most 24h (e.g. 500ms, 60s), or 0 or off for no "
+                    "poll",
+                    text, field->key);
+}
+
 static void apply_user(struct loader *ld, const struct field *field, const struct ynode *value,
                        void *out)
 {
@@ -822,6 +841,8 @@ static const struct field top_fields[] = {
     {"listeners", true, apply_listeners, 0, NULL},
     {"reload_on_change", false, cfg_apply_bool, offsetof(struct config, reload_on_change),
      NULL},
+    {"reload_poll_interval", false, apply_reload_poll, offsetof(struct config, reload_poll_ms),
+     NULL},
     {"session_tickets", false, cfg_apply_session_tickets,
      offsetof(struct config, session_tickets), NULL},
     {"admin", false, cfg_apply_nested, 0, &admin_schema},
@@ -847,6 +868,7 @@ struct config *config_load(const char *path, FILE *errors)
     ld.config->log_format = LOG_FORMAT_JSON;
     ld.config->log_level = LOG_INFO;
     ld.config->drain_timeout_ms = 30 * 1000;
+    ld.config->reload_poll_ms = 60 * 1000;
     ld.config->num_workers = 0;
     ld.config->max_connections = 100000;
     ld.config->log_access = true;
@@ -908,24 +930,43 @@ void config_print_errors(const char *text, FILE *out)
         fprintf(out, "... and %zu more error%s\n", num_left, num_left == 1 ? "" : "s");
 }
 
-void config_for_each_file(const struct config *config, void (*fn)(const char *path, void *arg),
-                          void *arg)
+void config_for_each_file_at(const struct config *config,
+                             void (*fn)(const char *path, const struct cfg_pos *pos, void *arg),
+                             void *arg)
 {
     for (size_t i = 0; i < config->num_listeners; i++) {
         const struct cfg_listener *l = &config->listeners[i];
         for (size_t j = 0; j < l->num_certs; j++) {
-            fn(l->certs[j].cert_path, arg);
-            fn(l->certs[j].key_path, arg);
+            fn(l->certs[j].cert_path, &l->certs[j].cert_pos, arg);
+            fn(l->certs[j].key_path, &l->certs[j].key_pos, arg);
             if (l->certs[j].ocsp_path != NULL)
-                fn(l->certs[j].ocsp_path, arg);
+                fn(l->certs[j].ocsp_path, &l->certs[j].ocsp_pos, arg);
         }
         if (l->client_auth.ca_path != NULL)
-            fn(l->client_auth.ca_path, arg);
+            fn(l->client_auth.ca_path, &l->client_auth.ca_pos, arg);
         if (l->client_auth.crl_path != NULL)
-            fn(l->client_auth.crl_path, arg);
+            fn(l->client_auth.crl_path, &l->client_auth.crl_pos, arg);
     }
     if (config->session_tickets.key_file != NULL)
-        fn(config->session_tickets.key_file, arg);
+        fn(config->session_tickets.key_file, &config->session_tickets.key_file_pos, arg);
+}
+
+struct each_file {
+    void (*fn)(const char *path, void *arg);
+    void *arg;
+};
+
+static void call_without_pos(const char *path, const struct cfg_pos *pos, void *arg)
+{
+    const struct each_file *each = arg;
+    each->fn(path, each->arg);
+}
+
+void config_for_each_file(const struct config *config, void (*fn)(const char *path, void *arg),
+                          void *arg)
+{
+    struct each_file each = {fn, arg};
+    config_for_each_file_at(config, call_without_pos, &each);
 }
 
 void config_free(struct config *config)

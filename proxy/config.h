@@ -353,6 +353,7 @@ struct config {
     uint32_t num_workers;     /* worker threads; 0 means "auto": one per CPU */
     uint32_t max_connections; /* over all listeners and workers */
     bool reload_on_change;    /* reload when a certificate, key or OCSP file changes */
+    uint32_t reload_poll_ms;  /* with reload_on_change, also poll the files; 0: off */
     bool log_access;          /* log.access: one "request" line per HTTP request */
     struct cfg_admin admin;
     struct cfg_report report;
@@ -476,6 +477,12 @@ void config_print_errors(const char *text, FILE *out);
  * files a reload reads besides the configuration file itself. */
 void config_for_each_file(const struct config *config, void (*fn)(const char *path, void *arg),
                           void *arg);
+
+/* config_for_each_file_at is config_for_each_file with where each file is
+ * named in the configuration, for messages about it. */
+void config_for_each_file_at(const struct config *config,
+                             void (*fn)(const char *path, const struct cfg_pos *pos, void *arg),
+                             void *arg);
 
 /* config_describe_redirect writes a redirect listener's header line and
  * settings (target, status, request limits and timeouts) to |out| for

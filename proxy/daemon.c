@@ -4,21 +4,21 @@
 #include <dirent.h>
 #include <errno.h>
 #include <stdbool.h>
-#include <libgen.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/inotify.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 
 #include "admin.h"
 #include "backend_group.h"
+#include "file_watch.h"
 #include "listener.h"
 #include "metrics.h"
 #include "privileges.h"
 #include "report.h"
+#include "sd_notify.h"
 #include "seccomp_filter.h"
 #include "tls_cert.h"
 #include "tls_ctx.h"
@@ -26,20 +26,8 @@
 #include "worker.h"
 
 #define LISTEN_BACKLOG 1024
-/* Files are often replaced in several steps (key, then certificate; or
- * write, then rename): wait this long after the last change before
- * reloading. */
-#define RELOAD_DEBOUNCE_MS 500
 /* Certificates close to expiry are warned about at start and this often. */
 #define EXPIRY_WARNING_EVERY_MS (24u * 60 * 60 * 1000)
-
-/* struct watched_file is one file whose change triggers a reload. Its
- * directory is watched rather than the file, because certificates are
- * usually replaced by renaming a new file over the old one. */
-struct watched_file {
-    int wd; /* the inotify watch of its directory */
-    char *name;
-};
 
 /* struct daemon_watch is the main thread's loop and its events. It is set
  * up before the workers start, so that it cannot fail for want of
@@ -51,11 +39,7 @@ struct daemon_watch {
     struct event *sighup_ev;
     struct event *rotate_timer;
     struct event *expiry_timer; /* certificate expiry warnings, daily */
-    int inotify_fd;
-    struct event *inotify_ev;
-    struct event *debounce_timer;
-    struct watched_file *files; /* what reload_on_change watches */
-    size_t num_files;
+    struct file_watch *files; /* what reload_on_change watches */
 };
 
 static void publish_certs(struct daemon *d);
@@ -172,69 +156,6 @@ static void log_reload_errors(const char *errors)
     }
 }
 
-static void unwatch_files(struct daemon_watch *watch)
-{
-    for (size_t i = 0; i < watch->num_files; i++) {
-        /* Several files may share a directory's watch: remove it once. */
-        bool first = true;
-        for (size_t j = 0; j < i; j++)
-            first = first && watch->files[j].wd != watch->files[i].wd;
-        if (first)
-            inotify_rm_watch(watch->inotify_fd, watch->files[i].wd);
-        free(watch->files[i].name);
-    }
-    free(watch->files);
-    watch->files = NULL;
-    watch->num_files = 0;
-}
-
-/* watch_file watches |path| for reload_on_change; |arg| is the daemon_watch. */
-static void watch_file(const char *path, void *arg)
-{
-    struct daemon_watch *watch = arg;
-    char *dir_copy = strdup(path), *base_copy = strdup(path);
-    struct watched_file *grown = realloc(watch->files, (watch->num_files + 1) * sizeof(*grown));
-
-    if (dir_copy == NULL || base_copy == NULL || grown == NULL)
-        goto done;
-    watch->files = grown;
-    int wd = inotify_add_watch(watch->inotify_fd, dirname(dir_copy),
-                               IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_ATTRIB);
-    if (wd < 0) {
-        log_msg(LOG_WARN, "watch_failed", "cannot watch %s: %s", path, strerror(errno));
-        goto done;
-    }
-    char *name = strdup(basename(base_copy));
-    if (name == NULL)
-        goto done;
-    watch->files[watch->num_files++] = (struct watched_file){.wd = wd, .name = name};
-done:
-    free(dir_copy);
-    free(base_copy);
-}
-
-/* watch_files watches every certificate, key, OCSP, CA, CRL and ticket key
- * file of the current configuration when it asks for reload_on_change. */
-static void watch_files(struct daemon *d)
-{
-    struct daemon_watch *watch = d->watch;
-    const struct config *config = d->gen->config;
-
-    unwatch_files(watch);
-    if (config->reload_on_change)
-        config_for_each_file(config, watch_file, watch);
-}
-
-static bool watch_names_file(const struct daemon_watch *watch, int wd, const char *name)
-{
-    for (size_t i = 0; i < watch->num_files; i++)
-        if (watch->files[i].wd == wd && strcmp(watch->files[i].name, name) == 0)
-            return true;
-    return false;
-}
-
-/* reload builds a new generation from the configuration file and hands it
- * to the workers, or logs why not and keeps the current one. */
 /* build_next loads the configuration file into a new generation, or
  * returns NULL after writing why to |errors|, having changed nothing in
  * force. */
@@ -297,7 +218,10 @@ static void arm_rotation(struct daemon *d)
     }
 }
 
-static void reload(struct daemon *d, const char *why)
+/* swap_generation builds the next generation and puts it in force, or logs
+ * why not; it returns the generation now in force's id, or 0 when the
+ * reload failed. */
+static unsigned swap_generation(struct daemon *d, const char *why)
 {
     char *error_text = NULL;
     size_t error_len = 0;
@@ -307,7 +231,7 @@ static void reload(struct daemon *d, const char *why)
     if (errors == NULL) {
         log_msg(LOG_ERROR, "reload_failed", "out of memory");
         metrics_config_reloaded(d->metrics, false);
-        return;
+        return 0;
     }
     next = build_next(d, errors);
     fclose(errors);
@@ -315,7 +239,7 @@ static void reload(struct daemon *d, const char *why)
     if (next == NULL) {
         log_reload_errors(error_text);
         free(error_text);
-        return;
+        return 0;
     }
     free(error_text);
 
@@ -326,7 +250,7 @@ static void reload(struct daemon *d, const char *why)
     d->gen = next;
     listener_warn_fd_limit(next->config);
     set_conn_fd_budget(d);
-    watch_files(d);
+    file_watch_set(d->watch->files, next->config);
     publish_certs(d);
     arm_rotation(d);
     if (report_configure(d->report, &next->config->report) != 0)
@@ -342,6 +266,23 @@ static void reload(struct daemon *d, const char *why)
     log_int(&line, "generation", next->id);
     log_int(&line, "generations_alive", generation_num_alive());
     log_end(&line);
+    return next->id;
+}
+
+/* reload is swap_generation told to systemd: reloading at the start, and
+ * ready again at the end, whatever the outcome (which STATUS= says). */
+static void reload(struct daemon *d, const char *why)
+{
+    sd_notify_reloading(d->notify, why);
+    unsigned generation = swap_generation(d, why);
+    if (generation > 0)
+        sd_notify_send(d->notify, "READY=1\nSTATUS=reloaded (%s): generation %u in force", why,
+                       generation);
+    else
+        sd_notify_send(d->notify,
+                       "READY=1\nSTATUS=reload (%s) failed, see the log: the running "
+                       "configuration stays in force",
+                       why);
 }
 
 static void on_sighup(evutil_socket_t signum, short what, void *arg)
@@ -349,32 +290,9 @@ static void on_sighup(evutil_socket_t signum, short what, void *arg)
     reload(arg, "SIGHUP");
 }
 
-static void on_debounce(evutil_socket_t fd, short what, void *arg)
+static void on_files_changed(void *arg, const char *trigger)
 {
-    reload(arg, "file_changed");
-}
-
-/* on_inotify drains the change events and (re)starts the debounce timer. */
-static void on_inotify(evutil_socket_t fd, short what, void *arg)
-{
-    struct daemon *d = arg;
-    char events[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-    bool relevant = false;
-    ssize_t n;
-
-    while ((n = read(fd, events, sizeof(events))) > 0) {
-        for (char *p = events; p < events + n;) {
-            const struct inotify_event *event = (const struct inotify_event *)p;
-            /* A directory watch reports every file in it; only ours count. */
-            if (event->len > 0 && watch_names_file(d->watch, event->wd, event->name))
-                relevant = true;
-            p += sizeof(*event) + event->len;
-        }
-    }
-    if (relevant) {
-        struct timeval delay = ms_to_timeval(RELOAD_DEBOUNCE_MS);
-        evtimer_add(d->watch->debounce_timer, &delay);
-    }
+    reload(arg, trigger);
 }
 
 /* ---- signals and timers ------------------------------------------------------ */
@@ -392,6 +310,8 @@ static void on_stop_signal(evutil_socket_t signum, short what, void *arg)
     log_int(&line, "connections", (long long)atomic_load(&d->num_conns));
     log_int(&line, "deadline_ms", d->gen->config->drain_timeout_ms);
     log_end(&line);
+    sd_notify_send(d->notify, "STOPPING=1\nSTATUS=draining %u connections",
+                   atomic_load(&d->num_conns));
     for (unsigned i = 0; i < d->num_workers; i++)
         worker_drain(&d->workers[i]);
     event_base_loopbreak(d->watch->base);
@@ -415,15 +335,12 @@ static void daemon_watch_free(struct daemon_watch *watch)
 {
     if (watch == NULL)
         return;
-    struct event *events[] = {watch->sigterm_ev,    watch->sigint_ev,    watch->sighup_ev,
-                              watch->rotate_timer, watch->expiry_timer, watch->inotify_ev,
-                              watch->debounce_timer};
+    struct event *events[] = {watch->sigterm_ev, watch->sigint_ev, watch->sighup_ev,
+                              watch->rotate_timer, watch->expiry_timer};
     for (size_t i = 0; i < sizeof(events) / sizeof(events[0]); i++)
         if (events[i] != NULL)
             event_free(events[i]);
-    unwatch_files(watch);
-    if (watch->inotify_fd >= 0)
-        close(watch->inotify_fd);
+    file_watch_free(watch->files);
     if (watch->base != NULL)
         event_base_free(watch->base);
     free(watch);
@@ -435,7 +352,6 @@ static int daemon_watch_init(struct daemon *d)
     if (watch == NULL)
         goto fail;
     d->watch = watch;
-    watch->inotify_fd = -1;
     watch->base = event_base_new();
     if (watch->base == NULL)
         goto fail;
@@ -443,24 +359,18 @@ static int daemon_watch_init(struct daemon *d)
     watch->sigint_ev = evsignal_new(watch->base, SIGINT, on_stop_signal, d);
     watch->sighup_ev = event_new(watch->base, SIGHUP, EV_SIGNAL | EV_PERSIST, on_sighup, d);
     watch->rotate_timer = event_new(watch->base, -1, EV_PERSIST, on_rotate_timer, d);
-    watch->debounce_timer = evtimer_new(watch->base, on_debounce, d);
     watch->expiry_timer = event_new(watch->base, -1, EV_PERSIST, on_expiry_timer, d);
     struct timeval daily = ms_to_timeval(EXPIRY_WARNING_EVERY_MS);
     if (watch->sigterm_ev == NULL || watch->sigint_ev == NULL || watch->sighup_ev == NULL ||
-        watch->rotate_timer == NULL || watch->debounce_timer == NULL ||
-        watch->expiry_timer == NULL || event_add(watch->expiry_timer, &daily) != 0 ||
+        watch->rotate_timer == NULL || watch->expiry_timer == NULL || event_add(watch->expiry_timer, &daily) != 0 ||
         event_add(watch->sigterm_ev, NULL) != 0 || event_add(watch->sigint_ev, NULL) != 0 ||
         event_add(watch->sighup_ev, NULL) != 0)
         goto fail;
     arm_rotation(d);
-    watch->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (watch->inotify_fd < 0)
+    watch->files = file_watch_new(watch->base, on_files_changed, d);
+    if (watch->files == NULL)
         goto fail;
-    watch->inotify_ev =
-        event_new(watch->base, watch->inotify_fd, EV_READ | EV_PERSIST, on_inotify, d);
-    if (watch->inotify_ev == NULL || event_add(watch->inotify_ev, NULL) != 0)
-        goto fail;
-    watch_files(d);
+    file_watch_set(watch->files, d->gen->config);
     return 0;
 fail:
     log_msg(LOG_ERROR, "start_failed", "cannot set up signal handling and file watching");
@@ -548,6 +458,7 @@ int daemon_run(const char *config_path, struct generation *gen, struct tickets *
     atomic_init(&d.conn_fds, 0);
     atomic_init(&d.conn_fd_budget, 0);
     atomic_init(&d.ready, false);
+    d.notify = sd_notify_open();
     d.metrics = metrics_new();
     d.report = report_new(&gen->config->report);
     d.num_workers = resolve_num_workers(gen->config);
@@ -598,6 +509,8 @@ int daemon_run(const char *config_path, struct generation *gen, struct tickets *
     log_int(&line, "listeners", (long long)gen->config->num_listeners);
     log_int(&line, "connection_fds", atomic_load(&d.conn_fd_budget));
     log_end(&line);
+    sd_notify_send(d.notify, "READY=1\nSTATUS=serving %zu listeners with %u workers",
+                   gen->config->num_listeners, d.num_workers);
 
     /* Runs until a stop signal: its handler asks every worker to drain and
      * breaks the loop. Freeing the signal events below gives the signals
@@ -628,6 +541,7 @@ fail:
     metrics_free(d.metrics);
     generation_unref(d.gen);
     tickets_free(d.tickets);
+    sd_notify_close(d.notify);
     if (status == 0)
         log_msg(LOG_INFO, "stopped", "all connections closed");
     return status;

@@ -1,7 +1,8 @@
 /* daemon: the running process. It binds every listening socket, drops
  * privileges, starts the workers, and runs the main thread's loop, which
  * handles signals (SIGTERM/SIGINT: drain; SIGHUP: reload), ticket key
- * rotation, and reloads when watched files change.
+ * rotation, and reloads when watched files change (file_watch.h). It tells
+ * systemd when it is ready, reloading and stopping (sd_notify.h).
  *
  * A reload builds a complete new generation beside the current one and hands
  * it to every worker only if everything loaded; otherwise the errors are
@@ -20,6 +21,7 @@
 
 struct worker;
 struct daemon_watch;
+struct sd_notifier;
 
 struct daemon {
     const char *config_path;
@@ -40,6 +42,7 @@ struct daemon {
     struct metrics *metrics;    /* every worker's counters */
     struct report *report;      /* the TLS failure report, over all workers */
     struct admin *admin;        /* the admin endpoint, when configured */
+    struct sd_notifier *notify; /* systemd's notify socket; NULL: none */
     atomic_bool ready;          /* serving: bound, loaded, not draining */
 };
 

@@ -1,5 +1,6 @@
 /* main: command line, process set-up, and the start of the server. No logic
  * of its own: everything it does is a call into a module. */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@
 #include "generation.h"
 #include "healthcheck.h"
 #include "listener.h"
+#include "privileges.h"
 #include "tickets.h"
 
 /* Exit codes, documented in README. */
@@ -92,6 +94,12 @@ static struct generation *load_generation(const char *config_path, struct ticket
         return NULL;
     }
     gen = generation_new(config, *out_tickets, errors);
+    /* Loaded as whoever started tlsterm; reloads will read as |user|. */
+    if (gen != NULL && gen->config->user != NULL &&
+        privileges_check_files(gen->config, errors) != 0) {
+        generation_unref(gen);
+        gen = NULL;
+    }
     if (gen == NULL) {
         tickets_free(*out_tickets);
         *out_tickets = NULL;
@@ -132,6 +140,10 @@ int main(int argc, char **argv)
     const char *config_path = NULL;
     bool check_only = false;
     int opt;
+
+    /* Before anything else: no exec (tlsterm does none) may gain privileges. */
+    if (privileges_forbid_new_privs() != 0)
+        log_msg(LOG_WARN, "privileges", "cannot set PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
 
     /* A subcommand of its own, with its own arguments. */
     if (argc >= 2 && strcmp(argv[1], "report") == 0)

@@ -344,8 +344,8 @@ static void test_unknown_keys(void **state)
         "t.yaml:10:5: unknown key 'nmae' in listener; allowed: name, mode, listen, tls, "
         "backend, http, http2, timeouts, max_connections, redirect, accept_proxy, routes\n"
         "t.yaml:11:1: unknown key 'logs' at the top level; allowed: log, drain_timeout, "
-        "user, workers, max_connections, listeners, reload_on_change, session_tickets, admin, "
-        "report, security, backends\n"
+        "user, workers, max_connections, listeners, reload_on_change, reload_poll_interval, "
+        "session_tickets, admin, report, security, backends\n"
         "t.yaml:12:7: unknown key 'levl' in log; did you mean 'level'? allowed: format, "
         "level, handshake_failures, access\n"
         "t.yaml:12:19: unknown key 'color' in log; allowed: format, level, "
@@ -357,12 +357,12 @@ static void test_unknown_keys(void **state)
     expect_errors("\"bad\\tkey\": 1\n" MINIMAL,
                   "t.yaml:1:1: unknown key 'bad?key' at the top level; allowed: log, "
                   "drain_timeout, user, workers, max_connections, listeners, reload_on_change, "
-                  "session_tickets, admin, report, security, backends\n");
+                  "reload_poll_interval, session_tickets, admin, report, security, backends\n");
     expect_errors(
         "logs: {}\n" MINIMAL,
         "t.yaml:1:1: unknown key 'logs' at the top level; did you mean 'log'? allowed: "
         "log, drain_timeout, user, workers, max_connections, listeners, reload_on_change, "
-        "session_tickets, admin, report, security, backends\n");
+        "reload_poll_interval, session_tickets, admin, report, security, backends\n");
     expect_errors(
         LISTENER_HEAD TLS_OK "      ciphres: []\n"
                              "      certificate: x\n" BACKEND_OK "    timeouts: {idel: 5s}\n",
@@ -476,6 +476,35 @@ static void test_durations(void **state)
         "above 0 with a unit ms, s, m, h or d, at most 24h (e.g. 500ms, 30s, 5m)\n"
         "t.yaml:14:13: invalid duration '-5m' for 'idle'; expected a whole number "
         "above 0 with a unit ms, s, m, h or d, at most 24h (e.g. 500ms, 30s, 5m)\n");
+    expect_errors("reload_poll_interval: sometimes\n" MINIMAL,
+                  "t.yaml:1:23: invalid duration 'sometimes' for 'reload_poll_interval'; "
+                  "expected a whole number above 0 with a unit ms, s, m, h or d, at most 24h "
+                  "(e.g. 500ms, 60s), or 0 or off for no poll\n");
+}
+
+/* reload_poll_interval: 60s by default, a duration, or 0 / off for none. */
+static void test_reload_poll_interval(void **state)
+{
+    static const struct {
+        const char *yaml;
+        uint32_t ms;
+    } cases[] = {
+        {"", 60000},
+        {"reload_poll_interval: 200ms\n", 200},
+        {"reload_poll_interval: 5m\n", 300000},
+        {"reload_poll_interval: 0\n", 0},
+        {"reload_poll_interval: off\n", 0},
+    };
+    char yaml[2048];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(yaml, sizeof(yaml), "%s%s", cases[i].yaml, MINIMAL);
+        struct config *config = load(yaml);
+        assert_non_null(config);
+        assert_int_equal(config->reload_poll_ms, cases[i].ms);
+        config_free(config);
+    }
 }
 
 static void test_log_and_user(void **state)
@@ -1580,6 +1609,7 @@ int main(void)
         cmocka_unit_test_teardown(test_minimal_config_and_defaults, config_fixture_reset),
         cmocka_unit_test_teardown(test_full_config, config_fixture_reset),
         cmocka_unit_test_teardown(test_parse_duration, config_fixture_reset),
+        cmocka_unit_test_teardown(test_reload_poll_interval, config_fixture_reset),
         cmocka_unit_test_teardown(test_cfg_error_format, config_fixture_reset),
         cmocka_unit_test_teardown(test_print_errors_capped, config_fixture_reset),
         cmocka_unit_test_teardown(test_empty_files, config_fixture_reset),
