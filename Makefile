@@ -12,9 +12,11 @@ test: deps-test asan
 
 # The image in real containers (docker/README.md): docker when its engine
 # answers, else podman as root; the base image is made locally when missing.
-test-docker: deps-docker
+# Then conf/tlsterm.service under a real systemd 252 in a container.
+test-docker: deps-docker release
 	sh scripts/make-base-image.sh
 	/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/docker
+	sh scripts/test-systemd.sh
 
 release:
 	cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DTLSTERM_TESTS=OFF >/dev/null
