@@ -248,6 +248,7 @@ void log_begin(struct log_line *line, enum log_level level, const char *event)
     line->len = 0;
     line->field_start = 0;
     line->truncated = false;
+    line->below_level = !log_enabled(level);
     line->format = current_format;
     if (line->format == LOG_FORMAT_JSON) {
         put_str(line, "{\"ts\":\"");
@@ -366,6 +367,8 @@ static void log_end_direct(struct log_line *line)
 
 void log_end(struct log_line *line)
 {
+    if (line->below_level)
+        return;
     finish_line(line);
 
     pthread_mutex_lock(&writer.lock);

@@ -26,6 +26,7 @@ struct log_line {
     size_t len;
     size_t field_start; /* where the field being written began */
     bool truncated;
+    bool below_level; /* built but not written: its level is filtered out */
     enum log_format format;
 };
 
@@ -40,7 +41,9 @@ bool log_enabled(enum log_level level);
 /* log_level_name returns "debug", "info", "warn" or "error". */
 const char *log_level_name(enum log_level level);
 
-/* log_begin starts |line| with the timestamp, |level| and |event| name. */
+/* log_begin starts |line| with the timestamp, |level| and |event| name. A
+ * line below the configured level is built and then dropped by log_end;
+ * callers with costly fields check log_enabled first. */
 void log_begin(struct log_line *line, enum log_level level, const char *event);
 
 /* enum log_escape_style says for whom log_escape writes. */
