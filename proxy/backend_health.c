@@ -14,6 +14,11 @@
  * rise successes in a row bring a down server up, fall failures in a row
  * take an up server down; each transition is logged once with its cause.
  *
+ * Stopping activates |stop_ev|, whose callback breaks the loop from inside
+ * it: an active event waits for the loop, whereas event_base_loopbreak
+ * from another thread before the loop has started is undone by its start
+ * (event_base_loop clears the flag), and the join would wait forever.
+ *
  * Ownership: a check owns its socket and event and holds a reference on its
  * server; the thread keeps its checks on a list so that stopping frees
  * those in flight. */
@@ -54,6 +59,7 @@ struct check {
 static struct {
     struct event_base *base;
     struct event *tick;
+    struct event *stop_ev; /* activated by backend_health_stop */
     pthread_t thread, resolver;
     bool started, resolver_started;
     struct check *checks;
@@ -327,6 +333,13 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* on_stop ends the health thread's loop, from the loop itself. */
+static void on_stop(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+    event_base_loopbreak(health.base);
+}
+
 static void *health_run(void *arg)
 {
     (void)arg;
@@ -340,6 +353,7 @@ int backend_health_start(void)
 
     if ((health.base = event_base_new()) == NULL ||
         (health.tick = event_new(health.base, -1, EV_PERSIST, on_tick, NULL)) == NULL ||
+        (health.stop_ev = event_new(health.base, -1, 0, on_stop, NULL)) == NULL ||
         event_add(health.tick, &every) != 0)
         goto fail;
     if (pthread_create(&health.thread, NULL, health_run, NULL) != 0)
@@ -358,7 +372,8 @@ fail:
 void backend_health_stop(void)
 {
     if (health.started) {
-        event_base_loopbreak(health.base);
+        /* Not event_base_loopbreak: the thread may not be in its loop yet. */
+        event_active(health.stop_ev, 0, 0);
         pthread_join(health.thread, NULL);
         health.started = false;
     }
@@ -371,8 +386,11 @@ void backend_health_stop(void)
         check_free(health.checks);
     if (health.tick != NULL)
         event_free(health.tick);
+    if (health.stop_ev != NULL)
+        event_free(health.stop_ev);
     if (health.base != NULL)
         event_base_free(health.base);
     health.tick = NULL;
+    health.stop_ev = NULL;
     health.base = NULL;
 }
