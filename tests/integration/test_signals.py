@@ -133,7 +133,10 @@ def test_sigint_lets_open_connections_finish(tlsterm_factory, backend_factory, c
 def test_sigterm_drains_many_transfers(tlsterm_factory, backend_factory, certs):
     """Twenty downloads in flight when SIGTERM comes all finish byte-exact."""
     num, size = 20, 512 * 1024
-    slow = backend_factory("slow-source", size, size)  # about one second each
+    # About three seconds each: on a loaded machine the 20 first reads
+    # can take more than one second, and a download must not end before
+    # SIGTERM.
+    slow = backend_factory("slow-source", size, size // 3)
     proxy = tlsterm_factory(tlsterm_config([listener_config("edge", slow, certs)]))
     port = proxy.port("edge")
     ctx = client_context(certs.ca)
