@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "config_internal.h"
@@ -348,16 +349,33 @@ int cfg_choose(struct loader *ld, const char *key, const struct ynode *value,
 {
     const char *text = cfg_expect_text(ld, key, value, "a string");
     char allowed[128] = "";
+    int nearest = -1;
+    size_t nearest_distance = 3; /* as for keys: further away misleads */
 
     if (text == NULL)
         return -1;
     for (int i = 0; names[i] != NULL; i++) {
         if (strcmp(text, names[i]) == 0)
             return i;
+        /* A value is short, so it must be mostly right ("v3" is not a typo of
+         * "v1"); another case of a name ("JSON"), or a name cut short or
+         * lengthened, is always a near miss. */
+        size_t distance = strcasecmp(text, names[i]) == 0 ? 0 : edit_distance(text, names[i]);
+        size_t shorter = strlen(text) < strlen(names[i]) ? strlen(text) : strlen(names[i]);
+        if (shorter >= 3 && strncasecmp(text, names[i], shorter) == 0)
+            distance = 1; /* "warning" for "warn", "inter" for "intermediate" */
+        if (distance < nearest_distance && distance * 2 < strlen(text)) {
+            nearest = i;
+            nearest_distance = distance;
+        }
         snprintf(allowed + strlen(allowed), sizeof(allowed) - strlen(allowed), "%s%s",
                  i > 0 ? ", " : "", names[i]);
     }
-    cfg_fail_at(ld, value, "invalid %s '%s'; allowed: %s", key, text, allowed);
+    if (nearest >= 0)
+        cfg_fail_at(ld, value, "invalid %s '%s'; did you mean '%s'? allowed: %s", key, text,
+                    names[nearest], allowed);
+    else
+        cfg_fail_at(ld, value, "invalid %s '%s'; allowed: %s", key, text, allowed);
     return -1;
 }
 

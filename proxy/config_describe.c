@@ -38,7 +38,13 @@ void config_describe_process(const struct config *config, FILE *out)
     fprintf(out, "user: ");
     put_escaped(
         config->user != NULL ? config->user : "(unchanged: the user that starts tlsterm)", out);
-    fprintf(out, "\nreload_on_change: %s\n", config->reload_on_change ? "true" : "false");
+    fprintf(out, "\nreload_on_change: %s", config->reload_on_change ? "true" : "false");
+    if (config->reload_on_change && config->reload_poll_ms == 0)
+        fprintf(out, ", reload_poll_interval off");
+    else if (config->reload_on_change)
+        fprintf(out, ", reload_poll_interval %s",
+                cfg_format_duration(config->reload_poll_ms, a, sizeof(a)));
+    fprintf(out, "\n");
     fprintf(out,
             "log: format %s, level %s, access %s, handshake_failures rate %" PRIu32
             "/s burst %" PRIu32 " summary_interval %s\n",
@@ -48,7 +54,7 @@ void config_describe_process(const struct config *config, FILE *out)
             cfg_format_duration(config->failure_log_summary_ms, b, sizeof(b)));
     if (config->admin.enabled) {
         char addr[NET_ADDR_TEXT_MAX];
-        fprintf(out, "admin: %s (/healthz, /readyz, /metrics, /report)%s\n",
+        fprintf(out, "admin: %s (/healthz, /readyz, /metrics, /backends, /report)%s\n",
                 net_addr_format(&config->admin.addr, addr, sizeof(addr)),
                 config->admin.allow_public ? ", allow_public" : "");
     } else {

@@ -133,7 +133,8 @@ void cfg_apply_max_connections(struct loader *ld, const struct field *field,
 int cfg_parse_duration_max(const char *text, uint64_t max_ms, uint64_t *out_ms);
 
 /* cfg_choose returns the index of |value| in the NULL-terminated |names|, or
- * -1 after reporting the allowed names. */
+ * -1 after reporting the allowed names, with a "did you mean" when |value|
+ * is a near miss of one ("moden", "JSON"). */
 int cfg_choose(struct loader *ld, const char *key, const struct ynode *value,
                const char *const *names);
 

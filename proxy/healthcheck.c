@@ -23,6 +23,7 @@
 #include "healthcheck.h"
 #include "log.h"
 #include "net.h"
+#include "yamltree.h"
 
 #define RESPONSE_MAX 1024
 /* Characters of the reason phrase and body shown in the failure line. */
@@ -179,40 +180,58 @@ static int judge(const struct probe *p)
     return say_why(p, "GET %s: %d %s", p->path, status, reason);
 }
 
-/* admin_addr_of_config loads |path| and copies its admin address into
- * |out|; it returns 0, or 1 after printing why (the file's errors, or that
- * it has no admin endpoint). Warnings are not printed: a probe runs every
- * few seconds and its output lands in the engine's health log. */
+/* admin_addr_of_config reads admin.listen from the file at |path| into
+ * |out|; it returns 0, or 1 after printing why (the file cannot be parsed,
+ * it has no admin endpoint, the address is invalid). Only that key is read,
+ * from the YAML tree (with ${VAR} expanded as the daemon does): loading the
+ * whole configuration would resolve every backend name and read every
+ * certificate, outside the probe's deadline, and a DNS outage or a key
+ * being renewed would then fail the liveness probe of a healthy proxy. The
+ * rest of the file is the daemon's business, and --check's. */
 static int admin_addr_of_config(const char *path, struct net_addr *out)
 {
     char *error_text = NULL;
     size_t error_len = 0;
     FILE *errors = open_memstream(&error_text, &error_len);
-    struct config *config;
-    int status = 0;
+    struct yamltree *tree;
+    const struct ynode *listen;
+    const char *text;
+    char reason[160];
+    int status = 1;
 
     if (errors == NULL) {
         fprintf(stderr, "tlsterm healthcheck: out of memory\n");
         return 1;
     }
-    log_configure(LOG_FORMAT_JSON, LOG_ERROR);
-    config = config_load(path, errors);
+    tree = yamltree_load(path, errors);
     fclose(errors);
-    if (config == NULL) {
+    if (tree == NULL) {
         fprintf(stderr, "tlsterm healthcheck: %s cannot be loaded:\n", path);
         config_print_errors(error_text, stderr);
-        status = 1;
-    } else if (!config->admin.enabled) {
+        free(error_text);
+        return 1;
+    }
+    free(error_text);
+    listen = yamltree_get(yamltree_get(yamltree_root(tree), "admin"), "listen");
+    text = listen != NULL ? yamltree_scalar(listen) : NULL;
+    if (listen == NULL) {
         fprintf(stderr,
                 "tlsterm healthcheck: %s has no admin endpoint (admin: listen:); "
                 "configure one or give --admin HOST:PORT\n",
                 path);
-        status = 1;
+    } else if (text == NULL) {
+        fprintf(stderr, "tlsterm healthcheck: %s:%d:%d: admin listen is %s; expected a string\n",
+                path, yamltree_line(listen), yamltree_col(listen),
+                yamltree_kind_name(yamltree_kind(listen)));
+    } else if (net_addr_parse(text, false, out, reason, sizeof(reason)) != 0) {
+        char escaped[NET_ADDR_TEXT_MAX];
+        fprintf(stderr, "tlsterm healthcheck: %s:%d:%d: invalid admin listen address '%s': %s\n",
+                path, yamltree_line(listen), yamltree_col(listen),
+                shown(text, escaped, sizeof(escaped)), reason);
     } else {
-        *out = config->admin.addr;
+        status = 0;
     }
-    config_free(config);
-    free(error_text);
+    yamltree_free(tree);
     return status;
 }
 

@@ -178,6 +178,18 @@ static void describe_failure(const struct access_need *need, int error, const ch
                   "will need: make it owned by '%s' (chown %s '%s'), or with systemd use "
                   "StateDirectory= or LogsDirectory= and name that directory here",
                   user, need->path, strerror(error), user, user, need->path);
+    else if (strcmp(group, user) != 0)
+        /* A primary group that is not the user's own (nobody's nogroup) is
+         * shared: a key readable by it is readable by every other member. */
+        cfg_error(errors, need->pos,
+                  "user '%s' cannot read %s'%s' (%s), as every reload will need: run as a "
+                  "user with a group of its own rather than '%s', which other users share "
+                  "(useradd --system --user-group tlsterm, user: tlsterm, then chgrp tlsterm "
+                  "'%s' && chmod g+r '%s', and let the group search its directories), or with "
+                  "systemd pass it with LoadCredential= and name ${CREDENTIALS_DIRECTORY}/NAME "
+                  "here",
+                  user, is_config ? "the configuration file " : "", need->path, strerror(error),
+                  group, need->path, need->path);
     else
         cfg_error(errors, need->pos,
                   "user '%s' cannot read %s'%s' (%s), as every reload will need: make it "

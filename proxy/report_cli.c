@@ -771,9 +771,53 @@ static int read_file(const char *path, struct file_contents *out)
     return -1;
 }
 
+/* read_stdin reads the report from standard input ("tlsterm report -", for
+ * "curl .../report | tlsterm report -") into |out|, at most REPORT_FILE_MAX
+ * bytes, with a NUL after them as file_read_regular leaves. It returns 0, or
+ * -1 after saying why on stderr. */
+static int read_stdin(struct file_contents *out)
+{
+    size_t cap = 64 * 1024;
+    size_t len = 0;
+    uint8_t *data = malloc(cap + 1);
+
+    *out = (struct file_contents){0};
+    while (data != NULL) {
+        if (len == cap) {
+            if (cap >= REPORT_FILE_MAX) {
+                fprintf(stderr, "tlsterm: cannot read report from stdin: larger than %d bytes\n",
+                        REPORT_FILE_MAX);
+                free(data);
+                return -1;
+            }
+            uint8_t *bigger = realloc(data, cap * 2 + 1);
+            if (bigger == NULL)
+                break;
+            data = bigger;
+            cap *= 2;
+        }
+        size_t n = fread(data + len, 1, cap - len, stdin);
+        len += n;
+        if (n > 0)
+            continue;
+        if (ferror(stdin)) {
+            fprintf(stderr, "tlsterm: cannot read report from stdin: %s\n", strerror(errno));
+            free(data);
+            return -1;
+        }
+        data[len] = '\0';
+        out->data = data;
+        out->len = len;
+        return 0;
+    }
+    fprintf(stderr, "tlsterm: cannot read report from stdin: out of memory\n");
+    free(data);
+    return -1;
+}
+
 int report_cli_main(int argc, char **argv)
 {
-    static const char usage[] = "usage: tlsterm report [--json] FILE\n";
+    static const char usage[] = "usage: tlsterm report [--json] FILE (- for stdin)\n";
     bool as_json = false;
     const char *path = NULL;
 
@@ -796,8 +840,11 @@ int report_cli_main(int argc, char **argv)
     }
 
     struct file_contents contents;
-    if (read_file(path, &contents) != 0)
+    bool from_stdin = strcmp(path, "-") == 0;
+    if ((from_stdin ? read_stdin(&contents) : read_file(path, &contents)) != 0)
         return 1;
+    if (from_stdin)
+        path = "stdin"; /* what the messages below name: "stdin:LINE:COL: ..." */
     char *data = (char *)contents.data;
     size_t len = contents.len;
     struct report_file file = {.path = path, .data = data};

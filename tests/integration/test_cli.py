@@ -348,7 +348,7 @@ def test_check_mode_typo_and_tcp_only_timeout(tmp_path, certs):
     assert result.returncode == 1, text(result)
     errors = result.stderr.decode().strip().splitlines()
     assert errors == [
-        f"{path}:3:11: invalid mode 'htp'; allowed: tcp, http, redirect",
+        f"{path}:3:11: invalid mode 'htp'; did you mean 'http'? allowed: tcp, http, redirect",
         f"{path}:15:29: timeouts.half_closed applies to mode tcp only (one direction of a byte "
         "stream ended); http mode bounds a connection with timeouts.idle and request_header; "
         "remove it",

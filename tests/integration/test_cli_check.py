@@ -115,6 +115,8 @@ def test_check_shows_admin_report_http_routes_and_candidate(tmp_path, certs):
     config["admin"] = {"listen": "127.0.0.1:0"}
     config["report"] = {"dir": str(reports), "interval": "15m", "keep": 3}
     config["workers"] = 2
+    config["reload_on_change"] = True
+    config["reload_poll_interval"] = "90s"
     out = check(write_yaml(tmp_path, config)).stdout.decode()
     lines = block(out, "web")
     for expected in [
@@ -132,7 +134,8 @@ def test_check_shows_admin_report_http_routes_and_candidate(tmp_path, certs):
     top = [l for l in out.splitlines() if not l.startswith("  ")]
     for expected in [
         "workers: 2",
-        "admin: 127.0.0.1:0 (/healthz, /readyz, /metrics, /report)",
+        "admin: 127.0.0.1:0 (/healthz, /readyz, /metrics, /backends, /report)",
+        "reload_on_change: true, reload_poll_interval 90s",
         f"report: interval 15m, dir {reports} (keep 3), organization tlsterm",
         "log: format json, level debug, access true, handshake_failures rate 20/s burst 100 "
         "summary_interval 10s",

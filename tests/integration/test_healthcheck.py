@@ -55,6 +55,24 @@ def test_address_from_the_configuration(tlsterm_factory, backend_factory, certs,
     assert probe("--config", str(path)) == (0, "")
 
 
+def test_only_admin_listen_is_read_from_the_configuration(tlsterm_factory, backend_factory,
+                                                          certs, tmp_path):
+    """The probe reads admin.listen and nothing else: a backend name that
+    does not resolve (a DNS outage) and a certificate file that is missing
+    (being renewed) must not fail the liveness probe of a healthy proxy."""
+    listen = f"127.0.0.1:{free_port()}"
+    proxy = tlsterm_factory(admin_config(backend_factory("echo"), certs, listen))
+    admin_addr(proxy)
+    config = admin_config("backend.invalid:80", certs, listen)
+    config["listeners"][0]["tls"]["certificates"][0]["cert"] = str(tmp_path / "missing.pem")
+    path = write_yaml(tmp_path, config, name="probe.yaml")
+    assert run_tlsterm("--check", "-c", str(path)).returncode == 1  # the daemon would refuse it
+    start = time.monotonic()
+    assert probe("-c", str(path), "--ready") == (0, "")
+    assert probe("-c", str(path)) == (0, "")
+    assert time.monotonic() - start < 2.0
+
+
 def test_not_ready_while_draining(tlsterm_factory, backend_factory, certs):
     proxy = tlsterm_factory(admin_config(backend_factory("echo"), certs))
     host, port = admin_addr(proxy)
@@ -147,6 +165,15 @@ def test_configuration_without_admin_or_unreadable(tmp_path, certs):
     assert status == 1
     assert err.startswith(f"tlsterm healthcheck: {path} has no admin endpoint"), err
     assert "--admin" in err
+
+    for admin, message in (("{listen: [127.0.0.1:9100]}", "admin listen is a sequence; "
+                            "expected a string"),
+                           ("{listen: 'no-port'}", "invalid admin listen address 'no-port'")):
+        bad = tmp_path / "bad-admin.yaml"
+        bad.write_text(f"listeners: []\nadmin: {admin}\n")
+        status, err = probe("-c", str(bad))
+        assert status == 1
+        assert err.startswith(f"tlsterm healthcheck: {bad}:2:17: {message}"), err
 
     missing = tmp_path / "missing.yaml"
     status, err = probe("-c", str(missing))

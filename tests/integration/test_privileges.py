@@ -74,8 +74,9 @@ def test_unreadable_key_is_an_error_at_check_and_start(shared_dir, certs):
     key = shared_dir / "ecdsa.key"
     expected = (
         f"{config_path}:{line}:{col}: user 'nobody' cannot read '{key}' (Permission denied), "
-        f"as every reload will need: make it readable by group '{NOBODY_GROUP}' "
-        f"(chgrp {NOBODY_GROUP} '{key}' && chmod g+r '{key}'"
+        f"as every reload will need: run as a user with a group of its own rather than "
+        f"'{NOBODY_GROUP}', which other users share (useradd --system --user-group tlsterm, "
+        f"user: tlsterm, then chgrp tlsterm '{key}' && chmod g+r '{key}'"
     )
     check = run_tlsterm("--check", "-c", str(config_path))
     assert check.returncode == 1, text(check)

@@ -19,6 +19,7 @@ import jsonschema
 import pytest
 
 from tlsterm_harness import (
+    TLSTERM_BIN,
     write_yaml,
     admin_addr,
     get,
@@ -314,6 +315,43 @@ def test_good_report_is_good(tmp_path):
         result = run_tlsterm(*args)
         assert result.returncode == 0, text_of(result)
     assert result.stdout == GOOD_REPORT.encode()
+
+
+def test_report_cli_reads_stdin_from_curl(tlsterm_factory, backend_factory, certs):
+    """"curl .../report | tlsterm report -": the report the admin endpoint
+    serves, piped in, prints as a table and passes through with --json."""
+    proxy = tlsterm_factory(report_config(backend_factory("echo"), certs,
+                                          organization="example.net"))
+    addr = admin_addr(proxy)
+    fail_tls_1_1(proxy.port("edge"))
+    proxy.wait_count("handshake_failed", 1)
+    wait_until(lambda: summary(fetch_report(addr))[1] == 1, what="the failure in /report")
+    url = f"http://{addr[0]}:{addr[1]}/report"
+    for extra in ([], ["--json"]):
+        result = subprocess.run(
+            ["bash", "-c", 'set -o pipefail; curl -sSf "$1" | "$2" report $3 -', "bash",
+             url, TLSTERM_BIN, " ".join(extra)],
+            capture_output=True, timeout=30, env=sanitizer_env())
+        assert result.returncode == 0, text_of(result)
+        out = result.stdout.decode()
+        if extra:
+            assert json.loads(out)["organization-name"] == "example.net", out
+        else:
+            assert "organization example.net" in out, out
+            assert re.search(r"^\s+protocol_version\s+1\s+127\.0\.0\.0/24 \(1\)", out, re.M), out
+
+
+def test_report_cli_stdin_errors_name_stdin(tmp_path):
+    good = subprocess.run([TLSTERM_BIN, "report", "-"], input=GOOD_REPORT.encode(),
+                          capture_output=True, timeout=30, env=sanitizer_env())
+    assert good.returncode == 0, text_of(good)
+    assert re.search(r"^api\s+modern\s+7\s+3$", good.stdout.decode(), re.M), text_of(good)
+    bad = subprocess.run([TLSTERM_BIN, "report", "--json", "-"],
+                         input=bad_report('"count": 3}]', '"count": -3}]'),
+                         capture_output=True, timeout=30, env=sanitizer_env())
+    assert bad.returncode == 1, text_of(bad)
+    assert bad.stdout == b""
+    assert bad.stderr.decode().startswith("stdin:10:"), text_of(bad)
 
 
 def text_of(result):

@@ -119,14 +119,19 @@ def test_bad_notify_socket_is_one_warning(
 
 
 def unit_settings():
-    """unit_settings returns conf/tlsterm.service's [Service] assignments."""
+    """unit_settings returns conf/tlsterm.service's [Service] assignments; a
+    key given more than once (ExecReload=) maps to the list of its values."""
     unit = os.path.join(os.path.dirname(__file__), "..", "..", "conf", "tlsterm.service")
     settings = {}
     for line in open(unit):
         line = line.strip()
         if line and not line.startswith(("#", "[")):
             key, value = line.split("=", 1)
-            settings[key] = value
+            if key in settings:
+                previous = settings[key]
+                settings[key] = (previous if isinstance(previous, list) else [previous]) + [value]
+            else:
+                settings[key] = value
     return settings
 
 
@@ -149,7 +154,13 @@ def test_runs_as_the_unit_runs_it(backend_factory, certs, notify_dir, monkeypatc
     READY=1, and keeps only that capability."""
     settings = unit_settings()
     assert settings["Type"] == "notify"
-    assert settings["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    # The check first, at start and at reload: a bad file fails the command.
+    check = "/usr/local/bin/tlsterm --check -c /etc/tlsterm/tlsterm.yaml"
+    assert settings["ExecStartPre"] == check
+    assert settings["ExecStart"] == "/usr/local/bin/tlsterm -c /etc/tlsterm/tlsterm.yaml"
+    assert settings["ExecReload"] == [check, "/bin/kill -HUP $MAINPID"]
+    assert settings["StandardOutput"] == "null"  # --check's description, not the log
+    assert "LoadCredential" not in settings  # optional: README installs a 0640 key
     assert settings["AmbientCapabilities"] == "CAP_NET_BIND_SERVICE"
     assert settings["CapabilityBoundingSet"] == "CAP_NET_BIND_SERVICE"
     assert settings["NoNewPrivileges"] == "yes"

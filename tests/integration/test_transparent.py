@@ -540,7 +540,8 @@ def test_listen_address_of_a_family_no_server_has(tmp_path, certs):
 def test_bad_source_value_and_check_output(tmp_path, certs):
     path = write_config(tmp_path, certs, ["127.0.0.1:8080"], source="clients")
     err = check_errors(path)
-    assert f"{path}:8:15: invalid source 'clients'; allowed: proxy, client" in err, err
+    assert (f"{path}:8:15: invalid source 'clients'; did you mean 'client'? allowed: proxy, "
+            "client") in err, err
     for source, shown in (("client", "client (the client's address; needs CAP_NET_ADMIN)"),
                           ("proxy", "proxy")):
         path = write_config(tmp_path, certs, ["127.0.0.1:8080", "127.0.0.2:8080"],

@@ -730,6 +730,32 @@ static void test_max_connections(void **state)
 /* TLS_WITH writes a tls mapping with one certificate and the given lines. */
 #define TLS_WITH(lines) TLS_OK lines
 
+/* A value a typo away from an allowed one gets a "did you mean", as keys
+ * do; one that is merely short and different ("v3", "h3") does not. */
+static void test_enum_values_get_a_suggestion(void **state)
+{
+    (void)state;
+    expect_errors("log: {format: JSON, level: warning}\n" MINIMAL,
+                  "t.yaml:1:15: invalid format 'JSON'; did you mean 'json'? allowed: json, text\n"
+                  "t.yaml:1:28: invalid level 'warning'; did you mean 'warn'? allowed: debug, "
+                  "info, warn, error\n");
+    expect_errors(LISTENER_HEAD TLS_WITH("      policy: moden\n") BACKEND_OK,
+                  "t.yaml:8:15: invalid policy 'moden'; did you mean 'modern'? allowed: "
+                  "intermediate, modern, custom\n");
+    expect_errors(LISTENER_HEAD TLS_WITH("      client_auth: {mode: optinal, ca: cert.pem}\n")
+                      BACKEND_OK,
+                  "t.yaml:8:27: invalid mode 'optinal'; did you mean 'optional'? allowed: none, "
+                  "optional, required\n");
+    expect_errors(LISTENER_HEAD "    mode: htp\n" TLS_OK BACKEND_OK,
+                  "t.yaml:4:11: invalid mode 'htp'; did you mean 'http'? allowed: tcp, http, "
+                  "redirect\n");
+    expect_errors(LISTENER_HEAD TLS_OK BACKEND_OK "      protocol: http1.1\n",
+                  "t.yaml:10:17: invalid protocol 'http1.1'; did you mean 'http/1.1'? allowed: "
+                  "http/1.1, h2\n");
+    expect_errors(LISTENER_HEAD TLS_OK BACKEND_OK "      protocol: h3\n",
+                  "t.yaml:10:17: invalid protocol 'h3'; allowed: http/1.1, h2\n");
+}
+
 static void test_policy_presets(void **state)
 {
     struct config *config;
@@ -1451,7 +1477,8 @@ static void test_http_keys_refused_in_tcp_mode(void **state)
     /* A bad mode is reported alone: what depends on it would be noise. */
     expect_errors(MINIMAL "    mode: https\n"
                           "    http: {}\n",
-                  "t.yaml:10:11: invalid mode 'https'; allowed: tcp, http, redirect\n");
+                  "t.yaml:10:11: invalid mode 'https'; did you mean 'http'? allowed: tcp, http, "
+                  "redirect\n");
 }
 
 static void test_http_mode_errors(void **state)
@@ -1630,6 +1657,7 @@ int main(void)
         cmocka_unit_test_teardown(test_ciphers, config_fixture_reset),
         cmocka_unit_test_teardown(test_groups, config_fixture_reset),
         cmocka_unit_test_teardown(test_max_connections, config_fixture_reset),
+        cmocka_unit_test_teardown(test_enum_values_get_a_suggestion, config_fixture_reset),
         cmocka_unit_test_teardown(test_policy_presets, config_fixture_reset),
         cmocka_unit_test_teardown(test_allow_legacy, config_fixture_reset),
         cmocka_unit_test_teardown(test_report_only, config_fixture_reset),
