@@ -43,7 +43,7 @@ for name in "$@"; do
         -print_final_stats=1 -artifact_prefix="$out/artifacts/$name/" $dict \
         "$out/corpus/$name" "$src/fuzz/corpus/$name" >"$log" 2>&1
     rc=$?
-    stats=$(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -1 | sed 's/^#\([0-9]*\).*cov: \([0-9]*\) ft: \([0-9]*\).*/runs \1 cov \2 ft \3/')
+    stats=$(grep -E '^#[0-9]+.*cov: [0-9]+ ft: [0-9]+' "$log" | tail -1 | sed 's/^#\([0-9]*\).*cov: \([0-9]*\) ft: \([0-9]*\).*/runs \1 cov \2 ft \3/')
     summary="$summary
   $name: ${stats:-no final stats}"
     if [ $rc -ne 0 ]; then
