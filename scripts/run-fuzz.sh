@@ -37,12 +37,16 @@ for name in "$@"; do
     [ -f "$src/fuzz/dict/$name.dict" ] && dict="-dict=$src/fuzz/dict/$name.dict"
     log="$out/$name.log"
     echo "fuzz: $name (log $log)"
+    # Targets that read files write each input to one under TMPDIR: a tmpfs
+    # makes that ten times faster than a disk.
+    target_tmp=$(mktemp -d "$(test -w /dev/shm && echo /dev/shm || echo "${TMPDIR:-/tmp}")/tlsterm-fuzz-$name.XXXXXX")
     # The scratch corpus comes first: libFuzzer writes new inputs there.
     # shellcheck disable=SC2086
-    "$exe" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+    TMPDIR=$target_tmp "$exe" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
         -print_final_stats=1 -artifact_prefix="$out/artifacts/$name/" $dict \
         "$out/corpus/$name" "$src/fuzz/corpus/$name" >"$log" 2>&1
     rc=$?
+    rm -rf "$target_tmp"
     stats=$(grep -E '^#[0-9]+.*cov: [0-9]+ ft: [0-9]+' "$log" | tail -1 | sed 's/^#\([0-9]*\).*cov: \([0-9]*\) ft: \([0-9]*\).*/runs \1 cov \2 ft \3/')
     summary="$summary
   $name: ${stats:-no final stats}"
