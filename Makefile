@@ -1,6 +1,6 @@
 # A thin layer over CMake: the two set-up commands of README and a few
 # conveniences. CMake stays the build system.
-.PHONY: run test test-docker build release asan certs deps-run deps-test deps-docker bench clean format
+.PHONY: run test test-docker build release asan fuzz fuzz-build certs deps-run deps-test deps-docker deps-fuzz bench clean format
 
 JOBS ?= $(shell nproc)
 
@@ -26,6 +26,18 @@ asan:
 	cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DTLSTERM_SANITIZE=ON -DTLSTERM_WERROR=ON >/dev/null
 	cmake --build build/asan -j $(JOBS)
 
+# The libFuzzer targets of fuzz/ (fuzz/README.md), each run FUZZ_SECONDS
+# from its seed corpus; a crash, leak or timeout fails with the reproducer
+# saved (the directory is printed).
+FUZZ_SECONDS ?= 60
+
+fuzz: deps-fuzz fuzz-build
+	sh scripts/run-fuzz.sh build/fuzz $(FUZZ_SECONDS)
+
+fuzz-build:
+	CC=clang cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=Debug -DTLSTERM_FUZZ=ON -DTLSTERM_TESTS=OFF >/dev/null
+	cmake --build build/fuzz -j $(JOBS)
+
 build: release
 
 certs:
@@ -39,6 +51,9 @@ deps-test:
 
 deps-docker:
 	sh scripts/install-deps.sh docker
+
+deps-fuzz:
+	sh scripts/install-deps.sh fuzz
 
 clean:
 	rm -rf build

@@ -303,8 +303,13 @@ int http_request_write_head(struct http_exchange *x, struct evbuffer *out)
     head_add(&h, " ", 1);
     head_str(&h, req->target);
     head_add(&h, " HTTP/1.1\r\n", 11);
+    /* RFC 9112 3.2: an HTTP/1.1 request always carries Host. Only an
+     * HTTP/1.0 client may have sent none; the field is then empty, as that
+     * section says for a target without an authority. */
     if (req->authority != NULL)
         head_field(&h, "Host", 4, req->authority, strlen(req->authority));
+    else
+        head_add(&h, "Host: \r\n", 8);
 
     for (uint32_t i = 0; i < f->num; i++) {
         const char *name = http_field_name(f, i);

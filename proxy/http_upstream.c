@@ -680,6 +680,10 @@ static int on_headers_complete(llhttp_t *p)
     struct http_exchange *x = up->x;
     int status = p->status_code;
 
+    /* RFC 9112 4: a status code is three digits. llhttp 8 takes one or
+     * two as well ("HTTP/1.1 10 OK"), which would pass on as a 1xx. */
+    if (status < 100)
+        return -1;
     x->resp.status = status;
     x->resp.close = !llhttp_should_keep_alive(p);
     if (drop_hop_by_hop(&x->resp.fields) != 0)
@@ -702,9 +706,12 @@ static int on_headers_complete(llhttp_t *p)
                                  ? (int64_t)p->content_length
                                  : -1;
     if (status == 101) {
-        if (!x->req.websocket)
-            return -1; /* an upgrade nobody asked for */
-        return 0;      /* llhttp stops here: HPE_PAUSED_UPGRADE */
+        /* An upgrade nobody asked for, or one without Upgrade and
+         * Connection: upgrade (RFC 9110 7.8), which llhttp would not stop
+         * at: it would parse what follows as more responses. */
+        if (!x->req.websocket || !p->upgrade)
+            return -1;
+        return 1; /* no body (RFC 9110 15.2): llhttp stops, HPE_PAUSED_UPGRADE */
     }
     x->front->response_head(x);
     /* A response to HEAD has no body, whatever its fields say. */

@@ -1,5 +1,5 @@
 #!/bin/sh
-# install-deps.sh run|test|bench|docker: install the Debian 12 packages that tlsterm
+# install-deps.sh run|test|bench|docker|fuzz: install the Debian 12 packages that tlsterm
 # needs for that purpose, if any are missing. Idempotent: when everything is
 # installed it changes nothing and needs no network.
 set -eu
@@ -11,6 +11,8 @@ bench_pkgs="$test_pkgs android-boringssl wrk nginx-light hitch haproxy stunnel4 
 # make test-docker: podman as root (with runc; slirp4netns publishes ports),
 # debootstrap for the base image when no registry is reachable, and the
 # test's clients.
+# make fuzz: Debian's clang and its compiler-rt (libFuzzer, ASan, UBSan).
+fuzz_pkgs="$run_pkgs clang libclang-rt-14-dev"
 docker_pkgs="podman runc slirp4netns debootstrap python3 python3-pytest curl openssl"
 
 case "${1:-}" in
@@ -18,7 +20,8 @@ run) wanted=$run_pkgs ;;
 test) wanted=$test_pkgs ;;
 bench) wanted=$bench_pkgs ;;
 docker) wanted=$docker_pkgs ;;
-*) echo "usage: $0 run|test|bench|docker" >&2; exit 2 ;;
+fuzz) wanted=$fuzz_pkgs ;;
+*) echo "usage: $0 run|test|bench|docker|fuzz" >&2; exit 2 ;;
 esac
 
 missing=""
