@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/sha.h>
@@ -59,7 +60,7 @@ struct file_watch {
     struct event *inotify_ev;
     struct event *debounce_timer;
     struct event *poll_timer;
-    struct timeval burst_start; /* the first event the pending debounce waits for */
+    uint64_t burst_start_ms; /* CLOCK_MONOTONIC of the burst's first event */
     struct file_list watched;
     /* Taken by file_watch_prepare before a reload reads the files, put in
      * force by the file_watch_set that follows its success. */
@@ -260,19 +261,20 @@ static void on_inotify(evutil_socket_t fd, short what, void *arg)
         any = true;
     if (!any || watch->watched.num == 0)
         return;
-    struct timeval now, waited, delay = ms_to_timeval(DEBOUNCE_MS);
-    event_base_gettimeofday_cached(watch->base, &now);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    uint64_t delay_ms = DEBOUNCE_MS;
     if (!evtimer_pending(watch->debounce_timer, NULL)) {
-        watch->burst_start = now;
+        watch->burst_start_ms = now_ms;
     } else {
-        struct timeval cap = ms_to_timeval(DEBOUNCE_MAX_MS), left;
-        evutil_timersub(&now, &watch->burst_start, &waited);
-        if (evutil_timercmp(&waited, &cap, >=))
+        uint64_t waited_ms = now_ms - watch->burst_start_ms;
+        if (waited_ms >= DEBOUNCE_MAX_MS)
             return; /* due already: leave it be */
-        evutil_timersub(&cap, &waited, &left);
-        if (evutil_timercmp(&left, &delay, <))
-            delay = left;
+        if (DEBOUNCE_MAX_MS - waited_ms < delay_ms)
+            delay_ms = DEBOUNCE_MAX_MS - waited_ms;
     }
+    struct timeval delay = ms_to_timeval(delay_ms);
     evtimer_add(watch->debounce_timer, &delay);
 }
 
