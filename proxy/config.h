@@ -441,8 +441,10 @@ const struct cfg_listener *config_needs_net_admin(const struct config *config);
  * writing "FILE:LINE:COL: message" to |errors| at what differs in |next|'s
  * file (the listen value, or the listener). Workers and the user are set up
  * at start too: it logs a "reload_partial" warning when |next| changes them
- * (fields workers_running/workers_in_file, user_running/user_in_file, msg)
- * and puts the running values into |next|, so the running generation's
+ * (fields workers_running/workers_in_file, user_running/user_in_file, msg),
+ * and another one when it changes admin.listen (admin_running/admin_in_file,
+ * msg: the endpoint is bound at start), and puts the running values into
+ * |next|, so the running generation's
  * configuration always says what runs and the next reload compares with
  * that, not with the file before it. It returns 0 then. */
 int config_reload_check(const struct config *running, struct config *next, FILE *errors);

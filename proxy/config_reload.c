@@ -3,9 +3,10 @@
  * Listen sockets are bound once, at start, and workers and the user are set
  * up once too, so a reload takes a configuration only when its listeners
  * are those that run, and carries the start-only settings over from the
- * running configuration. That keeps the running generation's configuration
- * equal to what actually runs, so each reload compares with the process,
- * not with whatever file came before it. */
+ * running configuration (workers, user, the admin endpoint). That keeps
+ * the running generation's configuration equal to what actually runs, so
+ * each reload compares with the process, not with whatever file came
+ * before it. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,6 +94,31 @@ static bool same_listeners(const struct config *running, const struct config *ne
     return true;
 }
 
+/* keep_running_admin carries the admin endpoint over from |running| to
+ * |next| (it is bound once, at start), logging reload_partial when the file
+ * asks for another one. */
+static void keep_running_admin(const struct config *running, struct config *next)
+{
+    const struct cfg_admin *was = &running->admin;
+    struct cfg_admin *asked = &next->admin;
+    char now[NET_ADDR_TEXT_MAX], then[NET_ADDR_TEXT_MAX];
+
+    if (was->enabled != asked->enabled ||
+        (was->enabled && !net_addr_equal(&was->addr, &asked->addr))) {
+        struct log_line line;
+        log_begin(&line, LOG_WARN, "reload_partial");
+        log_str(&line, "admin_running",
+                was->enabled ? net_addr_format(&was->addr, now, sizeof(now)) : "off");
+        log_str(&line, "admin_in_file",
+                asked->enabled ? net_addr_format(&asked->addr, then, sizeof(then)) : "off");
+        log_str(&line, "msg", "'admin.listen' takes effect only at the next restart");
+        log_end(&line);
+    }
+    asked->enabled = was->enabled;
+    asked->addr = was->addr;
+    asked->allow_public = was->allow_public;
+}
+
 int config_reload_check(const struct config *running, struct config *next, FILE *errors)
 {
     bool workers_changed, user_changed;
@@ -125,6 +151,7 @@ int config_reload_check(const struct config *running, struct config *next, FILE 
                                   : "'user' takes effect only at the next restart");
         log_end(&line);
     }
+    keep_running_admin(running, next);
     next->num_workers = running->num_workers;
     free(next->user);
     next->user = running_user;

@@ -164,6 +164,8 @@ static struct generation *build_next(struct daemon *d, FILE *errors)
     struct config *config = config_load(d->config_path, errors);
     if (config == NULL)
         return NULL;
+    /* Before anything reads the certificates, keys and ticket keys. */
+    file_watch_prepare(d->watch->files, config);
     /* Same listeners; workers and user kept as they run (reload_partial). */
     if (config_reload_check(d->gen->config, config, errors) != 0) {
         config_free(config);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/sha.h>
@@ -17,8 +18,12 @@
 #include "log.h"
 
 /* Files are often replaced in several steps (key, then certificate; or
- * write, then rename): check this long after the last event. */
+ * write, then rename): check this long after the last event... */
 #define DEBOUNCE_MS 500
+/* ...but no later than this after the first event of a burst, so that
+ * events that never stop (a log written every 200 ms in the same
+ * directory) cannot hold the check off. */
+#define DEBOUNCE_MAX_MS 2000
 /* What an event in a watched directory may mean for a file in it. */
 #define DIR_EVENTS                                                                             \
     (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_ATTRIB |        \
@@ -33,12 +38,18 @@ struct fingerprint {
     ino_t ino;
     off_t size;
     struct timespec mtime;
+    struct timespec ctime; /* moves on a rewrite in place that kept the mtime */
     uint8_t digest[SHA256_DIGEST_LENGTH];
 };
 
 struct watched_file {
     char *path; /* as the configuration names it; owned */
     struct fingerprint seen;
+};
+
+struct file_list {
+    struct watched_file *files; /* owned, with each path */
+    size_t num;
 };
 
 struct file_watch {
@@ -49,8 +60,12 @@ struct file_watch {
     struct event *inotify_ev;
     struct event *debounce_timer;
     struct event *poll_timer;
-    struct watched_file *files;
-    size_t num_files;
+    uint64_t burst_start_ms; /* CLOCK_MONOTONIC of the burst's first event */
+    struct file_list watched;
+    /* Taken by file_watch_prepare before a reload reads the files, put in
+     * force by the file_watch_set that follows its success. */
+    struct file_list prepared;
+    bool have_prepared;
     int *wds; /* the directory watches, each once */
     size_t num_wds;
 };
@@ -67,7 +82,8 @@ static bool same_stat(const struct fingerprint *a, const struct fingerprint *b)
 {
     return a->readable == b->readable && a->dev == b->dev && a->ino == b->ino &&
            a->size == b->size && a->mtime.tv_sec == b->mtime.tv_sec &&
-           a->mtime.tv_nsec == b->mtime.tv_nsec;
+           a->mtime.tv_nsec == b->mtime.tv_nsec && a->ctime.tv_sec == b->ctime.tv_sec &&
+           a->ctime.tv_nsec == b->ctime.tv_nsec;
 }
 
 /* take_fingerprint fills |out| for |path|: not readable when it cannot be
@@ -97,13 +113,14 @@ static void take_fingerprint(const char *path, struct fingerprint *out)
     out->ino = st.st_ino;
     out->size = st.st_size;
     out->mtime = st.st_mtim;
+    out->ctime = st.st_ctim;
 done:
     close(fd);
 }
 
 /* refresh_fingerprint updates |file|'s fingerprint and says whether its
  * content (or whether it can be read) changed. The content is read only
- * when the resolved inode, size or mtime moved. */
+ * when the resolved inode, size, mtime or ctime moved. */
 static bool refresh_fingerprint(struct watched_file *file)
 {
     struct stat st;
@@ -115,6 +132,7 @@ static bool refresh_fingerprint(struct watched_file *file)
         now.ino = st.st_ino;
         now.size = st.st_size;
         now.mtime = st.st_mtim;
+        now.ctime = st.st_ctim;
         if (same_stat(&now, &file->seen))
             return false;
         take_fingerprint(file->path, &now);
@@ -159,15 +177,15 @@ static void add_dir_watch(struct file_watch *watch, const char *path, int *wds, 
  * descriptor for it. */
 static void rewatch_dirs(struct file_watch *watch)
 {
-    int *wds = calloc(2 * watch->num_files + 1, sizeof(*wds));
+    int *wds = calloc(2 * watch->watched.num + 1, sizeof(*wds));
     size_t num = 0;
     char resolved[PATH_MAX];
 
     if (wds == NULL)
         return; /* the old watches stay */
-    for (size_t i = 0; i < watch->num_files; i++) {
-        add_dir_watch(watch, watch->files[i].path, wds, &num);
-        if (realpath(watch->files[i].path, resolved) != NULL)
+    for (size_t i = 0; i < watch->watched.num; i++) {
+        add_dir_watch(watch, watch->watched.files[i].path, wds, &num);
+        if (realpath(watch->watched.files[i].path, resolved) != NULL)
             add_dir_watch(watch, resolved, wds, &num);
     }
     for (size_t i = 0; i < watch->num_wds; i++)
@@ -178,13 +196,12 @@ static void rewatch_dirs(struct file_watch *watch)
     watch->num_wds = num;
 }
 
-static void clear_files(struct file_watch *watch)
+static void clear_files(struct file_list *list)
 {
-    for (size_t i = 0; i < watch->num_files; i++)
-        free(watch->files[i].path);
-    free(watch->files);
-    watch->files = NULL;
-    watch->num_files = 0;
+    for (size_t i = 0; i < list->num; i++)
+        free(list->files[i].path);
+    free(list->files);
+    *list = (struct file_list){.files = NULL};
 }
 
 /* ---- checks ------------------------------------------------------------------ */
@@ -196,10 +213,10 @@ static void check_files(struct file_watch *watch, const char *trigger)
     const char *first_changed = NULL;
     size_t num_changed = 0;
 
-    for (size_t i = 0; i < watch->num_files; i++) {
-        if (refresh_fingerprint(&watch->files[i])) {
+    for (size_t i = 0; i < watch->watched.num; i++) {
+        if (refresh_fingerprint(&watch->watched.files[i])) {
             if (first_changed == NULL)
-                first_changed = watch->files[i].path;
+                first_changed = watch->watched.files[i].path;
             num_changed++;
         }
     }
@@ -208,7 +225,7 @@ static void check_files(struct file_watch *watch, const char *trigger)
     log_begin(&line, num_changed > 0 ? LOG_INFO : LOG_DEBUG,
               num_changed > 0 ? "files_changed" : "files_unchanged");
     log_str(&line, "trigger", trigger);
-    log_int(&line, "files", (long long)watch->num_files);
+    log_int(&line, "files", (long long)watch->watched.num);
     if (num_changed > 0) {
         log_int(&line, "changed", (long long)num_changed);
         log_str(&line, "file", first_changed);
@@ -231,7 +248,9 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
 
 /* on_inotify drains the events and (re)starts the debounce timer: any
  * event in a watched directory may be the one that changed a file (the
- * "..data" rename names no file of ours), and the check sorts it out. */
+ * "..data" rename names no file of ours), and the check sorts it out. The
+ * timer is pushed back to DEBOUNCE_MS after this event, but never past
+ * DEBOUNCE_MAX_MS after the burst's first. */
 static void on_inotify(evutil_socket_t fd, short what, void *arg)
 {
     struct file_watch *watch = arg;
@@ -240,10 +259,23 @@ static void on_inotify(evutil_socket_t fd, short what, void *arg)
 
     while (read(fd, events, sizeof(events)) > 0)
         any = true;
-    if (any && watch->num_files > 0) {
-        struct timeval delay = ms_to_timeval(DEBOUNCE_MS);
-        evtimer_add(watch->debounce_timer, &delay);
+    if (!any || watch->watched.num == 0)
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    uint64_t delay_ms = DEBOUNCE_MS;
+    if (!evtimer_pending(watch->debounce_timer, NULL)) {
+        watch->burst_start_ms = now_ms;
+    } else {
+        uint64_t waited_ms = now_ms - watch->burst_start_ms;
+        if (waited_ms >= DEBOUNCE_MAX_MS)
+            return; /* due already: leave it be */
+        if (DEBOUNCE_MAX_MS - waited_ms < delay_ms)
+            delay_ms = DEBOUNCE_MAX_MS - waited_ms;
     }
+    struct timeval delay = ms_to_timeval(delay_ms);
+    evtimer_add(watch->debounce_timer, &delay);
 }
 
 /* ---- lifetime ------------------------------------------------------------------ */
@@ -273,33 +305,48 @@ fail:
     return NULL;
 }
 
+/* add_file appends |path| to the file_list |arg|, with its fingerprint. */
 static void add_file(const char *path, void *arg)
 {
-    struct file_watch *watch = arg;
-    struct watched_file *grown =
-        realloc(watch->files, (watch->num_files + 1) * sizeof(*watch->files));
+    struct file_list *list = arg;
+    struct watched_file *grown = realloc(list->files, (list->num + 1) * sizeof(*list->files));
     char *copy = strdup(path);
 
     if (grown == NULL || copy == NULL) {
         free(copy);
         if (grown != NULL)
-            watch->files = grown;
+            list->files = grown;
         log_msg(LOG_WARN, "watch_failed", "out of memory: %s is not watched", path);
         return;
     }
-    watch->files = grown;
-    struct watched_file *file = &watch->files[watch->num_files++];
+    list->files = grown;
+    struct watched_file *file = &list->files[list->num++];
     *file = (struct watched_file){.path = copy};
     take_fingerprint(path, &file->seen);
 }
 
+void file_watch_prepare(struct file_watch *watch, const struct config *config)
+{
+    clear_files(&watch->prepared);
+    if (config->reload_on_change)
+        config_for_each_file(config, add_file, &watch->prepared);
+    watch->have_prepared = true;
+}
+
 void file_watch_set(struct file_watch *watch, const struct config *config)
 {
-    clear_files(watch);
-    event_del(watch->debounce_timer);
+    clear_files(&watch->watched);
+    /* A debounce pending stays: an event seen while the reload ran may be
+     * a change it did not load, still to be checked. */
     event_del(watch->poll_timer);
+    if (watch->have_prepared) {
+        watch->watched = watch->prepared;
+        watch->prepared = (struct file_list){.files = NULL};
+        watch->have_prepared = false;
+    } else if (config->reload_on_change) {
+        config_for_each_file(config, add_file, &watch->watched);
+    }
     if (config->reload_on_change) {
-        config_for_each_file(config, add_file, watch);
         if (config->reload_poll_ms > 0) {
             struct timeval every = ms_to_timeval(config->reload_poll_ms);
             event_add(watch->poll_timer, &every);
@@ -316,7 +363,8 @@ void file_watch_free(struct file_watch *watch)
     for (size_t i = 0; i < sizeof(events) / sizeof(events[0]); i++)
         if (events[i] != NULL)
             event_free(events[i]);
-    clear_files(watch);
+    clear_files(&watch->watched);
+    clear_files(&watch->prepared);
     free(watch->wds);
     if (watch->inotify_fd >= 0)
         close(watch->inotify_fd);

@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/netlink.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <termios.h>
@@ -176,12 +177,17 @@ static const char *const sanitizer_calls[] = {
 
 /* The socket families tlsterm opens after start: IPv4 and IPv6 (clients,
  * backends, DNS), unix (a unix admin socket, systemd's notify socket,
- * libevent's socketpairs) and netlink (getaddrinfo's AI_ADDRCONFIG). */
-static const int allowed_families[] = {AF_INET, AF_INET6, AF_UNIX, AF_NETLINK};
+ * libevent's socketpairs, glibc's socket for interface ioctls). Netlink
+ * only as NETLINK_ROUTE (add_rules): getaddrinfo reads the local addresses
+ * with it to sort (and for AI_ADDRCONFIG). */
+static const int allowed_families[] = {AF_INET, AF_INET6, AF_UNIX};
 
-/* ioctl requests: FIONREAD (libevent sizes its reads), FIONBIO, and TCGETS
- * (isatty, from stdio). */
-static const unsigned long allowed_ioctls[] = {FIONREAD, FIONBIO, TCGETS};
+/* ioctl requests: FIONREAD (libevent sizes its reads), FIONBIO, TCGETS
+ * (isatty, from stdio), and SIOCGIFINDEX and SIOCGIFNAME, which glibc's
+ * if_nametoindex and if_indextoname use for a scoped IPv6 address
+ * ("[fe80::1%lo]:8080") that a reload parses or a resolve returns. */
+static const unsigned long allowed_ioctls[] = {FIONREAD, FIONBIO, TCGETS, SIOCGIFINDEX,
+                                               SIOCGIFNAME};
 
 /* add_rule adds |action| for |name| with |num_args| argument checks, and
  * counts it in |*num_rules|. A name unknown on this architecture is
@@ -215,6 +221,11 @@ static int add_rules(scmp_filter_ctx ctx, unsigned *num_rules)
         if (add_rule(ctx, SCMP_ACT_ALLOW, "socket", num_rules, 1, &family) != 0)
             return -1;
     }
+    const struct scmp_arg_cmp netlink_route[] = {
+        SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)AF_NETLINK),
+        SCMP_A2(SCMP_CMP_EQ, (scmp_datum_t)NETLINK_ROUTE)};
+    if (add_rule(ctx, SCMP_ACT_ALLOW, "socket", num_rules, 2, netlink_route) != 0)
+        return -1;
     for (size_t i = 0; i < sizeof(allowed_ioctls) / sizeof(allowed_ioctls[0]); i++) {
         const struct scmp_arg_cmp request = SCMP_A1(SCMP_CMP_EQ, allowed_ioctls[i]);
         if (add_rule(ctx, SCMP_ACT_ALLOW, "ioctl", num_rules, 1, &request) != 0)

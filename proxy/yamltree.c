@@ -296,6 +296,26 @@ static size_t next_reference(const char *text, size_t len, size_t from)
     return len;
 }
 
+/* mark_offset returns the byte offset in the input of |mark|, whose index
+ * and column count characters, not bytes: its line's start (after a BOM on
+ * the first), then |mark->column| characters on. */
+static size_t mark_offset(const struct builder *b, const yaml_mark_t *mark)
+{
+    const unsigned char *in = b->input;
+    size_t at = 0, line = 0, col = 0;
+
+    if (b->input_len >= 3 && in[0] == 0xEF && in[1] == 0xBB && in[2] == 0xBF)
+        at = 3;
+    for (; at < b->input_len && line < mark->line; at++)
+        if (in[at] == '\n')
+            line++;
+    for (; at < b->input_len && col < mark->column; col++)
+        do
+            at++;
+        while (at < b->input_len && (in[at] & 0xC0) == 0x80);
+    return at;
+}
+
 /* reference_mark returns where the |nth| (from 0) reference of a scalar
  * stands in the file: the |nth| "${" in its source text from |start| to
  * |end|. When the source holds a different number of references than the
@@ -305,10 +325,9 @@ static void reference_mark(const struct builder *b, const yaml_mark_t *start,
                            const yaml_mark_t *end, size_t nth, size_t num_in_value,
                            int *out_line, int *out_col)
 {
-    const char *source = (const char *)b->input + start->index;
-    size_t source_len = end->index > start->index && end->index <= b->input_len
-                            ? end->index - start->index
-                            : 0;
+    size_t from = mark_offset(b, start), to = mark_offset(b, end);
+    const char *source = (const char *)b->input + from;
+    size_t source_len = to > from ? to - from : 0;
     size_t found = 0, offset = 0, at = source_len;
 
     for (size_t i = next_reference(source, source_len, 0); i < source_len;

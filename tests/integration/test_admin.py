@@ -12,6 +12,8 @@ import time
 
 from tlsterm_harness import (
     write_yaml,
+    reload_and_wait,
+    to_yaml,
     admin_addr,
     free_port,
     get,
@@ -200,3 +202,37 @@ def recv_all(sock):
         if not chunk:
             return data
         data += chunk
+
+
+def test_reload_keeps_the_admin_endpoint_that_runs(tlsterm_factory, backend_factory, certs):
+    """The admin endpoint is bound at start: a reload with another
+    admin.listen (or none) says so with reload_partial and keeps serving on
+    the running address; the file back as it runs warns no more."""
+    config = admin_config(backend_factory("echo"), certs)
+    proxy = tlsterm_factory(config)
+    addr = admin_addr(proxy)
+    other = f"127.0.0.1:{free_port()}"
+
+    for admin, in_file in (({"listen": other}, other), (None, "off")):
+        if admin is None:
+            del config["admin"]
+        else:
+            config["admin"] = admin
+        proxy.config_path.write_text(to_yaml(config))
+        mark = proxy.mark()
+        reload_and_wait(proxy)
+        [partial] = proxy.find("reload_partial", since=mark)
+        assert partial["admin_running"] == "127.0.0.1:0", partial
+        assert partial["admin_in_file"] == in_file, partial
+        assert partial["msg"] == "'admin.listen' takes effect only at the next restart"
+        assert get(addr, "/healthz")[0] == 200
+    with socket.socket() as s:
+        host, port = other.rsplit(":", 1)
+        assert s.connect_ex((host, int(port))) != 0, "nothing listens on the new address"
+
+    config["admin"] = {"listen": "127.0.0.1:0"}
+    proxy.config_path.write_text(to_yaml(config))
+    mark = proxy.mark()
+    reload_and_wait(proxy)
+    assert proxy.find("reload_partial", since=mark) == []
+    assert get(addr, "/healthz")[0] == 200

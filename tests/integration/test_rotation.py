@@ -7,12 +7,21 @@ fingerprints for what inotify cannot see; a file touched without a change in
 content reloads nothing."""
 
 import os
+import subprocess
 import shutil
 import ssl
 import threading
 import time
 
-from tlsterm_harness import client_context, listener_config, tls_connect, tlsterm_config
+import pytest
+
+from tlsterm_harness import (
+    client_context,
+    listener_config,
+    tls_connect,
+    tlsterm_config,
+    wait_until,
+)
 
 HANDSHAKES_MAX = 5000  # the load loop's bound
 
@@ -233,3 +242,136 @@ def test_touch_and_unrelated_files_reload_nothing(
     assert done["trigger"] == "file_changed", done
     with tls_connect(proxy.port("edge"), client_context(other_certs.ca)):
         pass
+
+
+def replace_pair(directory, pki, kind):
+    """replace_pair renames a new key and certificate over site.key and
+    site.pem, as certbot does: each file changes in one step."""
+    for name, source in (("site.key", getattr(pki, f"{kind}_key")),
+                         ("site.pem", getattr(pki, f"{kind}_cert"))):
+        shutil.copyfile(source, directory / f".{name}.new")
+        os.rename(directory / f".{name}.new", directory / name)
+
+
+def served_der(port, cafile):
+    with tls_connect(port, client_context(cafile)) as tls:
+        return tls.getpeercert(binary_form=True)
+
+
+def test_change_during_reload_is_not_lost(
+    tlsterm_factory, backend_factory, certs, other_certs, tmp_path
+):
+    """A pair replaced while a reload reads it: the fingerprints kept are
+    those taken before the load, so the next check loads the newest pair.
+    strace holds each open of the key 1.5 s, after it printed it: the
+    second open of the key with O_NONBLOCK is the loader's (the first is the
+    configuration's check of the file; fingerprints open without it), which
+    has read the certificate already."""
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is not installed")
+    echo = backend_factory("echo")
+    directory = tmp_path / "tls"
+    directory.mkdir()
+    replace_pair(directory, certs, "ecdsa")
+    key = directory / "site.key"
+    proxy = tlsterm_factory(
+        rotation_config(echo, certs, str(directory / "site.pem"), str(key),
+                        reload_poll_interval="off")
+    )
+    cas = both_cas(tmp_path, certs, other_certs)
+    trace = tmp_path / "strace.txt"
+    tracer = subprocess.Popen(
+        [strace, "-f", "-p", str(proxy.pid), "-P", str(key), "-e", "trace=openat",
+         "-e", "inject=openat:delay_exit=1500000", "-o", str(trace)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+
+    def loader_opens():
+        text = trace.read_text() if trace.exists() else ""
+        return sum("O_NONBLOCK" in line for line in text.splitlines())
+
+    try:
+        # strace says "attached" for each thread, the main one first.
+        assert "attached" in tracer.stderr.readline()
+        mark = proxy.mark()
+        replace_pair(directory, other_certs, "ecdsa")
+        wait_until(lambda: loader_opens() >= 2, timeout=30, what="the loader's open of the key")
+        # The loader holds the new key open, 1.5 s before it reads it.
+        replace_pair(directory, certs, "rsa")
+        proxy.wait_count("reload_done", 2, since=mark, timeout=30)
+    finally:
+        tracer.terminate()
+        tracer.wait(10)
+    assert not proxy.find("reload_failed")
+    assert served_der(proxy.port("edge"), cas) == pem_to_der(certs.rsa_cert)
+
+
+def test_busy_directory_does_not_hold_the_check_off(
+    tlsterm_factory, backend_factory, certs, other_certs, tmp_path
+):
+    """A file touched every 200 ms in the watched directory: each event
+    pushes the check back, but never past 2 s after the first."""
+    echo = backend_factory("echo")
+    directory = tmp_path / "tls"
+    directory.mkdir()
+    replace_pair(directory, certs, "ecdsa")
+    proxy = tlsterm_factory(
+        rotation_config(echo, certs, str(directory / "site.pem"), str(directory / "site.key"),
+                        reload_poll_interval="off")
+    )
+    noise = directory / "noise.log"
+    noise.write_text("")
+    mark = proxy.mark()
+    start = time.monotonic()
+    replace_pair(directory, other_certs, "ecdsa")
+    done = None
+    for _ in range(40):  # 8 s of noise at most
+        with open(noise, "a") as out:
+            out.write("tick\n")
+        done = proxy.find("reload_done", since=mark)
+        if done:
+            break
+        time.sleep(0.2)
+    elapsed = time.monotonic() - start
+    assert done, "no reload while the directory stayed busy"
+    assert done[0]["trigger"] == "file_changed", done
+    assert elapsed < 3.5, elapsed
+    assert served_der(proxy.port("edge"), other_certs.ca) == pem_to_der(other_certs.ecdsa_cert)
+
+
+def test_rewrite_in_place_with_same_size_and_mtime(
+    tlsterm_factory, backend_factory, certs, tmp_path
+):
+    """cp -p or rsync -t --inplace: new bytes of the same size written in
+    the same inode, the mtime put back. Only the ctime says so."""
+    echo = backend_factory("echo")
+    directory = tmp_path / "tls"
+    directory.mkdir()
+    replace_pair(directory, certs, "ecdsa")
+    key = directory / "site.key"
+    proxy = tlsterm_factory(
+        rotation_config(echo, certs, str(directory / "site.pem"), str(key),
+                        reload_poll_interval="off")
+    )
+    before = os.stat(key)
+    original = key.read_bytes()
+    # Another PEM body of the same length: swap two base64 characters of
+    # the body (the key no longer parses, which the reload reports).
+    lines = original.split(b"\n")
+    body = bytearray(lines[1])
+    body[10], body[11] = body[11], body[10]
+    if body[10] == body[11]:
+        body[10:12] = b"AB" if bytes(body[10:12]) != b"AB" else b"BA"
+    lines[1] = bytes(body)
+    rewritten = b"\n".join(lines)
+    assert len(rewritten) == len(original) and rewritten != original
+    mark = proxy.mark()
+    with open(key, "r+b") as out:
+        out.write(rewritten)
+    os.utime(key, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(key)
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
+        before.st_ino, before.st_size, before.st_mtime_ns)
+    changed = proxy.wait_for("files_changed", since=mark, trigger="file_changed")
+    assert changed["file"] == str(key), changed

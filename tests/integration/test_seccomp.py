@@ -226,3 +226,19 @@ def test_reload_cannot_lift_the_filter(tlsterm_factory, backend_factory, certs):
     proxy.config_path.write_text(to_yaml(config))
     reload_and_wait(proxy)
     assert len(proxy.find("reload_partial")) == 1
+
+
+def test_reload_with_a_scoped_ipv6_backend(tlsterm_factory, backend_factory, certs):
+    """A scoped IPv6 address ("%lo") is parsed with if_nametoindex, an
+    ioctl (SIOCGIFINDEX) on a socket of glibc's: a reload that adds one
+    runs under the filter, and the proxy keeps serving."""
+    echo = backend_factory("echo")
+    config = seccomp_config(echo, certs, True)
+    proxy = tlsterm_factory(config)
+    config["listeners"][0]["backend"]["servers"] = [echo.addr, "[fe80::1%lo]:8080"]
+    proxy.config_path.write_text(to_yaml(config))
+    reload_and_wait(proxy)
+    assert proxy.running()
+    with tls_connect(proxy.port("edge"), client_context(certs.ca)) as tls:
+        assert tls.getpeercert(binary_form=True)
+    assert proxy.running()

@@ -432,6 +432,19 @@ static void test_environment_errors(void **state)
     unsetenv("YT_SET");
 }
 
+/* libyaml's marks count characters: a reference after multibyte text on
+ * earlier lines (and before it on its own) is still reported at its "${". */
+static void test_environment_error_after_multibyte_lines(void **state)
+{
+    unsetenv("YT_UNSET");
+    expect_failure(state,
+                   "# caf\xc3\xa9 cr\xc3\xa8" "me br\xc3\xbbl\xc3\xa9" "e\n"
+                   "name: \"\xc3\xa9t\xc3\xa9\"\n"
+                   "a: \"\xc3\xa9\xc3\xa9 ${YT_UNSET}\"\n",
+                   "F:3:8: environment variable 'YT_UNSET' is not set; set it, or give a "
+                   "default: ${YT_UNSET:-default}\n");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -459,6 +472,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_directory_is_not_a_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_environment_expansion, setup, teardown),
         cmocka_unit_test_setup_teardown(test_environment_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_environment_error_after_multibyte_lines, setup,
+                                        teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
