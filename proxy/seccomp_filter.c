@@ -217,22 +217,22 @@ static int add_rules(scmp_filter_ctx ctx, unsigned *num_rules)
             return -1;
     for (size_t i = 0; i < sizeof(allowed_families) / sizeof(allowed_families[0]); i++) {
         const struct scmp_arg_cmp family =
-            SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)allowed_families[i]);
+            SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)allowed_families[i], 0);
         if (add_rule(ctx, SCMP_ACT_ALLOW, "socket", num_rules, 1, &family) != 0)
             return -1;
     }
     const struct scmp_arg_cmp netlink_route[] = {
-        SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)AF_NETLINK),
-        SCMP_A2(SCMP_CMP_EQ, (scmp_datum_t)NETLINK_ROUTE)};
+        SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)AF_NETLINK, 0),
+        SCMP_A2(SCMP_CMP_EQ, (scmp_datum_t)NETLINK_ROUTE, 0)};
     if (add_rule(ctx, SCMP_ACT_ALLOW, "socket", num_rules, 2, netlink_route) != 0)
         return -1;
     for (size_t i = 0; i < sizeof(allowed_ioctls) / sizeof(allowed_ioctls[0]); i++) {
-        const struct scmp_arg_cmp request = SCMP_A1(SCMP_CMP_EQ, allowed_ioctls[i]);
+        const struct scmp_arg_cmp request = SCMP_A1(SCMP_CMP_EQ, allowed_ioctls[i], 0);
         if (add_rule(ctx, SCMP_ACT_ALLOW, "ioctl", num_rules, 1, &request) != 0)
             return -1;
     }
     /* getrlimit is prlimit64 without a new limit in glibc: reading only. */
-    const struct scmp_arg_cmp no_new_limit = SCMP_A2(SCMP_CMP_EQ, 0);
+    const struct scmp_arg_cmp no_new_limit = SCMP_A2(SCMP_CMP_EQ, 0, 0);
     if (add_rule(ctx, SCMP_ACT_ALLOW, "prlimit64", num_rules, 1, &no_new_limit) != 0)
         return -1;
     /* glibc tries clone3 first and falls back to clone on ENOSYS; clone3's
