@@ -886,9 +886,17 @@ static bool read_response(struct http_upstream *up)
             up->body_not_held = true;
         }
         up->resp_started = true;
-        up->last_progress_ms = clock_now_ms();
+        /* Bytes of the head are no progress: timeouts.backend_response
+         * bounds the wait for the whole head, or a server trickling it a
+         * byte at a time would hold the request for ever. Once the head
+         * is in, each read is (a backend silent mid-response). */
+        bool head_done = x->resp_final;
+        if (head_done)
+            up->last_progress_ms = clock_now_ms();
         if (!parse(up, read_buf, n))
             return false;
+        if (!head_done && x->resp_final)
+            up->last_progress_ms = clock_now_ms();
     }
     return true;
 }

@@ -17,8 +17,8 @@ Behaviour by path, one misbehaviour each:
   /reset-mid     head with Content-Length 1 MiB, 1000 body bytes, then a
                  TCP reset (SO_LINGER 0).
   /ka-arm        200 "armed\\n", keep-alive: the next request that arrives
-                 on this connection is read and the connection closed
-                 without an answer - a server whose keep-alive timeout fired
+                 on this connection is read (body too) and the connection
+                 closed (FIN) without an answer - a server whose keep-alive timeout fired
                  exactly as the request came (the keep-alive boundary).
   /slow-head     the response head, one byte per second.
   /no-read       never reads the request body, never answers (the request
@@ -95,6 +95,8 @@ class Conn:
                 self.n += 1
                 log(event="request", conn=self.id, n=self.n, method=method, path=path)
                 if self.armed:
+                    # Read whole, so that the close is a FIN, not a reset.
+                    await self.reader.readexactly(length)
                     how = "closed_at_boundary"
                     break
                 how = await self.serve(method, path, length)

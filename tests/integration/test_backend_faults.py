@@ -274,6 +274,7 @@ def test_headers_one_byte_per_second(stack):
 
 
 UPLOAD = 8 << 20
+UPLOAD_H1_EARLY = 768 << 10
 
 
 def test_request_body_never_read(stack, tmp_path):
@@ -314,18 +315,27 @@ def test_early_413(stack, tmp_path):
             assert stream.status == 413, (stream.status, stream.reset)
             assert bytes(stream.data) == b"too big\r\n"
             assert_h2_alive(conn, stack)
+        # The whole answer went out: the client aborted nothing.
         access = access_line(stack, mark, "/early-413", "h2")
-        assert access["status"] == 413 and access["bytes_in"] < UPLOAD, access
+        assert (access["status"], access["reason"]) == (413, None), access
+        assert access["bytes_in"] < UPLOAD, access
 
-        result = curl(stack, "/early-413", upload=UPLOAD, tmp_path=tmp_path)
+        # Over HTTP/1.1 the connection must close after an answer that
+        # left the body unread: tlsterm's lingering close drops up to 1 MiB
+        # (conn.c LINGER_MAX_BYTES) of what still comes, then closes, and a
+        # reset then may destroy the 413 before curl reads it. 768 KiB stays
+        # within that budget (and far beyond what the backend buffers).
+        result = curl(stack, "/early-413", upload=UPLOAD_H1_EARLY, tmp_path=tmp_path)
         assert result.status == 413 and result.body == b"too big\r\n", result
         access = access_line(stack, mark, "/early-413", "http/1.1")
-        assert access["status"] == 413, access
-        # Neither connection that carried a half-sent request went back to
-        # the pool: /ok after it arrived on a connection of its own.
-        early = stack.bad.find("request", since=bmark, path="/early-413")
-        ok = stack.bad.find("request", since=bmark, path="/ok")
-        assert not {e["conn"] for e in early} & {e["conn"] for e in ok}
+        assert (access["status"], access["reason"]) == (413, None), access
+        # No connection that carried a half-sent request went back to the
+        # pool: nothing came after it on any of them.
+        assert curl(stack, "/ok").status == 200
+        for early in stack.bad.find("request", since=bmark, path="/early-413"):
+            later = stack.bad.find("request", since=bmark, conn=early["conn"],
+                                   predicate=lambda e, early=early: e["n"] > early["n"])
+            assert not later, (early, later)
 
 
 INVALID = {
