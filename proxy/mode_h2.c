@@ -102,9 +102,13 @@ static void free_stream(struct h2_front *f, struct h2_stream *st)
         *p = st->taken_next;
     }
     if (x != NULL) {
-        bool complete = x->resp_done && x->req_done &&
+        bool answered = x->resp_done &&
                         (x->resp_body == NULL || evbuffer_get_length(x->resp_body) == 0);
-        if (!complete && x->reason == HTTP_REASON_NONE)
+        bool complete = answered && x->req_done;
+        /* A response sent whole before the request body ended (a
+         * backend's early 413) ends the stream with it (RFC 9113 8.1):
+         * the client aborted nothing. */
+        if (!answered && x->reason == HTTP_REASON_NONE)
             x->reason = HTTP_REASON_CLIENT_ABORTED;
         http_upstream_release(x, !complete);
         http_exchange_log(x, "h2");
