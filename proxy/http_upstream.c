@@ -69,6 +69,10 @@
 /* Reads of the backend per turn before yielding to other connections. */
 #define UPSTREAM_READ_ROUNDS 16
 #define UPSTREAM_READ_LEN 16384
+/* A response's fields (or trailers) beyond these are refused: a backend
+ * answering with megabytes of fields is broken. */
+#define RESP_FIELDS_MAX_BYTES (256 * 1024)
+#define RESP_FIELDS_MAX_NUM 1000
 
 enum up_state { UP_QUEUED, UP_CONNECTING, UP_OPEN, UP_TOO_EARLY };
 
@@ -105,6 +109,7 @@ struct http_upstream {
     bool resp_started;          /* a response byte arrived */
     bool in_body;               /* the final head is parsed: fields are trailers */
     bool last_was_value;        /* the last header callback was a value */
+    bool fields_too_large;      /* over RESP_FIELDS_MAX_BYTES or _MAX_NUM */
     bool reusable;              /* complete, and the response allows keep-alive */
     bool upgraded;              /* 101: the parser stopped at the new protocol */
     bool data_added;            /* bytes went to x->resp_body in this parse */
@@ -633,8 +638,10 @@ static int on_header_piece(llhttp_t *p, bool is_name, const char *at, size_t len
     else
         rc = http_fields_extend(f, false, at, len);
     up->last_was_value = !is_name;
-    if (f->bytes > 256 * 1024 || f->num > 1000)
-        return -1; /* a backend answering with megabytes of fields is broken */
+    if (f->bytes > RESP_FIELDS_MAX_BYTES || f->num > RESP_FIELDS_MAX_NUM) {
+        up->fields_too_large = true; /* said so in the log, not as a callback error */
+        return -1;
+    }
     return rc == 0 ? 0 : -1;
 }
 
@@ -817,6 +824,8 @@ static bool parse(struct http_upstream *up, const uint8_t *buf, size_t len)
         return false;
     }
     const char *why = llhttp_get_error_reason(&up->parser);
+    if (up->fields_too_large)
+        why = "response fields over 256 KiB or 1000 fields";
     log_backend_problem(up, "backend_invalid_response",
                         why != NULL && why[0] != '\0' ? why : llhttp_errno_name(err));
     fail(up, HTTP_REASON_BACKEND_INVALID_RESPONSE);

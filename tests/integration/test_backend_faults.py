@@ -343,7 +343,7 @@ INVALID = {
     "/cl-te": "Transfer-Encoding",
     "/cl-negative": "Content-Length",
     "/cl-overflow": "Content-Length",
-    "/huge-headers": None,
+    "/huge-headers": "response fields over 256 KiB",
 }
 
 
