@@ -29,23 +29,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* The defaults of config_http.c (README's http2 keys). */
-static const struct cfg_http2 defaults = {
-    .max_concurrent_streams = 100,
-    .initial_window = 256 * 1024,
-    .connection_window = 1024 * 1024,
-    .header_table_size = 4096,
-    .reset_burst = 1000,
-    .reset_rate = 33,
-    .glitch_burst = 1000,
-    .glitch_rate = 330,
-    .max_continuations = 8,
-    .max_streams_per_connection = 10000,
-    .max_outbound_acks = 1000,
-    .max_outbound_frames = 10000,
-    .settings_timeout_ms = 10000,
-    .write_timeout_ms = 30000,
-};
+/* The defaults of the http2 keys, as the loader sets them. */
+static const struct cfg_http2 defaults = CFG_HTTP2_DEFAULTS;
 
 struct stream {
     struct stream *prev, *next; /* the front's open streams */

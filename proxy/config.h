@@ -264,6 +264,24 @@ struct cfg_http2 {
     uint32_t write_timeout_ms;           /* no progress toward a client: default 30s */
 };
 
+/* CFG_HTTP2_DEFAULTS initializes a struct cfg_http2 with the defaults above
+ * (README's http2 keys); the loader and the HTTP/2 fuzz target share it. */
+#define CFG_HTTP2_DEFAULTS                                                                  \
+    {.max_concurrent_streams = 100,                                                        \
+     .initial_window = 256 * 1024,                                                         \
+     .connection_window = 1024 * 1024,                                                     \
+     .header_table_size = 4096,                                                            \
+     .reset_burst = 1000,                                                                  \
+     .reset_rate = 33,                                                                     \
+     .glitch_burst = 1000,                                                                 \
+     .glitch_rate = 330,                                                                   \
+     .max_continuations = 8,                                                               \
+     .max_streams_per_connection = 10000,                                                  \
+     .max_outbound_acks = 1000,                                                            \
+     .max_outbound_frames = 10000,                                                         \
+     .settings_timeout_ms = 10 * 1000,                                                     \
+     .write_timeout_ms = 30 * 1000}
+
 struct cfg_listener {
     char *name;
     struct cfg_pos pos; /* the listener's mapping, for "defined here" notes */
