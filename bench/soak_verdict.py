@@ -162,8 +162,8 @@ def median_between(samples, key, lo, hi):
 
 
 def write_csv(path, samples):
-    cols = ["t_s", "phase", "rss_kib", "fds", "threads", "cpu_pct", "connections", "requests",
-            "handshakes", "reloads_ok"]
+    cols = ["t_s", "phase", "rss_kib", "rss_anon_kib", "rss_file_kib", "fds", "threads",
+            "cpu_pct", "connections", "requests", "handshakes", "reloads_ok"]
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(cols)
@@ -178,13 +178,19 @@ def plot(path, samples, run_info, events, warmup, windows):
 
     t = [s["t_s"] / 60 for s in samples]
     fig, axes = plt.subplots(4, 1, figsize=(10, 9), sharex=True)
-    series = [("RSS (MiB)", [s["rss_kib"] / 1024 for s in samples]),
+    series = [("RSS (MiB)", None),
               ("descriptors", [s["fds"] for s in samples]),
               ("connections / threads", None),
               ("CPU (% of one core)", [s["cpu_pct"] for s in samples])]
     wall0 = run_info["wall0"]
-    for ax, (label, ys) in zip(axes, series):
-        if ys is None:
+    for i, (ax, (label, ys)) in enumerate(zip(axes, series)):
+        if i == 0:
+            ax.plot(t, [s["rss_kib"] / 1024 for s in samples], marker=".", markersize=3,
+                    label="VmRSS")
+            ax.plot(t, [s["rss_anon_kib"] / 1024 for s in samples], marker=".", markersize=3,
+                    label="of it anonymous (heap)")
+            ax.legend(loc="center right", fontsize=8)
+        elif ys is None:
             ax.plot(t, [s["connections"] for s in samples], label="connections (/metrics)")
             ax.plot(t, [s["threads"] for s in samples], label="threads")
             ax.legend(loc="upper right", fontsize=8)
@@ -281,6 +287,9 @@ def write_results(out, run_info, samples, events, load, log_path):
     md += ["", "| figure | value |", "|---|---|",
            f"| RSS at start / end of load / after | {first['rss_kib'] / 1024:.1f} / "
            f"{last['rss_kib'] / 1024:.1f} / {samples[-1]['rss_kib'] / 1024:.1f} MiB |",
+           f"| anonymous RSS (heap) at start / end of load / after | "
+           f"{first['rss_anon_kib'] / 1024:.1f} / {last['rss_anon_kib'] / 1024:.1f} / "
+           f"{samples[-1]['rss_anon_kib'] / 1024:.1f} MiB |",
            f"| RSS median, first minute after warm-up ({warmup:.0f} s) / last minute | "
            + (f"{rss_early / 1024:.2f} / {rss_late / 1024:.2f} MiB |" if growth is not None else "- |"),
            f"| descriptors: baseline / max under load / after | {run_info['fd_baseline']} / "
