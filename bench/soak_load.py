@@ -58,7 +58,7 @@ class Stats:
         self.lock = threading.Lock()
         self.counts = {}
         self.failures = []
-        self.serials = []  # [time, client, serial]
+        self.serials = []  # [time the connection began, client, serial]
 
     def add(self, client, key, n=1):
         with self.lock:
@@ -181,6 +181,7 @@ def h1_client(cfg, stats, name, port, alpn, deadline, rng):
     interval = 1.0 / cfg["rate_per_client"]
     next_at = time.monotonic()
     while time.monotonic() < deadline:
+        started = time.time()
         try:
             sock = tls_connect(cfg, port, alpn)
         except (OSError, ssl.SSLError) as e:
@@ -188,7 +189,7 @@ def h1_client(cfg, stats, name, port, alpn, deadline, rng):
             time.sleep(1)
             continue
         stats.add(name, "connections")
-        stats.serial(time.time(), name, sock.getpeercert()["serialNumber"])
+        stats.serial(started, name, sock.getpeercert()["serialNumber"])
         if alpn == "http/1.1" and name == "h1" and sock.selected_alpn_protocol() != "http/1.1":
             stats.fail(name, "alpn", sock.selected_alpn_protocol())
         reader = Reader(sock)
@@ -287,6 +288,7 @@ def h2_client(cfg, stats, name, port, deadline, rng):
     per_round = 4
     interval = per_round / cfg["rate_per_client"]
     while time.monotonic() < deadline:
+        started = time.time()
         try:
             sock = tls_connect(cfg, port, "h2")
         except (OSError, ssl.SSLError) as e:
@@ -294,7 +296,7 @@ def h2_client(cfg, stats, name, port, deadline, rng):
             time.sleep(1)
             continue
         stats.add(name, "connections")
-        stats.serial(time.time(), name, sock.getpeercert()["serialNumber"])
+        stats.serial(started, name, sock.getpeercert()["serialNumber"])
         try:
             if sock.selected_alpn_protocol() != "h2":
                 stats.fail(name, "alpn", sock.selected_alpn_protocol())
