@@ -297,7 +297,7 @@ def write_results(out, run_info, samples, events, load, log_path):
            f"| threads: start / max / end | {first['threads']} / {max(s['threads'] for s in samples)}"
            f" / {samples[-1]['threads']} |",
            f"| connections open: max | {max(s['connections'] for s in samples)} |",
-           f"| CPU of one core: median / max | "
+           "| CPU of one core: median / max | "
            + (f"{statistics.median(cpu):.0f}% / {max(cpu):.0f}% |" if cpu else "- |"),
            f"| requests checked (tcp / h1 / h2) | "
            f"{counts.get('tcp', {}).get('requests', 0):,} / {counts.get('h1', {}).get('requests', 0):,}"
@@ -313,7 +313,7 @@ def write_results(out, run_info, samples, events, load, log_path):
            f"{counts.get('h2', {}).get('refused_by_goaway', 0)} |",
            f"| HTTP/1.1 responses with Connection: close (same) | "
            f"{sum(c.get('closed_by_server', 0) for c in counts.values())} |",
-           f"| bad clients (each answered as expected) | "
+           "| bad clients (each answered as expected) | "
            + ", ".join(f"{k} {v}" for k, v in sorted(counts.get('bad', {}).items())
                        if k != "failures")
            + f", slowloris 408 {counts.get('slow', {}).get('answered_408', 0)} |",
