@@ -506,6 +506,8 @@ int daemon_run(const char *config_path, struct generation *gen, struct tickets *
     struct log_line line;
     log_begin(&line, LOG_INFO, "started");
     log_str(&line, "version", TLSTERM_VERSION);
+    log_str(&line, "instance",
+            gen->config->report.instance ? gen->config->report.instance : "localhost");
     log_int(&line, "pid", (long long)getpid());
     log_int(&line, "workers", d.num_workers);
     log_int(&line, "listeners", (long long)gen->config->num_listeners);

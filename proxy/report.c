@@ -498,8 +498,7 @@ struct report {
     struct report_data *window; /* the current window, up to the last take */
     time_t window_start;
     uint64_t num_windows;
-    struct cfg_report cfg; /* a copy: |dir| and |organization| are owned */
-    char host[64];
+    struct cfg_report cfg; /* a copy: its strings are owned */
     struct event_base *base;
     struct event *timer;
     uint32_t timer_interval_ms;
@@ -708,7 +707,7 @@ static int render_locked(struct report *report, time_t end, struct evbuffer *out
 
     gmtime_r(&report->window_start, &tm);
     strftime(start_text, sizeof(start_text), "%Y%m%dT%H%M%SZ", &tm);
-    snprintf(report_id, sizeof(report_id), "%s-%s-%ld-%" PRIu64, start_text, report->host,
+    snprintf(report_id, sizeof(report_id), "%s-%s-%ld-%" PRIu64, start_text, report->cfg.instance,
              (long)getpid(), report->num_windows);
     const struct report_meta meta = {
         .organization = report->cfg.organization ? report->cfg.organization : "tlsterm",
@@ -734,17 +733,41 @@ static int compare_names(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static bool is_report_file(const char *name)
+/* The UTC time in a report file's name: 20261126T160000Z. */
+#define REPORT_NAME_TIME_LEN 16
+
+static bool is_name_time(const char *s)
 {
-    size_t len = strlen(name), prefix = strlen(REPORT_FILE_PREFIX),
-           suffix = strlen(REPORT_FILE_SUFFIX);
-    return len > prefix + suffix && strncmp(name, REPORT_FILE_PREFIX, prefix) == 0 &&
-           strcmp(name + len - suffix, REPORT_FILE_SUFFIX) == 0;
+    for (size_t i = 0; i < REPORT_NAME_TIME_LEN; i++) {
+        bool ok = i == 8 ? s[i] == 'T' : i == 15 ? s[i] == 'Z' : s[i] >= '0' && s[i] <= '9';
+        if (!ok)
+            return false;
+    }
+    return true;
 }
 
-/* prune deletes the oldest report files in |dir| beyond |keep|. Names hold
- * the window's times, so name order is age order. */
-static void prune(const char *dir, uint32_t keep)
+/* is_own_report_file says whether |name| is a report file of |instance|:
+ * exactly tlsterm-report-START-END-INSTANCE.json. Matching the whole name
+ * keeps instance "edge" off the files of "edge-1" or "x-edge" in a shared
+ * directory. */
+static bool is_own_report_file(const char *name, const char *instance)
+{
+    size_t prefix = strlen(REPORT_FILE_PREFIX), instance_len = strlen(instance);
+    const char *start = name + prefix, *end = start + REPORT_NAME_TIME_LEN + 1;
+    const char *own = end + REPORT_NAME_TIME_LEN + 1;
+
+    return strlen(name) == prefix + 2 * (REPORT_NAME_TIME_LEN + 1) + instance_len +
+                               strlen(REPORT_FILE_SUFFIX) &&
+           strncmp(name, REPORT_FILE_PREFIX, prefix) == 0 && is_name_time(start) &&
+           start[REPORT_NAME_TIME_LEN] == '-' && is_name_time(end) &&
+           end[REPORT_NAME_TIME_LEN] == '-' && strncmp(own, instance, instance_len) == 0 &&
+           strcmp(own + instance_len, REPORT_FILE_SUFFIX) == 0;
+}
+
+/* prune deletes the oldest report files of |instance| in |dir| beyond
+ * |keep|; other instances' files in a shared directory are theirs to prune.
+ * Names hold the window's times, so name order is age order. */
+static void prune(const char *dir, const char *instance, uint32_t keep)
 {
     DIR *d = opendir(dir);
     char **names = NULL;
@@ -754,7 +777,7 @@ static void prune(const char *dir, uint32_t keep)
     if (d == NULL)
         return;
     while ((entry = readdir(d)) != NULL) {
-        if (!is_report_file(entry->d_name))
+        if (!is_own_report_file(entry->d_name, instance))
             continue;
         if (num == cap) {
             size_t new_cap = cap ? cap * 2 : 64;
@@ -783,10 +806,10 @@ static void prune(const char *dir, uint32_t keep)
     free(names);
 }
 
-/* file_path writes DIR/tlsterm-report-START-END.json, the name of the
- * window from |start| to |end|, to |out_path|. */
-static void file_path(const char *dir, time_t start, time_t end, char *out_path,
-                      size_t out_path_len)
+/* file_path writes DIR/tlsterm-report-START-END-INSTANCE.json, the name of
+ * |instance|'s window from |start| to |end|, to |out_path|. */
+static void file_path(const char *dir, const char *instance, time_t start, time_t end,
+                      char *out_path, size_t out_path_len)
 {
     char start_text[32], end_text[32];
     struct tm tm;
@@ -795,8 +818,8 @@ static void file_path(const char *dir, time_t start, time_t end, char *out_path,
     strftime(start_text, sizeof(start_text), "%Y%m%dT%H%M%SZ", &tm);
     gmtime_r(&end, &tm);
     strftime(end_text, sizeof(end_text), "%Y%m%dT%H%M%SZ", &tm);
-    snprintf(out_path, out_path_len, "%s/" REPORT_FILE_PREFIX "%s-%s" REPORT_FILE_SUFFIX, dir,
-             start_text, end_text);
+    snprintf(out_path, out_path_len, "%s/" REPORT_FILE_PREFIX "%s-%s-%s" REPORT_FILE_SUFFIX, dir,
+             start_text, end_text, instance);
 }
 
 /* log_write_failed logs report_write_failed for |path| (NULL: no file was
@@ -873,15 +896,17 @@ static void end_window(struct report *report)
     report->window_start = end;
     report->num_windows++;
     char *dir = report->cfg.dir ? strdup(report->cfg.dir) : NULL;
+    char instance[CFG_INSTANCE_MAX + 1];
+    snprintf(instance, sizeof(instance), "%s", report->cfg.instance);
     uint32_t keep = report->cfg.keep;
     pthread_mutex_unlock(&report->lock);
 
     if (dir != NULL)
-        file_path(dir, start, end, path, sizeof(path));
+        file_path(dir, instance, start, end, path, sizeof(path));
     if (!rendered)
         log_write_failed(dir != NULL ? path : NULL, "out of memory for the report");
     else if (dir != NULL && write_file(dir, path, json) == 0) {
-        prune(dir, keep);
+        prune(dir, instance, keep);
         struct log_line line;
         log_begin(&line, LOG_INFO, "report_written");
         log_str(&line, "file", path);
@@ -908,14 +933,24 @@ static int arm_timer(struct report *report)
     return 0;
 }
 
+static void cleanup_cfg(struct cfg_report *cfg)
+{
+    free(cfg->dir);
+    free(cfg->organization);
+    free(cfg->instance);
+}
+
+/* copy_cfg copies |from| with its strings; an instance missing (out of
+ * memory at load) becomes "localhost". */
 static int copy_cfg(struct cfg_report *to, const struct cfg_report *from)
 {
     *to = *from;
     to->dir = from->dir ? strdup(from->dir) : NULL;
     to->organization = from->organization ? strdup(from->organization) : NULL;
-    if ((from->dir && !to->dir) || (from->organization && !to->organization)) {
-        free(to->dir);
-        free(to->organization);
+    to->instance = strdup(from->instance ? from->instance : "localhost");
+    if ((from->dir && !to->dir) || (from->organization && !to->organization) ||
+        to->instance == NULL) {
+        cleanup_cfg(to);
         return -1;
     }
     return 0;
@@ -935,9 +970,6 @@ struct report *report_new(const struct cfg_report *cfg)
     }
     pthread_mutex_init(&report->lock, NULL);
     report->window_start = time(NULL);
-    if (gethostname(report->host, sizeof(report->host)) != 0 || report->host[0] == '\0')
-        snprintf(report->host, sizeof(report->host), "localhost");
-    report->host[sizeof(report->host) - 1] = '\0';
     return report;
 }
 
@@ -951,8 +983,7 @@ int report_configure(struct report *report, const struct cfg_report *cfg)
     struct cfg_report old = report->cfg;
     report->cfg = copy;
     pthread_mutex_unlock(&report->lock);
-    free(old.dir);
-    free(old.organization);
+    cleanup_cfg(&old);
     return arm_timer(report);
 }
 
@@ -987,8 +1018,7 @@ void report_free(struct report *report)
         return;
     report_stop(report);
     report_data_free(report->window);
-    free(report->cfg.dir);
-    free(report->cfg.organization);
+    cleanup_cfg(&report->cfg);
     pthread_mutex_destroy(&report->lock);
     free(report);
 }
