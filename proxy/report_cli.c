@@ -714,8 +714,9 @@ static void print_policies(const struct jnode *policies, bool report_only,
                            const struct report_cli_columns *columns)
 {
     printf("%-24s %-14s %12s %10s", "LISTENER", "POLICY", "SUCCESSES", "FAILURES");
+    /* An instance's column is as wide as its name, numbers right-aligned. */
     for (size_t i = 0; columns != NULL && i < columns->num; i++)
-        printf("  %-21s", columns->names[i]);
+        printf("  %9s", columns->names[i]);
     printf("\n");
     for (size_t i = 0; i < policies->num; i++) {
         const struct jnode *p = &policies->items[i];
@@ -735,7 +736,8 @@ static void print_policies(const struct jnode *policies, bool report_only,
         for (size_t c = 0; columns != NULL && c < columns->num; c++) {
             char cell[48];
             columns->cell(columns->arg, c, p, report_only, cell, sizeof(cell));
-            printf("  %-21s", cell);
+            printf("  %*s", (int)(strlen(columns->names[c]) > 9 ? strlen(columns->names[c]) : 9),
+                   cell);
         }
         printf("\n");
         const struct jnode *details = report_cli_get(p, "failure-details");
@@ -856,14 +858,27 @@ int report_cli_parse_time(const char *text, time_t *out)
     int year, month, day, hour, minute, second, len = 0, off_h = 0, off_m = 0;
     char sign = 'Z';
 
-    if (sscanf(text, "%4d-%2d-%2d%*1[Tt ]%2d:%2d:%2d%n", &year, &month, &day, &hour, &minute,
+    static const char shape[] = "dddd-dd-ddTdd:dd:dd";
+    for (size_t i = 0; i < sizeof(shape) - 1; i++) {
+        bool ok = shape[i] == 'd'   ? text[i] >= '0' && text[i] <= '9'
+                  : shape[i] == 'T' ? text[i] == 'T' || text[i] == 't'
+                                    : text[i] == shape[i];
+        if (!ok)
+            return -1;
+    }
+    if (sscanf(text, "%4d-%2d-%2d%*1[Tt]%2d:%2d:%2d%n", &year, &month, &day, &hour, &minute,
                &second, &len) != 6 || len != 19)
         return -1;
     const char *zone = text + len;
     if (strcmp(zone, "Z") != 0 && strcmp(zone, "z") != 0) {
-        int zone_len = 0;
-        if (sscanf(zone, "%1[+-]%2d:%2d%n", &sign, &off_h, &off_m, &zone_len) != 3 ||
-            zone[zone_len] != '\0' || strlen(zone) != 6 || off_h > 23 || off_m > 59)
+        /* "+HH:MM" or "-HH:MM", digits only. */
+        if (strlen(zone) != 6 || (zone[0] != '+' && zone[0] != '-') || zone[3] != ':' ||
+            strspn(zone + 1, "0123456789") != 2 || strspn(zone + 4, "0123456789") != 2)
+            return -1;
+        sign = zone[0];
+        off_h = (zone[1] - '0') * 10 + (zone[2] - '0');
+        off_m = (zone[4] - '0') * 10 + (zone[5] - '0');
+        if (off_h > 23 || off_m > 59)
             return -1;
     }
     if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 ||
