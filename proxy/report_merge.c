@@ -20,14 +20,11 @@ static const char *instance_of(const struct report_window *w)
     return w->num_instances > 0 ? w->instances[0] : unknown;
 }
 
-/* The windows, sorted for one pass of checks over a copy of their indices. */
-static const struct report_window *sorting;
-
 /* by_id_then_end: same report-id together, the one that ends last first. */
-static int by_id_then_end(const void *a, const void *b)
+static int by_id_then_end(const void *a, const void *b, void *windows)
 {
-    const struct report_window *x = &sorting[*(const size_t *)a];
-    const struct report_window *y = &sorting[*(const size_t *)b];
+    const struct report_window *x = (const struct report_window *)windows + *(const size_t *)a;
+    const struct report_window *y = (const struct report_window *)windows + *(const size_t *)b;
     int order = strcmp(x->report_id, y->report_id);
     if (order != 0)
         return order;
@@ -35,10 +32,10 @@ static int by_id_then_end(const void *a, const void *b)
 }
 
 /* by_instance_then_start: one instance's windows together, in time order. */
-static int by_instance_then_start(const void *a, const void *b)
+static int by_instance_then_start(const void *a, const void *b, void *windows)
 {
-    const struct report_window *x = &sorting[*(const size_t *)a];
-    const struct report_window *y = &sorting[*(const size_t *)b];
+    const struct report_window *x = (const struct report_window *)windows + *(const size_t *)a;
+    const struct report_window *y = (const struct report_window *)windows + *(const size_t *)b;
     int order = strcmp(instance_of(x), instance_of(y));
     if (order != 0)
         return order;
@@ -78,8 +75,7 @@ static int choose(const struct report_window *windows, size_t num,
         if (used[i])
             order[num_order++] = i;
     }
-    sorting = windows;
-    qsort(order, num_order, sizeof(*order), by_id_then_end);
+    qsort_r(order, num_order, sizeof(*order), by_id_then_end, (void *)windows);
     for (size_t i = 1; i < num_order; i++) {
         const struct report_window *kept = &windows[order[i - 1]], *w = &windows[order[i]];
         if (strcmp(kept->report_id, w->report_id) != 0 || !used[order[i - 1]])
@@ -95,7 +91,7 @@ static int choose(const struct report_window *windows, size_t num,
     for (size_t i = 0; i < num; i++)
         if (used[i] && windows[i].num_instances == 1)
             order[num_order++] = i;
-    qsort(order, num_order, sizeof(*order), by_instance_then_start);
+    qsort_r(order, num_order, sizeof(*order), by_instance_then_start, (void *)windows);
     for (size_t i = 1, kept = num_order > 0 ? order[0] : 0; i < num_order; i++) {
         const struct report_window *k = &windows[kept], *w = &windows[order[i]];
         if (strcmp(instance_of(k), instance_of(w)) != 0 || w->start >= k->end) {
