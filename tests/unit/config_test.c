@@ -345,7 +345,7 @@ static void test_unknown_keys(void **state)
         "backend, http, http2, timeouts, max_connections, redirect, accept_proxy, routes\n"
         "t.yaml:11:1: unknown key 'logs' at the top level; allowed: log, drain_timeout, "
         "user, workers, max_connections, listeners, reload_on_change, reload_poll_interval, "
-        "session_tickets, admin, report, security, backends\n"
+        "session_tickets, admin, report, security, backends, instance\n"
         "t.yaml:12:7: unknown key 'levl' in log; did you mean 'level'? allowed: format, "
         "level, handshake_failures, access\n"
         "t.yaml:12:19: unknown key 'color' in log; allowed: format, level, "
@@ -357,12 +357,12 @@ static void test_unknown_keys(void **state)
     expect_errors("\"bad\\tkey\": 1\n" MINIMAL,
                   "t.yaml:1:1: unknown key 'bad?key' at the top level; allowed: log, "
                   "drain_timeout, user, workers, max_connections, listeners, reload_on_change, "
-                  "reload_poll_interval, session_tickets, admin, report, security, backends\n");
+                  "reload_poll_interval, session_tickets, admin, report, security, backends, instance\n");
     expect_errors(
         "logs: {}\n" MINIMAL,
         "t.yaml:1:1: unknown key 'logs' at the top level; did you mean 'log'? allowed: "
         "log, drain_timeout, user, workers, max_connections, listeners, reload_on_change, "
-        "reload_poll_interval, session_tickets, admin, report, security, backends\n");
+        "reload_poll_interval, session_tickets, admin, report, security, backends, instance\n");
     expect_errors(
         LISTENER_HEAD TLS_OK "      ciphres: []\n"
                              "      certificate: x\n" BACKEND_OK "    timeouts: {idel: 5s}\n",
