@@ -407,8 +407,8 @@ static int admin_report(void *arg, struct evbuffer *out)
     return report_render(d->report, out);
 }
 
-/* publish_certs sets the certificate expiry gauge to the current
- * generation's certificates. */
+/* publish_certs sets the certificate expiry and OCSP nextUpdate gauges to
+ * the current generation's certificates. */
 static void publish_certs(struct daemon *d)
 {
     const struct generation *gen = d->gen;
@@ -426,7 +426,11 @@ static void publish_certs(struct daemon *d)
             certs[num++] = (struct metrics_cert){.listener = gen->config->listeners[i].name,
                                                  .subject = cert->subject,
                                                  .serial = cert->serial,
-                                                 .not_after = cert->not_after};
+                                                 .not_after = cert->not_after,
+                                                 .has_ocsp_next_update =
+                                                     cert->ocsp != NULL &&
+                                                     cert->ocsp_has_next_update,
+                                                 .ocsp_next_update = cert->ocsp_next_update};
         }
     }
     metrics_certs_set(d->metrics, certs, num);
