@@ -43,3 +43,14 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 # shellcheck disable=SC2086
 apt-get install -y -q --no-install-recommends $missing
+
+# The tests run /usr/bin/prometheus themselves, on ephemeral loopback ports;
+# the service Debian's package starts (on :9090, where systemd runs) is not
+# wanted on a build machine.
+case " $missing " in
+*" prometheus "*)
+    if [ -d /run/systemd/system ]; then
+        systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+    fi
+    ;;
+esac
