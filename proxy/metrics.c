@@ -846,10 +846,11 @@ static void render_pool_idle(struct render *r, const struct metrics *m, struct p
  * lock, for the certificates. */
 static void render_process(struct render *r, const struct metrics *m)
 {
+    static const char ocsp_next_update[] =
+        "tlsterm_ocsp_response_next_update_timestamp_seconds";
+    static const char last_reload[] = "tlsterm_config_last_reload_successful";
     static const char reloads[] = "tlsterm_config_reloads_total";
     static const char not_after[] = "tlsterm_certificate_not_after_timestamp_seconds";
-    static const char ocsp_next_update[] = "tlsterm_ocsp_response_next_update_timestamp_seconds";
-    static const char last_reload[] = "tlsterm_config_last_reload_successful";
     char value[24];
 
     family(r, reloads, "counter", "Configuration reloads, by result.");

@@ -788,7 +788,8 @@ static void test_listeners_across_reloads(void **state)
     assert_int_equal(metrics_certs_set(m, NULL, 0), 0);
     render_parse(m, &e);
     assert_int_equal(count_family(&e, "tlsterm_certificate_not_after_timestamp_seconds"), 0);
-    assert_int_equal(count_family(&e, "tlsterm_ocsp_response_next_update_timestamp_seconds"), 0);
+    assert_int_equal(count_family(&e, "tlsterm_ocsp_response_next_update_timestamp_seconds"),
+                     0);
     exposition_free(&e);
 
     free(expected);
