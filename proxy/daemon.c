@@ -407,8 +407,8 @@ static int admin_report(void *arg, struct evbuffer *out)
     return report_render(d->report, out);
 }
 
-/* publish_certs sets the certificate expiry and OCSP nextUpdate gauges to
- * the current generation's certificates. */
+/* publish_certs sets the certificate expiry gauge to the current
+ * generation's certificates. */
 static void publish_certs(struct daemon *d)
 {
     const struct generation *gen = d->gen;
@@ -427,6 +427,7 @@ static void publish_certs(struct daemon *d)
                                                  .subject = cert->subject,
                                                  .serial = cert->serial,
                                                  .not_after = cert->not_after,
+                                                 /* and the OCSP gauge */
                                                  .has_ocsp_next_update =
                                                      cert->ocsp != NULL &&
                                                      cert->ocsp_has_next_update,

@@ -84,11 +84,11 @@ struct metrics {
     struct metrics_block *blocks;
     struct cert_entry *certs;
     size_t num_certs;
-    _Atomic uint64_t reloads_ok;
-    _Atomic uint64_t reloads_failed;
     /* false from a failed reload until the next one that succeeds: the
      * file on disk is not the configuration in force. */
     atomic_bool last_reload_ok;
+    _Atomic uint64_t reloads_ok;
+    _Atomic uint64_t reloads_failed;
 };
 
 /* ---- label tables ------------------------------------------------------------ */

@@ -235,14 +235,15 @@ enum metrics_group metrics_group_of(uint16_t group);
  * Thread-safe. */
 void metrics_config_reloaded(struct metrics *metrics, bool ok);
 
-/* struct metrics_cert is one served certificate, for the not_after gauge
- * and, when it has an OCSP response with a nextUpdate, the OCSP gauge. The
- * strings are the caller's; metrics_certs_set copies them. */
+/* struct metrics_cert is one served certificate, for the not_after gauge.
+ * The strings are the caller's; metrics_certs_set copies them. */
 struct metrics_cert {
     const char *listener;
     const char *subject; /* e.g. RFC 2253 text */
     const char *serial;  /* e.g. upper-case hex */
     int64_t not_after;   /* unix time, seconds */
+    /* For the OCSP gauge: true when the certificate has an OCSP response
+     * with a nextUpdate (one without never goes stale). */
     bool has_ocsp_next_update;
     int64_t ocsp_next_update; /* unix time, seconds */
 };
