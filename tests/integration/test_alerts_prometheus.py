@@ -162,6 +162,13 @@ class Prometheus:
         """alerts returns the pending and firing alerts."""
         return self.get("/api/v1/alerts")["data"]["alerts"]
 
+    def wait(self, predicate, what, timeout=30):
+        """wait is wait_until with Prometheus's log in the failure."""
+        try:
+            return wait_until(predicate, timeout=timeout, what=what)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{self.dump()}") from None
+
     def rules(self):
         return [rule for group in self.get("/api/v1/rules")["data"]["groups"]
                 for rule in group["rules"]]
@@ -262,18 +269,15 @@ def test_protocol_version_alert_fires_in_prometheus(tlsterm_factory, backend_fac
     good_ctx = client_context(certs.ca)
     good = ClientLoop(lambda: tls_connect(port, good_ctx).close(), limit=1200, pause=0.1).start()
     try:
-        wait_until(prometheus.ready, timeout=30, what="prometheus ready")
-        wait_until(lambda: prometheus.query('up{job="tlsterm"} == 1'), timeout=30,
-                   what=f"a scrape of tlsterm\n{prometheus.dump()}")
+        prometheus.wait(prometheus.ready, "prometheus ready")
+        prometheus.wait(lambda: prometheus.query('up{job="tlsterm"} == 1'), "a scrape of tlsterm")
         ratio = ('job_listener_reason:tlsterm_handshake_failure_ratio:rate5m'
                  '{job="tlsterm",listener="edge",reason="protocol_version"}')
-        wait_until(lambda: prometheus.query(f"{ratio} == 0"), timeout=30,
-                   what=f"a protocol_version ratio of 0\n{prometheus.dump()}")
+        prometheus.wait(lambda: prometheus.query(f"{ratio} == 0"), "a protocol_version ratio of 0")
         # Every rule evaluated without an error, and nothing is pending or
         # firing on a healthy tlsterm (the certificates have 825 days).
-        rules = wait_until(lambda: (rules := prometheus.rules()) and all(
-            rule["health"] != "unknown" for rule in rules) and rules,
-            timeout=10, what="every rule evaluated")
+        rules = prometheus.wait(lambda: (rules := prometheus.rules()) and all(
+            rule["health"] != "unknown" for rule in rules) and rules, "every rule evaluated")
         broken = [(r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"]
         assert not broken, broken
         assert prometheus.alerts() == []
@@ -282,8 +286,8 @@ def test_protocol_version_alert_fires_in_prometheus(tlsterm_factory, backend_fac
         # refuses with protocol_version, until the alert fires (bounded).
         bad = ClientLoop(lambda: _tls11_client(port), limit=600).start()
         try:
-            firing = wait_until(lambda: _alert(prometheus, "firing"), timeout=45,
-                                what=f"{ALERT} firing\n{prometheus.dump()}")
+            firing = prometheus.wait(lambda: _alert(prometheus, "firing"), f"{ALERT} firing",
+                                     timeout=45)
         finally:
             num_bad = bad.stop()
     finally:
