@@ -434,7 +434,12 @@ static void publish_certs(struct daemon *d)
             certs[num++] = (struct metrics_cert){.listener = gen->config->listeners[i].name,
                                                  .subject = cert->subject,
                                                  .serial = cert->serial,
-                                                 .not_after = cert->not_after};
+                                                 .not_after = cert->not_after,
+                                                 /* and the OCSP gauge */
+                                                 .has_ocsp_next_update =
+                                                     cert->ocsp != NULL &&
+                                                     cert->ocsp_has_next_update,
+                                                 .ocsp_next_update = cert->ocsp_next_update};
         }
     }
     metrics_certs_set(d->metrics, certs, num);

@@ -62,6 +62,8 @@ struct cert_entry {
     char *subject;
     char *serial;
     int64_t not_after;
+    bool has_ocsp_next_update;
+    int64_t ocsp_next_update;
 };
 
 struct metrics_block {
@@ -83,6 +85,9 @@ struct metrics {
     struct metrics_block *blocks;
     struct cert_entry *certs;
     size_t num_certs;
+    /* false from a failed reload until the next one that succeeds: the
+     * file on disk is not the configuration in force. */
+    atomic_bool last_reload_ok;
     _Atomic uint64_t reloads_ok;
     _Atomic uint64_t reloads_failed;
     char instance[65]; /* the build_info label; "" until set */
@@ -213,6 +218,7 @@ struct metrics *metrics_new(void)
     }
     atomic_init(&m->reloads_ok, 0);
     atomic_init(&m->reloads_failed, 0);
+    atomic_init(&m->last_reload_ok, true);
     return m;
 }
 
@@ -402,6 +408,7 @@ void metrics_config_reloaded(struct metrics *m, bool ok)
 {
     atomic_fetch_add_explicit(ok ? &m->reloads_ok : &m->reloads_failed, 1,
                               memory_order_relaxed);
+    atomic_store_explicit(&m->last_reload_ok, ok, memory_order_relaxed);
 }
 
 int metrics_certs_set(struct metrics *m, const struct metrics_cert *certs, size_t num_certs)
@@ -414,6 +421,8 @@ int metrics_certs_set(struct metrics *m, const struct metrics_cert *certs, size_
         entries[i].subject = strdup(certs[i].subject);
         entries[i].serial = strdup(certs[i].serial);
         entries[i].not_after = certs[i].not_after;
+        entries[i].has_ocsp_next_update = certs[i].has_ocsp_next_update;
+        entries[i].ocsp_next_update = certs[i].ocsp_next_update;
         if (entries[i].listener == NULL || entries[i].subject == NULL ||
             entries[i].serial == NULL) {
             free_certs(entries, i + 1);
@@ -846,6 +855,9 @@ static void render_pool_idle(struct render *r, const struct metrics *m, struct p
  * lock, for the certificates. */
 static void render_process(struct render *r, const struct metrics *m)
 {
+    static const char ocsp_next_update[] =
+        "tlsterm_ocsp_response_next_update_timestamp_seconds";
+    static const char last_reload[] = "tlsterm_config_last_reload_successful";
     static const char reloads[] = "tlsterm_config_reloads_total";
     static const char not_after[] = "tlsterm_certificate_not_after_timestamp_seconds";
     static const char build_info[] = "tlsterm_build_info";
@@ -877,6 +889,24 @@ static void render_process(struct render *r, const struct metrics *m)
         snprintf(value, sizeof(value), "%" PRId64, cert->not_after);
         sample(r, not_after, "", labels, 3, value);
     }
+
+    family(r, ocsp_next_update, "gauge",
+           "nextUpdate of each stapled OCSP response, in unix time (past it, the response is "
+           "stale and no longer stapled).");
+    for (size_t i = 0; i < m->num_certs; i++) {
+        const struct cert_entry *cert = &m->certs[i];
+        if (!cert->has_ocsp_next_update)
+            continue;
+        struct label labels[] = {
+            {"listener", cert->listener}, {"subject", cert->subject}, {"serial", cert->serial}};
+        snprintf(value, sizeof(value), "%" PRId64, cert->ocsp_next_update);
+        sample(r, ocsp_next_update, "", labels, 3, value);
+    }
+
+    family(r, last_reload, "gauge",
+           "1 unless the last configuration reload failed (the file is not what runs).");
+    sample_u64(r, last_reload, NULL, 0,
+               atomic_load_explicit(&m->last_reload_ok, memory_order_relaxed) ? 1 : 0);
 }
 
 int metrics_render(struct metrics *m, struct evbuffer *out)

@@ -231,7 +231,8 @@ enum metrics_cipher metrics_cipher_of(uint16_t suite);
 enum metrics_group metrics_group_of(uint16_t group);
 
 /* metrics_config_reloaded counts a reload that succeeded (|ok|) or was
- * refused. Thread-safe. */
+ * refused, and remembers which for tlsterm_config_last_reload_successful.
+ * Thread-safe. */
 void metrics_config_reloaded(struct metrics *metrics, bool ok);
 
 /* metrics_set_instance sets the instance label of tlsterm_build_info
@@ -245,6 +246,10 @@ struct metrics_cert {
     const char *subject; /* e.g. RFC 2253 text */
     const char *serial;  /* e.g. upper-case hex */
     int64_t not_after;   /* unix time, seconds */
+    /* For the OCSP gauge: true when the certificate has an OCSP response
+     * with a nextUpdate (one without never goes stale). */
+    bool has_ocsp_next_update;
+    int64_t ocsp_next_update; /* unix time, seconds */
 };
 
 /* metrics_certs_set replaces the set of certificates reported with the

@@ -6,7 +6,7 @@ set -eu
 
 run_pkgs="cmake make gcc libc6-dev android-libboringssl-dev libevent-dev libyaml-dev
   libnghttp2-dev node-llhttp libcap-dev libseccomp-dev pkg-config openssl python3 curl"
-test_pkgs="$run_pkgs strace libcmocka-dev python3-pytest python3-h2 python3-prometheus-client python3-jsonschema python3-cryptography nghttp2-client sslscan iproute2 util-linux haproxy"
+test_pkgs="$run_pkgs strace libcmocka-dev python3-pytest python3-h2 python3-prometheus-client python3-jsonschema python3-cryptography nghttp2-client sslscan iproute2 util-linux haproxy prometheus"
 bench_pkgs="$test_pkgs android-boringssl wrk nginx-light hitch haproxy stunnel4 nghttp2-proxy strace python3-matplotlib"
 # make test-docker: podman as root (with runc; slirp4netns publishes ports),
 # debootstrap for the base image when no registry is reachable, and the
@@ -43,3 +43,14 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 # shellcheck disable=SC2086
 apt-get install -y -q --no-install-recommends $missing
+
+# The tests run /usr/bin/prometheus themselves, on ephemeral loopback ports;
+# the service Debian's package starts (on :9090, where systemd runs) is not
+# wanted on a build machine.
+case " $missing " in
+*" prometheus "*)
+    if [ -d /run/systemd/system ]; then
+        systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+    fi
+    ;;
+esac

@@ -11,6 +11,8 @@ import subprocess
 import time
 
 from tlsterm_harness import (
+    Pki,
+    backdate_ocsp,
     write_yaml,
     reload_and_wait,
     to_yaml,
@@ -86,6 +88,65 @@ def test_metrics_match_what_happened(tlsterm_factory, backend_factory, certs):
     not_after = datetime.datetime.fromisoformat(enddate.stdout.split("=", 1)[1].strip().replace("Z", "+00:00"))
     assert total(values, "tlsterm_certificate_not_after_timestamp_seconds", listener="edge") == \
         not_after.timestamp()
+
+
+def ocsp_next_update(response):
+    """ocsp_next_update returns the nextUpdate of the DER OCSP |response|
+    as the openssl CLI reads it, in unix time."""
+    out = subprocess.run(["openssl", "ocsp", "-respin", str(response), "-resp_text",
+                          "-noverify"], capture_output=True, text=True, timeout=30).stdout
+    [when] = re.findall(r"Next Update: (.+)", out)
+    return datetime.datetime.strptime(when.strip(), "%b %d %H:%M:%S %Y %Z").replace(
+        tzinfo=datetime.timezone.utc).timestamp()
+
+
+def test_ocsp_and_reload_gauges(tlsterm_factory, backend_factory, tmp_path):
+    """The OCSP gauge carries each response's nextUpdate (a stale one too,
+    which is what an alert compares with the time); the reload gauge reads 0
+    from a failed reload until the next good one."""
+    pki = Pki(tmp_path / "pki")
+    fresh_pair = pki.issue("fresh", cn="fresh", sans=["DNS:fresh.example"])
+    stale_pair = pki.issue("stale", cn="stale", sans=["DNS:stale.example"])
+    plain_pair = pki.issue("plain", cn="plain", sans=["DNS:plain.example"])
+    fresh = pki.ocsp_response(fresh_pair[0], "fresh.ocsp")
+    stale = backdate_ocsp(pki.ocsp_response(stale_pair[0], "stale-src.ocsp"),
+                          pki.dir / "stale.ocsp")
+    certificates = [
+        {"cert": fresh_pair[0], "key": fresh_pair[1], "ocsp": fresh},
+        {"cert": stale_pair[0], "key": stale_pair[1], "ocsp": stale},
+        {"cert": plain_pair[0], "key": plain_pair[1]},
+    ]
+    config = tlsterm_config([listener_config("edge", backend_factory("echo"), pki,
+                                             cert=certificates, min_version=None,
+                                             max_version=None)])
+    config["admin"] = {"listen": "127.0.0.1:0"}
+    proxy = tlsterm_factory(config)
+    addr = admin_addr(proxy)
+
+    values = samples(addr)
+    ocsp = {dict(labels)["subject"]: value for (name, labels), value in values.items()
+            if name == "tlsterm_ocsp_response_next_update_timestamp_seconds"}
+    assert ocsp == {"CN=fresh": ocsp_next_update(fresh),
+                    "CN=stale": datetime.datetime(2020, 1, 2, tzinfo=datetime.timezone.utc)
+                    .timestamp()}, ocsp
+    assert ocsp["CN=fresh"] > time.time()
+    assert total(values, "tlsterm_config_last_reload_successful") == 1
+
+    good = proxy.config_path.read_text()
+    proxy.config_path.write_text(good.replace(str(plain_pair[0]), str(tmp_path / "gone.pem")))
+    reload_and_wait(proxy, "reload_failed")
+    values = samples(addr)
+    assert total(values, "tlsterm_config_last_reload_successful") == 0
+    assert total(values, "tlsterm_config_reloads_total", result="failed") == 1
+    # The configuration in force still has its certificates.
+    assert total(values, "tlsterm_ocsp_response_next_update_timestamp_seconds") == \
+        sum(ocsp.values())
+
+    proxy.config_path.write_text(good)
+    reload_and_wait(proxy)
+    values = samples(addr)
+    assert total(values, "tlsterm_config_last_reload_successful") == 1
+    assert total(values, "tlsterm_config_reloads_total", result="ok") == 1
 
 
 def test_rejects_other_methods_and_garbage(tlsterm_factory, backend_factory, certs):

@@ -313,9 +313,21 @@ static bool is_sparse(const char *family)
            strcmp(family, "tlsterm_policy_would_fail_total") == 0;
 }
 
+/* unexpected_value returns, in millionths, what a series the test does not
+ * list must read: 0, except for the gauge that reads 1 until a reload
+ * fails and the build_info gauge. */
+static uint64_t unexpected_value(const char *name)
+{
+    /* tlsterm_build_info is always 1 (test_build_info checks its labels). */
+    return strcmp(name, "tlsterm_config_last_reload_successful") == 0 ||
+                   strcmp(name, "tlsterm_build_info") == 0
+               ? 1000000
+               : 0;
+}
+
 /* check_exactly checks every sample of |e| against |l|: an expected series
- * has its value, any other series reads 0, and every expected series is
- * there. */
+ * has its value, any other series reads unexpected_value, and every
+ * expected series is there. */
 static void check_exactly(const struct exposition *e, struct expect_list *l)
 {
     for (size_t i = 0; i < e->num_samples; i++) {
@@ -325,10 +337,7 @@ static void check_exactly(const struct exposition *e, struct expect_list *l)
             if (strcmp(l->items[j].name, s->name) == 0 &&
                 strcmp(l->items[j].labels, s->labels) == 0)
                 x = &l->items[j];
-        /* tlsterm_build_info is always 1 (test_build_info checks its labels). */
-        uint64_t want = x != NULL                                      ? x->micro
-                        : strcmp(s->family, "tlsterm_build_info") == 0 ? 1000000
-                                                                       : 0;
+        uint64_t want = x != NULL ? x->micro : unexpected_value(s->name);
         if (s->micro != want || (x == NULL && is_sparse(s->family))) {
             print_error("%s{%s} is %" PRIu64 "e-6, expected %" PRIu64 "e-6\n", s->name,
                         s->labels, s->micro, want);
@@ -752,11 +761,15 @@ static void test_listeners_across_reloads(void **state)
     expect(expected, "tlsterm_config_reloads_total", "result=\"ok\"", 1);
     expect(expected, "tlsterm_config_reloads_total", "result=\"failed\"", 1);
     struct metrics_cert certs[] = {
-        {.listener = "b", .subject = "CN=old", .serial = "01", .not_after = 1700000000},
+        {.listener = "b", .subject = "CN=old", .serial = "01", .not_after = 1700000000,
+         .has_ocsp_next_update = true, .ocsp_next_update = 1600000000},
     };
     assert_int_equal(metrics_certs_set(m, certs, 1), 0);
+    /* Only a certificate whose OCSP response has a nextUpdate has an OCSP
+     * series: one without can never go stale. */
     struct metrics_cert renewed[] = {
-        {.listener = "b", .subject = "CN=new", .serial = "02", .not_after = 1800000000},
+        {.listener = "b", .subject = "CN=new", .serial = "02", .not_after = 1800000000,
+         .has_ocsp_next_update = true, .ocsp_next_update = 1700600000},
         {.listener = "c", .subject = "CN=c", .serial = "03", .not_after = 1900000000},
     };
     assert_int_equal(metrics_certs_set(m, renewed, 2), 0);
@@ -764,6 +777,8 @@ static void test_listeners_across_reloads(void **state)
            "listener=\"b\",subject=\"CN=new\",serial=\"02\"", 1800000000);
     expect(expected, "tlsterm_certificate_not_after_timestamp_seconds",
            "listener=\"c\",subject=\"CN=c\",serial=\"03\"", 1900000000);
+    expect(expected, "tlsterm_ocsp_response_next_update_timestamp_seconds",
+           "listener=\"b\",subject=\"CN=new\",serial=\"02\"", 1700600000);
     render_parse(m, &e);
     check_exactly(&e, expected);
     /* Slots keep the order names were first seen in: a, b, c. */
@@ -777,10 +792,43 @@ static void test_listeners_across_reloads(void **state)
     assert_int_equal(metrics_certs_set(m, NULL, 0), 0);
     render_parse(m, &e);
     assert_int_equal(count_family(&e, "tlsterm_certificate_not_after_timestamp_seconds"), 0);
+    assert_int_equal(count_family(&e, "tlsterm_ocsp_response_next_update_timestamp_seconds"),
+                     0);
     exposition_free(&e);
 
     free(expected);
     metrics_block_free(second);
+    metrics_free(m);
+}
+
+/* The last reload's result reads 1 from the start, 0 from a failed reload
+ * until the next that succeeds: what an alert on "the file on disk is not
+ * what runs" needs, which the two counters cannot say. */
+static void test_last_reload_successful(void **state)
+{
+    struct metrics *m = metrics_new();
+    struct exposition e;
+    static const char gauge[] = "tlsterm_config_last_reload_successful";
+    const struct {
+        bool ok;
+        uint64_t want;
+    } steps[] = {{true, 1}, {false, 0}, {false, 0}, {true, 1}, {false, 0}};
+
+    render_parse(m, &e);
+    assert_int_equal(find(&e, gauge, "")->micro, 1000000);
+    exposition_free(&e);
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        metrics_config_reloaded(m, steps[i].ok);
+        render_parse(m, &e);
+        assert_int_equal(find(&e, gauge, "")->micro, steps[i].want * 1000000);
+        exposition_free(&e);
+    }
+    render_parse(m, &e);
+    assert_int_equal(find(&e, "tlsterm_config_reloads_total", "result=\"ok\"")->micro,
+                     2 * 1000000);
+    assert_int_equal(find(&e, "tlsterm_config_reloads_total", "result=\"failed\"")->micro,
+                     3 * 1000000);
+    exposition_free(&e);
     metrics_free(m);
 }
 
@@ -793,8 +841,9 @@ static void test_empty_metrics_render(void **state)
     render_parse(m, &e);
     check_exactly(&e, expected);
     /* Every family is declared, even with no series. */
-    assert_int_equal(e.num_families, 22);
-    assert_int_equal(e.num_samples, 3); /* build_info and the two reload results */
+    assert_int_equal(e.num_families, 24);
+    /* build_info, the two reload results and the last reload's success. */
+    assert_int_equal(e.num_samples, 4);
     exposition_free(&e);
     free(expected);
     metrics_free(m);
@@ -1168,6 +1217,7 @@ int main(void)
         cmocka_unit_test(test_label_escaping),
         cmocka_unit_test(test_render_while_writing),
         cmocka_unit_test(test_listeners_across_reloads),
+        cmocka_unit_test(test_last_reload_successful),
         cmocka_unit_test(test_empty_metrics_render),
         cmocka_unit_test(test_build_info),
         cmocka_unit_test(test_listener_limit),
