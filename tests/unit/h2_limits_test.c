@@ -42,7 +42,7 @@ static void test_glitch_bucket_burst_and_refill(void **state)
     struct h2_limits limits;
 
     (void)state;
-    h2_limits_init(&limits, &cfg, 1000);
+    h2_limits_init(&limits, &cfg, 1000, NULL);
     /* The burst, then empty. */
     for (int i = 0; i < 3; i++)
         assert_false(h2_limits_glitch(&limits, 1000));
@@ -63,7 +63,7 @@ static void test_which_frames_are_glitches(void **state)
     struct h2_limits_stream stream;
 
     (void)state;
-    h2_limits_init(&limits, &cfg, 1);
+    h2_limits_init(&limits, &cfg, 1, NULL);
     h2_limits_stream_init(&stream);
     /* Empty DATA: a glitch without END_STREAM only. */
     assert_string_equal(h2_limits_frame_recv(&limits, &stream, 1, NGHTTP2_DATA, 0, 0),
@@ -103,7 +103,7 @@ static void test_deadlines(void **state)
     struct h2_limits_stream stream;
 
     (void)state;
-    h2_limits_init(&limits, &cfg, 1000);
+    h2_limits_init(&limits, &cfg, 1000, NULL);
     /* The SETTINGS ACK first. */
     assert_int_equal(h2_limits_deadline(&limits, 0), 1500);
     limits.settings_sent_ms = 0;
