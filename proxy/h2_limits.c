@@ -179,8 +179,11 @@ void h2_limits_report(struct conn *c, enum h2_abuse_cause cause, const char *det
 void h2_limits_fire(struct h2_limits *limits, struct conn *c, struct nghttp2_session *session,
                     enum h2_abuse_cause cause, const char *detail)
 {
-    /* A real attack after the graceful stream cap still ends it at once. */
-    if (limits->fired && limits->cause != H2_ABUSE_MAX_STREAMS)
+    /* A real attack after the graceful stream cap still ends it at once;
+     * the cap itself fires once: every HEADERS past it in the same read
+     * would otherwise submit one more GOAWAY, each with a higher last
+     * stream id (RFC 9113 6.8 forbids that), and count again. */
+    if (limits->fired && (limits->cause != H2_ABUSE_MAX_STREAMS || cause == H2_ABUSE_MAX_STREAMS))
         return;
     limits->fired = true;
     limits->cause = cause;

@@ -151,8 +151,8 @@ uint64_t h2_limits_stream_stalled(struct h2_limits_stream *stream, bool stalled,
  * on |session|: ENHANCE_YOUR_CALM, SETTINGS_TIMEOUT for settings_timeout,
  * NO_ERROR with the last stream processed for max_streams, and none for
  * rapid_reset (nghttp2 sent its own). |detail| (NULL: none) says more, such
- * as the kind of the last glitch. Only the first cause counts (but one that
- * ends the connection still follows max_streams). */
+ * as the kind of the last glitch. Only the first cause counts, once (but one
+ * that ends the connection still follows max_streams). */
 void h2_limits_fire(struct h2_limits *limits, struct conn *c, struct nghttp2_session *session,
                     enum h2_abuse_cause cause, const char *detail);
 

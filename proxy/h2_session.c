@@ -113,10 +113,25 @@ static int on_begin_frame(nghttp2_session *session, const nghttp2_frame_hd *hd, 
     return 0;
 }
 
+/* final_goaway_submitted says whether a GOAWAY naming the last stream
+ * processed is queued or sent: the drain's second one, or the stream
+ * cap's. */
+static bool final_goaway_submitted(const struct h2_front *f)
+{
+    return f->state == H2_GOAWAY || (f->limits.fired && f->limits.cause == H2_ABUSE_MAX_STREAMS);
+}
+
 static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user)
 {
     struct h2_front *f = user;
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0;
+    /* A stream opened after the final GOAWAY was submitted (in the same
+     * read as the PING's answer, or past the stream cap) is above its last
+     * stream id: the client learns it was not processed, and may send it
+     * again on another connection (RFC 9113 6.8), so no backend may see
+     * it. nghttp2 closes it as refused once the GOAWAY is out. */
+    if (final_goaway_submitted(f))
         return 0;
     f->limits.num_streams++;
     /* Detached streams hold their slots too (see the top): nghttp2 counts
