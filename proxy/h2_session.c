@@ -118,7 +118,8 @@ static int on_begin_frame(nghttp2_session *session, const nghttp2_frame_hd *hd, 
  * cap's. */
 static bool final_goaway_submitted(const struct h2_front *f)
 {
-    return f->state == H2_GOAWAY || (f->limits.fired && f->limits.cause == H2_ABUSE_MAX_STREAMS);
+    return f->state == H2_GOAWAY ||
+           (f->limits.fired && f->limits.cause == H2_ABUSE_MAX_STREAMS);
 }
 
 static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user)
