@@ -27,10 +27,12 @@ const char *h2_abuse_cause_name(enum h2_abuse_cause cause)
     return cause < H2_ABUSE_COUNT ? cause_names[cause] : "";
 }
 
-void h2_limits_init(struct h2_limits *limits, const struct cfg_http2 *cfg, uint64_t now_ms)
+void h2_limits_init(struct h2_limits *limits, const struct cfg_http2 *cfg, uint64_t now_ms,
+                    h2_limits_report_fn *report)
 {
     *limits = (struct h2_limits){
         .cfg = cfg,
+        .report = report,
         .glitches = {.tokens_milli = (uint64_t)cfg->glitch_burst * 1000, .last_ms = now_ms},
         .settings_sent_ms = now_ms,
         /* The client's first connection WINDOW_UPDATE (raising the default
@@ -177,12 +179,15 @@ void h2_limits_report(struct conn *c, enum h2_abuse_cause cause, const char *det
 void h2_limits_fire(struct h2_limits *limits, struct conn *c, struct nghttp2_session *session,
                     enum h2_abuse_cause cause, const char *detail)
 {
-    /* A real attack after the graceful stream cap still ends it at once. */
-    if (limits->fired && limits->cause != H2_ABUSE_MAX_STREAMS)
+    /* A real attack after the graceful stream cap still ends it at once;
+     * the cap itself fires once: every HEADERS past it in the same read
+     * would otherwise submit one more GOAWAY, each with a higher last
+     * stream id (RFC 9113 6.8 forbids that), and count again. */
+    if (limits->fired && (limits->cause != H2_ABUSE_MAX_STREAMS || cause == H2_ABUSE_MAX_STREAMS))
         return;
     limits->fired = true;
     limits->cause = cause;
-    h2_limits_report(c, cause, detail);
+    limits->report(c, cause, detail);
     switch (cause) {
     case H2_ABUSE_RAPID_RESET:
         break;

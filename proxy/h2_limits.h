@@ -69,6 +69,10 @@ enum h2_abuse_cause {
 /* h2_abuse_cause_name returns |cause|'s token ("rapid_reset"...). */
 const char *h2_abuse_cause_name(enum h2_abuse_cause cause);
 
+/* h2_limits_report_fn logs and counts that |cause| fired on the connection
+ * of |c|, with |detail| (NULL: none): h2_limits_report in the daemon. */
+typedef void h2_limits_report_fn(struct conn *c, enum h2_abuse_cause cause, const char *detail);
+
 /* struct h2_limits_stream is what the limits keep per stream. */
 struct h2_limits_stream {
     bool data_sent;      /* DATA went out since the client's last WINDOW_UPDATE on it */
@@ -77,6 +81,7 @@ struct h2_limits_stream {
 
 struct h2_limits {
     const struct cfg_http2 *cfg;
+    h2_limits_report_fn *report; /* what h2_limits_fire tells */
     struct ratelimit_bucket glitches;
     uint64_t settings_sent_ms; /* our SETTINGS await their ACK since; 0: none */
     uint64_t stalled_ms;       /* the client takes no bytes since; 0: it does */
@@ -88,8 +93,10 @@ struct h2_limits {
 };
 
 /* h2_limits_init starts the limits of a connection under |cfg| at |now_ms|,
- * the moment its SETTINGS are submitted. */
-void h2_limits_init(struct h2_limits *limits, const struct cfg_http2 *cfg, uint64_t now_ms);
+ * the moment its SETTINGS are submitted; a limit that fires is told to
+ * |report|. */
+void h2_limits_init(struct h2_limits *limits, const struct cfg_http2 *cfg, uint64_t now_ms,
+                    h2_limits_report_fn *report);
 
 /* h2_limits_stream_init starts the limits of a new stream. */
 void h2_limits_stream_init(struct h2_limits_stream *stream);
@@ -140,12 +147,12 @@ uint64_t h2_limits_stream_stalled(struct h2_limits_stream *stream, bool stalled,
                                   uint64_t now_ms);
 
 /* h2_limits_fire records that |cause| ended the connection of |c|, logs and
- * counts it (h2_limits_report), and submits the GOAWAY tlsterm sends for it
+ * counts it (limits->report), and submits the GOAWAY tlsterm sends for it
  * on |session|: ENHANCE_YOUR_CALM, SETTINGS_TIMEOUT for settings_timeout,
  * NO_ERROR with the last stream processed for max_streams, and none for
  * rapid_reset (nghttp2 sent its own). |detail| (NULL: none) says more, such
- * as the kind of the last glitch. Only the first cause counts (but one that
- * ends the connection still follows max_streams). */
+ * as the kind of the last glitch. Only the first cause counts, once (but one
+ * that ends the connection still follows max_streams). */
 void h2_limits_fire(struct h2_limits *limits, struct conn *c, struct nghttp2_session *session,
                     enum h2_abuse_cause cause, const char *detail);
 

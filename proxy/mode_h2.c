@@ -1,6 +1,9 @@
-/* mode_h2: the HTTP/2 front of http mode. An nghttp2 server session is fed
- * from the client transport and each stream becomes one exchange (http.h)
- * with an HTTP/1.1 upstream.
+/* mode_h2: the HTTP/2 front of http mode, the connection's side. The
+ * session and its streams (nghttp2's callbacks, each stream one exchange
+ * with an HTTP/1.1 upstream: h2_session.c, h2_response.c) do no I/O; this
+ * file feeds them the client's bytes, writes what they send, keeps the
+ * deadlines and binds their operations to the real upstreams and this
+ * connection (session_ops).
  *
  * Input: plaintext is read into a per-thread buffer and handed to
  * nghttp2_session_mem_recv at once; nothing of the client's is kept between
@@ -12,42 +15,28 @@
  * owns) and nothing more is asked for, and nothing is read, until they
  * have gone: a client that does not read is not fed.
  *
- * Flow control, in two layers (automatic WINDOW_UPDATE is off): the
- * connection window is given back as soon as DATA lands in a stream's
- * bounded buffer, a stream's window only once its bytes reached the backend
- * (request_body_taken). A slow backend stalls its own stream, never the
- * others. Responses are pulled by nghttp2 through a data provider from the
- * exchange's buffer; an empty buffer defers the stream until the upstream
- * adds bytes.
- *
  * Attack limits (h2_limits.h) watch what the client sends and what it makes
- * us send: the callbacks feed them, and once one fires the connection ends
- * after its GOAWAY is written. A stream the client reset while its
- * HTTP/1.1 backend is still answering (a backend cannot be told to stop) is
- * detached: it keeps its concurrency slot, its response is read and
- * dropped, and its connection goes back to the pool when it is complete.
+ * us send; the timeouts among them (SETTINGS ACK, writes, a stream's shut
+ * window) are kept here, with the idle and request header timeouts. Once a
+ * limit fires the connection ends after its GOAWAY is written.
  *
- * States: H2_OPEN, then when the worker drains H2_NOTICE (GOAWAY with the
- * last possible stream id and a PING, RFC 9113 6.8) and, once the PING
- * comes back, H2_GOAWAY (the final GOAWAY with the last stream id
- * processed): streams the client sent before it saw the first GOAWAY are
- * still served. The connection ends when nghttp2 wants neither to read nor
- * to write.
+ * States (h2_session.c): H2_OPEN, H2_NOTICE once the worker drains,
+ * H2_GOAWAY. The connection ends when nghttp2 wants neither to read nor to
+ * write.
  *
  * Ownership. The front (struct h2_front) is the conn's mode state. It owns
- * the nghttp2 session and its streams (struct h2_stream, nghttp2's stream
- * user data, until it closes; then detached streams stay on the front's list
- * alone), and each stream owns its exchange. */
+ * the session (and through it the streams and their exchanges) and the
+ * bytes the socket has yet to take (|spill|). */
 #include "mode.h"
 
-#include <ctype.h>
 #include <stddef.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <event2/buffer.h>
 #include <nghttp2/nghttp2.h>
+#include <openssl/ssl.h>
 
 #include "clock.h"
 #include "conn.h"
@@ -55,9 +44,7 @@
 #include "h2_limits.h"
 #include "h2_mem.h"
 #include "http.h"
-#include "http_hsts.h"
 #include "metrics.h"
-#include "route.h"
 #include "tls_ctx.h"
 #include "worker.h"
 
@@ -70,8 +57,6 @@
  * long enough that a client between requests does not pay page faults for
  * each one, short enough that idle connections hold little. */
 #define H2_IDLE_RELEASE_MS 500
-/* The opaque data of the drain PING. */
-static const uint8_t drain_ping[8] = {'t', 'l', 's', 't', 'e', 'r', 'm', 'd'};
 
 static _Thread_local uint8_t read_buf[H2_READ_LEN];
 
@@ -82,361 +67,6 @@ static _Thread_local uint8_t read_buf[H2_READ_LEN];
 static _Thread_local uint8_t gather_buf[H2_GATHER_LEN];
 
 static struct h2_front *front_of(const struct conn *c) { return c->mode_state; }
-
-/* ---- streams ---------------------------------------------------------------------- */
-
-static void free_stream(struct h2_front *f, struct h2_stream *st)
-{
-    struct http_exchange *x = st->x;
-    if (st->prev != NULL)
-        st->prev->next = st->next;
-    else
-        f->streams = st->next;
-    if (st->next != NULL)
-        st->next->prev = st->prev;
-    f->num_streams--;
-    if (st->taken_queued) {
-        struct h2_stream **p = &f->taken;
-        while (*p != st)
-            p = &(*p)->taken_next;
-        *p = st->taken_next;
-    }
-    if (x != NULL) {
-        bool answered = x->resp_done &&
-                        (x->resp_body == NULL || evbuffer_get_length(x->resp_body) == 0);
-        bool complete = answered && x->req_done;
-        /* A response sent whole before the request body ended (a
-         * backend's early 413) ends the stream with it (RFC 9113 8.1):
-         * the client aborted nothing. */
-        if (!answered && x->reason == HTTP_REASON_NONE)
-            x->reason = HTTP_REASON_CLIENT_ABORTED;
-        http_upstream_release(x, !complete);
-        http_exchange_log(x, "h2");
-        http_exchange_free(x);
-    }
-    free(st);
-}
-
-/* glitch counts one glitch of |kind| (h2_limits.h): past the budget, the
- * connection ends. */
-static void glitch(struct h2_front *f, const char *kind)
-{
-    if (h2_limits_glitch(&f->limits, clock_now_ms()))
-        h2_limits_fire(&f->limits, f->c, f->session, H2_ABUSE_GLITCHES, kind);
-}
-
-static int on_begin_frame(nghttp2_session *session, const nghttp2_frame_hd *hd, void *user)
-{
-    struct h2_front *f = user;
-    if (hd->type == NGHTTP2_PRIORITY)
-        glitch(f, "priority");
-    else if (hd->type == NGHTTP2_DATA && hd->stream_id != 0 &&
-             nghttp2_session_get_stream_user_data(session, hd->stream_id) == NULL)
-        glitch(f, "closed_stream");
-    /* A client's new stream ids only grow (RFC 9113 5.1.1): HEADERS on an
-     * odd id at or below the last one, for a stream nghttp2 does not know,
-     * opens nothing legitimately. nghttp2 would ignore it silently. */
-    if (hd->type == NGHTTP2_HEADERS && (hd->stream_id & 1) &&
-        hd->stream_id <= nghttp2_session_get_last_proc_stream_id(session) &&
-        nghttp2_session_find_stream(session, hd->stream_id) == NULL)
-        nghttp2_session_terminate_session(session, NGHTTP2_PROTOCOL_ERROR);
-    return 0;
-}
-
-static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user)
-{
-    struct h2_front *f = user;
-    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
-        return 0;
-    f->limits.num_streams++;
-    /* Detached streams hold their slots too (see the top): nghttp2 counts
-     * only the open ones. */
-    if (f->num_streams >= f->c->cfg->http2.max_concurrent_streams) {
-        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
-                                  NGHTTP2_REFUSED_STREAM);
-        return 0;
-    }
-    struct h2_stream *st = calloc(1, sizeof(*st));
-    if (st == NULL)
-        return NGHTTP2_ERR_CALLBACK_FAILURE;
-    st->x = http_exchange_new(f->c, &h2_front_ops, st);
-    if (st->x == NULL) {
-        free(st);
-        return NGHTTP2_ERR_CALLBACK_FAILURE;
-    }
-    st->front = f;
-    h2_limits_stream_init(&st->limits);
-    st->id = frame->hd.stream_id;
-    st->begun_ms = clock_now_ms();
-    st->x->stream_id = (uint32_t)st->id;
-    st->x->req.h2 = true;
-    f->any_request = true;
-    st->next = f->streams;
-    if (f->streams != NULL)
-        f->streams->prev = st;
-    f->streams = st;
-    f->num_streams++;
-    nghttp2_session_set_stream_user_data(session, st->id, st);
-    return 0;
-}
-
-static char *dup_n(const uint8_t *s, size_t len)
-{
-    char *copy = malloc(len + 1);
-    if (copy != NULL) {
-        memcpy(copy, s, len);
-        copy[len] = '\0';
-    }
-    return copy;
-}
-
-static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
-                     size_t name_len, const uint8_t *value, size_t value_len, uint8_t flags,
-                     void *user)
-{
-    struct h2_front *f = user;
-    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
-        return 0; /* request trailers are not passed on */
-    struct h2_stream *st = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
-    if (st == NULL || st->rejected)
-        return 0;
-    struct http_request *req = &st->x->req;
-    const char *n = (const char *)name;
-
-    if (++st->fields > HTTP_MAX_FIELDS ||
-        req->fields.bytes + name_len + value_len > f->c->cfg->http.max_request_header_bytes) {
-        st->rejected = true;
-        st->x->reason = HTTP_REASON_HEADER_TOO_LARGE;
-        return 0;
-    }
-    char **slot = NULL;
-    if (http_name_is(n, name_len, ":method"))
-        slot = &req->method;
-    else if (http_name_is(n, name_len, ":path"))
-        slot = &req->target;
-    else if (http_name_is(n, name_len, ":authority"))
-        slot = &req->authority;
-    else if (name_len > 0 && name[0] == ':')
-        return 0; /* :scheme; nghttp2 checked the rest */
-    if (slot != NULL) {
-        free(*slot);
-        *slot = dup_n(value, value_len);
-        req->fields.bytes += (uint32_t)(name_len + value_len);
-        return *slot != NULL ? 0 : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    }
-    if (http_name_is(n, name_len, "content-length")) {
-        int64_t len = 0;
-        for (size_t i = 0; i < value_len; i++)
-            len = len * 10 + (value[i] - '0'); /* nghttp2 checked the digits */
-        req->content_length = len;
-    }
-    if (http_fields_add(&req->fields, n, name_len, (const char *)value, value_len) != 0)
-        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    return 0;
-}
-
-/* covered says whether the certificate served on this connection covers
- * |authority|: a client reuses an HTTP/2 connection for every name the
- * certificate lists, and any other is misdirected (RFC 9110 15.5.20). */
-static bool covered(struct h2_front *f, const char *authority)
-{
-    char host[256];
-    size_t host_len;
-    if (f->authority_ok != NULL && strcmp(f->authority_ok, authority) == 0)
-        return true;
-    const char *start = route_authority_host(authority, &host_len);
-    snprintf(host, sizeof(host), "%.*s", (int)host_len, start);
-    const char *sni = SSL_get_servername(f->c->client.ssl, TLSEXT_NAMETYPE_host_name);
-    bool ok =
-        (sni != NULL && strcasecmp(sni, host) == 0) || tls_ctx_covers(f->c->client.ssl, host);
-    if (ok) {
-        free(f->authority_ok);
-        f->authority_ok = strdup(authority);
-    }
-    return ok;
-}
-
-/* start_request checks a complete request head and starts its upstream,
- * or answers it. */
-static int start_request(struct h2_front *f, struct h2_stream *st, bool end_stream)
-{
-    struct http_exchange *x = st->x;
-    struct http_request *req = &x->req;
-    int host = http_fields_find(&req->fields, "host", 0);
-
-    x->req_done = end_stream;
-    req->has_body = !end_stream;
-    st->head_done = true;
-    if (st->rejected) {
-        h2_answer(st);
-        return 0;
-    }
-    /* RFC 9113 8.3.1: origin form, or "*" for OPTIONS. nghttp2 checks it
-     * only for the http and https schemes; the backend must never get an
-     * absolute form (its authority would win over Host) or worse. */
-    if (req->method == NULL || req->target == NULL ||
-        (req->target[0] != '/' &&
-         !(strcmp(req->target, "*") == 0 && strcmp(req->method, "OPTIONS") == 0))) {
-        x->reason = HTTP_REASON_BAD_REQUEST;
-        h2_answer(st);
-        return 0;
-    }
-    if (host >= 0) {
-        const char *value = http_field_value(&req->fields, (uint32_t)host);
-        if (req->authority == NULL) {
-            req->authority = strdup(value);
-        } else if (strcasecmp(req->authority, value) != 0) {
-            x->reason = HTTP_REASON_AUTHORITY_MISMATCH;
-            h2_answer(st);
-            return 0;
-        }
-    }
-    if (req->authority == NULL) {
-        x->reason = HTTP_REASON_BAD_REQUEST;
-        h2_answer(st);
-        return 0;
-    }
-    if (!covered(f, req->authority)) {
-        x->reason = HTTP_REASON_MISDIRECTED;
-        h2_answer(st);
-        return 0;
-    }
-    if (http_fields_find(&req->fields, "expect", 0) >= 0)
-        req->expect_continue = true;
-    if (f->c->handshake_completing && !http_may_send_early(x)) {
-        /* Early data: a method the backend could not refuse with 425
-         * waits until the handshake completes (RFC 8470 5.1). */
-        st->await_handshake = true;
-        return 0;
-    }
-    if (http_upstream_start(x) != 0) {
-        x->reason = HTTP_REASON_OUT_OF_MEMORY;
-        h2_answer(st);
-    }
-    return 0;
-}
-
-/* limits_frame_recv feeds the limits what |frame| says. */
-static void limits_frame_recv(struct h2_front *f, const nghttp2_frame *frame)
-{
-    struct h2_stream *st =
-        nghttp2_session_get_stream_user_data(f->session, frame->hd.stream_id);
-    size_t data_len =
-        frame->hd.type == NGHTTP2_DATA ? frame->hd.length - frame->data.padlen : 0;
-    const char *kind =
-        h2_limits_frame_recv(&f->limits, st != NULL ? &st->limits : NULL, frame->hd.stream_id,
-                             frame->hd.type, frame->hd.flags, data_len);
-    if (kind != NULL)
-        glitch(f, kind);
-    if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST &&
-        f->limits.num_streams >= f->c->cfg->http2.max_streams_per_connection)
-        h2_limits_fire(&f->limits, f->c, f->session, H2_ABUSE_MAX_STREAMS, NULL);
-}
-
-static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user)
-{
-    struct h2_front *f = user;
-    bool end_stream = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;
-
-    limits_frame_recv(f, frame);
-    if (frame->hd.type == NGHTTP2_PING && (frame->hd.flags & NGHTTP2_FLAG_ACK) &&
-        memcmp(frame->ping.opaque_data, drain_ping, sizeof(drain_ping)) == 0 &&
-        f->state == H2_NOTICE) {
-        /* A round trip after the notice: anything the client sent before
-         * it saw the notice has arrived. */
-        f->state = H2_GOAWAY;
-        nghttp2_submit_goaway(session, NGHTTP2_FLAG_NONE,
-                              nghttp2_session_get_last_proc_stream_id(session),
-                              NGHTTP2_NO_ERROR, NULL, 0);
-        return 0;
-    }
-    if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
-        return 0;
-    struct h2_stream *st = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
-    if (st == NULL)
-        return 0;
-    if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST)
-        return start_request(f, st, end_stream);
-    if (end_stream && !st->x->req_done) {
-        st->x->req_done = true;
-        http_upstream_request_body(st->x);
-    }
-    return 0;
-}
-
-static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id,
-                         const uint8_t *data, size_t len, void *user)
-{
-    struct h2_stream *st = nghttp2_session_get_stream_user_data(session, id);
-
-    /* The connection's window is given back at once: the bytes are in a
-     * stream's buffer, which that stream's own window bounds. */
-    nghttp2_session_consume_connection(session, len);
-    /* A stream tlsterm answered itself drops its body; one waiting for the
-     * handshake (0-RTT) keeps it. */
-    if (st == NULL || st->answered || (st->x->up == NULL && !st->await_handshake)) {
-        nghttp2_session_consume_stream(session, id, len);
-        return 0;
-    }
-    struct http_exchange *x = st->x;
-    if (x->req_body == NULL && (x->req_body = evbuffer_new()) == NULL)
-        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    if (evbuffer_add(x->req_body, data, len) != 0)
-        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    x->req_bytes += len;
-    http_upstream_request_body(x);
-    return 0;
-}
-
-static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t error_code,
-                           void *user)
-{
-    struct h2_front *f = user;
-    struct h2_stream *st = nghttp2_session_get_stream_user_data(session, id);
-    if (st == NULL)
-        return 0;
-    nghttp2_session_set_stream_user_data(session, id, NULL);
-    struct http_exchange *x = st->x;
-    /* A request the backend has whole is answered whatever the client
-     * does: the stream keeps its slot until the backend is done. */
-    if (x->up != NULL && x->server != NULL && x->req_done && !x->resp_done && !st->answered) {
-        st->detached = true;
-        if (x->reason == HTTP_REASON_NONE)
-            x->reason = HTTP_REASON_CLIENT_ABORTED;
-        h2_detached_changed(st);
-        return 0;
-    }
-    free_stream(f, st);
-    return 0;
-}
-
-static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *user)
-{
-    struct h2_front *f = user;
-    struct h2_stream *st = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
-    uint32_t code = frame->hd.type == NGHTTP2_GOAWAY ? frame->goaway.error_code : 0;
-    const char *kind = h2_limits_frame_sent(
-        &f->limits, f->c, session, st != NULL ? &st->limits : NULL, frame->hd.type, code);
-    if (kind != NULL)
-        glitch(f, kind);
-    return 0;
-}
-
-static int on_invalid_frame(nghttp2_session *session, const nghttp2_frame *frame, int error,
-                            void *user)
-{
-    glitch(user, "invalid_frame");
-    return 0;
-}
-
-static int on_invalid_header(nghttp2_session *session, const nghttp2_frame *frame,
-                             const uint8_t *name, size_t name_len, const uint8_t *value,
-                             size_t value_len, uint8_t flags, void *user)
-{
-    glitch(user, "invalid_header");
-    /* The stream is reset, as without this callback. */
-    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-}
 
 /* ---- the connection ------------------------------------------------------------------ */
 
@@ -594,8 +224,7 @@ static int read_frames(struct h2_front *f, bool *out_more)
             c->bytes_in += n;
             metrics_bytes_client_to_backend(c->listener->metrics, n);
             f->last_activity_ms = clock_now_ms();
-            ssize_t rv = nghttp2_session_mem_recv(f->session, read_buf, n);
-            h2_limits_after_recv(&f->limits, c, f->session, rv);
+            ssize_t rv = h2_session_recv(f, read_buf, n);
             if (h2_limits_must_close(&f->limits))
                 return close_abusive(f);
             if (rv < 0) {
@@ -634,25 +263,6 @@ static bool waits_for_backend(const struct h2_stream *st)
     if (x->resp_body != NULL && evbuffer_get_length(x->resp_body) >= HTTP_BODY_BUF_MAX)
         return false;
     return x->req_done || (x->req_body != NULL && evbuffer_get_length(x->req_body) > 0);
-}
-
-/* after_handshake starts what waited for the client's handshake to
- * complete: requests held back, and those the backend answered 425. */
-static void after_handshake(struct h2_front *f)
-{
-    struct h2_stream *next;
-    for (struct h2_stream *st = f->streams; st != NULL; st = next) {
-        next = st->next;
-        if (st->await_handshake) {
-            st->await_handshake = false;
-            if (http_upstream_start(st->x) != 0) {
-                st->x->reason = HTTP_REASON_OUT_OF_MEMORY;
-                h2_answer(st);
-            }
-        } else if (st->x != NULL) {
-            http_upstream_handshake_done(st->x);
-        }
-    }
 }
 
 /* idle_deadline is when the connection is given up on: timeouts.idle when no
@@ -736,19 +346,6 @@ static void reset_stalled_streams(struct h2_front *f, uint64_t now)
     }
 }
 
-/* take_detached drops what the upstream of detached |st| read, and frees
- * |st| once the upstream is done (its connection pooled when complete). */
-static void take_detached(struct h2_front *f, struct h2_stream *st)
-{
-    struct http_exchange *x = st->x;
-    if (x->resp_body != NULL)
-        evbuffer_drain(x->resp_body, evbuffer_get_length(x->resp_body));
-    if (x->resp_done || x->up == NULL)
-        free_stream(f, st);
-    else
-        http_upstream_response_taken(x);
-}
-
 /* release_idle_memory gives nghttp2's frame buffer back (h2_mem.h) once
  * the connection has been idle for H2_IDLE_RELEASE_MS; before that it
  * returns the earlier of |at| (the deadline, 0: none) and that moment. */
@@ -777,28 +374,16 @@ static int run(struct conn *c)
         return CONN_CLOSED;
     if (f->handshake_news) {
         f->handshake_news = false;
-        after_handshake(f);
+        h2_session_handshake_done(f);
     }
     /* Streams whose buffers were drained let their upstreams read again;
      * what they add is sent on the next turn. */
-    /* The list is taken whole: a stream queued again while its upstream
-     * reads (a detached stream's bytes are dropped at once) waits for the
-     * next turn, so a fast backend cannot hold the worker here. */
-    struct h2_stream *taken = f->taken;
-    f->taken = NULL;
-    while (taken != NULL) {
-        struct h2_stream *st = taken;
-        taken = st->taken_next;
-        st->taken_queued = false;
-        if (st->detached)
-            take_detached(f, st);
-        else
-            http_upstream_response_taken(st->x);
-    }
+    h2_session_take(f);
     if (send_frames(f) != CONN_OK)
         return CONN_CLOSED;
     if (h2_limits_must_close(&f->limits))
         return close_abusive(f);
+    /* Queued again meanwhile, or by the frames just sent. */
     if (f->taken != NULL)
         more = true;
     if (transport_flush(&c->client) == TLS_IO_ERROR) {
@@ -817,59 +402,44 @@ static int run(struct conn *c)
     return CONN_OK;
 }
 
+/* certificate_covers says whether the certificate served on |c| covers
+ * |host|: the name the client asked for (SNI), or one the certificate
+ * lists. */
+static bool certificate_covers(struct conn *c, const char *host)
+{
+    const char *sni = SSL_get_servername(c->client.ssl, TLSEXT_NAMETYPE_host_name);
+    return (sni != NULL && strcasecmp(sni, host) == 0) || tls_ctx_covers(c->client.ssl, host);
+}
+
+static void log_exchange(struct http_exchange *x) { http_exchange_log(x, "h2"); }
+
+/* The session's world: the real upstreams (http_upstream.c) and this
+ * connection. */
+static const struct h2_session_ops session_ops = {
+    .upstream_start = http_upstream_start,
+    .upstream_request_body = http_upstream_request_body,
+    .upstream_response_taken = http_upstream_response_taken,
+    .upstream_handshake_done = http_upstream_handshake_done,
+    .upstream_release = http_upstream_release,
+    .exchange_log = log_exchange,
+    .covers = certificate_covers,
+    .schedule = conn_resume_later,
+    .report_abuse = h2_limits_report,
+};
+
 static int h2_start(struct conn *c)
 {
-    const struct cfg_listener *cfg = c->cfg;
     struct h2_front *f = calloc(1, sizeof(*f));
-    nghttp2_session_callbacks *callbacks = NULL;
-    nghttp2_option *option = NULL;
 
     if (f == NULL)
         return conn_close(c, END_OUT_OF_MEMORY, NULL);
     c->mode_state = f;
-    f->c = c;
     f->started_ms = f->last_activity_ms = clock_now_ms();
-    if (nghttp2_session_callbacks_new(&callbacks) != 0 || nghttp2_option_new(&option) != 0)
-        goto oom;
-    nghttp2_session_callbacks_set_on_begin_frame_callback(callbacks, on_begin_frame);
-    nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, on_begin_headers);
-    nghttp2_session_callbacks_set_on_header_callback(callbacks, on_header);
-    nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, on_frame_recv);
-    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, on_data_chunk);
-    nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, on_stream_close);
-    nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, on_frame_send);
-    nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(callbacks, on_invalid_frame);
-    nghttp2_session_callbacks_set_on_invalid_header_callback(callbacks, on_invalid_header);
-    nghttp2_option_set_no_auto_window_update(option, 1);
-    h2_limits_set_options(&cfg->http2, option);
-    h2_mem_init(&f->mem);
-    if (nghttp2_session_server_new3(&f->session, callbacks, f, option, &f->mem.mem) != 0)
-        goto oom;
-    nghttp2_session_callbacks_del(callbacks);
-    nghttp2_option_del(option);
-    callbacks = NULL;
-    option = NULL;
-
-    nghttp2_settings_entry settings[] = {
-        {NGHTTP2_SETTINGS_HEADER_TABLE_SIZE, cfg->http2.header_table_size},
-        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, cfg->http2.max_concurrent_streams},
-        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, cfg->http2.initial_window},
-        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, cfg->http.max_request_header_bytes + 3200},
-        {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-    };
-    if (nghttp2_submit_settings(f->session, NGHTTP2_FLAG_NONE, settings,
-                                sizeof(settings) / sizeof(settings[0])) != 0 ||
-        nghttp2_session_set_local_window_size(f->session, NGHTTP2_FLAG_NONE, 0,
-                                              (int32_t)cfg->http2.connection_window) != 0)
-        goto oom;
-    h2_limits_init(&f->limits, &cfg->http2, clock_now_ms());
+    if (h2_session_init(f, c, &session_ops) != 0)
+        return conn_close(c, END_OUT_OF_MEMORY, NULL);
     if (c->worker->draining)
         c->mode->drain(c);
     return run(c);
-oom:
-    nghttp2_session_callbacks_del(callbacks);
-    nghttp2_option_del(option);
-    return conn_close(c, END_OUT_OF_MEMORY, NULL);
 }
 
 static int h2_on_client(struct conn *c) { return run(c); }
@@ -899,13 +469,8 @@ static int h2_on_deadline(struct conn *c)
 
 static int h2_drain(struct conn *c)
 {
-    struct h2_front *f = front_of(c);
-    if (f->state != H2_OPEN)
-        return CONN_OK;
-    f->state = H2_NOTICE;
-    nghttp2_submit_shutdown_notice(f->session);
-    nghttp2_submit_ping(f->session, NGHTTP2_FLAG_NONE, drain_ping);
-    conn_resume_later(c);
+    if (h2_session_notice(front_of(c)))
+        conn_resume_later(c);
     return CONN_OK;
 }
 
@@ -920,10 +485,7 @@ static void h2_free(struct conn *c, bool abort)
     struct h2_front *f = front_of(c);
     if (f == NULL)
         return;
-    while (f->streams != NULL)
-        free_stream(f, f->streams);
-    nghttp2_session_del(f->session);
-    free(f->authority_ok);
+    h2_session_cleanup(f);
     free(f->spill);
     free(f);
     c->mode_state = NULL;

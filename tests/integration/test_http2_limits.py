@@ -353,3 +353,28 @@ def test_max_streams_per_connection(limits, certs):
     assert line["level"] == "info", line
     with H2Conn(lim.port, certs) as again:
         assert again.get("/").status == 200
+
+
+def test_streams_past_the_cap_in_the_same_read(limits, backend):
+    """Streams that arrive in the same read as the one that reached
+    max_streams_per_connection are above the GOAWAY's last stream id, which
+    tells the client they were not processed (it may send them again
+    elsewhere, RFC 9113 6.8): none reaches the backend, and one GOAWAY
+    names the last stream allowed (found by fuzz/h2_session_fuzz.c)."""
+    lim = limits(max_streams_per_connection=3)
+    client = lim.attacker()
+    client.send(b"".join(headers(1 + 2 * i, request_block(client, f"/echo/{i}"))
+                         for i in range(8)))
+    goaways, answered = [], set()
+    for event in client.events():
+        if isinstance(event, GoAwayFrame):
+            goaways.append((event.error_code, event.last_stream_id))
+        elif isinstance(event, HeadersFrame):
+            answered.add(event.stream_id)
+        elif isinstance(event, Timeout):
+            pytest.fail(f"no close after the GOAWAY: {client.log}")
+    assert goaways == [(NO_ERROR, 5)], client.log
+    assert answered == {1, 3, 5}, client.log
+    lim.abuse("max_streams")
+    paths = sorted(line["path"] for line in backend.find("request") if line["path"] != "/headers")
+    assert paths == ["/echo/0", "/echo/1", "/echo/2"], paths

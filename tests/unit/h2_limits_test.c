@@ -1,7 +1,8 @@
 /* h2_limits_test: the pure logic of the HTTP/2 attack limits: the cause
  * tokens (an interface, like reason tokens), the glitch bucket, which frames
- * are glitches, and the timeouts' deadlines. What ends a connection is
- * tested end to end in tests/integration/test_http2_limits.py. */
+ * are glitches, the timeouts' deadlines, and which limits fire once. What
+ * ends a connection is tested end to end in
+ * tests/integration/test_http2_limits.py. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -42,7 +43,7 @@ static void test_glitch_bucket_burst_and_refill(void **state)
     struct h2_limits limits;
 
     (void)state;
-    h2_limits_init(&limits, &cfg, 1000);
+    h2_limits_init(&limits, &cfg, 1000, NULL);
     /* The burst, then empty. */
     for (int i = 0; i < 3; i++)
         assert_false(h2_limits_glitch(&limits, 1000));
@@ -63,7 +64,7 @@ static void test_which_frames_are_glitches(void **state)
     struct h2_limits_stream stream;
 
     (void)state;
-    h2_limits_init(&limits, &cfg, 1);
+    h2_limits_init(&limits, &cfg, 1, NULL);
     h2_limits_stream_init(&stream);
     /* Empty DATA: a glitch without END_STREAM only. */
     assert_string_equal(h2_limits_frame_recv(&limits, &stream, 1, NGHTTP2_DATA, 0, 0),
@@ -103,7 +104,7 @@ static void test_deadlines(void **state)
     struct h2_limits_stream stream;
 
     (void)state;
-    h2_limits_init(&limits, &cfg, 1000);
+    h2_limits_init(&limits, &cfg, 1000, NULL);
     /* The SETTINGS ACK first. */
     assert_int_equal(h2_limits_deadline(&limits, 0), 1500);
     limits.settings_sent_ms = 0;
@@ -124,6 +125,49 @@ static void test_deadlines(void **state)
     assert_false(h2_limits_expired(0, 2000, 9000));
 }
 
+static unsigned num_reported;
+static enum h2_abuse_cause last_reported;
+
+static void record_report(struct conn *c, enum h2_abuse_cause cause, const char *detail)
+{
+    (void)c;
+    (void)detail;
+    num_reported++;
+    last_reported = cause;
+}
+
+/* The stream cap fires once, however many HEADERS pass it before its
+ * GOAWAY goes out: a second GOAWAY would carry a higher last stream id
+ * (found by fuzz/h2_session_fuzz.c). An attack after it still counts. */
+static void test_max_streams_fires_once(void **state)
+{
+    struct cfg_http2 cfg = small_limits();
+    struct h2_limits limits;
+    nghttp2_session_callbacks *callbacks;
+    nghttp2_session *session;
+
+    (void)state;
+    assert_int_equal(nghttp2_session_callbacks_new(&callbacks), 0);
+    assert_int_equal(nghttp2_session_server_new(&session, callbacks, NULL), 0);
+    h2_limits_init(&limits, &cfg, 1000, record_report);
+    num_reported = 0;
+    h2_limits_fire(&limits, NULL, session, H2_ABUSE_MAX_STREAMS, NULL);
+    h2_limits_fire(&limits, NULL, session, H2_ABUSE_MAX_STREAMS, NULL);
+    assert_int_equal(num_reported, 1);
+    assert_int_equal(last_reported, H2_ABUSE_MAX_STREAMS);
+    assert_int_equal(nghttp2_session_get_outbound_queue_size(session), 1);
+    assert_false(h2_limits_must_close(&limits));
+    h2_limits_fire(&limits, NULL, session, H2_ABUSE_GLITCHES, "priority");
+    assert_int_equal(num_reported, 2);
+    assert_int_equal(last_reported, H2_ABUSE_GLITCHES);
+    assert_true(h2_limits_must_close(&limits));
+    h2_limits_fire(&limits, NULL, session, H2_ABUSE_MAX_STREAMS, NULL);
+    h2_limits_fire(&limits, NULL, session, H2_ABUSE_CONTROL_FLOOD, NULL);
+    assert_int_equal(num_reported, 2);
+    nghttp2_session_del(session);
+    nghttp2_session_callbacks_del(callbacks);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -131,6 +175,7 @@ int main(void)
         cmocka_unit_test(test_glitch_bucket_burst_and_refill),
         cmocka_unit_test(test_which_frames_are_glitches),
         cmocka_unit_test(test_deadlines),
+        cmocka_unit_test(test_max_streams_fires_once),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
