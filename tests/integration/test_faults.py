@@ -1,0 +1,184 @@
+"""Descriptors, disk and the log reader run out; tlsterm keeps serving and
+says what it dropped.
+
+- EMFILE: with a low RLIMIT_NOFILE, accept pauses (logged, not spinning),
+  the connections it holds transfer byte for byte, a backend connect that
+  finds no descriptor gets a defined answer (HTTP 503, a close in tcp mode)
+  and a log line, and new clients are served once descriptors free up.
+- ENOSPC: a report directory on a tiny tmpfs that is full logs
+  report_write_failed with the path and the errno text, leaves no temporary
+  file, and the next window after space is freed writes a whole report.
+- A log reader that stops reading (stderr a pipe nobody reads): requests
+  still complete, the lines that did not fit are counted
+  (tlsterm_log_lines_dropped_total) and said in one log_lines_dropped line
+  once the reader is back, and SIGTERM still ends the process.
+"""
+
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from http_harness import H1Conn, H2Conn, http_config, http_listener
+from tlsterm_harness import (
+    LogReader,
+    TIMEOUT,
+    TLSTERM_BIN,
+    client_context,
+    free_port,
+    get,
+    listener_config,
+    sanitizer_env,
+    samples,
+    tls_connect,
+    tlsterm_config,
+    to_yaml,
+    total,
+    wait_until,
+)
+
+# ---- a log reader that stops reading ------------------------------------------
+
+# The smallest pipe the kernel makes: one page. tlsterm's queue (1 MiB,
+# LOG_QUEUE_MAX) then fills after about a thousand access log lines.
+PIPE_SIZE = 4096
+LONG_PATH = "/" + "p" * 1000  # the access log keeps 1024 bytes of a path
+
+
+class StalledStderr:
+    """StalledStderr runs tlsterm with stderr on a one-page pipe that nobody
+    reads until resume() is called; the test finds its listener and admin
+    endpoint on ports chosen beforehand, since the log is not read."""
+
+    def __init__(self, workdir, config):
+        self.config_path = workdir / "tlsterm.yaml"
+        self.config_path.write_text(to_yaml(config))
+        read_end, write_end = os.pipe()
+        fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        self.read_end = read_end
+        self.proc = subprocess.Popen(
+            [TLSTERM_BIN, "-c", str(self.config_path)], stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=write_end, env=sanitizer_env())
+        os.close(write_end)
+        self.log = None
+
+    def resume(self):
+        """resume starts reading the log (a LogReader on the pipe)."""
+        self.log = LogReader(os.fdopen(self.read_end, "rb"))
+        self.read_end = None
+
+    def find(self, event):
+        with self.log.cond:
+            return [e for e in self.log.events if e.get("event") == event]
+
+    def finish(self, timeout=TIMEOUT):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+        finally:
+            if self.read_end is not None:
+                os.close(self.read_end)
+                self.read_end = None
+
+
+@pytest.fixture
+def stalled(tmp_path, http_backend_factory, certs):
+    """stalled is a StalledStderr in http mode (access log on) with an admin
+    endpoint, serving; its teardown stops it and checks the exit code."""
+    backend = http_backend_factory()
+    port, admin = free_port(), free_port()
+    listener = http_listener("web", backend, certs, listen=(f"127.0.0.1:{port}",))
+    config = http_config([listener], level="info")
+    config["admin"] = {"listen": f"127.0.0.1:{admin}"}
+    # Every failed handshake is a line: none is rate limited away.
+    config["log"]["handshake_failures"] = {"burst": 100000, "rate": 100000}
+    proxy = StalledStderr(tmp_path, config)
+    proxy.port, proxy.admin = port, ("127.0.0.1", admin)
+
+    def up():
+        assert proxy.proc.poll() is None, f"tlsterm exited with {proxy.proc.returncode}"
+        try:
+            return get(proxy.admin, "/readyz")[0] == 200
+        except OSError:
+            return False
+
+    wait_until(up, what="the admin endpoint")
+    yield proxy
+    code = proxy.finish()
+    assert code == 0, f"tlsterm exited with {code}"
+
+
+def failed_handshakes(port, count):
+    """failed_handshakes opens |count| connections that send bytes that are
+    not TLS, each ending in a handshake_failed line."""
+    for _ in range(count):
+        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as s:
+            s.sendall(b"\x16\x03\x01\x00\x05hello")
+            try:
+                while s.recv(4096):
+                    pass
+            except ConnectionResetError:
+                pass
+
+
+def test_stalled_log_reader_does_not_stop_serving(stalled, certs):
+    # Enough log for the queue many times over while nothing reads it:
+    # request lines of a kilobyte, and failed handshakes.
+    started = time.monotonic()
+    slowest = 0.0
+    with H1Conn(stalled.port, certs) as conn:
+        for i in range(3000):
+            t = time.monotonic()
+            conn.send(f"GET {LONG_PATH}?{i} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+            response = conn.read_response(timeout=10)
+            assert response.status == 200, (i, response.status)
+            assert response.body == b"hello from http_backend\n"
+            slowest = max(slowest, time.monotonic() - t)
+            if i % 500 == 0:
+                failed_handshakes(stalled.port, 20)
+    elapsed = time.monotonic() - started
+    # A fresh connection and an h2 request still go through.
+    with H2Conn(stalled.port, certs) as h2conn:
+        stream = h2conn.get("/after", timeout=10)
+        assert stream.status == 200 and bytes(stream.data) == b"hello from http_backend\n"
+    dropped = total(samples(stalled.admin), "tlsterm_log_lines_dropped_total")
+    assert dropped > 1000, dropped
+
+    # The reader is back: the queue comes out, then the count of what did
+    # not fit, exactly what the metric says.
+    stalled.resume()
+    wait_until(lambda: sum(e["count"] for e in stalled.find("log_lines_dropped")) >= dropped,
+               what="log_lines_dropped lines adding up to the metric")
+    lines = stalled.find("log_lines_dropped")
+    assert all(e["level"] == "warn" and e["count"] > 0 for e in lines), lines
+    assert sum(e["count"] for e in lines) == dropped, (lines, dropped)
+    # What was written is whole lines: every one parsed as JSON.
+    with stalled.log.cond:
+        broken = [line for line in stalled.log.raw if not line.startswith("{")]
+    assert not broken, broken[:3]
+    assert stalled.find("request"), "no access log line came out at all"
+    print(f"3000 requests in {elapsed:.1f}s, slowest {slowest:.2f}s, {dropped:.0f} lines dropped")
+
+
+def test_sigterm_ends_the_process_while_the_log_reader_is_stalled(stalled, certs):
+    with H1Conn(stalled.port, certs) as conn:
+        for i in range(1500):
+            conn.send(f"GET {LONG_PATH}?{i} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+            assert conn.read_response(timeout=10).status == 200
+    assert total(samples(stalled.admin), "tlsterm_log_lines_dropped_total") > 0
+    # Nobody reads: the drain ends, and the last flush of the log gives up
+    # after LOG_STOP_WAIT_MS (2 s) rather than waiting for ever.
+    t = time.monotonic()
+    assert stalled.finish(timeout=20) == 0
+    assert time.monotonic() - t < 15
