@@ -182,3 +182,95 @@ def test_sigterm_ends_the_process_while_the_log_reader_is_stalled(stalled, certs
     t = time.monotonic()
     assert stalled.finish(timeout=20) == 0
     assert time.monotonic() - t < 15
+
+
+# ---- a full report directory ---------------------------------------------------
+
+SCHEMA_VALIDATOR = None
+
+
+def validate_report(report):
+    global SCHEMA_VALIDATOR
+    import jsonschema
+    from tlsterm_harness import REPO
+
+    if SCHEMA_VALIDATOR is None:
+        schema = json.loads((REPO / "tests/report.schema.json").read_text())
+        SCHEMA_VALIDATOR = jsonschema.Draft202012Validator(schema)
+    errors = sorted(SCHEMA_VALIDATOR.iter_errors(report), key=str)
+    assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors)
+    return report
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """tiny_tmpfs mounts a 64 KiB tmpfs on a fresh folder and returns it;
+    unmounted at the end. It needs root (CAP_SYS_ADMIN)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "reports"
+    mnt.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs",
+                             str(mnt)], capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+def fill(directory):
+    """fill writes directory/filler until the filesystem is full and returns
+    its path."""
+    path = directory / "filler"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError as e:
+        assert e.errno == 28, e  # ENOSPC
+    finally:
+        os.close(fd)
+    return path
+
+
+def echo_once(port, certs, payload):
+    with tls_connect(port, client_context(certs.ca)) as tls:
+        tls.sendall(payload)
+        got = b""
+        while len(got) < len(payload):
+            chunk = tls.recv(65536)
+            assert chunk, f"EOF after {len(got)} bytes"
+            got += chunk
+        return got
+
+
+def test_full_report_directory(tlsterm_factory, backend_factory, certs, tiny_tmpfs):
+    config = tlsterm_config([listener_config("edge", backend_factory("echo"), certs)])
+    config["report"] = {"interval": "1s", "dir": str(tiny_tmpfs)}
+    filler = fill(tiny_tmpfs)
+    proxy = tlsterm_factory(config)
+    port = proxy.port("edge")
+
+    # Two windows in a row find no space: each says which file and why.
+    failed = proxy.wait_count("report_write_failed", 2)
+    for event in failed:
+        assert event["level"] == "error", event
+        assert event["error"] == "No space left on device", event
+        assert os.path.dirname(event["file"]) == str(tiny_tmpfs), event
+    # Nothing half-written is left: no temporary file, no report.
+    assert sorted(p.name for p in tiny_tmpfs.iterdir()) == ["filler"]
+    # Serving meanwhile, and the window counts what happens.
+    payload = os.urandom(200_000)
+    assert echo_once(port, certs, payload) == payload
+
+    # Space again: the next window is written whole, and valid.
+    seen = len(proxy.find("report_written"))
+    filler.unlink()
+    written = proxy.wait_count("report_written", seen + 1)[seen]
+    path = written["file"]
+    assert os.path.dirname(path) == str(tiny_tmpfs), written
+    report = validate_report(json.loads(open(path).read()))
+    assert report["policies"], report
+    names = [p.name for p in tiny_tmpfs.iterdir()]
+    assert not [n for n in names if n.startswith(".")], names
+    assert echo_once(port, certs, b"still serving") == b"still serving"
