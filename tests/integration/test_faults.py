@@ -17,6 +17,7 @@ says what it dropped.
 import fcntl
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -24,6 +25,8 @@ import threading
 import time
 
 import pytest
+
+from backend import pattern, pattern_sha256
 
 from http_harness import H1Conn, H2Conn, http_config, http_listener
 from tlsterm_harness import (
@@ -42,6 +45,117 @@ from tlsterm_harness import (
     total,
     wait_until,
 )
+
+# ---- out of descriptors ----------------------------------------------------------
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+PASSIVE = {"passive": {"failures": 2, "cooldown": "60s"}}
+
+
+def test_emfile_in_http_mode(tlsterm_factory, http_backend_factory, certs):
+    """One h2 client holds more backend connections than RLIMIT_NOFILE (64)
+    leaves: the streams that find no descriptor get a 502 and a
+    backend_connect_failed line saying so, the others complete byte for
+    byte; a new client waits in the backlog (accept_paused, without
+    spinning) and is served once descriptors free up. Running out of
+    descriptors is not the server's fault: passive health keeps it up."""
+    backend = http_backend_factory()
+    listener = http_listener("web", backend, certs, backend_opts={"health": PASSIVE})
+    config = http_config([listener], level="info")
+    proxy = tlsterm_factory(config, nofile=64)
+    port = proxy.port("web")
+
+    with H2Conn(port, certs) as conn:
+        streams = [conn.request("GET", "/slow/4") for _ in range(90)]
+        failed = proxy.wait_for("backend_connect_failed", error="Too many open files")
+        assert failed["server"] == backend.addr, failed
+
+        # Another client now: accept meets EMFILE and pauses, not spinning.
+        late = {}
+
+        def late_client():
+            try:
+                with H1Conn(port, certs) as h1:
+                    h1.send(b"GET /bytes/100000 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                    late["response"] = h1.read_response(timeout=TIMEOUT)
+            except Exception as e:  # reported by the assertions below
+                late["error"] = e
+
+        waiter = threading.Thread(target=late_client)
+        waiter.start()
+        paused = proxy.wait_for("accept_paused")
+        assert "Too many open files" in paused["msg"], paused
+        before = cpu_seconds(proxy.pid)
+        time.sleep(1.0)
+        assert cpu_seconds(proxy.pid) - before < 0.3, "accept spins while out of descriptors"
+
+        conn.wait(lambda: all(s.done for s in streams), timeout=TIMEOUT, what="every stream")
+        statuses = [s.status for s in streams]
+        assert set(statuses) == {200, 502}, statuses
+        for stream in streams:
+            assert stream.ended and stream.reset is None, stream.id
+            if stream.status == 200:
+                assert bytes(stream.data) == b"slow\n", stream.id
+        refused = proxy.find("backend_connect_failed", error="Too many open files")
+        assert len(refused) == statuses.count(502), (len(refused), statuses.count(502))
+
+        # The held connection goes on, byte for byte, once descriptors are back.
+        big = conn.get("/bytes/300000", sha=True)
+        assert big.status == 200 and big.length == 300000
+        assert big.sha.hexdigest() == pattern_sha256(300000)
+
+    waiter.join(TIMEOUT)
+    assert not waiter.is_alive()
+    assert "error" not in late, late.get("error")
+    assert late["response"].status == 200, late["response"].status
+    assert late["response"].body == b"".join(pattern(100000))
+    proxy.wait_for("accept_resumed")
+    assert len(proxy.find("accept_paused")) == 1
+    # Passive health: dozens of failed connects, none the server's.
+    assert not proxy.find("backend_server_down"), proxy.find("backend_server_down")
+    with H2Conn(port, certs) as conn:
+        assert conn.get("/after").status == 200
+
+
+def test_emfile_in_tcp_mode(tlsterm_factory, backend_factory, certs):
+    """A tcp-mode client accepted with the last descriptor: its backend
+    connect finds none, and it gets a clean close (close_notify, no byte)
+    and a backend_connect_failed line; the server is not marked down. With
+    descriptors back, clients are served again."""
+    echo = backend_factory("echo")
+    listener = listener_config("edge", echo, certs)
+    listener["backend"]["health"] = PASSIVE
+    config = tlsterm_config([listener])
+    config["workers"] = 1
+    proxy = tlsterm_factory(config)
+    port = proxy.port("edge")
+    assert echo_once(port, certs, b"before") == b"before"
+    proxy.wait_for("conn_closed")  # its descriptors are given back
+
+    # Room for exactly one more descriptor (the soft limit only, so that it
+    # can be raised again): the client's socket takes it.
+    soft, hard = resource.prlimit(proxy.pid, resource.RLIMIT_NOFILE)
+    in_use = len(os.listdir(f"/proc/{proxy.pid}/fd"))
+    resource.prlimit(proxy.pid, resource.RLIMIT_NOFILE, (in_use + 1, hard))
+    for _ in range(3):
+        with tls_connect(port, client_context(certs.ca)) as tls:
+            tls.settimeout(TIMEOUT)
+            assert tls.recv(100) == b""  # close_notify, nothing forwarded
+    failed = proxy.wait_count("backend_connect_failed", 3)
+    assert all(e["error"] == "Too many open files" for e in failed), failed
+    closed = proxy.wait_count("conn_closed", 4)
+    assert [e["reason"] for e in closed[1:]] == ["backend_connect_failed"] * 3, closed
+    assert not proxy.find("backend_server_down"), proxy.find("backend_server_down")
+
+    resource.prlimit(proxy.pid, resource.RLIMIT_NOFILE, (soft, hard))
+    payload = os.urandom(300_000)
+    assert echo_once(port, certs, payload) == payload
+
 
 # ---- a log reader that stops reading ------------------------------------------
 
