@@ -790,8 +790,9 @@ static void test_empty_metrics_render(void **state)
     render_parse(m, &e);
     check_exactly(&e, expected);
     /* Every family is declared, even with no series. */
-    assert_int_equal(e.num_families, 21);
-    assert_int_equal(e.num_samples, 2); /* the two reload results */
+    assert_int_equal(e.num_families, 22);
+    /* The two reload results and tlsterm_log_lines_dropped_total. */
+    assert_int_equal(e.num_samples, 3);
     exposition_free(&e);
     free(expected);
     metrics_free(m);
