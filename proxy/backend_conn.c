@@ -100,6 +100,11 @@ struct backend_conn *backend_conn_open(struct event_base *base, const struct net
     return backend_conn_open_from(base, server, NULL, on_event, arg);
 }
 
+bool backend_conn_failed_locally(int err)
+{
+    return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
 struct backend_conn *backend_conn_open_from(struct event_base *base,
                                             const struct net_addr *server,
                                             const struct sockaddr *source,

@@ -84,6 +84,14 @@ struct backend_conn *backend_conn_open_from(struct event_base *base,
                                             const struct sockaddr *source,
                                             backend_conn_event_fn on_event, void *arg);
 
+/* backend_conn_failed_locally says whether |err|, the errno of a failed
+ * backend_conn_open, means this process ran out of something (descriptors:
+ * EMFILE, ENFILE; socket buffers or memory: ENOBUFS, ENOMEM) rather than
+ * the server failing. Such a failure says nothing about the server: it must
+ * not count against its health (a passive check would take a healthy server
+ * out for its cooldown), and another server would fail the same way. */
+bool backend_conn_failed_locally(int err);
+
 /* backend_conn_set_owner makes |on_event| with |arg| receive |conn|'s
  * events from now on. */
 void backend_conn_set_owner(struct backend_conn *conn, backend_conn_event_fn on_event,

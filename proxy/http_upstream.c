@@ -122,7 +122,7 @@ struct http_upstream {
 static void pump(struct http_upstream *up);
 static void open_new(struct http_upstream *up, bool have_slot);
 static void on_timer(struct timerq_entry *timer);
-static void connect_failed(struct http_upstream *up, const char *error, bool timeout);
+static void connect_failed(struct http_upstream *up, int err);
 static bool could_retry(const struct http_upstream *up);
 static const llhttp_settings_t parser_settings;
 
@@ -325,21 +325,27 @@ static enum http_reason choose_server(struct http_upstream *up)
 }
 
 /* connect_failed counts a failed connect (its connection and slot already
- * given back) and tries the next server of the group, or answers 502. */
-static void connect_failed(struct http_upstream *up, const char *error, bool timeout)
+ * given back), |err| its errno or 0 for the connect timeout, and tries the
+ * next server of the group, or answers 502. A failure of this process's own
+ * (out of descriptors) is not the server's: it does not count against the
+ * server's health, and no other server is tried. */
+static void connect_failed(struct http_upstream *up, int err)
 {
     const struct cfg_backend *group = up->group;
+    const char *error = err == 0 ? "timeout" : strerror(err);
+    bool local = err != 0 && backend_conn_failed_locally(err);
 
     log_backend_problem(up, "backend_connect_failed", error);
     metrics_backend_connect_failed(up->x->c->listener->metrics,
-                                   timeout ? METRICS_CONNECT_TIMEOUT : METRICS_CONNECT_ERROR);
-    backend_server_connect_failed(up->server, group, error);
+                                   err == 0 ? METRICS_CONNECT_TIMEOUT : METRICS_CONNECT_ERROR);
+    if (!local)
+        backend_server_connect_failed(up->server, group, error);
     atomic_fetch_sub(&up->server->active, 1); /* the reference stays, in tried */
     up->tried[up->num_tried++] = up->server;
     up->server = NULL;
     /* Nothing of the request went out on this connection, a retry's
      * (retry) included: it goes on to the next server like any other. */
-    if (up->num_tried <= group->retries) {
+    if (!local && up->num_tried <= group->retries) {
         enum http_reason unpicked = choose_server(up);
         if (unpicked == HTTP_REASON_NONE) {
             up->state = UP_QUEUED;
@@ -371,7 +377,7 @@ static void open_new(struct http_upstream *up, bool have_slot)
         int err = errno;
         if (have_slot)
             backend_pool_closed(up->ps);
-        connect_failed(up, strerror(err), false);
+        connect_failed(up, err);
         return;
     }
     if (!have_slot)
@@ -969,7 +975,7 @@ static void on_conn_event(struct backend_conn *conn, short what, void *arg)
         timerq_cancel(&worker_of(up)->timers, &up->timer);
         if (result != 0) {
             drop_conn(up, true); /* and its slot */
-            connect_failed(up, strerror(result), false);
+            connect_failed(up, result);
             return;
         }
         backend_server_connected(up->server);
@@ -1008,7 +1014,7 @@ static void on_timer(struct timerq_entry *timer)
         return;
     case UP_CONNECTING:
         drop_conn(up, true); /* and its slot */
-        connect_failed(up, "timeout", true);
+        connect_failed(up, 0);
         return;
     case UP_TOO_EARLY:
         log_backend_problem(up, "backend_timeout",

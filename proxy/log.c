@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -21,18 +22,26 @@ static _Atomic enum log_level current_min_level = LOG_INFO;
 
 /* The writer thread and its queue. Producers append whole lines under the
  * lock (a memcpy of at most LOG_LINE_MAX bytes); the writer swaps the queue
- * for its own buffer and writes outside the lock. */
+ * for its own buffer and writes outside the lock, where it may block on
+ * stderr for as long as the reader makes it. */
 static struct {
     pthread_mutex_t lock;
     pthread_cond_t wake;
+    pthread_cond_t finished_cond; /* signalled when |finished| is set */
     pthread_t thread;
     bool running;
     bool stopping;
+    bool finished; /* the thread wrote everything and is about to return */
     char *queue;
     size_t queue_len;
     char *writing;
-    uint64_t dropped;
-} writer = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
+    uint64_t dropped; /* since the last log_lines_dropped line */
+} writer = {.lock = PTHREAD_MUTEX_INITIALIZER,
+            .wake = PTHREAD_COND_INITIALIZER,
+            .finished_cond = PTHREAD_COND_INITIALIZER};
+
+/* Every line dropped since the start, for the metric. */
+static _Atomic unsigned long long dropped_total;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -379,6 +388,7 @@ void log_end(struct log_line *line)
             pthread_cond_signal(&writer.wake);
         } else {
             writer.dropped++;
+            atomic_fetch_add_explicit(&dropped_total, 1, memory_order_relaxed);
         }
         pthread_mutex_unlock(&writer.lock);
         return;
@@ -414,6 +424,8 @@ static void *writer_main(void *arg)
         }
         pthread_mutex_lock(&writer.lock);
     }
+    writer.finished = true;
+    pthread_cond_signal(&writer.finished_cond);
     pthread_mutex_unlock(&writer.lock);
     return NULL;
 }
@@ -428,6 +440,7 @@ int log_writer_start(void)
     writer.writing = writing;
     writer.queue_len = 0;
     writer.stopping = false;
+    writer.finished = false;
     writer.running = true;
     pthread_mutex_unlock(&writer.lock);
     if (pthread_create(&writer.thread, NULL, writer_main, NULL) != 0) {
@@ -453,7 +466,23 @@ void log_writer_stop(void)
     }
     writer.stopping = true;
     pthread_cond_signal(&writer.wake);
+    /* Bounded: with a reader that stopped reading, the writer stays
+     * blocked in write(2) and the process exits all the same. */
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += LOG_STOP_WAIT_MS / 1000;
+    deadline.tv_nsec += (long)(LOG_STOP_WAIT_MS % 1000) * 1000000;
+    if (deadline.tv_nsec >= 1000000000) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000;
+    }
+    while (!writer.finished &&
+           pthread_cond_timedwait(&writer.finished_cond, &writer.lock, &deadline) == 0)
+        ;
+    bool finished = writer.finished;
     pthread_mutex_unlock(&writer.lock);
+    if (!finished)
+        return;
     pthread_join(writer.thread, NULL);
 
     pthread_mutex_lock(&writer.lock);
@@ -462,6 +491,11 @@ void log_writer_stop(void)
     free(writer.writing);
     writer.queue = writer.writing = NULL;
     pthread_mutex_unlock(&writer.lock);
+}
+
+unsigned long long log_lines_dropped_total(void)
+{
+    return atomic_load_explicit(&dropped_total, memory_order_relaxed);
 }
 
 void log_msg(enum log_level level, const char *event, const char *fmt, ...)

@@ -114,14 +114,26 @@ void log_end(struct log_line *line);
 
 /* log_writer_start moves writing to a thread of its own: from then on
  * log_end only copies the line into a bounded queue (LOG_QUEUE_MAX bytes),
- * so a slow stderr (a full pipe, a stalled terminal) never blocks an event
- * loop. When the queue is full, lines are dropped and counted, and the
- * writer reports the count in a "log_lines_dropped" line. Returns 0 or -1. */
+ * so a slow stderr (a full pipe, a stalled terminal, a reader that stopped
+ * reading) never blocks an event loop. When the queue is full, lines are
+ * dropped and counted (log_lines_dropped_total), and once stderr takes
+ * lines again the writer reports how many in one "log_lines_dropped" line
+ * (count=N). Returns 0 or -1. */
 int log_writer_start(void);
 
 /* log_writer_stop writes out what is queued and ends the writer thread;
- * log_end writes directly again afterwards. */
+ * log_end writes directly again afterwards. It waits at most
+ * LOG_STOP_WAIT_MS for stderr: a reader that stopped reading must not keep
+ * the process from exiting. After that it returns with the writer thread
+ * still blocked in write(2) and its queue still allocated (reachable, not
+ * leaked): the caller is about to exit. */
 void log_writer_stop(void);
+#define LOG_STOP_WAIT_MS 2000
+
+/* log_lines_dropped_total returns how many log lines the writer dropped
+ * since the start because stderr did not keep up (the metric
+ * tlsterm_log_lines_dropped_total). Thread-safe. */
+unsigned long long log_lines_dropped_total(void);
 
 /* log_msg writes a one-field event {"event":..., "msg": printf(fmt, ...)}. */
 void log_msg(enum log_level level, const char *event, const char *fmt, ...)

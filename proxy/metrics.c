@@ -861,6 +861,7 @@ static void render_process(struct render *r, const struct metrics *m)
     static const char reloads[] = "tlsterm_config_reloads_total";
     static const char not_after[] = "tlsterm_certificate_not_after_timestamp_seconds";
     static const char build_info[] = "tlsterm_build_info";
+    static const char dropped[] = "tlsterm_log_lines_dropped_total";
     char value[24], boringssl[64];
 
     /* BoringSSL has no version number of its own: the Debian package's
@@ -880,6 +881,11 @@ static void render_process(struct render *r, const struct metrics *m)
                atomic_load_explicit(&m->reloads_ok, memory_order_relaxed));
     sample_u64(r, reloads, &(struct label){"result", "failed"}, 1,
                atomic_load_explicit(&m->reloads_failed, memory_order_relaxed));
+
+    family(r, dropped, "counter",
+           "Log lines dropped because stderr did not take them in time (a full pipe, a "
+           "reader that stopped).");
+    sample_u64(r, dropped, NULL, 0, log_lines_dropped_total());
 
     family(r, not_after, "gauge", "Expiry of each certificate served, in unix time.");
     for (size_t i = 0; i < m->num_certs; i++) {

@@ -46,6 +46,7 @@
 #include "http.h"
 #include "http_hsts.h"
 #include "metrics.h"
+#include "worker.h"
 
 /* Plaintext per TLS write: one full record. */
 #define RECORD_LEN 16384
@@ -84,6 +85,7 @@ struct h1 {
     bool logged;      /* x's access log line was written */
     bool close_after; /* the connection ends after this response */
     bool draining;
+    bool had_request; /* a request began on this connection */
     bool await_handshake; /* the request waits for the handshake (0-RTT) */
     bool handshake_news;  /* the handshake just completed */
 };
@@ -110,6 +112,7 @@ static struct http_exchange *exchange_begin(struct conn *c)
         if (h->rq.x == NULL)
             return NULL;
         h->released = h->logged = false;
+        h->had_request = true;
     }
     return h->rq.x;
 }
@@ -839,7 +842,13 @@ static int h1_drain(struct conn *c)
     struct h1 *h = h1_of(c);
 
     h->draining = true;
-    if (h->rq.x == NULL && h->io.in == NULL)
+    /* An idle connection ends now, unless a reload (not the shutdown)
+     * finds it before its first request: its client has just connected and
+     * its request is most likely on the way. Closing would fail that
+     * request on a connection never used, which curl and browsers do not
+     * send again (they do after a reused connection closes). It gets that
+     * one request, answered with Connection: close. */
+    if (h->rq.x == NULL && h->io.in == NULL && (h->had_request || c->worker->draining))
         return conn_linger(c, END_DONE);
     /* The response in progress, or the next one, says Connection: close
      * if its head is not out yet; the connection ends after it either way. */

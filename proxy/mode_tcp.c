@@ -522,19 +522,24 @@ static int connect_next(struct conn *c)
             conn_set_deadline(c, clock_now_ms() + c->cfg->connect_timeout_ms);
             return 0;
         }
+        int err = errno;
         char server[NET_ADDR_TEXT_MAX];
         struct log_line line;
         conn_log_begin(&line, c, LOG_WARN, "backend_connect_failed");
         log_str(&line, "backend", net_addr_format(t->backend_server, server, sizeof(server)));
-        log_str(&line, "error", strerror(errno));
+        log_str(&line, "error", strerror(err));
         log_end(&line);
         metrics_backend_connect_failed(c->listener->metrics, METRICS_CONNECT_ERROR);
-        backend_server_connect_failed(t->server, group, strerror(errno));
+        /* Out of descriptors is this process's failure, not the server's:
+         * no mark against it, and no other server would fare better. */
+        bool local = backend_conn_failed_locally(err);
+        if (!local)
+            backend_server_connect_failed(t->server, group, strerror(err));
         atomic_fetch_sub(&t->server->active, 1);
         t->tried[t->num_tried++] = t->server;
         t->server = NULL;
         t->backend_server = NULL;
-        if (t->num_tried > group->retries)
+        if (local || t->num_tried > group->retries)
             break;
     }
     return -1;

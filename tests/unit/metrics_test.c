@@ -841,9 +841,10 @@ static void test_empty_metrics_render(void **state)
     render_parse(m, &e);
     check_exactly(&e, expected);
     /* Every family is declared, even with no series. */
-    assert_int_equal(e.num_families, 24);
-    /* build_info, the two reload results and the last reload's success. */
-    assert_int_equal(e.num_samples, 4);
+    assert_int_equal(e.num_families, 25);
+    /* build_info, the two reload results, the last reload's success and
+     * tlsterm_log_lines_dropped_total. */
+    assert_int_equal(e.num_samples, 5);
     exposition_free(&e);
     free(expected);
     metrics_free(m);
