@@ -12,6 +12,7 @@
 #include <event2/event.h>
 
 #include "admin.h"
+#include "alloc_fail.h"
 #include "backend_group.h"
 #include "file_watch.h"
 #include "listener.h"
@@ -307,6 +308,7 @@ static void on_stop_signal(evutil_socket_t signum, short what, void *arg)
     /* Not ready from before the line that says so: a load balancer polling
      * /readyz stops sending new clients. */
     atomic_store(&d->ready, false);
+    alloc_fail_disarm();
     log_begin(&line, LOG_INFO, "draining");
     log_str(&line, "signal", strsignal((int)signum));
     log_int(&line, "connections", (long long)atomic_load(&d->num_conns));
@@ -343,6 +345,7 @@ static void daemon_watch_free(struct daemon_watch *watch)
         if (events[i] != NULL)
             event_free(events[i]);
     file_watch_free(watch->files);
+    alloc_fail_unwatch();
     if (watch->base != NULL)
         event_base_free(watch->base);
     free(watch);
@@ -369,6 +372,8 @@ static int daemon_watch_init(struct daemon *d)
         event_add(watch->sighup_ev, NULL) != 0)
         goto fail;
     arm_rotation(d);
+    if (alloc_fail_watch(watch->base) != 0)
+        goto fail;
     watch->files = file_watch_new(watch->base, on_files_changed, d);
     if (watch->files == NULL)
         goto fail;
@@ -503,6 +508,7 @@ int daemon_run(const char *config_path, struct generation *gen, struct tickets *
     if (seccomp_filter_install(gen->config->security.seccomp) != 0)
         goto fail;
 
+    alloc_fail_arm();
     struct log_line line;
     log_begin(&line, LOG_INFO, "started");
     log_str(&line, "version", TLSTERM_VERSION);

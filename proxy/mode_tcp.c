@@ -341,7 +341,8 @@ static int pass_on_eof(struct conn *c, struct flow *f)
         f->state = FLOW_DONE;
         return CONN_OK;
     }
-    switch (transport_close_notify(&c->client)) {
+    enum end_reason failed = END_CLIENT_RESET;
+    switch (transport_close_notify(&c->client, &failed)) {
     case TLS_IO_OK:
         f->state = FLOW_DONE;
         return CONN_OK;
@@ -356,7 +357,7 @@ static int pass_on_eof(struct conn *c, struct flow *f)
     case TLS_IO_WANT_WRITE:
         return CONN_OK;
     default:
-        return conn_close(c, END_CLIENT_RESET, NULL);
+        return conn_close(c, failed, NULL);
     }
 }
 

@@ -68,6 +68,7 @@ struct tls_io_socket {
      * meanwhile leave the socket readable. */
     bool drained;
     bool corked;         /* records are gathered in |out| until tls_io_flush */
+    bool eof;            /* a read found the end of the stream */
     int last_errno;      /* of the last failed socket call, 0 after an EOF */
     uint64_t bytes_read; /* raw bytes from the client, TLS framing included */
     uint8_t *readahead;
@@ -168,8 +169,10 @@ enum tls_io_result tls_io_write(SSL *ssl, const uint8_t *buf, size_t len, size_t
  * It returns TLS_IO_OK once sealed (corked: once in the out buffer; flush
  * it), TLS_IO_WANT_WRITE to be retried, TLS_IO_WANT_READ while the handshake
  * is still completing after 0-RTT data (BoringSSL cannot send it before the
- * client's Finished; retry once more has been read), or TLS_IO_ERROR. */
-enum tls_io_result tls_io_close_notify(SSL *ssl);
+ * client's Finished; retry once more has been read), or TLS_IO_ERROR with
+ * |*out_reason| (unless NULL) END_OUT_OF_MEMORY when an allocation failed,
+ * else END_CLIENT_RESET. */
+enum tls_io_result tls_io_close_notify(SSL *ssl, enum end_reason *out_reason);
 
 /* enum tls_io_policy_error names the checks of tlsterm's own handshake
  * callbacks (tls_ctx.c). A callback that refuses a client pushes its error to
@@ -197,7 +200,9 @@ enum end_reason tls_io_verify_reason(long verify_result);
  * to a reason: |ssl_error| from SSL_get_error, |packed_error| the first entry
  * of the error queue (0 if empty), |sys_errno| the errno after the call, and
  * |tail| (|tail_len| bytes, may be 0) the last bytes read from the client.
- * It is pure, for unit tests. */
+ * Every reason is a handshake failure's except END_OUT_OF_MEMORY (an
+ * allocation of BoringSSL's or of the socket BIO's failed), which is not the
+ * client's. It is pure, for unit tests. */
 struct tls_io_failure tls_io_classify(int ssl_error, uint32_t packed_error, int sys_errno,
                                       const uint8_t *tail, size_t tail_len);
 
