@@ -505,6 +505,23 @@ void tls_io_record_would_fail(const SSL *ssl, enum end_reason reason)
     sock->would_fail_reason = (uint8_t)reason;
 }
 
+void tls_io_record_served_cert(const SSL *ssl, const struct tls_cert *cert)
+{
+    BIO *bio = SSL_get_rbio(ssl);
+    struct tls_io_socket *sock = bio != NULL ? BIO_get_data(bio) : NULL;
+
+    if (sock != NULL)
+        sock->served_cert = cert;
+}
+
+const struct tls_cert *tls_io_served_cert(const SSL *ssl)
+{
+    BIO *bio = SSL_get_rbio(ssl);
+    const struct tls_io_socket *sock = bio != NULL ? BIO_get_data(bio) : NULL;
+
+    return sock != NULL ? sock->served_cert : NULL;
+}
+
 void tls_io_forget_hello(struct tls_io_socket *sock)
 {
     free(sock->hello);

@@ -18,6 +18,7 @@
 #include "reason.h"
 
 struct clienthello_summary;
+struct tls_cert;
 
 enum tls_io_result {
     TLS_IO_OK,         /* done, or |*out_len| bytes moved */
@@ -89,6 +90,10 @@ struct tls_io_socket {
     bool would_fail;
     uint8_t would_fail_reason;
     uint16_t server_sigalg; /* the scheme of our handshake signature; 0: none */
+    /* The certificate the ClientHello callback chose (tls_ctx.c). Here, not
+     * in the SSL's ex_data: BoringSSL leaks an SSL's ex_data when an
+     * allocation fails in SSL_free. */
+    const struct tls_cert *served_cert;
 };
 
 /* tls_io_readable tells |sock| that its socket is readable again (see
@@ -138,6 +143,12 @@ void tls_io_record_hello(const SSL_CLIENT_HELLO *hello);
  * set up) as failing the report-only policy for |reason|. Call it from the
  * early ClientHello callback; the first verdict stays. */
 void tls_io_record_would_fail(const SSL *ssl, enum end_reason reason);
+
+/* tls_io_record_served_cert notes on the socket of |ssl| the certificate its
+ * handshake serves; tls_io_served_cert returns it (NULL: none noted, or no
+ * socket of tls_io's). */
+void tls_io_record_served_cert(const SSL *ssl, const struct tls_cert *cert);
+const struct tls_cert *tls_io_served_cert(const SSL *ssl);
 
 /* tls_io_record_server_sigalg notes on the socket of |ssl| the signature
  * scheme |sigalg| that our handshake signature used. */
