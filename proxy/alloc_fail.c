@@ -115,6 +115,8 @@ static bool should_fail(enum alloc_source source)
         __sanitizer_print_stack_trace();
 #endif
     }
+    /* As the C library does, so that callers that read errno see why. */
+    errno = ENOMEM;
     return true;
 }
 

@@ -95,6 +95,7 @@ struct tcp_forward {
     /* Why the backend stopped taking bytes, while up discards: the reason
      * logged at the end unless down ends worse. */
     enum end_reason backend_write_failure;
+    bool out_of_memory; /* connect_next could not allocate */
     uint32_t discard_budget;
     uint32_t small_records_budget; /* bytes still to send in small records */
     uint64_t discard_until_ms;
@@ -484,7 +485,7 @@ static int backend_failed(struct conn *c, enum end_reason reason, int err)
     t->backend_server = NULL;
     if (t->num_tried <= group->retries && connect_next(c) == 0)
         return CONN_OK;
-    return conn_linger(c, reason);
+    return conn_linger(c, t->out_of_memory ? END_OUT_OF_MEMORY : reason);
 }
 
 /* unavailable refuses the client right after its handshake: no server of
@@ -522,6 +523,11 @@ static int connect_next(struct conn *c)
         if (t->backend != NULL) {
             conn_set_deadline(c, clock_now_ms() + c->cfg->connect_timeout_ms);
             return 0;
+        }
+        /* Not the server's fault: it stays t->server, for tcp_free. */
+        if (errno == ENOMEM) {
+            t->out_of_memory = true;
+            return -1;
         }
         char server[NET_ADDR_TEXT_MAX];
         struct log_line line;
@@ -564,8 +570,9 @@ static int tcp_start(struct conn *c)
             return conn_close(c, END_OUT_OF_MEMORY, NULL);
     }
     if (connect_next(c) != 0)
-        return t->num_tried == 0 ? unavailable(c)
-                                 : conn_linger(c, END_BACKEND_CONNECT_FAILED);
+        return t->out_of_memory    ? conn_linger(c, END_OUT_OF_MEMORY)
+               : t->num_tried == 0 ? unavailable(c)
+                                   : conn_linger(c, END_BACKEND_CONNECT_FAILED);
     /* The client is not read while connecting: its bytes wait in the
      * kernel, and a connect that fails has consumed none of them. */
     return CONN_OK;

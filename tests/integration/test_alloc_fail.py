@@ -143,13 +143,12 @@ class Forward:
             tlsterm_config([listener_config("edge", backend, certs)], drain_timeout="2s"))
 
     def run(self, proxy, since):
-        data = pattern(FORWARD_LEN)
-        client = None
+        data = b"".join(pattern(FORWARD_LEN))
+        sock = socket.create_connection(("127.0.0.1", proxy.port("edge")), timeout=ROUND_DEADLINE)
+        client = addr_text(sock.getsockname())
         failure = None
         try:
-            with tls_connect(proxy.port("edge"), client_context(self.certs.ca),
-                             timeout=ROUND_DEADLINE) as tls:
-                client = addr_text(tls.getsockname())
+            with client_context(self.certs.ca).wrap_socket(sock, server_hostname="localhost") as tls:
                 tls.sendall(data)
                 got = b""
                 while len(got) < len(data):
@@ -164,8 +163,8 @@ class Forward:
                     failure = f"client: {len(got)} of {len(data)} bytes, then EOF"
         except (ssl.SSLError, OSError) as e:
             failure = f"client: {e!r}"
-        if client is None:
-            return Round(False, failure, None)
+        finally:
+            sock.close()
         end = end_of_conn(proxy, client, since)
         return Round(failure is None, failure, end)
 
