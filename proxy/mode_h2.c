@@ -222,7 +222,9 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
         free(*slot);
         *slot = dup_n(value, value_len);
         req->fields.bytes += (uint32_t)(name_len + value_len);
-        return *slot != NULL ? 0 : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        if (*slot == NULL)
+            goto out_of_memory;
+        return 0;
     }
     if (http_name_is(n, name_len, "content-length")) {
         int64_t len = 0;
@@ -231,8 +233,13 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
         req->content_length = len;
     }
     if (http_fields_add(&req->fields, n, name_len, (const char *)value, value_len) != 0)
-        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        goto out_of_memory;
     return 0;
+
+out_of_memory:
+    /* nghttp2 resets the stream (INTERNAL_ERROR); the log says why. */
+    st->x->reason = HTTP_REASON_OUT_OF_MEMORY;
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 }
 
 /* covered says whether the certificate served on this connection covers
