@@ -157,11 +157,14 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
         return 0;
     }
     struct h2_stream *st = calloc(1, sizeof(*st));
-    if (st == NULL)
+    if (st == NULL) {
+        f->out_of_memory = true;
         return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
     st->x = http_exchange_new(f->c, &h2_front_ops, st);
     if (st->x == NULL) {
         free(st);
+        f->out_of_memory = true;
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     }
     st->front = f;
@@ -417,11 +420,22 @@ static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t error_
     return 0;
 }
 
+/* session_end is the reason of a session that ended without an error of
+ * the client's or the socket's. */
+static enum end_reason session_end(const struct h2_front *f)
+{
+    return f->out_of_memory ? END_OUT_OF_MEMORY : END_DONE;
+}
+
 static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *user)
 {
     struct h2_front *f = user;
     struct h2_stream *st = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
     uint32_t code = frame->hd.type == NGHTTP2_GOAWAY ? frame->goaway.error_code : 0;
+    /* tlsterm never sends INTERNAL_ERROR: nghttp2 does when it, or a
+     * callback, could not allocate (a failed HPACK encoding included). */
+    if (frame->hd.type == NGHTTP2_GOAWAY && code == NGHTTP2_INTERNAL_ERROR)
+        f->out_of_memory = true;
     const char *kind = h2_limits_frame_sent(
         &f->limits, f->c, session, st != NULL ? &st->limits : NULL, frame->hd.type, code);
     if (kind != NULL)
@@ -611,7 +625,9 @@ static int read_frames(struct h2_front *f, bool *out_more)
                 if (send_frames(f) != CONN_OK)
                     return CONN_CLOSED;
                 transport_flush(&c->client);
-                return conn_linger(c, END_CLIENT_TLS_ERROR);
+                return conn_linger(c, f->out_of_memory || rv == NGHTTP2_ERR_NOMEM
+                                          ? END_OUT_OF_MEMORY
+                                          : END_CLIENT_TLS_ERROR);
             }
             if (send_frames(f) != CONN_OK)
                 return CONN_CLOSED;
@@ -621,7 +637,7 @@ static int read_frames(struct h2_front *f, bool *out_more)
         case TLS_IO_WANT_WRITE:
             return CONN_OK;
         case TLS_IO_EOF:
-            return conn_linger(c, END_DONE);
+            return conn_linger(c, session_end(f));
         case TLS_IO_ERROR:
             return fail_tls(c, &failure);
         }
@@ -815,7 +831,7 @@ static int run(struct conn *c)
     }
     if (!nghttp2_session_want_read(f->session) && !nghttp2_session_want_write(f->session) &&
         f->pending == NULL && f->state != H2_NOTICE)
-        return conn_linger(c, END_DONE);
+        return conn_linger(c, session_end(f));
     conn_watch_client(c);
     update_stalls(f);
     conn_set_deadline(c, release_idle_memory(f, deadline(f)));
