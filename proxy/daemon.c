@@ -240,7 +240,13 @@ static unsigned swap_generation(struct daemon *d, const char *why)
     fclose(errors);
     metrics_config_reloaded(d->metrics, next != NULL);
     if (next == NULL) {
-        log_reload_errors(error_text);
+        /* Every failure writes why; only memory can have failed unsaid
+         * (the message itself may not have fit). */
+        if (error_text == NULL || error_text[0] == '\0')
+            log_msg(LOG_ERROR, "reload_failed",
+                    "out of memory: the running configuration stays in force");
+        else
+            log_reload_errors(error_text);
         free(error_text);
         return 0;
     }

@@ -571,7 +571,10 @@ struct tls_ctx *tls_ctx_new(const struct cfg_listener *listener, struct tickets 
     if (tls->certs == NULL || tls->ssl_ctx == NULL)
         goto fail;
     pthread_once(&tls_ctx_ex_once, tls_ctx_ex_init);
-    SSL_CTX_set_ex_data(tls->ssl_ctx, tls_ctx_ex_index, tls);
+    /* Every callback finds the tls_ctx here: a context without it is
+     * unusable (this stores a pointer, but may allocate). */
+    if (!SSL_CTX_set_ex_data(tls->ssl_ctx, tls_ctx_ex_index, tls))
+        goto fail;
 
     /* Load every certificate even after a failure, to report all errors. */
     int64_t now = (int64_t)time(NULL);

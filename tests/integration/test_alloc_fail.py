@@ -229,12 +229,13 @@ class Reload:
         proxy.send_signal(signal.SIGHUP)
         end = proxy.wait_for(None, timeout=ROUND_DEADLINE, since=since,
                              predicate=lambda e: e.get("event") in ("reload_done", "reload_failed"))
-        after = proxy.mark()
-        served = self.handshake.run(proxy, after)
-        assert served.ok, f"after {end}: no longer serving: {served.failure} {served.why}"
+        served = self.handshake.run(proxy, proxy.mark())
         if end["event"] == "reload_failed":
+            # The failure was the reload's: the old configuration serves.
+            assert served.ok, f"after {end}: not serving: {served.failure} {served.why}"
             return Round(False, "reload_failed", end)
-        return Round(True, None, end)
+        # The failure, if any, was in the handshake on the new generation.
+        return served
 
 
 # ---- the sweep ------------------------------------------------------------------------
