@@ -31,17 +31,20 @@ static const char *const source_names[] = {
     [SOURCE_NONE] = "none",
 };
 
-static bool enabled;       /* TLSTERM_ALLOC_FAIL_AT was set */
-static bool trace;         /* TLSTERM_ALLOC_FAIL_TRACE=1 */
-static atomic_ulong fail_at; /* in this round; 0: count only */
-static atomic_bool armed;    /* between "started" and the stop signal */
-static atomic_ulong counted; /* in this round */
-static struct event *next_round_ev; /* SIGUSR2 */
+/* Set once by alloc_fail_init, before any thread starts. */
+static bool enabled; /* TLSTERM_ALLOC_FAIL_AT was set */
+static bool trace;   /* TLSTERM_ALLOC_FAIL_TRACE=1 */
 /* TLSTERM_ALLOC_FAIL_STRIDE=DENSE:STEP: N grows by 1 up to DENSE, then by
  * STEP (a scenario of thousands of allocations is sampled past DENSE). */
 static unsigned long dense_until = ULONG_MAX;
 static unsigned long stride = 1;
+
+/* The round: any thread allocates, the main thread starts the next. */
+static atomic_bool armed;    /* between "started" and the stop signal */
+static atomic_ulong fail_at; /* 0: count only */
+static atomic_ulong counted;
 static _Atomic int failed_source = SOURCE_NONE;
+static struct event *next_round_ev; /* SIGUSR2, on the main loop */
 
 /* The C library's functions, which --wrap names __real_*. */
 void *__real_malloc(size_t size);
@@ -80,9 +83,8 @@ static const char *describe_frames(char *out, size_t out_len)
     out[0] = '\0';
     for (int i = 2; i < num && len < out_len; i++) {
         Dl_info info;
-        const char *name = dladdr(frames[i], &info) != 0 && info.dli_sname != NULL
-                               ? info.dli_sname
-                               : "?";
+        const char *name =
+            dladdr(frames[i], &info) != 0 && info.dli_sname != NULL ? info.dli_sname : "?";
         int n = snprintf(out + len, out_len - len, "%s%s", len > 0 ? "," : "", name);
         if (n < 0)
             break;
@@ -110,7 +112,8 @@ static bool should_fail(enum alloc_source source)
     log_str(&line, "frames", describe_frames(frames, sizeof(frames)));
     log_end(&line);
     if (trace) {
-        fprintf(stderr, "alloc_fail: allocation %lu (%s) fails here\n", n, source_names[source]);
+        fprintf(stderr, "alloc_fail: allocation %lu (%s) fails here\n", n,
+                source_names[source]);
 #if defined(__SANITIZE_ADDRESS__)
         __sanitizer_print_stack_trace();
 #endif
@@ -223,10 +226,7 @@ void alloc_fail_init(void)
     }
 }
 
-void alloc_fail_arm(void)
-{
-    atomic_store(&armed, enabled);
-}
+void alloc_fail_arm(void) { atomic_store(&armed, enabled); }
 
 /* end_round logs what the round that ends counted. */
 static void end_round(void)

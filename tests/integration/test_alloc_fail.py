@@ -28,16 +28,13 @@ from backend import pattern
 from http_backend import HELLO_BODY
 from http_harness import H2Conn, HttpBackend, http_config, http_listener
 from tlsterm_harness import (
-    HTTP_REQUEST,
     TLSTERM_BIN,
     Backend,
     Tlsterm,
     addr_text,
     client_context,
     listener_config,
-    recv_until_eof,
     run,
-    tls_connect,
     tlsterm_config,
 )
 
@@ -59,11 +56,10 @@ ROUND_DEADLINE = 15.0
 MAX_ROUNDS = 1500
 FORWARD_LEN = 8 << 10
 
-# A connection's end reasons that say an allocation failed somewhere on its
-# way: out_of_memory from tlsterm's own code, tls_error and client_tls_error
-# from inside BoringSSL (its error queue says malloc failure, which tlsterm
-# does not single out), backend_reset from the backend connection's side.
-OOM_REASONS = {"out_of_memory", "tls_error", "client_tls_error", "backend_reset"}
+# A connection's end reasons that say an allocation failed on its way:
+# out_of_memory (tlsterm's, or one BoringSSL reported), tls_error (BoringSSL
+# failed without saying why: detail INTERNAL_ERROR).
+OOM_REASONS = {"out_of_memory", "tls_error"}
 # Allocation failures that Debian's BoringSSL (android-libboringssl
 # 13.0.0+r24) does not handle, by the exported function on the failed
 # allocation's stack. tlsterm cannot see them; the client gets a TLS error.
