@@ -23,7 +23,7 @@ release:
 	cmake --build build/release -j $(JOBS)
 
 asan:
-	cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DTLSTERM_SANITIZE=ON -DTLSTERM_WERROR=ON >/dev/null
+	cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DTLSTERM_SANITIZE=ON -DTLSTERM_WERROR=ON -DTLSTERM_ALLOC_FAIL=ON >/dev/null
 	cmake --build build/asan -j $(JOBS)
 
 # The libFuzzer targets of fuzz/ (fuzz/README.md), each run FUZZ_SECONDS

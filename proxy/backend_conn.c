@@ -111,8 +111,10 @@ struct backend_conn *backend_conn_open_from(struct event_base *base,
                                             backend_conn_event_fn on_event, void *arg)
 {
     struct backend_conn *b = calloc(1, sizeof(*b));
-    if (b == NULL)
+    if (b == NULL) {
+        errno = ENOMEM;
         return NULL;
+    }
     b->fd = socket(server->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (b->fd < 0)
         goto fail;

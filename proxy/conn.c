@@ -303,7 +303,7 @@ static int linger_discard(struct conn *c)
 static int linger_step(struct conn *c)
 {
     if (!c->client.close_notify_sent) {
-        switch (transport_close_notify(&c->client)) {
+        switch (transport_close_notify(&c->client, NULL)) {
         case TLS_IO_OK:
             break;
         case TLS_IO_WANT_WRITE:
@@ -602,7 +602,7 @@ void conn_close_all(struct worker *worker, enum end_reason reason)
         struct conn *c = worker->conns;
         /* One try, without waiting: the client learns that the stream
          * ended rather than being cut. */
-        if (c->state >= CONN_ACTIVE && transport_close_notify(&c->client) == TLS_IO_OK)
+        if (c->state >= CONN_ACTIVE && transport_close_notify(&c->client, NULL) == TLS_IO_OK)
             transport_flush(&c->client);
         conn_close(c, reason, NULL);
     }
@@ -685,8 +685,16 @@ void conn_accept(struct listener *listener, int fd, const struct sockaddr *peer,
     start_handshake(c);
     return;
 
-fail:
-    log_msg(LOG_ERROR, "accept_failed", "out of memory for a new connection");
+fail:;
+    /* No conn to close: this line is the connection's one end line. */
+    struct log_line line;
+    char client[NET_ADDR_TEXT_MAX];
+    log_begin(&line, LOG_ERROR, "accept_failed");
+    log_str(&line, "listener", listener->cfg->name);
+    log_str(&line, "client", net_addr_format_sa(peer, peer_len, client, sizeof(client)));
+    log_int(&line, "worker", worker->id);
+    log_str(&line, "reason", "out_of_memory");
+    log_end(&line);
     if (c != NULL)
         SSL_free(c->client.ssl);
     free(c);

@@ -12,6 +12,7 @@
 #include <event2/event.h>
 
 #include "admin.h"
+#include "alloc_fail.h"
 #include "backend_group.h"
 #include "file_watch.h"
 #include "listener.h"
@@ -239,7 +240,13 @@ static unsigned swap_generation(struct daemon *d, const char *why)
     fclose(errors);
     metrics_config_reloaded(d->metrics, next != NULL);
     if (next == NULL) {
-        log_reload_errors(error_text);
+        /* Every failure writes why; only memory can have failed unsaid
+         * (the message itself may not have fit). */
+        if (error_text == NULL || error_text[0] == '\0')
+            log_msg(LOG_ERROR, "reload_failed",
+                    "out of memory: the running configuration stays in force");
+        else
+            log_reload_errors(error_text);
         free(error_text);
         return 0;
     }
@@ -309,6 +316,7 @@ static void on_stop_signal(evutil_socket_t signum, short what, void *arg)
     /* Not ready from before the line that says so: a load balancer polling
      * /readyz stops sending new clients. */
     atomic_store(&d->ready, false);
+    alloc_fail_disarm();
     log_begin(&line, LOG_INFO, "draining");
     log_str(&line, "signal", strsignal((int)signum));
     log_int(&line, "connections", (long long)atomic_load(&d->num_conns));
@@ -345,6 +353,7 @@ static void daemon_watch_free(struct daemon_watch *watch)
         if (events[i] != NULL)
             event_free(events[i]);
     file_watch_free(watch->files);
+    alloc_fail_unwatch();
     if (watch->base != NULL)
         event_base_free(watch->base);
     free(watch);
@@ -371,6 +380,8 @@ static int daemon_watch_init(struct daemon *d)
         event_add(watch->sighup_ev, NULL) != 0)
         goto fail;
     arm_rotation(d);
+    if (alloc_fail_watch(watch->base) != 0)
+        goto fail;
     watch->files = file_watch_new(watch->base, on_files_changed, d);
     if (watch->files == NULL)
         goto fail;
@@ -519,6 +530,7 @@ int daemon_run(const char *config_path, struct generation *gen, struct tickets *
     if (seccomp_filter_install(gen->config->security.seccomp) != 0)
         goto fail;
 
+    alloc_fail_arm();
     struct log_line line;
     log_begin(&line, LOG_INFO, "started");
     log_str(&line, "version", TLSTERM_VERSION);

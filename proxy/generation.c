@@ -16,6 +16,7 @@ struct generation *generation_new(struct config *config, struct tickets *tickets
     bool failed = false;
     struct generation *gen = calloc(1, sizeof(*gen));
     if (gen == NULL) {
+        fprintf(errors, "%s: out of memory\n", config->file);
         config_free(config);
         return NULL;
     }

@@ -97,6 +97,8 @@ struct h2_front {
     struct h2_stream *taken; /* streams whose upstream may read again */
     char *authority_ok;      /* the last authority the certificate covered */
     bool any_request;        /* a request's headers have arrived */
+    bool out_of_memory;      /* an allocation failed and ended the session:
+                                its end is logged as out_of_memory */
     bool handshake_news;     /* the 0-RTT handshake just completed */
     uint64_t started_ms;
     uint64_t last_activity_ms;

@@ -19,7 +19,8 @@ static ssize_t read_body(nghttp2_session *session, int32_t id, uint8_t *buf, siz
                          uint32_t *flags, nghttp2_data_source *source, void *user);
 
 /* submit_head submits x->resp's head on |st|: informational, or final with
- * a body provider when a body may follow. */
+ * a body provider when a body may follow. It returns 0, -1 when out of
+ * memory, or nghttp2's error. */
 static int submit_head(struct h2_stream *st, bool final)
 {
     struct http_exchange *x = st->x;
@@ -81,6 +82,17 @@ out:
     return rc;
 }
 
+/* reset_failed resets |st|, whose response head could not be submitted
+ * (|rc|: submit_head's result, or -1 when the answer could not be built).
+ * Short of memory, the access log says so rather than client_aborted. */
+static void reset_failed(struct h2_stream *st, int rc)
+{
+    if (rc == -1 || rc == NGHTTP2_ERR_NOMEM)
+        st->x->reason = HTTP_REASON_OUT_OF_MEMORY;
+    nghttp2_submit_rst_stream(st->front->session, NGHTTP2_FLAG_NONE, st->id,
+                              NGHTTP2_INTERNAL_ERROR);
+}
+
 /* answer makes tlsterm answer |st| itself with x->reason's status. */
 void h2_answer(struct h2_stream *st)
 {
@@ -101,14 +113,13 @@ void h2_answer(struct h2_stream *st)
         http_fields_add(&x->resp.fields, "content-type", 12, "text/plain; charset=utf-8", 25) !=
             0 ||
         http_fields_add(&x->resp.fields, "content-length", 14, length, strlen(length)) != 0) {
-        nghttp2_submit_rst_stream(st->front->session, NGHTTP2_FLAG_NONE, st->id,
-                                  NGHTTP2_INTERNAL_ERROR);
+        reset_failed(st, -1);
         return;
     }
     x->resp_final = x->resp_done = true;
-    if (submit_head(st, true) != 0)
-        nghttp2_submit_rst_stream(st->front->session, NGHTTP2_FLAG_NONE, st->id,
-                                  NGHTTP2_INTERNAL_ERROR);
+    int rc = submit_head(st, true);
+    if (rc != 0)
+        reset_failed(st, rc);
 }
 
 void h2_queue_taken(struct h2_stream *st)
@@ -205,9 +216,9 @@ static void op_response_head(struct http_exchange *x)
     struct h2_stream *st = x->front_data;
     if (h2_detached_changed(st) || x->resp.status == 101)
         return; /* never asked for over HTTP/2 */
-    if (submit_head(st, x->resp_final) != 0)
-        nghttp2_submit_rst_stream(st->front->session, NGHTTP2_FLAG_NONE, st->id,
-                                  NGHTTP2_INTERNAL_ERROR);
+    int rc = submit_head(st, x->resp_final);
+    if (rc != 0)
+        reset_failed(st, rc);
     h2_schedule(st->front);
 }
 

@@ -143,11 +143,14 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
         return 0;
     }
     struct h2_stream *st = calloc(1, sizeof(*st));
-    if (st == NULL)
+    if (st == NULL) {
+        f->out_of_memory = true;
         return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
     st->x = http_exchange_new(f->c, &h2_front_ops, st);
     if (st->x == NULL) {
         free(st);
+        f->out_of_memory = true;
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     }
     st->front = f;
@@ -208,7 +211,9 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
         free(*slot);
         *slot = dup_n(value, value_len);
         req->fields.bytes += (uint32_t)(name_len + value_len);
-        return *slot != NULL ? 0 : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        if (*slot == NULL)
+            goto out_of_memory;
+        return 0;
     }
     if (http_name_is(n, name_len, "content-length")) {
         int64_t len = 0;
@@ -217,8 +222,13 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
         req->content_length = len;
     }
     if (http_fields_add(&req->fields, n, name_len, (const char *)value, value_len) != 0)
-        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        goto out_of_memory;
     return 0;
+
+out_of_memory:
+    /* nghttp2 resets the stream (INTERNAL_ERROR); the log says why. */
+    st->x->reason = HTTP_REASON_OUT_OF_MEMORY;
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 }
 
 /* covered says whether the certificate served on this connection covers
@@ -400,6 +410,10 @@ static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, v
     struct h2_front *f = user;
     struct h2_stream *st = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
     uint32_t code = frame->hd.type == NGHTTP2_GOAWAY ? frame->goaway.error_code : 0;
+    /* tlsterm never sends INTERNAL_ERROR: nghttp2 does when it, or a
+     * callback, could not allocate (a failed HPACK encoding included). */
+    if (frame->hd.type == NGHTTP2_GOAWAY && code == NGHTTP2_INTERNAL_ERROR)
+        f->out_of_memory = true;
     const char *kind = h2_limits_frame_sent(
         &f->limits, f->c, session, st != NULL ? &st->limits : NULL, frame->hd.type, code);
     if (kind != NULL)

@@ -110,6 +110,7 @@ struct http_upstream {
     bool in_body;               /* the final head is parsed: fields are trailers */
     bool last_was_value;        /* the last header callback was a value */
     bool fields_too_large;      /* over RESP_FIELDS_MAX_BYTES or _MAX_NUM */
+    bool out_of_memory;         /* a parser callback could not allocate */
     bool reusable;              /* complete, and the response allows keep-alive */
     bool upgraded;              /* 101: the parser stopped at the new protocol */
     bool data_added;            /* bytes went to x->resp_body in this parse */
@@ -648,7 +649,11 @@ static int on_header_piece(llhttp_t *p, bool is_name, const char *at, size_t len
         up->fields_too_large = true; /* said so in the log, not as a callback error */
         return -1;
     }
-    return rc == 0 ? 0 : -1;
+    if (rc != 0) {
+        up->out_of_memory = true;
+        return -1;
+    }
+    return 0;
 }
 
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
@@ -699,8 +704,10 @@ static int on_headers_complete(llhttp_t *p)
         return -1;
     x->resp.status = status;
     x->resp.close = !llhttp_should_keep_alive(p);
-    if (drop_hop_by_hop(&x->resp.fields) != 0)
+    if (drop_hop_by_hop(&x->resp.fields) != 0) {
+        up->out_of_memory = true;
         return -1;
+    }
     up->last_was_value = false;
     if (status < 200 && status != 101) {
         x->front->response_head(x);
@@ -735,10 +742,11 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
 {
     struct http_upstream *up = up_of(p);
     struct http_exchange *x = up->x;
-    if (x->resp_body == NULL && (x->resp_body = evbuffer_new()) == NULL)
+    if ((x->resp_body == NULL && (x->resp_body = evbuffer_new()) == NULL) ||
+        evbuffer_add(x->resp_body, at, len) != 0) {
+        up->out_of_memory = true;
         return -1;
-    if (evbuffer_add(x->resp_body, at, len) != 0)
-        return -1;
+    }
     up->data_added = true;
     return 0;
 }
@@ -827,6 +835,11 @@ static bool parse(struct http_upstream *up, const uint8_t *buf, size_t len)
         up->upgraded = true;
         timerq_cancel(&worker_of(up)->timers, &up->timer);
         x->front->upgraded(x);
+        return false;
+    }
+    if (up->out_of_memory) {
+        /* Not the backend's fault: no backend_invalid_response line. */
+        fail(up, HTTP_REASON_OUT_OF_MEMORY);
         return false;
     }
     const char *why = llhttp_get_error_reason(&up->parser);

@@ -16,6 +16,7 @@
 #include <openssl/base.h>
 #include <yaml.h>
 
+#include "alloc_fail.h"
 #include "config.h"
 #include "log.h"
 #include "report.h"
@@ -58,6 +59,9 @@ static void print_version(void)
            BORINGSSL_PKG_VERSION);
     printf("libevent %s\n", event_get_version());
     printf("libyaml %s\n", yaml_get_version_string());
+#ifdef TLSTERM_ALLOC_FAIL
+    printf("allocation-failure injection: built in (a test build)\n");
+#endif
     printf("nghttp2 %s\n", nghttp2_version(0)->version_str);
     printf("llhttp %d.%d.%d (from Debian's node-llhttp, strict mode)\n", LLHTTP_VERSION_MAJOR,
            LLHTTP_VERSION_MINOR, LLHTTP_VERSION_PATCH);
@@ -141,6 +145,8 @@ int main(int argc, char **argv)
     bool check_only = false;
     int opt;
 
+    /* Test builds: before any allocation of libevent's. */
+    alloc_fail_init();
     /* Before anything else: no exec (tlsterm does none) may gain privileges. */
     if (privileges_forbid_new_privs() != 0)
         log_msg(LOG_WARN, "privileges", "cannot set PR_SET_NO_NEW_PRIVS: %s", strerror(errno));

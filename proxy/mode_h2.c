@@ -196,6 +196,13 @@ static int close_abusive(struct h2_front *f)
     return conn_linger(c, END_HTTP2_ABUSE);
 }
 
+/* session_end is the reason of a session that ended without an error of
+ * the client's or the socket's. */
+static enum end_reason session_end(const struct h2_front *f)
+{
+    return f->out_of_memory ? END_OUT_OF_MEMORY : END_DONE;
+}
+
 /* read_frames reads from the client and feeds nghttp2; CONN_OK or
  * CONN_CLOSED. */
 static int read_frames(struct h2_front *f, bool *out_more)
@@ -233,7 +240,9 @@ static int read_frames(struct h2_front *f, bool *out_more)
                 if (send_frames(f) != CONN_OK)
                     return CONN_CLOSED;
                 transport_flush(&c->client);
-                return conn_linger(c, END_CLIENT_TLS_ERROR);
+                return conn_linger(c, f->out_of_memory || rv == NGHTTP2_ERR_NOMEM
+                                          ? END_OUT_OF_MEMORY
+                                          : END_CLIENT_TLS_ERROR);
             }
             if (send_frames(f) != CONN_OK)
                 return CONN_CLOSED;
@@ -243,7 +252,7 @@ static int read_frames(struct h2_front *f, bool *out_more)
         case TLS_IO_WANT_WRITE:
             return CONN_OK;
         case TLS_IO_EOF:
-            return conn_linger(c, END_DONE);
+            return conn_linger(c, session_end(f));
         case TLS_IO_ERROR:
             return fail_tls(c, &failure);
         }
@@ -393,7 +402,7 @@ static int run(struct conn *c)
     }
     if (!nghttp2_session_want_read(f->session) && !nghttp2_session_want_write(f->session) &&
         f->pending == NULL && f->state != H2_NOTICE)
-        return conn_linger(c, END_DONE);
+        return conn_linger(c, session_end(f));
     conn_watch_client(c);
     update_stalls(f);
     conn_set_deadline(c, release_idle_memory(f, deadline(f)));

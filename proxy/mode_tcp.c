@@ -95,6 +95,7 @@ struct tcp_forward {
     /* Why the backend stopped taking bytes, while up discards: the reason
      * logged at the end unless down ends worse. */
     enum end_reason backend_write_failure;
+    bool out_of_memory; /* connect_next could not allocate */
     uint32_t discard_budget;
     uint32_t small_records_budget; /* bytes still to send in small records */
     uint64_t discard_until_ms;
@@ -341,7 +342,8 @@ static int pass_on_eof(struct conn *c, struct flow *f)
         f->state = FLOW_DONE;
         return CONN_OK;
     }
-    switch (transport_close_notify(&c->client)) {
+    enum end_reason failed = END_CLIENT_RESET;
+    switch (transport_close_notify(&c->client, &failed)) {
     case TLS_IO_OK:
         f->state = FLOW_DONE;
         return CONN_OK;
@@ -356,7 +358,7 @@ static int pass_on_eof(struct conn *c, struct flow *f)
     case TLS_IO_WANT_WRITE:
         return CONN_OK;
     default:
-        return conn_close(c, END_CLIENT_RESET, NULL);
+        return conn_close(c, failed, NULL);
     }
 }
 
@@ -483,7 +485,7 @@ static int backend_failed(struct conn *c, enum end_reason reason, int err)
     t->backend_server = NULL;
     if (t->num_tried <= group->retries && connect_next(c) == 0)
         return CONN_OK;
-    return conn_linger(c, reason);
+    return conn_linger(c, t->out_of_memory ? END_OUT_OF_MEMORY : reason);
 }
 
 /* unavailable refuses the client right after its handshake: no server of
@@ -523,6 +525,11 @@ static int connect_next(struct conn *c)
             return 0;
         }
         int err = errno;
+        /* Not the server's fault: it stays t->server, for tcp_free. */
+        if (err == ENOMEM) {
+            t->out_of_memory = true;
+            return -1;
+        }
         char server[NET_ADDR_TEXT_MAX];
         struct log_line line;
         conn_log_begin(&line, c, LOG_WARN, "backend_connect_failed");
@@ -568,8 +575,9 @@ static int tcp_start(struct conn *c)
             return conn_close(c, END_OUT_OF_MEMORY, NULL);
     }
     if (connect_next(c) != 0)
-        return t->num_tried == 0 ? unavailable(c)
-                                 : conn_linger(c, END_BACKEND_CONNECT_FAILED);
+        return t->out_of_memory    ? conn_linger(c, END_OUT_OF_MEMORY)
+               : t->num_tried == 0 ? unavailable(c)
+                                   : conn_linger(c, END_BACKEND_CONNECT_FAILED);
     /* The client is not read while connecting: its bytes wait in the
      * kernel, and a connect that fails has consumed none of them. */
     return CONN_OK;

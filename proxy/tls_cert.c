@@ -174,12 +174,14 @@ static X509 *load_chain(struct tls_cert *cert, const struct cfg_cert *cfg, FILE 
         int der_len = i2d_X509(x509, &der);
         CRYPTO_BUFFER **grown =
             realloc(cert->chain, (cert->num_chain + 1) * sizeof(*cert->chain));
+        /* realloc may have moved the array: it is the one to keep. */
+        if (grown != NULL)
+            cert->chain = grown;
         if (der_len <= 0 || grown == NULL) {
             OPENSSL_free(der);
             cfg_error(errors, &cfg->cert_pos, "out of memory loading '%s'", cfg->cert_path);
             goto fail;
         }
-        cert->chain = grown;
         cert->chain[cert->num_chain] = CRYPTO_BUFFER_new(der, (size_t)der_len, NULL);
         OPENSSL_free(der);
         if (cert->chain[cert->num_chain] == NULL)

@@ -50,23 +50,20 @@ const struct tls_cert *tls_ctx_cert(const struct tls_ctx *tls, size_t i)
 static int tls_ctx_ex_index = -1;
 static pthread_once_t tls_ctx_ex_once = PTHREAD_ONCE_INIT;
 
-/* The SSL ex_data slot that points at the certificate it was served. */
-static int tls_cert_ex_index = -1;
 
 static void tls_ctx_ex_init(void)
 {
     tls_ctx_ex_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-    tls_cert_ex_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 }
 
 const struct tls_cert *tls_ctx_served_cert(const SSL *ssl)
 {
-    return SSL_get_ex_data(ssl, tls_cert_ex_index);
+    return tls_io_served_cert(ssl);
 }
 
 bool tls_ctx_covers(const SSL *ssl, const char *host)
 {
-    const struct tls_cert *cert = SSL_get_ex_data(ssl, tls_cert_ex_index);
+    const struct tls_cert *cert = tls_io_served_cert(ssl);
     struct in6_addr ip;
     if (cert == NULL || inet_pton(AF_INET, host, &ip) == 1 || inet_pton(AF_INET6, host, &ip) == 1)
         return true; /* IP literals are not checked: no name to reuse a connection for */
@@ -246,7 +243,7 @@ static enum ssl_select_cert_result_t select_certificate(const SSL_CLIENT_HELLO *
     if (cert != &tls->certs[0] &&
         !SSL_set_chain_and_key(ssl, cert->chain, cert->num_chain, cert->key, NULL))
         return ssl_select_cert_error;
-    SSL_set_ex_data(ssl, tls_cert_ex_index, (void *)cert);
+    tls_io_record_served_cert(ssl, cert);
     if (cert->ocsp != NULL && tls_cert_ocsp_fresh(cert, time(NULL)) &&
         !SSL_set_ocsp_response(ssl, cert->ocsp, cert->ocsp_len))
         return ssl_select_cert_error;
@@ -574,7 +571,10 @@ struct tls_ctx *tls_ctx_new(const struct cfg_listener *listener, struct tickets 
     if (tls->certs == NULL || tls->ssl_ctx == NULL)
         goto fail;
     pthread_once(&tls_ctx_ex_once, tls_ctx_ex_init);
-    SSL_CTX_set_ex_data(tls->ssl_ctx, tls_ctx_ex_index, tls);
+    /* Every callback finds the tls_ctx here: a context without it is
+     * unusable (this stores a pointer, but may allocate). */
+    if (!SSL_CTX_set_ex_data(tls->ssl_ctx, tls_ctx_ex_index, tls))
+        goto fail;
 
     /* Load every certificate even after a failure, to report all errors. */
     int64_t now = (int64_t)time(NULL);

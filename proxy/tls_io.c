@@ -38,6 +38,14 @@ struct tls_io_failure tls_io_classify(int ssl_error, uint32_t packed_error, int 
         failure.detail = "UNEXPECTED_EOF";
         return failure;
     }
+    if ((ssl_error == SSL_ERROR_SYSCALL && packed_error == 0 && sys_errno == ENOMEM) ||
+        (packed_error != 0 && ERR_GET_REASON(packed_error) == ERR_R_MALLOC_FAILURE)) {
+        /* tlsterm's socket BIO (ENOMEM) or BoringSSL itself could not
+         * allocate: not the client's doing. */
+        failure.reason = END_OUT_OF_MEMORY;
+        failure.detail = sys_errno == ENOMEM && packed_error == 0 ? "ENOMEM" : "MALLOC_FAILURE";
+        return failure;
+    }
     if (ssl_error == SSL_ERROR_SYSCALL && packed_error == 0) {
         /* A socket error is never an EOF: whatever the client was sending
          * may be cut short. The detail names the errno. */
@@ -260,6 +268,7 @@ static int socket_bio_read(BIO *bio, char *out, int len)
         return -1;
     }
     if (n == 0) {
+        sock->eof = true;
         sock->last_errno = 0;
         errno = 0; /* a clean EOF, not an error: see tls_io_classify */
         return 0;
@@ -496,6 +505,23 @@ void tls_io_record_would_fail(const SSL *ssl, enum end_reason reason)
     sock->would_fail_reason = (uint8_t)reason;
 }
 
+void tls_io_record_served_cert(const SSL *ssl, const struct tls_cert *cert)
+{
+    BIO *bio = SSL_get_rbio(ssl);
+    struct tls_io_socket *sock = bio != NULL ? BIO_get_data(bio) : NULL;
+
+    if (sock != NULL)
+        sock->served_cert = cert;
+}
+
+const struct tls_cert *tls_io_served_cert(const SSL *ssl)
+{
+    BIO *bio = SSL_get_rbio(ssl);
+    const struct tls_io_socket *sock = bio != NULL ? BIO_get_data(bio) : NULL;
+
+    return sock != NULL ? sock->served_cert : NULL;
+}
+
 void tls_io_forget_hello(struct tls_io_socket *sock)
 {
     free(sock->hello);
@@ -520,9 +546,17 @@ static enum tls_io_result fail_from(SSL *ssl, int ret, const struct tls_io_socke
     default:
         break;
     }
-    *out_failure = tls_io_classify(ssl_error, ERR_peek_error(), saved_errno,
+    uint32_t packed_error = ERR_peek_error();
+    *out_failure = tls_io_classify(ssl_error, packed_error, saved_errno,
                                    sock ? sock->tail : NULL, sock ? sock->tail_len : 0);
     ERR_clear_error();
+    /* No EOF, no socket error and nothing queued: BoringSSL failed inside
+     * without saying why (some of its allocation failures do). */
+    if (sock != NULL && ssl_error == SSL_ERROR_SYSCALL && packed_error == 0 && saved_errno == 0 &&
+        !sock->eof) {
+        out_failure->reason = END_TLS_ERROR;
+        out_failure->detail = "INTERNAL_ERROR";
+    }
     if (out_failure->reason == END_CLIENT_CLOSED)
         return TLS_IO_EOF;
     return TLS_IO_ERROR;
@@ -546,6 +580,8 @@ enum tls_io_result tls_io_handshake(SSL *ssl, const struct tls_io_socket *sock,
  * for an established connection. */
 static void after_handshake(struct tls_io_failure *failure)
 {
+    if (failure->reason == END_OUT_OF_MEMORY)
+        return;
     failure->reason =
         failure->reason == END_TCP_RESET ? END_CLIENT_RESET : END_CLIENT_TLS_ERROR;
 }
@@ -589,19 +625,26 @@ enum tls_io_result tls_io_write(SSL *ssl, const uint8_t *buf, size_t len, size_t
     return result;
 }
 
-enum tls_io_result tls_io_close_notify(SSL *ssl)
+enum tls_io_result tls_io_close_notify(SSL *ssl, enum end_reason *out_reason)
 {
     /* While a 0-RTT handshake is still waiting for the client's Finished,
      * SSL_shutdown returns success and sends nothing. */
     if (SSL_in_init(ssl))
         return TLS_IO_WANT_READ;
     ERR_clear_error();
+    errno = 0;
     int ret = SSL_shutdown(ssl);
     if (ret >= 0)
         return TLS_IO_OK; /* 0: sent, the peer's close_notify not awaited */
+    int saved_errno = errno;
     int ssl_error = SSL_get_error(ssl, ret);
+    uint32_t packed_error = ERR_peek_error();
     ERR_clear_error();
     if (ssl_error == SSL_ERROR_WANT_WRITE)
         return TLS_IO_WANT_WRITE;
+    if (out_reason != NULL)
+        *out_reason = saved_errno == ENOMEM || ERR_GET_REASON(packed_error) == ERR_R_MALLOC_FAILURE
+                          ? END_OUT_OF_MEMORY
+                          : END_CLIENT_RESET;
     return TLS_IO_ERROR;
 }

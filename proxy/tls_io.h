@@ -18,6 +18,7 @@
 #include "reason.h"
 
 struct clienthello_summary;
+struct tls_cert;
 
 enum tls_io_result {
     TLS_IO_OK,         /* done, or |*out_len| bytes moved */
@@ -68,6 +69,7 @@ struct tls_io_socket {
      * meanwhile leave the socket readable. */
     bool drained;
     bool corked;         /* records are gathered in |out| until tls_io_flush */
+    bool eof;            /* a read found the end of the stream */
     int last_errno;      /* of the last failed socket call, 0 after an EOF */
     uint64_t bytes_read; /* raw bytes from the client, TLS framing included */
     uint8_t *readahead;
@@ -88,6 +90,10 @@ struct tls_io_socket {
     bool would_fail;
     uint8_t would_fail_reason;
     uint16_t server_sigalg; /* the scheme of our handshake signature; 0: none */
+    /* The certificate the ClientHello callback chose (tls_ctx.c). Here, not
+     * in the SSL's ex_data: BoringSSL leaks an SSL's ex_data when an
+     * allocation fails in SSL_free. */
+    const struct tls_cert *served_cert;
 };
 
 /* tls_io_readable tells |sock| that its socket is readable again (see
@@ -138,6 +144,12 @@ void tls_io_record_hello(const SSL_CLIENT_HELLO *hello);
  * early ClientHello callback; the first verdict stays. */
 void tls_io_record_would_fail(const SSL *ssl, enum end_reason reason);
 
+/* tls_io_record_served_cert notes on the socket of |ssl| the certificate its
+ * handshake serves; tls_io_served_cert returns it (NULL: none noted, or no
+ * socket of tls_io's). */
+void tls_io_record_served_cert(const SSL *ssl, const struct tls_cert *cert);
+const struct tls_cert *tls_io_served_cert(const SSL *ssl);
+
 /* tls_io_record_server_sigalg notes on the socket of |ssl| the signature
  * scheme |sigalg| that our handshake signature used. */
 void tls_io_record_server_sigalg(const SSL *ssl, uint16_t sigalg);
@@ -168,8 +180,10 @@ enum tls_io_result tls_io_write(SSL *ssl, const uint8_t *buf, size_t len, size_t
  * It returns TLS_IO_OK once sealed (corked: once in the out buffer; flush
  * it), TLS_IO_WANT_WRITE to be retried, TLS_IO_WANT_READ while the handshake
  * is still completing after 0-RTT data (BoringSSL cannot send it before the
- * client's Finished; retry once more has been read), or TLS_IO_ERROR. */
-enum tls_io_result tls_io_close_notify(SSL *ssl);
+ * client's Finished; retry once more has been read), or TLS_IO_ERROR with
+ * |*out_reason| (unless NULL) END_OUT_OF_MEMORY when an allocation failed,
+ * else END_CLIENT_RESET. */
+enum tls_io_result tls_io_close_notify(SSL *ssl, enum end_reason *out_reason);
 
 /* enum tls_io_policy_error names the checks of tlsterm's own handshake
  * callbacks (tls_ctx.c). A callback that refuses a client pushes its error to
@@ -197,7 +211,9 @@ enum end_reason tls_io_verify_reason(long verify_result);
  * to a reason: |ssl_error| from SSL_get_error, |packed_error| the first entry
  * of the error queue (0 if empty), |sys_errno| the errno after the call, and
  * |tail| (|tail_len| bytes, may be 0) the last bytes read from the client.
- * It is pure, for unit tests. */
+ * Every reason is a handshake failure's except END_OUT_OF_MEMORY (an
+ * allocation of BoringSSL's or of the socket BIO's failed), which is not the
+ * client's. It is pure, for unit tests. */
 struct tls_io_failure tls_io_classify(int ssl_error, uint32_t packed_error, int sys_errno,
                                       const uint8_t *tail, size_t tail_len);
 

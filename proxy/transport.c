@@ -142,11 +142,11 @@ enum tls_io_result transport_write(struct transport *t, const uint8_t *buf, size
     return result;
 }
 
-enum tls_io_result transport_close_notify(struct transport *t)
+enum tls_io_result transport_close_notify(struct transport *t, enum end_reason *out_reason)
 {
     if (t->close_notify_sent || t->ssl == NULL)
         return TLS_IO_OK;
-    enum tls_io_result result = tls_io_close_notify(t->ssl);
+    enum tls_io_result result = tls_io_close_notify(t->ssl, out_reason);
     t->write_wait = wait_for(result);
     t->close_notify_sent = result == TLS_IO_OK;
     return result;

@@ -66,8 +66,9 @@ bool transport_wait_readable(struct transport *t);
 enum tls_io_result transport_write(struct transport *t, const uint8_t *buf, size_t len,
                                    size_t *out_len, struct tls_io_failure *out_failure);
 
-/* transport_close_notify seals close_notify, once; see tls_io_close_notify. */
-enum tls_io_result transport_close_notify(struct transport *t);
+/* transport_close_notify seals close_notify, once; see tls_io_close_notify
+ * (|out_reason| may be NULL). */
+enum tls_io_result transport_close_notify(struct transport *t, enum end_reason *out_reason);
 
 /* transport_cork gathers the records written until transport_flush, so
  * records produced in one turn of the event loop leave in one send. */

@@ -628,10 +628,12 @@ class Tlsterm:
     one). The fixture's teardown calls finish(), which requires exit code 0:
     a sanitizer finding (86) fails the test. |prefix| is argv put before
     tlsterm's, each word of which execs the next, so the pid stays tlsterm's
-    (["ip", "netns", "exec", NS], setpriv ...)."""
+    (["ip", "netns", "exec", NS], setpriv ...). |env| adds variables to
+    tlsterm's environment."""
 
-    def __init__(self, workdir, config, name="tlsterm", nofile=None, prefix=()):
+    def __init__(self, workdir, config, name="tlsterm", nofile=None, prefix=(), env=None):
         self.name = name
+        self.env = dict(env or {})
         self.nofile = nofile
         self.prefix = list(prefix)
         self.config_path = Path(workdir) / f"{name}.yaml"
@@ -651,7 +653,7 @@ class Tlsterm:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=sanitizer_env(),
+            env={**sanitizer_env(), **self.env},
         )
         self.log = LogReader(self.proc.stderr)
         self.stdout = LogReader(self.proc.stdout)

@@ -131,6 +131,20 @@ static void test_socket_ended_it(void **state)
                   END_CLIENT_CLOSED, 0, "UNEXPECTED_EOF");
 }
 
+static void test_out_of_memory(void **state)
+{
+    /* The socket BIO could not keep what it read. */
+    check_failure(tls_io_classify(SSL_ERROR_SYSCALL, 0, ENOMEM, NULL, 0), END_OUT_OF_MEMORY, 0,
+                  "ENOMEM");
+    /* BoringSSL could not allocate, in any of its libraries. */
+    check_failure(tls_io_classify(SSL_ERROR_SSL, ERR_PACK(ERR_LIB_SSL, ERR_R_MALLOC_FAILURE), 0,
+                                  NULL, 0),
+                  END_OUT_OF_MEMORY, 0, "MALLOC_FAILURE");
+    check_failure(tls_io_classify(SSL_ERROR_SSL, ERR_PACK(ERR_LIB_X509, ERR_R_MALLOC_FAILURE), 0,
+                                  NULL, 0),
+                  END_OUT_OF_MEMORY, 0, "MALLOC_FAILURE");
+}
+
 static void test_bad_record_that_is_a_plaintext_alert(void **state)
 {
     check_failure(tls_io_classify(SSL_ERROR_SSL, ERR_PACK(ERR_LIB_SSL, SSL_R_BAD_PACKET_LENGTH),
@@ -262,6 +276,10 @@ static void test_every_result_is_a_handshake_failure(void **state)
                 struct tls_io_failure failure =
                     tls_io_classify(ssl_errors[e], ERR_PACK(ERR_LIB_SSL, lib_reason), errnos[n],
                                     alert_unknown_ca, sizeof(alert_unknown_ca));
+                if (lib_reason == ERR_R_MALLOC_FAILURE && ssl_errors[e] != SSL_ERROR_ZERO_RETURN) {
+                    assert_int_equal(failure.reason, END_OUT_OF_MEMORY);
+                    continue;
+                }
                 if (!reason_is_handshake_failure(failure.reason))
                     fail_msg("ssl error %d, reason %d: not a handshake failure", ssl_errors[e],
                              lib_reason);
@@ -496,6 +514,7 @@ int main(void)
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_alert_from_the_client),
         cmocka_unit_test(test_socket_ended_it),
+        cmocka_unit_test(test_out_of_memory),
         cmocka_unit_test(test_bad_record_that_is_a_plaintext_alert),
         cmocka_unit_test(test_bad_record_that_is_not_an_alert),
         cmocka_unit_test(test_other_errors_are_tls_error),
