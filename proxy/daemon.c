@@ -38,11 +38,11 @@ struct daemon_watch {
     struct event *sigint_ev;
     struct event *sighup_ev;
     struct event *rotate_timer;
-    struct event *expiry_timer; /* certificate expiry warnings, daily */
-    struct event *drain_delay_timer; /* drain_delay after a stop signal */
-    int stop_signal;                 /* the first stop signal, once one came */
+    struct event *expiry_timer;      /* certificate expiry warnings, daily */
+    struct event *drain_delay_timer; /* drain_delay, from the first stop signal */
+    int stop_signal;                 /* the first stop signal; 0 before one came */
     bool draining;                   /* start_drain ran */
-    struct file_watch *files; /* what reload_on_change watches */
+    struct file_watch *files;        /* what reload_on_change watches */
 };
 
 static void publish_certs(struct daemon *d);
@@ -379,8 +379,9 @@ static void daemon_watch_free(struct daemon_watch *watch)
 {
     if (watch == NULL)
         return;
-    struct event *events[] = {watch->sigterm_ev,   watch->sigint_ev,    watch->sighup_ev,
-                              watch->rotate_timer, watch->expiry_timer, watch->drain_delay_timer};
+    struct event *events[] = {watch->sigterm_ev, watch->sigint_ev, watch->sighup_ev,
+                              watch->rotate_timer, watch->expiry_timer,
+                              watch->drain_delay_timer};
     for (size_t i = 0; i < sizeof(events) / sizeof(events[0]); i++)
         if (events[i] != NULL)
             event_free(events[i]);
@@ -402,7 +403,8 @@ static int daemon_watch_init(struct daemon *d)
     /* Persistent for drain_delay, during which a second stop signal starts
      * the drain; once it starts, the loop ends and these are freed, so a
      * signal during the drain has its default action. */
-    watch->sigterm_ev = event_new(watch->base, SIGTERM, EV_SIGNAL | EV_PERSIST, on_stop_signal, d);
+    watch->sigterm_ev =
+        event_new(watch->base, SIGTERM, EV_SIGNAL | EV_PERSIST, on_stop_signal, d);
     watch->sigint_ev = event_new(watch->base, SIGINT, EV_SIGNAL | EV_PERSIST, on_stop_signal, d);
     watch->sighup_ev = event_new(watch->base, SIGHUP, EV_SIGNAL | EV_PERSIST, on_sighup, d);
     watch->rotate_timer = event_new(watch->base, -1, EV_PERSIST, on_rotate_timer, d);
@@ -562,8 +564,9 @@ int daemon_run(const char *config_path, struct generation *gen, struct tickets *
                    gen->config->num_listeners, d.num_workers);
 
     /* Runs until a stop signal (and drain_delay after it): start_drain asks
-     * every worker to drain and breaks the loop. Freeing the signal events below gives the signals
-     * their default action back, so a second one forces the stop. */
+     * every worker to drain and breaks the loop. Freeing the signal events
+     * below gives the signals their default action back, so a second one
+     * forces the stop. */
     if (event_base_dispatch(d.watch->base) >= 0)
         status = 0;
 
