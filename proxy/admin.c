@@ -534,6 +534,18 @@ static int respond_text(struct admin_conn *c, int status, const char *text, bool
     return start_response(c, status, text_plain, body, head);
 }
 
+/* respond_json_error starts a response whose body is {"error": |message|};
+ * |message| is ours, plain ASCII without quotes. */
+static int respond_json_error(struct admin_conn *c, int status, const char *message, bool head)
+{
+    struct evbuffer *body = evbuffer_new();
+    if (body != NULL && evbuffer_add_printf(body, "{\"error\": \"%s\"}\n", message) < 0) {
+        evbuffer_free(body);
+        body = NULL;
+    }
+    return start_response(c, status, "application/json", body, head);
+}
+
 /* respond_generated starts the response of a handler that writes |body|. */
 static int respond_generated(struct admin_conn *c, int (*handler)(void *, struct evbuffer *),
                              const char *content_type, bool head)
@@ -556,6 +568,21 @@ static bool path_is(const struct admin_conn *c, const char *path)
     const char *query = memchr(target, '?', c->target_len);
     size_t len = query != NULL ? (size_t)(query - target) : c->target_len;
     return len == strlen(path) && memcmp(target, path, len) == 0;
+}
+
+/* query_of returns the request's query (after '?', up to the end of the
+ * target; "" when none) and its length in |out_len|. */
+static const char *query_of(const struct admin_conn *c, size_t *out_len)
+{
+    const char *target = c->request + c->target_start;
+    const char *query = memchr(target, '?', c->target_len);
+
+    if (query == NULL) {
+        *out_len = 0;
+        return "";
+    }
+    *out_len = c->target_len - (size_t)(query + 1 - target);
+    return query + 1;
 }
 
 static bool method_is(const struct admin_conn *c, const char *method)
@@ -591,6 +618,35 @@ static enum endpoint route(const struct admin_conn *c)
     return ENDPOINT_NONE;
 }
 
+/* answer_report answers /report: the current window, or with the query
+ * "window=previous" the last completed one (a JSON error and 404 while
+ * there is none). Any other query is a 400, so that a collector's typo is
+ * not answered with the wrong window. */
+static int answer_report(struct admin_conn *c, bool head)
+{
+    static const char previous[] = "window=previous", current[] = "window=current";
+    size_t query_len;
+    const char *query = query_of(c, &query_len);
+
+    if (query_len == 0 || (query_len == strlen(current) && memcmp(query, current, query_len) == 0))
+        return respond_generated(c, c->admin->handlers.report, "application/json", head);
+    if (query_len != strlen(previous) || memcmp(query, previous, query_len) != 0 ||
+        c->admin->handlers.report_previous == NULL)
+        return respond_text(c, 400,
+                            "bad request: /report takes no query or window=previous\n", head);
+
+    struct evbuffer *body = evbuffer_new();
+    if (body == NULL)
+        return conn_close(c);
+    int result = c->admin->handlers.report_previous(c->admin->arg, body);
+    if (result == 0)
+        return start_response(c, 200, "application/json", body, head);
+    evbuffer_free(body);
+    if (result > 0)
+        return respond_json_error(c, 404, "no window completed yet", head);
+    return respond_text(c, 500, "internal server error\n", head);
+}
+
 /* answer starts the response to a complete request. */
 static int answer(struct admin_conn *c)
 {
@@ -615,7 +671,7 @@ static int answer(struct admin_conn *c)
     case ENDPOINT_BACKENDS:
         return respond_generated(c, h->backends, "application/json", head);
     default: /* ENDPOINT_REPORT; ENDPOINT_NONE was answered above */
-        return respond_generated(c, h->report, "application/json", head);
+        return answer_report(c, head);
     }
 }
 

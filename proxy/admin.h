@@ -54,6 +54,10 @@ struct admin_handlers {
     /* report appends the current failure report, JSON, to |out|; it returns
      * 0, or -1 for a 500. */
     int (*report)(void *arg, struct evbuffer *out);
+    /* report_previous appends the last completed window of the report, JSON,
+     * to |out| (GET /report?window=previous); it returns 0, 1 when no
+     * window has completed yet (a 404), or -1 for a 500. */
+    int (*report_previous)(void *arg, struct evbuffer *out);
     /* backends appends the backend groups' state, JSON, to |out| (GET
      * /backends); it returns 0, or -1 for a 500. */
     int (*backends)(void *arg, struct evbuffer *out);

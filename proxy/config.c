@@ -880,6 +880,7 @@ static const struct field top_fields[] = {
     {"report", false, cfg_apply_report, offsetof(struct config, report), NULL},
     {"security", false, cfg_apply_nested, 0, &security_schema},
     {"backends", false, cfg_skip_backends, 0, NULL},
+    {"instance", false, cfg_apply_instance, offsetof(struct config, report.instance), NULL},
 };
 static const struct schema top_schema = {"the configuration", "at the top level", top_fields,
                                          sizeof(top_fields) / sizeof(top_fields[0])};

@@ -353,12 +353,23 @@ struct cfg_security {
     enum cfg_seccomp seccomp;
 };
 
+/* CFG_INSTANCE_CHARS are the bytes an instance name may hold (1 to
+ * CFG_INSTANCE_MAX of them): it goes into file names and a Prometheus
+ * label. */
+#define CFG_INSTANCE_CHARS                                                                     \
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-"
+#define CFG_INSTANCE_MAX 64
+
 /* struct cfg_report is the TLS failure report (report.h). */
 struct cfg_report {
     uint32_t interval_ms; /* one window; default 1h, at least 1s */
     char *dir;            /* reports are written here; NULL: not written */
     uint32_t keep;        /* report files kept in |dir| (default 48) */
     char *organization;   /* "organization-name" (default "tlsterm") */
+    /* The top-level "instance": this process's name in report ids, report
+     * file names, the started line and tlsterm_build_info. Default: the host
+     * name (made to fit CFG_INSTANCE_CHARS); NULL only when out of memory. */
+    char *instance;
     struct cfg_pos dir_pos;
 };
 

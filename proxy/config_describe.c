@@ -32,6 +32,7 @@ void config_describe_process(const struct config *config, FILE *out)
         fprintf(out, "workers: auto (%ld on this host)\n", sysconf(_SC_NPROCESSORS_ONLN));
     else
         fprintf(out, "workers: %" PRIu32 "\n", config->num_workers);
+    fprintf(out, "instance: %s\n", report->instance != NULL ? report->instance : "localhost");
     fprintf(out, "max_connections: %" PRIu32 "\n", config->max_connections);
     fprintf(out, "drain_timeout: %s\n",
             cfg_format_duration(config->drain_timeout_ms, a, sizeof(a)));

@@ -310,7 +310,13 @@ void cfg_backend_free(struct cfg_backend *group);
 void cfg_apply_report(struct loader *ld, const struct field *field, const struct ynode *value,
                       void *out);
 
-/* cfg_report_defaults sets the report defaults (interval 1h, keep 48). */
+/* cfg_apply_instance is the handler for the top-level "instance": a name of
+ * CFG_INSTANCE_CHARS; |out| is a char * holding the default. */
+void cfg_apply_instance(struct loader *ld, const struct field *field, const struct ynode *value,
+                        void *out);
+
+/* cfg_report_defaults sets the report defaults (interval 1h, keep 48, the
+ * instance named after the host). */
 void cfg_report_defaults(struct cfg_report *report);
 
 /* cfg_report_free releases what config_report.c allocated in |report|. */

@@ -1,5 +1,8 @@
-/* config_report: the top-level "report" mapping (the TLS failure report):
+/* config_report: the top-level "report" mapping (the TLS failure report)
+ * and the top-level "instance", the name this process signs its reports
+ * and metrics with:
  *
+ *   instance: edge1
  *   report: {interval: 1h, dir: /var/lib/tlsterm/reports, keep: 48,
  *            organization: "example.net"}
  *
@@ -116,14 +119,55 @@ void cfg_apply_report(struct loader *ld, const struct field *field, const struct
         cfg_apply_mapping(ld, &report_schema, value, out);
 }
 
+void cfg_apply_instance(struct loader *ld, const struct field *field, const struct ynode *value,
+                        void *out)
+{
+    const char *text = cfg_expect_text(ld, field->key, value, "a name");
+    char **instance = out;
+
+    if (text == NULL)
+        return;
+    size_t len = strlen(text);
+    if (len == 0 || len > CFG_INSTANCE_MAX || strspn(text, CFG_INSTANCE_CHARS) != len) {
+        char shown[96];
+        log_escape(shown, sizeof(shown), text, len, LOG_ESCAPE_TERMINAL, NULL);
+        cfg_fail_at(ld, value,
+                    "invalid instance '%s'; expected 1 to %d letters, digits, '_', '.' or '-' "
+                    "(it names report files and labels metrics), such as \"edge1\" or "
+                    "\"${HOSTNAME}\"",
+                    shown, CFG_INSTANCE_MAX);
+        return;
+    }
+    free(*instance);
+    *instance = cfg_dup_string(ld, value, text);
+}
+
+/* default_instance returns the host name made to fit CFG_INSTANCE_CHARS
+ * (another byte becomes '_', cut to CFG_INSTANCE_MAX), "localhost" when
+ * there is none; NULL when out of memory. */
+static char *default_instance(void)
+{
+    char host[256] = "";
+
+    if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0')
+        snprintf(host, sizeof(host), "localhost");
+    host[CFG_INSTANCE_MAX] = '\0';
+    for (char *p = host; *p != '\0'; p++)
+        if (strchr(CFG_INSTANCE_CHARS, *p) == NULL)
+            *p = '_';
+    return strdup(host);
+}
+
 void cfg_report_defaults(struct cfg_report *report)
 {
     report->interval_ms = 60 * 60 * 1000;
     report->keep = 48;
+    report->instance = default_instance();
 }
 
 void cfg_report_free(struct cfg_report *report)
 {
     free(report->dir);
     free(report->organization);
+    free(report->instance);
 }

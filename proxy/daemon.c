@@ -258,6 +258,8 @@ static unsigned swap_generation(struct daemon *d, const char *why)
     file_watch_set(d->watch->files, next->config);
     publish_certs(d);
     arm_rotation(d);
+    if (next->config->report.instance != NULL)
+        metrics_set_instance(d->metrics, next->config->report.instance);
     if (report_configure(d->report, &next->config->report) != 0)
         log_msg(LOG_ERROR, "reload_partial", "out of memory: the report settings stay as they were");
     if (next->config->security.seccomp != seccomp_filter_mode())
@@ -456,6 +458,12 @@ static int admin_report(void *arg, struct evbuffer *out)
     return report_render(d->report, out);
 }
 
+static int admin_report_previous(void *arg, struct evbuffer *out)
+{
+    struct daemon *d = arg;
+    return report_render_previous(d->report, out);
+}
+
 /* publish_certs sets the certificate expiry gauge to the current
  * generation's certificates. */
 static void publish_certs(struct daemon *d)
@@ -489,6 +497,7 @@ static int start_admin(struct daemon *d)
         .ready = admin_ready,
         .metrics = admin_metrics,
         .report = admin_report,
+        .report_previous = admin_report_previous,
         .backends = admin_backends};
     const struct admin_options options = {.allow_public = cfg->allow_public};
 
@@ -542,6 +551,8 @@ int daemon_run(const char *config_path, struct generation *gen, struct tickets *
     }
     config_set_known_addrs(backend_group_known_addrs);
     publish_certs(&d);
+    metrics_set_instance(d.metrics,
+                         gen->config->report.instance ? gen->config->report.instance : "localhost");
     atomic_store(&d.ready, true);
     if (start_admin(&d) != 0)
         goto fail;
@@ -555,6 +566,8 @@ int daemon_run(const char *config_path, struct generation *gen, struct tickets *
     struct log_line line;
     log_begin(&line, LOG_INFO, "started");
     log_str(&line, "version", TLSTERM_VERSION);
+    log_str(&line, "instance",
+            gen->config->report.instance ? gen->config->report.instance : "localhost");
     log_int(&line, "pid", (long long)getpid());
     log_int(&line, "workers", d.num_workers);
     log_int(&line, "listeners", (long long)gen->config->num_listeners);

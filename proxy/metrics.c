@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <openssl/base.h>
 
 #include "log.h"
 
@@ -84,6 +85,7 @@ struct metrics {
     size_t num_certs;
     _Atomic uint64_t reloads_ok;
     _Atomic uint64_t reloads_failed;
+    char instance[65]; /* the build_info label; "" until set */
 };
 
 /* ---- label tables ------------------------------------------------------------ */
@@ -253,6 +255,13 @@ void metrics_free(struct metrics *m)
     free_certs(m->certs, m->num_certs);
     pthread_mutex_destroy(&m->lock);
     free(m);
+}
+
+void metrics_set_instance(struct metrics *m, const char *instance)
+{
+    pthread_mutex_lock(&m->lock);
+    snprintf(m->instance, sizeof(m->instance), "%s", instance);
+    pthread_mutex_unlock(&m->lock);
 }
 
 struct metrics_block *metrics_block_new(struct metrics *m)
@@ -839,7 +848,20 @@ static void render_process(struct render *r, const struct metrics *m)
 {
     static const char reloads[] = "tlsterm_config_reloads_total";
     static const char not_after[] = "tlsterm_certificate_not_after_timestamp_seconds";
-    char value[24];
+    static const char build_info[] = "tlsterm_build_info";
+    char value[24], boringssl[64];
+
+    /* BoringSSL has no version number of its own: the Debian package's
+     * version names the build, and the API version stands in without it. */
+    if (strcmp(BORINGSSL_PKG_VERSION, "unknown") != 0)
+        snprintf(boringssl, sizeof(boringssl), "%s", BORINGSSL_PKG_VERSION);
+    else
+        snprintf(boringssl, sizeof(boringssl), "API %d", BORINGSSL_API_VERSION);
+    family(r, build_info, "gauge",
+           "Always 1: the tlsterm version, the instance and the BoringSSL build.");
+    struct label build_labels[] = {
+        {"version", TLSTERM_VERSION}, {"instance", m->instance}, {"boringssl", boringssl}};
+    sample(r, build_info, "", build_labels, 3, "1");
 
     family(r, reloads, "counter", "Configuration reloads, by result.");
     sample_u64(r, reloads, &(struct label){"result", "ok"}, 1,

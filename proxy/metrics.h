@@ -234,6 +234,10 @@ enum metrics_group metrics_group_of(uint16_t group);
  * refused. Thread-safe. */
 void metrics_config_reloaded(struct metrics *metrics, bool ok);
 
+/* metrics_set_instance sets the instance label of tlsterm_build_info
+ * (copied, cut to 64 bytes): at start and after each reload. Thread-safe. */
+void metrics_set_instance(struct metrics *metrics, const char *instance);
+
 /* struct metrics_cert is one served certificate, for the not_after gauge.
  * The strings are the caller's; metrics_certs_set copies them. */
 struct metrics_cert {

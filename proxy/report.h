@@ -60,8 +60,20 @@ struct evbuffer;
 /* REPORT_KEY_MAX bytes hold any top-table key and its NUL: a network
  * ("2001:db8:1::/48"), a JA4 (36 characters) or a version. */
 #define REPORT_KEY_MAX 56
+/* The longest listener name and result-type (our reason tokens) kept. */
+#define REPORT_LISTENER_MAX 64
+#define REPORT_RESULT_TYPE_MAX 48
 
-/* struct report_top is a top-K table: |num| entries, unsorted. */
+/* struct report_top is a top-K table: |num| entries, unsorted.
+ *
+ * |saturated| says the table may be missing values. While it is false the
+ * counts are exact and a value not in the table was never counted. Once it
+ * is true every count is an upper bound (at least the true count; the
+ * report marks each with "upper-bound": true) and a value not in the table
+ * was counted at most as often as the table's smallest count says. A table
+ * becomes saturated when a value comes to a full table (space-saving: it
+ * takes the smallest entry's place and count, plus its own), and a merge
+ * keeps both promises (report_top_merge). */
 struct report_top_entry {
     char key[REPORT_KEY_MAX];
     uint64_t count;
@@ -69,13 +81,25 @@ struct report_top_entry {
 struct report_top {
     struct report_top_entry entries[REPORT_TOP_K];
     size_t num;
+    bool saturated;
 };
 
 /* report_top_add counts |weight| more for |key| (cut to REPORT_KEY_MAX - 1
  * bytes). A key not in a full table replaces the entry with the smallest
  * count and takes that count plus |weight| (space-saving), so the counts
- * always sum to the total added. */
+ * always sum to the total added; the table is saturated from then on. */
 void report_top_add(struct report_top *top, const char *key, uint64_t weight);
+
+/* report_top_merge adds |src| to |dst| so that the result keeps the promises
+ * of struct report_top for the two together. A value's merged count is its
+ * count in each table, and, for a saturated table that lacks it, that
+ * table's smallest count (the most it can have been counted there): so the
+ * sum is an upper bound of the true count. Of the union the REPORT_TOP_K
+ * largest are kept (ties by key). The result is saturated when either table
+ * was or when values were dropped; a dropped value, or one in neither table,
+ * was counted at most as often as the smallest kept count. When neither
+ * table is saturated and the union fits, every count is the exact sum. */
+void report_top_merge(struct report_top *dst, const struct report_top *src);
 
 /* report_top_sorted copies |top|'s entries to |out|, largest count first
  * (ties by key), and returns how many there are. */
@@ -124,17 +148,48 @@ int report_data_add_failure(struct report_data *data, const struct report_policy
                             const char *result_type, const char *network, const char *ja4,
                             const char *version);
 
+/* report_data_add_result counts |count| failed handshakes for |key| with
+ * |result_type| at once, whose top tables are |networks|, |ja4s| and
+ * |versions| (merged with report_top_merge): a result-type read back from a
+ * report. It returns 0, or -1 when out of memory (nothing counted). */
+int report_data_add_result(struct report_data *data, const struct report_policy_key *key,
+                           const char *result_type, uint64_t count,
+                           const struct report_top *networks, const struct report_top *ja4s,
+                           const struct report_top *versions);
+
+/* report_data_counts writes |key|'s successful and failed handshakes in
+ * |data| (0 and 0 for a key it lacks) to |out_successes| and |out_failures|. */
+void report_data_counts(const struct report_data *data, const struct report_policy_key *key,
+                        uint64_t *out_successes, uint64_t *out_failures);
+
+/* report_version_number parses "TLSv1.2" style text or "0x0305" style text
+ * (report_version_name's) into |out|. It returns 0, or -1. */
+int report_version_number(const char *name, uint16_t *out);
+
+/* report_policy_number parses "intermediate", "modern" or "custom" into
+ * |out|. It returns 0, or -1. */
+int report_policy_number(const char *name, enum cfg_policy *out);
+
 /* report_data_merge adds every count of |src| to |dst|. It returns 0, or -1
  * when out of memory (|dst| then holds part of |src|). */
 int report_data_merge(struct report_data *dst, const struct report_data *src);
 
-/* struct report_meta is what a report says about itself. */
+/* struct report_meta is what a report says about itself. The "tlsterm"
+ * member (left out when |num_instances| is 0) names the instances whose
+ * windows it counts and the tlsterm versions that counted them, each
+ * sorted and without repeats, and how many windows it adds up (1 for one
+ * instance's window; more for `tlsterm report` merging several). */
 struct report_meta {
     const char *organization;
     const char *contact_info; /* NULL: left out */
     const char *report_id;
     time_t start;
     time_t end;
+    const char *const *instances;
+    size_t num_instances;
+    const char *const *versions;
+    size_t num_versions;
+    uint64_t num_windows;
 };
 
 /* report_write_json appends the report of |data| described by |meta| to
@@ -171,6 +226,12 @@ void report_stop(struct report *report);
 /* report_render appends the current window so far, as JSON, to |out|. It
  * returns 0, or -1 when out of memory. Thread-safe. */
 int report_render(struct report *report, struct evbuffer *out);
+
+/* report_render_previous appends the last completed window, as it was
+ * written (or would have been, without a directory), to |out|. It returns
+ * 0, 1 when no window has completed yet, or -1 when out of memory.
+ * Thread-safe. */
+int report_render_previous(struct report *report, struct evbuffer *out);
 
 /* report_finish ends the current window as its timer would, writing it to
  * the directory if one is configured. Call it once the workers stopped. */
@@ -215,9 +276,10 @@ void report_block_candidate(struct report_block *block, const struct cfg_listene
                             const struct sockaddr *client,
                             const struct clienthello_summary *hello);
 
-/* report_cli_main runs "tlsterm report [--json] FILE" with the arguments
- * after "report" and returns the exit code: 0, 1 for a missing or invalid
- * file, 2 for a usage error. (report_cli.c) */
+/* report_cli_main runs "tlsterm report [--json] [--since T] [--until T]
+ * [--by-instance] FILE|DIR..." with the arguments after "report" and
+ * returns the exit code: 0, 1 for a missing or invalid file (or nothing
+ * left to merge), 2 for a usage error. (report_cli.c) */
 int report_cli_main(int argc, char **argv);
 
 #endif

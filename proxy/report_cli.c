@@ -27,41 +27,17 @@
 #include "file.h"
 #include "log.h"
 #include "report.h"
+#include "report_cli.h"
+#include "report_merge.h"
 
 #define JSON_MAX_DEPTH 32
 #define REPORT_FILE_MAX (64 * 1024 * 1024)
 /* Entries shown per top list in the table; --json shows them all. */
 #define TABLE_TOP_SHOWN 5
 
-enum json_kind { JSON_NULL, JSON_BOOL, JSON_NUMBER, JSON_STRING, JSON_ARRAY, JSON_OBJECT };
-
 static const char *const kind_names[] = {
     [JSON_NULL] = "null",       [JSON_BOOL] = "a boolean", [JSON_NUMBER] = "a number",
     [JSON_STRING] = "a string", [JSON_ARRAY] = "an array", [JSON_OBJECT] = "an object"};
-
-/* struct jnode is one JSON value, |at| bytes into the file. |text| is a
- * string's decoded bytes or a number's text (in its document's text);
- * arrays and objects have |num| |items|, which they own. An object's items
- * are its members, each with its |key| (found |key_at| bytes into the
- * file), sorted by key once the object is parsed. */
-struct jnode {
-    enum json_kind kind;
-    const char *text;
-    size_t num;
-    struct jnode *items;
-    const char *key;
-    size_t at;
-    size_t key_at;
-};
-
-/* struct jdoc is a parsed file: the tree, and |text|, which holds the
- * text of its strings and numbers, NUL-terminated. |escaped| replaces
- * |text| for the table (escape_strings). */
-struct jdoc {
-    struct jnode root;
-    char *text;
-    char *escaped;
-};
 
 /* struct jparser parses into |text| (as long as the file, and one byte:
  * no string or number decodes longer than it is written, and each has a
@@ -85,7 +61,7 @@ static void jnode_cleanup(struct jnode *n)
     free(n->items);
 }
 
-static void jdoc_cleanup(struct jdoc *doc)
+void report_cli_doc_cleanup(struct jdoc *doc)
 {
     jnode_cleanup(&doc->root);
     free(doc->text);
@@ -519,6 +495,11 @@ static const struct rule a_policy = {.kind = JSON_OBJECT, .fields = policy_field
 static const struct rule date_range_fields[] = {{.key = "start-datetime", .kind = JSON_STRING},
                                                 {.key = "end-datetime", .kind = JSON_STRING},
                                                 {.key = NULL}};
+static const struct rule tlsterm_fields[] = {
+    {.key = "instances", .kind = JSON_ARRAY, .items = &a_string},
+    {.key = "versions", .kind = JSON_ARRAY, .items = &a_string},
+    {.key = "windows", .kind = JSON_NUMBER, .min = 1},
+    {.key = NULL}};
 static const struct rule report_fields[] = {
     {.key = "organization-name", .kind = JSON_STRING},
     {.key = "date-range", .kind = JSON_OBJECT, .fields = date_range_fields},
@@ -527,11 +508,13 @@ static const struct rule report_fields[] = {
     {.key = "policies", .kind = JSON_ARRAY, .items = &a_policy},
     /* Optional: files written before report-only entries lack it. */
     {.key = "report-only-policies", .kind = JSON_ARRAY, .items = &a_policy, .optional = true},
+    /* Optional: files written before tlsterm named instances lack it. */
+    {.key = "tlsterm", .kind = JSON_OBJECT, .fields = tlsterm_fields, .optional = true},
     {.key = NULL}};
 static const struct rule report_rule = {.kind = JSON_OBJECT, .fields = report_fields};
 
 /* get returns |object|'s member |key| (members are sorted), or NULL. */
-static const struct jnode *get(const struct jnode *object, const char *key)
+const struct jnode *report_cli_get(const struct jnode *object, const char *key)
 {
     size_t lo = 0, hi = object->num;
 
@@ -566,6 +549,20 @@ static int refuse(const struct report_file *f, size_t at, const char *fmt, ...)
 
     position_of(f->data, at, &line, &col);
     fprintf(stderr, "%s:%d:%d: not a report: ", f->path, line, col);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return -1;
+}
+
+int report_cli_refuse(const char *path, const char *data, size_t at, const char *fmt, ...)
+{
+    va_list ap;
+    int line, col;
+
+    position_of(data, at, &line, &col);
+    fprintf(stderr, "%s:%d:%d: not a report: ", path, line, col);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
@@ -614,7 +611,7 @@ static int check_value(const struct report_file *f, const struct jnode *value, c
     }
     for (const struct rule *field = rule->fields; field != NULL && field->key != NULL;
          field++) {
-        const struct jnode *member = get(value, field->key);
+        const struct jnode *member = report_cli_get(value, field->key);
         snprintf(name, sizeof(name), "'%s'", field->key);
         if (member == NULL && !field->optional)
             return refuse(f, value->at, "%s is missing", name);
@@ -644,7 +641,7 @@ static void escape_node(struct jnode *n, char *out, size_t *len)
 /* escape_strings points every string of |doc| at its escaped form
  * (LOG_ESCAPE_TERMINAL), for the table. It returns 0, or -1 when out of
  * memory. */
-static int escape_strings(struct jdoc *doc)
+int report_cli_escape_strings(struct jdoc *doc)
 {
     size_t len = 0;
 
@@ -668,7 +665,10 @@ static const char *top_text(const struct jnode *list, const char *key_name, size
     if (i >= list->num)
         return out;
     const struct jnode *entry = &list->items[i];
-    snprintf(out, out_len, "%s (%s)", get(entry, key_name)->text, get(entry, "count")->text);
+    const struct jnode *upper = report_cli_get(entry, "upper-bound");
+    snprintf(out, out_len, "%s (%s%s)", report_cli_get(entry, key_name)->text,
+             upper != NULL && upper->kind == JSON_BOOL ? "<=" : "",
+             report_cli_get(entry, "count")->text);
     return out;
 }
 
@@ -678,9 +678,9 @@ static void print_failures(const struct jnode *details)
            "TOP MAX VERSIONS");
     for (size_t i = 0; i < details->num; i++) {
         const struct jnode *d = &details->items[i];
-        const struct jnode *networks = get(d, "top-client-networks");
-        const struct jnode *ja4s = get(d, "top-ja4");
-        const struct jnode *versions = get(d, "top-offered-max-versions");
+        const struct jnode *networks = report_cli_get(d, "top-client-networks");
+        const struct jnode *ja4s = report_cli_get(d, "top-ja4");
+        const struct jnode *versions = report_cli_get(d, "top-offered-max-versions");
         size_t rows = 1;
         if (networks->num > rows)
             rows = networks->num;
@@ -694,8 +694,8 @@ static void print_failures(const struct jnode *details)
             char network[64], ja4[64], version[64], row_text[256];
             /* Trailing blanks trimmed: a short row ends at its last text. */
             int len = snprintf(row_text, sizeof(row_text), "    %-28s %8s  %-22s %-42s %s",
-                               row == 0 ? get(d, "result-type")->text : "",
-                               row == 0 ? get(d, "failed-session-count")->text : "",
+                               row == 0 ? report_cli_get(d, "result-type")->text : "",
+                               row == 0 ? report_cli_get(d, "failed-session-count")->text : "",
                                top_text(networks, "network", row, network, sizeof(network)),
                                top_text(ja4s, "ja4", row, ja4, sizeof(ja4)),
                                top_text(versions, "version", row, version, sizeof(version)));
@@ -710,14 +710,19 @@ static void print_failures(const struct jnode *details)
 
 /* print_policies prints the table of |policies|, a checked list with its
  * strings escaped. */
-static void print_policies(const struct jnode *policies)
+static void print_policies(const struct jnode *policies, bool report_only,
+                           const struct report_cli_columns *columns)
 {
-    printf("%-24s %-14s %12s %10s\n", "LISTENER", "POLICY", "SUCCESSES", "FAILURES");
+    printf("%-24s %-14s %12s %10s", "LISTENER", "POLICY", "SUCCESSES", "FAILURES");
+    /* An instance's column is as wide as its name, numbers right-aligned. */
+    for (size_t i = 0; columns != NULL && i < columns->num; i++)
+        printf("  %9s", columns->names[i]);
+    printf("\n");
     for (size_t i = 0; i < policies->num; i++) {
         const struct jnode *p = &policies->items[i];
-        const struct jnode *policy = get(p, "policy");
-        const struct jnode *summary = get(p, "summary");
-        const struct jnode *strings = get(policy, "policy-string");
+        const struct jnode *policy = report_cli_get(p, "policy");
+        const struct jnode *summary = report_cli_get(p, "summary");
+        const struct jnode *strings = report_cli_get(policy, "policy-string");
         /* The preset is the first policy-string entry, "policy: NAME". */
         const char *preset = "-";
         if (strings->num > 0) {
@@ -725,10 +730,17 @@ static void print_policies(const struct jnode *policies)
             if (strncmp(preset, "policy: ", 8) == 0)
                 preset += 8;
         }
-        printf("%-24s %-14s %12s %10s\n", get(policy, "policy-domain")->text, preset,
-               get(summary, "total-successful-session-count")->text,
-               get(summary, "total-failure-session-count")->text);
-        const struct jnode *details = get(p, "failure-details");
+        printf("%-24s %-14s %12s %10s", report_cli_get(policy, "policy-domain")->text, preset,
+               report_cli_get(summary, "total-successful-session-count")->text,
+               report_cli_get(summary, "total-failure-session-count")->text);
+        for (size_t c = 0; columns != NULL && c < columns->num; c++) {
+            char cell[48];
+            columns->cell(columns->arg, c, p, report_only, cell, sizeof(cell));
+            printf("  %*s", (int)(strlen(columns->names[c]) > 9 ? strlen(columns->names[c]) : 9),
+                   cell);
+        }
+        printf("\n");
+        const struct jnode *details = report_cli_get(p, "failure-details");
         if (details->num > 0) {
             print_failures(details);
             printf("\n");
@@ -737,25 +749,25 @@ static void print_policies(const struct jnode *policies)
 }
 
 /* print_table prints |doc|, a checked report with its strings escaped. */
-static void print_table(const struct jnode *doc)
+void report_cli_print_table(const struct jnode *doc, const struct report_cli_columns *columns)
 {
-    const struct jnode *range = get(doc, "date-range");
-    const struct jnode *policies = get(doc, "policies");
-    const struct jnode *candidates = get(doc, "report-only-policies");
+    const struct jnode *range = report_cli_get(doc, "date-range");
+    const struct jnode *policies = report_cli_get(doc, "policies");
+    const struct jnode *candidates = report_cli_get(doc, "report-only-policies");
 
-    printf("TLS failure report %s\n", get(doc, "report-id")->text);
-    printf("organization %s, from %s to %s\n\n", get(doc, "organization-name")->text,
-           get(range, "start-datetime")->text, get(range, "end-datetime")->text);
+    printf("TLS failure report %s\n", report_cli_get(doc, "report-id")->text);
+    printf("organization %s, from %s to %s\n\n", report_cli_get(doc, "organization-name")->text,
+           report_cli_get(range, "start-datetime")->text, report_cli_get(range, "end-datetime")->text);
     if (policies->num == 0)
         printf("no handshakes in this window\n");
     else
-        print_policies(policies);
+        print_policies(policies, false, columns);
     if (candidates == NULL || candidates->num == 0)
         return;
     printf("%sreport-only policies: of the completed handshakes, those that would pass "
            "(successes)\nand those that would fail (failures) each listener's candidate\n",
            policies->num == 0 ? "\n" : "");
-    print_policies(candidates);
+    print_policies(candidates, true, columns);
 }
 
 /* read_file reads the report at |path| into |out|: a regular file only, as
@@ -815,56 +827,159 @@ static int read_stdin(struct file_contents *out)
     return -1;
 }
 
-int report_cli_main(int argc, char **argv)
+int report_cli_parse(const char *name, const char *data, size_t len, struct jdoc *out_doc)
 {
-    static const char usage[] = "usage: tlsterm report [--json] FILE (- for stdin)\n";
-    bool as_json = false;
-    const char *path = NULL;
+    struct report_file file = {.path = name, .data = data};
 
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0 && !as_json) {
-            as_json = true;
-        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            fputs(usage, stdout);
-            return 0;
-        } else if (path == NULL && (argv[i][0] != '-' || argv[i][1] == '\0')) {
-            path = argv[i];
-        } else {
-            fprintf(stderr, "tlsterm report: unexpected argument '%s'\n%s", argv[i], usage);
-            return 2;
-        }
-    }
-    if (path == NULL) {
-        fprintf(stderr, "tlsterm report: FILE is required\n%s", usage);
-        return 2;
-    }
+    if (parse_document(name, data, len, out_doc) != 0 ||
+        check_value(&file, &out_doc->root, "the file", &report_rule) != 0)
+        return -1;
+    return 0;
+}
 
-    struct file_contents contents;
+int report_cli_load(const char *path, struct file_contents *out_contents, struct jdoc *out_doc)
+{
     bool from_stdin = strcmp(path, "-") == 0;
-    if ((from_stdin ? read_stdin(&contents) : read_file(path, &contents)) != 0)
-        return 1;
+
+    memset(out_doc, 0, sizeof(*out_doc));
+    if ((from_stdin ? read_stdin(out_contents) : read_file(path, out_contents)) != 0)
+        return -1;
     if (from_stdin)
         path = "stdin"; /* what the messages below name: "stdin:LINE:COL: ..." */
-    char *data = (char *)contents.data;
-    size_t len = contents.len;
-    struct report_file file = {.path = path, .data = data};
+    return report_cli_parse(path, (const char *)out_contents->data, out_contents->len, out_doc);
+}
+
+/* report_cli_parse_time reads an RFC 3339 time ("2026-11-26T16:00:00Z", or with an
+ * offset such as "+02:00"; fractions of a second are refused, as reports
+ * count whole seconds) into |out|. It returns 0, or -1. */
+int report_cli_parse_time(const char *text, time_t *out)
+{
+    struct tm tm = {0};
+    int year, month, day, hour, minute, second, len = 0, off_h = 0, off_m = 0;
+    char sign = 'Z';
+
+    static const char shape[] = "dddd-dd-ddTdd:dd:dd";
+    for (size_t i = 0; i < sizeof(shape) - 1; i++) {
+        bool ok = shape[i] == 'd'   ? text[i] >= '0' && text[i] <= '9'
+                  : shape[i] == 'T' ? text[i] == 'T' || text[i] == 't'
+                                    : text[i] == shape[i];
+        if (!ok)
+            return -1;
+    }
+    if (sscanf(text, "%4d-%2d-%2d%*1[Tt]%2d:%2d:%2d%n", &year, &month, &day, &hour, &minute,
+               &second, &len) != 6 || len != 19)
+        return -1;
+    const char *zone = text + len;
+    if (strcmp(zone, "Z") != 0 && strcmp(zone, "z") != 0) {
+        /* "+HH:MM" or "-HH:MM", digits only. */
+        if (strlen(zone) != 6 || (zone[0] != '+' && zone[0] != '-') || zone[3] != ':' ||
+            strspn(zone + 1, "0123456789") != 2 || strspn(zone + 4, "0123456789") != 2)
+            return -1;
+        sign = zone[0];
+        off_h = (zone[1] - '0') * 10 + (zone[2] - '0');
+        off_m = (zone[4] - '0') * 10 + (zone[5] - '0');
+        if (off_h > 23 || off_m > 59)
+            return -1;
+    }
+    if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 ||
+        second > 60)
+        return -1;
+    tm.tm_year = year - 1900;
+    tm.tm_mon = month - 1;
+    tm.tm_mday = day;
+    tm.tm_hour = hour;
+    tm.tm_min = minute;
+    tm.tm_sec = second;
+    time_t t = timegm(&tm);
+    long offset = (off_h * 60L + off_m) * 60L;
+    *out = sign == '-' ? t + offset : sign == '+' ? t - offset : t;
+    return 0;
+}
+
+/* is_directory says whether |path| names a directory (a merge of its
+ * report files). */
+static bool is_directory(const char *path)
+{
+    struct stat st;
+    return strcmp(path, "-") != 0 && stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int report_cli_main(int argc, char **argv)
+{
+    static const char usage[] =
+        "usage: tlsterm report [--json] [--since TIME] [--until TIME] [--by-instance] "
+        "FILE|DIR... (- for stdin)\n"
+        "  several files, or a directory's tlsterm-report-*.json, are added up into one;\n"
+        "  TIME is RFC 3339, such as 2026-11-26T16:00:00Z\n";
+    struct report_merge_options options = {0};
+    bool as_json = false, by_instance = false;
+    char **paths = calloc(argc > 0 ? (size_t)argc : 1, sizeof(*paths));
+    size_t num_paths = 0;
+    int status = 2;
+
+    if (paths == NULL) {
+        fprintf(stderr, "tlsterm report: out of memory\n");
+        return 1;
+    }
+    for (int i = 0; i < argc; i++) {
+        bool since = strcmp(argv[i], "--since") == 0, until = strcmp(argv[i], "--until") == 0;
+        if (strcmp(argv[i], "--json") == 0 && !as_json) {
+            as_json = true;
+        } else if (strcmp(argv[i], "--by-instance") == 0 && !by_instance) {
+            by_instance = true;
+        } else if ((since && !options.has_since) || (until && !options.has_until)) {
+            time_t *t = since ? &options.since : &options.until;
+            if (i + 1 >= argc || report_cli_parse_time(argv[i + 1], t) != 0) {
+                fprintf(stderr,
+                        "tlsterm report: %s needs an RFC 3339 time, such as "
+                        "2026-11-26T16:00:00Z; got '%s'\n%s",
+                        argv[i], i + 1 < argc ? argv[i + 1] : "", usage);
+                goto done;
+            }
+            *(since ? &options.has_since : &options.has_until) = true;
+            i++;
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(usage, stdout);
+            status = 0;
+            goto done;
+        } else if (argv[i][0] != '-' || argv[i][1] == '\0') {
+            paths[num_paths++] = argv[i];
+        } else {
+            fprintf(stderr, "tlsterm report: unexpected argument '%s'\n%s", argv[i], usage);
+            goto done;
+        }
+    }
+    if (num_paths == 0) {
+        fprintf(stderr, "tlsterm report: FILE is required\n%s", usage);
+        goto done;
+    }
+    /* One file alone is shown as it is (--json: its bytes unchanged);
+     * anything else is a merge. */
+    if (num_paths > 1 || is_directory(paths[0]) || options.has_since || options.has_until ||
+        by_instance) {
+        status = report_cli_merge(paths, num_paths, &options, as_json, by_instance);
+        goto done;
+    }
+
+    struct file_contents contents = {0};
     struct jdoc doc;
-    int status = 1;
-    if (parse_document(path, data, len, &doc) != 0)
+    const char *path = strcmp(paths[0], "-") == 0 ? "stdin" : paths[0];
+    status = 1;
+    if (report_cli_load(paths[0], &contents, &doc) != 0)
         goto fail;
-    if (check_value(&file, &doc.root, "the file", &report_rule) != 0)
-        goto fail;
-    if (!as_json && escape_strings(&doc) != 0) {
+    if (!as_json && report_cli_escape_strings(&doc) != 0) {
         fprintf(stderr, "tlsterm: %s: out of memory\n", path);
         goto fail;
     }
     if (as_json)
-        fwrite(data, 1, len, stdout);
+        fwrite(contents.data, 1, contents.len, stdout);
     else
-        print_table(&doc.root);
+        report_cli_print_table(&doc.root, NULL);
     status = 0;
 fail:
-    jdoc_cleanup(&doc);
+    report_cli_doc_cleanup(&doc);
     file_contents_cleanup(&contents);
+done:
+    free(paths);
     return status;
 }

@@ -41,7 +41,7 @@ from tlsterm_harness import (
 
 SCHEMA = json.loads((REPO / "tests/report.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
-FILE_NAME = re.compile(r"tlsterm-report-\d{8}T\d{6}Z-\d{8}T\d{6}Z\.json")
+FILE_NAME = re.compile(r"tlsterm-report-\d{8}T\d{6}Z-\d{8}T\d{6}Z-[A-Za-z0-9_.-]+\.json")
 
 
 def report_config(backend, certs, **report):

@@ -345,8 +345,8 @@ static void test_unknown_keys(void **state)
         "t.yaml:10:5: unknown key 'nmae' in listener; allowed: name, mode, listen, tls, "
         "backend, http, http2, timeouts, max_connections, redirect, accept_proxy, routes\n"
         "t.yaml:11:1: unknown key 'logs' at the top level; allowed: log, drain_timeout, "
-        "drain_delay, user, workers, max_connections, listeners, reload_on_change, reload_poll_interval, "
-        "session_tickets, admin, report, security, backends\n"
+        "drain_delay, user, workers, max_connections, listeners, reload_on_change, "
+        "reload_poll_interval, session_tickets, admin, report, security, backends, instance\n"
         "t.yaml:12:7: unknown key 'levl' in log; did you mean 'level'? allowed: format, "
         "level, handshake_failures, access\n"
         "t.yaml:12:19: unknown key 'color' in log; allowed: format, level, "
@@ -357,13 +357,15 @@ static void test_unknown_keys(void **state)
                   "accept_proxy, routes\n");
     expect_errors("\"bad\\tkey\": 1\n" MINIMAL,
                   "t.yaml:1:1: unknown key 'bad?key' at the top level; allowed: log, "
-                  "drain_timeout, drain_delay, user, workers, max_connections, listeners, reload_on_change, "
-                  "reload_poll_interval, session_tickets, admin, report, security, backends\n");
+                  "drain_timeout, drain_delay, user, workers, max_connections, listeners, "
+                  "reload_on_change, reload_poll_interval, session_tickets, admin, report, "
+                  "security, backends, instance\n");
     expect_errors(
         "logs: {}\n" MINIMAL,
         "t.yaml:1:1: unknown key 'logs' at the top level; did you mean 'log'? allowed: "
-        "log, drain_timeout, drain_delay, user, workers, max_connections, listeners, reload_on_change, "
-        "reload_poll_interval, session_tickets, admin, report, security, backends\n");
+        "log, drain_timeout, drain_delay, user, workers, max_connections, listeners, "
+        "reload_on_change, reload_poll_interval, session_tickets, admin, report, security, "
+        "backends, instance\n");
     expect_errors(
         LISTENER_HEAD TLS_OK "      ciphres: []\n"
                              "      certificate: x\n" BACKEND_OK "    timeouts: {idel: 5s}\n",

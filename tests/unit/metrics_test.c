@@ -325,7 +325,10 @@ static void check_exactly(const struct exposition *e, struct expect_list *l)
             if (strcmp(l->items[j].name, s->name) == 0 &&
                 strcmp(l->items[j].labels, s->labels) == 0)
                 x = &l->items[j];
-        uint64_t want = x != NULL ? x->micro : 0;
+        /* tlsterm_build_info is always 1 (test_build_info checks its labels). */
+        uint64_t want = x != NULL                                      ? x->micro
+                        : strcmp(s->family, "tlsterm_build_info") == 0 ? 1000000
+                                                                       : 0;
         if (s->micro != want || (x == NULL && is_sparse(s->family))) {
             print_error("%s{%s} is %" PRIu64 "e-6, expected %" PRIu64 "e-6\n", s->name,
                         s->labels, s->micro, want);
@@ -790,10 +793,34 @@ static void test_empty_metrics_render(void **state)
     render_parse(m, &e);
     check_exactly(&e, expected);
     /* Every family is declared, even with no series. */
-    assert_int_equal(e.num_families, 21);
-    assert_int_equal(e.num_samples, 2); /* the two reload results */
+    assert_int_equal(e.num_families, 22);
+    assert_int_equal(e.num_samples, 3); /* build_info and the two reload results */
     exposition_free(&e);
     free(expected);
+    metrics_free(m);
+}
+
+/* tlsterm_build_info: the version, the instance set (and set again after a
+ * reload) and the BoringSSL build, value 1. */
+static void test_build_info(void **state)
+{
+    struct metrics *m = metrics_new();
+    struct evbuffer *out = evbuffer_new();
+    char expected[256];
+
+    metrics_set_instance(m, "edge-1");
+    metrics_set_instance(m, "edge-2");
+    assert_int_equal(metrics_render(m, out), 0);
+    evbuffer_add(out, "", 1);
+    const char *text = (const char *)evbuffer_pullup(out, -1);
+    snprintf(expected, sizeof(expected),
+             "\ntlsterm_build_info{version=\"%s\",instance=\"edge-2\",boringssl=\"",
+             TLSTERM_VERSION);
+    const char *line = strstr(text, expected);
+    assert_non_null(line);
+    assert_non_null(strstr(line, "\"} 1\n"));
+    assert_null(strstr(text, "edge-1"));
+    evbuffer_free(out);
     metrics_free(m);
 }
 
@@ -1142,6 +1169,7 @@ int main(void)
         cmocka_unit_test(test_render_while_writing),
         cmocka_unit_test(test_listeners_across_reloads),
         cmocka_unit_test(test_empty_metrics_render),
+        cmocka_unit_test(test_build_info),
         cmocka_unit_test(test_listener_limit),
         cmocka_unit_test(test_label_mappings),
         cmocka_unit_test(test_handshake_label_values),

@@ -1,0 +1,203 @@
+"""Reports across instances: two tlsterm processes with their own
+`instance` share one report.dir without overwriting each other's files;
+`tlsterm report DIR` adds their windows up exactly (schema-valid with
+--json), counts a duplicate once, leaves out an overlapping window of one
+instance and warns about mixed versions; --since/--until and
+--by-instance; GET /report?window=previous is the last written window;
+tlsterm_build_info names the instance."""
+
+import json
+import re
+import signal
+
+from tlsterm_harness import admin_addr, get, run_tlsterm, wait_until
+
+from test_report import (
+    VALIDATOR,
+    fail_garbage,
+    fail_tls_1_1,
+    report_config,
+    succeed,
+    summary,
+    validate,
+)
+import ssl
+
+FILE_OF = re.compile(r"tlsterm-report-\d{8}T\d{6}Z-\d{8}T\d{6}Z-(?P<instance>[A-Za-z0-9_.-]+)\.json")
+
+
+def start_instance(tlsterm_factory, backend, certs, reports, name):
+    config = report_config(backend, certs, interval="1s", dir=str(reports))
+    config["instance"] = name
+    return tlsterm_factory(config)
+
+
+def test_two_instances_one_dir_merged(tlsterm_factory, backend_factory, certs, tmp_path):
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    backend = backend_factory("echo")
+    a = start_instance(tlsterm_factory, backend, certs, reports, "edge-a")
+    b = start_instance(tlsterm_factory, backend, certs, reports, "edge-b")
+    assert a.wait_for("started")["instance"] == "edge-a"
+    assert b.wait_for("started")["instance"] == "edge-b"
+
+    status, metrics = get(admin_addr(a), "/metrics")
+    assert status == 200
+    assert re.search(r'^tlsterm_build_info\{version="[^"]+",instance="edge-a",boringssl="[^"]+"\} 1$',
+                     metrics.decode(), re.M), metrics.decode()
+
+    # Real failures on both, the same listener name on each.
+    fail_tls_1_1(a.port("edge"))
+    fail_tls_1_1(a.port("edge"))
+    fail_garbage(a.port("edge"))
+    succeed(a.port("edge"), certs, ssl.TLSVersion.TLSv1_3)
+    fail_garbage(b.port("edge"))
+    succeed(b.port("edge"), certs, ssl.TLSVersion.TLSv1_2)
+    succeed(b.port("edge"), certs, ssl.TLSVersion.TLSv1_3)
+    a.wait_count("handshake_failed", 3)
+    b.wait_count("handshake_failed", 1)
+
+    # /report?window=previous is the window last written, byte for byte.
+    for proxy in (a, b):
+        seen = len(proxy.find("report_written"))
+        written = proxy.wait_count("report_written", seen + 1)[-1]["file"]
+        status, body = get(admin_addr(proxy), "/report?window=previous")
+        # A newer window may have ended between the two: then it is that one's.
+        newest = proxy.find("report_written")[-1]["file"]
+        assert status == 200
+        assert json.loads(body) == json.loads(open(newest).read()), (written, newest)
+        validate(json.loads(body))
+
+    # A clean stop writes the last, partial window: every handshake is in a file.
+    assert a.stop() == 0 and b.stop() == 0
+    written = {p: [e["file"] for e in p.find("report_written")] for p in (a, b)}
+    names = sorted(p.name for p in reports.iterdir())
+    for proxy, instance in ((a, "edge-a"), (b, "edge-b")):
+        own = [n for n in names if FILE_OF.fullmatch(n)["instance"] == instance]
+        # Nothing overwritten: one file per window written, all distinct.
+        assert len(own) == len(written[proxy]) == len(set(written[proxy])), (own, written)
+        for name in own:
+            report = json.loads((reports / name).read_text())
+            assert report["tlsterm"]["instances"] == [instance]
+            assert instance in report["report-id"]
+    assert len(names) == sum(len(w) for w in written.values())
+
+    result = run_tlsterm("report", "--json", str(reports))
+    assert result.returncode == 0, result.stderr.decode()
+    merged = validate(json.loads(result.stdout))
+    successes, failures, details = summary(merged)
+    assert (successes, failures) == (3, 4)
+    assert details["protocol_version"]["failed-session-count"] == 2
+    assert details["malformed"]["failed-session-count"] == 2
+    assert details["malformed"]["top-client-networks"] == [{"network": "127.0.0.0/24", "count": 2}]
+    assert merged["tlsterm"]["instances"] == ["edge-a", "edge-b"]
+    assert merged["tlsterm"]["windows"] == len(names)
+    files = [json.loads((reports / n).read_text()) for n in names]
+    assert merged["date-range"]["start-datetime"] == min(f["date-range"]["start-datetime"] for f in files)
+    assert merged["date-range"]["end-datetime"] == max(f["date-range"]["end-datetime"] for f in files)
+    assert result.stderr == b""
+
+    # The table, with a column per instance.
+    result = run_tlsterm("report", "--by-instance", str(reports))
+    out = result.stdout.decode()
+    assert result.returncode == 0, out + result.stderr.decode()
+    assert re.search(r"^LISTENER .* FAILURES  edge-a S/F  edge-b S/F$", out, re.M), out
+    assert re.search(r"^edge\s+intermediate\s+3\s+4\s+1/3\s+2/1$", out, re.M), out
+
+    # A file given twice counts once, with a warning.
+    first = reports / names[0]
+    result = run_tlsterm("report", "--json", str(reports), str(first))
+    assert result.returncode == 0
+    assert summary(json.loads(result.stdout))[:2] == (3, 4)
+    assert b"the same window, counted once" in result.stderr, result.stderr
+
+    # A window of the same instance overlapping another: left out, warned.
+    loaded = [(n, json.loads((reports / n).read_text())) for n in names]
+    name, busiest = max(loaded, key=lambda nr: summary(nr[1])[1])
+    copy = dict(busiest, **{"report-id": "copy-of-" + busiest["report-id"]})
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "tlsterm-report-copy.json").write_text(json.dumps(copy))
+    result = run_tlsterm("report", "--json", str(reports), str(extra))
+    assert result.returncode == 0, result.stderr
+    assert summary(json.loads(result.stdout))[:2] == (3, 4)
+    assert b"overlaps" in result.stderr and b"left out" in result.stderr, result.stderr
+
+    # Another version's file is added up, warned about, and listed.
+    other = dict(busiest, **{"report-id": "other-version",
+                             "tlsterm": {"instances": ["edge-c"], "versions": ["0.0.1"],
+                                         "windows": 1}})
+    (extra / "tlsterm-report-copy.json").write_text(json.dumps(other))
+    result = run_tlsterm("report", "--json", str(reports), str(extra))
+    assert result.returncode == 0, result.stderr
+    merged = validate(json.loads(result.stdout))
+    assert summary(merged)[1] == 4 + summary(busiest)[1]
+    assert "0.0.1" in merged["tlsterm"]["versions"] and len(merged["tlsterm"]["versions"]) == 2
+    assert b"different tlsterm versions" in result.stderr, result.stderr
+
+    # --since/--until choose the windows that lie within.
+    start = min(f["date-range"]["start-datetime"] for f in files)
+    result = run_tlsterm("report", "--json", "--until", start, str(reports))
+    assert result.returncode == 1 and b"no report to add up" in result.stderr
+    result = run_tlsterm("report", "--json", "--since", start, "--until",
+                         "2100-01-01T00:00:00+01:00", str(reports))
+    assert result.returncode == 0 and summary(json.loads(result.stdout))[:2] == (3, 4)
+    result = run_tlsterm("report", "--since", "yesterday", str(reports))
+    assert result.returncode == 2 and b"RFC 3339" in result.stderr
+
+
+def test_report_previous_before_any_window_and_bad_queries(tlsterm_factory, backend_factory,
+                                                          certs):
+    proxy = tlsterm_factory(report_config(backend_factory("echo"), certs, interval="1h"))
+    addr = admin_addr(proxy)
+    status, body = get(addr, "/report?window=previous")
+    assert status == 404 and json.loads(body) == {"error": "no window completed yet"}
+    for query in ("?window=last", "?foo=1", "?window=previous&x=1"):
+        status, body = get(addr, "/report" + query)
+        assert status == 400, (query, status, body)
+    status, body = get(addr, "/report")
+    assert status == 200 and validate(json.loads(body))["tlsterm"]["windows"] == 1
+
+
+def test_merge_marks_upper_bounds(tmp_path):
+    """Two files whose networks together are more than 16: the 16 largest
+    are kept, each marked as an upper bound; the failures stay exact."""
+    def window(instance, start, end, first):
+        networks = [{"network": f"10.0.{first + i}.0/24", "count": 1 + i} for i in range(10)]
+        total = sum(n["count"] for n in networks)
+        return {
+            "organization-name": "o",
+            "date-range": {"start-datetime": start, "end-datetime": end},
+            "report-id": f"{instance}-{start}",
+            "tlsterm": {"instances": [instance], "versions": ["9.9.9"], "windows": 1},
+            "policies": [{
+                "policy": {"policy-type": "tlsterm",
+                           "policy-string": ["policy: modern", "min_version: TLSv1.3",
+                                             "max_version: TLSv1.3"],
+                           "policy-domain": "edge"},
+                "summary": {"total-successful-session-count": 5,
+                            "total-failure-session-count": total},
+                "failure-details": [{"result-type": "malformed", "failed-session-count": total,
+                                     "top-client-networks": networks, "top-ja4": [],
+                                     "top-offered-max-versions": []}]}],
+        }
+    one = tmp_path / "one.json"
+    two = tmp_path / "two.json"
+    one.write_text(json.dumps(window("a", "2026-11-26T16:00:00Z", "2026-11-26T17:00:00Z", 0)))
+    two.write_text(json.dumps(window("b", "2026-11-26T16:00:00Z", "2026-11-26T17:00:00Z", 8)))
+    result = run_tlsterm("report", "--json", str(one), str(two))
+    assert result.returncode == 0, result.stderr
+    merged = validate(json.loads(result.stdout))
+    detail = merged["policies"][0]["failure-details"][0]
+    assert merged["policies"][0]["summary"] == {"total-successful-session-count": 10,
+                                                "total-failure-session-count": 110}
+    assert detail["failed-session-count"] == 110
+    networks = detail["top-client-networks"]
+    assert len(networks) == 16 and all(n.get("upper-bound") is True for n in networks)
+    # 18 networks: 10.0.8.0/24 and 10.0.9.0/24 are in both (9+1, 10+2); the
+    # two smallest, 10.0.0.0/24 (1) and 10.0.1.0/24 (2), are dropped.
+    assert {"network": "10.0.9.0/24", "count": 12, "upper-bound": True} in networks
+    assert {"network": "10.0.17.0/24", "count": 10, "upper-bound": True} in networks
+    assert not any(n["network"] in ("10.0.0.0/24", "10.0.1.0/24") for n in networks)
+    result = run_tlsterm("report", str(one), str(two))
+    assert "10.0.9.0/24 (<=12)" in result.stdout.decode(), result.stdout.decode()
