@@ -1,5 +1,7 @@
 /* report_cli: "tlsterm report [--json] FILE", a report file as a table for
- * people, or passed through as JSON once it is known to be a report.
+ * people, or passed through as JSON once it is known to be a report. With
+ * several files, a directory or a merge option, report_cli_merge.c takes
+ * over and uses the reading and the table here (report_cli.h).
  *
  * The file is parsed by a small strict JSON parser (RFC 8259: no trailing
  * commas, no comments, depth at most JSON_MAX_DEPTH; UTF-8 only, no
