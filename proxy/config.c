@@ -423,6 +423,31 @@ static void apply_reload_poll(struct loader *ld, const struct field *field,
                     text, field->key);
 }
 
+/* DRAIN_DELAY_MAX_MS bounds drain_delay: a load balancer's health check
+ * notices in seconds; a longer delay only holds a stopping process. */
+#define DRAIN_DELAY_MAX_MS (10u * 60 * 1000)
+
+/* apply_drain_delay reads drain_delay: "0" (none) or a duration up to
+ * DRAIN_DELAY_MAX_MS. */
+static void apply_drain_delay(struct loader *ld, const struct field *field,
+                              const struct ynode *value, void *out)
+{
+    const char *text = cfg_expect_text(ld, field->key, value, "a duration or 0");
+    uint64_t ms;
+
+    if (text == NULL)
+        return;
+    if (strcmp(text, "0") == 0)
+        *(uint32_t *)out = 0;
+    else if (cfg_parse_duration_max(text, DRAIN_DELAY_MAX_MS, &ms) == 0)
+        *(uint32_t *)out = (uint32_t)ms;
+    else
+        cfg_fail_at(ld, value,
+                    "invalid duration '%s' for '%s'; expected 0 or a whole number above 0 with "
+                    "a unit ms, s or m, at most 10m (e.g. 5s)",
+                    text, field->key);
+}
+
 static void apply_user(struct loader *ld, const struct field *field, const struct ynode *value,
                        void *out)
 {
@@ -839,6 +864,7 @@ static const struct field top_fields[] = {
     {"log", false, cfg_apply_nested, 0, &log_schema},
     {"drain_timeout", false, cfg_apply_duration, offsetof(struct config, drain_timeout_ms),
      NULL},
+    {"drain_delay", false, apply_drain_delay, offsetof(struct config, drain_delay_ms), NULL},
     {"user", false, apply_user, offsetof(struct config, user), NULL},
     {"workers", false, apply_workers, offsetof(struct config, num_workers), NULL},
     {"max_connections", false, cfg_apply_max_connections,

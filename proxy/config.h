@@ -378,6 +378,10 @@ struct config {
     enum log_format log_format;
     enum log_level log_level;
     uint32_t drain_timeout_ms;
+    /* drain_delay: after a stop signal, /readyz is 503 and the listeners
+     * still accept for this long before the drain starts, so a load
+     * balancer's health check takes the instance out first; 0: none. */
+    uint32_t drain_delay_ms;
     char *user;               /* drop privileges to this user after binding; NULL: stay */
     uint32_t num_workers;     /* worker threads; 0 means "auto": one per CPU */
     uint32_t max_connections; /* over all listeners and workers */

@@ -36,6 +36,9 @@ void config_describe_process(const struct config *config, FILE *out)
     fprintf(out, "max_connections: %" PRIu32 "\n", config->max_connections);
     fprintf(out, "drain_timeout: %s\n",
             cfg_format_duration(config->drain_timeout_ms, a, sizeof(a)));
+    if (config->drain_delay_ms > 0)
+        fprintf(out, "drain_delay: %s (not ready, still accepting, before the drain)\n",
+                cfg_format_duration(config->drain_delay_ms, a, sizeof(a)));
     fprintf(out, "user: ");
     put_escaped(
         config->user != NULL ? config->user : "(unchanged: the user that starts tlsterm)", out);

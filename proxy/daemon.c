@@ -39,8 +39,11 @@ struct daemon_watch {
     struct event *sigint_ev;
     struct event *sighup_ev;
     struct event *rotate_timer;
-    struct event *expiry_timer; /* certificate expiry warnings, daily */
-    struct file_watch *files; /* what reload_on_change watches */
+    struct event *expiry_timer;      /* certificate expiry warnings, daily */
+    struct event *drain_delay_timer; /* drain_delay, from the first stop signal */
+    int stop_signal;                 /* the first stop signal; 0 before one came */
+    bool draining;                   /* start_drain ran */
+    struct file_watch *files;        /* what reload_on_change watches */
 };
 
 static void publish_certs(struct daemon *d);
@@ -308,17 +311,19 @@ static void on_files_changed(void *arg, const char *trigger)
 
 /* ---- signals and timers ------------------------------------------------------ */
 
-static void on_stop_signal(evutil_socket_t signum, short what, void *arg)
+/* start_drain closes every listener and lets the open connections finish
+ * (the workers' drain), then ends the main loop. */
+static void start_drain(struct daemon *d)
 {
-    struct daemon *d = arg;
     struct log_line line;
 
-    /* Not ready from before the line that says so: a load balancer polling
-     * /readyz stops sending new clients. */
-    atomic_store(&d->ready, false);
-    alloc_fail_disarm();
+    /* Two signals can be handled in the loop's last turn. */
+    if (d->watch->draining)
+        return;
+    d->watch->draining = true;
+    evtimer_del(d->watch->drain_delay_timer);
     log_begin(&line, LOG_INFO, "draining");
-    log_str(&line, "signal", strsignal((int)signum));
+    log_str(&line, "signal", strsignal(d->watch->stop_signal));
     log_int(&line, "connections", (long long)atomic_load(&d->num_conns));
     log_int(&line, "deadline_ms", d->gen->config->drain_timeout_ms);
     log_end(&line);
@@ -327,6 +332,43 @@ static void on_stop_signal(evutil_socket_t signum, short what, void *arg)
     for (unsigned i = 0; i < d->num_workers; i++)
         worker_drain(&d->workers[i]);
     event_base_loopbreak(d->watch->base);
+}
+
+static void on_drain_delay_over(evutil_socket_t fd, short what, void *arg) { start_drain(arg); }
+
+/* on_stop_signal starts the drain, or with drain_delay first only turns
+ * /readyz to 503 while the listeners keep accepting: a load balancer that
+ * polls /readyz takes the instance out before its listeners close, so no
+ * new connection finds them closed. Another stop signal during the delay
+ * starts the drain at once. */
+static void on_stop_signal(evutil_socket_t signum, short what, void *arg)
+{
+    struct daemon *d = arg;
+    uint32_t delay_ms = d->gen->config->drain_delay_ms;
+    struct log_line line;
+
+    /* Not ready from before the line that says so: a load balancer polling
+     * /readyz stops sending new clients. */
+    atomic_store(&d->ready, false);
+    alloc_fail_disarm();
+    if (d->watch->stop_signal != 0 || delay_ms == 0) {
+        if (d->watch->stop_signal == 0)
+            d->watch->stop_signal = (int)signum;
+        start_drain(d);
+        return;
+    }
+    d->watch->stop_signal = (int)signum;
+    struct timeval delay = ms_to_timeval(delay_ms);
+    if (evtimer_add(d->watch->drain_delay_timer, &delay) != 0) {
+        start_drain(d);
+        return;
+    }
+    log_begin(&line, LOG_INFO, "drain_delayed");
+    log_str(&line, "signal", strsignal((int)signum));
+    log_int(&line, "delay_ms", delay_ms);
+    log_str(&line, "msg", "/readyz answers 503; the listeners accept until the delay ends");
+    log_end(&line);
+    sd_notify_send(d->notify, "STOPPING=1\nSTATUS=not ready, draining in %u ms", delay_ms);
 }
 
 static void on_rotate_timer(evutil_socket_t fd, short what, void *arg)
@@ -348,7 +390,8 @@ static void daemon_watch_free(struct daemon_watch *watch)
     if (watch == NULL)
         return;
     struct event *events[] = {watch->sigterm_ev, watch->sigint_ev, watch->sighup_ev,
-                              watch->rotate_timer, watch->expiry_timer};
+                              watch->rotate_timer, watch->expiry_timer,
+                              watch->drain_delay_timer};
     for (size_t i = 0; i < sizeof(events) / sizeof(events[0]); i++)
         if (events[i] != NULL)
             event_free(events[i]);
@@ -368,14 +411,20 @@ static int daemon_watch_init(struct daemon *d)
     watch->base = event_base_new();
     if (watch->base == NULL)
         goto fail;
-    watch->sigterm_ev = evsignal_new(watch->base, SIGTERM, on_stop_signal, d);
-    watch->sigint_ev = evsignal_new(watch->base, SIGINT, on_stop_signal, d);
+    /* Persistent for drain_delay, during which a second stop signal starts
+     * the drain; once it starts, the loop ends and these are freed, so a
+     * signal during the drain has its default action. */
+    watch->sigterm_ev =
+        event_new(watch->base, SIGTERM, EV_SIGNAL | EV_PERSIST, on_stop_signal, d);
+    watch->sigint_ev = event_new(watch->base, SIGINT, EV_SIGNAL | EV_PERSIST, on_stop_signal, d);
     watch->sighup_ev = event_new(watch->base, SIGHUP, EV_SIGNAL | EV_PERSIST, on_sighup, d);
     watch->rotate_timer = event_new(watch->base, -1, EV_PERSIST, on_rotate_timer, d);
     watch->expiry_timer = event_new(watch->base, -1, EV_PERSIST, on_expiry_timer, d);
+    watch->drain_delay_timer = evtimer_new(watch->base, on_drain_delay_over, d);
     struct timeval daily = ms_to_timeval(EXPIRY_WARNING_EVERY_MS);
     if (watch->sigterm_ev == NULL || watch->sigint_ev == NULL || watch->sighup_ev == NULL ||
-        watch->rotate_timer == NULL || watch->expiry_timer == NULL || event_add(watch->expiry_timer, &daily) != 0 ||
+        watch->rotate_timer == NULL || watch->expiry_timer == NULL ||
+        watch->drain_delay_timer == NULL || event_add(watch->expiry_timer, &daily) != 0 ||
         event_add(watch->sigterm_ev, NULL) != 0 || event_add(watch->sigint_ev, NULL) != 0 ||
         event_add(watch->sighup_ev, NULL) != 0)
         goto fail;
@@ -544,9 +593,10 @@ int daemon_run(const char *config_path, struct generation *gen, struct tickets *
     sd_notify_send(d.notify, "READY=1\nSTATUS=serving %zu listeners with %u workers",
                    gen->config->num_listeners, d.num_workers);
 
-    /* Runs until a stop signal: its handler asks every worker to drain and
-     * breaks the loop. Freeing the signal events below gives the signals
-     * their default action back, so a second one forces the stop. */
+    /* Runs until a stop signal (and drain_delay after it): start_drain asks
+     * every worker to drain and breaks the loop. Freeing the signal events
+     * below gives the signals their default action back, so a second one
+     * forces the stop. */
     if (event_base_dispatch(d.watch->base) >= 0)
         status = 0;
 

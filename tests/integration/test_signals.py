@@ -166,3 +166,35 @@ def test_sigterm_drains_many_transfers(tlsterm_factory, backend_factory, certs):
     assert proxy.find("draining")[0]["connections"] == num
     closed = proxy.find("conn_closed")
     assert len(closed) == num and {e["reason"] for e in closed} == {"done"}
+
+
+def test_drain_delay_keeps_accepting_while_not_ready(tlsterm_factory, backend_factory, certs):
+    """With drain_delay, SIGTERM turns /readyz to 503 at once (/healthz
+    stays 200) while the listener still accepts and serves new clients; a
+    second SIGTERM ends the delay: the drain starts, the listener refuses,
+    and tlsterm exits 0. (The delay is long so that a loaded machine cannot
+    end it during the round trip; the second signal keeps the test short.)"""
+    from tlsterm_harness import admin_addr, get
+
+    config = tlsterm_config([listener_config("edge", backend_factory("echo"), certs)])
+    config["admin"] = {"listen": "127.0.0.1:0"}
+    config["drain_delay"] = "20s"
+    proxy = tlsterm_factory(config)
+    port = proxy.port("edge")
+    admin = admin_addr(proxy)
+    assert get(admin, "/readyz")[0] == 200
+    mark = proxy.mark()
+    proxy.send_signal(signal.SIGTERM)
+    delayed = proxy.wait_for("drain_delayed", since=mark)
+    assert delayed["delay_ms"] == 20000 and delayed["signal"] == "Terminated"
+    assert get(admin, "/readyz") == (503, b"not ready\n")
+    assert get(admin, "/healthz")[0] == 200
+    with tls_connect(port, client_context(certs.ca)) as tls:
+        tls.sendall(b"still served")
+        assert tls.recv(64) == b"still served"
+    assert proxy.find("draining", since=mark) == []
+    proxy.send_signal(signal.SIGTERM)
+    draining = proxy.wait_for("draining", since=mark)
+    assert draining["signal"] == "Terminated"
+    wait_until(lambda: refuses(port), what="the listener to close")
+    assert proxy.wait_exit() == 0

@@ -87,6 +87,7 @@ static void test_minimal_config_and_defaults(void **state)
     assert_int_equal(config->log_format, LOG_FORMAT_JSON);
     assert_int_equal(config->log_level, LOG_INFO);
     assert_int_equal(config->drain_timeout_ms, 30000);
+    assert_int_equal(config->drain_delay_ms, 0);
     assert_null(config->user);
     assert_int_equal(config->num_listeners, 1);
     l = &config->listeners[0];
@@ -344,8 +345,8 @@ static void test_unknown_keys(void **state)
         "t.yaml:10:5: unknown key 'nmae' in listener; allowed: name, mode, listen, tls, "
         "backend, http, http2, timeouts, max_connections, redirect, accept_proxy, routes\n"
         "t.yaml:11:1: unknown key 'logs' at the top level; allowed: log, drain_timeout, "
-        "user, workers, max_connections, listeners, reload_on_change, reload_poll_interval, "
-        "session_tickets, admin, report, security, backends, instance\n"
+        "drain_delay, user, workers, max_connections, listeners, reload_on_change, "
+        "reload_poll_interval, session_tickets, admin, report, security, backends, instance\n"
         "t.yaml:12:7: unknown key 'levl' in log; did you mean 'level'? allowed: format, "
         "level, handshake_failures, access\n"
         "t.yaml:12:19: unknown key 'color' in log; allowed: format, level, "
@@ -356,13 +357,15 @@ static void test_unknown_keys(void **state)
                   "accept_proxy, routes\n");
     expect_errors("\"bad\\tkey\": 1\n" MINIMAL,
                   "t.yaml:1:1: unknown key 'bad?key' at the top level; allowed: log, "
-                  "drain_timeout, user, workers, max_connections, listeners, reload_on_change, "
-                  "reload_poll_interval, session_tickets, admin, report, security, backends, instance\n");
+                  "drain_timeout, drain_delay, user, workers, max_connections, listeners, "
+                  "reload_on_change, reload_poll_interval, session_tickets, admin, report, "
+                  "security, backends, instance\n");
     expect_errors(
         "logs: {}\n" MINIMAL,
         "t.yaml:1:1: unknown key 'logs' at the top level; did you mean 'log'? allowed: "
-        "log, drain_timeout, user, workers, max_connections, listeners, reload_on_change, "
-        "reload_poll_interval, session_tickets, admin, report, security, backends, instance\n");
+        "log, drain_timeout, drain_delay, user, workers, max_connections, listeners, "
+        "reload_on_change, reload_poll_interval, session_tickets, admin, report, security, "
+        "backends, instance\n");
     expect_errors(
         LISTENER_HEAD TLS_OK "      ciphres: []\n"
                              "      certificate: x\n" BACKEND_OK "    timeouts: {idel: 5s}\n",
@@ -399,6 +402,25 @@ static void test_missing_required_keys(void **state)
                   "t.yaml:4:10: tls is missing required key 'certificates'\n");
 }
 
+/* drain_delay: 0 or a duration up to 10m (the errors are in test_wrong_types). */
+static void test_drain_delay(void **state)
+{
+    struct config *config = load("drain_delay: 2s\n" MINIMAL);
+
+    (void)state;
+    assert_non_null(config);
+    assert_int_equal(config->drain_delay_ms, 2000);
+    config_free(config);
+    config = load("drain_delay: 0\n" MINIMAL);
+    assert_non_null(config);
+    assert_int_equal(config->drain_delay_ms, 0);
+    config_free(config);
+    config = load("drain_delay: 10m\n" MINIMAL);
+    assert_non_null(config);
+    assert_int_equal(config->drain_delay_ms, 600000);
+    config_free(config);
+}
+
 static void test_wrong_types(void **state)
 {
     (void)state;
@@ -410,6 +432,12 @@ static void test_wrong_types(void **state)
                   "t.yaml:2:16: expected a duration for 'drain_timeout', got a sequence\n"
                   "t.yaml:3:7: expected a string for 'user', got a mapping\n"
                   "t.yaml:4:12: expected a sequence for 'listeners', got a mapping\n");
+    expect_errors("drain_delay: soon\n" MINIMAL,
+                  "t.yaml:1:14: invalid duration 'soon' for 'drain_delay'; expected 0 or a whole "
+                  "number above 0 with a unit ms, s or m, at most 10m (e.g. 5s)\n");
+    expect_errors("drain_delay: 11m\n" MINIMAL,
+                  "t.yaml:1:14: invalid duration '11m' for 'drain_delay'; expected 0 or a whole "
+                  "number above 0 with a unit ms, s or m, at most 10m (e.g. 5s)\n");
     expect_errors("listeners:\n"
                   "  - name: [a]\n"
                   "    listen: {a: 1}\n"
@@ -1644,6 +1672,7 @@ int main(void)
         cmocka_unit_test_teardown(test_yaml_errors_pass_through, config_fixture_reset),
         cmocka_unit_test_teardown(test_unknown_keys, config_fixture_reset),
         cmocka_unit_test_teardown(test_missing_required_keys, config_fixture_reset),
+        cmocka_unit_test_teardown(test_drain_delay, config_fixture_reset),
         cmocka_unit_test_teardown(test_wrong_types, config_fixture_reset),
         cmocka_unit_test_teardown(test_empty_sequences, config_fixture_reset),
         cmocka_unit_test_teardown(test_durations, config_fixture_reset),
