@@ -27,7 +27,11 @@
  * whole request can be written again. It goes to the same server; a
  * connect there that fails (a server restarting: its idle connection went
  * stale, and it refuses new ones) goes on to the next server like any
- * failed connect. Otherwise the client gets 502.
+ * failed connect. A new connection that fails the same way (a server going
+ * away with the request unread in its accept queue) sends the request, on
+ * the same terms, to the next server (resend_elsewhere), as nginx's
+ * proxy_next_upstream does for idempotent requests. Otherwise the client
+ * gets 502.
  *
  * A connection goes back to the pool only when the whole request went out,
  * the whole response came in, and the response allows keep-alive; any other
@@ -93,10 +97,10 @@ struct http_upstream {
     llhttp_t parser;
     uint64_t body_written;  /* request body bytes that left x->req_body */
     uint64_t body_reported; /* of those, told to the front (request_body_taken) */
-    /* A copy of the body bytes written on a reused connection, while they
-     * fit in HTTP_BODY_BUF_MAX and no response byte came: if the server
-     * closed the connection as the request went out, the whole request can
-     * be sent again. NULL: nothing kept (or too much to keep). */
+    /* A copy of the body bytes written, while they fit in HTTP_BODY_BUF_MAX
+     * and no response byte came: if the server closed the connection as the
+     * request went out, the whole request can be sent again. NULL: nothing
+     * kept (or too much to keep). */
     struct evbuffer *sent_body;
     bool body_not_held;        /* some written body bytes were not kept */
     uint64_t last_progress_ms; /* the last byte either way, for backend_response */
@@ -125,6 +129,8 @@ static void open_new(struct http_upstream *up, bool have_slot);
 static void on_timer(struct timerq_entry *timer);
 static void connect_failed(struct http_upstream *up, int err);
 static bool could_retry(const struct http_upstream *up);
+static enum http_reason next_server(struct http_upstream *up, bool may);
+static void acquire_afresh(struct http_upstream *up);
 static const llhttp_settings_t parser_settings;
 
 static _Thread_local uint8_t read_buf[UPSTREAM_READ_LEN];
@@ -151,17 +157,28 @@ static const void *pool_owner(const struct http_upstream *up)
     return cfg_backend_per_client(up->x->c->cfg) ? up->x->c : NULL;
 }
 
-static void log_backend_problem(const struct http_upstream *up, const char *event,
-                                const char *error)
+/* log_backend_line logs a problem with |server| (its text); |resent_to|,
+ * when not NULL, names the server the request went to next. */
+static void log_backend_line(const struct http_upstream *up, const char *event,
+                             const char *server, const char *error, const char *resent_to)
 {
     struct log_line line;
-    char server[NET_ADDR_TEXT_MAX];
     conn_log_begin(&line, up->x->c, LOG_WARN, event);
-    log_str(&line, "server", net_addr_format(up->x->server, server, sizeof(server)));
+    log_str(&line, "server", server);
     if (up->x->stream_id != 0)
         log_int(&line, "stream", up->x->stream_id);
     log_str(&line, "error", error);
+    if (resent_to != NULL)
+        log_str(&line, "resent_to", resent_to);
     log_end(&line);
+}
+
+static void log_backend_problem(const struct http_upstream *up, const char *event,
+                                const char *error)
+{
+    char server[NET_ADDR_TEXT_MAX];
+    log_backend_line(up, event, net_addr_format(up->x->server, server, sizeof(server)), error,
+                     NULL);
 }
 
 /* ---- teardown ---------------------------------------------------------------- */
@@ -325,6 +342,29 @@ static enum http_reason choose_server(struct http_upstream *up)
     return up->ps != NULL ? HTTP_REASON_NONE : HTTP_REASON_OUT_OF_MEMORY;
 }
 
+/* next_server puts the server that failed into |tried| and, when |may| and
+ * the group's retries allow, picks the next one (choose_server's result);
+ * else backend_connect_failed. */
+static enum http_reason next_server(struct http_upstream *up, bool may)
+{
+    atomic_fetch_sub(&up->server->active, 1); /* the reference stays, in tried */
+    up->tried[up->num_tried++] = up->server;
+    up->server = NULL;
+    if (!may || up->num_tried > up->group->retries)
+        return HTTP_REASON_BACKEND_CONNECT_FAILED;
+    return choose_server(up);
+}
+
+/* acquire_afresh waits for a connection to the server just chosen, as a
+ * new request does (its queue deadline starts again). */
+static void acquire_afresh(struct http_upstream *up)
+{
+    up->state = UP_QUEUED;
+    up->queue_deadline_ms = 0;
+    up->waiter.woken = up->waiter.queued = false;
+    acquire(up);
+}
+
 /* connect_failed counts a failed connect (its connection and slot already
  * given back), |err| its errno or 0 for the connect timeout, and tries the
  * next server of the group, or answers 502. A failure of this process's own
@@ -341,26 +381,14 @@ static void connect_failed(struct http_upstream *up, int err)
                                    err == 0 ? METRICS_CONNECT_TIMEOUT : METRICS_CONNECT_ERROR);
     if (!local)
         backend_server_connect_failed(up->server, group, error);
-    atomic_fetch_sub(&up->server->active, 1); /* the reference stays, in tried */
-    up->tried[up->num_tried++] = up->server;
-    up->server = NULL;
     /* Nothing of the request went out on this connection, a retry's
      * (retry) included: it goes on to the next server like any other. */
-    if (!local && up->num_tried <= group->retries) {
-        enum http_reason unpicked = choose_server(up);
-        if (unpicked == HTTP_REASON_NONE) {
-            up->state = UP_QUEUED;
-            up->queue_deadline_ms = 0;
-            up->waiter.woken = up->waiter.queued = false;
-            acquire(up);
-            return;
-        }
-        if (unpicked == HTTP_REASON_OUT_OF_MEMORY) {
-            fail(up, unpicked);
-            return;
-        }
+    enum http_reason unpicked = next_server(up, !local);
+    if (unpicked == HTTP_REASON_NONE) {
+        acquire_afresh(up);
+        return;
     }
-    fail(up, HTTP_REASON_BACKEND_CONNECT_FAILED);
+    fail(up, unpicked == HTTP_REASON_OUT_OF_MEMORY ? unpicked : HTTP_REASON_BACKEND_CONNECT_FAILED);
 }
 
 /* open_new connects a new connection; |have_slot| when the upstream still
@@ -435,10 +463,10 @@ static bool is_idempotent(const char *method)
 }
 
 /* retry_is_safe says whether a request that failed with no response byte
- * may be sent again on a new connection (see the top of the file). */
+ * may be sent again (see the top of the file). */
 static bool retry_is_safe(const struct http_upstream *up)
 {
-    if (!up->x->reused || up->retried || up->resp_started || up->body_not_held)
+    if (up->retried || up->resp_started || up->body_not_held)
         return false;
     return is_idempotent(up->x->req.method);
 }
@@ -455,43 +483,88 @@ static bool could_retry(const struct http_upstream *up)
     return !up->retried && body_held && is_idempotent(req->method);
 }
 
-/* retry sends the request again on a new connection, in the slot of the
- * one that failed. */
-static void retry(struct http_upstream *up)
+/* rewind_request makes the request ready to be written whole again: its
+ * head, and the body written so far (sent_body) ahead of what is still to
+ * come. Only one retry is made. -1 when out of memory. */
+static int rewind_request(struct http_upstream *up)
 {
     struct http_exchange *x = up->x;
 
-    /* From here retry owns the slot it keeps: on failure it gives it back
-     * itself, so teardown must not see UP_TOO_EARLY and give it again. */
-    up->state = UP_CONNECTING;
+    up->retried = true;
     up->resp_started = false; /* only a swallowed 425 had set it */
-    backend_conn_free(up->conn, !up->req_sent);
-    up->conn = NULL;
     evbuffer_drain(up->out, evbuffer_get_length(up->out));
     if (http_request_write_head(x, up->out) != 0)
-        goto oom;
+        return -1;
     if (up->sent_body != NULL) {
-        /* The body written so far goes out again, ahead of what is still
-         * to come. */
         if (x->req_body == NULL)
             x->req_body = up->sent_body;
         else if (evbuffer_prepend_buffer(x->req_body, up->sent_body) != 0)
-            goto oom;
+            return -1;
         if (x->req_body != up->sent_body)
             evbuffer_free(up->sent_body);
         up->sent_body = NULL;
     }
     up->body_written = 0;
-    up->retried = true;
     up->end_queued = !x->req.has_body;
     up->req_sent = up->write_failed = false;
     llhttp_init(&up->parser, HTTP_RESPONSE, &parser_settings);
     up->parser.data = up;
+    return 0;
+}
+
+/* retry sends the request again on a new connection to the same server,
+ * in the slot of the one that failed. */
+static void retry(struct http_upstream *up)
+{
+    /* From here retry owns the slot it keeps: on failure it gives it back
+     * itself, so teardown must not see UP_TOO_EARLY and give it again. */
+    up->state = UP_CONNECTING;
+    backend_conn_free(up->conn, !up->req_sent);
+    up->conn = NULL;
+    if (rewind_request(up) != 0) {
+        backend_pool_closed(up->ps); /* the slot kept for the retry */
+        fail(up, HTTP_REASON_OUT_OF_MEMORY);
+        return;
+    }
     open_new(up, true);
-    return;
-oom:
-    backend_pool_closed(up->ps); /* the slot kept for the retry */
-    fail(up, HTTP_REASON_OUT_OF_MEMORY);
+}
+
+/* resend_elsewhere sends the request to the next server of the group after
+ * a new connection failed with no response byte (|error|): the server went
+ * away with the request unread (its listener closed while the connection
+ * sat in its accept queue) or crashed. Like a failed connect, it counts
+ * against the server's passive health. */
+static void resend_elsewhere(struct http_upstream *up, const char *error)
+{
+    char failed[NET_ADDR_TEXT_MAX], next[NET_ADDR_TEXT_MAX];
+
+    net_addr_format(up->x->server, failed, sizeof(failed));
+    backend_server_connect_failed(up->server, up->group, error);
+    /* No connection and no slot from here: teardown gives back nothing. */
+    up->state = UP_CONNECTING;
+    backend_conn_free(up->conn, true);
+    up->conn = NULL;
+    backend_pool_closed(up->ps);
+    enum http_reason unpicked =
+        rewind_request(up) != 0 ? HTTP_REASON_OUT_OF_MEMORY : next_server(up, true);
+    bool resent = unpicked == HTTP_REASON_NONE;
+    log_backend_line(up, "backend_reset", failed, error,
+                     resent ? net_addr_format(up->x->server, next, sizeof(next)) : NULL);
+    if (resent)
+        acquire_afresh(up);
+    else
+        fail(up, unpicked == HTTP_REASON_OUT_OF_MEMORY ? unpicked : HTTP_REASON_BACKEND_RESET);
+}
+
+/* send_again sends a request that failed with no response byte again
+ * (retry_is_safe): to the same server after the keep-alive race on a
+ * reused connection, else to the next server. */
+static void send_again(struct http_upstream *up, const char *error)
+{
+    if (up->x->reused)
+        retry(up);
+    else
+        resend_elsewhere(up, error);
 }
 
 /* ---- the request --------------------------------------------------------------- */
@@ -502,7 +575,7 @@ static void keep_copy(struct http_upstream *up, struct evbuffer *body, size_t n)
 {
     if (up->body_not_held)
         return;
-    if (!up->x->reused || up->retried || up->resp_started ||
+    if (up->retried || up->resp_started ||
         (up->sent_body != NULL ? evbuffer_get_length(up->sent_body) : 0) + n >
             HTTP_BODY_BUF_MAX) {
         up->body_not_held = true;
@@ -594,7 +667,7 @@ static bool write_request(struct http_upstream *up)
                 return true;
             }
             if (retry_is_safe(up)) {
-                retry(up);
+                send_again(up, strerror(err));
                 return false;
             }
             log_backend_problem(up, "backend_write_failed", strerror(err));
@@ -860,7 +933,7 @@ static void on_eof(struct http_upstream *up, int err)
     up->reusable = false;
     if (!up->resp_started) {
         if (retry_is_safe(up)) {
-            retry(up);
+            send_again(up, err != 0 ? strerror(err) : "closed before any response");
             return;
         }
         log_backend_problem(up, "backend_reset",

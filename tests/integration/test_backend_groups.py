@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import threading
@@ -319,6 +320,87 @@ def test_retry_after_a_stale_connection_goes_on_to_the_next_server(tlsterm_facto
         assert a.dropped.is_set()
         failed = proxy.wait_for("backend_connect_failed", since=mark, server=a.addr)
         assert failed["error"] == "Connection refused", failed
+    finally:
+        a.close()
+
+
+class ResettingServer:
+    """ResettingServer accepts, reads a request head and resets the
+    connection (SO_LINGER 0) without a response byte: what a server that
+    closes its listener with connections still in its accept queue (a
+    graceful stop) or crashes does to a request just sent."""
+
+    def __init__(self):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.addr = addr_text(self.listener.getsockname())
+        self.requests = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            with sock:
+                buf = b""
+                while b"\r\n\r\n" not in buf:
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        break
+                    buf += chunk
+                self.requests.append(buf.split(b"\r\n", 1)[0])
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    def close(self):
+        self.listener.close()
+
+
+@pytest.mark.parametrize("method,status", [("GET", 200), ("POST", 502)])
+def test_reset_new_connection_goes_on_to_the_next_server(tlsterm_factory, certs, group,
+                                                         method, status):
+    """A new connection reset after the request went out, before any
+    response byte: an idempotent request goes on to the next server (as
+    nginx's proxy_next_upstream does), a POST is answered 502, since the
+    server may have acted on it."""
+    a = ResettingServer()
+    try:
+        b = group.start("b")
+        proxy = tlsterm_factory(config_with(http_listener(certs, {"servers": [a.addr, b.addr]}),
+                                            workers=1))
+        mark = proxy.mark()
+        # One cursor: the first request goes to a.
+        result = subprocess.run(
+            ["curl", "-sS", "--http1.1", "--cacert", str(certs.ca), "-X", method, "--resolve",
+             f"localhost:{proxy.port('edge')}:127.0.0.1", "-o", "-", "-w", "\n%{http_code}",
+             f"https://localhost:{proxy.port('edge')}/x"],
+            capture_output=True, timeout=TIMEOUT)
+        body, _, code = result.stdout.decode().rpartition("\n")
+        assert int(code) == status, (code, body, result.stderr)
+        assert a.requests == [f"{method} /x HTTP/1.1".encode()], a.requests
+        line = proxy.wait_for("backend_reset", since=mark, server=a.addr)
+        access = proxy.wait_for("request", since=mark)
+        if status == 200:
+            assert body.strip() == "b"
+            assert line["resent_to"] == b.addr, line
+            assert access["status"] == 200 and access["reused"] is False, access
+        else:
+            assert "resent_to" not in line, line
+            assert (access["status"], access["reason"]) == (502, "backend_reset"), access
+    finally:
+        a.close()
+
+
+def test_reset_new_connection_without_retries_is_502(tlsterm_factory, certs, group):
+    a = ResettingServer()
+    try:
+        b = group.start("b")
+        proxy = tlsterm_factory(config_with(
+            http_listener(certs, {"servers": [a.addr, b.addr], "retries": 0}), workers=1))
+        mark = proxy.mark()
+        assert curl_get(proxy, certs)[0] == 502
+        line = proxy.wait_for("backend_reset", since=mark, server=a.addr)
+        assert "resent_to" not in line, line
     finally:
         a.close()
 
