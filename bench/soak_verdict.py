@@ -50,16 +50,11 @@ EXPECTED = [
 EXPECTED_REQUESTS = [
     (408, "header_timeout", "slowloris: the request head not complete in timeouts.request_header",
      "bad"),
-    # The 502 of such a reset, in a restart window, in two cases only:
-    # - a new connection (reused: false) still in the stopping server's
-    #   accept queue when it closed its listening socket: the kernel resets
-    #   it. tlsterm retries on another server only a failed connect, or a
-    #   request on a reused connection (the keep-alive race), as HAProxy's
-    #   default retry-on does (nginx's proxy_next_upstream error would send
-    #   a GET to the other server);
-    # - a POST on a pooled connection the server closed as it was written:
-    #   not idempotent, so not sent again (README, HTTP mode).
-    # A GET reset on a reused connection is retried: its 502 fails the run.
+    # The 502 of such a reset, in a restart window, for a POST only: not
+    # idempotent, so not sent again (README, HTTP mode). An idempotent
+    # request reset before any response byte goes to the other server (on a
+    # new connection) or again to the same one (the keep-alive race on a
+    # reused connection): its 502 fails the run.
     (502, "backend_reset", "the 502 answered to such a request", "restart"),
 ]
 # Client failures a backend restart may cause, inside its window.
@@ -110,8 +105,8 @@ def scan_log(log_path, restarts):
                 if line.get("status") == 200 and not line.get("reason"):
                     continue
                 for status, reason, cause, kind in EXPECTED_REQUESTS:
-                    if kind == "restart" and (not in_window(t, restarts) or (
-                            line.get("reused") and line.get("method") != "POST")):
+                    if kind == "restart" and (not in_window(t, restarts) or
+                                              line.get("method") != "POST"):
                         continue
                     if line.get("status") == status and line.get("reason") == reason:
                         expected[cause] = expected.get(cause, 0) + 1
