@@ -406,6 +406,12 @@ static void open_new(struct http_upstream *up, bool have_slot)
         int err = errno;
         if (have_slot)
             backend_pool_closed(up->ps);
+        /* Out of memory is this process's failure, and not a connect's:
+         * the access log says out_of_memory, the server's figures stay. */
+        if (err == ENOMEM) {
+            fail(up, HTTP_REASON_OUT_OF_MEMORY);
+            return;
+        }
         connect_failed(up, err);
         return;
     }
