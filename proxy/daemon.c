@@ -287,6 +287,18 @@ static unsigned swap_generation(struct daemon *d, const char *why)
  * ready again at the end, whatever the outcome (which STATUS= says). */
 static void reload(struct daemon *d, const char *why)
 {
+    /* A reload after the stop signal would tell systemd RELOADING=1 and
+     * READY=1 after STOPPING=1, and replace the STATUS= that says when the
+     * drain starts; the configuration that would come is never served. */
+    if (d->watch->stop_signal != 0) {
+        struct log_line line;
+        log_begin(&line, LOG_INFO, "reload_ignored");
+        log_str(&line, "trigger", why);
+        log_str(&line, "reason", "stopping");
+        log_str(&line, "msg", "a stop signal came: no reload while tlsterm stops");
+        log_end(&line);
+        return;
+    }
     sd_notify_reloading(d->notify, why);
     unsigned generation = swap_generation(d, why);
     if (generation > 0)
@@ -311,6 +323,20 @@ static void on_files_changed(void *arg, const char *trigger)
 
 /* ---- signals and timers ------------------------------------------------------ */
 
+/* What stopping may take after the drain's deadline: the workers' last
+ * closes and joins, and the final log lines. */
+#define STOP_MARGIN_MS 5000u
+
+/* stop_extension_usec is the EXTEND_TIMEOUT_USEC= told to systemd when a
+ * stop phase starts: |ms_left| (the rest of the delay and the drain) plus
+ * the margin, in microseconds. systemd then waits at least that long before
+ * its SIGKILL, whatever TimeoutStopSec= says, so a drain_delay and
+ * drain_timeout longer than TimeoutStopSec= are not cut short. */
+static unsigned long long stop_extension_usec(uint64_t ms_left)
+{
+    return (unsigned long long)(ms_left + STOP_MARGIN_MS) * 1000u;
+}
+
 /* start_drain closes every listener and lets the open connections finish
  * (the workers' drain), then ends the main loop. */
 static void start_drain(struct daemon *d)
@@ -327,7 +353,9 @@ static void start_drain(struct daemon *d)
     log_int(&line, "connections", (long long)atomic_load(&d->num_conns));
     log_int(&line, "deadline_ms", d->gen->config->drain_timeout_ms);
     log_end(&line);
-    sd_notify_send(d->notify, "STOPPING=1\nSTATUS=draining %u connections",
+    sd_notify_send(d->notify,
+                   "STOPPING=1\nEXTEND_TIMEOUT_USEC=%llu\nSTATUS=draining %u connections",
+                   stop_extension_usec(d->gen->config->drain_timeout_ms),
                    atomic_load(&d->num_conns));
     for (unsigned i = 0; i < d->num_workers; i++)
         worker_drain(&d->workers[i]);
@@ -368,7 +396,10 @@ static void on_stop_signal(evutil_socket_t signum, short what, void *arg)
     log_int(&line, "delay_ms", delay_ms);
     log_str(&line, "msg", "/readyz answers 503; the listeners accept until the delay ends");
     log_end(&line);
-    sd_notify_send(d->notify, "STOPPING=1\nSTATUS=not ready, draining in %u ms", delay_ms);
+    sd_notify_send(d->notify,
+                   "STOPPING=1\nEXTEND_TIMEOUT_USEC=%llu\nSTATUS=not ready, draining in %u ms",
+                   stop_extension_usec((uint64_t)delay_ms + d->gen->config->drain_timeout_ms),
+                   delay_ms);
 }
 
 static void on_rotate_timer(evutil_socket_t fd, short what, void *arg)

@@ -27,7 +27,9 @@ static _Atomic enum log_level current_min_level = LOG_INFO;
 static struct {
     pthread_mutex_t lock;
     pthread_cond_t wake;
-    pthread_cond_t finished_cond; /* signalled when |finished| is set */
+    /* Signalled when |finished| is set; its clock is |finished_clock|
+     * (set up once, by use_monotonic_finished_cond). */
+    pthread_cond_t finished_cond;
     pthread_t thread;
     bool running;
     bool stopping;
@@ -39,6 +41,32 @@ static struct {
 } writer = {.lock = PTHREAD_MUTEX_INITIALIZER,
             .wake = PTHREAD_COND_INITIALIZER,
             .finished_cond = PTHREAD_COND_INITIALIZER};
+
+/* The clock of the bounded wait in log_writer_stop: CLOCK_MONOTONIC, so
+ * that a step of the wall clock (NTP, an operator) neither stretches nor
+ * cuts it; CLOCK_REALTIME only if the condition variable cannot take it. */
+static clockid_t finished_clock = CLOCK_REALTIME;
+static pthread_once_t finished_cond_once = PTHREAD_ONCE_INIT;
+
+/* use_monotonic_finished_cond makes |finished_cond| wait on CLOCK_MONOTONIC.
+ * Runs once, before the writer thread exists, so nothing waits on or
+ * signals the condition variable it replaces. */
+static void use_monotonic_finished_cond(void)
+{
+    pthread_condattr_t attr;
+
+    if (pthread_condattr_init(&attr) != 0)
+        return;
+    if (pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) == 0) {
+        /* In place: a copy of a condition variable may not be used. */
+        pthread_cond_destroy(&writer.finished_cond);
+        if (pthread_cond_init(&writer.finished_cond, &attr) == 0)
+            finished_clock = CLOCK_MONOTONIC;
+        else
+            pthread_cond_init(&writer.finished_cond, NULL);
+    }
+    pthread_condattr_destroy(&attr);
+}
 
 /* Every line dropped since the start, for the metric. */
 static _Atomic unsigned long long dropped_total;
@@ -432,6 +460,7 @@ static void *writer_main(void *arg)
 
 int log_writer_start(void)
 {
+    pthread_once(&finished_cond_once, use_monotonic_finished_cond);
     char *queue = malloc(LOG_QUEUE_MAX), *writing = malloc(LOG_QUEUE_MAX);
     if (queue == NULL || writing == NULL)
         goto fail;
@@ -469,7 +498,7 @@ void log_writer_stop(void)
     /* Bounded: with a reader that stopped reading, the writer stays
      * blocked in write(2) and the process exits all the same. */
     struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
+    clock_gettime(finished_clock, &deadline);
     deadline.tv_sec += LOG_STOP_WAIT_MS / 1000;
     deadline.tv_nsec += (long)(LOG_STOP_WAIT_MS % 1000) * 1000000;
     if (deadline.tv_nsec >= 1000000000) {

@@ -3,8 +3,9 @@
  * named by $NOTIFY_SOCKET (a path, or "@name" for an abstract socket),
  * holding newline-separated assignments: READY=1 once serving,
  * RELOADING=1 and MONOTONIC_USEC= when a reload starts and READY=1 when it
- * ends, STOPPING=1 when the drain starts, STATUS= for a person running
- * "systemctl status". Without $NOTIFY_SOCKET nothing is sent. */
+ * ends, STOPPING=1 when the stop signal comes (with EXTEND_TIMEOUT_USEC=,
+ * so that systemd waits for drain_delay and drain_timeout), STATUS= for a
+ * person running "systemctl status". Without $NOTIFY_SOCKET nothing is sent. */
 #ifndef TLSTERM_SD_NOTIFY_H
 #define TLSTERM_SD_NOTIFY_H
 

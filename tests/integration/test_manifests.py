@@ -118,6 +118,14 @@ def test_edge_secrets_and_shared_files(edge):
     objects, config = edge
     deployment = objects["Deployment"]
     assert config["reload_on_change"] is True
+    # The configuration too is a directory mount: an edit reaches the file.
+    args = container(deployment, "tlsterm")["args"]
+    assert args[0] == "-c"
+    directory, name = args[1].rsplit("/", 1)
+    volume, mount = volume_of_mount(deployment, directory)
+    assert volume["configMap"]["name"] == objects["ConfigMap"]["metadata"]["name"]
+    assert name in objects["ConfigMap"]["data"]
+    assert "subPath" not in mount and mount["readOnly"] is True
     cert = config["listeners"][0]["tls"]["certificates"][0]
     key_file = config["session_tickets"]["key_file"]
     for path, secret, item in ((cert["cert"], "tlsterm-edge-tls", "tls.crt"),
@@ -147,10 +155,26 @@ def test_edge_stop_sequence(edge):
     assert command[0] == "sleep"
     sleep_s = int(command[1])
     drain_s = seconds(config["drain_timeout"])
-    assert sleep_s >= 5
-    assert pod["terminationGracePeriodSeconds"] > sleep_s + drain_s
-    assert tlsterm["readinessProbe"]["exec"]["command"] == ["tlsterm", "healthcheck", "--ready"]
-    assert tlsterm["livenessProbe"]["exec"]["command"] == ["tlsterm", "healthcheck"]
+    delay_s = seconds(config.get("drain_delay", "0s"))
+    # An AWS NLB's check (10 s, 2 failures) with a margin: the load balancer
+    # stops sending to the node before SIGTERM closes the listener.
+    assert sleep_s >= 10 * 2 + 10
+    margin_s = 10
+    assert pod["terminationGracePeriodSeconds"] >= sleep_s + delay_s + drain_s + margin_s
+    # The formula, in the manifest and in docker/README.md.
+    formulas = (r"preStop >= (LB )?health-check interval x unhealthy threshold \+ margin",
+                r"terminationGracePeriodSeconds >= preStop \+ drain_delay \+ drain_timeout"
+                r" \+ margin")
+    readme = (DOCKER / "README.md").read_text()
+    start = readme.index("## Kubernetes edge")
+    section = readme[start:readme.find("\n## ", start + 1)]
+    for formula in formulas:
+        assert re.search(formula, EDGE.read_text()), formula
+        assert re.search(formula, section), formula
+    config_file = tlsterm["args"][1]
+    assert tlsterm["readinessProbe"]["exec"]["command"] == [
+        "tlsterm", "healthcheck", "-c", config_file, "--ready"]
+    assert tlsterm["livenessProbe"]["exec"]["command"] == ["tlsterm", "healthcheck", "-c", config_file]
     budget = objects["PodDisruptionBudget"]
     assert budget["spec"]["maxUnavailable"] == 1
     assert matches(budget["spec"]["selector"]["matchLabels"],

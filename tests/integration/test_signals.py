@@ -198,3 +198,47 @@ def test_drain_delay_keeps_accepting_while_not_ready(tlsterm_factory, backend_fa
     assert draining["signal"] == "Terminated"
     wait_until(lambda: refuses(port), what="the listener to close")
     assert proxy.wait_exit() == 0
+
+
+def test_drain_delay_timer_starts_the_drain(tlsterm_factory, backend_factory, certs):
+    """Without a second signal, the drain starts when drain_delay is over:
+    drain_delayed, then draining (from the timer), then exit 0."""
+    config = tlsterm_config([listener_config("edge", backend_factory("echo"), certs)])
+    config["drain_delay"] = "1s"
+    proxy = tlsterm_factory(config)
+    port = proxy.port("edge")
+    mark = proxy.mark()
+    start = time.monotonic()
+    proxy.send_signal(signal.SIGTERM)
+    delayed = proxy.wait_for("drain_delayed", since=mark)
+    assert delayed["delay_ms"] == 1000
+    draining = proxy.wait_for("draining", since=mark)
+    # No sooner than the delay (the timer, not the signal, started it).
+    assert time.monotonic() - start >= 0.9
+    assert draining["signal"] == "Terminated"
+    assert proxy.wait_exit() == 0
+    assert refuses(port)
+    events = proxy.find(since=mark)
+    assert events.index(delayed) < events.index(draining)
+    assert proxy.find("stopped")
+
+
+def test_sighup_during_drain_delay_is_ignored(tlsterm_factory, backend_factory, certs):
+    """A SIGHUP after the stop signal reloads nothing (systemd would see
+    RELOADING=1 and READY=1 after STOPPING=1): reload_ignored says why, and
+    the drain goes on to exit 0."""
+    config = tlsterm_config([listener_config("edge", backend_factory("echo"), certs)])
+    config["drain_delay"] = "3s"
+    proxy = tlsterm_factory(config)
+    mark = proxy.mark()
+    proxy.send_signal(signal.SIGTERM)
+    proxy.wait_for("drain_delayed", since=mark)
+    proxy.send_signal(signal.SIGHUP)
+    ignored = proxy.wait_for("reload_ignored", since=mark)
+    assert ignored["reason"] == "stopping" and ignored["trigger"] == "SIGHUP", ignored
+    assert proxy.wait_exit() == 0
+    events = proxy.find(since=mark)
+    # The SIGHUP came during the delay: before the drain.
+    assert events.index(ignored) < events.index(proxy.find("draining", since=mark)[0])
+    assert proxy.find("reload_done", since=mark) == []
+    assert proxy.find("reload_failed", since=mark) == []

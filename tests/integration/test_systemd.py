@@ -2,7 +2,8 @@
 datagram socket bound by the test stands in for systemd, tlsterm finds it in
 $NOTIFY_SOCKET, and the messages arrive in order: READY=1 once serving,
 RELOADING=1 then READY=1 around each reload (whatever its outcome),
-STOPPING=1 when the drain starts."""
+STOPPING=1 when the stop signal comes, with EXTEND_TIMEOUT_USEC= so that
+systemd's TimeoutStopSec= cannot cut drain_delay and drain_timeout short."""
 
 import os
 import shutil
@@ -17,6 +18,9 @@ import pytest
 from tlsterm_harness import Tlsterm, listener_config, tlsterm_config
 
 RECV_TIMEOUT = 10
+# What tlsterm adds to drain_delay + drain_timeout in EXTEND_TIMEOUT_USEC=:
+# the workers' last closes and joins after the drain's deadline.
+STOP_MARGIN_USEC = 5_000_000
 
 
 @pytest.fixture
@@ -78,6 +82,8 @@ def run_lifecycle(tlsterm_factory, backend_factory, certs, sock, notify_socket, 
     assert proxy.stop() == 0
     stopping = receive(sock)
     assert stopping["STOPPING"] == "1" and "draining" in stopping["STATUS"], stopping
+    # drain_timeout 30s, no drain_delay.
+    assert int(stopping["EXTEND_TIMEOUT_USEC"]) == 30_000_000 + STOP_MARGIN_USEC, stopping
     assert_no_more(sock)
     assert not proxy.find("sd_notify")
 
@@ -94,6 +100,38 @@ def test_notify_abstract_socket(tlsterm_factory, backend_factory, certs, monkeyp
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind("\0" + name)
         run_lifecycle(tlsterm_factory, backend_factory, certs, sock, "@" + name, monkeypatch)
+
+
+def test_stop_extends_the_stop_timeout(
+    tlsterm_factory, backend_factory, certs, notify_dir, monkeypatch
+):
+    """drain_delay may be longer than the unit's TimeoutStopSec=: the stop
+    signal tells systemd EXTEND_TIMEOUT_USEC= of drain_delay + drain_timeout
+    + the margin, and the drain's start the rest (drain_timeout + the
+    margin), so that systemd does not SIGKILL tlsterm mid-drain."""
+    path = os.path.join(notify_dir, "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        monkeypatch.setenv("NOTIFY_SOCKET", path)
+        config = tlsterm_config(
+            [listener_config("edge", backend_factory("echo"), certs)], drain_timeout="7s"
+        )
+        # Long enough that only the second signal ends it.
+        config["drain_delay"] = "50s"
+        proxy = tlsterm_factory(config)
+        assert receive(sock)["READY"] == "1"
+        mark = proxy.mark()
+        proxy.send_signal(signal.SIGTERM)
+        delayed = receive(sock)
+        assert delayed["STOPPING"] == "1" and "draining in 50000 ms" in delayed["STATUS"], delayed
+        assert int(delayed["EXTEND_TIMEOUT_USEC"]) == 57_000_000 + STOP_MARGIN_USEC, delayed
+        proxy.wait_for("drain_delayed", since=mark)
+        proxy.send_signal(signal.SIGTERM)
+        draining = receive(sock)
+        assert draining["STOPPING"] == "1" and "draining 0" in draining["STATUS"], draining
+        assert int(draining["EXTEND_TIMEOUT_USEC"]) == 7_000_000 + STOP_MARGIN_USEC, draining
+        assert proxy.wait_exit() == 0
+        assert_no_more(sock)
 
 
 @pytest.mark.parametrize(
