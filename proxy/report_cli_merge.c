@@ -159,6 +159,11 @@ static int read_top(const struct input *f, const struct jnode *list, const char 
             return report_cli_refuse(f->path, (const char *)f->contents.data, entry->at,
                                      "'%s' is longer than %d bytes", key_name,
                                      REPORT_KEY_MAX - 1);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(out->entries[j].key, key) == 0)
+                return report_cli_refuse(f->path, (const char *)f->contents.data, entry->at,
+                                         "'%s' repeats an earlier entry of its top list",
+                                         key_name);
         snprintf(out->entries[i].key, sizeof(out->entries[i].key), "%s", key);
         out->entries[i].count = strtoull(report_cli_get(entry, "count")->text, NULL, 10);
         if (upper != NULL && upper->kind == JSON_BOOL && strcmp(upper->text, "true") == 0)
@@ -197,6 +202,11 @@ static int read_policies(struct input *f, const char *name, bool report_only, bo
             uint64_t count =
                 strtoull(report_cli_get(d, "failed-session-count")->text, NULL, 10);
             struct report_top networks, ja4s, versions;
+            for (size_t k = 0; k < j; k++)
+                if (strcmp(report_cli_get(&details->items[k], "result-type")->text, type) == 0)
+                    return report_cli_refuse(f->path, data, d->at,
+                                             "'result-type' repeats an earlier entry of its "
+                                             "policy's failure-details");
             if (strlen(type) >= REPORT_RESULT_TYPE_MAX)
                 return report_cli_refuse(f->path, data, d->at,
                                          "'result-type' is longer than %d bytes",
@@ -368,11 +378,14 @@ static int print_merged(struct evbuffer *json, const struct report_merged *merge
         if (names == NULL)
             goto done;
         for (size_t i = 0; i < merged->num_instances; i++) {
-            names[i] = malloc(32);
+            /* Instance names are CFG_INSTANCE_CHARS (checked when read), or
+             * "unknown"; whole, since a fleet's names often share a long
+             * prefix (Kubernetes pods) and a cut would make them collide. */
+            size_t size = CFG_INSTANCE_MAX + sizeof(" S/F");
+            names[i] = malloc(size);
             if (names[i] == NULL)
                 goto done;
-            /* Instance names are CFG_INSTANCE_CHARS, or "unknown". */
-            snprintf(names[i], 32, "%.20s S/F", merged->instances[i]);
+            snprintf(names[i], size, "%.*s S/F", CFG_INSTANCE_MAX, merged->instances[i]);
         }
         columns.names = (const char *const *)names;
     }
