@@ -10,10 +10,11 @@ import json
 import re
 import signal
 
-from tlsterm_harness import admin_addr, get, run_tlsterm, wait_until
+from tlsterm_harness import admin_addr, get, reload_and_wait, run_tlsterm, to_yaml, wait_until
 
 from test_report import (
     VALIDATOR,
+    fetch_report,
     fail_garbage,
     fail_tls_1_1,
     report_config,
@@ -322,3 +323,29 @@ def test_by_instance_shows_whole_long_names(tmp_path):
     header = next(l for l in result.stdout.decode().splitlines() if l.startswith("LISTENER"))
     for name in names:
         assert f"{name} S/F" in header, header
+
+
+def test_reload_keeps_the_running_instance(tlsterm_factory, backend_factory, certs):
+    """`instance` names the open window's report-id: a reload that changes
+    it says so with reload_partial and keeps the running name, so that the
+    window's /report answers and its file keep one id."""
+    config = report_config(backend_factory("echo"), certs, interval="1h")
+    config["instance"] = "edge-a"
+    proxy = tlsterm_factory(config)
+    proxy.wait_for("started")
+    addr = admin_addr(proxy)
+    before = fetch_report(addr)["report-id"]
+    assert "-edge-a-" in before, before
+
+    config["instance"] = "edge-b"
+    proxy.config_path.write_text(to_yaml(config))
+    mark = proxy.mark()
+    reload_and_wait(proxy)
+    [partial] = proxy.find("reload_partial", since=mark)
+    assert partial["instance_running"] == "edge-a", partial
+    assert partial["instance_in_file"] == "edge-b", partial
+    assert partial["msg"] == "'instance' takes effect only at the next restart"
+    report = fetch_report(addr)
+    assert report["report-id"] == before and report["tlsterm"]["instances"] == ["edge-a"]
+    status, metrics = get(addr, "/metrics")
+    assert status == 200 and 'instance="edge-a"' in metrics.decode()
