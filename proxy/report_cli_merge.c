@@ -192,6 +192,16 @@ static int read_policies(struct input *f, const char *name, bool report_only, bo
             return report_cli_refuse(f->path, data, policy->at,
                                      "a policy that tlsterm does not write (its policy-domain "
                                      "or policy-string); it cannot be added up");
+        for (size_t k = 0; k < i; k++) {
+            struct report_policy_key earlier;
+            if (policy_key_of(&list->items[k], report_only, &earlier) == 0 &&
+                strcmp(earlier.listener, key.listener) == 0 && earlier.policy == key.policy &&
+                earlier.min_version == key.min_version && earlier.max_version == key.max_version)
+                return report_cli_refuse(f->path, data, policy->at,
+                                         "a policy that repeats an earlier entry of '%s' "
+                                         "(its policy-domain and policy-string)",
+                                         name);
+        }
         uint64_t successes =
             strtoull(report_cli_get(summary, "total-successful-session-count")->text, NULL, 10);
         if (report_data_add_success(f->data, &key, successes) != 0)
@@ -220,7 +230,10 @@ static int read_policies(struct input *f, const char *name, bool report_only, bo
             if (report_data_add_result(f->data, &key, type, count, &networks, &ja4s,
                                        &versions) != 0)
                 return -1;
-            failures += count;
+            if (__builtin_add_overflow(failures, count, &failures))
+                return report_cli_refuse(f->path, data, d->at,
+                                         "the failure-details add up to more than %" PRIu64,
+                                         UINT64_MAX);
         }
         uint64_t total =
             strtoull(report_cli_get(summary, "total-failure-session-count")->text, NULL, 10);

@@ -279,6 +279,18 @@ def test_merge_refuses_and_escapes_untrusted_files(tmp_path):
     networks = bad["policies"][0]["failure-details"][0]["top-client-networks"]
     networks[1]["network"] = networks[0]["network"]
     cases.append((bad, "'network' repeats an earlier entry of its top list"))
+    bad = json.loads(json.dumps(good))
+    bad["policies"].append(bad["policies"][0])
+    cases.append((bad, "a policy that repeats an earlier entry of 'policies'"))
+    bad = json.loads(json.dumps(good))
+    details = bad["policies"][0]["failure-details"]
+    details.append(dict(details[0], **{"result-type": "other"}))
+    details[0]["failed-session-count"] = details[1]["failed-session-count"] = 2**63
+    cases.append((bad, "the failure-details add up to more than 18446744073709551615"))
+    bad = json.loads(json.dumps(good))
+    details = bad["policies"][0]["failure-details"]
+    details.append(details[0])
+    cases.append((bad, "'result-type' repeats an earlier entry of its policy's failure-details"))
     for i, (content, message) in enumerate(cases):
         path = tmp_path / f"bad{i}.json"
         path.write_text(json.dumps(content, indent=2))
