@@ -140,7 +140,7 @@ static void warn_left_out(const struct plan *plan, size_t i, const struct report
                           const struct counted *c, bool same_id, FILE *warnings)
 {
     const struct report_window *w = &plan->windows[i], *k = &plan->windows[c->by];
-    char source[256], by[256], id[256], instance[256], a[32], b[32];
+    char source[2048], by[2048], id[1024], instance[256], a[32], b[32];
 
     esc(w->source, source, sizeof(source));
     esc(k->source, by, sizeof(by));
@@ -255,7 +255,7 @@ static void make_id(struct report_merged *out)
  * saying that a count would overflow. */
 static int add_counts(struct report_data *to, const struct report_window *w, FILE *warnings)
 {
-    char source[256];
+    char source[2048];
     int added = report_data_merge(to, w->data);
 
     if (added == -2)
