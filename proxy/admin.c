@@ -630,10 +630,13 @@ static int answer_report(struct admin_conn *c, bool head)
 
     if (query_len == 0 || (query_len == strlen(current) && memcmp(query, current, query_len) == 0))
         return respond_generated(c, c->admin->handlers.report, "application/json", head);
-    if (query_len != strlen(previous) || memcmp(query, previous, query_len) != 0 ||
-        c->admin->handlers.report_previous == NULL)
+    if (query_len != strlen(previous) || memcmp(query, previous, query_len) != 0)
         return respond_text(c, 400,
                             "bad request: /report takes no query or window=previous\n", head);
+    /* A valid query of an endpoint that keeps no previous window: what an
+     * endpoint without a handler answers, not a 400 that blames the query. */
+    if (c->admin->handlers.report_previous == NULL)
+        return respond_text(c, 404, "not found\n", head);
 
     struct evbuffer *body = evbuffer_new();
     if (body == NULL)

@@ -119,6 +119,34 @@ static void keep_running_admin(const struct config *running, struct config *next
     asked->allow_public = was->allow_public;
 }
 
+/* keep_running_instance carries `instance` over from |running| to |next|:
+ * it names the open window's report-id, so a change mid-window would give
+ * its /report answers and its file different ids, and a merge would count
+ * the window twice. It logs reload_partial when the file names another.
+ * It returns 0, or -1 when out of memory. */
+static int keep_running_instance(const struct config *running, struct config *next,
+                                 FILE *errors)
+{
+    const char *was = running->report.instance, *asked = next->report.instance;
+    char *kept;
+
+    if (was == NULL || (asked != NULL && strcmp(was, asked) == 0))
+        return 0;
+    if ((kept = strdup(was)) == NULL) {
+        cfg_error(errors, &(struct cfg_pos){next->file, 1, 1}, "out of memory");
+        return -1;
+    }
+    struct log_line line;
+    log_begin(&line, LOG_WARN, "reload_partial");
+    log_str(&line, "instance_running", was);
+    log_str(&line, "instance_in_file", asked != NULL ? asked : "");
+    log_str(&line, "msg", "'instance' takes effect only at the next restart");
+    log_end(&line);
+    free(next->report.instance);
+    next->report.instance = kept;
+    return 0;
+}
+
 int config_reload_check(const struct config *running, struct config *next, FILE *errors)
 {
     bool workers_changed, user_changed;
@@ -129,6 +157,8 @@ int config_reload_check(const struct config *running, struct config *next, FILE 
     workers_changed = next->num_workers != running->num_workers;
     user_changed = (next->user == NULL) != (running->user == NULL) ||
                    (next->user != NULL && strcmp(next->user, running->user) != 0);
+    if (keep_running_instance(running, next, errors) != 0)
+        return -1;
     if (running->user != NULL && (running_user = strdup(running->user)) == NULL) {
         cfg_error(errors, &(struct cfg_pos){next->file, 1, 1}, "out of memory");
         return -1;

@@ -315,7 +315,9 @@ int report_render_previous(struct report *report, struct evbuffer *out)
 
 /* keep_previous keeps a copy of the window just rendered to |json| (which
  * it leaves as it is) for report_render_previous; the caller holds the
- * report's lock. Out of memory, the older copy stays. */
+ * report's lock. Out of memory, the older copy is dropped too: the window
+ * before last served as "previous" would be the wrong window, so
+ * /report?window=previous answers 404 until the next window ends. */
 static void keep_previous(struct report *report, struct evbuffer *json)
 {
     size_t len = evbuffer_get_length(json);
@@ -323,7 +325,8 @@ static void keep_previous(struct report *report, struct evbuffer *json)
 
     if (copy == NULL || evbuffer_copyout(json, copy, len) != (ev_ssize_t)len) {
         free(copy);
-        return;
+        copy = NULL;
+        len = 0;
     }
     free(report->previous);
     report->previous = copy;

@@ -170,9 +170,19 @@ int report_version_number(const char *name, uint16_t *out);
  * |out|. It returns 0, or -1. */
 int report_policy_number(const char *name, enum cfg_policy *out);
 
-/* report_data_merge adds every count of |src| to |dst|. It returns 0, or -1
- * when out of memory (|dst| then holds part of |src|). */
+/* report_data_merge adds every count of |src| to |dst|. It returns 0, -1
+ * when out of memory, or -2 when a count would pass UINT64_MAX (|dst| then
+ * holds part of |src|). */
 int report_data_merge(struct report_data *dst, const struct report_data *src);
+
+/* struct report_source is one instance's window that a merged report
+ * counts: its "tlsterm" member's "sources" entries. */
+struct report_source {
+    const char *report_id;
+    const char *instance;
+    time_t start;
+    time_t end;
+};
 
 /* struct report_meta is what a report says about itself. The "tlsterm"
  * member (left out when |num_instances| is 0) names the instances whose
@@ -190,6 +200,10 @@ struct report_meta {
     const char *const *versions;
     size_t num_versions;
     uint64_t num_windows;
+    /* A merge's windows, written as "sources" (0: left out, as for one
+     * instance's window, which is its own source). */
+    const struct report_source *sources;
+    size_t num_sources;
 };
 
 /* report_write_json appends the report of |data| described by |meta| to

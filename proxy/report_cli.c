@@ -497,8 +497,16 @@ static const struct rule a_policy = {.kind = JSON_OBJECT, .fields = policy_field
 static const struct rule date_range_fields[] = {{.key = "start-datetime", .kind = JSON_STRING},
                                                 {.key = "end-datetime", .kind = JSON_STRING},
                                                 {.key = NULL}};
+static const struct rule source_fields[] = {{.key = "end-datetime", .kind = JSON_STRING},
+                                            {.key = "instance", .kind = JSON_STRING},
+                                            {.key = "report-id", .kind = JSON_STRING},
+                                            {.key = "start-datetime", .kind = JSON_STRING},
+                                            {.key = NULL}};
+static const struct rule a_source = {.kind = JSON_OBJECT, .fields = source_fields};
 static const struct rule tlsterm_fields[] = {
     {.key = "instances", .kind = JSON_ARRAY, .items = &a_string},
+    /* Optional: one instance's window and merges written before it lack it. */
+    {.key = "sources", .kind = JSON_ARRAY, .items = &a_source, .optional = true},
     {.key = "versions", .kind = JSON_ARRAY, .items = &a_string},
     {.key = "windows", .kind = JSON_NUMBER, .min = 1},
     {.key = NULL}};

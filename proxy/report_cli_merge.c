@@ -31,6 +31,7 @@ struct input {
     struct file_contents contents;
     struct jdoc doc;
     const char **names; /* the window's instances, then its versions */
+    struct report_source *sources; /* a merge's windows */
     struct report_data *data;
 };
 
@@ -158,6 +159,11 @@ static int read_top(const struct input *f, const struct jnode *list, const char 
             return report_cli_refuse(f->path, (const char *)f->contents.data, entry->at,
                                      "'%s' is longer than %d bytes", key_name,
                                      REPORT_KEY_MAX - 1);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(out->entries[j].key, key) == 0)
+                return report_cli_refuse(f->path, (const char *)f->contents.data, entry->at,
+                                         "'%s' repeats an earlier entry of its top list",
+                                         key_name);
         snprintf(out->entries[i].key, sizeof(out->entries[i].key), "%s", key);
         out->entries[i].count = strtoull(report_cli_get(entry, "count")->text, NULL, 10);
         if (upper != NULL && upper->kind == JSON_BOOL && strcmp(upper->text, "true") == 0)
@@ -186,6 +192,16 @@ static int read_policies(struct input *f, const char *name, bool report_only, bo
             return report_cli_refuse(f->path, data, policy->at,
                                      "a policy that tlsterm does not write (its policy-domain "
                                      "or policy-string); it cannot be added up");
+        for (size_t k = 0; k < i; k++) {
+            struct report_policy_key earlier;
+            if (policy_key_of(&list->items[k], report_only, &earlier) == 0 &&
+                strcmp(earlier.listener, key.listener) == 0 && earlier.policy == key.policy &&
+                earlier.min_version == key.min_version && earlier.max_version == key.max_version)
+                return report_cli_refuse(f->path, data, policy->at,
+                                         "a policy that repeats an earlier entry of '%s' "
+                                         "(its policy-domain and policy-string)",
+                                         name);
+        }
         uint64_t successes =
             strtoull(report_cli_get(summary, "total-successful-session-count")->text, NULL, 10);
         if (report_data_add_success(f->data, &key, successes) != 0)
@@ -196,6 +212,11 @@ static int read_policies(struct input *f, const char *name, bool report_only, bo
             uint64_t count =
                 strtoull(report_cli_get(d, "failed-session-count")->text, NULL, 10);
             struct report_top networks, ja4s, versions;
+            for (size_t k = 0; k < j; k++)
+                if (strcmp(report_cli_get(&details->items[k], "result-type")->text, type) == 0)
+                    return report_cli_refuse(f->path, data, d->at,
+                                             "'result-type' repeats an earlier entry of its "
+                                             "policy's failure-details");
             if (strlen(type) >= REPORT_RESULT_TYPE_MAX)
                 return report_cli_refuse(f->path, data, d->at,
                                          "'result-type' is longer than %d bytes",
@@ -209,7 +230,10 @@ static int read_policies(struct input *f, const char *name, bool report_only, bo
             if (report_data_add_result(f->data, &key, type, count, &networks, &ja4s,
                                        &versions) != 0)
                 return -1;
-            failures += count;
+            if (__builtin_add_overflow(failures, count, &failures))
+                return report_cli_refuse(f->path, data, d->at,
+                                         "the failure-details add up to more than %" PRIu64,
+                                         UINT64_MAX);
         }
         uint64_t total =
             strtoull(report_cli_get(summary, "total-failure-session-count")->text, NULL, 10);
@@ -222,17 +246,72 @@ static int read_policies(struct input *f, const char *name, bool report_only, bo
     return 0;
 }
 
+/* check_instance refuses an instance name that a configuration could not
+ * have given (CFG_INSTANCE_CHARS, at most CFG_INSTANCE_MAX): such a name
+ * would reach the table's headers and the warnings as it is. */
+static int check_instance(const struct input *f, const struct jnode *name)
+{
+    size_t len = strlen(name->text);
+
+    if (len == 0 || len > CFG_INSTANCE_MAX || strspn(name->text, CFG_INSTANCE_CHARS) != len)
+        return report_cli_refuse(f->path, (const char *)f->contents.data, name->at,
+                                 "an instance name is 1 to %d of A-Z a-z 0-9 _ . -",
+                                 CFG_INSTANCE_MAX);
+    return 0;
+}
+
+/* read_range reads the times of |range| (date-range, or a source) into
+ * |out_start| and |out_end|, refusing a window that ends before it starts. */
+static int read_range(const struct input *f, const struct jnode *range, time_t *out_start,
+                      time_t *out_end)
+{
+    const char *data = (const char *)f->contents.data;
+    const struct jnode *start = report_cli_get(range, "start-datetime");
+    const struct jnode *end = report_cli_get(range, "end-datetime");
+
+    if (report_cli_parse_time(start->text, out_start) != 0)
+        return report_cli_refuse(f->path, data, start->at, "'start-datetime' is not RFC 3339");
+    if (report_cli_parse_time(end->text, out_end) != 0)
+        return report_cli_refuse(f->path, data, end->at, "'end-datetime' is not RFC 3339");
+    if (*out_end < *out_start)
+        return report_cli_refuse(f->path, data, end->at,
+                                 "'end-datetime' is before 'start-datetime'");
+    return 0;
+}
+
+/* read_sources reads the "sources" of a merge, |list|, into |out|. */
+static int read_sources(struct input *f, const struct jnode *list, struct report_window *out)
+{
+    if (list == NULL || list->num == 0)
+        return 0;
+    if ((f->sources = calloc(list->num, sizeof(*f->sources))) == NULL) {
+        fprintf(stderr, "tlsterm: %s: out of memory\n", f->path);
+        return -1;
+    }
+    for (size_t i = 0; i < list->num; i++) {
+        const struct jnode *item = &list->items[i];
+        const struct jnode *instance = report_cli_get(item, "instance");
+        struct report_source *src = &f->sources[i];
+        if (check_instance(f, instance) != 0 ||
+            read_range(f, item, &src->start, &src->end) != 0)
+            return -1;
+        src->report_id = report_cli_get(item, "report-id")->text;
+        src->instance = instance->text;
+    }
+    out->sources = f->sources;
+    out->num_sources = list->num;
+    return 0;
+}
+
 /* read_window loads |f| and fills |out| from it. It returns 0, or -1 after
  * saying why. */
 static int read_window(struct input *f, struct report_window *out)
 {
     const struct jnode *root, *range, *tlsterm;
-    const char *data;
 
     if (report_cli_load(f->path, &f->contents, &f->doc) != 0)
         return -1;
     root = &f->doc.root;
-    data = (const char *)f->contents.data;
     range = report_cli_get(root, "date-range");
     tlsterm = report_cli_get(root, "tlsterm");
     memset(out, 0, sizeof(*out));
@@ -240,20 +319,19 @@ static int read_window(struct input *f, struct report_window *out)
     out->organization = report_cli_get(root, "organization-name")->text;
     out->report_id = report_cli_get(root, "report-id")->text;
     out->num_windows = 1;
-    const struct jnode *start = report_cli_get(range, "start-datetime");
-    const struct jnode *end = report_cli_get(range, "end-datetime");
-    if (report_cli_parse_time(start->text, &out->start) != 0)
-        return report_cli_refuse(f->path, data, start->at, "'start-datetime' is not RFC 3339");
-    if (report_cli_parse_time(end->text, &out->end) != 0)
-        return report_cli_refuse(f->path, data, end->at, "'end-datetime' is not RFC 3339");
+    if (read_range(f, range, &out->start, &out->end) != 0)
+        return -1;
     if (tlsterm != NULL) {
         const struct jnode *instances = report_cli_get(tlsterm, "instances");
         const struct jnode *versions = report_cli_get(tlsterm, "versions");
         f->names = calloc(instances->num + versions->num + 1, sizeof(*f->names));
         if (f->names == NULL)
             goto oom;
-        for (size_t i = 0; i < instances->num; i++)
+        for (size_t i = 0; i < instances->num; i++) {
+            if (check_instance(f, &instances->items[i]) != 0)
+                return -1;
             f->names[i] = instances->items[i].text;
+        }
         for (size_t i = 0; i < versions->num; i++)
             f->names[instances->num + i] = versions->items[i].text;
         out->instances = f->names;
@@ -261,6 +339,8 @@ static int read_window(struct input *f, struct report_window *out)
         out->versions = f->names + instances->num;
         out->num_versions = versions->num;
         out->num_windows = strtoull(report_cli_get(tlsterm, "windows")->text, NULL, 10);
+        if (read_sources(f, report_cli_get(tlsterm, "sources"), out) != 0)
+            return -1;
     }
     if ((f->data = report_data_new()) == NULL)
         goto oom;
@@ -311,11 +391,14 @@ static int print_merged(struct evbuffer *json, const struct report_merged *merge
         if (names == NULL)
             goto done;
         for (size_t i = 0; i < merged->num_instances; i++) {
-            names[i] = malloc(32);
+            /* Instance names are CFG_INSTANCE_CHARS (checked when read), or
+             * "unknown"; whole, since a fleet's names often share a long
+             * prefix (Kubernetes pods) and a cut would make them collide. */
+            size_t size = CFG_INSTANCE_MAX + sizeof(" S/F");
+            names[i] = malloc(size);
             if (names[i] == NULL)
                 goto done;
-            /* Instance names are CFG_INSTANCE_CHARS, or "unknown". */
-            snprintf(names[i], 32, "%.20s S/F", merged->instances[i]);
+            snprintf(names[i], size, "%.*s S/F", CFG_INSTANCE_MAX, merged->instances[i]);
         }
         columns.names = (const char *const *)names;
     }
@@ -357,8 +440,10 @@ int report_cli_merge(char **paths, size_t num_paths, const struct report_merge_o
     for (size_t i = 0; i < in.num; i++)
         if (read_window(&in.items[i], &windows[i]) != 0)
             goto done;
-    if (report_merge(windows, in.num, options, by_instance, stderr, &merged) != 0) {
-        fprintf(stderr, "tlsterm report: out of memory\n");
+    int merged_status = report_merge(windows, in.num, options, by_instance, stderr, &merged);
+    if (merged_status != 0) {
+        if (merged_status == -1)
+            fprintf(stderr, "tlsterm report: out of memory\n");
         goto done;
     }
     if (merged.num_used == 0) {
@@ -386,6 +471,7 @@ done:
         file_contents_cleanup(&f->contents);
         report_data_free(f->data);
         free(f->names);
+        free(f->sources);
         free(f->path);
     }
     free(in.items);

@@ -367,14 +367,17 @@ int report_data_merge(struct report_data *dst, const struct report_data *src)
         struct report_policy *to = find_policy(dst, &key);
         if (to == NULL)
             return -1;
-        to->successes += from->successes;
-        to->failures += from->failures;
+        /* A count that would wrap refuses the sum rather than lie. */
+        if (__builtin_add_overflow(to->successes, from->successes, &to->successes) ||
+            __builtin_add_overflow(to->failures, from->failures, &to->failures))
+            return -2;
         for (size_t j = 0; j < from->num_results; j++) {
             const struct report_result *fr = &from->results[j];
             struct report_result *tr = find_result(to, fr->type);
             if (tr == NULL)
                 return -1;
-            tr->count += fr->count;
+            if (__builtin_add_overflow(tr->count, fr->count, &tr->count))
+                return -2;
             report_top_merge(&tr->networks, &fr->networks);
             report_top_merge(&tr->ja4s, &fr->ja4s);
             report_top_merge(&tr->versions, &fr->versions);
@@ -561,7 +564,24 @@ int report_write_json(const struct report_data *data, const struct report_meta *
             jprintf(&j, "%s", i > 0 ? ", " : "");
             jstring(&j, meta->versions[i]);
         }
-        jprintf(&j, "],\n    \"windows\": %" PRIu64 "\n  },\n", meta->num_windows);
+        jprintf(&j, "],\n    \"windows\": %" PRIu64, meta->num_windows);
+        /* A merge lists the windows it counts, so that merging it again
+         * with one of them counts that window once. */
+        if (meta->num_sources > 0)
+            jprintf(&j, ",\n    \"sources\": [");
+        for (size_t i = 0; i < meta->num_sources; i++) {
+            const struct report_source *src = &meta->sources[i];
+            format_time(src->start, start);
+            format_time(src->end, end);
+            jprintf(&j, "%s\n      {\"report-id\": ", i > 0 ? "," : "");
+            jstring(&j, src->report_id);
+            jprintf(&j, ", \"instance\": ");
+            jstring(&j, src->instance);
+            jprintf(&j, ", \"start-datetime\": \"%s\", \"end-datetime\": \"%s\"}", start, end);
+        }
+        if (meta->num_sources > 0)
+            jprintf(&j, "\n    ]");
+        jprintf(&j, "\n  },\n");
     }
     jpolicies(&j, data, "policies", false, false);
     jpolicies(&j, data, "report-only-policies", true, true);

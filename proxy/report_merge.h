@@ -10,7 +10,15 @@
  *     and a saved /report answer, or a file given twice): it counts once,
  *     the one that ends last (a /report answer is the window so far);
  *   - two windows of one instance that overlap in time would count the
- *     same handshakes twice: the later-starting one is left out;
+ *     same handshakes twice: the later-starting one is left out. Files
+ *     from before the "tlsterm" member are all of instance "unknown", so
+ *     two of them that overlap count once too;
+ *   - a merged report stands for the windows it lists ("sources"), and
+ *     those are checked as above: merges are taken first (the largest
+ *     first), then a window already counted in one is left out, and a
+ *     merge that shares or overlaps a window already counted is left out
+ *     whole (it cannot be taken apart);
+ *   - counts that would pass 2^64-1 when added refuse the merge.
  *   - reports written by different tlsterm versions are added up, and the
  *     result lists every version.
  * Each of these is one warning line, "tlsterm report: FILE: ...". The sum
@@ -43,6 +51,11 @@ struct report_window {
     const char *const *versions;
     size_t num_versions;
     uint64_t num_windows; /* windows it adds up: 1, or more for a merge */
+    /* A merge's windows; none (0) for one window, and in a merge from
+     * before they were listed: the report then stands for itself, once
+     * per instance. */
+    const struct report_source *sources;
+    size_t num_sources;
     const struct report_data *data;
 };
 
@@ -72,12 +85,17 @@ struct report_merged {
     /* With by_instance: |instances|' own sums, in the same order (a window
      * of several instances, itself a merge, counts under its first). */
     struct report_data **by_instance;
+    struct report_source *sources; /* the windows counted, by instance then start */
+    size_t num_sources;
 };
 
 /* report_merge adds up the chosen windows of the |num| in |windows| into
  * |out|, writing a warning line to |warnings| for each report left out or
  * counted once and for mixed versions. With |by_instance| it also sums per
- * instance. It returns 0, or -1 when out of memory (|out| is then empty). */
+ * instance. It returns 0; -1 when out of memory, or -2 when a sum
+ * would overflow after writing "tlsterm report: FILE: counts overflow"
+ * to |warnings| (|out| is then empty). Names from the windows are
+ * escaped (LOG_ESCAPE_TERMINAL) in the warnings. */
 int report_merge(const struct report_window *windows, size_t num,
                  const struct report_merge_options *options, bool by_instance, FILE *warnings,
                  struct report_merged *out);

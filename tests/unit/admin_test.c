@@ -336,6 +336,11 @@ static void test_report(void **state)
     struct response r = parse_response(text);
     assert_header(&r, "Content-Type", "application/json");
     free(text);
+    /* No previous window kept (no report_previous handler): a 404 like an
+     * endpoint without a handler, not a 400 for a valid query. */
+    text = exchange_str(&f.addr, "GET /report?window=previous HTTP/1.1\r\n\r\n");
+    expect_response(text, 404, "not found\n");
+    free(text);
     fixture_stop(&f);
 }
 
@@ -401,8 +406,9 @@ static void test_missing_handlers_are_404(void **state)
     char *text = exchange_str(&addr, "GET /healthz HTTP/1.1\r\n\r\n");
     expect_response(text, 200, "ok\n");
     free(text);
-    static const char *const paths[] = {"/readyz", "/metrics", "/report"};
-    for (size_t i = 0; i < 3; i++) {
+    static const char *const paths[] = {"/readyz", "/metrics", "/report",
+                                        "/report?window=previous"};
+    for (size_t i = 0; i < 4; i++) {
         char request[64];
         snprintf(request, sizeof(request), "GET %s HTTP/1.1\r\n\r\n", paths[i]);
         text = exchange_str(&addr, request);

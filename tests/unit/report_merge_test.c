@@ -216,6 +216,106 @@ static void test_merge_mixed_versions(void **state)
     report_data_free(d);
 }
 
+/* A merge given with its own inputs counts each window once: the merge is
+ * taken, its inputs are left out; a merge that shares a window with what
+ * is counted is left out whole; two old files ("unknown") that overlap
+ * count once. */
+static void test_merge_of_merge(void **state)
+{
+    struct report_data *d1 = data_with(10, 2, "10.0.0.0/24"),
+                       *d2 = data_with(5, 1, "10.0.0.0/24"), *d12 = report_data_new();
+    const struct report_source ab[] = {{"id-a1", "a", 1000, 2000}, {"id-b1", "b", 1000, 2000}};
+    const struct report_source bc[] = {{"id-b1", "b", 1000, 2000}, {"id-c1", "c", 1000, 2000}};
+    const char *const ab_names[] = {"a", "b"}, *const bc_names[] = {"b", "c"};
+    struct report_merge_options all = {0};
+    struct report_merged merged;
+    uint64_t successes, failures;
+
+    assert_int_equal(report_data_merge(d12, d1), 0);
+    assert_int_equal(report_data_merge(d12, d2), 0);
+    struct report_window windows[] = {
+        window("a1", "id-a1", a_name, v1, 1000, 2000, d1),
+        window("b1", "id-b1", b_name, v1, 1000, 2000, d2),
+        window("m", "merge-1", ab_names, v1, 1000, 2000, d12),
+        window("m2", "merge-2", bc_names, v1, 1000, 2000, d12),
+    };
+    windows[2].num_instances = windows[3].num_instances = 2;
+    windows[2].num_windows = windows[3].num_windows = 2;
+    windows[2].sources = ab;
+    windows[3].sources = bc;
+    windows[2].num_sources = windows[3].num_sources = 2;
+
+    char *warnings = merge(windows, 4, &all, &merged);
+    assert_int_equal(merged.num_used, 1);
+    report_data_counts(merged.data, &edge, &successes, &failures);
+    assert_int_equal(successes, 15);
+    assert_int_equal(failures, 3);
+    assert_int_equal(merged.num_sources, 2);
+    assert_string_equal(merged.sources[0].report_id, "id-a1");
+    assert_non_null(strstr(warnings, "a1: report-id id-a1 is also counted in m (a merge)"));
+    assert_non_null(strstr(warnings, "b1: report-id id-b1 is also counted in m (a merge)"));
+    assert_non_null(strstr(warnings, "m2: a merge whose window (report-id id-b1, instance b) "
+                                     "is also counted in m's: left out whole"));
+    char first_id[REPORT_MERGE_ID_MAX];
+    snprintf(first_id, sizeof(first_id), "%s", merged.report_id);
+    free(warnings);
+    report_merged_cleanup(&merged);
+
+    /* The inputs alone give the merge's id: the same windows. */
+    warnings = merge(windows, 2, &all, &merged);
+    assert_string_equal(merged.report_id, first_id);
+    free(warnings);
+    report_merged_cleanup(&merged);
+
+    /* Files from before the "tlsterm" member are instance "unknown". */
+    struct report_window old[] = {
+        window("old1", "id-old1", NULL, NULL, 1000, 2000, d1),
+        window("old2", "id-old2", NULL, NULL, 1500, 2500, d2),
+    };
+    old[0].num_instances = old[0].num_versions = old[1].num_instances = old[1].num_versions = 0;
+    warnings = merge(old, 2, &all, &merged);
+    assert_int_equal(merged.num_used, 1);
+    assert_non_null(strstr(warnings, "old2: its window overlaps old1's (instance unknown"));
+    free(warnings);
+    report_merged_cleanup(&merged);
+
+    report_data_free(d1);
+    report_data_free(d2);
+    report_data_free(d12);
+}
+
+/* Untrusted names are escaped in the warnings; counts that would wrap
+ * refuse the merge. */
+static void test_merge_escapes_and_overflow(void **state)
+{
+    struct report_data *big = report_data_new();
+    struct report_merge_options all = {0};
+    struct report_merged merged;
+    char *text = NULL;
+    size_t len = 0;
+
+    assert_int_equal(report_data_add_success(big, &edge, UINT64_MAX - 1), 0);
+    const struct report_window windows[] = {
+        window("f\x1b[2J", "id-\x1b]0;x\a", a_name, v1, 1000, 2000, big),
+        window("g", "id-\x1b]0;x\a", a_name, v1, 1000, 2000, big),
+        window("h", "id-h", b_name, v1, 1000, 2000, big),
+    };
+    char *warnings = merge(windows, 2, &all, &merged);
+    assert_null(strchr(warnings, 0x1b));
+    assert_null(strchr(warnings, '\a'));
+    assert_non_null(strstr(warnings, "report-id id-"));
+    free(warnings);
+    report_merged_cleanup(&merged);
+
+    FILE *out = open_memstream(&text, &len);
+    assert_int_equal(report_merge(&windows[1], 2, &all, false, out, &merged), -2);
+    fclose(out);
+    assert_non_null(strstr(text, ": counts overflow"));
+    assert_null(merged.data);
+    free(text);
+    report_data_free(big);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -224,6 +324,8 @@ int main(void)
         cmocka_unit_test(test_top_merge_saturated_absent),
         cmocka_unit_test(test_merge_sums_and_choices),
         cmocka_unit_test(test_merge_mixed_versions),
+        cmocka_unit_test(test_merge_of_merge),
+        cmocka_unit_test(test_merge_escapes_and_overflow),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
