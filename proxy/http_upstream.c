@@ -581,7 +581,9 @@ static void keep_copy(struct http_upstream *up, struct evbuffer *body, size_t n)
 {
     if (up->body_not_held)
         return;
-    if (up->retried || up->resp_started ||
+    /* A request that will never be sent again (a POST) keeps no copy:
+     * the first call marks it and the others return at once. */
+    if (up->retried || up->resp_started || !is_idempotent(up->x->req.method) ||
         (up->sent_body != NULL ? evbuffer_get_length(up->sent_body) : 0) + n >
             HTTP_BODY_BUF_MAX) {
         up->body_not_held = true;
