@@ -407,6 +407,9 @@ static void check_request(struct http_exchange *x)
     }
     struct h1_request again;
     h1_request_init(&again, 1 << 20, again_begin, &again);
+    /* The client's 100 fields count its pseudo-header fields; Host and the
+     * fields tlsterm adds come on top. */
+    again.max_fields = HTTP_MAX_FIELDS + HTTP_FORWARD_ADDED_FIELDS;
     again.x = NULL;
     enum h1_parse_result result = h1_request_parse(&again, text, len, &used);
     if (result != H1_PARSE_HEAD)

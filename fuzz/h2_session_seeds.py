@@ -147,6 +147,13 @@ def seeds():
     c.add(RstStreamFrame(1, error_code=8))
     yield "max_streams", header(0, SMALL), c.out
 
+    # As many fields as a client may send (100, the four pseudo-header
+    # fields among them), in 0-RTT: the head a backend gets has Host, the
+    # forwarding fields, the request id and Early-Data on top.
+    c = Client().settings()
+    c.headers(1, get(extra=[("x-f%d" % i, "v") for i in range(96)]))
+    yield "many_fields", header(0, X_FORWARDED | FORWARDED | REQUEST_ID | EARLY), c.out
+
 
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else "fuzz/corpus/h2_session"

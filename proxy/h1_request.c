@@ -114,7 +114,7 @@ static int on_header_field(llhttp_t *parser, const char *at, size_t len)
     if (r->name_open) {
         result = http_fields_extend(f, true, at, len);
     } else {
-        if (++r->num_fields > HTTP_MAX_FIELDS) {
+        if (++r->num_fields > r->max_fields) {
             r->error = HTTP_REASON_HEADER_TOO_LARGE;
             return -1;
         }
@@ -337,6 +337,7 @@ void h1_request_init(struct h1_request *r, uint32_t max_header_bytes,
     r->begin = begin;
     r->arg = arg;
     r->max_header_bytes = max_header_bytes;
+    r->max_fields = HTTP_MAX_FIELDS;
 }
 
 enum h1_parse_result h1_request_parse(struct h1_request *r, const char *data, size_t len,

@@ -10,7 +10,7 @@
  * from it: 400), no CONNECT,
  * no version but HTTP/1.x, Transfer-Encoding exactly "chunked" (another
  * coding: 501; any in HTTP/1.0: 400); at most
- * |max_header_bytes| of head and HTTP_MAX_FIELDS fields (431 beyond).
+ * |max_header_bytes| of head and max_fields fields (431 beyond).
  * Only a WebSocket GET without a body is an upgrade; any other Upgrade
  * leaves the parser on HTTP.
  *
@@ -54,6 +54,7 @@ struct h1_request {
     struct http_exchange *(*begin)(void *arg);
     void *arg;
     uint32_t max_header_bytes;
+    uint32_t max_fields; /* HTTP_MAX_FIELDS, unless the owner says otherwise */
     /* Set by the owner: an absolute-form target whose authority is not
      * Host's is refused (authority_mismatch) instead of replacing it. */
     bool host_must_match;

@@ -51,6 +51,12 @@ struct http_upstream;
 #define HTTP_BODY_BUF_MAX (64 * 1024)
 /* Header fields a request may have (431 beyond). */
 #define HTTP_MAX_FIELDS 100
+/* Fields http_request_write_head may add to what the client sent, on top of
+ * HTTP_MAX_FIELDS: X-Forwarded-For, -Proto, -Host and -Port, Forwarded, the
+ * request id, X-Forwarded-Client-Cert, Early-Data, and Content-Length (or
+ * Connection and Upgrade for a WebSocket). The limit is on the client, like
+ * HAProxy's tune.http.maxhdr: a backend must take this many more. */
+#define HTTP_FORWARD_ADDED_FIELDS 10
 
 /* enum http_reason is why tlsterm answered or cut short a request: stable
  * tokens for the access log and metrics (never renamed, only added). */

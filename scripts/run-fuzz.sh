@@ -53,7 +53,16 @@ for name in "$@"; do
     if [ $rc -ne 0 ]; then
         echo "fuzz: $name FAILED (exit $rc); reproducer in $out/artifacts/$name/:" >&2
         ls -l "$out/artifacts/$name" >&2
-        grep -E 'ERROR|SUMMARY|runtime error|Assertion' "$log" | head -20 >&2
+        # The reproducer dies with the machine it ran on (a CI runner): the
+        # log's end (the check that failed, the stack) goes out here.
+        grep -E 'ERROR|SUMMARY|runtime error|Assertion|refused' "$log" | head -20 >&2
+        echo "fuzz: the end of $log:" >&2
+        grep -v -E '^#[0-9]+' "$log" | tail -40 >&2
+        for crash in "$out/artifacts/$name"/*; do
+            [ -f "$crash" ] || continue
+            echo "fuzz: $crash, base64:" >&2
+            head -c 4096 "$crash" | base64 >&2
+        done
         failed="$failed $name"
     fi
 done
