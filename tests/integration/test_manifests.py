@@ -111,6 +111,28 @@ def test_edge_service(edge):
     assert re.search(r"^\s*#\s+accept_proxy:", raw, re.M)
 
 
+def assert_config_directory_mount(objects):
+    """tlsterm's configuration is a ConfigMap mounted as a directory (an
+    edit reaches the file; a subPath mount never sees one), and the probes
+    name the same file as the daemon's -c."""
+    deployment = objects["Deployment"]
+    tlsterm = container(deployment, "tlsterm")
+    args = tlsterm["args"]
+    assert args[0] == "-c"
+    directory, name = args[1].rsplit("/", 1)
+    volume, mount = volume_of_mount(deployment, directory)
+    assert volume["configMap"]["name"] == objects["ConfigMap"]["metadata"]["name"]
+    assert name in objects["ConfigMap"]["data"]
+    assert "subPath" not in mount and mount["readOnly"] is True
+    for probe in ("readinessProbe", "livenessProbe"):
+        command = tlsterm[probe]["exec"]["command"]
+        assert command[:2] == ["tlsterm", "healthcheck"]
+        assert command[command.index("-c") + 1] == args[1]
+    for c in deployment["spec"]["template"]["spec"]["containers"]:
+        for m in c.get("volumeMounts", []):
+            assert "subPath" not in m, m
+
+
 def test_edge_secrets_and_shared_files(edge):
     """The certificate and the ticket key file come from Secrets, mounted
     without subPath where the configuration looks for them; the report dir
@@ -118,14 +140,7 @@ def test_edge_secrets_and_shared_files(edge):
     objects, config = edge
     deployment = objects["Deployment"]
     assert config["reload_on_change"] is True
-    # The configuration too is a directory mount: an edit reaches the file.
-    args = container(deployment, "tlsterm")["args"]
-    assert args[0] == "-c"
-    directory, name = args[1].rsplit("/", 1)
-    volume, mount = volume_of_mount(deployment, directory)
-    assert volume["configMap"]["name"] == objects["ConfigMap"]["metadata"]["name"]
-    assert name in objects["ConfigMap"]["data"]
-    assert "subPath" not in mount and mount["readOnly"] is True
+    assert_config_directory_mount(objects)
     cert = config["listeners"][0]["tls"]["certificates"][0]
     key_file = config["session_tickets"]["key_file"]
     for path, secret, item in ((cert["cert"], "tlsterm-edge-tls", "tls.crt"),
@@ -264,7 +279,8 @@ def test_sidecar_manifest(certs, tmp_path):
     pod = objects["Deployment"]["spec"]["template"]["spec"]
     assert pod["terminationGracePeriodSeconds"] > seconds(config["drain_timeout"])
     tlsterm = container(objects["Deployment"], "tlsterm")
-    assert tlsterm["readinessProbe"]["exec"]["command"] == ["tlsterm", "healthcheck", "--ready"]
+    assert tlsterm["readinessProbe"]["exec"]["command"][-1] == "--ready"
+    assert_config_directory_mount(objects)
     certs_dir = tmp_path / "certs"
     certs_dir.mkdir()
     (certs_dir / "tls.crt").write_bytes(certs.ecdsa_cert.read_bytes())
