@@ -120,9 +120,11 @@ void backend_server_connect_failed(struct backend_server *server, const struct c
     atomic_store(&server->cooldown_until_ms, clock_now_ms() + cfg->passive_cooldown_ms);
     atomic_store(&server->consecutive_failures, 0);
     bool was_down = false;
-    /* Logged once: the worker that takes it out says so; the health thread
+    /* Logged once: the worker that takes it out says so (unless the health
+     * checks had already: the server was down then); the health thread
      * says when the cooldown is over. */
-    if (atomic_compare_exchange_strong(&server->passive_down, &was_down, true)) {
+    if (atomic_compare_exchange_strong(&server->passive_down, &was_down, true) &&
+        atomic_load(&server->up)) {
         snprintf(cause, sizeof(cause), "passive: %u connect failures in a row, last: %s", run,
                  why);
         backend_server_log_change(server, false, cause);

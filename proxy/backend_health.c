@@ -13,6 +13,9 @@
  *         a status in the expect range.
  * rise successes in a row bring a down server up, fall failures in a row
  * take an up server down; each transition is logged once with its cause.
+ * A server is in when its checks have it up and it is not in a passive
+ * cooldown: only changes of that are logged, so a server both detectors
+ * take out gets one down line, and one up line when both let it back.
  *
  * Stopping activates |stop_ev|, whose callback breaks the loop from inside
  * it: an active event waits for the loop, whereas event_base_loopbreak
@@ -90,6 +93,13 @@ static void check_free(struct check *check)
     free(check);
 }
 
+static void set_reason(struct backend_server *s, const char *what)
+{
+    backend_registry_lock();
+    snprintf(s->reason, sizeof(s->reason), "%s", what);
+    backend_registry_unlock();
+}
+
 /* finish records a check's outcome (|ok|, described by |what|) and frees
  * it. */
 static void finish(struct check *check, bool ok, const char *what)
@@ -106,11 +116,12 @@ static void finish(struct check *check, bool ok, const char *what)
             atomic_store(&s->up, true);
             snprintf(cause, sizeof(cause), "check passed %u times: %s", check->settings.rise,
                      what);
-            backend_server_log_change(s, true, cause);
+            /* A server in its passive cooldown is still out: its up line
+             * comes when the cooldown is over. */
+            if (!atomic_load(&s->passive_down))
+                backend_server_log_change(s, true, cause);
         } else {
-            backend_registry_lock();
-            snprintf(s->reason, sizeof(s->reason), "%s", what);
-            backend_registry_unlock();
+            set_reason(s, what);
         }
     } else {
         s->rise_count = 0;
@@ -119,11 +130,13 @@ static void finish(struct check *check, bool ok, const char *what)
             atomic_store(&s->up, false);
             snprintf(cause, sizeof(cause), "check failed %u times: %s", check->settings.fall,
                      what);
-            backend_server_log_change(s, false, cause);
+            /* Taken out already by its connect failures: one down line. */
+            if (!atomic_load(&s->passive_down))
+                backend_server_log_change(s, false, cause);
+            else
+                set_reason(s, cause);
         } else {
-            backend_registry_lock();
-            snprintf(s->reason, sizeof(s->reason), "%s", what);
-            backend_registry_unlock();
+            set_reason(s, what);
         }
     }
     check_free(check);
@@ -289,7 +302,10 @@ static void visit(struct backend_server *server, const struct backend_check_sett
     if (atomic_load(&server->passive_down) &&
         atomic_load(&server->cooldown_until_ms) <= t->now && t->num_up_again < TICK_BATCH) {
         bool was = true;
-        if (atomic_compare_exchange_strong(&server->passive_down, &was, false)) {
+        /* Back in, unless its health checks still have it out (their up
+         * line comes when they pass). */
+        if (atomic_compare_exchange_strong(&server->passive_down, &was, false) &&
+            atomic_load(&server->up)) {
             backend_server_ref(server);
             t->up_again[t->num_up_again++] = server;
         }

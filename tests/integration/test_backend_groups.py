@@ -548,6 +548,39 @@ def test_passive_failures_and_cooldown(tlsterm_factory, certs, group):
     assert up["cause"] == "passive cooldown over"
 
 
+def test_passive_and_active_say_down_and_up_once(tlsterm_factory, certs, group):
+    """A server both detectors take out (connect failures and tcp checks)
+    gets one backend_server_down, and one backend_server_up once both have
+    it back: no "passive cooldown over" while its checks still fail."""
+    a = group.start("a")
+    b = group.start("b")
+    port = a.port
+    check = {"type": "tcp", "interval": "100ms", "timeout": "90ms", "fall": 2, "rise": 1}
+    backend = {"servers": [a.addr, b.addr],
+               "health": {"check": check, "passive": {"failures": 1, "cooldown": "500ms"}}}
+    proxy = tlsterm_factory(config_with(tcp_listener(certs, backend), workers=1))
+    name = backend_name(proxy)
+    wait_checks(proxy, name, a.addr, 1)
+    mark = proxy.mark()
+    a.stop()
+    # A connect to the stopped server (passive) and the checks (active).
+    for _ in range(4):
+        assert tcp_request(proxy, certs) == "b"
+    proxy.wait_for("backend_server_down", since=mark, server=a.addr)
+    wait_until(lambda: server_state(proxy, name, a.addr)["state"] == "down",
+               what="the checks to take a out")
+    # Past the 500 ms cooldown, with the checks still failing.
+    wait_checks(proxy, name, a.addr, 8)
+    assert len(proxy.find("backend_server_down", since=mark, server=a.addr)) == 1
+    assert not proxy.find("backend_server_up", since=mark, server=a.addr)
+    group.start("a", port=port)
+    up = proxy.wait_for("backend_server_up", since=mark, server=a.addr)
+    assert up["cause"].startswith("check passed 1 times"), up
+    wait_checks(proxy, name, a.addr, 3)
+    assert len(proxy.find("backend_server_up", since=mark, server=a.addr)) == 1
+    assert server_state(proxy, name, a.addr)["state"] == "up"
+
+
 @pytest.mark.parametrize("mode", ["tcp", "http"])
 def test_panic_takes_a_cooling_server_back(tlsterm_factory, certs, group, mode):
     """A group of one with passive checks: a failed connect puts the server
