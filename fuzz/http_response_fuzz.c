@@ -1,27 +1,33 @@
 /* http_response_fuzz: libFuzzer target for what a backend answers: the
- * response parser of http_upstream (llhttp with tlsterm's callbacks: fields
- * and trailers with their limits, hop-by-hop removal, 1xx, 101, 425, HEAD,
- * Content-Length), and the two health-check readers of a status line
- * (backend_health.c's active check and healthcheck.c's probe of the admin
- * endpoint). See fuzz/README.md.
+ * response parser of http_upstream (h1_response.c: llhttp with tlsterm's
+ * callbacks, fields and trailers with their limits, hop-by-hop removal,
+ * 1xx, 101, 425, HEAD, Content-Length), and the two health-check readers
+ * of a status line (backend_health.c's active check and healthcheck.c's
+ * probe of the admin endpoint). See fuzz/README.md.
  *
- * Those parsers are static functions inside modules that otherwise need a
- * connection and an event loop, so this file includes the three .c files:
- * their non-static functions, defined here, keep the linker from taking
- * the library's copies. It drives the callbacks as http_upstream's parse()
- * does, without parse()'s error handling (which tears the upstream down).
+ * The health-check readers are static functions inside modules that
+ * otherwise need a connection and an event loop, so this file includes
+ * those two .c files: their non-static functions, defined here, keep the
+ * linker from taking the library's copies.
  *
  * The first input byte picks the request (GET or HEAD, WebSocket or not,
- * sent as 0-RTT early data), the second how many bytes each llhttp_execute
+ * sent as 0-RTT early data), the second how many bytes each parse call
  * gets, the rest is the backend's bytes. */
-#include "../proxy/http_upstream.c"
-
 #include "../proxy/backend_health.c"
 #include "../proxy/healthcheck.c"
 
 #include <assert.h>
 #include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
+
+#include <event2/buffer.h>
+
+#include "config.h"
+#include "conn.h"
+#include "h1_response.h"
+#include "http.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *fuzz_data, size_t fuzz_size);
@@ -61,43 +67,45 @@ static const struct http_front_ops fake_front = {
 static void fuzz_upstream(uint8_t flags, size_t chunk, const uint8_t *data, size_t size)
 {
     struct http_exchange *x = http_exchange_new(&fake_conn, &fake_front, NULL);
-    struct http_upstream up = {.x = x, .state = UP_OPEN};
+    struct h1_response r;
     size_t at = 0;
-    llhttp_errno_t err = HPE_OK;
+    enum h1_resp_result result = H1_RESP_OK;
 
     assert(x != NULL);
     x->req.method = strdup((flags & 0x01) ? "HEAD" : "GET");
     x->req.websocket = flags & 0x02;
-    up.sent_early = flags & 0x04;
-    up.req_sent = true;
-    llhttp_init(&up.parser, HTTP_RESPONSE, &parser_settings);
-    up.parser.data = &up;
+    h1_response_init(&r, x);
     num_heads = num_upgrades = 0;
 
-    while (at < size) {
+    while (at < size && !x->resp_done) {
         size_t len = size - at < chunk ? size - at : chunk;
-        up.data_added = false;
-        err = llhttp_execute(&up.parser, (const char *)data + at, len);
-        if (err == HPE_PAUSED_UPGRADE) {
+        const uint8_t *rest = NULL;
+        r.may_retry_425 = flags & 0x04; /* the request went in 0-RTT */
+        result = h1_response_parse(&r, data + at, len, &rest);
+        if (result == H1_RESP_UPGRADED) {
             /* Only a WebSocket request's 101 stops the parser there. */
-            assert(x->resp.status == 101 && x->req.websocket);
+            assert(x->resp.status == 101 && x->req.websocket && x->resp_final);
+            assert(rest >= data + at && rest <= data + at + len);
             break;
         }
-        if (up.swallow_425) {
-            assert(x->resp.status == 425 && up.sent_early && !x->resp_final);
+        if (result == H1_RESP_TOO_EARLY) {
+            assert(x->resp.status == 425 && (flags & 0x04) && !x->resp_final);
             break; /* sent again after the handshake: a new exchange */
         }
-        if (err != HPE_OK)
-            break; /* HPE_PAUSED: the response is complete; else invalid */
-        if (up.data_added)
-            on_response_data(x);
+        if (result == H1_RESP_ERROR) {
+            const char *why = h1_response_error(&r);
+            assert(r.out_of_memory || (why != NULL && why[0] != '\0'));
+            break;
+        }
         at += len;
     }
-    if (err == HPE_OK && !up.swallow_425 && size > 0)
-        llhttp_finish(&up.parser); /* the backend closed: on_eof */
+    if (result == H1_RESP_OK && !x->resp_done && size > 0)
+        h1_response_finish(&r); /* the backend closed: on_eof */
     if (x->resp_done) {
         assert(x->resp_final && x->resp.status >= 200);
         assert(num_heads >= 1);
+    } else {
+        assert(!r.reusable);
     }
     /* A HEAD response is complete at its head, whatever its fields say. */
     if (x->resp_final && strcmp(x->req.method, "HEAD") == 0 && x->resp.status != 101)

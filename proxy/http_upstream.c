@@ -12,8 +12,8 @@
  *                  backend_unavailable.
  *   UP_OPEN        the request is written (head, then body as the front
  *                  hands it over: Content-Length as given, chunked when the
- *                  client gave none) and the response read and parsed with
- *                  llhttp. From the end of the request to the response head,
+ *                  client gave none) and the response read and parsed
+ *                  (h1_response.c). From the end of the request to the response head,
  *                  and between reads of the response after it,
  *                  timeouts.backend_response bounds the wait (504
  *                  backend_timeout); a backend that stops reading the
@@ -56,13 +56,13 @@
 #include <string.h>
 
 #include <event2/buffer.h>
-#include <llhttp.h>
 
 #include "backend_conn.h"
 #include "backend_group.h"
 #include "backend_pool.h"
 #include "clock.h"
 #include "conn.h"
+#include "h1_response.h"
 #include "http_metrics.h"
 #include "log.h"
 #include "metrics.h"
@@ -73,10 +73,6 @@
 /* Reads of the backend per turn before yielding to other connections. */
 #define UPSTREAM_READ_ROUNDS 16
 #define UPSTREAM_READ_LEN 16384
-/* A response's fields (or trailers) beyond these are refused: a backend
- * answering with megabytes of fields is broken. */
-#define RESP_FIELDS_MAX_BYTES (256 * 1024)
-#define RESP_FIELDS_MAX_NUM 1000
 
 enum up_state { UP_QUEUED, UP_CONNECTING, UP_OPEN, UP_TOO_EARLY };
 
@@ -94,7 +90,7 @@ struct http_upstream {
     struct timerq_entry timer;
     struct evbuffer *out;      /* request bytes not yet written */
     struct evbuffer *leftover; /* bytes after a 101 head */
-    llhttp_t parser;
+    struct h1_response resp; /* the response's parser */
     uint64_t body_written;  /* request body bytes that left x->req_body */
     uint64_t body_reported; /* of those, told to the front (request_body_taken) */
     /* A copy of the body bytes written, while they fit in HTTP_BODY_BUF_MAX
@@ -111,17 +107,10 @@ struct http_upstream {
     bool req_sent;              /* the whole request was written */
     bool write_failed;          /* the server stopped taking the request */
     bool resp_started;          /* a response byte arrived */
-    bool in_body;               /* the final head is parsed: fields are trailers */
-    bool last_was_value;        /* the last header callback was a value */
-    bool fields_too_large;      /* over RESP_FIELDS_MAX_BYTES or _MAX_NUM */
-    bool out_of_memory;         /* a parser callback could not allocate */
-    bool reusable;              /* complete, and the response allows keep-alive */
     bool upgraded;              /* 101: the parser stopped at the new protocol */
-    bool data_added;            /* bytes went to x->resp_body in this parse */
     bool retried;
-    bool sent_early;  /* written before the client's handshake completed, by us */
-    bool too_early;   /* the backend answered 425: sent again after the handshake */
-    bool swallow_425; /* the response being parsed is that 425 */
+    bool sent_early; /* written before the client's handshake completed, by us */
+    bool too_early;  /* the backend answered 425: sent again after the handshake */
 };
 
 static void pump(struct http_upstream *up);
@@ -131,7 +120,6 @@ static void connect_failed(struct http_upstream *up, int err);
 static bool could_retry(const struct http_upstream *up);
 static enum http_reason next_server(struct http_upstream *up, bool may);
 static void acquire_afresh(struct http_upstream *up);
-static const llhttp_settings_t parser_settings;
 
 static _Thread_local uint8_t read_buf[UPSTREAM_READ_LEN];
 
@@ -193,7 +181,8 @@ static void drop_conn(struct http_upstream *up, bool abort)
     if (conn == NULL)
         return;
     up->conn = NULL;
-    if (!abort && up->state == UP_OPEN && x->resp_done && up->req_sent && up->reusable) {
+    if (!abort && up->state == UP_OPEN && x->resp_done && up->req_sent && up->resp.reusable &&
+        !up->write_failed) {
         struct worker *w = worker_of(up);
         bool keep = x->c->gen == w->gen && !w->draining;
         backend_pool_put(up->ps, conn, pool_owner(up), keep, cfg->pool_idle_timeout_ms,
@@ -452,8 +441,7 @@ int http_upstream_start(struct http_exchange *x)
         x->c->handshake_completing && http_fields_find(&x->req.fields, "early-data", 0) < 0;
     up->chunked = x->req.has_body && x->req.content_length < 0 && !x->req.websocket;
     up->end_queued = !x->req.has_body;
-    llhttp_init(&up->parser, HTTP_RESPONSE, &parser_settings);
-    up->parser.data = up;
+    h1_response_init(&up->resp, x);
     acquire(up);
     return 0;
 }
@@ -513,8 +501,7 @@ static int rewind_request(struct http_upstream *up)
     up->body_written = 0;
     up->end_queued = !x->req.has_body;
     up->req_sent = up->write_failed = false;
-    llhttp_init(&up->parser, HTTP_RESPONSE, &parser_settings);
-    up->parser.data = up;
+    h1_response_init(&up->resp, x);
     return 0;
 }
 
@@ -702,169 +689,12 @@ void http_upstream_request_body(struct http_exchange *x)
 
 /* ---- the response ------------------------------------------------------------- */
 
-static struct http_upstream *up_of(llhttp_t *p) { return p->data; }
-
-static int on_message_begin(llhttp_t *p)
-{
-    struct http_upstream *up = up_of(p);
-    http_fields_free(&up->x->resp.fields);
-    up->last_was_value = false;
-    return 0;
-}
-
-static int on_header_piece(llhttp_t *p, bool is_name, const char *at, size_t len)
-{
-    struct http_upstream *up = up_of(p);
-    struct http_response *resp = &up->x->resp;
-    struct http_fields *f = up->in_body ? &resp->trailers : &resp->fields;
-    int rc;
-
-    if (is_name && (up->last_was_value || f->num == 0))
-        rc = http_fields_add(f, at, len, "", 0);
-    else if (is_name)
-        rc = http_fields_extend(f, true, at, len);
-    else
-        rc = http_fields_extend(f, false, at, len);
-    up->last_was_value = !is_name;
-    if (f->bytes > RESP_FIELDS_MAX_BYTES || f->num > RESP_FIELDS_MAX_NUM) {
-        up->fields_too_large = true; /* said so in the log, not as a callback error */
-        return -1;
-    }
-    if (rc != 0) {
-        up->out_of_memory = true;
-        return -1;
-    }
-    return 0;
-}
-
-static int on_header_field(llhttp_t *p, const char *at, size_t len)
-{
-    return on_header_piece(p, true, at, len);
-}
-
-static int on_header_value(llhttp_t *p, const char *at, size_t len)
-{
-    return on_header_piece(p, false, at, len);
-}
-
-/* drop_hop_by_hop removes the fields that are not passed on from |f|:
- * every field is judged against the Connection fields as received before
- * any is removed. 0, or -1 when out of memory. */
-static int drop_hop_by_hop(struct http_fields *f)
-{
-    bool on_stack[HTTP_EXCHANGE_FIELDS];
-    bool *drop = f->num <= HTTP_EXCHANGE_FIELDS ? on_stack : calloc(f->num, sizeof(*drop));
-    bool named = http_connection_names_others(f);
-    uint32_t kept = 0;
-
-    if (drop == NULL)
-        return -1;
-    for (uint32_t i = 0; i < f->num; i++) {
-        const char *name = http_field_name(f, i);
-        drop[i] = http_is_hop_by_hop(name, f->v[i].name_len) ||
-                  (named && http_connection_names(f, name, f->v[i].name_len));
-    }
-    for (uint32_t i = 0; i < f->num; i++)
-        if (!drop[i])
-            f->v[kept++] = f->v[i];
-    f->num = kept;
-    if (drop != on_stack)
-        free(drop);
-    return 0;
-}
-
-static int on_headers_complete(llhttp_t *p)
-{
-    struct http_upstream *up = up_of(p);
-    struct http_exchange *x = up->x;
-    int status = p->status_code;
-
-    /* RFC 9112 4: a status code is three digits. llhttp 8 takes one or
-     * two as well ("HTTP/1.1 10 OK"), which would pass on as a 1xx. */
-    if (status < 100)
-        return -1;
-    x->resp.status = status;
-    x->resp.close = !llhttp_should_keep_alive(p);
-    if (drop_hop_by_hop(&x->resp.fields) != 0) {
-        up->out_of_memory = true;
-        return -1;
-    }
-    up->last_was_value = false;
-    if (status < 200 && status != 101) {
-        x->front->response_head(x);
-        return 0;
-    }
-    if (status == 425 && up->sent_early && !up->too_early && !up->body_not_held) {
-        /* Too Early, for a request we sent before the handshake completed:
-         * ours to send again once it has (RFC 8470 5.2). The client never
-         * sees this answer; its connection is not reused. */
-        up->too_early = up->swallow_425 = true;
-        return 1;
-    }
-    x->resp_final = true;
-    up->in_body = true;
-    x->resp.content_length = (p->flags & F_CONTENT_LENGTH) && !(p->flags & F_CHUNKED)
-                                 ? (int64_t)p->content_length
-                                 : -1;
-    if (status == 101) {
-        /* An upgrade nobody asked for, or one without Upgrade and
-         * Connection: upgrade (RFC 9110 7.8), which llhttp would not stop
-         * at: it would parse what follows as more responses. */
-        if (!x->req.websocket || !p->upgrade)
-            return -1;
-        return 1; /* no body (RFC 9110 15.2): llhttp stops, HPE_PAUSED_UPGRADE */
-    }
-    x->front->response_head(x);
-    /* A response to HEAD has no body, whatever its fields say. */
-    return strcmp(x->req.method, "HEAD") == 0 ? 1 : 0;
-}
-
-static int on_body(llhttp_t *p, const char *at, size_t len)
-{
-    struct http_upstream *up = up_of(p);
-    struct http_exchange *x = up->x;
-    if ((x->resp_body == NULL && (x->resp_body = evbuffer_new()) == NULL) ||
-        evbuffer_add(x->resp_body, at, len) != 0) {
-        up->out_of_memory = true;
-        return -1;
-    }
-    up->data_added = true;
-    return 0;
-}
-
-static int on_message_complete(llhttp_t *p)
-{
-    struct http_upstream *up = up_of(p);
-    struct http_exchange *x = up->x;
-
-    if (up->swallow_425)
-        return HPE_PAUSED;
-    if (!x->resp_final)
-        return 0; /* a 1xx: the final response follows */
-    if (x->resp.status == 101)
-        return 0;
-    x->resp_done = true;
-    up->reusable = llhttp_should_keep_alive(p) && !up->write_failed;
-    up->data_added = true;
-    /* Anything after the response is not ours to read. */
-    return HPE_PAUSED;
-}
-
-static const llhttp_settings_t parser_settings = {
-    .on_message_begin = on_message_begin,
-    .on_header_field = on_header_field,
-    .on_header_value = on_header_value,
-    .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
-    .on_message_complete = on_message_complete,
-};
-
 /* send_again_after_handshake drops the connection that answered 425 and
  * sends the request again once the client's handshake is complete (at
  * once if it already is). */
 static void send_again_after_handshake(struct http_upstream *up)
 {
-    up->reusable = false;
+    up->resp.reusable = false;
     if (!up->x->c->handshake_completing) {
         retry(up);
         return;
@@ -887,29 +717,24 @@ void http_upstream_handshake_done(struct http_exchange *x)
     }
 }
 
-/* parse feeds |len| bytes to the parser; false when the upstream is gone
- * or stopped (upgraded). */
+/* parse feeds |len| bytes to the response's parser; false when the
+ * upstream is gone or stopped (upgraded, or sending the request again). */
 static bool parse(struct http_upstream *up, const uint8_t *buf, size_t len)
 {
     struct http_exchange *x = up->x;
-    up->data_added = false;
-    llhttp_errno_t err = llhttp_execute(&up->parser, (const char *)buf, len);
+    const uint8_t *rest = NULL;
 
-    if (up->swallow_425) {
-        up->swallow_425 = false;
+    /* A 425 is ours to retry only for a request we sent early, once, and
+     * held whole (a body's copy is dropped at the first response byte). */
+    up->resp.may_retry_425 = up->sent_early && !up->too_early && !up->body_not_held;
+    switch (h1_response_parse(&up->resp, buf, len, &rest)) {
+    case H1_RESP_OK:
+        return true;
+    case H1_RESP_TOO_EARLY:
+        up->too_early = true;
         send_again_after_handshake(up);
         return false;
-    }
-    if (err == HPE_OK || err == HPE_PAUSED) {
-        if (err == HPE_PAUSED &&
-            (const uint8_t *)llhttp_get_error_pos(&up->parser) != buf + len)
-            up->reusable = false; /* bytes after the response */
-        if (up->data_added)
-            x->front->response_data(x);
-        return true;
-    }
-    if (err == HPE_PAUSED_UPGRADE && x->resp.status == 101) {
-        const uint8_t *rest = (const uint8_t *)llhttp_get_error_pos(&up->parser);
+    case H1_RESP_UPGRADED: {
         size_t rest_len = (size_t)(buf + len - rest);
         if (rest_len > 0 && (up->leftover = evbuffer_new()) != NULL)
             evbuffer_add(up->leftover, rest, rest_len);
@@ -918,16 +743,15 @@ static bool parse(struct http_upstream *up, const uint8_t *buf, size_t len)
         x->front->upgraded(x);
         return false;
     }
-    if (up->out_of_memory) {
+    case H1_RESP_ERROR:
+        break;
+    }
+    if (up->resp.out_of_memory) {
         /* Not the backend's fault: no backend_invalid_response line. */
         fail(up, HTTP_REASON_OUT_OF_MEMORY);
         return false;
     }
-    const char *why = llhttp_get_error_reason(&up->parser);
-    if (up->fields_too_large)
-        why = "response fields over 256 KiB or 1000 fields";
-    log_backend_problem(up, "backend_invalid_response",
-                        why != NULL && why[0] != '\0' ? why : llhttp_errno_name(err));
+    log_backend_problem(up, "backend_invalid_response", h1_response_error(&up->resp));
     fail(up, HTTP_REASON_BACKEND_INVALID_RESPONSE);
     return false;
 }
@@ -938,7 +762,7 @@ static void on_eof(struct http_upstream *up, int err)
 {
     struct http_exchange *x = up->x;
 
-    up->reusable = false;
+    up->resp.reusable = false;
     if (!up->resp_started) {
         if (retry_is_safe(up)) {
             send_again(up, err != 0 ? strerror(err) : "closed before any response");
@@ -949,7 +773,7 @@ static void on_eof(struct http_upstream *up, int err)
         fail(up, HTTP_REASON_BACKEND_RESET);
         return;
     }
-    if (err == 0 && llhttp_finish(&up->parser) == HPE_OK && x->resp_done) {
+    if (err == 0 && h1_response_finish(&up->resp)) {
         /* The body ran until EOF. */
         timerq_cancel(&worker_of(up)->timers, &up->timer);
         x->front->response_data(x);
