@@ -1,6 +1,7 @@
 /* h1_io: see h1_io.h. */
 #include "h1_io.h"
 
+#include <stdarg.h>
 #include <stdlib.h>
 
 #include <event2/buffer.h>
@@ -84,10 +85,33 @@ enum h1_io_result h1_io_read(struct conn *c, struct h1_io *io, struct tls_io_fai
     return H1_IO_IDLE;
 }
 
+void h1_io_add(struct h1_io *io, const void *data, size_t len)
+{
+    if (evbuffer_add(io->out, data, len) != 0)
+        io->out_failed = true;
+}
+
+void h1_io_printf(struct h1_io *io, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (evbuffer_add_vprintf(io->out, fmt, ap) < 0)
+        io->out_failed = true;
+    va_end(ap);
+}
+
+void h1_io_add_buffer(struct h1_io *io, struct evbuffer *src)
+{
+    if (evbuffer_add_buffer(io->out, src) != 0)
+        io->out_failed = true;
+}
+
 enum h1_io_result h1_io_write(struct conn *c, struct h1_io *io, struct tls_io_failure *failure)
 {
     size_t len = evbuffer_get_length(io->out), n = 0;
 
+    if (io->out_failed)
+        return out_of_memory(failure);
     if (len == 0 || c->client.write_wait != TRANSPORT_WAIT_NONE)
         return H1_IO_IDLE;
     if (len > H1_IO_READ_LEN)

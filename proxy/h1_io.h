@@ -24,6 +24,10 @@ struct h1_io {
     uint8_t *in;               /* unparsed client bytes; NULL while none */
     uint32_t in_start, in_end; /* pending bytes are in[in_start, in_end) */
     struct evbuffer *out;      /* answer bytes not yet written */
+    /* An append to |out| failed (out of memory): what it holds is not a
+     * whole answer, so none of it is written, and the next h1_io_write
+     * fails the connection. */
+    bool out_failed;
     uint64_t last_activity_ms; /* the client's last byte either way */
     bool eof;                  /* the client ended its stream */
 };
@@ -56,7 +60,15 @@ void h1_io_consume(struct h1_io *io, size_t n);
  * caller decides whether it may read at all). */
 enum h1_io_result h1_io_read(struct conn *c, struct h1_io *io, struct tls_io_failure *failure);
 
-/* h1_io_write writes up to one record of |io->out|. */
+/* h1_io_add, h1_io_printf and h1_io_add_buffer append to |io->out|; a
+ * failure is remembered in |out_failed|, so a head is written with no
+ * check after each piece. */
+void h1_io_add(struct h1_io *io, const void *data, size_t len);
+__attribute__((format(printf, 2, 3))) void h1_io_printf(struct h1_io *io, const char *fmt, ...);
+void h1_io_add_buffer(struct h1_io *io, struct evbuffer *src);
+
+/* h1_io_write writes up to one record of |io->out| (none after a failed
+ * append: H1_IO_FAILED, out of memory). */
 enum h1_io_result h1_io_write(struct conn *c, struct h1_io *io, struct tls_io_failure *failure);
 
 #endif

@@ -600,25 +600,28 @@ static void keep_copy(struct http_upstream *up, struct evbuffer *body, size_t n)
 
 /* move_body moves body bytes from x->req_body to |out| (framed when
  * chunked), up to HTTP_BODY_BUF_MAX queued, and the request's end once the
- * body is complete. */
-static void move_body(struct http_upstream *up)
+ * body is complete. false when out of memory: |out| then lacks a piece, and
+ * must never reach the server (a chunk without its framing would have it
+ * read body bytes as the next request). */
+static bool move_body(struct http_upstream *up)
 {
     struct http_exchange *x = up->x;
     size_t moved = 0;
+    bool failed = false;
 
     if (up->end_queued)
-        return;
+        return true;
     size_t avail = x->req_body != NULL ? evbuffer_get_length(x->req_body) : 0;
     while (avail > 0 && evbuffer_get_length(up->out) < HTTP_BODY_BUF_MAX) {
         size_t n = HTTP_BODY_BUF_MAX - evbuffer_get_length(up->out);
         if (n > avail)
             n = avail;
         if (up->chunked)
-            evbuffer_add_printf(up->out, "%zx\r\n", n);
+            failed |= evbuffer_add_printf(up->out, "%zx\r\n", n) < 0;
         keep_copy(up, x->req_body, n);
-        evbuffer_remove_buffer(x->req_body, up->out, n);
+        failed |= evbuffer_remove_buffer(x->req_body, up->out, n) != (int)n;
         if (up->chunked)
-            evbuffer_add(up->out, "\r\n", 2);
+            failed |= evbuffer_add(up->out, "\r\n", 2) != 0;
         avail -= n;
         moved += n;
     }
@@ -628,7 +631,7 @@ static void move_body(struct http_upstream *up)
     }
     if (x->req_done && x->req_body == NULL) {
         if (up->chunked)
-            evbuffer_add(up->out, "0\r\n\r\n", 5);
+            failed |= evbuffer_add(up->out, "0\r\n\r\n", 5) != 0;
         up->end_queued = true;
     }
     up->body_written += moved;
@@ -638,6 +641,7 @@ static void move_body(struct http_upstream *up)
         up->body_reported = up->body_written;
         x->front->request_body_taken(x, news);
     }
+    return !failed;
 }
 
 /* write_request writes what it can; false when the upstream has failed. */
@@ -646,7 +650,10 @@ static bool write_request(struct http_upstream *up)
     if (up->write_failed || up->req_sent)
         return true;
     for (int rounds = 0; rounds < UPSTREAM_READ_ROUNDS; rounds++) {
-        move_body(up);
+        if (!move_body(up)) {
+            fail(up, HTTP_REASON_OUT_OF_MEMORY);
+            return false;
+        }
         size_t before = evbuffer_get_length(up->out);
         if (before == 0)
             break;
@@ -736,8 +743,12 @@ static bool parse(struct http_upstream *up, const uint8_t *buf, size_t len)
         return false;
     case H1_RESP_UPGRADED: {
         size_t rest_len = (size_t)(buf + len - rest);
-        if (rest_len > 0 && (up->leftover = evbuffer_new()) != NULL)
-            evbuffer_add(up->leftover, rest, rest_len);
+        if (rest_len > 0 && ((up->leftover = evbuffer_new()) == NULL ||
+                             evbuffer_add(up->leftover, rest, rest_len) != 0)) {
+            /* The first bytes of the new protocol cannot be lost. */
+            fail(up, HTTP_REASON_OUT_OF_MEMORY);
+            return false;
+        }
         up->upgraded = true;
         timerq_cancel(&worker_of(up)->timers, &up->timer);
         x->front->upgraded(x);

@@ -169,7 +169,11 @@ static int client_gone(struct conn *c, enum end_reason reason,
 
 /* ---- response heads ---------------------------------------------------------------- */
 
-static void add_status_line(struct evbuffer *out, int status)
+/* The writers of heads append to h1_io's |out|, which remembers a failed
+ * append: a connection whose answer lost a piece is failed before any of
+ * it is written (h1_io_write), never sent with a hole in it. */
+
+static void add_status_line(struct h1_io *io, int status)
 {
     char line[16] = "HTTP/1.1 ";
     size_t len = 9;
@@ -178,18 +182,18 @@ static void add_status_line(struct evbuffer *out, int status)
         line[len++] = (char)('0' + status / 10 % 10);
         line[len++] = (char)('0' + status % 10);
         line[len++] = ' ';
-        evbuffer_add(out, line, len);
-        evbuffer_add(out, http_status_text(status), strlen(http_status_text(status)));
-        evbuffer_add(out, "\r\n", 2);
+        h1_io_add(io, line, len);
+        h1_io_add(io, http_status_text(status), strlen(http_status_text(status)));
+        h1_io_add(io, "\r\n", 2);
     } else {
-        evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, http_status_text(status));
+        h1_io_printf(io, "HTTP/1.1 %d %s\r\n", status, http_status_text(status));
     }
 }
 
 /* add_fields writes |f| except Content-Length, which framing decides. The
  * lines are gathered on the stack first: one evbuffer_add per few fields,
  * not four per field. */
-static void add_fields(struct evbuffer *out, const struct http_fields *f)
+static void add_fields(struct h1_io *io, const struct http_fields *f)
 {
     char buf[2048];
     size_t len = 0;
@@ -198,14 +202,14 @@ static void add_fields(struct evbuffer *out, const struct http_fields *f)
         if (http_name_is(http_field_name(f, i), name_len, "content-length"))
             continue;
         if (len + name_len + value_len + 4 > sizeof(buf)) {
-            evbuffer_add(out, buf, len);
+            h1_io_add(io, buf, len);
             len = 0;
         }
         if (name_len + value_len + 4 > sizeof(buf)) {
-            evbuffer_add(out, http_field_name(f, i), name_len);
-            evbuffer_add(out, ": ", 2);
-            evbuffer_add(out, http_field_value(f, i), value_len);
-            evbuffer_add(out, "\r\n", 2);
+            h1_io_add(io, http_field_name(f, i), name_len);
+            h1_io_add(io, ": ", 2);
+            h1_io_add(io, http_field_value(f, i), value_len);
+            h1_io_add(io, "\r\n", 2);
             continue;
         }
         memcpy(buf + len, http_field_name(f, i), name_len);
@@ -215,10 +219,10 @@ static void add_fields(struct evbuffer *out, const struct http_fields *f)
         len += name_len + value_len + 4;
     }
     if (len > 0)
-        evbuffer_add(out, buf, len);
+        h1_io_add(io, buf, len);
 }
 
-static void add_content_length(struct evbuffer *out, int64_t length)
+static void add_content_length(struct h1_io *io, int64_t length)
 {
     char line[48];
     size_t at = sizeof(line) - 2;
@@ -230,17 +234,17 @@ static void add_content_length(struct evbuffer *out, int64_t length)
     } while (v != 0);
     at -= 16;
     memcpy(line + at, "Content-Length: ", 16);
-    evbuffer_add(out, line + at, sizeof(line) - at);
+    h1_io_add(io, line + at, sizeof(line) - at);
 }
 
 /* add_connection ends a final head: Connection, then the blank line. */
-static void add_connection(struct h1 *h, struct evbuffer *out)
+static void add_connection(struct h1 *h)
 {
     if (h->close_after)
-        evbuffer_add(out, "Connection: close\r\n", 19);
+        h1_io_add(&h->io, "Connection: close\r\n", 19);
     else if (h->rq.x->req.http_minor == 0)
-        evbuffer_add(out, "Connection: keep-alive\r\n", 24);
-    evbuffer_add(out, "\r\n", 2);
+        h1_io_add(&h->io, "Connection: keep-alive\r\n", 24);
+    h1_io_add(&h->io, "\r\n", 2);
 }
 
 /* write_final_head writes x->resp's final head with the framing this
@@ -255,25 +259,25 @@ static void write_final_head(struct h1 *h)
      * upgrade: nothing more can be parsed on this connection. */
     if (x->req.close || h->draining || x->req.websocket)
         h->close_after = true;
-    add_status_line(h->io.out, status);
+    add_status_line(&h->io, status);
     /* Out of memory only costs the response its HSTS field. */
     (void)http_hsts_add(x);
-    add_fields(h->io.out, &x->resp.fields);
+    add_fields(&h->io, &x->resp.fields);
     if (status == 204 || status == 304) {
         h->framing = FRAMING_NONE;
     } else if (x->resp.content_length >= 0) {
-        add_content_length(h->io.out, x->resp.content_length);
+        add_content_length(&h->io, x->resp.content_length);
         h->framing = no_body ? FRAMING_NONE : FRAMING_LENGTH;
     } else if (no_body) {
         h->framing = FRAMING_NONE;
     } else if (x->req.http_minor >= 1) {
-        evbuffer_add(h->io.out, "Transfer-Encoding: chunked\r\n", 28);
+        h1_io_add(&h->io, "Transfer-Encoding: chunked\r\n", 28);
         h->framing = FRAMING_CHUNKED;
     } else {
         h->framing = FRAMING_CLOSE; /* HTTP/1.0: the end is the close */
         h->close_after = true;
     }
-    add_connection(h, h->io.out);
+    add_connection(h);
     h->resp = RESP_BODY;
 }
 
@@ -283,6 +287,18 @@ static void write_head(struct h1 *h)
 {
     h->head_news = false;
     write_final_head(h);
+}
+
+/* cut_short_end is the connection's end reason when a response that
+ * partly went out fails for |reason|: only a close can tell the client,
+ * and the log says whose fault it was. */
+static enum end_reason cut_short_end(enum http_reason reason)
+{
+    if (reason == HTTP_REASON_OUT_OF_MEMORY)
+        return END_OUT_OF_MEMORY;
+    if (reason >= HTTP_REASON_BACKEND_CONNECT_FAILED && reason <= HTTP_REASON_BACKEND_TIMEOUT)
+        return END_BACKEND_RESET;
+    return END_CLIENT_RESET;
 }
 
 /* respond_error answers the current request with tlsterm's own response
@@ -302,9 +318,7 @@ static int respond_error(struct conn *c, enum http_reason reason)
     if (h->resp != RESP_WAIT) {
         /* The client has part of a response: only a close can say it is
          * cut short. */
-        bool backend = reason >= HTTP_REASON_BACKEND_CONNECT_FAILED &&
-                       reason <= HTTP_REASON_BACKEND_TIMEOUT;
-        return client_gone(c, backend ? END_BACKEND_RESET : END_CLIENT_RESET, NULL);
+        return client_gone(c, cut_short_end(reason), NULL);
     }
     if (x->req.target == NULL && h->rq.url_len > 0)
         x->req.target = strdup(h->rq.url); /* for the log line; NULL is fine */
@@ -321,15 +335,14 @@ static int respond_error(struct conn *c, enum http_reason reason)
     size_t body_len = http_error_body(status, body, sizeof(body));
     if (body_len > sizeof(body))
         body_len = sizeof(body);
-    add_status_line(h->io.out, status);
-    evbuffer_add_printf(h->io.out,
-                        "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n",
-                        body_len);
+    add_status_line(&h->io, status);
+    h1_io_printf(&h->io, "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n",
+                 body_len);
     if (http_hsts_value(c) != NULL)
-        evbuffer_add_printf(h->io.out, "Strict-Transport-Security: %s\r\n", http_hsts_value(c));
-    add_connection(h, h->io.out);
+        h1_io_printf(&h->io, "Strict-Transport-Security: %s\r\n", http_hsts_value(c));
+    add_connection(h);
     if (!is_head_request(x)) {
-        evbuffer_add(h->io.out, body, body_len);
+        h1_io_add(&h->io, body, body_len);
         x->resp_bytes += body_len;
     }
     h->framing = FRAMING_NONE;
@@ -360,10 +373,11 @@ static void take_body(struct h1 *h, bool *progress)
             continue;
         }
         if (h->framing == FRAMING_CHUNKED)
-            evbuffer_add_printf(h->io.out, "%zx\r\n", n);
-        evbuffer_remove_buffer(x->resp_body, h->io.out, n);
+            h1_io_printf(&h->io, "%zx\r\n", n);
+        if (evbuffer_remove_buffer(x->resp_body, h->io.out, n) != (int)n)
+            h->io.out_failed = true;
         if (h->framing == FRAMING_CHUNKED)
-            evbuffer_add(h->io.out, "\r\n", 2);
+            h1_io_add(&h->io, "\r\n", 2);
         x->resp_bytes += n;
     }
     if (x->resp_body != NULL && evbuffer_get_length(x->resp_body) == 0) {
@@ -376,9 +390,9 @@ static void take_body(struct h1 *h, bool *progress)
     }
     if (x->resp_done && x->resp_body == NULL) {
         if (h->framing == FRAMING_CHUNKED) {
-            evbuffer_add(h->io.out, "0\r\n", 3);
-            add_fields(h->io.out, &x->resp.trailers);
-            evbuffer_add(h->io.out, "\r\n", 2);
+            h1_io_add(&h->io, "0\r\n", 3);
+            add_fields(&h->io, &x->resp.trailers);
+            h1_io_add(&h->io, "\r\n", 2);
         }
         h->resp = RESP_DONE;
         *progress = true;
@@ -576,7 +590,12 @@ static int handle_failed(struct conn *c)
     h->failed = false;
     if (h->resp == RESP_WAIT)
         return respond_error(c, h->rq.x->reason);
-    return client_gone(c, END_BACKEND_RESET, NULL);
+    /* Part of the response went out: the upstream's failure is the
+     * backend's, unless tlsterm ran out of memory. */
+    return client_gone(c,
+                       h->rq.x->reason == HTTP_REASON_OUT_OF_MEMORY ? END_OUT_OF_MEMORY
+                                                                    : END_BACKEND_RESET,
+                       NULL);
 }
 
 /* check_eof ends the connection once the client's EOF leaves nothing to
@@ -702,27 +721,29 @@ static int upgrade(struct conn *c)
 {
     struct h1 *h = h1_of(c);
     struct http_exchange *x = h->rq.x;
-    struct evbuffer *to_client = h->io.out, *to_backend = evbuffer_new(), *leftover = NULL;
+    struct evbuffer *to_client, *to_backend = evbuffer_new(), *leftover = NULL;
 
-    h->io.out = NULL;
-    if (to_backend == NULL) {
-        h->io.out = to_client;
+    add_status_line(&h->io, x->resp.status);
+    add_fields(&h->io, &x->resp.fields);
+    if (http_fields_find(&x->resp.fields, "upgrade", 0) < 0)
+        h1_io_add(&h->io, "Upgrade: websocket\r\n", 20);
+    if (http_fields_find(&x->resp.fields, "connection", 0) < 0)
+        h1_io_add(&h->io, "Connection: Upgrade\r\n", 21);
+    h1_io_add(&h->io, "\r\n", 2);
+    if (to_backend == NULL || h->io.out_failed ||
+        (h->io.in != NULL &&
+         evbuffer_add(to_backend, h->io.in + h->io.in_start, h1_io_pending(&h->io)) != 0)) {
+        if (to_backend != NULL)
+            evbuffer_free(to_backend);
         return client_gone(c, END_OUT_OF_MEMORY, NULL);
     }
-    add_status_line(to_client, x->resp.status);
-    add_fields(to_client, &x->resp.fields);
-    if (http_fields_find(&x->resp.fields, "upgrade", 0) < 0)
-        evbuffer_add(to_client, "Upgrade: websocket\r\n", 20);
-    if (http_fields_find(&x->resp.fields, "connection", 0) < 0)
-        evbuffer_add(to_client, "Connection: Upgrade\r\n", 21);
-    evbuffer_add(to_client, "\r\n", 2);
-    if (h->io.in != NULL)
-        evbuffer_add(to_backend, h->io.in + h->io.in_start, h1_io_pending(&h->io));
+    to_client = h->io.out;
+    h->io.out = NULL;
     struct backend_server *server = NULL;
     struct backend_conn *backend = http_upstream_take(x, &leftover, &server);
     h->released = true;
     if (leftover != NULL) {
-        evbuffer_add_buffer(to_client, leftover);
+        evbuffer_add_buffer(to_client, leftover); /* moves its chains: no allocation */
         evbuffer_free(leftover);
     }
     int result;
@@ -750,9 +771,9 @@ static void front_response_head(struct http_exchange *x)
         /* A 1xx head is only there during this call (a final one may follow
          * in the same read): it is copied out now, to HTTP/1.1 clients. */
         if (x->req.http_minor >= 1 && h->resp == RESP_WAIT) {
-            add_status_line(h->io.out, x->resp.status);
-            add_fields(h->io.out, &x->resp.fields);
-            evbuffer_add(h->io.out, "\r\n", 2);
+            add_status_line(&h->io, x->resp.status);
+            add_fields(&h->io, &x->resp.fields);
+            h1_io_add(&h->io, "\r\n", 2);
         }
     } else {
         h->head_news = true;

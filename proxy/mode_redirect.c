@@ -109,20 +109,20 @@ static bool is_head_request(const struct http_exchange *x)
 /* add_head writes the status line and the fields every answer has. */
 static void add_head(struct redirect *r, int status, size_t body_len)
 {
-    evbuffer_add_printf(r->io.out,
-                        "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                        "Content-Length: %zu\r\n",
-                        status, http_status_text(status), body_len);
+    h1_io_printf(&r->io,
+                 "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                 "Content-Length: %zu\r\n",
+                 status, http_status_text(status), body_len);
 }
 
 /* add_connection ends a head: Connection, then the blank line. */
 static void add_connection(struct redirect *r)
 {
     if (r->close_after)
-        evbuffer_add(r->io.out, "Connection: close\r\n", 19);
+        h1_io_add(&r->io, "Connection: close\r\n", 19);
     else if (r->rq.x->req.http_minor == 0)
-        evbuffer_add(r->io.out, "Connection: keep-alive\r\n", 24);
-    evbuffer_add(r->io.out, "\r\n", 2);
+        h1_io_add(&r->io, "Connection: keep-alive\r\n", 24);
+    h1_io_add(&r->io, "\r\n", 2);
 }
 
 /* answer_error answers the current request (or the one whose head could
@@ -146,7 +146,7 @@ static int answer_error(struct conn *c, enum http_reason reason)
     add_head(r, http_reason_status(reason), body_len);
     add_connection(r);
     if (!is_head_request(x)) {
-        evbuffer_add(r->io.out, body, body_len);
+        h1_io_add(&r->io, body, body_len);
         x->resp_bytes = body_len;
     }
     r->answered = true;
@@ -181,26 +181,30 @@ static int answer_redirect(struct conn *c)
     struct evbuffer *location = evbuffer_new();
     if (location == NULL)
         return conn_close(c, END_OUT_OF_MEMORY, NULL);
-    evbuffer_add_printf(location, "https://%.*s", (int)name_len, authority);
+    bool failed = evbuffer_add_printf(location, "https://%.*s", (int)name_len, authority) < 0;
     if (cfg->port != 443)
-        evbuffer_add_printf(location, ":%u", cfg->port);
-    evbuffer_add(location, target, strlen(target));
+        failed |= evbuffer_add_printf(location, ":%u", cfg->port) < 0;
+    failed |= evbuffer_add(location, target, strlen(target)) != 0;
     size_t location_len = evbuffer_get_length(location);
     const char *location_text = (const char *)evbuffer_pullup(location, -1);
+    if (failed || location_text == NULL) {
+        evbuffer_free(location);
+        return conn_close(c, END_OUT_OF_MEMORY, NULL);
+    }
     static const char body_start[] = "Redirecting to ";
     size_t body_len = sizeof(body_start) - 1 + location_len + 1;
 
     x->resp.status = cfg->status;
     x->resp_final = x->resp_done = true;
     add_head(r, cfg->status, body_len);
-    evbuffer_add(r->io.out, "Location: ", 10);
-    evbuffer_add(r->io.out, location_text, location_len);
-    evbuffer_add(r->io.out, "\r\n", 2);
+    h1_io_add(&r->io, "Location: ", 10);
+    h1_io_add(&r->io, location_text, location_len);
+    h1_io_add(&r->io, "\r\n", 2);
     add_connection(r);
     if (!is_head_request(x)) {
-        evbuffer_add(r->io.out, body_start, sizeof(body_start) - 1);
-        evbuffer_add_buffer(r->io.out, location);
-        evbuffer_add(r->io.out, "\n", 1);
+        h1_io_add(&r->io, body_start, sizeof(body_start) - 1);
+        h1_io_add_buffer(&r->io, location);
+        h1_io_add(&r->io, "\n", 1);
         x->resp_bytes = body_len;
     }
     evbuffer_free(location);

@@ -477,6 +477,7 @@ class H1Conn:
         while True:
             head = self._until(b"\r\n\r\n", deadline).decode("latin-1")
             lines = head.split("\r\n")
+            assert " " in lines[0], f"not a status line: {head[:300]!r}"
             version, status = lines[0].split(" ", 2)[:2]
             assert version == "HTTP/1.1", lines[0]
             status = int(status)

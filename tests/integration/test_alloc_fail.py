@@ -1,7 +1,8 @@
 """Allocation failure (README, "Allocation-failure testing"): in a build with
 TLSTERM_ALLOC_FAIL (make test's), tlsterm makes the Nth allocation fail, and
-each scenario (a handshake, tcp forwarding of a few KB, an h2 request through
-HTTP mode, a SIGHUP reload) runs with N = 1, 2, 3, ... up to its allocation
+each scenario (a handshake, tcp forwarding of a few KB, an h2 request and two
+keep-alive HTTP/1.1 requests through HTTP mode, two requests to a redirect
+listener, a SIGHUP reload) runs with N = 1, 2, 3, ... up to its allocation
 count. Every run must end in a defined way: either the scenario succeeded,
 or the client saw a clean failure (TLS alert or close, an HTTP 5xx, a
 RST_STREAM or GOAWAY) and tlsterm logged why (a connection's end reason,
@@ -26,7 +27,7 @@ import pytest
 
 from backend import pattern
 from http_backend import HELLO_BODY
-from http_harness import H2Conn, HttpBackend, http_config, http_listener
+from http_harness import H1Conn, H2Conn, HttpBackend, http_config, http_listener
 from tlsterm_harness import (
     TLSTERM_BIN,
     Backend,
@@ -222,6 +223,97 @@ class H2Request:
         return Round(failure is None, failure, end)
 
 
+class H1Requests:
+    """Two GETs on one HTTP/1.1 connection (ALPN http/1.1) through an
+    HTTP-mode listener: the second on the backend connection the first
+    left in the pool."""
+
+    name = "h1"
+
+    def __init__(self, backend, certs):
+        self.certs = certs
+        listener = http_listener("web", backend, certs)
+        self.config = http_config([listener], drain_timeout="2s")
+
+    def run(self, proxy, since):
+        failure = None
+        client = None
+        try:
+            try:
+                conn = H1Conn(proxy.port("web"), self.certs)
+            except AssertionError as e:  # TlsPipe: the handshake did not complete
+                raise OSError(str(e)) from e
+            with conn:
+                client = addr_text(conn.pipe.sock.getsockname())
+                for _ in range(2):
+                    response = conn.request("GET", "/")
+                    if response.status >= 500:
+                        failure = f"client: HTTP {response.status}"
+                        break
+                    if response.status != 200 or response.body != HELLO_BODY:
+                        raise AssertionError(
+                            f"a wrong answer: {response.status} {response.body[:200]!r}")
+        except (ssl.SSLError, OSError, EOFError) as e:
+            failure = f"client: {e!r}"
+        end = end_of_conn(proxy, client, since)
+        if failure is not None and failure.startswith("client: HTTP"):
+            # The connection may end well; the failed request has its line.
+            end = proxy.wait_for("request", timeout=ROUND_DEADLINE, since=since, client=client,
+                                 predicate=lambda e: e.get("status", 0) >= 500)
+        return Round(failure is None, failure, end)
+
+
+class Redirects:
+    """Two requests on one plain keep-alive connection to a redirect
+    listener, each answered 308 to https://."""
+
+    name = "redirect"
+    ANSWER = (b"HTTP/1.1 308 Permanent Redirect\r\n", b"\r\nLocation: https://localhost/a\r\n")
+
+    def __init__(self, certs):
+        listener = {"name": "plain", "mode": "redirect", "listen": ["127.0.0.1:0"]}
+        self.config = http_config([listener], drain_timeout="2s")
+
+    def run(self, proxy, since):
+        failure = None
+        sock = socket.create_connection(("127.0.0.1", proxy.port("plain")), timeout=ROUND_DEADLINE)
+        client = addr_text(sock.getsockname())
+        try:
+            buf = b""
+            for _ in range(2):
+                sock.sendall(b"GET /a HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                while b"\r\n\r\n" not in buf:
+                    data = sock.recv(65536)
+                    if not data:
+                        raise EOFError(f"EOF after {buf[:200]!r}")
+                    buf += data
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                head += b"\r\n"
+                if head.startswith(b"HTTP/1.1 5"):
+                    failure = "client: " + head.split(b"\r\n", 1)[0].decode()
+                    break
+                # A whole answer or none: never one with a piece missing.
+                assert head.startswith(self.ANSWER[0]) and self.ANSWER[1] in head, (
+                    f"a wrong answer: {head[:300]!r}")
+                length = int(head.split(b"Content-Length: ", 1)[1].split(b"\r\n", 1)[0])
+                while len(buf) < length:
+                    data = sock.recv(65536)
+                    if not data:
+                        raise EOFError(f"EOF in the body after {buf[:200]!r}")
+                    buf += data
+                assert buf[:length] == b"Redirecting to https://localhost/a\n", buf[:length]
+                buf = buf[length:]
+        except (OSError, EOFError) as e:
+            failure = f"client: {e!r}"
+        finally:
+            sock.close()
+        end = end_of_conn(proxy, client, since)
+        if failure is not None and failure.startswith("client: HTTP"):
+            end = proxy.wait_for("request", timeout=ROUND_DEADLINE, since=since, client=client,
+                                 predicate=lambda e: e.get("status", 0) >= 500)
+        return Round(failure is None, failure, end)
+
+
 class Reload:
     """SIGHUP: a new generation (listeners, certificates, contexts) beside
     the old one, then a handshake through whichever serves."""
@@ -353,6 +445,20 @@ def test_h2_request(tmp_path, certs):
     finally:
         backend.stop()
     assert rounds >= count > 50
+
+
+def test_h1_requests(tmp_path, certs):
+    backend = HttpBackend().start()
+    try:
+        count, rounds, _ = run_sweep(tmp_path, H1Requests(backend, certs))
+    finally:
+        backend.stop()
+    assert rounds >= count > 50
+
+
+def test_redirects(tmp_path, certs):
+    count, rounds, _ = run_sweep(tmp_path, Redirects(certs))
+    assert rounds >= count > 10
 
 
 def test_reload(tmp_path, echo, certs):
