@@ -108,6 +108,16 @@ void backend_server_log_change(struct backend_server *server, bool up, const cha
     log_end(&line);
 }
 
+bool backend_server_set(struct backend_server *server, enum backend_switch which, bool value)
+{
+    backend_registry_lock();
+    bool was_in = atomic_load(&server->up) && !atomic_load(&server->passive_down);
+    atomic_store(which == BACKEND_CHECKS_UP ? &server->up : &server->passive_down, value);
+    bool is_in = atomic_load(&server->up) && !atomic_load(&server->passive_down);
+    backend_registry_unlock();
+    return was_in != is_in;
+}
+
 void backend_server_connect_failed(struct backend_server *server, const struct cfg_backend *cfg,
                                    const char *why)
 {
@@ -119,12 +129,10 @@ void backend_server_connect_failed(struct backend_server *server, const struct c
         return;
     atomic_store(&server->cooldown_until_ms, clock_now_ms() + cfg->passive_cooldown_ms);
     atomic_store(&server->consecutive_failures, 0);
-    bool was_down = false;
-    /* Logged once: the worker that takes it out says so (unless the health
-     * checks had already: the server was down then); the health thread
-     * says when the cooldown is over. */
-    if (atomic_compare_exchange_strong(&server->passive_down, &was_down, true) &&
-        atomic_load(&server->up)) {
+    /* Logged once: by the worker that takes it out (not when another
+     * worker, or the health checks, already had); the health thread says
+     * when the cooldown is over. */
+    if (backend_server_set(server, BACKEND_PASSIVE_DOWN, true)) {
         snprintf(cause, sizeof(cause), "passive: %u connect failures in a row, last: %s", run,
                  why);
         backend_server_log_change(server, false, cause);

@@ -115,6 +115,15 @@ void backend_server_connect_failed(struct backend_server *server, const struct c
 /* backend_server_connected resets |server|'s run of connect failures. */
 void backend_server_connected(struct backend_server *server);
 
+/* A server is in (new connections may go to it) when its health checks
+ * hold it up and it is not in a passive cooldown. backend_server_set sets
+ * one of the two under the registry's lock and says whether that changed
+ * whether it is in: only then is the change logged, once, whichever thread
+ * made it (a worker's connect failures, the health thread's checks). The
+ * health thread's own visit, under the lock already, does the same. */
+enum backend_switch { BACKEND_CHECKS_UP, BACKEND_PASSIVE_DOWN };
+bool backend_server_set(struct backend_server *server, enum backend_switch which, bool value);
+
 /* backend_server_log_change logs |server|'s transition: event
  * backend_server_down or backend_server_up, with the cause, and keeps the
  * cause as its reason. */

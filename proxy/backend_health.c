@@ -113,12 +113,11 @@ static void finish(struct check *check, bool ok, const char *what)
         s->fall_count = 0;
         if (!up && ++s->rise_count >= check->settings.rise) {
             s->rise_count = 0;
-            atomic_store(&s->up, true);
             snprintf(cause, sizeof(cause), "check passed %u times: %s", check->settings.rise,
                      what);
             /* A server in its passive cooldown is still out: its up line
              * comes when the cooldown is over. */
-            if (!atomic_load(&s->passive_down))
+            if (backend_server_set(s, BACKEND_CHECKS_UP, true))
                 backend_server_log_change(s, true, cause);
         } else {
             set_reason(s, what);
@@ -127,11 +126,10 @@ static void finish(struct check *check, bool ok, const char *what)
         s->rise_count = 0;
         if (up && ++s->fall_count >= check->settings.fall) {
             s->fall_count = 0;
-            atomic_store(&s->up, false);
             snprintf(cause, sizeof(cause), "check failed %u times: %s", check->settings.fall,
                      what);
             /* Taken out already by its connect failures: one down line. */
-            if (!atomic_load(&s->passive_down))
+            if (backend_server_set(s, BACKEND_CHECKS_UP, false))
                 backend_server_log_change(s, false, cause);
             else
                 set_reason(s, cause);
@@ -303,7 +301,8 @@ static void visit(struct backend_server *server, const struct backend_check_sett
         atomic_load(&server->cooldown_until_ms) <= t->now && t->num_up_again < TICK_BATCH) {
         bool was = true;
         /* Back in, unless its health checks still have it out (their up
-         * line comes when they pass). */
+         * line comes when they pass). Under the registry's lock, as
+         * backend_server_set. */
         if (atomic_compare_exchange_strong(&server->passive_down, &was, false) &&
             atomic_load(&server->up)) {
             backend_server_ref(server);

@@ -25,8 +25,8 @@ struct h1_io {
     uint32_t in_start, in_end; /* pending bytes are in[in_start, in_end) */
     struct evbuffer *out;      /* answer bytes not yet written */
     /* An append to |out| failed (out of memory): what it holds is not a
-     * whole answer, so none of it is written, and the next h1_io_write
-     * fails the connection. */
+     * whole answer, so no more of it is written (bytes of earlier turns
+     * may have gone out), and the next h1_io_write fails the connection. */
     bool out_failed;
     uint64_t last_activity_ms; /* the client's last byte either way */
     bool eof;                  /* the client ended its stream */

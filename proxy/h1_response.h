@@ -29,7 +29,8 @@
 struct http_exchange;
 
 enum h1_resp_result {
-    H1_RESP_OK,        /* all bytes taken: more to come, or x->resp_done */
+    H1_RESP_OK,        /* more to come, or x->resp_done (bytes after it are not taken,
+                        * and the connection is not reusable) */
     H1_RESP_TOO_EARLY, /* the 425 may_retry_425 allowed: send the request again */
     H1_RESP_UPGRADED,  /* the WebSocket's 101: what follows is the new protocol */
     H1_RESP_ERROR,     /* invalid or over a limit (h1_response_error), or out_of_memory */

@@ -53,9 +53,12 @@ struct http_upstream;
 #define HTTP_MAX_FIELDS 100
 /* Fields http_request_write_head may add to what the client sent, on top of
  * HTTP_MAX_FIELDS: X-Forwarded-For, -Proto, -Host and -Port, Forwarded, the
- * request id, X-Forwarded-Client-Cert, Early-Data, and Content-Length (or
- * Connection and Upgrade for a WebSocket). The limit is on the client, like
- * HAProxy's tune.http.maxhdr: a backend must take this many more. */
+ * request id, X-Forwarded-Client-Cert, Early-Data, and one of Content-Length
+ * and Transfer-Encoding (or Connection and Upgrade for a WebSocket). Host
+ * replaces the client's (or, from HTTP/2, its :authority, which counted
+ * among the client's fields as a pseudo-header field). The limit is on the
+ * client, like HAProxy's tune.http.maxhdr: a backend must take this many
+ * more. */
 #define HTTP_FORWARD_ADDED_FIELDS 10
 
 /* enum http_reason is why tlsterm answered or cut short a request: stable
@@ -262,6 +265,12 @@ struct http_exchange {
  * out of memory. */
 struct http_exchange *http_exchange_new(struct conn *c, const struct http_front_ops *front,
                                         void *front_data);
+
+/* http_move_bytes moves |n| bytes of |src| to the end of |dst|; false when
+ * they did not all arrive (out of memory). evbuffer_remove_buffer alone
+ * cannot tell: when it must copy part of a chain and that allocation fails,
+ * libevent 2.1 drops those bytes from |src| and still returns |n|. */
+bool http_move_bytes(struct evbuffer *src, struct evbuffer *dst, size_t n);
 
 /* http_exchange_free releases |x| (its upstream must be released first,
  * which http_exchange_free does with abort if it was not). NULL is allowed. */

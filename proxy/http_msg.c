@@ -389,3 +389,10 @@ bool http_may_send_early(const struct http_exchange *x)
     return m != NULL &&
            (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0 || strcmp(m, "OPTIONS") == 0);
 }
+
+bool http_move_bytes(struct evbuffer *src, struct evbuffer *dst, size_t n)
+{
+    size_t before = evbuffer_get_length(dst);
+    int moved = evbuffer_remove_buffer(src, dst, n);
+    return moved >= 0 && (size_t)moved == n && evbuffer_get_length(dst) == before + n;
+}

@@ -619,7 +619,7 @@ static bool move_body(struct http_upstream *up)
         if (up->chunked)
             failed |= evbuffer_add_printf(up->out, "%zx\r\n", n) < 0;
         keep_copy(up, x->req_body, n);
-        failed |= evbuffer_remove_buffer(x->req_body, up->out, n) != (int)n;
+        failed |= !http_move_bytes(x->req_body, up->out, n);
         if (up->chunked)
             failed |= evbuffer_add(up->out, "\r\n", 2) != 0;
         avail -= n;
@@ -972,10 +972,14 @@ struct backend_conn *http_upstream_take(struct http_exchange *x, struct evbuffer
     }
 
     if (up->leftover != NULL && evbuffer_get_length(up->leftover) > 0) {
-        if (*leftover == NULL)
-            *leftover = evbuffer_new();
-        if (*leftover != NULL)
+        /* Handed over, not copied: the bytes cannot be lost to an
+         * allocation (evbuffer_add_buffer moves chains). */
+        if (*leftover == NULL) {
+            *leftover = up->leftover;
+            up->leftover = NULL;
+        } else {
             evbuffer_add_buffer(*leftover, up->leftover);
+        }
     }
     up->conn = NULL;
     /* The tunnel is no longer a pooled connection: its slot is free. */

@@ -151,8 +151,8 @@ static void exchange_end(struct h1 *h)
 }
 
 /* client_gone ends the connection after the client left or failed
- * mid-exchange: the exchange is logged as client_aborted and its backend
- * connection reset. */
+ * mid-exchange (or tlsterm ran out of memory): the exchange is logged as
+ * client_aborted (or out_of_memory) and its backend connection reset. */
 static int client_gone(struct conn *c, enum end_reason reason,
                        const struct tls_io_failure *failure)
 {
@@ -160,7 +160,8 @@ static int client_gone(struct conn *c, enum end_reason reason,
 
     if (h->rq.x != NULL) {
         if (h->rq.x->reason == HTTP_REASON_NONE)
-            h->rq.x->reason = HTTP_REASON_CLIENT_ABORTED;
+            h->rq.x->reason = reason == END_OUT_OF_MEMORY ? HTTP_REASON_OUT_OF_MEMORY
+                                                          : HTTP_REASON_CLIENT_ABORTED;
         exchange_log(h);
         exchange_release(h, true);
     }
@@ -170,8 +171,8 @@ static int client_gone(struct conn *c, enum end_reason reason,
 /* ---- response heads ---------------------------------------------------------------- */
 
 /* The writers of heads append to h1_io's |out|, which remembers a failed
- * append: a connection whose answer lost a piece is failed before any of
- * it is written (h1_io_write), never sent with a hole in it. */
+ * append: a connection whose answer lost a piece is failed before any more
+ * of it is written (h1_io_write), never sent with a hole in it. */
 
 static void add_status_line(struct h1_io *io, int status)
 {
@@ -374,7 +375,7 @@ static void take_body(struct h1 *h, bool *progress)
         }
         if (h->framing == FRAMING_CHUNKED)
             h1_io_printf(&h->io, "%zx\r\n", n);
-        if (evbuffer_remove_buffer(x->resp_body, h->io.out, n) != (int)n)
+        if (!http_move_bytes(x->resp_body, h->io.out, n))
             h->io.out_failed = true;
         if (h->framing == FRAMING_CHUNKED)
             h1_io_add(&h->io, "\r\n", 2);

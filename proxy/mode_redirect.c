@@ -87,14 +87,19 @@ static void exchange_end(struct redirect *r)
 }
 
 /* client_gone ends the connection after the client left or failed
- * mid-request: the request is logged as client_aborted. */
+ * mid-request: the request is logged as client_aborted (or out_of_memory,
+ * tlsterm's failure, even once answered: the answer never went out). */
 static int client_gone(struct conn *c, enum end_reason reason,
                        const struct tls_io_failure *failure)
 {
     struct redirect *r = redirect_of(c);
 
-    if (r->rq.x != NULL && r->rq.x->reason == HTTP_REASON_NONE && !r->answered)
-        r->rq.x->reason = HTTP_REASON_CLIENT_ABORTED;
+    if (r->rq.x != NULL && r->rq.x->reason == HTTP_REASON_NONE) {
+        if (reason == END_OUT_OF_MEMORY)
+            r->rq.x->reason = HTTP_REASON_OUT_OF_MEMORY;
+        else if (!r->answered)
+            r->rq.x->reason = HTTP_REASON_CLIENT_ABORTED;
+    }
     exchange_end(r);
     return conn_close(c, reason, failure);
 }

@@ -60,8 +60,8 @@ for name in "$@"; do
         grep -v -E '^#[0-9]+' "$log" | tail -40 >&2
         for crash in "$out/artifacts/$name"/*; do
             [ -f "$crash" ] || continue
-            echo "fuzz: $crash, base64:" >&2
-            head -c 4096 "$crash" | base64 >&2
+            echo "fuzz: $crash ($(wc -c <"$crash") bytes), gzip | base64 (base64 -d | gunzip to get it back):" >&2
+            gzip -9c "$crash" | base64 >&2
         done
         failed="$failed $name"
     fi

@@ -229,6 +229,7 @@ class H1Requests:
     left in the pool."""
 
     name = "h1"
+    requests = (("/", HELLO_BODY), ("/", HELLO_BODY))
 
     def __init__(self, backend, certs):
         self.certs = certs
@@ -245,14 +246,15 @@ class H1Requests:
                 raise OSError(str(e)) from e
             with conn:
                 client = addr_text(conn.pipe.sock.getsockname())
-                for _ in range(2):
-                    response = conn.request("GET", "/")
+                for path, body in self.requests:
+                    response = conn.request("GET", path)
                     if response.status >= 500:
                         failure = f"client: HTTP {response.status}"
                         break
-                    if response.status != 200 or response.body != HELLO_BODY:
+                    if response.status != 200 or response.body != body:
                         raise AssertionError(
-                            f"a wrong answer: {response.status} {response.body[:200]!r}")
+                            f"a wrong answer: {response.status} {len(response.body)} bytes, "
+                            f"{response.body[:200]!r}")
         except (ssl.SSLError, OSError, EOFError) as e:
             failure = f"client: {e!r}"
         end = end_of_conn(proxy, client, since)
@@ -261,6 +263,14 @@ class H1Requests:
             end = proxy.wait_for("request", timeout=ROUND_DEADLINE, since=since, client=client,
                                  predicate=lambda e: e.get("status", 0) >= 500)
         return Round(failure is None, failure, end)
+
+
+class H1LargeResponse(H1Requests):
+    """A 96 KiB response over HTTP/1.1: its bytes pass through several
+    buffers on their way, and no byte may go missing."""
+
+    name = "h1_large"
+    requests = (("/bytes/98304", b"".join(pattern(98304))),)
 
 
 class Redirects:
@@ -451,6 +461,15 @@ def test_h1_requests(tmp_path, certs):
     backend = HttpBackend().start()
     try:
         count, rounds, _ = run_sweep(tmp_path, H1Requests(backend, certs))
+    finally:
+        backend.stop()
+    assert rounds >= count > 50
+
+
+def test_h1_large_response(tmp_path, certs):
+    backend = HttpBackend().start()
+    try:
+        count, rounds, _ = run_sweep(tmp_path, H1LargeResponse(backend, certs))
     finally:
         backend.stop()
     assert rounds >= count > 50

@@ -549,29 +549,34 @@ def test_passive_failures_and_cooldown(tlsterm_factory, certs, group):
 
 
 def test_passive_and_active_say_down_and_up_once(tlsterm_factory, certs, group):
-    """A server both detectors take out (connect failures and tcp checks)
-    gets one backend_server_down, and one backend_server_up once both have
-    it back: no "passive cooldown over" while its checks still fail."""
+    """A server both detectors take out (a connect failure and the tcp
+    checks) gets one backend_server_down, whichever comes first, and one
+    backend_server_up once both have it back: no "passive cooldown over"
+    while its checks still fail."""
     a = group.start("a")
     b = group.start("b")
     port = a.port
     check = {"type": "tcp", "interval": "100ms", "timeout": "90ms", "fall": 2, "rise": 1}
     backend = {"servers": [a.addr, b.addr],
-               "health": {"check": check, "passive": {"failures": 1, "cooldown": "500ms"}}}
+               "health": {"check": check, "passive": {"failures": 1, "cooldown": "2s"}}}
     proxy = tlsterm_factory(config_with(tcp_listener(certs, backend), workers=1))
     name = backend_name(proxy)
     wait_checks(proxy, name, a.addr, 1)
     mark = proxy.mark()
     a.stop()
-    # A connect to the stopped server (passive) and the checks (active).
-    for _ in range(4):
+    # Requests until one was tried on the stopped server (passive), unless
+    # the checks took it out first; then the checks (active) do too.
+    for _ in range(8):
         assert tcp_request(proxy, certs) == "b"
-    proxy.wait_for("backend_server_down", since=mark, server=a.addr)
+        if proxy.find("backend_connect_failed", since=mark, backend=a.addr):
+            break
     wait_until(lambda: server_state(proxy, name, a.addr)["state"] == "down",
                what="the checks to take a out")
-    # Past the 500 ms cooldown, with the checks still failing.
-    wait_checks(proxy, name, a.addr, 8)
-    assert len(proxy.find("backend_server_down", since=mark, server=a.addr)) == 1
+    both = bool(proxy.find("backend_connect_failed", since=mark, backend=a.addr))
+    # 30 more checks: past the 2 s cooldown, with the checks still failing.
+    wait_checks(proxy, name, a.addr, 30)
+    downs = proxy.find("backend_server_down", since=mark, server=a.addr)
+    assert len(downs) == 1, downs
     assert not proxy.find("backend_server_up", since=mark, server=a.addr)
     group.start("a", port=port)
     up = proxy.wait_for("backend_server_up", since=mark, server=a.addr)
@@ -579,6 +584,9 @@ def test_passive_and_active_say_down_and_up_once(tlsterm_factory, certs, group):
     wait_checks(proxy, name, a.addr, 3)
     assert len(proxy.find("backend_server_up", since=mark, server=a.addr)) == 1
     assert server_state(proxy, name, a.addr)["state"] == "up"
+    # Round-robin over two servers tries the stopped one within two
+    # requests: both detectors took part.
+    assert both
 
 
 @pytest.mark.parametrize("mode", ["tcp", "http"])
