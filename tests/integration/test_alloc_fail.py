@@ -179,25 +179,33 @@ class Forward:
         return Round(failure is None, failure, end)
 
 
-class H2Request:
-    """GET / over h2 through an HTTP-mode listener."""
-
-    name = "h2"
+class HttpScenario:
+    """A scenario through an HTTP-mode listener in front of |backend|."""
 
     def __init__(self, backend, certs):
         self.certs = certs
         listener = http_listener("web", backend, certs)
         self.config = http_config([listener], drain_timeout="2s")
 
+    def connect(self, conn_class, proxy):
+        """connect opens a |conn_class| (H1Conn, H2Conn) to the listener; a
+        handshake that did not complete is an OSError, as a reset is."""
+        try:
+            return conn_class(proxy.port("web"), self.certs)
+        except AssertionError as e:  # TlsPipe: the handshake did not complete
+            raise OSError(str(e)) from e
+
+
+class H2Request(HttpScenario):
+    """GET / over h2 through an HTTP-mode listener."""
+
+    name = "h2"
+
     def run(self, proxy, since):
         failure = None
         client = None
         try:
-            try:
-                conn = H2Conn(proxy.port("web"), self.certs)
-            except AssertionError as e:  # TlsPipe: the handshake did not complete
-                raise OSError(str(e)) from e
-            with conn:
+            with self.connect(H2Conn, proxy) as conn:
                 client = addr_text(conn.pipe.sock.getsockname())
                 stream = conn.request("GET", "/")
                 try:
@@ -223,7 +231,7 @@ class H2Request:
         return Round(failure is None, failure, end)
 
 
-class H1Requests:
+class H1Requests(HttpScenario):
     """Two GETs on one HTTP/1.1 connection (ALPN http/1.1) through an
     HTTP-mode listener: the second on the backend connection the first
     left in the pool."""
@@ -231,20 +239,11 @@ class H1Requests:
     name = "h1"
     requests = (("/", HELLO_BODY), ("/", HELLO_BODY))
 
-    def __init__(self, backend, certs):
-        self.certs = certs
-        listener = http_listener("web", backend, certs)
-        self.config = http_config([listener], drain_timeout="2s")
-
     def run(self, proxy, since):
         failure = None
         client = None
         try:
-            try:
-                conn = H1Conn(proxy.port("web"), self.certs)
-            except AssertionError as e:  # TlsPipe: the handshake did not complete
-                raise OSError(str(e)) from e
-            with conn:
+            with self.connect(H1Conn, proxy) as conn:
                 client = addr_text(conn.pipe.sock.getsockname())
                 for path, body in self.requests:
                     response = conn.request("GET", path)
@@ -448,30 +447,17 @@ def test_tcp_forwarding(tmp_path, echo, certs):
     assert rounds >= count > 50
 
 
-def test_h2_request(tmp_path, certs):
+@pytest.fixture(scope="module")
+def http_backend():
     backend = HttpBackend().start()
-    try:
-        count, rounds, _ = run_sweep(tmp_path, H2Request(backend, certs))
-    finally:
-        backend.stop()
-    assert rounds >= count > 50
+    yield backend
+    backend.stop()
 
 
-def test_h1_requests(tmp_path, certs):
-    backend = HttpBackend().start()
-    try:
-        count, rounds, _ = run_sweep(tmp_path, H1Requests(backend, certs))
-    finally:
-        backend.stop()
-    assert rounds >= count > 50
-
-
-def test_h1_large_response(tmp_path, certs):
-    backend = HttpBackend().start()
-    try:
-        count, rounds, _ = run_sweep(tmp_path, H1LargeResponse(backend, certs))
-    finally:
-        backend.stop()
+@pytest.mark.parametrize("scenario", [H2Request, H1Requests, H1LargeResponse],
+                         ids=lambda cls: cls.name)
+def test_http(tmp_path, http_backend, certs, scenario):
+    count, rounds, _ = run_sweep(tmp_path, scenario(http_backend, certs))
     assert rounds >= count > 50
 
 
