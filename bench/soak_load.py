@@ -107,6 +107,22 @@ def tls_connect(cfg, port, alpn):
     return tls
 
 
+def counted_connect(cfg, stats, name, port, alpn):
+    """counted_connect opens a client's next connection and counts it (and
+    the certificate serial it was served); None after a failure, counted
+    too, and a second's pause."""
+    started = time.time()
+    try:
+        sock = tls_connect(cfg, port, alpn)
+    except (OSError, ssl.SSLError) as e:
+        stats.fail(name, "connect", repr(e))
+        time.sleep(1)
+        return None
+    stats.add(name, "connections")
+    stats.serial(started, name, sock.getpeercert()["serialNumber"])
+    return sock
+
+
 # ---- HTTP/1.1 (tcp and h1 clients) --------------------------------------------------
 
 class Reader:
@@ -181,15 +197,9 @@ def h1_client(cfg, stats, name, port, alpn, deadline, rng):
     interval = 1.0 / cfg["rate_per_client"]
     next_at = time.monotonic()
     while time.monotonic() < deadline:
-        started = time.time()
-        try:
-            sock = tls_connect(cfg, port, alpn)
-        except (OSError, ssl.SSLError) as e:
-            stats.fail(name, "connect", repr(e))
-            time.sleep(1)
+        sock = counted_connect(cfg, stats, name, port, alpn)
+        if sock is None:
             continue
-        stats.add(name, "connections")
-        stats.serial(started, name, sock.getpeercert()["serialNumber"])
         if alpn == "http/1.1" and name == "h1" and sock.selected_alpn_protocol() != "http/1.1":
             stats.fail(name, "alpn", sock.selected_alpn_protocol())
         reader = Reader(sock)
@@ -288,15 +298,9 @@ def h2_client(cfg, stats, name, port, deadline, rng):
     per_round = 4
     interval = per_round / cfg["rate_per_client"]
     while time.monotonic() < deadline:
-        started = time.time()
-        try:
-            sock = tls_connect(cfg, port, "h2")
-        except (OSError, ssl.SSLError) as e:
-            stats.fail(name, "connect", repr(e))
-            time.sleep(1)
+        sock = counted_connect(cfg, stats, name, port, "h2")
+        if sock is None:
             continue
-        stats.add(name, "connections")
-        stats.serial(started, name, sock.getpeercert()["serialNumber"])
         try:
             if sock.selected_alpn_protocol() != "h2":
                 stats.fail(name, "alpn", sock.selected_alpn_protocol())

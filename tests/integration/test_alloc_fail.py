@@ -116,67 +116,59 @@ def end_of_conn(proxy, client, since):
 # ---- scenarios -----------------------------------------------------------------------
 
 
-class Handshake:
+class TcpScenario:
+    """A scenario through a tcp listener in front of |backend|: one TLS
+    connection, on which talk() does the scenario's part."""
+
+    def __init__(self, backend, certs):
+        self.certs = certs
+        self.config = one_worker(
+            tlsterm_config([listener_config("edge", backend, certs)], drain_timeout="2s"))
+
+    def run(self, proxy, since):
+        sock = socket.create_connection(("127.0.0.1", proxy.port("edge")), timeout=ROUND_DEADLINE)
+        client = addr_text(sock.getsockname())
+        try:
+            with client_context(self.certs.ca).wrap_socket(sock, server_hostname="localhost") as tls:
+                failure = self.talk(tls)
+        except (ssl.SSLError, OSError) as e:
+            failure = f"client: {e!r}"
+        finally:
+            sock.close()
+        end = end_of_conn(proxy, client, since)
+        return Round(failure is None, failure, end)
+
+
+class Handshake(TcpScenario):
     """A TLS handshake through a tcp listener, then close_notify."""
 
     name = "handshake"
 
-    def __init__(self, backend, certs):
-        self.certs = certs
-        self.config = one_worker(
-            tlsterm_config([listener_config("edge", backend, certs)], drain_timeout="2s"))
-
-    def run(self, proxy, since):
-        ctx = client_context(self.certs.ca)
-        sock = socket.create_connection(("127.0.0.1", proxy.port("edge")), timeout=ROUND_DEADLINE)
-        client = addr_text(sock.getsockname())
-        failure = None
-        try:
-            with ctx.wrap_socket(sock, server_hostname="localhost") as tls:
-                tls.unwrap()
-        except (ssl.SSLError, OSError) as e:
-            failure = f"client: {e!r}"
-        finally:
-            sock.close()
-        end = end_of_conn(proxy, client, since)
-        return Round(failure is None, failure, end)
+    def talk(self, tls):
+        tls.unwrap()
+        return None
 
 
-class Forward:
+class Forward(TcpScenario):
     """8 KiB through a tcp listener to an echo backend and back."""
 
     name = "forward"
 
-    def __init__(self, backend, certs):
-        self.certs = certs
-        self.config = one_worker(
-            tlsterm_config([listener_config("edge", backend, certs)], drain_timeout="2s"))
-
-    def run(self, proxy, since):
+    def talk(self, tls):
         data = b"".join(pattern(FORWARD_LEN))
-        sock = socket.create_connection(("127.0.0.1", proxy.port("edge")), timeout=ROUND_DEADLINE)
-        client = addr_text(sock.getsockname())
-        failure = None
-        try:
-            with client_context(self.certs.ca).wrap_socket(sock, server_hostname="localhost") as tls:
-                tls.sendall(data)
-                got = b""
-                while len(got) < len(data):
-                    chunk = tls.recv(65536)
-                    if not chunk:
-                        break
-                    got += chunk
-                if got != data:
-                    # Short is a failure the client can see; other bytes are
-                    # never acceptable.
-                    assert data.startswith(got), "the echo came back altered"
-                    failure = f"client: {len(got)} of {len(data)} bytes, then EOF"
-        except (ssl.SSLError, OSError) as e:
-            failure = f"client: {e!r}"
-        finally:
-            sock.close()
-        end = end_of_conn(proxy, client, since)
-        return Round(failure is None, failure, end)
+        tls.sendall(data)
+        got = b""
+        while len(got) < len(data):
+            chunk = tls.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        if got == data:
+            return None
+        # Short is a failure the client can see; other bytes are never
+        # acceptable.
+        assert data.startswith(got), "the echo came back altered"
+        return f"client: {len(got)} of {len(data)} bytes, then EOF"
 
 
 class HttpScenario:

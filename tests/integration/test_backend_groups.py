@@ -242,19 +242,26 @@ def test_proxy_header_goes_to_the_server_a_retry_reaches(tlsterm_factory, certs,
     assert proxy.find("backend_connect_failed", since=mark, backend=dead)
 
 
-class RestartingServer:
-    """RestartingServer is a server in the middle of a restart, on cue:
-    it answers "a" (keep-alive) until stop_listening(), which closes its
-    listener, so that connects to it are refused, while the connections it
-    has stay open; a request that then arrives on one of those is read and
-    its connection closed unanswered, as a server going away does."""
+def read_head(sock, buf=b""):
+    """read_head reads from |sock| after |buf| until a request head is
+    complete: (the head, the bytes after it), or (None, b"") at EOF."""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return None, b""
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    return head, rest
+
+
+class FakeServer:
+    """FakeServer is a loopback listener whose accept loop hands each
+    connection to accepted(); subclasses set their state before calling
+    __init__, which starts the loop."""
 
     def __init__(self):
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.addr = addr_text(self.listener.getsockname())
-        self.listening = True
-        self.dropped = threading.Event()
-        self.socks = []
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -263,19 +270,33 @@ class RestartingServer:
                 sock, _ = self.listener.accept()
             except OSError:
                 return
-            self.socks.append(sock)
-            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
+            self.accepted(sock)
+
+
+class RestartingServer(FakeServer):
+    """RestartingServer is a server in the middle of a restart, on cue:
+    it answers "a" (keep-alive) until stop_listening(), which closes its
+    listener, so that connects to it are refused, while the connections it
+    has stay open; a request that then arrives on one of those is read and
+    its connection closed unanswered, as a server going away does."""
+
+    def __init__(self):
+        self.listening = True
+        self.dropped = threading.Event()
+        self.socks = []
+        super().__init__()
+
+    def accepted(self, sock):
+        self.socks.append(sock)
+        threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
 
     def _serve(self, sock):
         buf = b""
         try:
             while True:
-                while b"\r\n\r\n" not in buf:
-                    chunk = sock.recv(4096)
-                    if not chunk:
-                        return
-                    buf += chunk
-                _, _, buf = buf.partition(b"\r\n\r\n")
+                head, buf = read_head(sock, buf)
+                if head is None:
+                    return
                 if not self.listening:
                     self.dropped.set()
                     return
@@ -324,33 +345,21 @@ def test_retry_after_a_stale_connection_goes_on_to_the_next_server(tlsterm_facto
         a.close()
 
 
-class ResettingServer:
+class ResettingServer(FakeServer):
     """ResettingServer accepts, reads a request head and resets the
     connection (SO_LINGER 0) without a response byte: what a server that
     closes its listener with connections still in its accept queue (a
     graceful stop) or crashes does to a request just sent."""
 
     def __init__(self):
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.addr = addr_text(self.listener.getsockname())
         self.requests = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self):
-        while True:
-            try:
-                sock, _ = self.listener.accept()
-            except OSError:
-                return
-            with sock:
-                buf = b""
-                while b"\r\n\r\n" not in buf:
-                    chunk = sock.recv(4096)
-                    if not chunk:
-                        break
-                    buf += chunk
-                self.requests.append(buf.split(b"\r\n", 1)[0])
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    def accepted(self, sock):
+        with sock:
+            head, _ = read_head(sock)
+            self.requests.append((head or b"").split(b"\r\n", 1)[0])
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
     def close(self):
         self.listener.close()
